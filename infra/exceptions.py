@@ -1,0 +1,507 @@
+"""The error hierarchy of Semantica Infra.
+
+Every error raised by this library is an :class:`InfraError`. Each carries:
+
+* ``message``   -- what happened and what to do, rendered from attributes;
+* ``component`` -- which backend/component raised it (``"postgres"``, ``"redis"`` ...);
+* ``details``   -- a dict of structured facts (``timeout``, ``failure_count``, ...);
+  secrets in it are masked when rendered (see :mod:`infra.redaction`);
+* ``retryable`` -- whether repeating the same call may succeed. Each class has a default;
+  a raise site may override it.
+
+Driver exceptions (asyncpg, redis, qdrant-client/httpx/grpc, neo4j, litellm, asyncio/OS)
+are mapped to these types at exactly one seam, :mod:`infra.translation`.
+
+The tree (``+`` marks a second base class)::
+
+    InfraError
+    ├── ConfigurationError
+    ├── BackendConnectionError                 retryable
+    │   ├── DatabaseConnectionError  +DatabaseError
+    │   ├── CacheConnectionError     +CacheError
+    │   ├── VectorStoreConnectionError +VectorStoreError
+    │   └── GraphConnectionError     +GraphError
+    ├── BackendAuthenticationError
+    │   └── LLMAuthenticationError   +LLMError
+    ├── InfraTimeoutError                      retryable, details["timeout"]
+    │   ├── OperationTimeoutError              (a Timeout policy fired)
+    │   ├── QueryTimeoutError        +DatabaseError
+    │   ├── LockAcquireTimeoutError  +LockError   (not retryable by default)
+    │   └── LLMTimeoutError          +LLMError
+    ├── PoolExhaustedError                     retryable
+    ├── DatabaseError
+    │   ├── QuerySyntaxError
+    │   ├── ConstraintViolationError
+    │   │   └── UniqueViolationError
+    │   ├── SerializationFailureError          retryable (incl. deadlocks)
+    │   └── (QueryTimeoutError, DatabaseConnectionError)
+    ├── CacheError
+    │   ├── CacheSerializationError
+    │   └── (CacheConnectionError)
+    ├── LockError
+    │   ├── LockNotOwnedError
+    │   ├── LockLostError
+    │   └── (LockAcquireTimeoutError)
+    ├── VectorStoreError
+    │   ├── CollectionNotFoundError
+    │   ├── DimensionMismatchError
+    │   └── (VectorStoreConnectionError)
+    ├── GraphError
+    │   ├── GraphQueryError
+    │   ├── GraphTransientError                retryable
+    │   └── (GraphConnectionError)
+    ├── LLMError
+    │   ├── RateLimitedError                   retryable, retry_after
+    │   ├── ContextWindowExceededError
+    │   ├── LLMBadRequestError
+    │   ├── BudgetExceededError
+    │   ├── ProviderUnavailableError           retryable
+    │   └── (LLMAuthenticationError, LLMTimeoutError)
+    └── ResilienceError
+        ├── CircuitBreakerOpenError            details["failure_count"], ["retry_after_s"]
+        ├── BulkheadFullError
+        ├── RateLimitExceededError             details["retry_after_s"] when known
+        └── RetryExhaustedError
+
+Multiple inheritance is deliberate: ``except DatabaseError`` catches a query timeout and
+``except InfraTimeoutError`` catches it too, whichever the caller cares about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from infra.redaction import redact_mapping, redact_text
+
+__all__ = [
+    "BackendAuthenticationError",
+    "BackendConnectionError",
+    "BudgetExceededError",
+    "BulkheadFullError",
+    "CacheConnectionError",
+    "CacheError",
+    "CacheSerializationError",
+    "CircuitBreakerOpenError",
+    "CollectionNotFoundError",
+    "ConfigurationError",
+    "ConstraintViolationError",
+    "ContextWindowExceededError",
+    "DatabaseConnectionError",
+    "DatabaseError",
+    "DimensionMismatchError",
+    "GraphConnectionError",
+    "GraphError",
+    "GraphQueryError",
+    "GraphTransientError",
+    "InfraError",
+    "InfraTimeoutError",
+    "LLMAuthenticationError",
+    "LLMBadRequestError",
+    "LLMError",
+    "LLMTimeoutError",
+    "LockAcquireTimeoutError",
+    "LockError",
+    "LockLostError",
+    "LockNotOwnedError",
+    "OperationTimeoutError",
+    "PoolExhaustedError",
+    "ProviderUnavailableError",
+    "QuerySyntaxError",
+    "QueryTimeoutError",
+    "RateLimitExceededError",
+    "RateLimitedError",
+    "ResilienceError",
+    "RetryExhaustedError",
+    "SerializationFailureError",
+    "UniqueViolationError",
+    "VectorStoreConnectionError",
+    "VectorStoreError",
+]
+
+
+class InfraError(Exception):
+    """Base of every error this library raises.
+
+    Args:
+        message: What happened. Defaults to the class's ``default_message``.
+        component: The backend or component that raised it (``"postgres"``, ...).
+        details: Structured facts; rendered with secrets masked.
+        retryable: Overrides the class default when the raise site knows better.
+    """
+
+    default_message: ClassVar[str] = "infrastructure operation failed"
+    default_retryable: ClassVar[bool] = False
+    #: What the caller can do about it; appended to the rendered message.
+    hint: ClassVar[str] = ""
+
+    message: str
+    component: str | None
+    details: dict[str, Any]
+    retryable: bool
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        component: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        self.message = redact_text(message) if message else self.default_message
+        self.component = component
+        self.details = dict(details) if details else {}
+        self.retryable = self.default_retryable if retryable is None else retryable
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        parts = [f"[{self.component}] {self.message}" if self.component else self.message]
+        if self.details:
+            rendered = ", ".join(f"{k}={v!r}" for k, v in redact_mapping(self.details).items())
+            parts.append(f"({rendered})")
+        if self.hint:
+            parts.append(f"-- {self.hint}")
+        return " ".join(parts)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(message={self.message!r}, component={self.component!r}, "
+            f"details={redact_mapping(self.details)!r}, retryable={self.retryable!r})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable view (secrets masked), for logs and health responses."""
+        return {
+            "type": type(self).__name__,
+            "message": self.message,
+            "component": self.component,
+            "details": redact_mapping(self.details),
+            "retryable": self.retryable,
+        }
+
+
+# --------------------------------------------------------------------------- configuration
+class ConfigurationError(InfraError):
+    """Settings or arguments are invalid; fix the configuration named in the message."""
+
+    default_message = "invalid configuration"
+
+
+# ------------------------------------------------------------------- connectivity and auth
+class BackendConnectionError(InfraError):
+    """The backend could not be reached, or the connection broke mid-call."""
+
+    default_message = "could not connect to the backend"
+    default_retryable = True
+    hint = "check that the server is running and reachable at the configured address"
+
+
+class BackendAuthenticationError(InfraError):
+    """The backend rejected the credentials."""
+
+    default_message = "authentication with the backend failed"
+    hint = "check the configured user, password or API key"
+
+
+class InfraTimeoutError(InfraError):
+    """An operation did not finish in time; ``details["timeout"]`` holds the limit (s)."""
+
+    default_message = "operation timed out"
+    default_retryable = True
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        timeout: float | None = None,
+        component: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        merged = dict(details or {})
+        if timeout is not None:
+            merged["timeout"] = timeout
+        super().__init__(message, component=component, details=merged, retryable=retryable)
+
+    @property
+    def timeout(self) -> float | None:
+        """The limit that was exceeded, in seconds, when known."""
+        value = self.details.get("timeout")
+        return float(value) if value is not None else None
+
+
+class OperationTimeoutError(InfraTimeoutError):
+    """A timeout policy cancelled the operation."""
+
+    default_message = "operation exceeded its timeout"
+
+
+class PoolExhaustedError(InfraError):
+    """No pooled connection became free within the allowed wait."""
+
+    default_message = "connection pool exhausted"
+    default_retryable = True
+    hint = "raise the pool's max size or lower concurrency"
+
+
+# ------------------------------------------------------------------------------- database
+class DatabaseError(InfraError):
+    """A relational database operation failed."""
+
+    default_message = "database operation failed"
+
+
+class DatabaseConnectionError(BackendConnectionError, DatabaseError):
+    """The database connection could not be opened or was lost."""
+
+    default_message = "database connection failed"
+
+
+class QueryTimeoutError(InfraTimeoutError, DatabaseError):
+    """A query exceeded its statement or client timeout (``details["timeout"]``)."""
+
+    default_message = "query timed out"
+
+
+class QuerySyntaxError(DatabaseError):
+    """The statement is invalid (syntax, unknown table/column, wrong types)."""
+
+    default_message = "invalid SQL statement"
+    hint = "fix the statement; retrying will not help"
+
+
+class ConstraintViolationError(DatabaseError):
+    """The write violates a constraint (foreign key, not-null, check, exclusion)."""
+
+    default_message = "constraint violation"
+
+
+class UniqueViolationError(ConstraintViolationError):
+    """The write duplicates a unique key."""
+
+    default_message = "unique constraint violation"
+
+
+class SerializationFailureError(DatabaseError):
+    """A concurrent transaction conflicted (serialization failure or deadlock)."""
+
+    default_message = "transaction serialization failure"
+    default_retryable = True
+    hint = "retry the whole transaction"
+
+
+# ---------------------------------------------------------------------------------- cache
+class CacheError(InfraError):
+    """A cache/key-value operation failed."""
+
+    default_message = "cache operation failed"
+
+
+class CacheConnectionError(BackendConnectionError, CacheError):
+    """The cache server could not be reached."""
+
+    default_message = "cache connection failed"
+
+
+class CacheSerializationError(CacheError):
+    """A value could not be encoded or decoded by the configured serializer."""
+
+    default_message = "cache value could not be (de)serialized"
+
+
+# ----------------------------------------------------------------------------------- lock
+class LockError(InfraError):
+    """A distributed lock operation failed."""
+
+    default_message = "lock operation failed"
+
+
+class LockNotOwnedError(LockError):
+    """Release/extend was attempted with a token that does not own the lock."""
+
+    default_message = "lock is not owned by this holder"
+
+
+class LockLostError(LockError):
+    """The lease expired or was taken over while the holder still worked."""
+
+    default_message = "lock lease was lost"
+
+
+class LockAcquireTimeoutError(InfraTimeoutError, LockError):
+    """The lock was not granted within the allowed wait."""
+
+    default_message = "timed out acquiring lock"
+    default_retryable = False
+
+
+# --------------------------------------------------------------------------------- vector
+class VectorStoreError(InfraError):
+    """A vector store operation failed."""
+
+    default_message = "vector store operation failed"
+
+
+class VectorStoreConnectionError(BackendConnectionError, VectorStoreError):
+    """The vector store could not be reached."""
+
+    default_message = "vector store connection failed"
+
+
+class CollectionNotFoundError(VectorStoreError):
+    """The named collection does not exist."""
+
+    default_message = "collection not found"
+    hint = "create the collection first"
+
+
+class DimensionMismatchError(VectorStoreError):
+    """A vector's size differs from the collection's configured size."""
+
+    default_message = "vector dimension mismatch"
+
+
+# ---------------------------------------------------------------------------------- graph
+class GraphError(InfraError):
+    """A graph database operation failed."""
+
+    default_message = "graph operation failed"
+
+
+class GraphConnectionError(BackendConnectionError, GraphError):
+    """The Bolt server could not be reached."""
+
+    default_message = "graph database connection failed"
+
+
+class GraphQueryError(GraphError):
+    """The Cypher query is invalid or failed on the server."""
+
+    default_message = "graph query failed"
+
+
+class GraphTransientError(GraphError):
+    """A transient server condition (leader switch, deadlock); retry the transaction."""
+
+    default_message = "transient graph database error"
+    default_retryable = True
+
+
+# ------------------------------------------------------------------------------------ LLM
+class LLMError(InfraError):
+    """An LLM provider call failed."""
+
+    default_message = "LLM call failed"
+
+
+class LLMAuthenticationError(BackendAuthenticationError, LLMError):
+    """The provider rejected the API key."""
+
+    default_message = "LLM provider rejected the credentials"
+
+
+class LLMTimeoutError(InfraTimeoutError, LLMError):
+    """The provider did not answer in time."""
+
+    default_message = "LLM request timed out"
+
+
+class RateLimitedError(LLMError):
+    """The provider throttled the call; ``retry_after`` (s) says when to try again."""
+
+    default_message = "rate limited by the provider"
+    default_retryable = True
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        retry_after: float | None = None,
+        component: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        merged = dict(details or {})
+        if retry_after is not None:
+            merged["retry_after"] = retry_after
+        super().__init__(message, component=component, details=merged, retryable=retryable)
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds the provider asked us to wait, when it said."""
+        value = self.details.get("retry_after")
+        return float(value) if value is not None else None
+
+
+class ContextWindowExceededError(LLMError):
+    """The prompt plus requested completion exceed the model's context window."""
+
+    default_message = "context window exceeded"
+    hint = "shorten the prompt or lower max_tokens"
+
+
+class LLMBadRequestError(LLMError):
+    """The provider rejected the request as malformed or disallowed."""
+
+    default_message = "LLM request rejected"
+
+
+class BudgetExceededError(LLMError):
+    """The call would exceed the configured spend budget."""
+
+    default_message = "LLM budget exceeded"
+    hint = "raise the budget or wait for the next budget period"
+
+
+class ProviderUnavailableError(LLMError):
+    """The provider is overloaded or down (5xx, connection failure)."""
+
+    default_message = "LLM provider unavailable"
+    default_retryable = True
+
+
+# ----------------------------------------------------------------------------- resilience
+class ResilienceError(InfraError):
+    """A resilience policy refused or gave up on a call."""
+
+    default_message = "resilience policy rejected the call"
+
+
+class CircuitBreakerOpenError(ResilienceError):
+    """The breaker is open: the call was not attempted.
+
+    ``details["failure_count"]`` is the count that tripped it and
+    ``details["retry_after_s"]`` the time until a probe is allowed.
+    """
+
+    default_message = "circuit breaker is open; failing fast"
+
+    @property
+    def failure_count(self) -> int:
+        """Failures recorded when the breaker opened."""
+        return int(self.details.get("failure_count", 0))
+
+    @property
+    def retry_after_s(self) -> float | None:
+        """Seconds until the breaker lets a probe through."""
+        value = self.details.get("retry_after_s")
+        return float(value) if value is not None else None
+
+
+class BulkheadFullError(ResilienceError):
+    """The bulkhead's concurrency and queue are full, or the wait ran out."""
+
+    default_message = "bulkhead full; call rejected"
+
+
+class RateLimitExceededError(ResilienceError):
+    """The local or distributed rate limiter refused the call."""
+
+    default_message = "rate limit exceeded"
+
+
+class RetryExhaustedError(ResilienceError):
+    """All attempts failed. Only raised where a caller asks for a wrapper; by default a
+    retry policy re-raises the last real error instead (see ``infra.resilience``)."""
+
+    default_message = "all retry attempts failed"
