@@ -1,0 +1,8 @@
+"""Declarative dependency-injector containers that build clients lazily as resources.
+
+See :mod:`containers.core` for the pattern every backend container follows.
+"""
+
+from containers.core import CoreContainer
+
+__all__ = ["CoreContainer"]
