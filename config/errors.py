@@ -1,0 +1,131 @@
+"""One readable error for an invalid environment: :class:`SettingsError`.
+
+pydantic reports problems by field name and, by default, echoes the rejected input. A
+deployment is configured through environment variables, and rejected inputs may be
+secrets, so :meth:`SettingsError.from_validation_error` re-renders pydantic's
+``ValidationError``:
+
+* every problem is listed (pydantic already collects them; we keep them all), each under
+  its **environment-variable name** and its field name, so the fix is obvious whether the
+  value came from the environment, a ``.env`` file or a keyword argument;
+* the rejected value is shown **masked** when the field is secret (and any URL password
+  is masked in every value), via :mod:`infra.redaction`;
+* the structured list sits in ``details["errors"]`` as
+  ``{"env", "field", "expected", "got"}`` dicts for tools and tests.
+
+``Settings`` sets pydantic's ``hide_input_in_errors`` too, so the chained original
+``ValidationError`` (kept as ``__cause__`` for debugging) cannot print a secret either.
+
+Two small helpers live here as well: :func:`secret_field_names` (which values to mask) and
+:func:`reject_unknown_keywords` (a typo in a keyword argument is a programming error, so
+it raises ``TypeError`` at once instead of being silently ignored like an unknown
+environment variable).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection, Mapping
+from typing import Any, Final, get_args
+
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from infra.exceptions import ConfigurationError
+from infra.redaction import REDACTED, redact_value
+
+__all__ = ["SettingsError", "reject_unknown_keywords", "secret_field_names"]
+
+# pydantic phrases messages as "Input should be X" / "Value error, X"; we print
+# "expected X", so those lead-ins are dropped.
+_LEAD_INS: Final = ("Value error, ", "Input should be ")
+
+
+class SettingsError(ConfigurationError):
+    """The settings are invalid; ``details["errors"]`` lists every problem.
+
+    Each entry is ``{"env": "SEMANTICA_REDIS_PORT", "field": "redis_port",
+    "expected": "less than or equal to 65535", "got": "99999"}``; ``got`` is masked for
+    secret fields.
+    """
+
+    default_message = "invalid settings"
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """The problems, one dict per bad field (see the class docstring)."""
+        errors: list[dict[str, Any]] = self.details.get("errors", [])
+        return errors
+
+    def __str__(self) -> str:
+        # The message already lists every problem; InfraError.__str__ would append the
+        # same list again from ``details``.
+        return f"[{self.component}] {self.message}" if self.component else self.message
+
+    @classmethod
+    def from_validation_error(
+        cls,
+        exc: ValidationError,
+        *,
+        env_prefix: str,
+        secret_fields: Collection[str] = (),
+    ) -> SettingsError:
+        """Translate pydantic's error into one ``SettingsError`` naming env variables.
+
+        Args:
+            exc: The error raised while validating the settings.
+            env_prefix: Prefix of the environment variables (``"SEMANTICA_"``).
+            secret_fields: Fields whose rejected value must never be shown.
+        """
+        problems = [_problem(err, env_prefix, secret_fields) for err in exc.errors()]
+        lines = [
+            f"  {p['env']} ({p['field']}): expected {p['expected']}; got {p['got']!r}"
+            for p in problems
+        ]
+        noun = "problem" if len(problems) == 1 else "problems"
+        message = "\n".join(
+            [
+                (
+                    f"invalid settings ({len(problems)} {noun}); fix these environment "
+                    "variables (or the matching keyword arguments / .env entries):"
+                ),
+                *lines,
+            ]
+        )
+        return cls(message, component="config", details={"errors": problems})
+
+
+def _problem(
+    err: Mapping[str, Any], env_prefix: str, secret_fields: Collection[str]
+) -> dict[str, Any]:
+    loc = err.get("loc", ())
+    field = str(loc[0]) if loc else ""
+    env = f"{env_prefix}{field}".upper() if field else f"{env_prefix}*"
+    expected = str(err.get("msg", "a valid value"))
+    for lead_in in _LEAD_INS:
+        expected = expected.removeprefix(lead_in)
+    if expected.startswith(("less than", "greater than")):
+        expected = f"a value {expected}"  # "expected a value less than or equal to 65535"
+    got = err.get("input")
+    secret = field in secret_fields and got not in (None, "")
+    got = REDACTED if secret else redact_value(field, got)
+    return {"env": env, "field": field, "expected": expected, "got": got}
+
+
+def secret_field_names(cls: type[BaseModel]) -> frozenset[str]:
+    """Fields of ``cls`` typed ``SecretStr`` (optional or not): values never shown."""
+    return frozenset(
+        name
+        for name, info in cls.model_fields.items()
+        if SecretStr in (info.annotation, *get_args(info.annotation))
+    )
+
+
+def reject_unknown_keywords(cls: type[BaseModel], values: dict[str, Any]) -> None:
+    """``TypeError`` for keyword arguments that name no field (``_env_file`` etc. pass)."""
+    fields = list(cls.model_fields)
+    for key in values:
+        if key.startswith("_") or key.lower() in cls.model_fields:
+            continue
+        close = difflib.get_close_matches(key.lower(), fields, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise TypeError(f"{cls.__name__}() got an unexpected keyword argument {key!r}{hint}")

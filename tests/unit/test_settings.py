@@ -1,0 +1,559 @@
+"""Settings: sources, defaults, validation errors, secret masking, views and docs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+import typing
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+import config
+from config import (
+    CacheSettings,
+    DatabaseSettings,
+    GraphSettings,
+    LLMSettings,
+    LogFormat,
+    ObservabilitySettings,
+    RedisMode,
+    RedisSettings,
+    ResilienceSettings,
+    Settings,
+    SettingsError,
+    VectorSettings,
+)
+from infra.exceptions import ConfigurationError, InfraError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VIEWS: dict[str, type[Any]] = {
+    "db": DatabaseSettings,
+    "redis": RedisSettings,
+    "vector": VectorSettings,
+    "graph": GraphSettings,
+    "llm": LLMSettings,
+    "cache": CacheSettings,
+    "resilience": ResilienceSettings,
+    "observability": ObservabilitySettings,
+}
+
+# Distinct secrets, so a leak of any one of them is caught by name.
+DB_PASSWORD = "hunter2-db-pass"
+REDIS_PASSWORD = "s3cret-redis-pass"
+LLM_KEY = "sk-abcdefghijklmnop123456"
+QDRANT_KEY = "qdrant-key-98765"
+GRAPH_PASSWORD = "graph-pass-4242"
+ALL_SECRETS = (DB_PASSWORD, REDIS_PASSWORD, LLM_KEY, QDRANT_KEY, GRAPH_PASSWORD)
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No real SEMANTICA_* variable or .env file of the developer can leak in."""
+    for key in list(os.environ):
+        if key.upper().startswith("SEMANTICA_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def settings_error(**kwargs: Any) -> SettingsError:
+    with pytest.raises(SettingsError) as info:
+        Settings(**kwargs)
+    return info.value
+
+
+def envs_of(error: SettingsError) -> list[str]:
+    return [problem["env"] for problem in error.errors]
+
+
+# ------------------------------------------------------------------------ sources
+
+
+def test_empty_environment_gives_local_defaults() -> None:
+    """With no variables and no .env, every backend points at localhost defaults."""
+    settings = Settings()
+    assert settings.database_url == "postgresql://postgres@localhost:5432/postgres"
+    assert settings.redis.url == "redis://localhost:6379/0"
+    assert settings.vector.host == "localhost"
+    assert settings.graph.uri == "bolt://localhost:7687"
+    assert settings.llm.model == "gpt-4o-mini"
+    assert settings.redis.mode is RedisMode.STANDALONE
+    assert settings.observability.log_format is LogFormat.JSON
+    assert settings.observability.log_level == "INFO"
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        ("postgres_min_pool_size", 5),
+        ("postgres_max_pool_size", 20),
+        ("redis_port", 6379),
+        ("qdrant_port", 6333),
+        ("qdrant_upsert_concurrency", 4),
+        ("qdrant_upsert_batch_size", 256),
+        ("retry_max_attempts", 3),
+        ("circuit_breaker_enabled", True),
+        ("retry_enabled", True),
+        ("qdrant_prefer_grpc", False),
+    ],
+)
+def test_spec_documented_defaults(field: str, expected: object) -> None:
+    """The defaults SPEC.md documents for SEMANTICA_* variables hold."""
+    assert getattr(Settings(), field) == expected
+
+
+def test_prefixed_environment_variables_set_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SEMANTICA_<FIELD> sets a field; the same name without the prefix does not."""
+    monkeypatch.setenv("SEMANTICA_REDIS_PORT", "6380")
+    monkeypatch.setenv("SEMANTICA_QDRANT_PREFER_GRPC", "true")
+    monkeypatch.setenv("SEMANTICA_LLM_RPM_LIMIT", "120")
+    monkeypatch.setenv("QDRANT_PORT", "7000")
+    settings = Settings()
+    assert settings.redis_port == 6380
+    assert settings.qdrant_prefer_grpc is True
+    assert settings.llm_rpm_limit == 120
+    assert settings.qdrant_port == 6333
+
+
+def test_dotenv_file_in_working_directory_is_loaded(isolated_env: Path) -> None:
+    """A .env file in the working directory is read, unknown keys in it are ignored."""
+    (isolated_env / ".env").write_text(
+        "SEMANTICA_REDIS_HOST=cache.internal\n"
+        "SEMANTICA_RETRY_MAX_ATTEMPTS=5\n"
+        "SEMANTICA_FEATURE_FROM_THE_FUTURE=1\n"
+        "UNRELATED_TOOL_SETTING=x\n",
+        encoding="utf-8",
+    )
+    settings = Settings()
+    assert settings.redis_host == "cache.internal"
+    assert settings.retry_max_attempts == 5
+    assert Settings(_env_file=None).redis_host == "localhost"
+
+
+def test_precedence_is_kwargs_then_environment_then_dotenv(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keyword arguments beat the environment, which beats the .env file."""
+    (isolated_env / ".env").write_text(
+        "SEMANTICA_REDIS_HOST=from-dotenv\nSEMANTICA_QDRANT_HOST=from-dotenv\n"
+        "SEMANTICA_GRAPH_USER=from-dotenv\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("SEMANTICA_REDIS_HOST", "from-env")
+    monkeypatch.setenv("SEMANTICA_QDRANT_HOST", "from-env")
+    settings = Settings(redis_host="from-kwargs")
+    assert settings.redis_host == "from-kwargs"
+    assert settings.qdrant_host == "from-env"
+    assert settings.graph_user == "from-dotenv"
+
+
+def test_unknown_semantica_variable_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variable a newer release introduced does not break this one."""
+    monkeypatch.setenv("SEMANTICA_SOME_NEW_KNOB", "whatever")
+    assert Settings().redis_port == 6379
+
+
+def test_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SEMANTICA_X= (empty) keeps the default instead of failing validation."""
+    monkeypatch.setenv("SEMANTICA_REDIS_URL", "")
+    monkeypatch.setenv("SEMANTICA_LLM_RPM_LIMIT", "")
+    monkeypatch.setenv("SEMANTICA_REDIS_PORT", "")
+    settings = Settings()
+    assert settings.redis_url is None
+    assert settings.llm_rpm_limit is None
+    assert settings.redis_port == 6379
+
+
+def test_unknown_keyword_argument_raises_type_error_with_suggestion() -> None:
+    """A typo in a keyword argument is a programming error, reported at once."""
+    with pytest.raises(
+        TypeError, match=r"'postgres_max_pool'.*did you mean 'postgres_max_pool_size'"
+    ):
+        Settings(postgres_max_pool=50)
+
+
+def test_spec_example_builds_views() -> None:
+    """The SPEC.md snippet works: pool sizes from kwargs, views readable."""
+    settings = Settings(
+        database_url="postgresql://localhost/db",
+        postgres_min_pool_size=10,
+        postgres_max_pool_size=50,
+    )
+    assert settings.db.url == "postgresql://localhost/db"
+    assert (settings.db.min_pool_size, settings.db.max_pool_size) == (10, 50)
+    assert settings.vector.host == "localhost"
+    assert settings.llm.model == "gpt-4o-mini"
+
+
+# -------------------------------------------------------------------------- views
+
+
+def test_views_carry_the_settings_values() -> None:
+    """Each view renames its fields; values pass through unchanged."""
+    settings = Settings(
+        postgres_statement_timeout=12.5,
+        qdrant_upsert_batch_size=64,
+        graph_database="memgraph",
+        embedding_dimensions=256,
+        embedding_cache_ttl=3600.0,
+        circuit_breaker_failure_threshold=20,
+        attempt_timeout=2.5,
+        trace_sample_ratio=0.25,
+        redis_password=REDIS_PASSWORD,
+    )
+    assert settings.db.statement_timeout == 12.5
+    assert settings.vector.upsert_batch_size == 64
+    assert settings.graph.database == "memgraph"
+    assert settings.llm.embedding_dimensions == 256
+    assert settings.cache.embedding_ttl == 3600.0
+    assert settings.resilience.breaker_failure_threshold == 20
+    assert settings.resilience.attempt_timeout == 2.5
+    assert settings.observability.trace_sample_ratio == 0.25
+    password = settings.redis.password
+    assert isinstance(password, SecretStr)
+    assert password.get_secret_value() == REDIS_PASSWORD
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "url"),
+    [
+        ({}, "redis://localhost:6379/0"),
+        ({"redis_host": "r1", "redis_port": 6380, "redis_db": 2}, "redis://r1:6380/2"),
+        ({"redis_ssl": True}, "rediss://localhost:6379/0"),
+        ({"redis_host": "::1"}, "redis://[::1]:6379/0"),
+        (
+            {"redis_url": "unix:///run/redis.sock", "redis_host": "ignored"},
+            "unix:///run/redis.sock",
+        ),
+    ],
+)
+def test_redis_view_url_is_always_resolved(kwargs: dict[str, Any], url: str) -> None:
+    """redis.url is SEMANTICA_REDIS_URL when set, else built from host/port/db/ssl."""
+    assert Settings(**kwargs).redis.url == url
+
+
+def test_redis_view_url_never_embeds_the_password() -> None:
+    """A built Redis URL carries no password; it is passed separately."""
+    assert REDIS_PASSWORD not in Settings(redis_password=REDIS_PASSWORD).redis.url
+
+
+def test_settings_and_views_are_read_only() -> None:
+    """Settings and views are frozen snapshots."""
+    settings = Settings()
+    with pytest.raises(ValidationError, match="frozen"):
+        settings.redis_port = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.db.url = "postgresql://elsewhere/db"  # type: ignore[misc]
+
+
+def test_model_copy_yields_fresh_views() -> None:
+    """Views are rebuilt from the copy, never stale values of the original."""
+    copy = Settings().model_copy(update={"qdrant_host": "vectors.internal"})
+    assert copy.vector.host == "vectors.internal"
+
+
+# ----------------------------------------------------------------------- validation
+
+
+def test_invalid_environment_raises_one_error_naming_every_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two bad variables give one ConfigurationError listing both, with the bad values."""
+    monkeypatch.setenv("SEMANTICA_POSTGRES_MAX_POOL_SIZE", "abc")
+    monkeypatch.setenv("SEMANTICA_REDIS_PORT", "99999")
+    error = settings_error()
+    assert isinstance(error, ConfigurationError)
+    assert isinstance(error, InfraError)
+    text = str(error)
+    assert "SEMANTICA_POSTGRES_MAX_POOL_SIZE" in text
+    assert "SEMANTICA_REDIS_PORT" in text
+    assert "'abc'" in text
+    assert "99999" in text
+    assert error.details["errors"] == [
+        {
+            "env": "SEMANTICA_POSTGRES_MAX_POOL_SIZE",
+            "field": "postgres_max_pool_size",
+            "expected": "a valid integer, unable to parse string as an integer",
+            "got": "abc",
+        },
+        {
+            "env": "SEMANTICA_REDIS_PORT",
+            "field": "redis_port",
+            "expected": "a value less than or equal to 65535",
+            "got": "99999",
+        },
+    ]
+    assert isinstance(error.__cause__, ValidationError)
+
+
+def test_keyword_argument_errors_name_field_and_variable() -> None:
+    """Errors from keyword arguments are reported like environment errors."""
+    error = settings_error(redis_port=0, retry_max_attempts=0)
+    assert [(p["env"], p["field"]) for p in error.errors] == [
+        ("SEMANTICA_REDIS_PORT", "redis_port"),
+        ("SEMANTICA_RETRY_MAX_ATTEMPTS", "retry_max_attempts"),
+    ]
+    assert "SEMANTICA_REDIS_PORT (redis_port)" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("redis_port", 0),
+        ("qdrant_port", 65536),
+        ("metrics_port", -1),
+        ("database_url", "mysql://localhost/db"),
+        ("database_url", "not a url"),
+        ("database_url", "postgresql://localhost:99999/db"),
+        ("redis_url", "http://localhost:6379"),
+        ("qdrant_url", "grpc://localhost:6334"),
+        ("qdrant_url", "http://"),
+        ("graph_uri", "http://localhost:7687"),
+        ("graph_uri", "bolt://"),
+        ("otlp_endpoint", "ftp://collector"),
+        ("llm_api_base", "localhost:8000"),
+        ("postgres_statement_timeout", 0),
+        ("llm_request_timeout", -1.0),
+        ("operation_timeout", "inf"),
+        ("retry_max_attempts", 0),
+        ("trace_sample_ratio", 1.5),
+        ("trace_sample_ratio", -0.1),
+        ("retry_budget_ratio", 2),
+        ("cache_ttl_jitter", -0.5),
+        ("retry_exponential_base", 0.5),
+        ("log_level", "verbose"),
+        ("log_format", "xml"),
+        ("redis_mode", "replica"),
+        ("service_name", ""),
+    ],
+)
+def test_invalid_value_is_rejected_under_its_variable(field: str, value: object) -> None:
+    """Each invalid value is reported under its SEMANTICA_ variable name."""
+    assert envs_of(settings_error(**{field: value})) == [Settings.env_var(field)]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "stored"),
+    [
+        ("database_url", "postgres://u@db:5432/app", "postgres://u@db:5432/app"),
+        ("database_url", "postgresql:///app?host=/run/pg", "postgresql:///app?host=/run/pg"),
+        ("redis_url", "rediss://cache:6380/1", "rediss://cache:6380/1"),
+        ("graph_uri", "neo4j+s://graph.example:7687", "neo4j+s://graph.example:7687"),
+        ("otlp_endpoint", "https://otel.example:4318", "https://otel.example:4318"),
+        ("log_level", "warn", "WARNING"),
+        ("log_level", "debug", "DEBUG"),
+        ("log_format", "Console", LogFormat.CONSOLE),
+        ("redis_mode", "SENTINEL", RedisMode.SENTINEL),
+        ("trace_sample_ratio", 0, 0.0),
+        ("retry_base_delay", 0, 0.0),
+    ],
+)
+def test_valid_value_is_accepted_and_normalised(field: str, value: object, stored: object) -> None:
+    """Accepted spellings are stored verbatim (URLs) or canonically (enums, levels)."""
+    assert getattr(Settings(**{field: value}), field) == stored
+
+
+def test_min_pool_above_max_names_both_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """min_pool_size > max_pool_size is reported naming both variables."""
+    monkeypatch.setenv("SEMANTICA_POSTGRES_MIN_POOL_SIZE", "30")
+    monkeypatch.setenv("SEMANTICA_POSTGRES_MAX_POOL_SIZE", "10")
+    error = settings_error()
+    assert envs_of(error) == ["SEMANTICA_POSTGRES_MAX_POOL_SIZE"]
+    assert "SEMANTICA_POSTGRES_MIN_POOL_SIZE" in error.errors[0]["expected"]
+    assert "SEMANTICA_POSTGRES_MIN_POOL_SIZE" in str(error)
+
+
+def test_min_pool_above_default_max_is_rejected() -> None:
+    """Raising only the minimum above the default maximum (20) is caught too."""
+    error = settings_error(postgres_min_pool_size=30)
+    assert envs_of(error) == ["SEMANTICA_POSTGRES_MAX_POOL_SIZE"]
+    assert Settings(postgres_min_pool_size=20).db.max_pool_size == 20
+
+
+def test_cross_field_and_field_errors_are_collected_together() -> None:
+    """A cross-field problem is reported alongside unrelated field problems."""
+    error = settings_error(postgres_min_pool_size=30, redis_port=0)
+    assert set(envs_of(error)) == {"SEMANTICA_POSTGRES_MAX_POOL_SIZE", "SEMANTICA_REDIS_PORT"}
+
+
+def test_qdrant_location_and_url_exclude_each_other() -> None:
+    """Local mode and a server URL together are ambiguous and rejected."""
+    error = settings_error(qdrant_url="http://qdrant:6333", qdrant_location=":memory:")
+    assert envs_of(error) == ["SEMANTICA_QDRANT_LOCATION"]
+    assert "SEMANTICA_QDRANT_URL" in str(error)
+
+
+def test_env_var_rejects_unknown_field() -> None:
+    """env_var() maps fields to variable names and refuses unknown fields."""
+    assert Settings.env_var("redis_port") == "SEMANTICA_REDIS_PORT"
+    with pytest.raises(ValueError, match="not a Settings field"):
+        Settings.env_var("redis_portt")
+
+
+# -------------------------------------------------------------------------- secrets
+
+
+def secret_settings() -> Settings:
+    return Settings(
+        database_url=f"postgresql://app:{DB_PASSWORD}@db:5432/app",
+        redis_password=REDIS_PASSWORD,
+        llm_api_key=LLM_KEY,
+        qdrant_api_key=QDRANT_KEY,
+        graph_password=GRAPH_PASSWORD,
+    )
+
+
+def test_secrets_absent_from_settings_repr_str_and_safe_dump() -> None:
+    """repr, str and safe_dump of Settings mask every secret."""
+    settings = secret_settings()
+    rendered = [repr(settings), str(settings), json.dumps(settings.safe_dump())]
+    for text in rendered:
+        for secret in ALL_SECRETS:
+            assert secret not in text
+    dump = settings.safe_dump()
+    assert dump["database_url"] == "postgresql://app:***@db:5432/app"
+    assert dump["redis_password"] == "***"
+    assert set(dump) == set(Settings.model_fields)
+
+
+def test_secrets_absent_from_every_view_repr() -> None:
+    """No view's repr or str shows a secret, though the values are usable."""
+    settings = secret_settings()
+    for name in VIEWS:
+        view = getattr(settings, name)
+        for text in (repr(view), str(view)):
+            for secret in ALL_SECRETS:
+                assert secret not in text, (name, secret)
+    assert DB_PASSWORD in settings.db.url
+    assert "app:***@db" in repr(settings.db)
+    api_key = settings.llm.api_key
+    assert api_key is not None
+    assert api_key.get_secret_value() == LLM_KEY
+
+
+def test_secrets_absent_from_validation_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rejected secrets are masked in the message, details, repr and the chained cause."""
+    monkeypatch.setenv("SEMANTICA_DATABASE_URL", f"mysql://app:{DB_PASSWORD}@db/app")
+    monkeypatch.setenv("SEMANTICA_QDRANT_URL", f"ftp://u:{QDRANT_KEY}@q")
+    with pytest.raises(SettingsError) as info:
+        Settings(graph_password=1234, llm_api_key=[LLM_KEY])
+    error = info.value
+    assert set(envs_of(error)) == {
+        "SEMANTICA_DATABASE_URL",
+        "SEMANTICA_QDRANT_URL",
+        "SEMANTICA_GRAPH_PASSWORD",
+        "SEMANTICA_LLM_API_KEY",
+    }
+    texts = [str(error), repr(error), json.dumps(error.to_dict()), str(error.__cause__)]
+    for text in texts:
+        for secret in (DB_PASSWORD, QDRANT_KEY, LLM_KEY, "1234"):
+            assert secret not in text
+    by_env = {p["env"]: p["got"] for p in error.errors}
+    assert by_env["SEMANTICA_GRAPH_PASSWORD"] == "***"
+    assert by_env["SEMANTICA_DATABASE_URL"] == "mysql://app:***@db/app"
+
+
+# ----------------------------------------------------------------- typing and package
+
+
+@pytest.mark.parametrize("cls", [Settings, *VIEWS.values()])
+def test_type_hints_resolve_at_run_time(cls: type[Any]) -> None:
+    """typing.get_type_hints() resolves (pydantic and DI wiring read annotations)."""
+    hints = typing.get_type_hints(cls)
+    assert hints
+
+
+def test_public_api_is_pinned() -> None:
+    """config.__all__ lists exactly the supported names."""
+    assert sorted(config.__all__) == [
+        "CacheSettings",
+        "DatabaseSettings",
+        "GraphSettings",
+        "LLMSettings",
+        "LogFormat",
+        "LogLevel",
+        "ObservabilitySettings",
+        "RedisMode",
+        "RedisSettings",
+        "ResilienceSettings",
+        "Settings",
+        "SettingsError",
+        "VectorSettings",
+    ]
+
+
+def test_config_imports_no_driver() -> None:
+    """Importing config (and building Settings) loads no backend driver."""
+    drivers = ("asyncpg", "redis", "litellm", "qdrant_client", "neo4j")
+    code = (
+        "import sys; from config import Settings; Settings(_env_file=None); "
+        f"print([m for m in {drivers!r} if m in sys.modules])"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SEMANTICA_")}
+    result = subprocess.run(  # noqa: S603 -- fixed argv, our own interpreter
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------------------ docs
+
+_ROW = re.compile(
+    r"^\|\s*`(?P<env>SEMANTICA_\w+)`\s*\|\s*`(?P<view>\w+)\.(?P<attr>\w+)`\s*\|"
+    r"[^|]*\|\s*(?P<default>[^|]*?)\s*\|"
+)
+
+
+def documented_rows() -> list[re.Match[str]]:
+    text = (REPO_ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    return [m for line in text.splitlines() if (m := _ROW.match(line.replace(r"\|", "/")))]
+
+
+def rendered_default(value: object) -> str:
+    """How docs/configuration.md writes a default value."""
+    if value is None:
+        return "*unset*"
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, Enum):
+        value = value.value
+    return '`""`' if value == "" else f"`{value}`"
+
+
+def test_docs_list_exactly_the_settings_fields() -> None:
+    """docs/configuration.md has one row per field: same names, same defaults."""
+    rows = documented_rows()
+    documented = [row["env"] for row in rows]
+    assert len(documented) == len(set(documented)), "a variable is documented twice"
+    assert set(documented) == {Settings.env_var(field) for field in Settings.model_fields}
+    for row in rows:
+        field = row["env"].removeprefix("SEMANTICA_").lower()
+        assert row["default"] == rendered_default(Settings.model_fields[field].default), field
+
+
+def test_docs_view_attributes_match_the_views() -> None:
+    """The documented view attribute of each variable exists and covers every view field."""
+    rows = documented_rows()
+    documented = {(row["view"], row["attr"]) for row in rows}
+    actual = {(name, f.name) for name, cls in VIEWS.items() for f in dataclasses.fields(cls)}
+    assert documented == actual
+    defaults = Settings()
+    for row in rows:
+        field = row["env"].removeprefix("SEMANTICA_").lower()
+        if (row["view"], row["attr"]) == ("redis", "url"):
+            continue  # resolved from host/port when the variable is unset
+        view_value = getattr(getattr(defaults, row["view"]), row["attr"])
+        assert view_value == getattr(defaults, field), row["env"]
