@@ -7,7 +7,7 @@ import typing
 
 import pytest
 
-import infra.ports as ports
+from infra import ports
 
 PROTOCOLS = [
     ports.HealthCheckable,

@@ -1,0 +1,25 @@
+"""The one place litellm is imported.
+
+Decision: by default we price with the model-cost map *bundled* in the installed litellm
+release (``LITELLM_LOCAL_MODEL_COST_MAP=True``) instead of letting ``import litellm``
+download the latest map at import time. Reasons: importing must not do network I/O (it
+hangs and retries with sleeps on a machine without egress), and costs must be
+reproducible for a given lockfile. Set ``LITELLM_LOCAL_MODEL_COST_MAP=False`` in the
+environment before the first import to get litellm's own behaviour back.
+
+litellm is slow to import (seconds), so it is imported on first use only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+__all__ = ["import_litellm"]
+
+
+def import_litellm() -> ModuleType:
+    """``litellm``, imported on first use with the bundled price map by default."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    return importlib.import_module("litellm")

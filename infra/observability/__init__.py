@@ -1,0 +1,89 @@
+"""Observability: structured logs, metrics, traces, LLM cost, pool gauges and health.
+
+One telemetry path (CONVENTIONS #11): adapters record each backend call with
+:func:`record_call`, which writes the span, the latency histograms, the call/error
+counters and the failure log in one place; every name comes from
+:mod:`~infra.observability.attributes`.
+
+::
+
+    from infra.observability import get_metrics_collector, record_call
+
+    async with record_call("postgres", "fetch", system="postgresql"):
+        rows = await pool.fetch("select 1")
+
+    metrics = get_metrics_collector()
+    metrics.get_histogram_stats("postgres_query_latency_ms").p99
+    metrics.get_gauge("postgres_pool_utilization")
+    metrics.get_counter("llm_cost_usd_total")
+
+Importing this package configures nothing and starts nothing: logging
+(:func:`configure_logging`), tracing (:func:`setup_tracing`) and exporters are set up
+explicitly, normally by the container at startup.
+"""
+
+from infra.observability.cost import Budget, CostTracker, LiteLLMPricer, Pricer, Reservation
+from infra.observability.health import CheckOutcome, HealthRegistry, HealthReport
+from infra.observability.instrument import CallRecord, instrumented, record_call
+from infra.observability.logging import (
+    configure_logging,
+    configure_logging_from_settings,
+    get_logger,
+)
+from infra.observability.metrics import (
+    GaugeSample,
+    MetricsCollector,
+    MetricSource,
+    get_metrics_collector,
+    reset_metrics_collector,
+    set_metrics_collector,
+)
+from infra.observability.pools import (
+    PoolMetrics,
+    PoolStats,
+    asyncpg_pool_stats,
+    register_pool,
+)
+from infra.observability.quantiles import HistogramStats
+from infra.observability.resilience_hooks import MetricsResilienceObserver
+from infra.observability.tracing import (
+    reset_tracing,
+    setup_tracing,
+    setup_tracing_from_settings,
+    shutdown_tracing,
+    use_tracer_provider,
+)
+
+__all__ = [
+    "Budget",
+    "CallRecord",
+    "CheckOutcome",
+    "CostTracker",
+    "GaugeSample",
+    "HealthRegistry",
+    "HealthReport",
+    "HistogramStats",
+    "LiteLLMPricer",
+    "MetricSource",
+    "MetricsCollector",
+    "MetricsResilienceObserver",
+    "PoolMetrics",
+    "PoolStats",
+    "Pricer",
+    "Reservation",
+    "asyncpg_pool_stats",
+    "configure_logging",
+    "configure_logging_from_settings",
+    "get_logger",
+    "get_metrics_collector",
+    "instrumented",
+    "record_call",
+    "register_pool",
+    "reset_metrics_collector",
+    "reset_tracing",
+    "set_metrics_collector",
+    "setup_tracing",
+    "setup_tracing_from_settings",
+    "shutdown_tracing",
+    "use_tracer_provider",
+]

@@ -1,0 +1,356 @@
+"""The metrics collector: counters, gauges and histograms, readable in-process and exported
+for Prometheus through prometheus-client.
+
+Design decisions:
+
+* **Storage is ours, exposition is prometheus-client's.** Values live in small slotted
+  series objects; a custom collector on a *private* ``CollectorRegistry`` turns them into
+  prometheus-client metric families, so ``generate_latest`` and ``make_asgi_app`` do the
+  text format and HTTP. Why not prometheus-client's own ``Histogram``: it scans buckets
+  linearly (1.3 µs per observe with 81 buckets, 3.4 µs with ``labels()``; ``bisect`` here
+  costs 0.5 µs), keeps no min/max and has no public way to read bucket counts back. The
+  in-process quantiles (:mod:`~infra.observability.quantiles`) must come from the exported
+  buckets, so both are read from the same store. Nothing touches the global default
+  registry, so two collectors (or a test's and the app's) never collide.
+* **Cheap hot path.** ``family.labels(*values)`` is one dict lookup on a tuple; callers
+  that record the same series repeatedly (the instrument helper) keep the series object
+  and call ``observe``/``inc`` directly: no per-call dict or label work.
+* **Bounded labels.** Each metric declares its label names up front; names that would
+  carry unbounded values (:data:`~infra.observability.attributes.FORBIDDEN_LABEL_NAMES`:
+  ``sql``, ``key``, ``user_id`` ...) are refused at definition. At run time each label
+  keeps at most ``max_label_values`` distinct values; further values, and any value
+  longer than 64 characters, are folded into ``"other"`` (never cached, so a flood of
+  distinct values cannot grow memory).
+* **Counters end in ``_total``** in-process and on the wire (prometheus-client strips and
+  re-adds the suffix), so ``get_counter("llm_cost_usd_total")`` names what Prometheus shows.
+* **One collector per container** (CONVENTIONS #5). :func:`get_metrics_collector` returns
+  the instance the core container installed with :func:`set_metrics_collector`; if none was
+  installed it creates a default one on first call (and keeps it) so scripts and REPL use
+  work; tests call :func:`reset_metrics_collector`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
+
+from infra.observability.quantiles import (
+    LATENCY_BUCKETS_MS,
+    HistogramStats,
+    stats_from_buckets,
+    validate_buckets,
+)
+from infra.observability.series import (
+    OTHER,
+    Counter,
+    CounterSeries,
+    Gauge,
+    GaugeSeries,
+    Histogram,
+    HistogramSeries,
+    check_metric_names,
+)
+
+__all__ = [
+    "OTHER",
+    "Counter",
+    "CounterSeries",
+    "Gauge",
+    "GaugeSample",
+    "GaugeSeries",
+    "Histogram",
+    "HistogramSeries",
+    "MetricSource",
+    "MetricsCollector",
+    "get_metrics_collector",
+    "reset_metrics_collector",
+    "set_metrics_collector",
+]
+
+# prometheus-client's own bound formatting ("0.125", "+Inf"); it ships without annotations.
+_format_bound = cast("Callable[[float], str]", floatToGoString)
+F = TypeVar("F", Counter, Gauge, Histogram)
+
+
+@dataclass(frozen=True, slots=True)
+class GaugeSample:
+    """One gauge value produced on demand by a :class:`MetricSource`."""
+
+    name: str
+    description: str
+    labels: Mapping[str, str]
+    value: float
+
+
+@runtime_checkable
+class MetricSource(Protocol):
+    """Something sampled at scrape (and ``get_gauge``) time, e.g. connection pools."""
+
+    def collect_samples(self) -> Iterable[GaugeSample]:
+        """Current values; called once per scrape."""
+        ...
+
+
+class _PrometheusBridge:
+    """prometheus-client ``Collector`` that renders a :class:`MetricsCollector`."""
+
+    def __init__(self, owner: MetricsCollector) -> None:
+        self._owner = owner
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._owner.families():
+            yield _to_prometheus(family)
+        grouped: dict[str, GaugeMetricFamily] = {}
+        for sample in self._owner.sampled():
+            metric = grouped.get(sample.name)
+            if metric is None:
+                metric = GaugeMetricFamily(
+                    sample.name, sample.description, labels=list(sample.labels)
+                )
+                grouped[sample.name] = metric
+            metric.add_metric(list(sample.labels.values()), sample.value)
+        yield from grouped.values()
+
+
+def _to_prometheus(family: Counter | Gauge | Histogram) -> Metric:
+    labels = list(family.label_names)
+    if isinstance(family, Histogram):
+        hist = HistogramMetricFamily(family.name, family.description, labels=labels)
+        for values, h in family.series():
+            cumulative, buckets = 0, []
+            for bound, count in zip(family.buckets, h.counts, strict=False):
+                cumulative += count
+                buckets.append((_format_bound(bound), float(cumulative)))
+            buckets.append(("+Inf", float(h.count)))
+            hist.add_metric(list(values), buckets, h.sum)
+        return hist
+    cls = CounterMetricFamily if isinstance(family, Counter) else GaugeMetricFamily
+    metric = cls(family.name, family.description, labels=labels)
+    for values, series in family.series():
+        metric.add_metric(list(values), series.value)
+    return metric
+
+
+class MetricsCollector:
+    """Counters, gauges and histograms with in-process reads and Prometheus export.
+
+    Args:
+        max_label_values: Distinct values kept per label before folding into ``"other"``.
+        include_process_metrics: Also export prometheus-client's process/platform/GC
+            collectors on this collector's private registry.
+    """
+
+    def __init__(self, *, max_label_values: int = 100, include_process_metrics: bool = False):
+        if max_label_values < 1:
+            raise ValueError(f"max_label_values must be >= 1, got {max_label_values!r}")
+        self._max_label_values = max_label_values
+        self._families: dict[str, Counter | Gauge | Histogram] = {}
+        self._sources: list[MetricSource] = []
+        self._lock = threading.Lock()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_PrometheusBridge(self))
+        if include_process_metrics:
+            from prometheus_client import (  # noqa: PLC0415 - only when asked for
+                GCCollector,
+                PlatformCollector,
+                ProcessCollector,
+            )
+
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
+
+    # ----------------------------------------------------------------- definitions
+    def counter(self, name: str, description: str = "", labels: Sequence[str] = ()) -> Counter:
+        """Define (or fetch the identical) counter ``name``; it must end with ``_total``."""
+        if not name.endswith("_total"):
+            raise ValueError(f"counter names end with '_total' (got {name!r})")
+        label_names = tuple(labels)
+        return self._define(
+            Counter,
+            name,
+            label_names,
+            lambda: Counter(name, description, label_names, self._max_label_values, CounterSeries),
+        )
+
+    def gauge(self, name: str, description: str = "", labels: Sequence[str] = ()) -> Gauge:
+        """Define (or fetch the identical) gauge ``name``."""
+        label_names = tuple(labels)
+        return self._define(
+            Gauge,
+            name,
+            label_names,
+            lambda: Gauge(name, description, label_names, self._max_label_values, GaugeSeries),
+        )
+
+    def histogram(
+        self,
+        name: str,
+        description: str = "",
+        labels: Sequence[str] = (),
+        buckets: Sequence[float] = LATENCY_BUCKETS_MS,
+    ) -> Histogram:
+        """Define (or fetch the identical) histogram ``name`` with ``buckets`` bounds."""
+        label_names, bounds = tuple(labels), validate_buckets(buckets)
+        family = self._define(
+            Histogram,
+            name,
+            label_names,
+            lambda: Histogram(name, description, label_names, self._max_label_values, bounds),
+        )
+        if family.buckets != bounds:
+            raise ValueError(f"histogram {name!r} already exists with different buckets")
+        return family
+
+    def _define(
+        self, cls: type[F], name: str, label_names: tuple[str, ...], build: Callable[[], F]
+    ) -> F:
+        existing = self._families.get(name)
+        if existing is None:
+            check_metric_names(name, label_names)
+            with self._lock:
+                existing = self._families.get(name)
+                if existing is None:
+                    existing = self._families[name] = build()
+        if not isinstance(existing, cls) or existing.label_names != label_names:
+            raise ValueError(
+                f"metric {name!r} is already a {existing.kind} with labels "
+                f"{list(existing.label_names)}; cannot redefine it as a {cls.kind} with "
+                f"labels {list(label_names)}"
+            )
+        return existing
+
+    def families(self) -> list[Counter | Gauge | Histogram]:
+        """Every defined family."""
+        with self._lock:
+            return list(self._families.values())
+
+    def add_source(self, source: MetricSource) -> None:
+        """Sample ``source`` at every scrape and ``get_gauge`` call."""
+        with self._lock:
+            self._sources.append(source)
+
+    def sources(self) -> list[MetricSource]:
+        """The registered sources."""
+        with self._lock:
+            return list(self._sources)
+
+    def sampled(self) -> Iterator[GaugeSample]:
+        """Samples of every source, taken now."""
+        for source in self.sources():
+            yield from source.collect_samples()
+
+    # ------------------------------------------------------------- convenience writes
+    def increment(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        """Add to counter ``name`` (defined on first use with these label names)."""
+        self.counter(name, labels=tuple(labels)).labels_from(labels).inc(amount)
+
+    def set_gauge(self, name: str, value: float, **labels: str) -> None:
+        """Set gauge ``name`` (defined on first use with these label names)."""
+        self.gauge(name, labels=tuple(labels)).labels_from(labels).set(value)
+
+    def observe(self, name: str, value: float, **labels: str) -> None:
+        """Record into histogram ``name`` (latency buckets; defined on first use)."""
+        self.histogram(name, labels=tuple(labels)).labels_from(labels).observe(value)
+
+    # -------------------------------------------------------------- SPEC's read API
+    def get_counter(self, name: str, **labels: str) -> float:
+        """Sum of counter ``name`` over series matching ``labels``; 0.0 if none yet."""
+        family = self._families.get(name)
+        if family is None:
+            return 0.0
+        if not isinstance(family, Counter):
+            raise TypeError(f"metric {name!r} is a {family.kind}, not a counter")
+        return sum(s.value for s in family.matching(labels))
+
+    def get_gauge(self, name: str, **labels: str) -> float:
+        """Sum of gauge ``name`` over matching series, including sampled sources (pools)
+        read now; 0.0 if none."""
+        family = self._families.get(name)
+        if family is not None:
+            if not isinstance(family, Gauge):
+                raise TypeError(f"metric {name!r} is a {family.kind}, not a gauge")
+            return sum(s.value for s in family.matching(labels))
+        return sum(
+            s.value
+            for s in self.sampled()
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
+    def get_histogram_stats(self, name: str, **labels: str) -> HistogramStats:
+        """count/sum/min/max/mean and p50/p95/p99 of histogram ``name``, merged over the
+        series matching ``labels``; all zero if nothing was recorded yet."""
+        family = self._families.get(name)
+        if family is None:
+            return stats_from_buckets((), [0], 0.0, 0.0, 0.0)
+        if not isinstance(family, Histogram):
+            raise TypeError(f"metric {name!r} is a {family.kind}, not a histogram")
+        counts = [0] * (len(family.buckets) + 1)
+        total, low, high = 0.0, float("inf"), float("-inf")
+        for series in family.matching(labels):
+            with series._lock:  # a consistent snapshot of our own series
+                counts = [a + b for a, b in zip(counts, series.counts, strict=True)]
+                total += series.sum
+                low, high = min(low, series.min), max(high, series.max)
+        return stats_from_buckets(family.buckets, counts, total, low, high)
+
+    # ---------------------------------------------------------------------- export
+    def render(self) -> tuple[bytes, str]:
+        """Prometheus text exposition and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def asgi_app(self) -> Callable[..., Any]:
+        """A tiny ASGI app serving this collector at any path (mount it at ``/metrics``)."""
+        from prometheus_client import make_asgi_app  # noqa: PLC0415 - only servers need it
+
+        return make_asgi_app(registry=self.registry)
+
+    def reset(self) -> None:
+        """Zero everything (series are dropped; definitions and sources are kept)."""
+        for family in self.families():
+            family.clear()
+
+
+# ------------------------------------------------------------------ the container slot
+_current: MetricsCollector | None = None
+_slot_lock = threading.Lock()
+
+
+def get_metrics_collector() -> MetricsCollector:
+    """The collector the container installed; a default one is created on first call if
+    none was (so scripts work), and kept until :func:`reset_metrics_collector`."""
+    global _current  # noqa: PLW0603 - the one documented slot (CONVENTIONS #5)
+    current = _current
+    if current is None:
+        with _slot_lock:
+            if _current is None:
+                _current = MetricsCollector()
+            current = _current
+    return current
+
+
+def set_metrics_collector(collector: MetricsCollector) -> None:
+    """Install ``collector`` as the one :func:`get_metrics_collector` returns (the core
+    container calls this when it builds its collector provider)."""
+    global _current  # noqa: PLW0603 - the one documented slot (CONVENTIONS #5)
+    if not isinstance(collector, MetricsCollector):
+        raise TypeError(f"expected a MetricsCollector, got {type(collector).__name__}")
+    _current = collector
+
+
+def reset_metrics_collector() -> None:
+    """Forget the installed collector; the next :func:`get_metrics_collector` makes a
+    fresh one (tests)."""
+    global _current  # noqa: PLW0603 - the one documented slot (CONVENTIONS #5)
+    _current = None

@@ -1,0 +1,250 @@
+"""Bulkhead: cap the concurrent calls into one backend so it cannot exhaust the others.
+
+``max_concurrent`` calls run; up to ``max_queue`` more wait in FIFO order, each at most
+``max_wait`` seconds; anything beyond is rejected at once with
+:class:`~infra.exceptions.BulkheadFullError`.
+
+Why not :class:`asyncio.Semaphore`: it has no bounded queue, no queue length to report
+and no per-waiter timeout, and wrapping it in ``wait_for`` costs a task per waiter. The
+permit logic here is small and written for the two guarantees that matter:
+
+* **Permits are always returned.** A released slot is *handed* directly to the oldest
+  waiter (``in_flight`` does not dip, so a newcomer cannot barge ahead of the queue). A
+  waiter cancelled before its turn leaves the queue; one cancelled after it was handed a
+  slot but before it resumed passes the slot on; a cancelled runner frees its slot in
+  ``finally``. Counters therefore return to zero after any mix of cancellations.
+* **FIFO.** Waiters are served strictly in arrival order.
+
+``max_wait`` is timed by the event loop (one ``call_later`` handle per queued waiter,
+nothing on the fast path). Hooks are optional; when absent, each call pays one ``is None``
+check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Literal, ParamSpec, Protocol, TypeVar
+
+from infra.exceptions import BulkheadFullError
+
+__all__ = ["Bulkhead", "BulkheadHooks"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_log = logging.getLogger(__name__)
+
+
+class BulkheadHooks(Protocol):
+    """Observer of a bulkhead (metrics, logs). Hooks must be fast and must not block."""
+
+    def on_bulkhead_change(self, name: str, in_flight: int, queued: int) -> None:
+        """Called after ``in_flight`` or ``queued`` changed."""
+        ...
+
+    def on_bulkhead_reject(self, name: str, reason: Literal["full", "max_wait"]) -> None:
+        """Called when a call is refused (no room, or its queue wait ran out)."""
+        ...
+
+
+class Bulkhead:
+    """Limit concurrency to ``max_concurrent`` with a bounded FIFO queue.
+
+    Args:
+        max_concurrent: Calls allowed to run at once (>= 1).
+        max_queue: Calls allowed to wait for a slot (>= 0; 0 rejects at once when full).
+        max_wait: Longest time a queued call waits, in seconds; ``None`` waits as long as
+            it takes.
+        name: Reported as ``component`` on errors and to hooks.
+        hooks: Optional :class:`BulkheadHooks`.
+    """
+
+    __slots__ = (
+        "_hooks",
+        "_in_flight",
+        "_max_concurrent",
+        "_waiters",
+        "max_queue",
+        "max_wait",
+        "name",
+    )
+
+    def __init__(
+        self,
+        max_concurrent: int,
+        *,
+        max_queue: int = 0,
+        max_wait: float | None = None,
+        name: str = "bulkhead",
+        hooks: BulkheadHooks | None = None,
+    ) -> None:
+        if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int):
+            raise TypeError(f"max_concurrent must be an int, got {type(max_concurrent).__name__}")
+        if max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
+        if isinstance(max_queue, bool) or not isinstance(max_queue, int):
+            raise TypeError(f"max_queue must be an int, got {type(max_queue).__name__}")
+        if max_queue < 0:
+            raise ValueError(f"max_queue must be >= 0 (0 = reject when full), got {max_queue}")
+        if max_wait is not None and (
+            isinstance(max_wait, bool)
+            or not isinstance(max_wait, int | float)
+            or not math.isfinite(max_wait)
+            or max_wait <= 0
+        ):
+            raise ValueError(
+                f"max_wait must be None or seconds > 0, got {max_wait!r} "
+                f"(use max_queue=0 to reject instead of waiting)"
+            )
+        self._max_concurrent = max_concurrent
+        self.max_queue = max_queue
+        self.max_wait = None if max_wait is None else float(max_wait)
+        self.name = name
+        self._hooks = hooks
+        self._in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def max_concurrent(self) -> int:
+        """Calls allowed to run at once."""
+        return self._max_concurrent
+
+    @property
+    def in_flight(self) -> int:
+        """Calls holding a slot (running, or handed a slot and about to resume)."""
+        return self._in_flight
+
+    @property
+    def queued(self) -> int:
+        """Calls waiting for a slot."""
+        return len(self._waiters)
+
+    async def acquire(self) -> None:
+        """Take a slot, waiting in the queue if allowed; pair with :meth:`release`."""
+        if self._in_flight < self._max_concurrent and not self._waiters:
+            self._in_flight += 1
+            if self._hooks is not None:
+                self._notify_change()
+            return
+        if len(self._waiters) >= self.max_queue:
+            self._reject("full")
+        await self._wait_in_queue()
+
+    def release(self) -> None:
+        """Return a slot: hand it to the oldest waiter, or free it."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot moves to the waiter; in_flight unchanged
+                if self._hooks is not None:
+                    self._notify_change()
+                return
+        if self._in_flight <= 0:
+            raise RuntimeError(f"bulkhead {self.name!r} released more often than acquired")
+        self._in_flight -= 1
+        if self._hooks is not None:
+            self._notify_change()
+
+    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Await ``fn(*args, **kwargs)`` holding a slot."""
+        await self.acquire()
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            self.release()
+
+    async def __aenter__(self) -> Bulkhead:
+        await self.acquire()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    async def _wait_in_queue(self) -> None:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        if self._hooks is not None:
+            self._notify_change()
+        timer = (
+            None if self.max_wait is None else loop.call_later(self.max_wait, self._expire, waiter)
+        )
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                # Handed a slot just before the cancel landed: pass it on, then propagate.
+                # (A waiter whose max_wait expired holds no slot: nothing to release.)
+                self.release()
+            else:
+                self._leave_queue(waiter)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _expire(self, waiter: asyncio.Future[None]) -> None:
+        if waiter.done():
+            return
+        self._leave_queue(waiter)
+        waiter.set_exception(self._error("max_wait"))
+
+    def _leave_queue(self, waiter: asyncio.Future[None]) -> None:
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:
+            return  # already popped by release()
+        if self._hooks is not None:
+            self._notify_change()
+
+    def _reject(self, reason: Literal["full", "max_wait"]) -> None:
+        raise self._error(reason)
+
+    def _error(self, reason: Literal["full", "max_wait"]) -> BulkheadFullError:
+        if self._hooks is not None:
+            try:
+                self._hooks.on_bulkhead_reject(self.name, reason)
+            except Exception:  # noqa: BLE001 -- an observer must never break permit accounting
+                _log.exception("bulkhead hook on_bulkhead_reject failed")
+        message = (
+            f"bulkhead {self.name!r} full: {self._in_flight} running, {len(self._waiters)} queued"
+            if reason == "full"
+            else f"bulkhead {self.name!r}: no slot within max_wait={self.max_wait}s"
+        )
+        return BulkheadFullError(
+            message,
+            component=self.name,
+            details={
+                "reason": reason,
+                "max_concurrent": self._max_concurrent,
+                "max_queue": self.max_queue,
+                "max_wait": self.max_wait,
+                "in_flight": self._in_flight,
+                "queued": len(self._waiters),
+            },
+        )
+
+    def _notify_change(self) -> None:
+        if self._hooks is None:
+            return
+        try:
+            self._hooks.on_bulkhead_change(self.name, self._in_flight, len(self._waiters))
+        except Exception:  # noqa: BLE001 -- an observer must never break permit accounting
+            _log.exception("bulkhead hook on_bulkhead_change failed")
+
+    def __repr__(self) -> str:
+        return (
+            f"Bulkhead(name={self.name!r}, max_concurrent={self._max_concurrent}, "
+            f"max_queue={self.max_queue}, max_wait={self.max_wait}, "
+            f"in_flight={self._in_flight}, queued={len(self._waiters)})"
+        )

@@ -1,0 +1,462 @@
+"""ResiliencePolicy: every resilience layer around one call, in one documented order.
+
+::
+
+    fallback → overall timeout → retry → breaker → rate limiter → bulkhead → attempt timeout → fn
+
+Why this order (outermost first):
+
+1. **Fallback** last sees the final outcome -- whatever escaped everything else,
+   including the overall timeout and an open breaker -- and substitutes a degraded answer.
+2. **Overall timeout** bounds what the caller waits in total, backoff sleeps included.
+   The retry layer knows its deadline and will not start a sleep that would cross it, so
+   the caller gets the last real error instead of a timeout mid-sleep.
+3. **Retry** repeats whole attempts. Each attempt passes the breaker separately, so
+   failures are counted per attempt, and once the breaker opens its
+   ``CircuitBreakerOpenError`` (not retryable) stops the loop at once.
+4. **Breaker** before the limiter and bulkhead: an open breaker rejects without taking a
+   token or a slot, so failing fast stays cheap. Rejections of the inner layers are
+   :class:`~infra.exceptions.ResilienceError` s, which the breaker excludes: our own
+   load shedding never trips it.
+5. **Rate limiter** (optional) spends one token per attempt, retries included.
+6. **Bulkhead** caps concurrency into the backend; its queue wait is bounded separately
+   (``max_wait``) and is not part of the attempt timeout.
+7. **Attempt timeout** innermost: it measures the backend alone, and its
+   :class:`~infra.exceptions.OperationTimeoutError` is a failure the breaker counts and
+   the retry retries (``asyncio.CancelledError`` never counts, so a timeout placed
+   *outside* the breaker could never trip it -- aiobreaker's blind spot).
+
+**One timer on the happy path.** A timer (``asyncio.timeout``) is the most expensive
+part of a policy. When the attempt timeout plus the bounded queue waits fit inside the
+overall timeout (true for the default settings: 10 s + 5 s <= 30 s), the overall timeout
+needs no timer of its own: the retry gets the overall deadline and never sleeps past it,
+and an attempt that starts with less than that bound left runs under a second timer for
+the time that is left, whose expiry raises the overall timeout's error (not retryable).
+Otherwise the overall timeout wraps the retry loop with its own timer.
+
+``execute(fn, *args, idempotent=False)`` skips the retry layer: a write that may have
+been applied must not be repeated blindly. Each layer is optional; a missing one costs an
+``is None`` test. The attempt is one coroutine (breaker tickets, bulkhead acquire and
+release inline) and the outer layers are plain functions returning the next coroutine,
+so a call pays for few coroutine frames.
+
+Construction: :meth:`ResiliencePolicy.build` from configs/presets,
+:meth:`ResiliencePolicy.from_settings` from ``settings.resilience``,
+:meth:`ResiliencePolicy.instant` for tests (one shared ManualClock: the same decisions,
+no real sleeping), :meth:`ResiliencePolicy.passthrough` (calls ``fn`` directly).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from typing import Any, Self, TypeVar
+
+from infra.exceptions import InfraTimeoutError, OperationTimeoutError
+from infra.resilience._calls import NOTHING, misuse
+from infra.resilience.breaker import CircuitBreaker, CircuitBreakerConfig
+from infra.resilience.budget import RetryBudget
+from infra.resilience.bulkhead import Bulkhead, BulkheadHooks
+from infra.resilience.clock import Clock, ManualClock, MonotonicClock
+from infra.resilience.fallback import Fallback
+from infra.resilience.hooks import ResilienceObserver
+from infra.resilience.policy_config import (
+    BulkheadConfig,
+    HasResilienceSettings,
+    ResilienceSettingsLike,
+    configs_from_settings,
+    settings_errors,
+)
+from infra.resilience.rate_limit import RateLimiter
+from infra.resilience.retry import RetryConfig, RetryPolicy
+from infra.resilience.timeout import Timeout
+
+__all__ = ["BulkheadConfig", "ResiliencePolicy"]
+
+T = TypeVar("T")
+
+
+class ResiliencePolicy:
+    """Composes optional resilience layers around a call; see the module docstring.
+
+    Prefer the factories (:meth:`build`, :meth:`from_settings`, :meth:`instant`,
+    :meth:`passthrough`); the constructor takes already-built layers.
+    """
+
+    __slots__ = (
+        "_attempt_timeout",
+        "_bound",
+        "_breaker",
+        "_bulkhead",
+        "_clamped",
+        "_clock",
+        "_component",
+        "_fallback",
+        "_limiter",
+        "_limiter_wait",
+        "_retry",
+        "_timeout",
+    )
+
+    def __init__(
+        self,
+        component: str,
+        *,
+        fallback: Fallback[Any] | None = None,
+        timeout: Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
+        rate_limiter: RateLimiter | None = None,
+        rate_limit_wait: float | None = None,
+        bulkhead: Bulkhead | None = None,
+        attempt_timeout: Timeout | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if not isinstance(component, str) or not component:
+            raise ValueError(f"component must be a non-empty string, got {component!r}")
+        self._component = component
+        self._fallback = fallback
+        self._timeout = timeout
+        self._retry = retry if retry is None or retry.config.max_attempts > 1 else None
+        self._breaker = breaker
+        self._limiter = rate_limiter
+        self._limiter_wait = rate_limit_wait
+        self._bulkhead = bulkhead
+        self._attempt_timeout = attempt_timeout
+        self._clock: Clock = clock if clock is not None else MonotonicClock()
+        self._bound = self._attempt_bound()
+        self._clamped = timeout is not None and self._bound <= timeout.seconds
+        if self._clamped and self._retry is not None and timeout is not None:
+            # The retry must not start a sleep past the overall deadline (see _attempt).
+            own = self._retry.config.deadline
+            if own is None or own > timeout.seconds:
+                self._retry = self._retry.with_config(
+                    replace(self._retry.config, deadline=timeout.seconds)
+                )
+
+    def _attempt_bound(self) -> float:
+        """The longest one attempt can take (queue waits + attempt timeout), or inf."""
+        if self._attempt_timeout is None:
+            return math.inf
+        bound = self._attempt_timeout.seconds
+        if self._limiter is not None:
+            bound += math.inf if self._limiter_wait is None else self._limiter_wait
+        if self._bulkhead is not None and self._bulkhead.max_queue > 0:
+            bound += math.inf if self._bulkhead.max_wait is None else self._bulkhead.max_wait
+        return bound
+
+    # ------------------------------------------------------------------ factories
+    @classmethod
+    def build(
+        cls,
+        component: str,
+        *,
+        breaker: CircuitBreakerConfig | None = None,
+        retry: RetryConfig | None = None,
+        retry_budget_ratio: float | None = None,
+        bulkhead: BulkheadConfig | None = None,
+        timeout: float | None = None,
+        attempt_timeout: float | None = None,
+        timeout_error: type[InfraTimeoutError] = OperationTimeoutError,
+        fallback: Fallback[Any] | None = None,
+        rate_limiter: RateLimiter | None = None,
+        rate_limit_wait: float | None = None,
+        clock: Clock | None = None,
+        hooks: Sequence[ResilienceObserver] = (),
+        bulkhead_hooks: BulkheadHooks | None = None,
+    ) -> Self:
+        """A policy from value configs (e.g. presets); ``None`` leaves a layer out.
+
+        ``hooks`` observe the breaker and the retry; ``bulkhead_hooks`` the bulkhead.
+        """
+        clock = clock if clock is not None else MonotonicClock()
+        budget = None
+        if retry_budget_ratio is not None:
+            budget = RetryBudget(retry_budget_ratio, clock=clock)
+        return cls(
+            component,
+            fallback=fallback,
+            timeout=_timeout(timeout, component, timeout_error, clock),
+            retry=None
+            if retry is None
+            else RetryPolicy(retry, name=component, clock=clock, budget=budget, hooks=hooks),
+            breaker=None
+            if breaker is None
+            else CircuitBreaker(breaker, name=component, clock=clock, hooks=hooks),
+            rate_limiter=rate_limiter,
+            rate_limit_wait=rate_limit_wait,
+            bulkhead=None if bulkhead is None else bulkhead.build(component, bulkhead_hooks),
+            attempt_timeout=_timeout(attempt_timeout, component, timeout_error, clock),
+            clock=clock,
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: HasResilienceSettings | ResilienceSettingsLike,
+        *,
+        component: str,
+        timeout_error: type[InfraTimeoutError] = OperationTimeoutError,
+        fallback: Fallback[Any] | None = None,
+        rate_limiter: RateLimiter | None = None,
+        clock: Clock | None = None,
+        hooks: Sequence[ResilienceObserver] = (),
+        bulkhead_hooks: BulkheadHooks | None = None,
+    ) -> Self:
+        """The policy ``settings.resilience`` describes, for one ``component``.
+
+        ``settings`` is ``config.Settings`` or its ``settings.resilience`` view.
+        ``breaker_enabled=False`` / ``retry_enabled=False`` leave those layers out.
+
+        Raises:
+            ConfigurationError: A combination of values the layers reject, naming the
+                environment variables to fix.
+        """
+        layers = configs_from_settings(settings, component=component)
+        with settings_errors(component, "SEMANTICA_BULKHEAD_* / SEMANTICA_*_TIMEOUT"):
+            return cls.build(
+                component,
+                breaker=layers.breaker,
+                retry=layers.retry,
+                retry_budget_ratio=layers.retry_budget_ratio,
+                bulkhead=layers.bulkhead,
+                timeout=layers.timeout,
+                attempt_timeout=layers.attempt_timeout,
+                timeout_error=timeout_error,
+                fallback=fallback,
+                rate_limiter=rate_limiter,
+                clock=clock,
+                hooks=hooks,
+                bulkhead_hooks=bulkhead_hooks,
+            )
+
+    @classmethod
+    def instant(
+        cls,
+        component: str = "test",
+        *,
+        breaker: CircuitBreakerConfig | None = None,
+        retry: RetryConfig | None = None,
+        retry_budget_ratio: float | None = None,
+        bulkhead: BulkheadConfig | None = None,
+        timeout: float | None = None,
+        attempt_timeout: float | None = None,
+        fallback: Fallback[Any] | None = None,
+        hooks: Sequence[ResilienceObserver] = (),
+    ) -> Self:
+        """The same decisions on a :class:`ManualClock`: backoff and breaker timeouts are
+        virtual (``policy.clock`` shows the time that would have passed; advance it to
+        let an open breaker recover). Defaults: SPEC's breaker and retry, no timeouts."""
+        return cls.build(
+            component,
+            breaker=breaker if breaker is not None else CircuitBreakerConfig(),
+            retry=retry if retry is not None else RetryConfig(),
+            retry_budget_ratio=retry_budget_ratio,
+            bulkhead=bulkhead,
+            timeout=timeout,
+            attempt_timeout=attempt_timeout,
+            fallback=fallback,
+            clock=ManualClock(),
+            hooks=hooks,
+        )
+
+    @classmethod
+    def passthrough(cls, component: str = "passthrough") -> Self:
+        """No layers at all: ``execute`` just awaits ``fn`` (for benchmarks and opt-outs)."""
+        return cls(component)
+
+    # ----------------------------------------------------------------- introspection
+    @property
+    def component(self) -> str:
+        """The component this policy protects."""
+        return self._component
+
+    @property
+    def clock(self) -> Clock:
+        """The clock shared by the layers (a ManualClock for :meth:`instant`)."""
+        return self._clock
+
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        """The circuit breaker layer, if any."""
+        return self._breaker
+
+    @property
+    def retry(self) -> RetryPolicy | None:
+        """The retry layer, if any (``None`` when it would allow only one attempt)."""
+        return self._retry
+
+    @property
+    def bulkhead(self) -> Bulkhead | None:
+        """The bulkhead layer, if any."""
+        return self._bulkhead
+
+    def layers(self) -> list[str]:
+        """Each present layer described, outermost first."""
+        parts: list[str] = []
+        if self._fallback is not None:
+            names = ", ".join(cls.__name__ for cls in self._fallback.on)
+            parts.append(f"fallback(on {names})")
+        if self._timeout is not None:
+            parts.append(f"timeout({self._timeout.seconds:g}s)")
+        if self._retry is not None:
+            parts.append(self._retry.describe())
+        if self._breaker is not None:
+            parts.append(self._breaker.describe())
+        if self._limiter is not None:
+            parts.append(f"rate-limit({self._limiter!r})")
+        if self._bulkhead is not None:
+            b = self._bulkhead
+            wait = "" if b.max_wait is None else f", wait {b.max_wait:g}s"
+            parts.append(f"bulkhead({b.max_concurrent} running, {b.max_queue} queued{wait})")
+        if self._attempt_timeout is not None:
+            parts.append(f"attempt-timeout({self._attempt_timeout.seconds:g}s)")
+        return parts
+
+    def describe(self) -> str:
+        """One line for logs, e.g. ``redis: timeout(30s) → retry(...) → breaker(...)``."""
+        return f"{self._component}: " + (" → ".join(self.layers()) or "passthrough")
+
+    def __repr__(self) -> str:
+        return f"ResiliencePolicy({self.describe()})"
+
+    # ------------------------------------------------------------------- execution
+    async def execute(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        /,
+        *args: Any,
+        idempotent: bool = True,
+        **kwargs: Any,
+    ) -> T:
+        """Run ``fn(*args, **kwargs)`` (any awaitable-returning callable) under every layer.
+
+        ``idempotent=False`` disables retry for this call. Errors are the real ones:
+        the backend's own (after retries), or a ``ResilienceError``/timeout of ours.
+        """
+        if self._fallback is None:
+            return await self._run(fn, args, kwargs, idempotent)
+        result: T = await self._fallback.call(
+            lambda *a, **kw: self._run(fn, a, kw, idempotent), *args, **kwargs
+        )
+        return result
+
+    # _run and _retried are plain functions returning the next layer's coroutine: one
+    # coroutine frame fewer per layer on every call.
+    def _run(
+        self, fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any, idempotent: bool
+    ) -> Awaitable[T]:
+        """Overall timeout and retry around :meth:`_attempt`."""
+        timeout = self._timeout
+        if timeout is not None and not self._clamped:
+            return timeout.call(self._retried, fn, args, kwargs, idempotent, None)
+        deadline_at = None if timeout is None else self._clock.now() + timeout.seconds
+        return self._retried(fn, args, kwargs, idempotent, deadline_at)
+
+    def _retried(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        args: Any,
+        kwargs: Any,
+        idempotent: bool,
+        deadline_at: float | None,
+    ) -> Awaitable[T]:
+        if self._retry is not None and idempotent:
+            return self._retry.execute(self._attempt, fn, args, kwargs, deadline_at)
+        return self._attempt(fn, args, kwargs, deadline_at)
+
+    async def _attempt(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        args: Any,
+        kwargs: Any,
+        deadline_at: float | None,
+    ) -> T:
+        """One attempt: breaker → rate limiter → bulkhead → attempt timeout → fn.
+
+        ``deadline_at`` is set when the overall timeout has no timer of its own (see the
+        module docstring): an attempt starting with less than ``_bound`` seconds left
+        runs under a timer for the time left instead.
+        """
+        if deadline_at is not None and deadline_at - self._clock.now() < self._bound:
+            return await self._near_deadline(fn, args, kwargs, deadline_at)
+        breaker = self._breaker
+        ticket = breaker.admit() if breaker is not None else 0
+        returned: Any = NOTHING
+        try:
+            if self._limiter is not None:
+                await self._limiter.acquire(1, timeout=self._limiter_wait)
+            bulkhead = self._bulkhead
+            if bulkhead is not None:
+                await bulkhead.acquire()
+            try:
+                returned = fn(*args, **kwargs)
+                if self._attempt_timeout is not None:
+                    result: T = await self._attempt_timeout.call(_same, returned)
+                else:
+                    result = await returned
+            finally:
+                if bulkhead is not None:
+                    bulkhead.release()
+        except BaseException as exc:
+            bad = self._failed(ticket, fn, returned, exc)
+            if bad is not None:
+                raise bad from exc
+            raise
+        if breaker is not None:
+            breaker.record(ticket)
+        return result
+
+    def _failed(
+        self, ticket: int, fn: object, returned: object, exc: BaseException
+    ) -> TypeError | None:
+        """Tell the breaker how the attempt ended; a clear TypeError for a misused ``fn``."""
+        bad = misuse(fn, returned, exc)
+        if self._breaker is not None:
+            if bad is None:
+                self._breaker.record(ticket, exc)
+            else:
+                self._breaker.release(ticket)
+        return bad
+
+    async def _near_deadline(
+        self, fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any, deadline_at: float
+    ) -> T:
+        """An attempt under a timer for what is left of the overall timeout."""
+        overall = self._timeout
+        assert overall is not None  # noqa: S101 -- deadline_at implies an overall timeout
+        remaining = deadline_at - self._clock.now()
+        if remaining <= 0:
+            raise _spent(overall)
+        clamp = Timeout(
+            remaining, component=self._component, error=_OverallExpiredError, clock=self._clock
+        )
+        try:
+            return await clamp.call(self._attempt, fn, args, kwargs, None)
+        except _OverallExpiredError as exc:
+            raise _spent(overall) from exc
+
+
+def _same(awaitable: Awaitable[T]) -> Awaitable[T]:
+    """Hands an already-created awaitable to ``Timeout.call`` (which wants a callable)."""
+    return awaitable
+
+
+class _OverallExpiredError(OperationTimeoutError):
+    """Marks the expiry of a clamp timer; never escapes (replaced by the overall error)."""
+
+
+def _spent(overall: Timeout) -> InfraTimeoutError:
+    """The overall timeout's error; not retryable, since the time budget is spent."""
+    error = overall.make_error()
+    error.retryable = False
+    return error
+
+
+def _timeout(
+    seconds: float | None, component: str, error: type[InfraTimeoutError], clock: Clock
+) -> Timeout | None:
+    return (
+        None if seconds is None else Timeout(seconds, component=component, error=error, clock=clock)
+    )

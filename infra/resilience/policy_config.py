@@ -1,0 +1,164 @@
+"""What a ResiliencePolicy is built from: layer configs, and how settings map onto them.
+
+:func:`configs_from_settings` is the one place that maps ``settings.resilience`` fields
+onto layer configs. It reads the settings structurally (the :class:`ResilienceSettingsLike`
+protocol lists exactly the fields used), so importing ``infra.resilience`` does not import
+``config`` (pydantic-settings), and type hints resolve at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol, cast
+
+from infra.exceptions import ConfigurationError
+from infra.resilience.breaker import CircuitBreakerConfig
+from infra.resilience.bulkhead import Bulkhead, BulkheadHooks
+from infra.resilience.retry import RetryConfig
+
+__all__ = [
+    "BulkheadConfig",
+    "HasResilienceSettings",
+    "LayerConfigs",
+    "ResilienceSettingsLike",
+    "configs_from_settings",
+    "settings_errors",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class BulkheadConfig:
+    """Bulkhead limits as a value (a ``Bulkhead`` is a live object holding permits).
+
+    Validated by :class:`~infra.resilience.bulkhead.Bulkhead` when a policy is built.
+    """
+
+    max_concurrent: int
+    max_queue: int = 0
+    max_wait: float | None = None
+
+    def build(self, name: str, hooks: BulkheadHooks | None = None) -> Bulkhead:
+        """A fresh bulkhead with these limits."""
+        return Bulkhead(
+            self.max_concurrent,
+            max_queue=self.max_queue,
+            max_wait=self.max_wait,
+            name=name,
+            hooks=hooks,
+        )
+
+
+class ResilienceSettingsLike(Protocol):
+    """The fields of ``settings.resilience`` (``config.ResilienceSettings``) we read."""
+
+    @property
+    def breaker_enabled(self) -> bool: ...
+    @property
+    def breaker_failure_threshold(self) -> int: ...
+    @property
+    def breaker_timeout(self) -> float: ...
+    @property
+    def breaker_half_open_max_calls(self) -> int: ...
+    @property
+    def retry_enabled(self) -> bool: ...
+    @property
+    def retry_max_attempts(self) -> int: ...
+    @property
+    def retry_base_delay(self) -> float: ...
+    @property
+    def retry_max_delay(self) -> float: ...
+    @property
+    def retry_exponential_base(self) -> float: ...
+    @property
+    def retry_jitter(self) -> bool: ...
+    @property
+    def retry_budget_ratio(self) -> float: ...
+    @property
+    def bulkhead_max_concurrent(self) -> int: ...
+    @property
+    def bulkhead_max_queue(self) -> int: ...
+    @property
+    def bulkhead_max_wait(self) -> float: ...
+    @property
+    def operation_timeout(self) -> float: ...
+    @property
+    def attempt_timeout(self) -> float: ...
+
+
+class HasResilienceSettings(Protocol):
+    """Anything with a ``resilience`` view, i.e. ``config.Settings``."""
+
+    @property
+    def resilience(self) -> ResilienceSettingsLike: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LayerConfigs:
+    """The layer configs one ``settings.resilience`` describes (``None`` = layer off)."""
+
+    breaker: CircuitBreakerConfig | None
+    retry: RetryConfig | None
+    retry_budget_ratio: float | None
+    bulkhead: BulkheadConfig
+    timeout: float
+    attempt_timeout: float
+
+
+def configs_from_settings(
+    settings: HasResilienceSettings | ResilienceSettingsLike, *, component: str
+) -> LayerConfigs:
+    """Map ``settings.resilience`` (or the view itself) onto layer configs.
+
+    ``breaker_enabled=False`` / ``retry_enabled=False`` switch those layers off;
+    ``bulkhead_max_wait=0`` means "do not queue".
+
+    Raises:
+        ConfigurationError: A combination the layers reject (e.g. ``retry_max_delay``
+            below ``retry_base_delay``), naming the environment variables to fix.
+    """
+    res = cast("ResilienceSettingsLike", getattr(settings, "resilience", settings))
+    breaker = retry = None
+    with settings_errors(component, "SEMANTICA_CIRCUIT_BREAKER_*"):
+        if res.breaker_enabled:
+            breaker = CircuitBreakerConfig(
+                failure_threshold=res.breaker_failure_threshold,
+                timeout=res.breaker_timeout,
+                half_open_max_calls=res.breaker_half_open_max_calls,
+            )
+    with settings_errors(component, "SEMANTICA_RETRY_*"):
+        if res.retry_enabled:
+            retry = RetryConfig(
+                max_attempts=res.retry_max_attempts,
+                base_delay=res.retry_base_delay,
+                max_delay=res.retry_max_delay,
+                exponential_base=res.retry_exponential_base,
+                jitter=res.retry_jitter,
+            )
+    no_wait = res.bulkhead_max_wait == 0
+    return LayerConfigs(
+        breaker=breaker,
+        retry=retry,
+        retry_budget_ratio=res.retry_budget_ratio if retry is not None else None,
+        bulkhead=BulkheadConfig(
+            res.bulkhead_max_concurrent,
+            max_queue=0 if no_wait else res.bulkhead_max_queue,
+            max_wait=None if no_wait else res.bulkhead_max_wait,
+        ),
+        timeout=res.operation_timeout,
+        attempt_timeout=res.attempt_timeout,
+    )
+
+
+@contextmanager
+def settings_errors(component: str, variables: str) -> Iterator[None]:
+    """Turn a layer's ValueError/TypeError into a ConfigurationError naming the settings."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(
+            f"invalid resilience settings for {component!r}: {exc}; fix {variables}",
+            component=component,
+            details={"settings": variables},
+        ) from exc

@@ -1,0 +1,194 @@
+"""A token bucket shared by every process that uses the same Redis key.
+
+The whole decision -- refill, grant or refuse, compute the wait -- is one Lua script, so
+it is atomic on the server, and it reads the time with ``redis.call('TIME')``: the
+clients' clocks never enter the arithmetic, so skewed hosts cannot mint tokens. The
+script is registered with ``register_script`` (redis-py sends ``EVALSHA`` and reloads the
+script itself on ``NOSCRIPT``). Each call sets the key's TTL to the time a drained bucket
+needs to refill completely (plus a second); an expired bucket reads as full, which is
+exactly what it would hold, so idle buckets cost no memory and lose nothing.
+
+``acquire`` loops: run the script; if refused, sleep the wait the server computed (on
+the injected clock) and try again. Within one process, acquirers queue on a FIFO
+:class:`asyncio.Lock` so only one of them polls Redis at a time and none overtakes an
+earlier one; ``try_acquire`` refuses while a local caller waits, like the in-process
+limiter. Across processes the order is whoever asks first after a refill (a true
+cross-process queue would need a reservation per waiter and a refund on cancellation;
+not worth a second round trip for every call).
+
+Timeouts: a wait the server reports as longer than the time left fails at once with
+``details["retry_after_s"]``; time spent queued behind local callers counts against the
+same ``timeout`` (timed by the event loop).
+
+This module imports ``redis``; :mod:`infra.resilience.rate_limit` does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Final
+
+from redis.asyncio import Redis
+
+from infra.resilience.clock import Clock, MonotonicClock
+from infra.resilience.rate_limit import check_bucket, check_request, exceeded_error
+
+__all__ = ["DEFAULT_KEY_PREFIX", "RedisTokenBucketLimiter"]
+
+DEFAULT_KEY_PREFIX: Final = "semantica:ratelimit:"
+
+# KEYS[1]: the bucket (hash with fields tokens, ts). ARGV: rate, capacity, requested, ttl_ms.
+# Returns {granted (0/1), wait_seconds (string), tokens_left (string)}; floats travel as
+# strings because Redis truncates Lua numbers in replies to integers.
+_BUCKET_SCRIPT: Final = """
+local rate = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local requested = tonumber(ARGV[3])
+local ttl_ms = tonumber(ARGV[4])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  tokens = capacity
+  ts = now
+elseif now > ts then
+  tokens = math.min(capacity, tokens + (now - ts) * rate)
+  ts = now
+end
+local granted = 0
+local wait = 0
+if tokens + 1e-9 >= requested then
+  tokens = math.max(0, tokens - requested)
+  granted = 1
+else
+  wait = (requested - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', ts)
+redis.call('PEXPIRE', KEYS[1], ttl_ms)
+return {granted, string.format('%.17g', wait), string.format('%.17g', tokens)}
+"""
+
+
+class RedisTokenBucketLimiter:
+    """Distributed token bucket: same interface as :class:`TokenBucketLimiter`.
+
+    Args:
+        redis: An asyncio Redis client (its own retry settings apply to each script call).
+        key: The bucket's name; every limiter using it shares the bucket.
+        rate: Tokens added per second (> 0).
+        capacity: Largest burst (> 0). A new or expired bucket starts full.
+        clock: Sleeps between attempts; defaults to real monotonic time.
+        name: Reported as ``component`` on errors; defaults to ``key``.
+        prefix: Namespace prepended to ``key``.
+    """
+
+    __slots__ = (
+        "_capacity",
+        "_clock",
+        "_lock",
+        "_rate",
+        "_redis",
+        "_script",
+        "_ttl_ms",
+        "key",
+        "name",
+    )
+
+    def __init__(
+        self,
+        redis: Redis,
+        key: str,
+        rate: float,
+        capacity: float,
+        *,
+        clock: Clock | None = None,
+        name: str | None = None,
+        prefix: str = DEFAULT_KEY_PREFIX,
+    ) -> None:
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"key must be a non-empty string, got {key!r}")
+        self._rate, self._capacity = check_bucket(rate, capacity)
+        self._redis = redis
+        self.key = f"{prefix}{key}"
+        self.name = name if name is not None else key
+        self._clock: Clock = clock if clock is not None else MonotonicClock()
+        self._ttl_ms = math.ceil(self._capacity / self._rate * 1000) + 1000
+        self._script = redis.register_script(_BUCKET_SCRIPT)
+        self._lock = asyncio.Lock()
+
+    @property
+    def rate(self) -> float:
+        """Tokens added per second."""
+        return self._rate
+
+    @property
+    def capacity(self) -> float:
+        """Largest burst."""
+        return self._capacity
+
+    async def acquire(self, tokens: float = 1, timeout: float | None = None) -> None:
+        """Wait until ``tokens`` are granted by the shared bucket.
+
+        Raises:
+            RateLimitExceededError: not granted within ``timeout`` seconds.
+            ValueError: ``tokens`` is not positive or exceeds ``capacity``.
+        """
+        amount = check_request(tokens, timeout, self._capacity)
+        if timeout is None:
+            async with self._lock:
+                await self._acquire_in_turn(amount, None, None)
+            return
+        deadline = self._clock.now() + timeout
+        if self._lock.locked():
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._lock.acquire()
+            except TimeoutError as exc:
+                raise exceeded_error(
+                    self.name, tokens=amount, timeout=timeout, retry_after=None, reason="queued"
+                ) from exc
+        else:
+            await self._lock.acquire()
+        try:
+            await self._acquire_in_turn(amount, deadline, timeout)
+        finally:
+            self._lock.release()
+
+    async def try_acquire(self, tokens: float = 1) -> bool:
+        """Take ``tokens`` if the shared bucket has them and no local caller waits."""
+        amount = check_request(tokens, None, self._capacity)
+        if self._lock.locked():
+            return False
+        granted, _wait = await self._run(amount)
+        return granted
+
+    async def reset(self) -> None:
+        """Delete the shared bucket (it reads as full afterwards)."""
+        await self._redis.delete(self.key)
+
+    async def _acquire_in_turn(
+        self, amount: float, deadline: float | None, timeout: float | None
+    ) -> None:
+        while True:
+            granted, wait = await self._run(amount)
+            if granted:
+                return
+            if deadline is not None and self._clock.now() + wait > deadline:
+                raise exceeded_error(self.name, tokens=amount, timeout=timeout, retry_after=wait)
+            await self._clock.sleep(wait)
+
+    async def _run(self, amount: float) -> tuple[bool, float]:
+        reply = await self._script(
+            keys=[self.key], args=[self._rate, self._capacity, amount, self._ttl_ms]
+        )
+        granted, wait = reply[0], reply[1]
+        return int(granted) == 1, float(wait)
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisTokenBucketLimiter(name={self.name!r}, key={self.key!r}, "
+            f"rate={self._rate!r}, capacity={self._capacity!r})"
+        )

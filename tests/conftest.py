@@ -1,0 +1,202 @@
+"""Shared fixtures: real backends on loopback, started lazily, stopped at session end.
+
+Session fixtures (one server per test session, started on first request, so a unit-only
+run starts nothing):
+
+* ``postgres_dsn``     -- embedded PostgreSQL 18 + pgvector, or ``SEMANTICA_TEST_POSTGRES_DSN``;
+* ``redis_url``        -- embedded Redis 8, or ``SEMANTICA_TEST_REDIS_URL``;
+* ``bolt_uri``         -- FalkorDB's Bolt listener in that same Redis process, or
+  ``SEMANTICA_TEST_BOLT_URI`` (``bolt_auth`` gives the credentials to use with it);
+* ``qdrant_location``  -- ``":memory:"`` (qdrant-client local mode), or
+  ``SEMANTICA_TEST_QDRANT_URL``.
+
+Per-test conveniences, each closed after the test (``filterwarnings = error`` turns an
+unclosed client into a failure): ``redis_client`` (FLUSHDB first), ``pg_pool``,
+``graph_driver`` (default graph emptied first) and ``qdrant_client``.
+
+Two hooks keep the backend markers honest: a test that uses a backend fixture gets the
+matching marker automatically (so ``-m "not postgres"`` really excludes it), and a test
+carrying a backend marker that ends up *skipped* is reported as a failure -- a missing
+server must be loud, never a silent skip. See docs/testing.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Generator, Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+from redis.asyncio import Redis
+
+# Tests import litellm directly in places; never let its import fetch a price map over the
+# network (see infra/_litellm.py for the library-wide decision).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from infra.testing.embedded import (
+    FALKORDB_AUTH,
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    QdrantLocal,
+    external_endpoint,
+    open_qdrant_client,
+)
+
+if TYPE_CHECKING:  # heavy imports (qdrant_client ~1.4 s) happen only in the fixtures
+    import asyncpg
+    import neo4j
+    from qdrant_client import AsyncQdrantClient
+
+#: Backend marker -> the session fixture that provides the backend.
+BACKEND_FIXTURES = {
+    "postgres": "postgres_dsn",
+    "redis": "redis_url",
+    "graph": "bolt_uri",
+    "qdrant": "qdrant_location",
+}
+
+
+# ------------------------------------------------------------------------ marker hooks
+@pytest.hookimpl(tryfirst=True)  # before pytest's own -m deselection reads the markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that (even indirectly) uses a backend fixture with its marker."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        for marker, fixture in BACKEND_FIXTURES.items():
+            if fixture in names and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Turn a skip of a backend-marked test into a failure that says why."""
+    report: pytest.TestReport = yield
+    needs = [m for m in BACKEND_FIXTURES if item.get_closest_marker(m) is not None]
+    if needs and report.skipped and not hasattr(report, "wasxfail"):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{item.nodeid} needs {', '.join(needs)} but was skipped ({reason}). Backend "
+            "tests must run: fix the embedded server, or point the SEMANTICA_TEST_* "
+            "variable at a server (docs/testing.md)."
+        )
+    return report
+
+
+# ------------------------------------------------------------------- session backends
+@pytest.fixture(scope="session")
+def embedded_postgres_server() -> Iterator[EmbeddedPostgres]:
+    """The embedded PostgreSQL server (only started if no external DSN is configured)."""
+    with EmbeddedPostgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def embedded_redis_server() -> Iterator[EmbeddedRedis]:
+    """The embedded Redis + FalkorDB server shared by ``redis_url`` and ``bolt_uri``."""
+    with EmbeddedRedis() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(request: pytest.FixtureRequest) -> str:
+    """A PostgreSQL DSN (pgvector available): external if configured, else embedded."""
+    external = external_endpoint("postgres")
+    if external is not None:
+        return external
+    server: EmbeddedPostgres = request.getfixturevalue("embedded_postgres_server")
+    return server.dsn
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """A Redis URL: external if configured, else the embedded server."""
+    external = external_endpoint("redis")
+    if external is not None:
+        return external
+    server: EmbeddedRedis = request.getfixturevalue("embedded_redis_server")
+    return server.url
+
+
+@pytest.fixture(scope="session")
+def bolt_uri(request: pytest.FixtureRequest) -> str:
+    """A Bolt URI for the neo4j driver: external if configured, else embedded FalkorDB."""
+    external = external_endpoint("graph")
+    if external is not None:
+        return external
+    server: EmbeddedRedis = request.getfixturevalue("embedded_redis_server")
+    return server.bolt_uri
+
+
+@pytest.fixture(scope="session")
+def bolt_auth() -> tuple[str, str]:
+    """Bolt credentials: ``SEMANTICA_TEST_BOLT_USER``/``_PASSWORD`` if set, else FalkorDB's."""
+    user = os.environ.get("SEMANTICA_TEST_BOLT_USER")
+    if user:
+        return user, os.environ.get("SEMANTICA_TEST_BOLT_PASSWORD", "")
+    return FALKORDB_AUTH
+
+
+@pytest.fixture(scope="session")
+def qdrant_location() -> Iterator[str]:
+    """``":memory:"`` (local mode, nothing to start) or the external Qdrant URL."""
+    external = external_endpoint("qdrant")
+    if external is not None:
+        yield external
+        return
+    with QdrantLocal() as local:
+        yield local.location
+
+
+# ----------------------------------------------------------------- per-test clients
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
+    """A ``redis.asyncio.Redis`` on an emptied database (FLUSHDB), closed after the test."""
+    client = Redis.from_url(redis_url)
+    try:
+        await client.flushdb()
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def pg_pool(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    """A small asyncpg pool (1..4 connections), closed after the test."""
+    import asyncpg
+
+    pool = await asyncpg.create_pool(postgres_dsn, min_size=1, max_size=4)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+async def graph_driver(
+    bolt_uri: str, bolt_auth: tuple[str, str]
+) -> AsyncIterator[neo4j.AsyncDriver]:
+    """A neo4j ``AsyncDriver`` with the default graph emptied first, closed after the test."""
+    import neo4j
+
+    driver = neo4j.AsyncGraphDatabase.driver(bolt_uri, auth=bolt_auth)
+    try:
+        async with driver.session() as session:
+            result = await session.run("MATCH (n) DETACH DELETE n")
+            await result.consume()
+        yield driver
+    finally:
+        await driver.close()
+
+
+@pytest.fixture
+async def qdrant_client(qdrant_location: str) -> AsyncIterator[AsyncQdrantClient]:
+    """An ``AsyncQdrantClient`` for ``qdrant_location`` (fresh store in local mode)."""
+    client = open_qdrant_client(qdrant_location)
+    try:
+        yield client
+    finally:
+        await client.close()
