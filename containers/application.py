@@ -1,0 +1,70 @@
+"""The application container: composes core, observability and every backend container.
+
+::
+
+    app = ApplicationContainer()
+    app.wire(modules=[handlers])          # once, at startup; handlers use @inject
+    await app.init_resources()            # collector, logging, tracing, clients, health
+    ...
+    await app.shutdown_resources()        # everything closed, in reverse order
+
+How the pieces meet:
+
+* ``core.settings`` is the one ``Settings``; every backend container declares it as a
+  ``Dependency`` and receives it here.
+* Each backend policy's observers are the observability container's
+  ``resilience_observer`` (breaker state, retries, bulkhead gauges), so resilience
+  decisions reach the same metrics as the calls they guard.
+* ``health`` registers each backend's own latency-aware ``health_check`` with the
+  observability container's registry; ``/health`` and ``/ready`` read it.
+
+For tests, :mod:`containers.testing` overrides every backend with its verified fake and
+every policy with an instant one, in one call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from dependency_injector import containers, providers
+
+from containers.core import CoreContainer
+from containers.observability import ObservabilityContainer
+from containers.postgres import PostgresContainer
+from containers.redis import RedisContainer
+from infra.observability import HealthRegistry
+from infra.ports import CacheStore, RelationalStore
+
+__all__ = ["ApplicationContainer", "register_health_checks"]
+
+_log = logging.getLogger("containers.application")
+
+
+async def register_health_checks(
+    registry: HealthRegistry, postgres: RelationalStore, redis: CacheStore
+) -> AsyncIterator[HealthRegistry]:
+    """The registry with each backend's check; PostgreSQL and Redis are critical."""
+    registry.register("postgres", postgres, critical=True)
+    registry.register("redis", redis, critical=True)
+    yield registry
+
+
+class ApplicationContainer(containers.DeclarativeContainer):
+    """Everything an application needs, built lazily; see the module docstring."""
+
+    core = providers.Container(CoreContainer)
+    observability = providers.Container(ObservabilityContainer, settings=core.settings)
+    postgres = providers.Container(
+        PostgresContainer,
+        settings=core.settings,
+        resilience_hooks=providers.List(observability.resilience_observer),
+    )
+    redis = providers.Container(
+        RedisContainer,
+        settings=core.settings,
+        resilience_hooks=providers.List(observability.resilience_observer),
+    )
+    health = providers.Resource(
+        register_health_checks, observability.health, postgres.store, redis.cache
+    )

@@ -1,0 +1,77 @@
+"""The PostgreSQL container: the store as a lazy resource, its policy as its own provider.
+
+::
+
+    postgres = PostgresContainer(settings=core.settings)
+    store = await postgres.store()          # builds the store; no connection yet
+    await store.fetchval("select 1")        # the first call opens the pool
+    await postgres.shutdown_resources()     # closes the pool
+
+Follows :mod:`containers.core`'s pattern. Decisions:
+
+* **The resource is the store, and the pool opens on first use.** The ``store``
+  resource builds an :class:`~infra.storage.EnhancedPostgresStore` from ``settings.db``
+  without connecting; its first query (or ``await store.initialize()``) creates the
+  asyncpg pool, inside the policy -- so an application starts while the database is
+  down, reports it through the health check, and connects once it is back, retried and
+  counted by the breaker. An application that prefers to fail fast at startup awaits
+  ``store.initialize()`` after ``init_resources()``. ``shutdown_resources()`` closes the
+  pool (bounded: borrowed connections are terminated after 10 s).
+* **The policy is a provider of its own** (``ResiliencePolicy.from_settings`` with
+  ``component="postgres"`` and ``QueryTimeoutError`` for its timeouts), so a deployment
+  or a test swaps it alone::
+
+      postgres.policy.override(providers.Object(ResiliencePolicy.instant("postgres")))
+
+  ``resilience_hooks`` (empty by default) feeds the policy's observers; the application
+  container overrides it with the observability container's ``resilience_observer``.
+* **Health**: the store's ``health_check`` is the check; the application container
+  registers it with the observability container's ``HealthRegistry``
+  (``registry.register("postgres", store)``), so this container needs no registry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from dependency_injector import containers, providers
+
+from config import Settings
+from infra.exceptions import QueryTimeoutError
+from infra.resilience import ResiliencePolicy
+from infra.storage import EnhancedPostgresStore
+
+__all__ = ["PostgresContainer", "postgres_store"]
+
+_log = logging.getLogger("containers.postgres")
+
+
+async def postgres_store(
+    settings: Settings, policy: ResiliencePolicy
+) -> AsyncIterator[EnhancedPostgresStore]:
+    """The store ``settings.db`` describes, under ``policy``; its pool closed on exit."""
+    store = EnhancedPostgresStore.from_settings(settings, policy=policy)
+    try:
+        yield store
+    finally:
+        try:
+            await store.close()
+        # Shutdown logs a failing cleanup and carries on with the other resources.
+        except Exception:  # noqa: BLE001
+            _log.warning("closing the PostgreSQL store failed", exc_info=True)
+
+
+class PostgresContainer(containers.DeclarativeContainer):
+    """PostgreSQL for the application; see the module docstring."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    resilience_hooks = providers.List()
+    policy = providers.Singleton(
+        ResiliencePolicy.from_settings,
+        settings,
+        component="postgres",
+        timeout_error=QueryTimeoutError,
+        hooks=resilience_hooks,
+    )
+    store = providers.Resource(postgres_store, settings, policy)

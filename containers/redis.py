@@ -1,0 +1,123 @@
+"""The Redis container: client as a lazy resource, its own policy, the cache adapter.
+
+::
+
+    redis = RedisContainer(settings=core.settings)
+    cache = await redis.cache()            # first use builds the client (no I/O yet)
+    await cache.set("k", {"v": 1}, ttl=30)
+    await redis.shutdown_resources()       # closes the client and its pool
+
+Follows :mod:`containers.core`'s pattern: nothing connects at construction (redis-py
+connects on the first command, so even ``init_resources()`` opens no socket); the client
+is a ``providers.Resource`` closed on ``shutdown_resources()``; the policy, serializer and
+namespace are providers of their own, so a deployment or a test overrides them alone::
+
+    redis.policy.override(providers.Object(ResiliencePolicy.instant("redis")))
+    redis.serializer.override(providers.Object(SignedPickleSerializer(key)))
+
+While the client resource is alive its connection pool is sampled into the pool gauges
+(``redis_pool_size``, ``redis_pool_active``, ...; standalone and Sentinel clients).
+``lock`` is the :class:`~infra.cache.RedisDistributedLock` on the same client, with a
+policy of its own (``lock_policy``): lock calls must not trip the cache's breaker, nor the
+other way round. ``three_tier`` is the coherent :class:`~infra.cache.ThreeTierCache`
+(L1 memory -> L2 this cache -> your loader), a resource because its cross-process
+invalidation subscription is stopped on shutdown.
+
+``cache`` is a ``Factory``: adapters are cheap, and a cache handed out after a restart of
+the resource always holds the live client (breaker state lives in the ``policy``
+singleton, so it is shared).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from dependency_injector import containers, providers
+from redis.asyncio import Redis
+
+from config import Settings
+from infra.cache import (
+    JsonSerializer,
+    RedisCache,
+    RedisClient,
+    RedisDistributedLock,
+    ThreeTierCache,
+    build_redis_client,
+    close_redis_client,
+    redis_pool_stats,
+)
+from infra.exceptions import ConfigurationError
+from infra.observability.pools import register_pool
+from infra.resilience import ResiliencePolicy
+
+__all__ = ["RedisContainer", "redis_client", "three_tier_cache"]
+
+_log = logging.getLogger("containers.redis")
+
+
+async def redis_client(settings: Settings) -> AsyncIterator[RedisClient]:
+    """The ``redis.asyncio`` client ``settings.redis`` describes, closed on shutdown."""
+    client = build_redis_client(settings)
+    sampler = redis_pool_stats(client)
+    unregister = None if sampler is None else register_pool("redis", "default", sampler)
+    try:
+        yield client
+    finally:
+        if unregister is not None:
+            unregister()
+        try:
+            await close_redis_client(client)
+        # Shutdown logs a failing cleanup and carries on with the other resources.
+        except Exception:  # noqa: BLE001
+            _log.warning("closing the Redis client failed", exc_info=True)
+
+
+async def three_tier_cache(
+    settings: Settings, l2: RedisCache, client: RedisClient
+) -> AsyncIterator[ThreeTierCache]:
+    """The coherent L1 -> L2 cache ``settings.cache`` describes; its subscription
+    (cross-process L1 invalidation) stopped on shutdown."""
+    if not isinstance(client, Redis):
+        # Coherence uses pub/sub and leases on one connection; a cluster client is not
+        # supported yet, and an L1 that cannot hear invalidations would serve stale data.
+        raise ConfigurationError(
+            "the 3-tier cache needs a standalone or Sentinel Redis for L1 coherence; "
+            "SEMANTICA_REDIS_MODE=cluster is not supported for it yet",
+            component="cache",
+        )
+    cache = ThreeTierCache.from_settings(settings, l2=l2, redis=client)
+    try:
+        yield cache
+    finally:
+        try:
+            await cache.close()
+        # Shutdown logs a failing cleanup and carries on with the other resources.
+        except Exception:  # noqa: BLE001
+            _log.warning("closing the 3-tier cache failed", exc_info=True)
+
+
+class RedisContainer(containers.DeclarativeContainer):
+    """Redis for the application; see the module docstring."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    resilience_hooks = providers.List()
+    policy = providers.Singleton(
+        ResiliencePolicy.from_settings, settings, component="redis", hooks=resilience_hooks
+    )
+    #: The lock's own policy: its breaker must not share state with cache reads.
+    lock_policy = providers.Singleton(
+        ResiliencePolicy.from_settings, settings, component="redis_lock", hooks=resilience_hooks
+    )
+    serializer = providers.Singleton(JsonSerializer)
+    namespace = providers.Object("")
+    client = providers.Resource(redis_client, settings)
+    cache = providers.Factory(
+        RedisCache,
+        client=client,
+        policy=policy,
+        serializer=serializer,
+        namespace=namespace,
+    )
+    lock = providers.Singleton(RedisDistributedLock, client, policy=lock_policy)
+    three_tier = providers.Resource(three_tier_cache, settings, cache, client)

@@ -1,0 +1,338 @@
+"""The backend-independent half of a lease lock: arguments, waiting, cancellation, ``hold``.
+
+:class:`LeaseLockBase` implements the whole :class:`~infra.ports.DistributedLock` port on
+top of four primitive operations a backend supplies -- grant, release, extend and
+abandon (see :class:`LeaseLockBase`). The Redis adapter
+(:mod:`infra.cache.distributed_lock`) implements them with Lua scripts; the fake
+(:mod:`infra.testing.fakes.lock`) with a dict. Sharing this half is deliberate: the
+subtle parts -- bounded waiting, cleanup after a cancelled grant, the ``hold`` exit
+rules, the watchdog -- are written once, and the contract suite checks that both
+backends give the same answers. This module imports no driver.
+
+Waiting: a refused grant is retried after a jittered exponential backoff
+(:class:`LockBackoff`), never sleeping past the caller's ``wait`` and never past the
+moment the current holder's lease ends (the backend reports it), so a lock freed by
+expiry is picked up promptly. ``wait=0`` makes exactly one try. Retrying a *failed*
+round trip (connection error) is the resilience policy's job, not this loop's.
+
+Cancellation: if the task is cancelled while a grant is in flight, the grant may already
+have happened on the server. The base then runs the backend's ``abandon`` -- an
+owner-checked delete that also bars this owner token from being granted later -- in a
+shielded task, and only then lets the ``CancelledError`` propagate. A second
+cancellation during that cleanup leaves it running in the background (referenced, so it
+is not garbage-collected). Any other failure of a grant (timeout, lost connection) is
+just as ambiguous, so it gets the same cleanup, best effort -- except a rejection by our
+own policy (open breaker, full bulkhead, rate limit), where nothing was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import secrets
+from abc import ABC, abstractmethod
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, replace
+from typing import Final
+
+from infra.cache._hold import Hold
+from infra.cache._lock_metrics import LockMetrics
+from infra.exceptions import (
+    BulkheadFullError,
+    CircuitBreakerOpenError,
+    LockAcquireTimeoutError,
+    LockNotOwnedError,
+    RateLimitExceededError,
+)
+from infra.ports import LockLease
+from infra.resilience.clock import Clock, MonotonicClock
+
+__all__ = [
+    "MAX_LOCK_NAME_LENGTH",
+    "LeaseLockBase",
+    "LockBackoff",
+    "check_lease_seconds",
+    "check_lock_name",
+    "check_wait_seconds",
+]
+
+#: Longest accepted lock name (characters). Names become Redis keys; a bound keeps a
+#: caller from turning a request field into a megabyte key by accident.
+MAX_LOCK_NAME_LENGTH: Final = 256
+_log = logging.getLogger("infra.cache.lock")
+#: Policy rejections: the request never left the process, so no grant can exist.
+_NOT_SENT = (BulkheadFullError, CircuitBreakerOpenError, RateLimitExceededError)
+
+
+def check_lock_name(name: object) -> str:
+    """``name`` itself if it is a usable lock name, else a ``TypeError``/``ValueError``."""
+    if not isinstance(name, str):
+        raise TypeError(f"lock name must be a str, got {type(name).__name__}")
+    if not name or len(name) > MAX_LOCK_NAME_LENGTH:
+        raise ValueError(
+            f"lock name must have 1..{MAX_LOCK_NAME_LENGTH} characters, got {len(name)}; "
+            "use a short stable identifier such as 'invoice:42'"
+        )
+    return name
+
+
+def check_lease_seconds(lease: object, argument: str = "lease") -> float:
+    """A positive, finite lease of at least one millisecond, in seconds."""
+    if isinstance(lease, bool) or not isinstance(lease, int | float):
+        raise TypeError(f"{argument} must be a number of seconds, got {type(lease).__name__}")
+    if not math.isfinite(lease) or lease < 0.001:
+        raise ValueError(
+            f"{argument} must be a finite number of seconds >= 0.001, got {lease!r}; "
+            "a lock always has a lease so a crashed holder cannot block others forever"
+        )
+    return float(lease)
+
+
+def check_wait_seconds(wait: object, argument: str = "wait") -> float:
+    """A finite, non-negative wait in seconds (``0`` = try once)."""
+    if isinstance(wait, bool) or not isinstance(wait, int | float):
+        raise TypeError(f"{argument} must be a number of seconds, got {type(wait).__name__}")
+    if not math.isfinite(wait) or wait < 0:
+        raise ValueError(
+            f"{argument} must be a finite number of seconds >= 0 (0 = try once), "
+            f"got {wait!r}; waiting forever is not supported"
+        )
+    return float(wait)
+
+
+@dataclass(frozen=True, slots=True)
+class LockBackoff:
+    """Pause between refused grants: ``initial * multiplier**n`` capped at ``maximum``,
+    with "equal jitter" (a uniform draw from the upper half of that delay) so waiters
+    that were refused together do not retry together."""
+
+    initial: float = 0.002
+    maximum: float = 0.05
+    multiplier: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.initial) and self.initial > 0):
+            raise ValueError(f"initial must be a finite number > 0, got {self.initial!r}")
+        if not (math.isfinite(self.maximum) and self.maximum >= self.initial):
+            raise ValueError(f"maximum must be finite and >= initial, got {self.maximum!r}")
+        if not (math.isfinite(self.multiplier) and self.multiplier >= 1):
+            raise ValueError(f"multiplier must be a finite number >= 1, got {self.multiplier!r}")
+
+    def delay(self, attempt: int, draw: float) -> float:
+        """The pause after refused try number ``attempt`` (0-based); ``draw`` in [0, 1)."""
+        base = min(self.maximum, self.initial * self.multiplier ** min(attempt, 64))
+        return base / 2 + base / 2 * draw
+
+
+class LeaseLockBase(ABC):
+    """The :class:`~infra.ports.DistributedLock` port over four backend primitives.
+
+    Subclasses implement :meth:`_grant`, :meth:`_release`, :meth:`_extend` and
+    :meth:`_abandon`; everything a caller touches is defined here.
+    """
+
+    __slots__ = (
+        "_backoff",
+        "_cleanups",
+        "_clock",
+        "_component",
+        "_default_lease",
+        "_default_wait",
+        "_random",
+        "_watchdog",
+        "metrics",
+    )
+
+    def __init__(
+        self,
+        *,
+        component: str,
+        default_lease: float,
+        default_wait: float,
+        clock: Clock | None,
+        watchdog: bool,
+        backoff: LockBackoff | None,
+    ) -> None:
+        if not isinstance(component, str) or not component:
+            raise ValueError(f"component must be a non-empty string, got {component!r}")
+        self._component = component
+        self._default_lease = check_lease_seconds(default_lease, "default_lease")
+        self._default_wait = check_wait_seconds(default_wait, "default_wait")
+        self._clock: Clock = clock if clock is not None else MonotonicClock()
+        self._watchdog = bool(watchdog)
+        self._backoff = backoff if backoff is not None else LockBackoff()
+        self._random = random.Random()  # noqa: S311 -- jitter, not security
+        self._cleanups: set[asyncio.Task[None]] = set()
+        #: Wait/timeout/lost metrics, labelled by ``component`` (never by lock name).
+        self.metrics = LockMetrics(component)
+
+    # ------------------------------------------------------------ backend primitives
+    @abstractmethod
+    async def _grant(self, name: str, owner: str, lease_ms: int) -> tuple[int | None, float]:
+        """Grant ``name`` to ``owner`` unless someone else holds it.
+
+        Returns ``(fencing_token, 0.0)`` on a grant -- also when ``owner`` already holds
+        it (a replayed request) -- or ``(None, holder_ttl_seconds)`` when refused
+        (``0.0`` when unknown). Must refuse an owner that was abandoned.
+        """
+
+    @abstractmethod
+    async def _release(self, name: str, owner: str) -> bool:
+        """Delete ``name`` if ``owner`` holds it; ``False`` if it does not."""
+
+    @abstractmethod
+    async def _extend(self, name: str, owner: str, lease_ms: int) -> bool:
+        """Reset the lease of ``name`` to ``lease_ms`` if ``owner`` holds it."""
+
+    @abstractmethod
+    async def _abandon(self, name: str, owner: str, lease_ms: int) -> None:
+        """Release ``name`` if ``owner`` holds it and refuse ``owner`` any later grant
+        for ``lease_ms`` (a grant request still in flight must not succeed)."""
+
+    # -------------------------------------------------------------------- the port
+    @property
+    def clock(self) -> Clock:
+        """The clock leases, waits and backoff are measured with."""
+        return self._clock
+
+    @property
+    def component(self) -> str:
+        """The ``component`` our errors carry."""
+        return self._component
+
+    async def acquire(
+        self, name: str, *, lease: float | None = None, wait: float | None = None
+    ) -> LockLease:
+        """Acquire ``name`` for ``lease`` seconds, waiting at most ``wait`` seconds.
+
+        Raises:
+            LockAcquireTimeoutError: still held by someone else when ``wait`` ran out.
+            CacheConnectionError: (or another translated error) the backend could not be
+                asked; the lock is never assumed.
+        """
+        lease_s, wait_s = self._arguments(name, lease, wait)
+        granted, _started = await self._acquire_timed(name, lease_s, wait_s)
+        return granted
+
+    async def release(self, lease: LockLease) -> None:
+        """Release; raises ``LockNotOwnedError`` if ``lease`` no longer owns the lock."""
+        if not await self._release(lease.name, lease.owner):
+            raise self._not_owned(lease, "release")
+
+    async def extend(self, lease: LockLease, *, lease_seconds: float | None = None) -> LockLease:
+        """Reset the lease to ``lease_seconds`` (default: the lease's own length) from now.
+
+        Returns the lease with the new length; the fencing token does not change.
+
+        Raises:
+            LockNotOwnedError: the lease expired or the lock was taken over.
+        """
+        seconds = (
+            lease.lease_seconds
+            if lease_seconds is None
+            else check_lease_seconds(lease_seconds, "lease_seconds")
+        )
+        if not await self._extend(lease.name, lease.owner, _to_ms(seconds)):
+            raise self._not_owned(lease, "extend")
+        return lease if seconds == lease.lease_seconds else replace(lease, lease_seconds=seconds)
+
+    def hold(
+        self,
+        name: str,
+        *,
+        lease: float | None = None,
+        wait: float | None = None,
+        watchdog: bool | None = None,
+    ) -> AbstractAsyncContextManager[LockLease]:
+        """``async with lock.hold(name) as lease:`` -- acquire, run the body, release.
+
+        ``watchdog`` (default: the lock's setting) renews the lease every ``lease / 3``
+        while the body runs and cancels the body if the lease is lost; see
+        :mod:`infra.cache._hold` for the exact exit rules.
+        """
+        lease_s, wait_s = self._arguments(name, lease, wait)
+        return Hold(self, name, lease_s, wait_s, self._watchdog if watchdog is None else watchdog)
+
+    # ------------------------------------------------------------------- internals
+    def _arguments(self, name: str, lease: float | None, wait: float | None) -> tuple[float, float]:
+        check_lock_name(name)
+        lease_s = self._default_lease if lease is None else check_lease_seconds(lease)
+        wait_s = self._default_wait if wait is None else check_wait_seconds(wait)
+        return lease_s, wait_s
+
+    async def _acquire_timed(
+        self, name: str, lease_s: float, wait_s: float
+    ) -> tuple[LockLease, float]:
+        """Acquire; also returns the clock reading taken just before the granting request
+        (the lease runs from no earlier than that, which the watchdog relies on)."""
+        owner = secrets.token_hex(16)
+        lease_ms = _to_ms(lease_s)
+        clock = self._clock
+        began = clock.now()
+        deadline = began + wait_s
+        attempt = 0
+        while True:
+            sent = clock.now()
+            token, holder_ttl = await self._grant_once(name, owner, lease_ms)
+            if token is not None:
+                self.metrics.granted((clock.now() - began) * 1000.0)
+                return LockLease(name, owner, token, lease_s), sent
+            remaining = deadline - clock.now()
+            if remaining <= 0:
+                self.metrics.timed_out()
+                raise LockAcquireTimeoutError(
+                    f"lock {name!r} was still held by another owner after waiting {wait_s:g} s",
+                    timeout=wait_s,
+                    component=self._component,
+                    details={"lock": name},
+                )
+            pause = self._backoff.delay(attempt, self._random.random())
+            if holder_ttl > 0:
+                pause = min(pause, holder_ttl + 0.001)
+            attempt += 1
+            await clock.sleep(min(pause, remaining))
+
+    async def _grant_once(self, name: str, owner: str, lease_ms: int) -> tuple[int | None, float]:
+        try:
+            return await self._grant(name, owner, lease_ms)
+        except asyncio.CancelledError:
+            cleanup = asyncio.create_task(
+                self._abandon_quietly(name, owner, lease_ms, logging.WARNING)
+            )
+            self._cleanups.add(cleanup)
+            cleanup.add_done_callback(self._cleanups.discard)
+            # Cancelled again while cleaning up: the task keeps running on its own.
+            await asyncio.shield(cleanup)
+            raise
+        except _NOT_SENT:
+            raise  # refused by our own policy before reaching the server: nothing to undo
+        except Exception:
+            # The caller gets this error (already logged by the telemetry); the cleanup's
+            # own failure (usually the same outage) is only worth a debug line.
+            await self._abandon_quietly(name, owner, lease_ms, logging.DEBUG)
+            raise
+
+    async def _abandon_quietly(self, name: str, owner: str, lease_ms: int, level: int) -> None:
+        try:
+            await self._abandon(name, owner, lease_ms)
+        except Exception as exc:  # noqa: BLE001 -- the lease bounds how long a stray grant lives
+            _log.log(
+                level,
+                "could not clean up an interrupted lock grant; it expires with its lease",
+                extra={"component": self._component, "error_type": type(exc).__name__},
+            )
+
+    def _not_owned(self, lease: LockLease, operation: str) -> LockNotOwnedError:
+        return LockNotOwnedError(
+            f"cannot {operation} lock {lease.name!r}: this lease no longer owns it "
+            "(it expired or was taken over)",
+            component=self._component,
+            details={"lock": lease.name, "fence": lease.fencing_token},
+        )
+
+
+def _to_ms(seconds: float) -> int:
+    """Lease in whole milliseconds (rounded up, at least 1)."""
+    return max(1, math.ceil(seconds * 1000.0 - 1e-6))  # 0.15 s -> 150, not 151

@@ -1,0 +1,222 @@
+"""A lease-based distributed lock on one Redis server, with fencing tokens.
+
+::
+
+    lock = RedisDistributedLock(redis_client, policy=policy)
+    async with lock.hold("invoice:42", lease=10, wait=2) as lease:
+        await store.execute(
+            "UPDATE invoices SET total = $1, fence = $2 WHERE id = 42 AND fence < $2",
+            total, lease.fencing_token,
+        )
+
+What it guarantees, and how:
+
+* **Atomic grant with a lease, always.** One Lua script does ``SET key owner NX PX
+  lease`` and, only when that succeeds, ``INCR`` of the lock's fencing counter, returning
+  the new value. There is no code path that creates the key without a TTL, so a crashed
+  holder blocks others for at most one lease.
+* **Owner token**: 128 random bits (``secrets.token_hex(16)``) per ``acquire`` call.
+  Release and extend are Lua compare-and-delete / compare-and-``PEXPIRE``; a caller
+  whose lease expired (or was never the owner) gets :class:`~infra.exceptions.LockNotOwnedError`
+  and cannot touch the new holder's lock.
+* **Fencing token**: strictly increasing on every grant of a name, including grants
+  after an expiry. The counter key has no TTL (a few dozen bytes per distinct lock name
+  ever used; high-cardinality names keep that many counters). If the counter is lost
+  (``FLUSHDB``, failover to a replica that had not received it), tokens restart lower --
+  a storage write path that checks ``token > stored`` then rejects writes (safe, but
+  stuck until the stored fence is reset).
+* **Fail closed.** Every call goes through :class:`~infra.calls.BackendCalls`
+  (component ``"redis_lock"``, family ``"cache"``): telemetry, the injected resilience
+  policy, and translation. If Redis cannot be asked, ``acquire`` raises
+  (``CacheConnectionError``, ``CircuitBreakerOpenError``, a timeout...) -- it never
+  assumes the lock.
+* **Bounded waiting** with jittered exponential backoff, ``wait=0`` = one try; then
+  :class:`~infra.exceptions.LockAcquireTimeoutError` (``details["lock"]``). Lock names
+  appear in errors, never as metric labels.
+* **Cancellation-safe** and the ``hold`` exit rules: see :mod:`infra.cache._lock_base`
+  and :mod:`infra.cache._hold`. Optional **watchdog** (``watchdog=True``): renews at
+  lease/3, cancels the body and raises ``LockLostError`` when the lease is lost (see
+  :mod:`infra.cache._watchdog`).
+
+What the policy may retry (``idempotent=`` per operation):
+
+* ``acquire`` -- yes. Replaying the script with the same owner token either grants
+  (nothing held), re-grants our own lock with the *same* token (the lost reply case), or
+  refuses; it can never grant twice or leave a lock nobody knows about.
+* ``extend`` -- yes: replaying sets the same TTL again.
+* ``release`` -- no. A replay after a lost reply would find the key gone and report
+  ``LockNotOwnedError`` for a release that worked; the transport error is the honest
+  answer, and the lease bounds the damage.
+* ``abandon`` (cleanup after a cancelled or failed grant) -- no: one best-effort try.
+
+Limits -- read before relying on it (docs/distributed_lock.md has the long version):
+
+* **One Redis server.** Replication is asynchronous: if the primary fails after granting
+  and before a replica received the grant, the promoted replica does not know the lock
+  and grants it again. Redlock (majority of independent servers) is not implemented: it
+  needs several independent Redis deployments, still depends on bounded clock drift and
+  process pauses, and gives no fencing token -- the fencing token on one server is the
+  cheaper and sounder tool.
+* **Clocks.** Lease expiry is measured by the Redis server's clock; holders estimate it
+  with their own monotonic clock from the moment they *sent* the request. A holder that
+  is paused (GC, swap, a blocked event loop) longer than its lease can still believe it
+  holds the lock. The lock alone is therefore an efficiency tool; for correctness the
+  resource must check the fencing token.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from redis.asyncio import Redis, RedisCluster
+
+from infra.cache._lock_base import LeaseLockBase, LockBackoff
+from infra.cache._lock_metrics import (
+    LOCK_ACQUIRE_TIMEOUTS_TOTAL,
+    LOCK_ACQUIRE_WAIT_MS,
+    LOCK_LOST_TOTAL,
+)
+from infra.cache._lock_scripts import (
+    ABANDON,
+    ACQUIRE,
+    EXTEND,
+    RELEASE,
+    abandoned_key,
+    fence_key,
+    lock_key,
+)
+from infra.calls import BackendCalls
+from infra.resilience import ResiliencePolicy
+from infra.resilience.clock import Clock
+
+__all__ = [
+    "DEFAULT_LOCK_NAMESPACE",
+    "LOCK_ACQUIRE_TIMEOUTS_TOTAL",
+    "LOCK_ACQUIRE_WAIT_MS",
+    "LOCK_LOST_TOTAL",
+    "RedisDistributedLock",
+]
+
+DEFAULT_LOCK_NAMESPACE: Final = "semantica:lock:"
+
+
+class RedisDistributedLock(LeaseLockBase):
+    """:class:`~infra.ports.DistributedLock` on a ``redis.asyncio`` client.
+
+    Args:
+        redis_client: A standalone or cluster client (e.g. from
+            ``infra.cache.build_redis_client``), built without redis-py's own retries
+            (:func:`infra.resilience.redis_no_retry_kwargs`); the lock shares its pool.
+        namespace: Prefix of every key this lock writes.
+        default_lease: Lease (s) when a call passes none.
+        default_wait: Longest wait (s) when a call passes none.
+        policy: Resilience policy for every Redis call (``None`` = passthrough).
+        clock: Time for waits, backoff and the watchdog (``ManualClock`` in tests).
+        watchdog: Default for ``hold(..., watchdog=)``.
+        backoff: Pause between refused grants (default :class:`LockBackoff`).
+        component: Names metrics and errors.
+
+    Construction talks to nothing: scripts are registered locally and loaded by
+    redis-py on first use (``EVALSHA``, falling back to ``SCRIPT LOAD`` on ``NOSCRIPT``).
+    """
+
+    __slots__ = (
+        "_abandon_script",
+        "_acquire",
+        "_calls",
+        "_extend_script",
+        "_namespace",
+        "_release_script",
+    )
+
+    def __init__(
+        self,
+        redis_client: Redis | RedisCluster,
+        *,
+        namespace: str = DEFAULT_LOCK_NAMESPACE,
+        default_lease: float = 30.0,
+        default_wait: float = 10.0,
+        policy: ResiliencePolicy | None = None,
+        clock: Clock | None = None,
+        watchdog: bool = False,
+        backoff: LockBackoff | None = None,
+        component: str = "redis_lock",
+    ) -> None:
+        super().__init__(
+            component=component,
+            default_lease=default_lease,
+            default_wait=default_wait,
+            clock=clock,
+            watchdog=watchdog,
+            backoff=backoff,
+        )
+        if not isinstance(namespace, str) or not namespace:
+            raise ValueError(
+                f"namespace must be a non-empty string such as 'myapp:lock:', got {namespace!r}"
+            )
+        self._namespace = namespace
+        address = getattr(redis_client, "connection_pool", None)
+        kwargs = getattr(address, "connection_kwargs", {}) if address is not None else {}
+        self._calls = BackendCalls(
+            component,
+            family="cache",
+            system="redis",
+            policy=policy,
+            server_address=kwargs.get("host"),
+            server_port=kwargs.get("port"),
+        )
+        self._acquire = redis_client.register_script(ACQUIRE)
+        self._release_script = redis_client.register_script(RELEASE)
+        self._extend_script = redis_client.register_script(EXTEND)
+        self._abandon_script = redis_client.register_script(ABANDON)
+
+    @property
+    def namespace(self) -> str:
+        """The key prefix."""
+        return self._namespace
+
+    def key(self, name: str) -> str:
+        """The Redis key that holds lock ``name`` (for inspection and tests)."""
+        return lock_key(self._namespace, name)
+
+    # --------------------------------------------------------- backend primitives
+    async def _grant(self, name: str, owner: str, lease_ms: int) -> tuple[int | None, float]:
+        key = lock_key(self._namespace, name)
+        keys = [key, fence_key(key), abandoned_key(key, owner)]
+        granted, value = await self._calls.run(
+            "acquire", self._acquire, keys, [owner, lease_ms], idempotent=True
+        )
+        if granted == 1:
+            return int(value), 0.0
+        return None, max(0.0, int(value) / 1000.0)
+
+    async def _release(self, name: str, owner: str) -> bool:
+        keys = [lock_key(self._namespace, name)]
+        released = await self._calls.run(
+            "release", self._release_script, keys, [owner], idempotent=False
+        )
+        return bool(released)
+
+    async def _extend(self, name: str, owner: str, lease_ms: int) -> bool:
+        keys = [lock_key(self._namespace, name)]
+        extended = await self._calls.run(
+            "extend", self._extend_script, keys, [owner, lease_ms], idempotent=True
+        )
+        return bool(extended)
+
+    async def _abandon(self, name: str, owner: str, lease_ms: int) -> None:
+        key = lock_key(self._namespace, name)
+        await self._calls.run(
+            "abandon",
+            self._abandon_script,
+            [key, abandoned_key(key, owner)],
+            [owner, lease_ms],
+            idempotent=False,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisDistributedLock(namespace={self._namespace!r}, "
+            f"default_lease={self._default_lease:g}, default_wait={self._default_wait:g}, "
+            f"watchdog={self._watchdog}, policy={self._calls.policy.describe()!r})"
+        )

@@ -1,0 +1,347 @@
+"""``RedisCache``: the :class:`~infra.ports.CacheStore` port on ``redis.asyncio``.
+
+::
+
+    cache = RedisCache(client, policy=policy, namespace="app")   # client injected
+    await cache.set("user:42", {"name": "Ada"}, ttl=30)           # SET app:user:42 ... PX
+    await cache.get("user:42")                                    # {"name": "Ada"}
+
+    async with RedisCache.from_settings(Settings()) as cache:     # builds its own client
+        ...
+
+Design decisions:
+
+* **One path per call.** Every public method that talks to Redis runs its command
+  through :class:`~infra.calls.BackendCalls` (component ``"redis"``, family ``"cache"``):
+  telemetry, then the injected :class:`~infra.resilience.ResiliencePolicy`, then error
+  translation -- a refused connection is a retryable ``CacheConnectionError``. The client
+  is built with redis-py's own retries off (see :mod:`infra.cache._client`), so the
+  policy's attempt count is the real one.
+* **Which calls retry.** GET, MGET, EXISTS, PTTL, SET/MSET of a fixed value and DEL are
+  idempotent: repeating them leaves the same state, so they retry (a DEL retried after a
+  lost reply may report fewer deletions than happened). PING in :meth:`health_check`
+  never retries: a health check reports, it does not insist. ``INCR`` is deliberately
+  absent: a counter is stored as a bare integer, not in a serializer's tagged format.
+* **Values** go through the injected :class:`~infra.cache.serialization.Serializer`
+  (JSON by default) *before* any I/O, so an unencodable value raises
+  ``CacheSerializationError`` and nothing is sent.
+* **None.** Storing ``None`` is allowed (JSON ``null``), but ``get`` also returns
+  ``None`` for a miss, as the port says; :meth:`exists` tells them apart. Negative caching
+  should store an explicit marker instead.
+* **TTL** is seconds (``float`` allowed), sent as ``PX`` milliseconds rounded to the
+  nearest millisecond, at least 1 ms. ``mset`` with a TTL is one pipelined round trip of
+  ``SET .. PX`` (not atomic); without a TTL it is one ``MSET`` (atomic on one server).
+* **Cluster.** With a ``RedisCluster`` client, ``mget``/``mset`` use redis-py's
+  ``*_nonatomic`` variants, which split keys by slot.
+* **Keys** are ``str``; ``namespace="app"`` prefixes them as ``app:<key>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from time import perf_counter
+from types import TracebackType
+from typing import Any, Self, cast
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from config import Settings
+from infra.cache._client import (
+    RedisClient,
+    build_redis_client,
+    close_redis_client,
+    redis_pool_stats,
+)
+from infra.cache._ttl import ttl_to_ms
+from infra.cache.serialization import JsonSerializer, Serializer
+from infra.calls import BackendCalls
+from infra.ports import HealthStatus
+from infra.redaction import redact_text
+from infra.resilience import ResiliencePolicy
+
+__all__ = ["RedisCache"]
+
+_COMPONENT = "redis"
+
+
+class RedisCache:
+    """A :class:`~infra.ports.CacheStore` on a ``redis.asyncio`` client.
+
+    Args:
+        client: A ``redis.asyncio.Redis`` (standalone or Sentinel) or ``RedisCluster``,
+            built with ``decode_responses=False``; normally injected by the container.
+        policy: The resilience policy; ``None`` = passthrough.
+        serializer: Encodes values; default :class:`~infra.cache.serialization.JsonSerializer`.
+        namespace: Optional key prefix; keys become ``"<namespace>:<key>"``.
+        record: ``False`` turns telemetry off (benchmarks of the bare path).
+        owns_client: :meth:`aclose` closes ``client`` (set by :meth:`from_settings`).
+    """
+
+    __slots__ = (
+        "_calls",
+        "_client",
+        "_delete",
+        "_exists",
+        "_get",
+        "_loads",
+        "_mget",
+        "_mset",
+        "_owns_client",
+        "_ping",
+        "_prefix",
+        "_pttl",
+        "_run",
+        "_serializer",
+        "_set",
+        "namespace",
+    )
+
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        policy: ResiliencePolicy | None = None,
+        serializer: Serializer | None = None,
+        namespace: str = "",
+        record: bool = True,
+        owns_client: bool = False,
+    ) -> None:
+        _check_client(client)
+        if not isinstance(namespace, str):
+            raise TypeError(f"namespace must be a str, got {type(namespace).__name__}")
+        if serializer is not None and not isinstance(serializer, Serializer):
+            raise TypeError("serializer must have dumps(value) -> bytes and loads(bytes)")
+        self._client = client
+        self._serializer: Serializer = serializer if serializer is not None else JsonSerializer()
+        self._loads = self._serializer.loads
+        self.namespace = namespace
+        self._prefix = "" if not namespace else namespace.rstrip(":") + ":"
+        self._owns_client = owns_client
+        address, port = _server_of(client)
+        self._calls = BackendCalls(
+            _COMPONENT,
+            family="cache",
+            system="redis",
+            policy=policy,
+            server_address=address,
+            server_port=port,
+            record=record,
+        )
+        self._run = self._calls.run
+        # redis-py types commands as "value or awaitable"; the asyncio client always
+        # returns awaitables. Bound once here: the casts are free and so is every call.
+        c: Any = client
+        cluster = isinstance(client, RedisCluster)
+        self._get = cast("Callable[[str], Awaitable[bytes | None]]", c.get)
+        self._set = cast("Callable[[str, bytes, None, int | None], Awaitable[Any]]", c.set)
+        self._delete = cast("Callable[..., Awaitable[int]]", c.delete)
+        self._exists = cast("Callable[[str], Awaitable[int]]", c.exists)
+        self._pttl = cast("Callable[[str], Awaitable[int]]", c.pttl)
+        self._ping = cast("Callable[[], Awaitable[Any]]", c.ping)
+        self._mget = cast(
+            "Callable[[list[str]], Awaitable[list[bytes | None]]]",
+            c.mget_nonatomic if cluster else c.mget,
+        )
+        self._mset = cast(
+            "Callable[[dict[str, bytes]], Awaitable[Any]]",
+            c.mset_nonatomic if cluster else c.mset,
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        policy: ResiliencePolicy | None = None,
+        *,
+        serializer: Serializer | None = None,
+        namespace: str = "",
+        protocol: int | None = None,
+    ) -> Self:
+        """A cache owning a new client built from ``settings.redis`` (closed by
+        :meth:`aclose`); ``policy`` defaults to ``ResiliencePolicy.from_settings``."""
+        if policy is None:
+            policy = ResiliencePolicy.from_settings(settings, component=_COMPONENT)
+        client = build_redis_client(settings, protocol=protocol)
+        return cls(
+            client, policy=policy, serializer=serializer, namespace=namespace, owns_client=True
+        )
+
+    # ---------------------------------------------------------------------- properties
+    @property
+    def client(self) -> RedisClient:
+        """The underlying client (for commands this adapter does not cover)."""
+        return self._client
+
+    @property
+    def policy(self) -> ResiliencePolicy:
+        """The resilience policy calls run under."""
+        return self._calls.policy
+
+    @property
+    def serializer(self) -> Serializer:
+        """The value serializer."""
+        return self._serializer
+
+    def key(self, key: str) -> str:
+        """The Redis key ``key`` is stored under (namespace applied)."""
+        if key.__class__ is not str:
+            raise _key_type_error(key)
+        return self._prefix + key
+
+    # -------------------------------------------------------------------- the port
+    async def get(self, key: str) -> Any | None:
+        """The value, or ``None`` when absent or expired."""
+        # The hot path (a 3-tier cache's L2 hit): key() inlined, attributes read once.
+        if key.__class__ is not str:
+            raise _key_type_error(key)
+        data = await self._run("get", self._get, self._prefix + key)
+        return None if data is None else self._loads(data)
+
+    async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
+        """Store ``value``; ``ttl`` in seconds (``None`` = no expiry)."""
+        name = self.key(key)
+        px = ttl_to_ms(ttl)
+        payload = self._serializer.dumps(value)
+        await self._calls.run("set", self._set, name, payload, None, px)
+
+    async def delete(self, *keys: str) -> int:
+        """Remove keys; returns how many existed (no round trip for no keys)."""
+        names = [self.key(k) for k in keys]
+        if not names:
+            return 0
+        return int(await self._calls.run("delete", self._delete, *names))
+
+    async def mget(self, keys: Sequence[str]) -> list[Any | None]:
+        """Values in the order of ``keys`` (``None`` for misses)."""
+        names = [self.key(k) for k in _sequence(keys)]
+        if not names:
+            return []
+        raw = await self._calls.run("mget", self._mget, names)
+        loads = self._serializer.loads
+        return [None if data is None else loads(data) for data in raw]
+
+    async def mset(self, items: Mapping[str, Any], *, ttl: float | None = None) -> None:
+        """Store several values with one TTL (every value is encoded before any I/O)."""
+        if not isinstance(items, Mapping):
+            raise TypeError(f"items must be a mapping of key to value, got {type(items).__name__}")
+        px = ttl_to_ms(ttl)
+        dumps = self._serializer.dumps
+        pairs = {self.key(k): dumps(v) for k, v in items.items()}
+        if not pairs:
+            return
+        if px is None:
+            await self._calls.run("mset", self._mset, pairs)
+        else:
+            await self._calls.run("mset", self._set_many_px, pairs, px)
+
+    async def _set_many_px(self, pairs: dict[str, bytes], px: int) -> None:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for name, payload in pairs.items():
+                pipe.set(name, payload, px=px)
+            await pipe.execute()
+
+    # ---------------------------------------------------------------------- extras
+    async def exists(self, key: str) -> bool:
+        """Whether ``key`` is stored (tells a stored ``None`` from a miss)."""
+        return int(await self._calls.run("exists", self._exists, self.key(key))) > 0
+
+    async def ttl(self, key: str) -> float | None:
+        """Seconds ``key`` has left; ``math.inf`` if it never expires, ``None`` if absent."""
+        ms = int(await self._calls.run("ttl", self._pttl, self.key(key)))
+        if ms == -2:
+            return None
+        return math.inf if ms == -1 else ms / 1000.0
+
+    async def health_check(
+        self, latency_threshold_ms: float = 100.0, *, timeout: float = 2.0
+    ) -> tuple[bool, dict[str, Any]]:
+        """PING, timed. ``(True, {"status": "healthy"|"degraded", ...})`` when it answers
+        (degraded above ``latency_threshold_ms``), ``(False, {"status": "unhealthy",
+        "error": ...})`` otherwise. Never raises; waits at most ``timeout`` seconds."""
+        details: dict[str, Any] = {"latency_threshold_ms": latency_threshold_ms}
+        start = perf_counter()
+        status: HealthStatus
+        try:
+            async with asyncio.timeout(timeout):
+                await self._calls.run("ping", self._ping, idempotent=False)
+        # A health check reports every failure instead of raising it.
+        except Exception as exc:  # noqa: BLE001
+            status = "unhealthy"
+            details["error"] = type(exc).__name__
+            details["message"] = redact_text(str(exc))[:300]
+        else:
+            elapsed = (perf_counter() - start) * 1000.0
+            status = "healthy" if elapsed <= latency_threshold_ms else "degraded"
+        details["status"] = status
+        details["latency_ms"] = round((perf_counter() - start) * 1000.0, 3)
+        breaker = self._calls.policy.breaker
+        details["circuit_breaker"] = None if breaker is None else breaker.state.value
+        sampler = redis_pool_stats(self._client)
+        if sampler is not None:
+            stats = sampler()
+            details["pool_size"], details["pool_free"] = stats.size, stats.idle
+            details["pool_max"] = stats.max
+        return status != "unhealthy", details
+
+    # ------------------------------------------------------------------- lifecycle
+    async def aclose(self) -> None:
+        """Close the client if this cache created it (:meth:`from_settings`); an injected
+        client belongs to whoever injected it (the container closes its own)."""
+        if self._owns_client:
+            self._owns_client = False
+            await close_redis_client(self._client)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisCache(namespace={self.namespace!r}, serializer={self._serializer.name!r}, "
+            f"policy={self._calls.policy.describe()!r})"
+        )
+
+
+def _check_client(client: object) -> None:
+    if not isinstance(client, Redis | RedisCluster):
+        raise TypeError(
+            "client must be a redis.asyncio.Redis or RedisCluster "
+            f"(see infra.cache.build_redis_client), got {type(client).__name__}"
+        )
+    kwargs = getattr(client, "connection_kwargs", None)
+    if kwargs is None:
+        kwargs = client.connection_pool.connection_kwargs  # type: ignore[union-attr]
+    if kwargs.get("decode_responses"):
+        raise ValueError(
+            "RedisCache needs a client built with decode_responses=False: values are bytes"
+        )
+
+
+def _key_type_error(key: object) -> TypeError:
+    return TypeError(f"cache keys must be str, got {type(key).__name__}")
+
+
+def _sequence(keys: Sequence[str]) -> Sequence[str]:
+    if isinstance(keys, str | bytes) or not isinstance(keys, Sequence):
+        raise TypeError(f"keys must be a list or tuple of str, got {type(keys).__name__}")
+    return keys
+
+
+def _server_of(client: RedisClient) -> tuple[str | None, int | None]:
+    """``server.address``/``server.port`` for spans; ``None`` when not fixed (Sentinel)."""
+    if isinstance(client, RedisCluster):
+        nodes = client.startup_nodes
+        return (nodes[0].host, int(nodes[0].port)) if nodes else (None, None)
+    kwargs = client.connection_pool.connection_kwargs
+    host, port = kwargs.get("host") or kwargs.get("path"), kwargs.get("port")
+    return (str(host) if host else None), (int(port) if port is not None else None)

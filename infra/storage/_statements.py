@@ -1,0 +1,125 @@
+"""Statement functions shared by the pooled store and the transaction-bound store.
+
+Each takes the connection first, so the pooled store passes one it acquired and the
+transaction store passes its own; the call itself (telemetry, policy, translation) is
+:class:`infra.calls.BackendCalls`' job.
+
+Rows: ``asyncpg.Record`` is *not* a :class:`~collections.abc.Mapping` -- iterating one
+yields its values, not its keys, and ``isinstance(record, Mapping)`` is false -- so rows
+cross the port as plain ``dict`` s (``infra.ports.Row``). ``dict(record.items())`` is the
+cheapest conversion (measured: ~0.9 µs for two columns against ~2.8 µs for
+``dict(record)``, next to a ~150 µs loopback round trip). ``fetchval`` returns the bare
+value and pays nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from asyncpg.pool import PoolConnectionProxy
+
+from infra.ports import Row
+
+__all__ = [
+    "Connection",
+    "Timeouts",
+    "check_call_timeout",
+    "execute_many",
+    "execute_status",
+    "fetch_row",
+    "fetch_rows",
+    "fetch_value",
+    "statement_timeout_setting",
+]
+
+# asyncpg's classes are generic only in asyncpg-stubs, not at run time.
+if TYPE_CHECKING:
+    Connection: TypeAlias = PoolConnectionProxy[Any]
+else:
+    Connection = PoolConnectionProxy
+
+#: Added to ``statement_timeout`` for the client-side default: the server's cancellation
+#: (a clean ``QueryCanceledError``) arrives first; the client timer only catches a network
+#: that stopped answering.
+CLIENT_GRACE_S = 1.0
+
+
+def statement_timeout_setting(seconds: float) -> str:
+    """``statement_timeout`` in whole milliseconds, at least 1 (``0`` would disable it)."""
+    return str(max(1, math.ceil(seconds * 1000.0)))
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """The time limits of one store, in seconds (``None`` = no limit of that kind)."""
+
+    statement: float | None
+    client: float | None
+    acquire: float
+
+    def limits(self, per_call: float | None) -> tuple[float | None, float | None]:
+        """``(client limit to apply, limit a timeout error reports)`` for one call."""
+        if per_call is None:
+            return self.client, self.reported(None)
+        check_call_timeout(per_call)
+        return per_call, self.reported(per_call)
+
+    def reported(self, per_call: float | None) -> float | None:
+        """The limit a timeout error reports: the smaller of the client limit in effect
+        and the server's ``statement_timeout`` (the smaller one fires first)."""
+        client = self.client if per_call is None else per_call
+        if client is None:
+            return self.statement
+        if self.statement is None:
+            return client
+        return min(client, self.statement)
+
+
+def check_call_timeout(timeout: float | None) -> None:
+    """Reject a per-call timeout that is not a positive number of seconds."""
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+    ):
+        raise ValueError(f"timeout must be None or a positive number of seconds, got {timeout!r}")
+
+
+async def fetch_rows(
+    conn: Connection, query: str, args: Sequence[Any], timeout: float | None
+) -> list[Row]:
+    """All rows as dicts."""
+    records = await conn.fetch(query, *args, timeout=timeout)
+    return [dict(record.items()) for record in records]
+
+
+async def fetch_row(
+    conn: Connection, query: str, args: Sequence[Any], timeout: float | None
+) -> Row | None:
+    """The first row as a dict, or ``None``."""
+    record = await conn.fetchrow(query, *args, timeout=timeout)
+    return None if record is None else dict(record.items())
+
+
+# The three below return the driver's coroutine instead of awaiting it: one coroutine
+# frame fewer per call on the hot path (the caller awaits it).
+def fetch_value(
+    conn: Connection, query: str, args: Sequence[Any], column: int, timeout: float | None
+) -> Awaitable[Any]:
+    """One value of the first row, or ``None``."""
+    return conn.fetchval(query, *args, column=column, timeout=timeout)
+
+
+def execute_status(
+    conn: Connection, query: str, args: Sequence[Any], timeout: float | None
+) -> Awaitable[str]:
+    """The server's status tag (``"INSERT 0 1"``)."""
+    return conn.execute(query, *args, timeout=timeout)
+
+
+def execute_many(
+    conn: Connection, query: str, args: Sequence[Sequence[Any]], timeout: float | None
+) -> Awaitable[None]:
+    """One statement per argument tuple, pipelined by asyncpg."""
+    return conn.executemany(query, args, timeout=timeout)

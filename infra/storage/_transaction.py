@@ -1,0 +1,374 @@
+"""Transactions: a scope that owns one connection, and the store bound to it.
+
+``async with store.transaction() as tx:`` acquires a connection, sends ``BEGIN`` and yields
+a :class:`PostgresTransaction` -- a :class:`~infra.ports.RelationalStore` whose statements
+all run on that connection. Leaving the block commits; an exception rolls back and
+propagates. ``tx.transaction()`` nests: asyncpg turns a transaction started on a
+connection that already has one into a ``SAVEPOINT``, and rolling it back leaves the outer
+transaction intact.
+
+Decisions:
+
+* **No retries inside a transaction.** A statement that failed has aborted the
+  transaction on the server (PostgreSQL refuses every further statement until a
+  rollback), and a lost connection lost the transaction with it; repeating the one
+  statement cannot help. Statements of a transaction therefore run with
+  ``idempotent=False``; the breaker and telemetry still see each of them. Retrying the
+  *whole* transaction is the caller's decision (``SerializationFailureError`` says so).
+  ``BEGIN`` alone is retried like a read: on failure the connection is released and
+  nothing was done.
+* **Manual begin/commit/rollback** rather than asyncpg's ``async with`` transaction,
+  because each step is a call of its own through :class:`~infra.calls.BackendCalls`
+  (``begin``, ``commit``, ``rollback``; ``savepoint``, ``release_savepoint``,
+  ``rollback_to_savepoint`` when nested), with its own telemetry and translation.
+  Statements get the same client-side limit as the pooled ones (the dead-peer watchdog
+  or asyncpg's timer, see :mod:`infra.storage._pool`).
+* **The body's error wins.** If the rollback after a failed body fails too (the
+  connection broke), that second error is logged and the body's error propagates; the
+  pool's reset on release rolls back whatever is left.
+* **An error handled inside the block still rolls the block back.** PostgreSQL aborts a
+  transaction at its first failed statement, and a later ``COMMIT`` silently becomes a
+  ``ROLLBACK``. So that this never passes unnoticed, a block that caught a statement's
+  error and then ended normally is rolled back and raises ``DatabaseError`` (sqlstate
+  ``25P02``) saying so; the remedy is a savepoint (``async with tx.transaction():``)
+  around statements whose failure is handled -- rolling that back clears the error.
+* **A finished transaction refuses statements** with a clear ``DatabaseError`` instead
+  of asyncpg's "connection has been released back to the pool".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, Literal, TypeVar, get_args
+
+import asyncpg
+from asyncpg.transaction import Transaction
+
+from infra.calls import BackendCalls
+from infra.exceptions import DatabaseError, InfraError
+from infra.ports import Row
+from infra.redaction import redact_text
+from infra.storage._deadpeer import DeadPeerWatchdog
+from infra.storage._statements import (
+    Connection,
+    Timeouts,
+    execute_many,
+    execute_status,
+    fetch_row,
+    fetch_rows,
+    fetch_value,
+)
+
+__all__ = ["IsolationLevel", "PostgresTransaction", "TransactionScope", "check_isolation"]
+
+T = TypeVar("T")
+
+IsolationLevel = Literal["read_committed", "repeatable_read", "serializable"]
+_ISOLATION_LEVELS = frozenset(get_args(IsolationLevel))
+
+
+def check_isolation(isolation: object) -> None:
+    """Reject an isolation level PostgreSQL does not offer (at the call, not at BEGIN)."""
+    if isolation is not None and isolation not in _ISOLATION_LEVELS:
+        raise ValueError(
+            f"isolation must be None or one of {sorted(_ISOLATION_LEVELS)}, got {isolation!r}"
+        )
+
+
+_log = logging.getLogger("infra.storage.postgres")
+
+HealthCheck = Callable[[float], Awaitable[tuple[bool, dict[str, Any]]]]
+
+
+class _TransactionState:
+    """Shared by a top-level transaction, its savepoints and their bound stores."""
+
+    __slots__ = ("failure",)
+
+    def __init__(self) -> None:
+        #: The last statement error not yet undone by a savepoint rollback.
+        self.failure: InfraError | None = None
+
+
+class PostgresTransaction:
+    """A :class:`~infra.ports.RelationalStore` bound to one open transaction.
+
+    Made by ``transaction()``; valid until its ``async with`` block ends.
+    """
+
+    __slots__ = ("_active", "_calls", "_conn", "_health", "_state", "_timeouts", "_watchdog")
+
+    def __init__(
+        self,
+        conn: Connection,
+        calls: BackendCalls,
+        timeouts: Timeouts,
+        health: HealthCheck,
+        *,
+        state: _TransactionState,
+        watchdog: DeadPeerWatchdog | None,
+    ) -> None:
+        self._conn = conn
+        self._watchdog = watchdog
+        self._calls = calls
+        self._timeouts = timeouts
+        self._health = health
+        self._state = state
+        self._active = True
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the transaction block is still open."""
+        return self._active
+
+    def _finish(self) -> None:
+        self._active = False
+
+    def _check_active(self) -> None:
+        if not self._active:
+            raise DatabaseError(
+                "this transaction has ended; run statements inside its `async with` block "
+                "or open a new transaction()",
+                component=self._calls.component,
+                retryable=False,
+            )
+
+    async def _run(
+        self, operation: str, fn: Callable[..., Awaitable[T]], *args: Any, limit: float | None
+    ) -> T:
+        self._check_active()
+        client, reported = self._timeouts.limits(limit)
+        try:
+            if limit is None and self._watchdog is not None:  # see infra.storage._pool
+                return await self._calls.run(
+                    operation,
+                    self._watchdog.call,
+                    self._calls.component,
+                    self._conn,
+                    fn,
+                    *args,
+                    None,
+                    idempotent=False,
+                    timeout=reported,
+                )
+            return await self._calls.run(
+                operation, fn, self._conn, *args, client, idempotent=False, timeout=reported
+            )
+        except InfraError as exc:
+            self._state.failure = exc
+            raise
+
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Row]:
+        """All rows of ``query``, as dicts."""
+        return await self._run("fetch", fetch_rows, query, args, limit=timeout)
+
+    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Row | None:
+        """The first row as a dict, or ``None``."""
+        return await self._run("fetchrow", fetch_row, query, args, limit=timeout)
+
+    async def fetchval(
+        self, query: str, *args: Any, column: int = 0, timeout: float | None = None
+    ) -> Any:
+        """One value of the first row, or ``None``."""
+        return await self._run("fetchval", fetch_value, query, args, column, limit=timeout)
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
+        """Run a statement; returns the server's status tag."""
+        return await self._run("execute", execute_status, query, args, limit=timeout)
+
+    async def executemany(
+        self, query: str, args: Sequence[Sequence[Any]], *, timeout: float | None = None
+    ) -> None:
+        """Run a statement once per argument tuple."""
+        await self._run("executemany", execute_many, query, args, limit=timeout)
+
+    def transaction(
+        self,
+        *,
+        isolation: IsolationLevel | None = None,
+        readonly: bool = False,
+        deferrable: bool = False,
+    ) -> TransactionScope:
+        """A savepoint inside this transaction; rolling it back keeps the outer one."""
+        self._check_active()
+        check_isolation(isolation)
+        return TransactionScope(
+            self._calls,
+            self._timeouts,
+            self._health,
+            watchdog=self._watchdog,
+            conn=self._conn,
+            state=self._state,
+            isolation=isolation,
+            readonly=readonly,
+            deferrable=deferrable,
+        )
+
+    async def health_check(
+        self, latency_threshold_ms: float = 100.0
+    ) -> tuple[bool, dict[str, Any]]:
+        """The owning store's health check (it does not use this transaction)."""
+        return await self._health(latency_threshold_ms)
+
+    def __repr__(self) -> str:
+        state = "active" if self._active else "finished"
+        return f"PostgresTransaction({state})"
+
+
+class TransactionScope:
+    """``async with`` scope of one transaction or savepoint; see the module docstring.
+
+    Top-level scopes get ``acquire``/``release`` to borrow a pooled connection; nested
+    scopes get the outer transaction's ``conn`` and ``state``.
+    """
+
+    __slots__ = (
+        "_acquire",
+        "_bound",
+        "_calls",
+        "_conn",
+        "_health",
+        "_nested",
+        "_options",
+        "_release",
+        "_state",
+        "_timeouts",
+        "_tx",
+        "_watchdog",
+    )
+
+    def __init__(
+        self,
+        calls: BackendCalls,
+        timeouts: Timeouts,
+        health: HealthCheck,
+        *,
+        watchdog: DeadPeerWatchdog | None = None,
+        conn: Connection | None = None,
+        state: _TransactionState | None = None,
+        acquire: Callable[[], Awaitable[Connection]] | None = None,
+        release: Callable[[Connection], Awaitable[None]] | None = None,
+        isolation: IsolationLevel | None = None,
+        readonly: bool = False,
+        deferrable: bool = False,
+    ) -> None:
+        if conn is None and (acquire is None or release is None):
+            raise TypeError("a top-level transaction scope needs acquire and release")
+        self._calls = calls
+        self._timeouts = timeouts
+        self._health = health
+        self._watchdog = watchdog
+        self._conn = conn
+        self._nested = conn is not None
+        self._state = state if state is not None else _TransactionState()
+        self._acquire = acquire
+        self._release = release
+        self._options = (isolation, readonly, deferrable)
+        self._tx: Transaction | None = None
+        self._bound: PostgresTransaction | None = None
+
+    def _start_on(self, conn: Connection) -> Transaction:
+        isolation, readonly, deferrable = self._options
+        return conn.transaction(isolation=isolation, readonly=readonly, deferrable=deferrable)
+
+    async def _begin(self) -> None:
+        if self._nested:
+            conn = self._conn
+            assert conn is not None  # noqa: S101 -- nested scopes are built with a connection
+            tx = self._start_on(conn)
+            await tx.start()
+        else:
+            assert self._acquire is not None  # noqa: S101 -- checked in __init__
+            assert self._release is not None  # noqa: S101
+            conn = await self._acquire()
+            try:
+                tx = self._start_on(conn)
+                await tx.start()
+            except BaseException:
+                await self._release(conn)
+                raise
+            self._conn = conn
+        self._tx = tx
+
+    async def __aenter__(self) -> PostgresTransaction:
+        if self._bound is not None:
+            raise RuntimeError("a transaction scope can be entered only once")
+        operation = "savepoint" if self._nested else "begin"
+        await self._calls.run(operation, self._begin, idempotent=not self._nested)
+        assert self._conn is not None  # noqa: S101 -- set by _begin
+        self._bound = PostgresTransaction(
+            self._conn,
+            self._calls,
+            self._timeouts,
+            self._health,
+            state=self._state,
+            watchdog=self._watchdog,
+        )
+        return self._bound
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._bound is not None  # noqa: S101 -- __aenter__ ran
+        self._bound._finish()
+        tx = self._tx
+        assert tx is not None  # noqa: S101 -- set by _begin
+        try:
+            failure = self._state.failure
+            if exc is None and failure is None:
+                operation = "release_savepoint" if self._nested else "commit"
+                await self._calls.run(operation, tx.commit, idempotent=False)
+                return
+            rolled_back = await self._rollback(tx)
+            if rolled_back and self._nested:
+                self._state.failure = None  # ROLLBACK TO undid the failed statement
+            if exc is None and failure is not None:
+                raise _aborted(failure, self._calls.component, nested=self._nested) from failure
+        finally:
+            if not self._nested and self._release is not None and self._conn is not None:
+                await self._release(self._conn)
+
+    async def _rollback(self, tx: Transaction) -> bool:
+        """Roll back; a failure is logged, not raised (the body's error is the one to see;
+        the pool's reset on release rolls back whatever is left)."""
+        operation = "rollback_to_savepoint" if self._nested else "rollback"
+        if self._conn is not None and _connection_lost(self._conn):
+            return False  # the server ended the transaction with the connection
+        try:
+            await self._calls.run(operation, tx.rollback, idempotent=False)
+        except InfraError as error:
+            _log.warning(
+                "%s failed (%s: %s); the connection is reset when released",
+                operation,
+                type(error).__name__,
+                redact_text(str(error)),
+            )
+            return False
+        return True
+
+
+def _connection_lost(conn: Connection) -> bool:
+    """Whether ``conn`` is gone (closed, or detached because the pool terminated it)."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:  # "connection has been released back to the pool"
+        return True
+
+
+def _aborted(failure: InfraError, component: str | None, *, nested: bool) -> DatabaseError:
+    """The error for a block that caught a statement's error and then ended normally."""
+    undone = "savepoint" if nested else "transaction"
+    return DatabaseError(
+        f"the {undone} was rolled back: a statement in it failed "
+        f"({type(failure).__name__}) and the block went on; PostgreSQL aborts a "
+        "transaction at its first error -- wrap statements whose failure you handle in "
+        "their own `async with tx.transaction():` (a savepoint)",
+        component=component,
+        details={"sqlstate": "25P02", "cause": type(failure).__name__},
+        retryable=False,
+    )

@@ -1,0 +1,198 @@
+"""SQL plumbing of :mod:`infra.testing.fakes.relational`: PostgreSQL → SQLite.
+
+Three jobs, each small enough to do with a tokenizer rather than a SQL parser (plus the
+synchronous statement runners the fake calls):
+
+* **Placeholders**: PostgreSQL's ``$1..$n`` become SQLite's numbered ``?1..?n`` (same
+  numbering, so ``$1`` may appear twice), except inside string literals, quoted
+  identifiers and comments.
+* **Statement splitting**: ``execute`` without arguments may run several statements, as
+  PostgreSQL's simple query protocol allows; ``;`` outside literals/comments separates
+  them.
+* **Status tags and errors**: the command tag PostgreSQL would send (``"INSERT 0 1"``,
+  ``"UPDATE 2"``, ``"CREATE TABLE"``), and the :mod:`infra.exceptions` type plus
+  SQLSTATE the real store would raise for a SQLite error.
+
+No SQL library does this mapping (sqlglot transpiles dialects but not placeholders,
+command tags or error classes), hence the hand-written tokenizer.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from typing import Any, Final
+
+from infra.exceptions import (
+    ConstraintViolationError,
+    DatabaseError,
+    InfraError,
+    QuerySyntaxError,
+    UniqueViolationError,
+)
+from infra.ports import Row
+
+__all__ = [
+    "run_many",
+    "run_rows",
+    "run_status",
+    "run_value",
+    "split_statements",
+    "status_tag",
+    "to_sqlite",
+    "translate_sqlite_error",
+]
+
+# Literals, quoted identifiers and comments are matched whole (and left alone) so that a
+# ``$1`` or ``;`` inside them is not mistaken for a placeholder or a separator.
+_TOKENS: Final = re.compile(
+    r"""
+      '(?:[^']|'')*'            # string literal
+    | "(?:[^"]|"")*"            # quoted identifier
+    | --[^\n]*                  # line comment
+    | /\*.*?\*/                 # block comment
+    | \$(?P<param>[0-9]+)       # $n placeholder
+    | (?P<semicolon>;)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_LEADING_NOISE: Final = re.compile(r"\A(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
+_WORD: Final = re.compile(r"[A-Za-z_]+")
+_OBJECT_MODIFIERS: Final = frozenset(
+    {"OR", "REPLACE", "UNIQUE", "TEMP", "TEMPORARY", "IF", "NOT", "EXISTS", "UNLOGGED"}
+)
+
+
+def to_sqlite(query: str) -> str:
+    """``query`` with ``$n`` placeholders rewritten as ``?n``."""
+
+    def replace(match: re.Match[str]) -> str:
+        param = match.group("param")
+        return f"?{param}" if param is not None else match.group(0)
+
+    return _TOKENS.sub(replace, query)
+
+
+def split_statements(query: str) -> list[str]:
+    """The non-empty statements of ``query``, split at top-level semicolons."""
+    statements, start = [], 0
+    for match in _TOKENS.finditer(query):
+        if match.group("semicolon") is not None:
+            statements.append(query[start : match.start()])
+            start = match.end()
+    statements.append(query[start:])
+    return [s for s in statements if _LEADING_NOISE.sub("", s).strip()]
+
+
+def _keywords(statement: str, limit: int = 8) -> list[str]:
+    body = _LEADING_NOISE.sub("", statement)
+    return [w.upper() for w in _WORD.findall(body[:200])[:limit]]
+
+
+def status_tag(statement: str, rowcount: int, returned: int) -> str:
+    """The command tag PostgreSQL sends for ``statement`` (``rowcount`` rows changed,
+    ``returned`` rows sent back)."""
+    words = _keywords(statement)
+    verb = words[0] if words else ""
+    if verb == "INSERT":
+        return f"INSERT 0 {max(rowcount, 0)}"
+    if verb in {"UPDATE", "DELETE"}:
+        return f"{verb} {max(rowcount, 0)}"
+    if verb in {"SELECT", "VALUES", "WITH"}:
+        return f"SELECT {returned}"
+    if verb in {"CREATE", "DROP", "ALTER"}:
+        objects = [w for w in words[1:] if w not in _OBJECT_MODIFIERS]
+        return f"{verb} {objects[0]}" if objects else verb
+    return verb
+
+
+# SQLite extended result code -> (our type, the SQLSTATE PostgreSQL would report).
+_CONSTRAINTS: Final[dict[str, tuple[type[InfraError], str]]] = {
+    "SQLITE_CONSTRAINT_PRIMARYKEY": (UniqueViolationError, "23505"),
+    "SQLITE_CONSTRAINT_UNIQUE": (UniqueViolationError, "23505"),
+    "SQLITE_CONSTRAINT_NOTNULL": (ConstraintViolationError, "23502"),
+    "SQLITE_CONSTRAINT_FOREIGNKEY": (ConstraintViolationError, "23503"),
+    "SQLITE_CONSTRAINT_CHECK": (ConstraintViolationError, "23514"),
+}
+# Message fragment -> SQLSTATE, for errors PostgreSQL reports as class 42 (syntax/access).
+_SYNTAX: Final = (
+    ("syntax error", "42601"),
+    ("incomplete input", "42601"),
+    ("unrecognized token", "42601"),
+    ("only execute one statement", "42601"),
+    ("no such table", "42P01"),
+    ("no such column", "42703"),
+    ("no such function", "42883"),
+    ("already exists", "42P07"),
+    ("error binding parameter", "22P02"),
+)
+# Message fragment -> SQLSTATE, for other errors the real store raises as DatabaseError.
+_OTHER: Final = (("readonly database", "25006"),)
+
+
+def translate_sqlite_error(exc: sqlite3.Error, *, component: str, operation: str) -> InfraError:
+    """The error the real store would raise for a SQLite error (type and SQLSTATE)."""
+    text = str(exc)
+    lowered = text.lower()
+    cls: type[InfraError] = DatabaseError
+    sqlstate: str | None = None
+    if isinstance(exc, sqlite3.IntegrityError):
+        cls, sqlstate = _CONSTRAINTS.get(
+            getattr(exc, "sqlite_errorname", ""), (ConstraintViolationError, "23000")
+        )
+    else:
+        for fragment, state in _SYNTAX:
+            if fragment in lowered:
+                cls, sqlstate = QuerySyntaxError, state
+                break
+        for fragment, state in _OTHER:
+            if fragment in lowered:
+                sqlstate = state
+    return cls(
+        f"{cls.default_message}: {text}",
+        component=component,
+        details={
+            "sqlstate": sqlstate,
+            "operation": operation,
+            "driver_error": f"sqlite3.{type(exc).__name__}",
+        },
+    )
+
+
+# ------------------------------------------------------------------- statement runners
+def _cursor(db: sqlite3.Connection, query: str | None, args: tuple[Any, ...]) -> sqlite3.Cursor:
+    if query is None:
+        raise TypeError("a statement needs SQL text")
+    return db.execute(to_sqlite(query), args)
+
+
+def run_rows(db: sqlite3.Connection, query: str | None, args: tuple[Any, ...]) -> list[Row]:
+    """Every row of ``query`` as a dict keyed by column name."""
+    cursor = _cursor(db, query, args)
+    names = [column[0] for column in cursor.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def run_value(db: sqlite3.Connection, column: int, query: str | None, args: tuple[Any, ...]) -> Any:
+    """One value of the first row (``IndexError`` past the last column, as asyncpg)."""
+    rows = _cursor(db, query, args).fetchall()
+    return rows[0][column] if rows else None
+
+
+def run_status(db: sqlite3.Connection, query: str | None, args: tuple[Any, ...]) -> str:
+    """Run ``query`` (several statements when it has no arguments); the last status tag."""
+    if query is None:
+        raise TypeError("a statement needs SQL text")
+    tag = ""
+    for statement in split_statements(query) if not args else [query]:
+        cursor = db.execute(to_sqlite(statement), args)
+        returned = len(cursor.fetchall())
+        tag = status_tag(statement, cursor.rowcount, returned)
+    return tag
+
+
+def run_many(db: sqlite3.Connection, query: str | None, args: tuple[Any, ...]) -> None:
+    """``query`` once per argument tuple."""
+    if query is None:
+        raise TypeError("a statement needs SQL text")
+    db.executemany(to_sqlite(query), args)

@@ -1,0 +1,37 @@
+"""The README's first command: the example service runs on embedded backends, end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
+def test_quickstart_runs_every_endpoint_against_real_servers() -> None:
+    """`python examples/quickstart.py` exits 0 after exercising every endpoint."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEMANTICA_")}
+    done = subprocess.run(  # noqa: S603 - our own example, fixed arguments
+        [sys.executable, "-W", "error", str(ROOT / "examples" / "quickstart.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "-> 201" in out
+    assert "-> 409" in out
+    assert "'visits': 5" in out
+    assert "GET  /users/999999          -> 404" in out
+    assert "/ready                 -> 200 {'status': 'healthy'" in out
+    assert "postgres_query_latency_ms: count=" in out

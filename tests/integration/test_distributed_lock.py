@@ -1,0 +1,422 @@
+"""RedisDistributedLock on a real Redis: mutual exclusion, fencing, cancellation, watchdog.
+
+Several tests put a small TCP relay (:class:`Relay`) between the lock's client and Redis.
+It forwards bytes both ways but can *hold* replies (the server has executed a request,
+the client has not heard back), *hold* requests on the connections open at that moment
+(a request still in flight), or *drop* the next reply and cut the connection (a lost
+reply). That turns the races around cancellation and retries into deterministic tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import cast
+from urllib.parse import urlsplit
+
+import pytest
+from redis.asyncio import Redis
+
+from infra.cache._hold import Hold
+from infra.cache._lock_base import LockBackoff
+from infra.cache._lock_scripts import fence_key
+from infra.cache.distributed_lock import LOCK_ACQUIRE_WAIT_MS, RedisDistributedLock
+from infra.exceptions import (
+    CacheConnectionError,
+    CircuitBreakerOpenError,
+    LockAcquireTimeoutError,
+    LockLostError,
+    LockNotOwnedError,
+)
+from infra.observability.metrics import get_metrics_collector
+from infra.resilience import (
+    CircuitBreakerConfig,
+    ResiliencePolicy,
+    RetryConfig,
+    redis_no_retry_kwargs,
+)
+from infra.testing.embedded._process import free_port
+
+pytestmark = pytest.mark.redis
+
+FAST = LockBackoff(initial=0.0005, maximum=0.004)
+DOC = Path(__file__).resolve().parents[2] / "docs" / "distributed_lock.md"
+
+
+class Relay:
+    """A loopback TCP relay to Redis that can hold or drop traffic on demand."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._open: list[dict[str, object]] = []
+        self.replies_flow = asyncio.Event()
+        self.replies_flow.set()
+        self.drop_next_reply = False
+        self.reply_dropped = asyncio.Event()
+        self.request_held = asyncio.Event()
+        self.release_requests = asyncio.Event()
+        self.late_request_answered = asyncio.Event()
+
+    async def __aenter__(self) -> Relay:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._server.wait_closed()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        port = self._server.sockets[0].getsockname()[1]
+        return f"redis://127.0.0.1:{port}/0"
+
+    def hold_requests(self) -> None:
+        """From now on, buffer what clients send on the connections open right now."""
+        for state in self._open:
+            state["hold"] = True
+
+    async def _handle(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        state: dict[str, object] = {"hold": False, "gone": False}
+        self._open.append(state)
+        u_reader, u_writer = await asyncio.open_connection(*self._target)
+        held: list[bytes] = []
+
+        async def upstream() -> None:
+            while data := await c_reader.read(65536):
+                if state["hold"]:
+                    held.append(data)
+                    self.request_held.set()
+                    continue
+                u_writer.write(data)
+                await u_writer.drain()
+            state["gone"] = True
+            if held:  # the client left; deliver its request late, then wait for the answer
+                await self.release_requests.wait()
+                u_writer.write(b"".join(held))
+                await u_writer.drain()
+                await self.late_request_answered.wait()
+
+        async def downstream() -> None:
+            while data := await u_reader.read(65536):
+                if state["gone"]:
+                    self.late_request_answered.set()
+                    continue
+                await self.replies_flow.wait()
+                if self.drop_next_reply:
+                    self.drop_next_reply = False
+                    c_writer.transport.abort()
+                    self.reply_dropped.set()
+                    continue
+                c_writer.write(data)
+                await c_writer.drain()
+
+        down = asyncio.create_task(downstream())
+        try:
+            await upstream()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._open.remove(state)
+            down.cancel()
+            await asyncio.gather(down, return_exceptions=True)
+            u_writer.close()
+            c_writer.close()
+            self._handlers.discard(task)
+
+
+@pytest.fixture
+async def relay(redis_url: str) -> AsyncIterator[Relay]:
+    """A relay in front of the test Redis."""
+    parts = urlsplit(redis_url)
+    async with Relay(parts.hostname or "127.0.0.1", parts.port or 6379) as running:
+        yield running
+
+
+@pytest.fixture
+async def relayed(relay: Relay) -> AsyncIterator[Redis]:
+    """A client whose every connection passes through the relay."""
+    client = Redis.from_url(relay.url, **redis_no_retry_kwargs())
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def second_client(redis_url: str) -> AsyncIterator[Redis]:
+    """Another client with its own pool, as a second process would have."""
+    client = Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 1.0) -> None:
+    """Poll ``check`` every 2 ms until it is true, or fail after ``within`` seconds."""
+    async with asyncio.timeout(within):
+        while not await check():  # noqa: ASYNC110 -- polling the server; no event to await
+            await asyncio.sleep(0.002)
+
+
+async def warm(lock: RedisDistributedLock) -> None:
+    """Load the scripts and leave one idle pooled connection behind."""
+    await lock.release(await lock.acquire("warm-up"))
+
+
+# ------------------------------------------------------------------- mutual exclusion
+async def test_fifty_workers_on_two_clients_never_overlap(
+    redis_client: Redis, second_client: Redis
+) -> None:
+    """50 tasks on 2 clients increment a Redis counter under the lock: no lost update, no
+    overlap, and fencing tokens strictly increase in the order the lock was granted."""
+    locks = [RedisDistributedLock(c, backoff=FAST) for c in (redis_client, second_client)]
+    inside = 0
+    most_inside = 0
+    grant_order: list[int] = []
+
+    async def worker(index: int) -> None:
+        nonlocal inside, most_inside
+        client = (redis_client, second_client)[index % 2]
+        async with locks[index % 2].hold("counter", lease=5, wait=10) as lease:
+            inside += 1
+            most_inside = max(most_inside, inside)
+            grant_order.append(lease.fencing_token)
+            value = int(await client.get("shared-counter") or 0)
+            await asyncio.sleep(0)
+            await client.set("shared-counter", value + 1)
+            inside -= 1
+
+    await asyncio.gather(*(worker(i) for i in range(50)))
+    assert int(await redis_client.get("shared-counter") or 0) == 50
+    assert most_inside == 1
+    assert grant_order == sorted(set(grant_order))
+    assert len(grant_order) == 50
+
+
+async def test_cancelling_waiters_at_random_points_leaves_the_lock_free(
+    redis_client: Redis,
+) -> None:
+    """30 contending tasks, half cancelled at random moments: afterwards nothing is held."""
+    lock = RedisDistributedLock(redis_client, backoff=FAST)
+    rng = random.Random(5)
+
+    async def worker() -> None:
+        async with lock.hold("job", lease=5, wait=5):
+            await asyncio.sleep(0.001)
+
+    tasks = [asyncio.create_task(worker()) for _ in range(30)]
+    for task in tasks[::2]:
+        await asyncio.sleep(rng.random() * 0.004)
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(r is None or isinstance(r, asyncio.CancelledError) for r in results)
+    assert await redis_client.exists(lock.key("job")) == 0
+
+
+# ----------------------------------------------------------------------- cancellation
+async def test_cancel_after_the_server_granted_releases_the_lock(
+    relay: Relay, relayed: Redis, redis_client: Redis
+) -> None:
+    """The grant executed on the server but its reply was in flight when the waiter was
+    cancelled: the cleanup deletes the lock before CancelledError propagates."""
+    lock = RedisDistributedLock(relayed, backoff=FAST)
+    await warm(lock)
+    relay.replies_flow.clear()
+    acquiring = asyncio.create_task(lock.acquire("job", lease=30, wait=0))
+
+    async def granted_on_server() -> bool:
+        return bool(await redis_client.exists(lock.key("job")))
+
+    await eventually(granted_on_server)
+    acquiring.cancel()
+    relay.replies_flow.set()
+    with pytest.raises(asyncio.CancelledError):
+        await acquiring
+    assert await redis_client.exists(lock.key("job")) == 0
+    other = RedisDistributedLock(redis_client)
+    await other.acquire("job", wait=0)
+
+
+async def test_grant_request_arriving_after_the_cleanup_is_refused(
+    relay: Relay, relayed: Redis, redis_client: Redis
+) -> None:
+    """The grant request of a cancelled waiter reaches Redis only after the cleanup ran
+    (another connection overtook it): it must not grant a lock nobody would release."""
+    lock = RedisDistributedLock(relayed, backoff=FAST)
+    await warm(lock)
+    relay.hold_requests()
+    acquiring = asyncio.create_task(lock.acquire("job", lease=30, wait=0))
+    await asyncio.wait_for(relay.request_held.wait(), 1)
+    acquiring.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await acquiring
+    relay.release_requests.set()
+    await asyncio.wait_for(relay.late_request_answered.wait(), 1)
+    assert await redis_client.exists(lock.key("job")) == 0
+
+
+async def test_policy_retry_after_a_lost_reply_returns_the_same_grant(
+    relay: Relay, relayed: Redis, redis_client: Redis
+) -> None:
+    """The grant's reply is lost and the policy retries: the replay is recognised as the
+    same owner -- same fencing token, counter incremented once, lock held once."""
+    policy = ResiliencePolicy.instant("redis_lock", retry=RetryConfig(max_attempts=3))
+    lock = RedisDistributedLock(relayed, policy=policy, backoff=FAST)
+    await warm(lock)
+    relay.drop_next_reply = True
+    lease = await lock.acquire("job", lease=30, wait=0)
+    assert relay.reply_dropped.is_set()
+    assert lease.fencing_token == 1
+    assert int(await redis_client.get(fence_key(lock.key("job"))) or 0) == 1
+    assert await redis_client.get(lock.key("job")) == lease.owner.encode()
+    await lock.release(lease)
+
+
+# --------------------------------------------------------------------------- watchdog
+async def test_watchdog_keeps_the_lock_past_three_leases(
+    redis_client: Redis, second_client: Redis
+) -> None:
+    """A body running 3x its 0.15 s lease keeps the lock (renewed ~every 0.05 s)."""
+    lock = RedisDistributedLock(redis_client, backoff=FAST)
+    other = RedisDistributedLock(second_client)
+    holding = cast("Hold", lock.hold("job", lease=0.15, watchdog=True))
+    async with holding as lease:
+        await asyncio.sleep(0.45)
+        with pytest.raises(LockAcquireTimeoutError):
+            await other.acquire("job", wait=0)
+    assert holding.watchdog is not None
+    assert holding.watchdog.renewals >= 3
+    assert holding.watchdog.lease.fencing_token == lease.fencing_token
+    assert await redis_client.exists(lock.key("job")) == 0
+
+
+async def test_watchdog_cancels_the_body_when_the_key_is_deleted(redis_client: Redis) -> None:
+    """An external DEL is noticed at the next renewal: the body is cancelled and hold()
+    raises LockLostError caused by LockNotOwnedError."""
+    lock = RedisDistributedLock(redis_client, backoff=FAST)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    finished = False
+
+    async def critical_section() -> None:
+        nonlocal finished
+        async with lock.hold("job", lease=0.15, watchdog=True):
+            await redis_client.delete(lock.key("job"))
+            await asyncio.sleep(1.0)
+            finished = True
+
+    with pytest.raises(LockLostError) as caught:
+        await critical_section()
+    assert not finished
+    assert loop.time() - started < 0.3
+    assert isinstance(caught.value.__cause__, LockNotOwnedError)
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_watchdog_cancels_the_body_when_redis_stops_answering(
+    relay: Relay, relayed: Redis
+) -> None:
+    """Renewals that get no answer: the body is cancelled before its lease ends."""
+    lock = RedisDistributedLock(relayed, backoff=FAST)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def critical_section() -> None:
+        async with lock.hold("job", lease=0.15, watchdog=True):
+            relay.replies_flow.clear()
+            await asyncio.sleep(1.0)
+
+    with pytest.raises(LockLostError) as caught:
+        await critical_section()
+    relay.replies_flow.set()
+    assert loop.time() - started < 0.3
+    assert isinstance(caught.value.__cause__, TimeoutError)
+
+
+# ------------------------------------------------------------------------ fail closed
+async def test_fails_closed_when_redis_is_unreachable() -> None:
+    """Against a dead port acquire raises CacheConnectionError at once (no waiting), and
+    hold() never runs its body."""
+    client = Redis(host="127.0.0.1", port=free_port(), **redis_no_retry_kwargs())
+    lock = RedisDistributedLock(client)
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        with pytest.raises(CacheConnectionError):
+            await lock.acquire("job", wait=5)
+        assert loop.time() - started < 1.0
+        ran = False
+        with pytest.raises(CacheConnectionError):
+            async with lock.hold("job"):
+                ran = True
+        assert not ran
+    finally:
+        await client.aclose()
+
+
+async def test_an_open_breaker_fails_acquire_fast() -> None:
+    """After repeated connection failures the breaker opens and acquire is refused at once
+    with CircuitBreakerOpenError -- still never a granted lock."""
+    client = Redis(host="127.0.0.1", port=free_port(), **redis_no_retry_kwargs())
+    policy = ResiliencePolicy.instant(
+        "redis_lock",
+        breaker=CircuitBreakerConfig(failure_threshold=2, timeout=60),
+        retry=RetryConfig(max_attempts=1),
+    )
+    lock = RedisDistributedLock(client, policy=policy)
+    try:
+        with pytest.raises(CacheConnectionError):
+            await lock.acquire("job", wait=0)
+        with pytest.raises(CircuitBreakerOpenError):
+            await lock.acquire("job", wait=0)
+    finally:
+        await client.aclose()
+
+
+# ------------------------------------------------------------------------ operations
+async def test_acquire_reloads_scripts_after_script_flush(redis_client: Redis) -> None:
+    """EVALSHA falls back to loading the script when the server's cache was flushed."""
+    lock = RedisDistributedLock(redis_client)
+    await warm(lock)
+    await redis_client.script_flush()
+    lease = await lock.acquire("job", wait=0)
+    await lock.release(lease)
+
+
+async def test_lock_names_never_become_metric_labels(redis_client: Redis) -> None:
+    """Calls are recorded (wait histogram, per-operation counters) without the lock name."""
+    lock = RedisDistributedLock(redis_client)
+    secret_name = "tenant-8842:invoice-771"
+    async with lock.hold(secret_name):
+        pass
+    metrics = get_metrics_collector()
+    assert metrics.get_histogram_stats(LOCK_ACQUIRE_WAIT_MS, component="redis_lock").count >= 1
+    assert metrics.get_counter("backend_calls_total", component="redis_lock") >= 2
+    text, _ = metrics.render()
+    assert b"tenant-8842" not in text
+
+
+async def test_documented_examples_run(redis_url: str, redis_client: Redis) -> None:
+    """Every ```python block of docs/distributed_lock.md runs against the real Redis."""
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
+    assert len(blocks) >= 3
+    for block in blocks:
+        namespace: dict[str, object] = {}
+        exec(compile(block, str(DOC), "exec"), namespace)  # noqa: S102 -- our own docs
+        main = namespace["main"]
+        assert callable(main)
+        await main(redis_url)

@@ -1,0 +1,371 @@
+"""ThreeTierCache on a real Redis: cross-process single flight, coherence under RESP2 and
+RESP3, resubscription after a dropped subscriber, and Redis outages (dead port, and an
+outage with recovery through a TCP proxy we can switch off)."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import socket
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from redis.asyncio import Redis
+
+from infra.cache import RedisCache
+from infra.cache.three_tier_cache import ThreeTierCache
+from infra.observability.metrics import MetricsCollector
+from infra.resilience import redis_no_retry
+
+pytestmark = pytest.mark.redis
+
+WORKER = Path(__file__).with_name("_cache_worker.py")
+ROOT = Path(__file__).resolve().parents[2]
+COHERENCE_DEADLINE = 0.1  # seconds; the documented bound
+Factory = Callable[..., ThreeTierCache]
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t3-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def collector() -> MetricsCollector:
+    return MetricsCollector()
+
+
+@pytest.fixture
+async def make(
+    redis_url: str, namespace: str, collector: MetricsCollector
+) -> AsyncIterator[Factory]:
+    """Caches with their own client each (as separate processes would have)."""
+    built: list[tuple[ThreeTierCache, Redis]] = []
+
+    def build(*, protocol: int = 2, url: str | None = None, **options: Any) -> ThreeTierCache:
+        client = Redis.from_url(url or redis_url, protocol=protocol, retry=redis_no_retry())
+        options.setdefault("metrics", collector)
+        cache = ThreeTierCache(RedisCache(client), redis=client, namespace=namespace, **options)
+        built.append((cache, client))
+        return cache
+
+    yield build
+    for cache, client in built:
+        await cache.close()
+        await client.aclose()
+
+
+async def run_worker(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(WORKER),
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def worker_result(process: asyncio.subprocess.Process) -> dict[str, Any]:
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode == 0, err.decode()
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+# ---------------------------------------------------------------- single flight
+async def test_cold_key_loads_once_across_four_processes_of_50_callers(
+    redis_url: str, redis_client: Redis, namespace: str
+) -> None:
+    """4 processes x 50 concurrent callers on a cold key: the loader runs exactly once."""
+    workers = [
+        await run_worker("single-flight", redis_url, namespace, "--processes", "4")
+        for _ in range(4)
+    ]
+    results = await asyncio.gather(*(worker_result(w) for w in workers))
+    assert int(await redis_client.get(f"{namespace}:loads") or 0) == 1
+    for result in results:
+        assert result["results"] == [{"answer": 42}] * 50
+    loaders = [r for r in results if r["counts"]["hits_l3"] == 1]
+    assert len(loaders) == 1
+    for result in results:
+        if result is not loaders[0]:  # served by the loader's L2 write: waited, or read later
+            counts = result["counts"]
+            assert counts["coalesced_cluster"] + counts["hits_l2"] == 1
+
+
+# -------------------------------------------------------------------- coherence
+async def test_processes_on_resp2_and_resp3_see_a_write_within_the_deadline(
+    redis_url: str, redis_client: Redis, make: Factory, namespace: str
+) -> None:
+    """Processes B (RESP2) and C (RESP3) serve k from L1 until A's set() (A on RESP3);
+    both see the new value less than 100 ms after it returns."""
+    writer = make(protocol=3)
+    assert await writer.start()
+    await writer.set("k", "v1")
+    readers = {
+        protocol: await run_worker("coherence", redis_url, namespace, "--protocol", str(protocol))
+        for protocol in (2, 3)
+    }
+    for protocol, reader in readers.items():
+        while not await redis_client.exists(f"{namespace}:b-ready:{protocol}"):
+            assert reader.returncode is None, (await reader.communicate())[1].decode()
+            await asyncio.sleep(0.005)
+    await asyncio.sleep(0.03)  # the readers keep serving the old value from L1 meanwhile
+    await writer.set("k", "v2")
+    written_at = time.monotonic()
+    for protocol, reader in readers.items():
+        result = await worker_result(reader)
+        assert (result["first"], result["seen"]) == ("v1", "v2"), protocol
+        assert result["stale_reads"] > 0
+        assert result["counts"]["hits_l1"] >= result["stale_reads"]  # stale reads: L1 hits
+        assert result["counts"]["hits_l2"] == 2  # the first read, the one after invalidation
+        assert result["seen_at"] - written_at < COHERENCE_DEADLINE, protocol
+
+
+async def test_own_echo_does_not_evict_our_fresh_write(
+    make: Factory, collector: MetricsCollector
+) -> None:
+    """After set() and its own pub/sub echo, the writer still serves the value from L1."""
+    cache, other = make(), make()
+    assert await cache.start()
+    assert await other.start()
+    await cache.set("k", "mine")
+    await other.set("unrelated", 1)  # a message after ours: our echo was delivered too
+    await eventually(lambda: collector.get_counter("cache_invalidations_received_total") >= 1)
+    assert await cache.get("k") == "mine"
+    assert collector.get_counter("cache_hits_total", tier="l1") == 1
+    assert collector.get_counter("cache_hits_total", tier="l2") == 0
+
+
+async def test_a_closed_cache_answers_from_l2_without_l1(make: Factory) -> None:
+    """After close() the subscription is gone and stays gone; reads still work via L2."""
+    cache = make()
+    assert await cache.start()
+    await cache.set("k", "v")
+    await cache.close()
+    assert await cache.get("k") == "v"
+    assert cache.l1_size == 0
+    assert not cache.coherent
+    assert await cache.start() is False
+
+
+async def test_tag_and_prefix_invalidations_reach_other_processes(make: Factory) -> None:
+    """invalidate(tag=) and invalidate(prefix=) in A empty the matching entries in B's L1."""
+    a, b = make(), make()
+    assert await a.start()
+    assert await b.start()
+    await a.set("user:1", 1, tags=["org:x"])
+    await a.set("user:2", 2)
+    await a.set("team:1", 3, tags=["org:x"])
+    assert [await b.get(k) for k in ("user:1", "user:2", "team:1")] == [1, 2, 3]
+    assert b.l1_size == 3
+    assert await a.invalidate(tag="org:x") == 2
+    await eventually(lambda: b.l1_size == 1)
+    assert await a.invalidate(prefix="user:") == 1
+    await eventually(lambda: b.l1_size == 0)
+    assert [await b.get(k) for k in ("user:1", "user:2", "team:1")] == [None, None, None]
+
+
+async def test_dropped_subscription_clears_l1_and_coherence_resumes(
+    make: Factory, redis_client: Redis, namespace: str, collector: MetricsCollector
+) -> None:
+    """CLIENT KILL TYPE pubsub: B resubscribes, clears L1 (it may have missed a message),
+    and later writes reach it again."""
+    a, b = make(), make()
+    assert await a.start()
+    assert await b.start()
+    await a.set("k", "v1")
+    assert await b.get("k") == "v1"
+    # A write B cannot hear about: straight into L2, no message.
+    await RedisCache(redis_client).set(f"{namespace}:v:k", ["missed"], ttl=60)
+    assert await b.get("k") == "v1"  # B's L1 still holds the old value
+    bus = b.bus
+    assert bus is not None
+    await redis_client.client_kill_filter(_type="pubsub")
+    await eventually(lambda: bus.subscriptions >= 2 and b.coherent)
+    assert collector.get_counter("cache_l1_resets_total", reason="lost") >= 1
+    assert await b.get("k") == "missed"
+    await a.set("k", "v3")
+    await eventually(lambda: b.l1_size == 0, timeout=COHERENCE_DEADLINE)
+    assert await b.get("k") == "v3"
+
+
+# ------------------------------------------------------------------------ outages
+def dead_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port  # closed: nothing listens there now
+
+
+async def test_redis_down_falls_through_to_the_loader_without_errors(
+    make: Factory, collector: MetricsCollector, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cache pointed at a dead port answers from the loader, logs once, counts."""
+    cache = make(url=f"redis://127.0.0.1:{dead_port()}/0", probe_interval=60)
+    loads = 0
+
+    async def loader() -> str:
+        nonlocal loads
+        loads += 1
+        return "from-db"
+
+    with caplog.at_level(logging.WARNING, logger="infra.cache"):
+        assert [await cache.get(f"k{i % 2}", loader) for i in range(6)] == ["from-db"] * 6
+        await cache.set("k9", "v")
+        assert await cache.delete("k9") is False
+    assert loads == 6  # no L2, and L1 is bypassed while coherence is down
+    assert cache.degraded
+    assert not cache.coherent
+    assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
+    assert collector.get_counter("cache_degraded_total") == 1
+
+
+class SwitchableProxy:
+    """TCP forwarder to Redis that can drop every connection and later listen again, or
+    freeze: keep connections open but forward nothing (a silent network failure)."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self.frozen = False
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    if not self.frozen:
+                        dst.write(data)
+                        await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_a_silently_dead_subscription_is_found_by_the_heartbeat(
+    make: Factory, redis_url: str
+) -> None:
+    """Traffic stops without a disconnect: within two heartbeats L1 is cleared and
+    bypassed; once traffic flows again the cache resubscribes."""
+    target = urlsplit(redis_url)
+    proxy = SwitchableProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    await proxy.start()
+    try:
+        cache = make(url=f"redis://127.0.0.1:{proxy.port}/0", heartbeat_interval=0.05)
+        assert await cache.start()
+        await cache.set("k", "v")
+        assert cache.l1_size == 1
+        proxy.frozen = True
+        await eventually(lambda: not cache.coherent, timeout=1.0)
+        assert cache.l1_size == 0
+        proxy.frozen = False
+        await eventually(lambda: cache.coherent)
+    finally:
+        await proxy.stop()
+
+
+async def test_outage_then_recovery_resumes_and_clears_l1(
+    make: Factory, redis_url: str, collector: MetricsCollector
+) -> None:
+    """Through a proxy we switch off and on: reads fall through while Redis is away, then
+    the subscription and L2 come back, L1 is cleared and a missed write is seen."""
+    target = urlsplit(redis_url)
+    proxy = SwitchableProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    await proxy.start()
+    try:
+        cache = make(url=f"redis://127.0.0.1:{proxy.port}/0", probe_interval=0.05)
+        direct = make()
+        assert await cache.start()
+        assert await cache.get("k", _constant("v1")) == "v1"
+        await proxy.stop()
+        await eventually(lambda: not cache.coherent)
+        assert await cache.get("k", _constant("from-db")) == "from-db"  # no error
+        assert cache.degraded
+        await direct.set("k", "v2")  # published while the cache cannot hear it
+        await proxy.start()
+        await eventually(lambda: cache.coherent)
+        await asyncio.sleep(0.06)  # the next L2 operation is a probe
+        assert await cache.get("k", _constant("unused")) == "v2"
+        assert not cache.degraded
+        assert collector.get_counter("cache_degraded_total") == 1
+        assert collector.get_counter("cache_l1_resets_total", reason="recovered") == 1
+    finally:
+        await proxy.stop()
+
+
+def _constant(value: str) -> Callable[[], Any]:
+    async def load() -> str:
+        return value
+
+    return load
+
+
+# -------------------------------------------------------------------------- docs
+DOC = ROOT / "docs" / "three_tier_cache.md"
+
+
+def doc_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S)
+
+
+def test_the_doc_has_an_example_per_capability() -> None:
+    """docs/three_tier_cache.md keeps its runnable examples (one per capability)."""
+    assert len(doc_blocks()) >= 6
+
+
+@pytest.mark.parametrize("index", range(len(doc_blocks())))
+async def test_doc_example_runs(
+    index: int, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each ```python block of docs/three_tier_cache.md runs (Redis: the embedded one)."""
+    monkeypatch.setenv("SEMANTICA_REDIS_URL", redis_url)
+    code = compile(
+        doc_blocks()[index],
+        f"docs/three_tier_cache.md#{index}",
+        "exec",
+        flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+    )
+    result = eval(code, {"__name__": "doc_example"})  # noqa: S307 - our own docs, under test
+    if asyncio.iscoroutine(result):
+        await result

@@ -1,0 +1,398 @@
+"""ThreeTierCache on FakeCache with a ManualClock: tiers, TTLs, negative caching, jitter,
+single flight, invalidation and the degraded path (no Redis: single-process mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from config import Settings
+from infra.cache.three_tier_cache import ABSENT, ThreeTierCache
+from infra.exceptions import CacheConnectionError, CacheSerializationError, ConfigurationError
+from infra.observability.metrics import MetricsCollector
+from infra.resilience.clock import ManualClock
+from infra.testing.fakes.cache import FakeCache
+
+Factory = Callable[..., ThreeTierCache]
+
+
+class Source:
+    """The L3 stand-in: a dict plus a count of loads (``None`` = the row does not exist)."""
+
+    def __init__(self, **rows: Any) -> None:
+        self.rows = dict(rows)
+        self.loads = 0
+
+    def loader(self, key: str) -> Callable[[], Any]:
+        async def load() -> Any:
+            self.loads += 1
+            await asyncio.sleep(0)
+            return self.rows.get(key)
+
+        return load
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(start=1000.0)
+
+
+@pytest.fixture
+def store(clock: ManualClock) -> FakeCache:
+    return FakeCache(clock=clock)
+
+
+@pytest.fixture
+def collector() -> MetricsCollector:
+    return MetricsCollector()
+
+
+@pytest.fixture
+def make(store: FakeCache, clock: ManualClock, collector: MetricsCollector) -> Factory:
+    def build(**options: Any) -> ThreeTierCache:
+        options.setdefault("ttl_jitter", 0.0)
+        options.setdefault("rng", random.Random(7))
+        return ThreeTierCache(store, clock=clock, metrics=collector, **options)
+
+    return build
+
+
+def count(collector: MetricsCollector, name: str, **labels: str) -> float:
+    return collector.get_counter(name, **labels)
+
+
+# ------------------------------------------------------------------- read-through
+async def test_read_through_loads_once_then_serves_from_l1(
+    make: Factory, store: FakeCache, collector: MetricsCollector
+) -> None:
+    """First get runs the loader and writes L2 then L1; the second is an L1 hit."""
+    cache, source = make(), Source(k={"v": 1})
+    assert await cache.get("k", source.loader("k")) == {"v": 1}
+    assert await store.get("cache:v:k") == [{"v": 1}]  # written back, wrapped
+    assert await cache.get("k", source.loader("k")) == {"v": 1}
+    assert source.loads == 1
+    assert count(collector, "cache_hits_total", tier="l1") == 1
+    assert count(collector, "cache_misses_total", tier="l2") == 1
+    assert count(collector, "cache_hits_total", tier="l3") == 1
+    assert collector.get_histogram_stats("cache_tier_latency_ms", tier="l3").count == 1
+
+
+async def test_another_instance_reads_the_written_back_value_from_l2(
+    make: Factory, collector: MetricsCollector
+) -> None:
+    """A second process (instance) on the same L2 gets an L2 hit, not a load."""
+    first, second, source = make(), make(), Source(k=42)
+    await first.get("k", source.loader("k"))
+    assert await second.get("k", source.loader("k")) == 42
+    assert source.loads == 1
+    assert count(collector, "cache_hits_total", tier="l2") == 1
+
+
+async def test_get_without_loader_returns_none_on_miss(make: Factory) -> None:
+    """Without a loader a miss in L1 and L2 is ``None``."""
+    assert await make().get("nothing") is None
+
+
+async def test_l1_expiry_falls_back_to_l2_and_l2_expiry_to_the_loader(
+    make: Factory, clock: ManualClock, collector: MetricsCollector
+) -> None:
+    """After l1_ttl the value comes from L2; after l2_ttl the loader runs again."""
+    cache, source = make(l1_ttl=10, l2_ttl=100), Source(k="v")
+    await cache.get("k", source.loader("k"))
+    clock.advance(11)
+    assert await cache.get("k", source.loader("k")) == "v"
+    assert (source.loads, count(collector, "cache_hits_total", tier="l2")) == (1, 1)
+    clock.advance(90)
+    assert await cache.get("k", source.loader("k")) == "v"
+    assert source.loads == 2
+
+
+async def test_l1_evicts_least_recently_used_at_max_size(
+    make: Factory, collector: MetricsCollector
+) -> None:
+    """With l1_max_size=2, the oldest of three keys is served by L2 again."""
+    cache, source = make(l1_max_size=2), Source(a=1, b=2, c=3)
+    for key in "abc":
+        await cache.get(key, source.loader(key))
+    assert cache.l1_size == 2
+    assert await cache.get("c") == 3  # L1
+    assert await cache.get("a") == 1  # evicted: L2
+    assert count(collector, "cache_hits_total", tier="l1") == 1
+    assert count(collector, "cache_hits_total", tier="l2") == 1
+
+
+# ------------------------------------------------------------------- negative caching
+async def test_absence_is_cached_for_negative_ttl(
+    make: Factory, store: FakeCache, clock: ManualClock, collector: MetricsCollector
+) -> None:
+    """A loader's None is cached for negative_ttl; get() tells ABSENT from a miss."""
+    cache, source = make(negative_ttl=5, l1_ttl=30, l2_ttl=60), Source()
+    assert await cache.get("gone", source.loader("gone")) is None
+    assert await cache.get("gone", source.loader("gone")) is None
+    assert await cache.get("gone") is ABSENT
+    assert source.loads == 1
+    assert await store.ttl("cache:v:gone") == 5
+    assert count(collector, "cache_misses_total", tier="l3") == 1
+    clock.advance(5.001)
+    assert await cache.get("gone") is None
+    source.rows["gone"] = "back"
+    assert await cache.get("gone", source.loader("gone")) == "back"
+
+
+async def test_set_absent_caches_absence_explicitly(make: Factory, store: FakeCache) -> None:
+    """set(key, ABSENT) makes loaders skip the key until negative_ttl ends."""
+    cache, source = make(negative_ttl=7), Source(k="exists")
+    await cache.set("k", ABSENT)
+    assert await cache.get("k", source.loader("k")) is None
+    assert source.loads == 0
+    assert await store.ttl("cache:v:k") == 7
+
+
+# ------------------------------------------------------------------------------ TTLs
+async def test_jittered_ttls_stay_within_bounds_and_vary(
+    store: FakeCache, clock: ManualClock, collector: MetricsCollector
+) -> None:
+    """Every L2 TTL lies in l2_ttl*(1±jitter), and they are not all equal."""
+    cache = ThreeTierCache(
+        store, clock=clock, metrics=collector, l2_ttl=100, ttl_jitter=0.2, rng=random.Random(1)
+    )
+    for i in range(200):
+        await cache.set(f"k{i}", i)
+    ttls = [await store.ttl(f"cache:v:k{i}") for i in range(200)]
+    assert all(t is not None and 80 <= t <= 120 for t in ttls)
+    assert len(set(ttls)) > 50
+
+
+async def test_an_l1_entry_never_outlives_its_l2_entry(make: Factory, clock: ManualClock) -> None:
+    """set(ttl=2) with l1_ttl=60: after 2 s L1 no longer serves the value either."""
+    cache = make(l1_ttl=60, l2_ttl=120, ttl_jitter=0.1)
+    await cache.set("k", "v", ttl=2)
+    assert await cache.get("k") == "v"
+    clock.advance(2.3)
+    assert await cache.get("k") is None
+
+
+def test_l1_ttl_above_l2_ttl_is_rejected_naming_both(make: Factory) -> None:
+    """l1_ttl > l2_ttl is a ValueError that names both arguments."""
+    with pytest.raises(ValueError, match=r"l1_ttl \(600\).*l2_ttl \(300\)"):
+        make(l1_ttl=600, l2_ttl=300)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"ttl_jitter": 1.0}, "ttl_jitter"),
+        ({"negative_ttl": 0}, "negative_ttl"),
+        ({"l2_ttl": float("inf")}, "l2_ttl"),
+        ({"namespace": ""}, "namespace"),
+        ({"l1_max_size": 0}, "max_size"),
+    ],
+)
+def test_bad_arguments_are_rejected_by_name(
+    make: Factory, options: dict[str, Any], message: str
+) -> None:
+    """Each invalid argument raises a ValueError naming it."""
+    with pytest.raises(ValueError, match=message):
+        make(**options)
+
+
+def test_from_settings_uses_the_cache_view(store: FakeCache) -> None:
+    """from_settings takes sizes and TTLs from settings.cache; overrides win."""
+    settings = Settings(cache_l1_ttl=5, cache_l2_ttl=50, cache_l1_max_size=3)
+    cache = ThreeTierCache.from_settings(settings, l2=store, namespace="s", negative_ttl=2.5)
+    assert (cache.ttls.l1_ttl, cache.ttls.l2_ttl, cache.ttls.negative_ttl) == (5, 50, 2.5)
+    assert cache.namespace == "s"
+
+
+@pytest.mark.parametrize(
+    ("fields", "variable"),
+    [
+        ({"cache_l1_ttl": 600, "cache_l2_ttl": 300}, "SEMANTICA_CACHE_L1_TTL"),
+        ({"cache_ttl_jitter": 1.0}, "SEMANTICA_CACHE_TTL_JITTER"),
+    ],
+)
+def test_from_settings_reports_bad_settings_as_configuration_errors(
+    store: FakeCache, fields: dict[str, float], variable: str
+) -> None:
+    """Contradictory cache settings raise ConfigurationError naming the variable."""
+    with pytest.raises(ConfigurationError, match=variable):
+        ThreeTierCache.from_settings(Settings(**fields), l2=store)
+
+
+# ---------------------------------------------------------------------- single flight
+async def test_one_load_for_100_concurrent_callers(
+    make: Factory, collector: MetricsCollector
+) -> None:
+    """100 concurrent gets of a cold key run the loader once and all get its value."""
+    cache, gate, loads = make(), asyncio.Event(), 0
+
+    async def loader() -> str:
+        nonlocal loads
+        loads += 1
+        await gate.wait()
+        return "value"
+
+    callers = [asyncio.create_task(cache.get("cold", loader)) for _ in range(100)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    assert await asyncio.gather(*callers) == ["value"] * 100
+    assert loads == 1
+    assert count(collector, "cache_coalesced_total", scope="process") == 99
+
+
+async def test_a_failing_load_reaches_every_waiter_and_is_not_cached(
+    make: Factory, store: FakeCache
+) -> None:
+    """All concurrent callers see the loader's error; the next get loads again."""
+    cache, loads = make(), 0
+
+    async def failing() -> str:
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.005)
+        raise LookupError("db says no")
+
+    results = await asyncio.gather(
+        *(cache.get("k", failing) for _ in range(20)), return_exceptions=True
+    )
+    assert loads == 1
+    assert all(isinstance(r, LookupError) for r in results)
+    assert store.keys() == []
+    assert await cache.get("k", Source(k="ok").loader("k")) == "ok"
+
+
+async def test_a_write_during_a_load_wins_over_the_loaded_value(
+    make: Factory, store: FakeCache
+) -> None:
+    """A set() while a load is in flight: the stale load is returned, not cached."""
+    cache, gate = make(), asyncio.Event()
+
+    async def slow_old() -> str:
+        await gate.wait()
+        return "old"
+
+    reader = asyncio.create_task(cache.get("k", slow_old))
+    await asyncio.sleep(0.005)
+    await cache.set("k", "new")
+    gate.set()
+    assert await reader == "old"
+    assert await cache.get("k") == "new"
+    assert await store.get("cache:v:k") == ["new"]
+
+
+async def test_a_plain_read_during_a_load_does_not_stop_its_write_back(
+    make: Factory, store: FakeCache
+) -> None:
+    """get(key) while get(key, loader) is loading: the load still reaches L2 and L1."""
+    cache, gate = make(), asyncio.Event()
+
+    async def slow() -> str:
+        await gate.wait()
+        return "loaded"
+
+    loading = asyncio.create_task(cache.get("k", slow))
+    await asyncio.sleep(0.005)
+    assert await cache.get("k") is None
+    gate.set()
+    assert await loading == "loaded"
+    assert await store.get("cache:v:k") == ["loaded"]
+    assert cache.l1_size == 1
+
+
+# ------------------------------------------------------------------------- writes
+async def test_set_delete_and_key_validation(make: Factory, store: FakeCache) -> None:
+    """set() writes both tiers, delete() removes both; None and non-str keys refused."""
+    cache = make()
+    await cache.set("k", [1, 2])
+    assert await cache.get("k") == [1, 2]
+    assert await cache.delete("k") is True
+    assert await cache.delete("k") is False
+    assert await cache.get("k") is None
+    with pytest.raises(TypeError, match="ABSENT"):
+        await cache.set("k", None)
+    with pytest.raises(TypeError, match="keys must be str"):
+        await cache.get(b"k")  # type: ignore[call-overload]
+    with pytest.raises(CacheSerializationError):
+        await cache.set("k", object())
+
+
+async def test_invalidate_by_tag_removes_only_tagged_keys(make: Factory) -> None:
+    """invalidate(tag=) drops the tagged keys from L1 and L2, and nothing else."""
+    cache = make()
+    await cache.set("user:1", 1, tags=["org:a"])
+    await cache.set("user:2", 2, tags=["org:a", "org:b"])
+    await cache.set("user:3", 3, tags=["org:b"])
+    assert await cache.invalidate(tag="org:a") == 2
+    assert [await cache.get(f"user:{i}") for i in (1, 2, 3)] == [None, None, 3]
+    assert await cache.invalidate(tag="org:a") == 0
+
+
+async def test_invalidate_by_prefix_removes_matching_keys(make: Factory) -> None:
+    """invalidate(prefix=) drops keys starting with it; clear() drops all."""
+    cache, other = make(), make()
+    for key in ("user:1", "user:2", "org:1"):
+        await cache.set(key, key)
+    assert await cache.invalidate(prefix="user:") == 2
+    assert await cache.get("user:1") is None
+    assert await other.get("org:1") == "org:1"
+    assert await cache.clear() == 1
+    assert await cache.get("org:1") is None
+
+
+async def test_invalidate_needs_exactly_one_selector(make: Factory) -> None:
+    """invalidate() with neither or both selectors is a TypeError."""
+    cache = make()
+    with pytest.raises(TypeError, match="exactly one"):
+        await cache.invalidate()
+    with pytest.raises(TypeError, match="exactly one"):
+        await cache.invalidate(prefix="a", tag="b")
+
+
+# ------------------------------------------------------------------------ degradation
+async def test_l2_outage_falls_through_logs_once_counts_and_recovers(
+    make: Factory,
+    store: FakeCache,
+    clock: ManualClock,
+    collector: MetricsCollector,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """L2 raising CacheConnectionError: loader answers, one warning, counted; a probe
+    after probe_interval finds L2 back and clears L1."""
+    cache, source = make(probe_interval=5), Source(a=1, b=2, c=3)
+    store.fail_next(CacheConnectionError("connection refused"))
+    with caplog.at_level(logging.WARNING, logger="infra.cache"):
+        assert [await cache.get(k, source.loader(k)) for k in "abc"] == [1, 2, 3]
+        await cache.set("d", 4)  # skipped while degraded: no error
+    assert cache.degraded
+    assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
+    assert count(collector, "cache_degraded_total") == 1
+    assert collector.get_gauge("cache_degraded") == 1
+    assert count(collector, "cache_l2_errors_total", reason="CacheConnectionError") == 1
+    assert count(collector, "cache_l2_errors_total", reason="skipped") >= 3
+    assert store.calls == ["get"]  # nothing else reached the broken store
+    assert source.loads == 3
+    assert await cache.get("a") == 1  # L1 still serves in single-process mode
+
+    clock.advance(5)
+    assert await cache.get("e", source.loader("e")) is None  # the probe: L2 answers
+    assert not cache.degraded
+    assert collector.get_gauge("cache_degraded") == 0
+    assert count(collector, "cache_l1_resets_total", reason="recovered") == 1
+    assert await cache.get("a") is None  # L1 was cleared; L2 never got "a"
+
+
+async def test_undecodable_l2_value_reads_as_a_miss(
+    make: Factory, store: FakeCache, collector: MetricsCollector
+) -> None:
+    """A foreign value under the cache's key is a counted miss, overwritten by a load."""
+    cache = make()
+    await store.set("cache:v:k", {"not": "wrapped"})
+    assert await cache.get("k", Source(k="fresh").loader("k")) == "fresh"
+    assert count(collector, "cache_l2_errors_total", reason="unrecognised") == 1
+    assert await store.get("cache:v:k") == ["fresh"]
+    assert not cache.degraded
