@@ -27,6 +27,8 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from redis.asyncio import Redis
 
 # Tests import litellm directly in places; never let its import fetch a price map over the
@@ -41,6 +43,13 @@ from infra.testing.embedded import (
     external_endpoint,
     open_qdrant_client,
 )
+
+# Property tests run on a shared 2-core CI machine: a per-example wall-clock deadline
+# would make them flaky without testing anything about our code.
+hypothesis_settings.register_profile(
+    "semantica", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("semantica")
 
 if TYPE_CHECKING:  # heavy imports (qdrant_client ~1.4 s) happen only in the fixtures
     import asyncpg
