@@ -4,11 +4,13 @@ Run ``python benchmarks/bench_resilience.py`` (``--quick`` for a short run, ``--
 to skip the embedded Redis). Every figure is measured in this run and printed next to
 its baseline from the same run:
 
-(a) **Happy-path overhead** per call of the full default policy (timeout → retry +
-    budget → breaker → bulkhead → attempt timeout), of single layers and of naive
-    tenacity, against a bare ``await`` of an async no-op, and against a loopback Redis
-    GET through redis-py (embedded Redis). For the GET, the policy without its timeouts
-    and a bare ``asyncio.timeout`` are measured too, to show what the one timer costs.
+(a) **Happy-path overhead** per call of the DEFAULT policy --
+    ``ResiliencePolicy.from_settings(Settings(), ...)``: timeout → retry + budget →
+    breaker → bulkhead → attempt timeout --, of single layers and of naive tenacity,
+    against a bare ``await`` of an async no-op, and against a loopback Redis GET through
+    redis-py (embedded Redis). For the GET, the same policy without its timeouts, our
+    ``Timeout`` alone and a bare ``asyncio.timeout`` are measured too, to show what the
+    one per-attempt timer costs.
     Rounds of the variants are interleaved and medians reported, because a shared
     machine drifts; the Redis ratio is the median of per-round ratios. The no-op loops
     yield to the event loop every 64 calls, as real I/O would, so the loop discards
@@ -16,14 +18,17 @@ its baseline from the same run:
 (b) **Fail-fast latency** while the breaker is OPEN: the breaker alone and the full
     policy (the open-breaker error is not retried).
 (c) **Recovery rate**: 10,000 calls per seed, each attempt failing independently with
-    probability 10 %, 3 attempts, retry budget 20 %, 100 calls per second of virtual
-    time; with no breaker, with the default breaker (5 failures in a row, 60 s), and with
-    a failure-rate breaker. A call *recovers* when its first attempt failed but it
-    succeeded.
-(d) **False trips**: 1 % independent failures on a healthy backend, threshold 5. A
-    *false trip* is a CLOSED → OPEN transition while the backend is healthy (every
-    failure is random background); the rate is false trips per call. For contrast, the
-    number of calls a real outage needs to open the breaker is printed too.
+    probability 10 %, 100 calls per second of virtual time. Headline: the DEFAULT policy
+    (default settings: 3 attempts, budget 20 %, breaker "5 failed calls / 60 s").
+    Alternatives: "5 failed attempts in a row" (``count_retried_attempts=True``, the
+    default before), a failure-rate breaker, no breaker. A call *recovers* when its
+    first attempt failed but it succeeded.
+(d) **False trips**: 1 % independent failures on a healthy backend, threshold 5, the
+    default policy and the per-attempt rule. A *false trip* is a CLOSED → OPEN
+    transition while the backend is healthy (every failure is random background); the
+    rate is false trips per call. For contrast, a sustained outage: how many calls (and
+    seconds of virtual backoff, for one sequential caller) open the breaker, and what
+    the next call costs.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tenacity import retry, stop_after_attempt, wait_exponential
 
+from config import Settings
 from infra.exceptions import BackendConnectionError, CircuitBreakerOpenError, InfraError
 from infra.resilience import (
     BreakerState,
@@ -61,16 +67,19 @@ from infra.resilience import (
 Call = Callable[[], Awaitable[Any]]
 
 
-def full_policy() -> ResiliencePolicy:
-    """The policy the default settings produce (see ``config.Settings``)."""
+def default_policy(**kwargs: Any) -> ResiliencePolicy:
+    """The policy default settings produce: what a user gets without configuring."""
+    return ResiliencePolicy.from_settings(Settings(), component="bench", **kwargs)
+
+
+def untimed_policy() -> ResiliencePolicy:
+    """The default policy's layers without its two timeouts."""
     return ResiliencePolicy.build(
         "bench",
         breaker=CircuitBreakerConfig(),
         retry=RetryConfig(),
         retry_budget_ratio=0.2,
         bulkhead=BulkheadConfig(100, max_queue=1000, max_wait=5.0),
-        timeout=30.0,
-        attempt_timeout=10.0,
     )
 
 
@@ -117,7 +126,7 @@ async def overhead_noop(rounds: int, n: int) -> float:
     async def noop() -> int:
         return 1
 
-    policy = full_policy()
+    policy = default_policy()
     breaker = CircuitBreaker(name="bench")
     retry_only = RetryPolicy(RetryConfig(), budget=RetryBudget(0.2))
     timeout = Timeout(10.0)
@@ -133,7 +142,7 @@ async def overhead_noop(rounds: int, n: int) -> float:
         "breaker only": lambda: breaker.call(noop),
         "retry + budget only": lambda: retry_only.execute(noop),
         "Timeout only": lambda: timeout.call(noop),
-        "full policy": lambda: policy.execute(noop),
+        "default policy": lambda: policy.execute(noop),
         "naive tenacity @retry": tenacity_noop,
     }
     results = await interleaved(variants, rounds, n)
@@ -144,8 +153,8 @@ async def overhead_noop(rounds: int, n: int) -> float:
         extra = "" if name == "bare await" else f"   overhead {us(value - bare)}"
         print(f"    {name:24s} {us(value)}   ({value / bare:6.1f}x bare){extra}")
     assert policy.retry is not None
-    print(f"    tenacity loops entered by the full policy: {policy.retry.stats.tenacity_loops}")
-    return medians["full policy"] - bare
+    print(f"    tenacity loops entered by the policy: {policy.retry.stats.tenacity_loops}")
+    return medians["default policy"] - bare
 
 
 async def overhead_redis(rounds: int, n: int) -> float | None:
@@ -162,19 +171,13 @@ async def overhead_redis(rounds: int, n: int) -> float | None:
         client = aioredis.from_url(server.url, **redis_no_retry_kwargs())
         try:
             await client.set("bench:key", "value")
-            policy = full_policy()
+            policy = default_policy()
+            untimed = untimed_policy()
+            timeout = Timeout(10.0)
 
             @retry(stop=stop_after_attempt(3), wait=wait_exponential(), reraise=True)
             async def tenacity_get() -> Any:
                 return await client.get("bench:key")
-
-            untimed = ResiliencePolicy.build(
-                "bench",
-                breaker=CircuitBreakerConfig(),
-                retry=RetryConfig(),
-                retry_budget_ratio=0.2,
-                bulkhead=BulkheadConfig(100, max_queue=1000, max_wait=5.0),
-            )
 
             async def timer_only() -> Any:
                 async with asyncio.timeout(10.0):
@@ -184,6 +187,7 @@ async def overhead_redis(rounds: int, n: int) -> float | None:
                 "raw GET": lambda: client.get("bench:key"),
                 "policy GET": lambda: policy.execute(client.get, "bench:key"),
                 "  same, without timeouts": lambda: untimed.execute(client.get, "bench:key"),
+                "  our Timeout alone": lambda: timeout.call(client.get, "bench:key"),
                 "  bare asyncio.timeout": timer_only,
                 "naive tenacity GET": tenacity_get,
             }
@@ -191,7 +195,7 @@ async def overhead_redis(rounds: int, n: int) -> float | None:
         finally:
             await client.aclose()
     raw = results["raw GET"]
-    print("\n(a) happy path, loopback Redis GET (redis-py, embedded Redis)")
+    print("\n(a) happy path, loopback Redis GET (redis-py, embedded Redis), default policy")
     print("    variant                    median µs/call   median ratio   best-round ratio")
     ratios: dict[str, float] = {}
     for name, values in results.items():
@@ -212,7 +216,7 @@ async def fail_fast(n: int) -> float:
 
     breaker = CircuitBreaker(name="bench")
     breaker.force_open()
-    policy = full_policy()
+    policy = default_policy()
     assert policy.breaker is not None
     policy.breaker.force_open()
 
@@ -231,32 +235,53 @@ async def fail_fast(n: int) -> float:
     )
     print("\n(b) fail-fast while OPEN (CircuitBreakerOpenError raised and caught)")
     print(f"    breaker alone            {us(alone)}")
-    print(f"    full policy              {us(full)}")
+    print(f"    default policy           {us(full)}")
     return max(alone, full)
 
 
 # ---------------------------------------------------------------------- (c) recovery
-RECOVERY_BREAKERS: dict[str, CircuitBreakerConfig | None] = {
-    "no breaker": None,
-    "default breaker (5 in a row, 60 s)": CircuitBreakerConfig(),
-    "rate breaker (50 % of last 100, min 20)": CircuitBreakerConfig(
-        failure_threshold=20, failure_rate_threshold=0.5, window_size=100, minimum_calls=20
+PolicyFactory = Callable[[ManualClock, RecordingObserver], ResiliencePolicy]
+
+
+def _like_default(breaker: CircuitBreakerConfig | None) -> PolicyFactory:
+    """The default policy's layers and values, with another breaker (or none)."""
+
+    def build(clock: ManualClock, rec: RecordingObserver) -> ResiliencePolicy:
+        return ResiliencePolicy.build(
+            "bench",
+            breaker=breaker,
+            retry=RetryConfig(),
+            retry_budget_ratio=0.2,
+            bulkhead=BulkheadConfig(100, max_queue=1000, max_wait=5.0),
+            timeout=30.0,
+            attempt_timeout=10.0,
+            clock=clock,
+            hooks=[rec],
+        )
+
+    return build
+
+
+DEFAULT = "default settings (5 failed calls / 60 s)"
+VARIANTS: dict[str, PolicyFactory] = {
+    DEFAULT: lambda clock, rec: default_policy(clock=clock, hooks=[rec]),
+    "5 failed attempts in a row / 60 s": _like_default(
+        CircuitBreakerConfig(count_retried_attempts=True)
     ),
+    "rate breaker (50 % of last 100, min 20)": _like_default(
+        CircuitBreakerConfig(
+            failure_threshold=20, failure_rate_threshold=0.5, window_size=100, minimum_calls=20
+        )
+    ),
+    "no breaker": _like_default(None),
 }
 
 
-async def recovery_run(breaker: CircuitBreakerConfig | None, calls: int, seed: int) -> list[int]:
+async def recovery_run(factory: PolicyFactory, calls: int, seed: int) -> list[int]:
     """[succeeded, first attempt failed, recovered, breaker trips] for one seeded run."""
     rec = RecordingObserver()
     clock = ManualClock()
-    policy = ResiliencePolicy.build(
-        "bench",
-        breaker=breaker,
-        retry=RetryConfig(),
-        retry_budget_ratio=0.2,
-        clock=clock,
-        hooks=[rec],
-    )
+    policy = factory(clock, rec)
     rng = random.Random(seed)
     attempts = 0
 
@@ -285,12 +310,12 @@ async def recovery_run(breaker: CircuitBreakerConfig | None, calls: int, seed: i
 
 
 async def recovery(calls: int, seeds: list[int]) -> dict[str, float]:
-    """Success rate per breaker variant, pooled over the seeds."""
+    """Success rate per policy variant, pooled over the seeds."""
     print(f"\n(c) recovery: {calls:,} calls x {len(seeds)} seed(s); each attempt fails with")
     print("    p = 10 %; 3 attempts, retry budget 20 %; 100 calls/s of virtual time")
     rates: dict[str, float] = {}
-    for name, breaker in RECOVERY_BREAKERS.items():
-        runs = [await recovery_run(breaker, calls, seed) for seed in seeds]
+    for name, factory in VARIANTS.items():
+        runs = [await recovery_run(factory, calls, seed) for seed in seeds]
         ok, first_failed, recovered, trips = (sum(column) for column in zip(*runs, strict=True))
         tripped_runs = sum(1 for run in runs if run[3])
         rates[name] = ok / (calls * len(seeds))
@@ -302,59 +327,79 @@ async def recovery(calls: int, seeds: list[int]) -> dict[str, float]:
 
 
 # -------------------------------------------------------------------- (d) false trips
-async def false_trips(calls: int, seed: int) -> float:
-    """False trips per call with 1 % random failures and threshold 5."""
+async def false_trips(factory: PolicyFactory, calls: int, seed: int) -> float:
+    """False trips per call with 1 % random failures on a healthy backend."""
     rng = random.Random(seed)
 
-    async def backend(failure_rate: float) -> str:
-        if rng.random() < failure_rate:
+    async def backend() -> str:
+        if rng.random() < 0.01:
             raise BackendConnectionError("injected failure")
         return "ok"
 
     rec = RecordingObserver()
     clock = ManualClock()
-    breaker = CircuitBreakerConfig(failure_threshold=5)
-    policy = ResiliencePolicy.build(
-        "bench", breaker=breaker, retry=RetryConfig(), clock=clock, hooks=[rec]
-    )
+    policy = factory(clock, rec)
     for _ in range(calls):
         with contextlib.suppress(InfraError):
-            await policy.execute(backend, 0.01)
+            await policy.execute(backend)
         clock.advance(0.01)
-    trips = sum(1 for *_, new in rec.transitions if new is BreakerState.OPEN)
+    return sum(1 for *_, new in rec.transitions if new is BreakerState.OPEN) / calls
 
-    outage = ResiliencePolicy.build(
-        "bench", breaker=breaker, retry=RetryConfig(), clock=ManualClock()
-    )
-    assert outage.breaker is not None
-    calls_to_open = 0
-    while outage.breaker.state is BreakerState.CLOSED:
-        calls_to_open += 1
+
+async def outage(factory: PolicyFactory) -> str:
+    """One sequential caller during a sustained outage: what it takes to open, and after."""
+    backend_calls = 0
+
+    async def down() -> None:
+        nonlocal backend_calls
+        backend_calls += 1
+        raise BackendConnectionError("connection refused")
+
+    clock = ManualClock()
+    policy = factory(clock, RecordingObserver())
+    assert policy.breaker is not None
+    calls = 0
+    while policy.breaker.state is BreakerState.CLOSED:
+        calls += 1
         with contextlib.suppress(InfraError):
-            await outage.execute(backend, 1.0)
+            await policy.execute(down)
+    opened_after = clock.now()
+    reached = backend_calls
+    rejected = []
+    for _ in range(200):
+        start = time.perf_counter()
+        with contextlib.suppress(CircuitBreakerOpenError):
+            await policy.execute(down)
+        rejected.append(time.perf_counter() - start)
+    assert backend_calls == reached, "an open breaker must not call the backend"
+    return (
+        f"opens after {calls} calls ({reached} attempts, {opened_after:.1f} s of backoff); "
+        f"then calls fail fast in {statistics.median(rejected) * 1e6:.1f} µs (median)"
+    )
+
+
+async def false_trip_report(calls: int, seed: int) -> float:
+    """False trips of the default policy (printed with the per-attempt rule for contrast)."""
     print(f"\n(d) false trips: {calls:,} calls, 1 % random failures, threshold 5, 3 attempts")
-    print(
-        f"    false trips {trips} = {trips / calls:.5%} per call "
-        f"(expected for independent failures: ~{calls * 1.01 * 0.99 * 0.01**5:.1e} trips)"
-    )
-    print(
-        f"    a real outage opens the breaker after {calls_to_open} calls "
-        f"({outage.breaker.failure_count} failed attempts in a row)"
-    )
-    return trips / calls
+    rates: dict[str, float] = {}
+    for name in (DEFAULT, "5 failed attempts in a row / 60 s"):
+        rates[name] = await false_trips(VARIANTS[name], calls, seed)
+        print(f"    {name:40s} false trips {rates[name]:.5%} per call")
+        print(f"    {'':40s} sustained outage: {await outage(VARIANTS[name])}")
+    return rates[DEFAULT]
 
 
 async def main(quick: bool, with_redis: bool, seed: int) -> None:
     rounds, n = (5, 5_000) if quick else (15, 20_000)
     print(f"Python {sys.version.split()[0]}, {'quick' if quick else 'full'} run, seed {seed}")
     overhead = await overhead_noop(rounds, n)
-    redis_rounds, redis_n = (20, 300) if quick else (80, 500)
+    redis_rounds, redis_n = (40, 100) if quick else (200, 100)
     redis_ratio = await overhead_redis(redis_rounds, redis_n) if with_redis else None
     fast = await fail_fast(2_000 if quick else 20_000)
     recovered = await recovery(10_000, [seed] if quick else [seed + i for i in range(10)])
-    false_rate = await false_trips(20_000 if quick else 100_000, seed)
+    false_rate = await false_trip_report(20_000 if quick else 100_000, seed)
 
-    print("\nGoals")
+    print("\nGoals (the default policy, from_settings(Settings()))")
     print(f"    overhead <= 10 µs per call          {us(overhead)}  {verdict(overhead <= 10e-6)}")
     if redis_ratio is not None:
         print(
@@ -362,10 +407,13 @@ async def main(quick: bool, with_redis: bool, seed: int) -> None:
             f"{verdict(redis_ratio <= 1.10)}"
         )
     print(f"    fail-fast <= 20 µs                  {us(fast)}  {verdict(fast <= 20e-6)}")
-    for name, rate in recovered.items():
-        print(f"    recovery >= 99.5 %, {name[:15]:15s} {rate:10.4%}   {verdict(rate >= 0.995)}")
+    rate = recovered[DEFAULT]
+    print(f"    recovery >= 99.5 %                  {rate:10.4%}   {verdict(rate >= 0.995)}")
     ok = verdict(false_rate < 0.001)
     print(f"    false trips < 0.1 % per call        {false_rate:10.5%}   {ok}")
+    for name, rate in recovered.items():
+        if name != DEFAULT:
+            print(f"    (alternative) recovery, {name}: {rate:.4%}")
 
 
 if __name__ == "__main__":

@@ -225,7 +225,7 @@ class Settings(BaseSettings):
     circuit_breaker_enabled: bool = True
     """Wrap backend calls in a circuit breaker."""
     circuit_breaker_failure_threshold: PositiveInt = 5
-    """Consecutive failures that open the breaker."""
+    """Consecutive failed calls (after their retries) that open the breaker."""
     circuit_breaker_timeout: PositiveFloat = 60.0
     """Time open before a half-open probe, seconds."""
     circuit_breaker_half_open_max_calls: PositiveInt = 1

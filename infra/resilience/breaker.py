@@ -1,8 +1,8 @@
 """Circuit breaker: fail fast while a backend is down, let a bounded probe test recovery.
 
-CLOSED counts failures; at ``failure_threshold`` consecutive failures (or, when
+CLOSED counts failures; at ``failure_threshold`` consecutive failed calls (or, when
 ``failure_rate_threshold`` is set, at that failure rate over the last ``window_size``
-counted calls once ``minimum_calls`` were seen) it turns OPEN. While OPEN every call fails
+counted attempts once ``minimum_calls`` were seen) it turns OPEN. While OPEN every call fails
 at once with :class:`~infra.exceptions.CircuitBreakerOpenError`. After ``timeout``
 seconds the next call turns it HALF_OPEN and becomes a probe; at most
 ``half_open_max_calls`` probes run at a time, the rest fail fast. A probe's success closes
@@ -31,6 +31,19 @@ Counting rules:
   trip, a second probe after the first closed it) is ignored, so it cannot reopen a
   freshly closed breaker nor close a freshly reopened one.
 
+**Calls and attempts.** Used on its own, every call through the breaker is one attempt.
+A retrying ``ResiliencePolicy`` makes several attempts per call and, by default, reports
+them with :meth:`CircuitBreaker.record_attempt` (seen by observers and the rate window,
+but the consecutive count waits) and the call's end with
+:meth:`CircuitBreaker.record_give_up` (one failure, if the final error counts). So
+``failure_threshold`` counts failed *calls*, and transient errors that retries absorb do
+not add up to a trip; the reasoning and the numbers are in :mod:`infra.resilience.policy`.
+``CircuitBreakerConfig.count_retried_attempts`` makes the policy count every attempt.
+
+The happy path reads two plain attributes (``_closed``, ``_quiet``) mirroring the
+aiobreaker storage, whose fields are Python properties: admitting and recording a
+success in a steady CLOSED state costs no property call.
+
 Time comes from the injected :class:`~infra.resilience.clock.Clock` (monotonic). The
 breaker is confined to one event loop: every state change happens between two awaits, so
 no lock is needed.
@@ -39,20 +52,15 @@ no lock is needed.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
-from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Final, ParamSpec, Self, TypeVar
+from typing import Any, ParamSpec, Self, TypeVar
 
-from aiobreaker import CircuitBreakerState as _AioState
-from aiobreaker.storage.memory import CircuitMemoryStorage
-
-from infra.exceptions import CircuitBreakerOpenError
 from infra.resilience._calls import NOTHING, misuse
 from infra.resilience.breaker_config import DEFAULT_EXCLUDED, BreakerSnapshot, CircuitBreakerConfig
-from infra.resilience.clock import Clock, MonotonicClock
-from infra.resilience.hooks import BreakerObserver, BreakerState, CallOutcome, notify
+from infra.resilience.breaker_state import BreakerCore
+from infra.resilience.hooks import CallOutcome
 
 __all__ = [
     "DEFAULT_EXCLUDED",
@@ -64,16 +72,6 @@ __all__ = [
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_TO_AIO: Final = {
-    BreakerState.CLOSED: _AioState.CLOSED,
-    BreakerState.OPEN: _AioState.OPEN,
-    BreakerState.HALF_OPEN: _AioState.HALF_OPEN,
-}
-_FROM_AIO: Final = {aio: ours for ours, aio in _TO_AIO.items()}
-_AIO_CLOSED: Final = _AioState.CLOSED
-_AIO_OPEN: Final = _AioState.OPEN
-_AIO_HALF_OPEN: Final = _AioState.HALF_OPEN
-
 # ``async with breaker:`` needs the generation it was admitted in at exit time. Each task
 # runs in its own context, so a context variable holding a stack of (breaker, generation)
 # keeps concurrent tasks and nested breakers apart without any per-task bookkeeping.
@@ -82,11 +80,11 @@ _ENTERED: ContextVar[tuple[tuple[CircuitBreaker, int], ...]] = ContextVar(
 )
 
 
-class CircuitBreaker:
+class CircuitBreaker(BreakerCore):
     """An asyncio circuit breaker; see the module docstring for the exact rules.
 
     Args:
-        config: Thresholds and exclusions (defaults: 5 failures, 60 s, 1 probe).
+        config: Thresholds and exclusions (defaults: 5 failed calls, 60 s, 1 probe).
         name: Identifies the breaker in errors, snapshots and observer events.
         component: ``component`` of the errors it raises; defaults to ``name``.
         clock: Time source; :class:`MonotonicClock` unless a test injects another.
@@ -96,109 +94,7 @@ class CircuitBreaker:
     or as a decorator ``@breaker`` on an async function.
     """
 
-    __slots__ = (
-        "_clock",
-        "_component",
-        "_config",
-        "_excluded",
-        "_failures_in_window",
-        "_gen",
-        "_hooks",
-        "_name",
-        "_opened_at",
-        "_probes",
-        "_store",
-        "_window",
-    )
-
-    def __init__(
-        self,
-        config: CircuitBreakerConfig | None = None,
-        *,
-        name: str,
-        component: str | None = None,
-        clock: Clock | None = None,
-        hooks: Sequence[BreakerObserver] = (),
-    ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
-        self._config = config if config is not None else CircuitBreakerConfig()
-        if not isinstance(self._config, CircuitBreakerConfig):
-            raise TypeError(f"config must be a CircuitBreakerConfig, got {config!r}")
-        self._name = name
-        self._component = component or name
-        self._clock: Clock = clock if clock is not None else MonotonicClock()
-        self._hooks = tuple(hooks)
-        self._excluded = self._config.excluded
-        self._store = CircuitMemoryStorage(_AIO_CLOSED)
-        self._gen = 0  # bumped on every transition; outcomes from older generations are ignored
-        self._probes = 0  # probes in flight in the current HALF_OPEN generation
-        self._opened_at = 0.0  # clock time of the last transition to OPEN
-        self._window = self._config.new_window()
-        self._failures_in_window = 0
-
-    # ------------------------------------------------------------------ introspection
-    @property
-    def name(self) -> str:
-        """The breaker's name."""
-        return self._name
-
-    @property
-    def config(self) -> CircuitBreakerConfig:
-        """The configuration it was built with."""
-        return self._config
-
-    @property
-    def state(self) -> BreakerState:
-        """Current state; an OPEN breaker whose timeout elapsed reports HALF_OPEN."""
-        self._refresh()
-        return _FROM_AIO[self._store.state]
-
-    @property
-    def failure_count(self) -> int:
-        """Consecutive counted failures (the number that tripped it, while OPEN)."""
-        return int(self._store.counter)
-
-    def snapshot(self) -> BreakerSnapshot:
-        """A consistent, immutable view for health checks, metrics and logs."""
-        state = self.state
-        window = self._window
-        rate = None
-        if window is not None and len(window) >= self._config.minimum_calls:
-            rate = self._failures_in_window / len(window)
-        opened_at = self._store.opened_at if state is not BreakerState.CLOSED else None
-        return BreakerSnapshot(
-            name=self._name,
-            state=state,
-            failure_count=self.failure_count,
-            failure_rate=rate,
-            window_calls=len(window) if window is not None else 0,
-            retry_after_s=self._remaining() if state is BreakerState.OPEN else None,
-            half_open_in_flight=self._probes if state is BreakerState.HALF_OPEN else 0,
-            opened_at=opened_at,
-        )
-
-    def describe(self) -> str:
-        """One line, e.g. ``breaker(5 failures / 60s, 1 probe)``."""
-        return f"breaker({self._config.describe()})"
-
-    def __repr__(self) -> str:
-        return (
-            f"CircuitBreaker(name={self._name!r}, state={_FROM_AIO[self._store.state].value}, "
-            f"failure_count={self.failure_count}, {self._config.describe()})"
-        )
-
-    # ------------------------------------------------------------------ manual control
-    def reset(self) -> None:
-        """Close the breaker and forget all counts (operator action, tests)."""
-        if self._store.state is not _AIO_CLOSED:
-            self._transition(BreakerState.CLOSED)
-        self._store.reset_counter()
-        self._clear_window()
-
-    def force_open(self) -> None:
-        """Open the breaker now, with a fresh timeout (operator action, tests)."""
-        self._transition(BreakerState.OPEN)
+    __slots__ = ()
 
     # ------------------------------------------------------------ manual admission
     def admit(self) -> int:
@@ -210,16 +106,48 @@ class CircuitBreaker:
         Raises:
             CircuitBreakerOpenError: Open, or half-open with every probe slot busy.
         """
-        return self._gen if self._store.state is _AIO_CLOSED else self._admit()
+        return self._gen if self._closed else self._admit()
 
     def record(self, ticket: int, error: BaseException | None = None) -> None:
         """The admitted call ended: ``None`` for success, else the error it raised."""
         if error is None:
-            self._succeeded(ticket)
+            if not self._quiet or ticket != self._gen:
+                self._succeeded(ticket)
         elif isinstance(error, Exception):
             self._failed(error, ticket)
         else:
             self._abandoned(ticket, CallOutcome.CANCELLED)
+
+    def record_attempt(self, ticket: int, error: BaseException) -> None:
+        """An admitted attempt failed with ``error``; its caller may still retry the call.
+
+        As :meth:`record`, except that a counted failure while CLOSED does not move the
+        consecutive count (the failure-rate window and the observers see it as usual).
+        The caller either retries -- a later success resets the count as usual -- or
+        reports the call's end to :meth:`record_give_up`. A failed half-open probe still
+        reopens the breaker at once.
+        """
+        if isinstance(error, Exception):
+            self._failed(error, ticket, final=False)
+        else:
+            self._abandoned(ticket, CallOutcome.CANCELLED)
+
+    def record_give_up(self, ticket: int, error: BaseException) -> None:
+        """A call whose attempts went through :meth:`record_attempt` failed for good.
+
+        ``ticket`` is that of its last admitted attempt, ``error`` what the call raised.
+        Counts one failure toward ``failure_threshold`` -- unless ``error`` is one the
+        breaker does not count (excluded, or not an ``Exception``) or the breaker
+        changed state since ``ticket`` was admitted (a probe's failure already reopened
+        it, the rate rule tripped it, or another call did).
+        """
+        if (
+            ticket == self._gen
+            and self._closed
+            and isinstance(error, Exception)
+            and not isinstance(error, self._excluded)
+        ):
+            self._count_failed_call()
 
     def release(self, ticket: int) -> None:
         """The admitted call proved nothing (it never reached the backend); count nothing."""
@@ -233,7 +161,7 @@ class CircuitBreaker:
             CircuitBreakerOpenError: Open, or half-open with every probe slot busy.
             Exception: Whatever ``fn`` raised -- always the original error.
         """
-        gen = self._gen if self._store.state is _AIO_CLOSED else self._admit()
+        gen = self._gen if self._closed else self._admit()
         returned: Any = NOTHING
         try:
             awaitable = returned = fn(*args, **kwargs)
@@ -265,7 +193,7 @@ class CircuitBreaker:
         return guarded
 
     async def __aenter__(self) -> Self:
-        gen = self._gen if self._store.state is _AIO_CLOSED else self._admit()
+        gen = self._gen if self._closed else self._admit()
         _ENTERED.set((*_ENTERED.get(), (self, gen)))
         return self
 
@@ -289,121 +217,3 @@ class CircuitBreaker:
             self._failed(exc, gen)
         else:
             self._abandoned(gen, CallOutcome.CANCELLED)
-
-    # ------------------------------------------------------------------ state machine
-    def _remaining(self) -> float:
-        return max(0.0, self._opened_at + self._config.timeout - self._clock.now())
-
-    def _refresh(self) -> None:
-        if self._store.state is _AIO_OPEN and self._remaining() <= 0.0:
-            self._transition(BreakerState.HALF_OPEN)
-
-    def _admit(self) -> int:
-        """Admission when not CLOSED: fail fast, or become a half-open probe."""
-        state = self._store.state
-        if state is _AIO_OPEN:
-            remaining = self._remaining()
-            if remaining > 0.0:
-                raise self._rejected(BreakerState.OPEN, remaining)
-            self._transition(BreakerState.HALF_OPEN)
-        elif state is _AIO_CLOSED:
-            return self._gen
-        if self._probes >= self._config.half_open_max_calls:
-            raise self._rejected(BreakerState.HALF_OPEN, 0.0)
-        self._probes += 1
-        return self._gen
-
-    def _rejected(self, state: BreakerState, retry_after: float) -> CircuitBreakerOpenError:
-        if self._hooks:
-            notify(self._hooks, lambda o: o.on_call(self._name, CallOutcome.REJECTED))
-        return CircuitBreakerOpenError(
-            component=self._component,
-            details={
-                "breaker": self._name,
-                "state": state.value,
-                "failure_count": int(self._store.counter),
-                "retry_after_s": round(retry_after, 6),
-            },
-        )
-
-    def _succeeded(self, gen: int) -> None:
-        store = self._store
-        if gen != self._gen:
-            outcome = CallOutcome.IGNORED
-        else:
-            outcome = CallOutcome.SUCCESS
-            if store.state is _AIO_HALF_OPEN:
-                self._notify_call(outcome)
-                self._transition(BreakerState.CLOSED)
-                return
-            if store.counter:
-                store.reset_counter()
-            if self._window is not None:
-                self._record_in_window(failed=False)
-        if self._hooks:
-            self._notify_call(outcome)
-
-    def _failed(self, exc: Exception, gen: int) -> None:
-        if isinstance(exc, self._excluded):
-            self._abandoned(gen, CallOutcome.EXCLUDED)
-            return
-        if gen != self._gen:
-            self._notify_call(CallOutcome.IGNORED)
-            return
-        store = self._store
-        store.increment_counter()
-        self._notify_call(CallOutcome.FAILURE)
-        if store.state is _AIO_HALF_OPEN:
-            self._transition(BreakerState.OPEN)
-            return
-        tripped = store.counter >= self._config.failure_threshold
-        if self._window is not None:
-            self._record_in_window(failed=True)
-            tripped = tripped or self._rate_exceeded()
-        if tripped:
-            self._transition(BreakerState.OPEN)
-
-    def _abandoned(self, gen: int, outcome: CallOutcome) -> None:
-        """The call neither succeeded nor failed; free its probe slot if it held one."""
-        if gen == self._gen and self._store.state is _AIO_HALF_OPEN:
-            self._probes -= 1
-        self._notify_call(outcome)
-
-    def _notify_call(self, outcome: CallOutcome) -> None:
-        if self._hooks:
-            notify(self._hooks, lambda o: o.on_call(self._name, outcome))
-
-    def _record_in_window(self, *, failed: bool) -> None:
-        window = self._window
-        assert window is not None  # noqa: S101 -- callers check; narrows the type
-        if len(window) == window.maxlen:
-            self._failures_in_window -= window[0]
-        window.append(1 if failed else 0)
-        self._failures_in_window += 1 if failed else 0
-
-    def _rate_exceeded(self) -> bool:
-        window = self._window
-        rate = self._config.failure_rate_threshold
-        if window is None or rate is None or len(window) < self._config.minimum_calls:
-            return False
-        return self._failures_in_window >= rate * len(window)
-
-    def _clear_window(self) -> None:
-        if self._window is not None:
-            self._window.clear()
-        self._failures_in_window = 0
-
-    def _transition(self, new: BreakerState) -> None:
-        store = self._store
-        old = _FROM_AIO[store.state]
-        store.state = _TO_AIO[new]
-        self._gen += 1
-        self._probes = 0
-        if new is BreakerState.OPEN:
-            self._opened_at = self._clock.now()
-            store.opened_at = datetime.now(UTC)  # wall time, for humans; decisions use _opened_at
-        elif new is BreakerState.CLOSED:
-            store.reset_counter()
-            self._clear_window()
-        if self._hooks and old is not new:
-            notify(self._hooks, lambda o: o.on_state_change(self._name, old, new))

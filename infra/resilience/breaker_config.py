@@ -1,6 +1,7 @@
 """Value objects of the circuit breaker: its configuration and its snapshot.
 
-Kept apart from :mod:`infra.resilience.breaker` (the state machine) so each stays short.
+Kept apart from the state machine (:mod:`infra.resilience.breaker_state`) and the call
+styles (:mod:`infra.resilience.breaker`) so each stays short.
 Validation happens at construction and names the offending field, so a bad preset or a
 bad setting fails at startup, not at the first outage.
 """
@@ -26,6 +27,7 @@ from infra.exceptions import (
     LLMBadRequestError,
     LockAcquireTimeoutError,
     LockNotOwnedError,
+    PoolExhaustedError,
     QuerySyntaxError,
     RateLimitedError,
     ResilienceError,
@@ -46,7 +48,9 @@ __all__ = ["DEFAULT_EXCLUDED", "BreakerSnapshot", "CircuitBreakerConfig"]
 #:   not protect it, and would hide the real error behind "breaker open" for ``timeout``
 #:   seconds after the credentials are fixed;
 #: * contention, not outage -- serialization failures/deadlocks, a lock held by someone
-#:   else (:class:`LockAcquireTimeoutError`, the one timeout that does not count), and
+#:   else (:class:`LockAcquireTimeoutError`, the one timeout that does not count), an
+#:   exhausted connection pool (our own concurrency exceeded the pool; the database is
+#:   fine, and opening the breaker would turn a load spike into a full outage), and
 #:   provider rate limits (the retry policy honours ``retry_after``; the token bucket
 #:   paces us);
 #: * our own resilience decisions (a full bulkhead, an inner breaker, a local limiter).
@@ -59,6 +63,7 @@ DEFAULT_EXCLUDED: Final[tuple[type[BaseException], ...]] = (
     CacheSerializationError,
     LockNotOwnedError,
     LockAcquireTimeoutError,
+    PoolExhaustedError,
     CollectionNotFoundError,
     DimensionMismatchError,
     GraphQueryError,
@@ -79,17 +84,28 @@ class CircuitBreakerConfig:
     """When a breaker opens and how it recovers.
 
     Args:
-        failure_threshold: Consecutive counted failures that open the breaker (>= 1).
+        failure_threshold: Consecutive failed calls that open the breaker (>= 1); see
+            ``count_retried_attempts`` for how a retried call counts.
         timeout: Seconds an open breaker waits before letting a probe through (> 0).
         half_open_max_calls: Concurrent probes allowed while half-open (>= 1).
         failure_rate_threshold: Optional fraction in (0, 1]: also open when this share of
-            the last ``window_size`` counted calls failed (checked once ``minimum_calls``
-            were recorded). ``None`` disables the rate rule.
+            the last ``window_size`` counted attempts failed (checked once
+            ``minimum_calls`` were recorded). ``None`` disables the rate rule.
         window_size: Length of the sliding count window for the rate rule (>= 1).
         minimum_calls: Calls the window must hold before the rate is judged
             (1..``window_size``).
         excluded: Exception types that neither count nor reset; see
             :data:`DEFAULT_EXCLUDED`.
+        count_retried_attempts: Under a retrying ``ResiliencePolicy``, whether a failed
+            attempt that the policy retries counts toward ``failure_threshold`` at once.
+            ``False`` (default): a call counts once, as a failure when it fails for good
+            (retries spent or refused) and as a success when a retry succeeds -- so
+            ``failure_threshold=5`` means "5 failed calls in a row", and transient errors
+            that retries absorb do not add up to a trip (10 % independent failures and
+            3 attempts: a call fails with p = 0.001, five in a row with p = 1e-15).
+            ``True``: every failed attempt counts (5 failed attempts in a row open it).
+            A breaker used on its own, or a call that is not retried, sees one attempt
+            per call either way. The failure-rate window records every attempt.
     """
 
     failure_threshold: int = 5
@@ -99,6 +115,7 @@ class CircuitBreakerConfig:
     window_size: int = 100
     minimum_calls: int = 10
     excluded: tuple[type[BaseException], ...] = field(default=DEFAULT_EXCLUDED, repr=False)
+    count_retried_attempts: bool = False
 
     def __post_init__(self) -> None:
         for name in ("failure_threshold", "half_open_max_calls", "window_size"):
@@ -126,6 +143,10 @@ class CircuitBreakerConfig:
             raise ValueError(
                 f"failure_rate_threshold must be None or a fraction in (0, 1], got {rate!r}"
             )
+        if not isinstance(self.count_retried_attempts, bool):
+            raise TypeError(
+                f"count_retried_attempts must be a bool, got {self.count_retried_attempts!r}"
+            )
         excluded: object = self.excluded
         if isinstance(excluded, type) or not isinstance(excluded, tuple | list | frozenset | set):
             raise TypeError(
@@ -144,9 +165,10 @@ class CircuitBreakerConfig:
         return deque(maxlen=self.window_size)
 
     def describe(self) -> str:
-        """Short human description, e.g. ``5 failures / 60s, 1 probe``."""
+        """Short human description, e.g. ``5 failed calls / 60s, 1 probe``."""
         probes = f"{self.half_open_max_calls} probe" + ("s" if self.half_open_max_calls > 1 else "")
-        text = f"{self.failure_threshold} failures / {self.timeout:g}s, {probes}"
+        unit = "attempts" if self.count_retried_attempts else "calls"
+        text = f"{self.failure_threshold} failed {unit} / {self.timeout:g}s, {probes}"
         if self.failure_rate_threshold is not None:
             text += (
                 f", or {self.failure_rate_threshold:.0%} of last {self.window_size}"

@@ -499,7 +499,101 @@ async def test_real_clock_recovery_cycle() -> None:
 def test_repr_and_describe_are_one_readable_line() -> None:
     """repr names the breaker, its state and its thresholds."""
     breaker = CircuitBreaker(CircuitBreakerConfig(failure_threshold=5, timeout=60), name="pg")
-    assert breaker.describe() == "breaker(5 failures / 60s, 1 probe)"
+    assert breaker.describe() == "breaker(5 failed calls / 60s, 1 probe)"
     assert repr(breaker) == (
-        "CircuitBreaker(name='pg', state=closed, failure_count=0, 5 failures / 60s, 1 probe)"
+        "CircuitBreaker(name='pg', state=closed, failure_count=0, 5 failed calls / 60s, 1 probe)"
     )
+    per_attempt = CircuitBreakerConfig(failure_threshold=5, count_retried_attempts=True)
+    assert per_attempt.describe() == "5 failed attempts / 60s, 1 probe"
+
+
+def test_count_retried_attempts_must_be_a_bool() -> None:
+    """A non-bool count_retried_attempts is a TypeError naming the field."""
+    with pytest.raises(TypeError, match="count_retried_attempts"):
+        CircuitBreakerConfig(count_retried_attempts=1)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------- deferred attempts (policies)
+async def test_deferred_attempt_failure_moves_no_count_until_the_call_gives_up() -> None:
+    """record_attempt reports the failure; only record_give_up adds to the count."""
+    breaker, _, rec = make(threshold=2)
+    first = breaker.admit()
+    breaker.record_attempt(first, BackendConnectionError())
+    assert breaker.failure_count == 0
+    assert rec.outcomes() == [CallOutcome.FAILURE]
+    second = breaker.admit()
+    breaker.record_attempt(second, BackendConnectionError())
+    breaker.record_give_up(second, BackendConnectionError())
+    assert breaker.failure_count == 1
+    assert breaker.state is State.CLOSED
+    ticket = breaker.admit()
+    breaker.record_attempt(ticket, BackendConnectionError())
+    breaker.record_give_up(ticket, BackendConnectionError())
+    assert breaker.state is State.OPEN
+
+
+async def test_deferred_attempt_then_success_resets_the_count() -> None:
+    """A retry that succeeds after a deferred failure is a success for the breaker."""
+    breaker, _, _ = make(threshold=2)
+    ticket = breaker.admit()
+    breaker.record_attempt(ticket, BackendConnectionError())
+    breaker.record_give_up(ticket, BackendConnectionError())
+    assert breaker.failure_count == 1
+    retried = breaker.admit()
+    breaker.record_attempt(retried, BackendConnectionError())
+    breaker.record(breaker.admit())
+    assert breaker.failure_count == 0
+
+
+async def test_give_up_with_an_uncounted_error_or_a_stale_ticket_counts_nothing() -> None:
+    """Excluded or cancelled final errors, and tickets from before a transition, are ignored."""
+    breaker, _, _ = make(threshold=1)
+    ticket = breaker.admit()
+    breaker.record_attempt(ticket, BackendConnectionError())
+    breaker.record_give_up(ticket, QuerySyntaxError("bad"))
+    breaker.record_give_up(ticket, asyncio.CancelledError())
+    assert breaker.failure_count == 0
+    stale = breaker.admit()
+    breaker.force_open()
+    breaker.reset()
+    breaker.record_give_up(stale, BackendConnectionError())
+    assert breaker.state is State.CLOSED
+    assert breaker.failure_count == 0
+
+
+async def test_deferred_attempts_still_fill_the_failure_rate_window() -> None:
+    """The rate rule sees every attempt, deferred or not, and can trip on its own."""
+    breaker, _, _ = make(threshold=100, failure_rate_threshold=0.5, window_size=4, minimum_calls=4)
+    for _ in range(2):
+        breaker.record(breaker.admit())
+        breaker.record_attempt(breaker.admit(), BackendConnectionError())
+    assert breaker.state is State.OPEN
+    assert breaker.failure_count == 0
+
+
+async def test_deferred_probe_failure_reopens_at_once() -> None:
+    """A half-open probe that fails reopens the breaker even when the caller may retry."""
+    breaker, clock, _ = make(threshold=1, timeout=10.0)
+    breaker.force_open()
+    clock.advance(10.0)
+    probe = breaker.admit()
+    breaker.record_attempt(probe, BackendConnectionError())
+    assert breaker.state is State.OPEN
+    with pytest.raises(CircuitBreakerOpenError):
+        breaker.admit()
+
+
+async def test_pool_exhaustion_neither_trips_nor_resets_the_breaker() -> None:
+    """An exhausted pool is our own overload, not a database outage: it is excluded."""
+    from infra.exceptions import PoolExhaustedError
+
+    breaker = CircuitBreaker(CircuitBreakerConfig(failure_threshold=1), name="postgres")
+
+    async def exhausted() -> None:
+        raise PoolExhaustedError(component="postgres")
+
+    for _ in range(5):
+        with pytest.raises(PoolExhaustedError):
+            await breaker.call(exhausted)
+    assert breaker.state == BreakerState.CLOSED
+    assert breaker.failure_count == 0

@@ -19,7 +19,7 @@ from infra.exceptions import (
 from infra.resilience.breaker import CircuitBreakerConfig
 from infra.resilience.clock import ManualClock
 from infra.resilience.fallback import Fallback
-from infra.resilience.hooks import BreakerState, RecordingObserver
+from infra.resilience.hooks import BreakerState, CallOutcome, RecordingObserver
 from infra.resilience.policy import BulkheadConfig, ResiliencePolicy
 from infra.resilience.presets import BreakerPresets, RetryPresets, breaker_preset, retry_preset
 from infra.resilience.retry import RetryConfig
@@ -57,9 +57,10 @@ def manual(policy: ResiliencePolicy) -> ManualClock:
 
 # ----------------------------------------------------------------------------- order
 async def test_retry_stops_as_soon_as_the_breaker_opens() -> None:
-    """Threshold 2, five attempts: two reach the backend, the third meets the open breaker."""
+    """Per-attempt counting, threshold 2: two attempts reach the backend, the third is refused."""
     policy = ResiliencePolicy.instant(
-        breaker=CircuitBreakerConfig(failure_threshold=2), retry=NO_JITTER
+        breaker=CircuitBreakerConfig(failure_threshold=2, count_retried_attempts=True),
+        retry=NO_JITTER,
     )
     backend = Backend(*down(10))
     with pytest.raises(CircuitBreakerOpenError):
@@ -70,11 +71,13 @@ async def test_retry_stops_as_soon_as_the_breaker_opens() -> None:
 
 
 async def test_attempt_timeout_is_counted_by_the_breaker_and_retried() -> None:
-    """A hung attempt times out inside the breaker: it counts as a failure and is retried."""
+    """A hung attempt times out inside the breaker: a failure the breaker sees, retried."""
+    rec = RecordingObserver()
     policy = ResiliencePolicy.instant(
         breaker=CircuitBreakerConfig(failure_threshold=5),
         retry=RetryConfig(max_attempts=2, base_delay=0.0),
         attempt_timeout=0.01,
+        hooks=[rec],
     )
     calls = 0
 
@@ -87,8 +90,9 @@ async def test_attempt_timeout_is_counted_by_the_breaker_and_retried() -> None:
         await policy.execute(hang)
     assert calls == 2
     assert info.value.details["timeout"] == 0.01
+    assert rec.outcomes() == [CallOutcome.FAILURE, CallOutcome.FAILURE]
     assert policy.breaker is not None
-    assert policy.breaker.failure_count == 2
+    assert policy.breaker.failure_count == 1  # one call failed for good
 
 
 async def test_fallback_sees_the_final_error_and_answers() -> None:
@@ -225,6 +229,8 @@ async def test_attempt_near_the_deadline_is_cut_to_the_time_left() -> None:
     assert info.value.details["timeout"] == 5.0
     assert info.value.retryable is False
     assert isinstance(info.value.__cause__, OperationTimeoutError)
+    assert policy.breaker is not None
+    assert policy.breaker.failure_count == 1  # the call failed for good: counted once
 
 
 async def test_clamped_policy_gives_its_retry_the_overall_deadline() -> None:
@@ -240,7 +246,7 @@ def test_from_settings_builds_every_enabled_layer() -> None:
     policy = ResiliencePolicy.from_settings(Settings(), component="redis")
     assert policy.describe() == (
         "redis: timeout(30s) → retry(3 attempts, 1s x2 up to 30s, jitter, deadline 30s, "
-        "budget 20% + 10/s over 10s) → breaker(5 failures / 60s, 1 probe) → "
+        "budget 20% + 10/s over 10s) → breaker(5 failed calls / 60s, 1 probe) → "
         "bulkhead(100 running, 1000 queued, wait 5s) → attempt-timeout(10s)"
     )
     assert repr(policy) == f"ResiliencePolicy({policy.describe()})"
@@ -341,11 +347,14 @@ async def test_non_idempotent_preset_means_no_retry_layer() -> None:
 async def test_instant_policy_makes_the_same_decisions_without_sleeping() -> None:
     """Backoff is recorded on the virtual clock; an open breaker recovers when advanced."""
     policy = ResiliencePolicy.instant(
-        breaker=CircuitBreakerConfig(failure_threshold=3, timeout=60.0), retry=NO_JITTER
+        breaker=CircuitBreakerConfig(failure_threshold=2, timeout=60.0), retry=NO_JITTER
     )
+    for _ in range(2):
+        with pytest.raises(BackendConnectionError):
+            await policy.execute(Backend(*down(10)))
+    assert manual(policy).sleeps == [1.0, 2.0, 4.0, 8.0] * 2
     with pytest.raises(CircuitBreakerOpenError):
-        await policy.execute(Backend(*down(10)))
-    assert manual(policy).sleeps == [1.0, 2.0, 4.0]
+        await policy.execute(Backend())
     manual(policy).advance(60.0)
     assert await policy.execute(Backend()) == "ok"
 

@@ -1,0 +1,124 @@
+"""Timeout's shared loop timer: one handle per instance, yet every scope keeps its own time."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from infra.exceptions import OperationTimeoutError
+from infra.resilience.timeout import Timeout, current_deadline
+
+LIMIT = 0.05
+
+
+async def _hang() -> None:
+    await asyncio.Event().wait()
+
+
+async def test_a_later_scope_keeps_its_full_time_after_an_earlier_one_expires() -> None:
+    """A scope begun 30 ms after another is neither cut short by the earlier deadline nor
+    left unbounded: it finishes when its work takes 40 ms, and times out at its own 50 ms."""
+    loop = asyncio.get_running_loop()
+    timeout = Timeout(LIMIT)
+
+    async def late(work: float | None) -> float:
+        await asyncio.sleep(0.03)
+        started = loop.time()
+        if work is None:
+            with pytest.raises(OperationTimeoutError):
+                await timeout.call(_hang)
+        else:
+            await timeout.call(asyncio.sleep, work)
+        return loop.time() - started
+
+    first = asyncio.create_task(timeout.call(_hang))
+    finished, timed_out = await asyncio.gather(late(0.04), late(None))
+    with pytest.raises(OperationTimeoutError):
+        await first
+    assert 0.04 <= finished < LIMIT + 0.04
+    assert timed_out >= LIMIT
+
+
+async def test_many_calls_arm_one_loop_timer() -> None:
+    """500 sequential calls add at most one handle to the loop's timer queue."""
+    loop = asyncio.get_running_loop()
+    timeout = Timeout(10.0)
+    # BaseEventLoop keeps its timer heap in ``_scheduled``; cancelled handles stay in it
+    # until cleaned, so a per-call timer would show up here as hundreds of entries.
+    before = len(loop._scheduled)  # type: ignore[attr-defined]
+    for i in range(500):
+        assert await timeout.call(asyncio.sleep, 0, i) == i
+    assert len(loop._scheduled) - before <= 1  # type: ignore[attr-defined]
+
+
+async def test_finished_scopes_behind_a_slow_one_are_released_when_it_ends() -> None:
+    """Scopes that end out of order wait behind the oldest running one, then all go."""
+    timeout = Timeout(10.0)
+    gate = asyncio.Event()
+    slow = asyncio.create_task(timeout.call(gate.wait))
+    await asyncio.sleep(0)
+    for _ in range(20):
+        await timeout.call(asyncio.sleep, 0)
+    wheel = timeout._wheel
+    assert wheel is not None
+    assert len(wheel.scopes) == 21  # the slow one first, 20 finished behind it
+    gate.set()
+    assert await slow is True
+    assert not wheel.scopes
+
+
+async def test_begin_and_end_bound_work_without_a_coroutine_of_their_own() -> None:
+    """begin() publishes the deadline; end() converts our own expiry into our error."""
+    timeout = Timeout(0.01, component="x")
+
+    async def bounded() -> None:
+        scope = timeout.begin()
+        assert current_deadline() is scope
+        try:
+            await _hang()
+        except BaseException as exc:
+            timeout.end(scope, exc)
+            raise
+
+    with pytest.raises(OperationTimeoutError) as info:
+        await bounded()
+    assert info.value.component == "x"
+    assert current_deadline() is None
+    scope = timeout.begin()
+    await asyncio.sleep(0)
+    timeout.end(scope, None)  # in time: returns quietly
+
+
+async def test_nested_scopes_of_one_instance_raise_one_timeout_and_balance_cancels() -> None:
+    """Re-entering the same Timeout: one OperationTimeoutError, cancel count restored."""
+    task = asyncio.current_task()
+    assert task is not None
+    before = task.cancelling()
+    timeout = Timeout(0.01)
+
+    async def nested() -> None:
+        async with timeout, timeout:
+            await _hang()
+
+    with pytest.raises(OperationTimeoutError):
+        await nested()
+    assert task.cancelling() == before
+    assert timeout._active == {}
+
+
+async def test_the_same_instance_works_on_another_event_loop() -> None:
+    """A Timeout used on this loop still times out on a second loop (in a thread), and here."""
+    timeout = Timeout(0.01)
+    assert await timeout.call(asyncio.sleep, 0, "here") == "here"
+
+    async def elsewhere() -> str:
+        try:
+            await timeout.call(_hang)
+        except OperationTimeoutError:
+            return "timed out"
+        return "not bounded"
+
+    assert await asyncio.to_thread(asyncio.run, elsewhere()) == "timed out"
+    with pytest.raises(OperationTimeoutError):
+        await timeout.call(_hang)
