@@ -24,6 +24,8 @@
   otherwise each statement passes asyncpg its own ``timeout=``.
 * **Waiters counted here.** asyncpg does not expose how many callers wait for a
   connection; the ``pending`` gauge reads this pool's own count.
+* **Cancelled or timed-out statements drop their connection** (:func:`_abandon`), so
+  neither asyncpg's cancel request nor the release waits on a silent network.
 * **Bounded close.** ``pool.close()`` waits for borrowed connections; after
   ``close_timeout`` they are terminated, so shutdown never hangs on a stuck query.
 """
@@ -238,6 +240,11 @@ class ManagedPool:
         except Exception as exc:
             if watchdog is not None and watchdog.expired(conn):
                 raise watchdog.timeout_error(self._component) from exc
+            if isinstance(exc, TimeoutError):
+                _abandon(conn)
+            raise
+        except asyncio.CancelledError:
+            _abandon(conn)
             raise
         finally:
             if watchdog is not None:
@@ -261,3 +268,16 @@ class ManagedPool:
                 "pending": self._pending,
             },
         )
+
+
+def _abandon(conn: Connection) -> None:
+    """Drop a connection whose statement was cancelled or timed out, without waiting.
+
+    asyncpg answers a cancelled statement by sending a CancelRequest over a *new*
+    connection and, on release, waits for the old one to settle -- both with no time
+    limit when the network has gone silent (found by the chaos tier: a blackholed link
+    made an attempt timeout wait forever). A timed-out statement leaves the session in
+    an unknown state anyway, so the connection is terminated (which also cancels
+    asyncpg's pending cancel task) and the pool opens a fresh one when needed.
+    """
+    conn.terminate()
