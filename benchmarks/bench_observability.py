@@ -11,7 +11,12 @@ empty so only the recording is timed), best of ``--repeat`` runs:
   SDK's own sampler drops the span (what any non-zero ratio costs for a dropped root);
 * ``sampled in``          -- every span recorded and handed to a batch processor;
 * ``SDK span only``       -- ``start_span`` + ``end`` with the same attributes and no
-  metrics, for reference: the floor the sampled-in figure cannot go below.
+  metrics, for reference: the floor the sampled-in figure cannot go below;
+* ``handle, ...``         -- the adapters' path, ``await op.run(noop)`` on an operation
+  handle of :class:`~infra.calls.BackendCalls` with a passthrough policy (telemetry and
+  translation, no policy layers), with tracing off, sampled out (ratio 0) and sampled in;
+* ``calls.run, tracing off`` -- the same through ``BackendCalls.run("fetch", noop)``
+  (the per-call handle lookup included).
 
 Goals (issue #4): <= 5 us per call sampled out, <= 25 us sampled in. With ``--postgres``
 (default on) it also times ``pool.fetch("select 1")`` on the embedded PostgreSQL raw and
@@ -34,6 +39,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace import SpanKind
 
+from infra.calls import BackendCalls
 from infra.observability import (
     MetricsCollector,
     record_call,
@@ -115,7 +121,29 @@ async def measure(iterations: int, repeat: int) -> dict[str, float]:
         tracer.start_span("fetch", kind=SpanKind.CLIENT, attributes=ATTRS).end()
 
     results["SDK span only"] = await _time(sdk_only, iterations, repeat)
+
+    calls = BackendCalls(
+        "postgres",
+        family="database",
+        system="postgresql",
+        server_address="localhost",
+        server_port=5432,
+    )
+    handle = calls.operation("fetch")
+
+    async def through_handle() -> None:
+        await handle.run(_noop)
+
+    async def through_calls() -> None:
+        await calls.run("fetch", _noop)
+
+    results["handle, sampled in"] = await _time(through_handle, iterations, repeat)
     provider.shutdown()
+    reset_tracing()
+    results["handle, tracing off"] = await _time(through_handle, iterations, repeat)
+    results["calls.run, tracing off"] = await _time(through_calls, iterations, repeat)
+    setup_tracing(sample_ratio=0.0, exporter=_DropExporter())
+    results["handle, sampled out"] = await _time(through_handle, iterations, repeat)
     reset_tracing()
     return results
 
@@ -160,7 +188,9 @@ def report(results: dict[str, float]) -> None:
     print(
         f"\nsampled out (SDK skipped): {max(out_worst, out_parent):.2f} us  (goal <= 5)\n"
         f"sampled in:                {sampled_in:.2f} us  (goal <= 25; SDK span alone "
-        f"{results['SDK span only'] - bare:.2f} us)"
+        f"{results['SDK span only'] - bare:.2f} us)\n"
+        f"adapter path (handle):     {results['handle, sampled out'] - bare:.2f} us sampled "
+        f"out, {results['handle, sampled in'] - bare:.2f} us sampled in"
     )
 
 

@@ -123,9 +123,11 @@ class RedisDistributedLock(LeaseLockBase):
     __slots__ = (
         "_abandon_script",
         "_acquire",
+        "_acquire_op",
         "_calls",
         "_extend_script",
         "_namespace",
+        "_release_op",
         "_release_script",
     )
 
@@ -165,6 +167,9 @@ class RedisDistributedLock(LeaseLockBase):
             server_address=kwargs.get("host"),
             server_port=kwargs.get("port"),
         )
+        # Operation handles bound once: acquire/release run on every lock use.
+        self._acquire_op = self._calls.operation("acquire")
+        self._release_op = self._calls.operation("release")
         self._acquire = redis_client.register_script(ACQUIRE)
         self._release_script = redis_client.register_script(RELEASE)
         self._extend_script = redis_client.register_script(EXTEND)
@@ -183,8 +188,8 @@ class RedisDistributedLock(LeaseLockBase):
     async def _grant(self, name: str, owner: str, lease_ms: int) -> tuple[int | None, float]:
         key = lock_key(self._namespace, name)
         keys = [key, fence_key(key), abandoned_key(key, owner)]
-        granted, value = await self._calls.run(
-            "acquire", self._acquire, keys, [owner, lease_ms], idempotent=True
+        granted, value = await self._acquire_op.run(
+            self._acquire, keys, [owner, lease_ms], idempotent=True
         )
         if granted == 1:
             return int(value), 0.0
@@ -192,9 +197,7 @@ class RedisDistributedLock(LeaseLockBase):
 
     async def _release(self, name: str, owner: str) -> bool:
         keys = [lock_key(self._namespace, name)]
-        released = await self._calls.run(
-            "release", self._release_script, keys, [owner], idempotent=False
-        )
+        released = await self._release_op.run(self._release_script, keys, [owner], idempotent=False)
         return bool(released)
 
     async def _extend(self, name: str, owner: str, lease_ms: int) -> bool:

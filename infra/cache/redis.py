@@ -93,7 +93,7 @@ class RedisCache:
         "_ping",
         "_prefix",
         "_pttl",
-        "_run",
+        "_run_get",
         "_serializer",
         "_set",
         "namespace",
@@ -130,7 +130,9 @@ class RedisCache:
             server_port=port,
             record=record,
         )
-        self._run = self._calls.run
+        # The GET handle's bound run: the 3-tier cache's L2 hit path resolves nothing per
+        # call (see infra.calls on operation handles).
+        self._run_get = self._calls.operation("get").run
         # redis-py types commands as "value or awaitable"; the asyncio client always
         # returns awaitables. Bound once here: the casts are free and so is every call.
         c: Any = client
@@ -197,7 +199,7 @@ class RedisCache:
         # The hot path (a 3-tier cache's L2 hit): key() inlined, attributes read once.
         if key.__class__ is not str:
             raise _key_type_error(key)
-        data = await self._run("get", self._get, self._prefix + key)
+        data = await self._run_get(self._get, self._prefix + key)
         return None if data is None else self._loads(data)
 
     async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:

@@ -14,7 +14,11 @@ Design decisions:
   registry, so two collectors (or a test's and the app's) never collide.
 * **Cheap hot path.** ``family.labels(*values)`` is one dict lookup on a tuple; callers
   that record the same series repeatedly (the instrument helper) keep the series object
-  and call ``observe``/``inc`` directly: no per-call dict or label work.
+  and call ``observe``/``inc`` directly: no per-call dict or label work. Such a cache is
+  valid while the module's epoch token is unchanged (it changes when the current
+  collector is replaced or a collector is reset). Series writes take no lock on the
+  thread that owns the series (see :mod:`~infra.observability.recording` for why that is
+  safe and what a scrape from another thread may see).
 * **Bounded labels.** Each metric declares its label names up front; names that would
   carry unbounded values (:data:`~infra.observability.attributes.FORBIDDEN_LABEL_NAMES`:
   ``sql``, ``key``, ``user_id`` ...) are refused at definition. At run time each label
@@ -128,17 +132,19 @@ def _to_prometheus(family: Counter | Gauge | Histogram) -> Metric:
     if isinstance(family, Histogram):
         hist = HistogramMetricFamily(family.name, family.description, labels=labels)
         for values, h in family.series():
+            snap = h.snapshot()
             cumulative, buckets = 0, []
-            for bound, count in zip(family.buckets, h.counts, strict=False):
+            for bound, count in zip(family.buckets, snap.counts, strict=False):
                 cumulative += count
                 buckets.append((_format_bound(bound), float(cumulative)))
-            buckets.append(("+Inf", float(h.count)))
-            hist.add_metric(list(values), buckets, h.sum)
+            # +Inf is the total of the same counts, so a scrape never sees it disagree.
+            buckets.append(("+Inf", float(cumulative + snap.counts[-1])))
+            hist.add_metric(list(values), buckets, snap.sum)
         return hist
     cls = CounterMetricFamily if isinstance(family, Counter) else GaugeMetricFamily
     metric = cls(family.name, family.description, labels=labels)
     for values, series in family.series():
-        metric.add_metric(list(values), series.value)
+        metric.add_metric(list(values), series.get())
     return metric
 
 
@@ -272,7 +278,7 @@ class MetricsCollector:
             return 0.0
         if not isinstance(family, Counter):
             raise TypeError(f"metric {name!r} is a {family.kind}, not a counter")
-        return sum(s.value for s in family.matching(labels))
+        return sum(s.get() for s in family.matching(labels))
 
     def get_gauge(self, name: str, **labels: str) -> float:
         """Sum of gauge ``name`` over matching series, including sampled sources (pools)
@@ -299,10 +305,10 @@ class MetricsCollector:
         counts = [0] * (len(family.buckets) + 1)
         total, low, high = 0.0, float("inf"), float("-inf")
         for series in family.matching(labels):
-            with series._lock:  # a consistent snapshot of our own series
-                counts = [a + b for a, b in zip(counts, series.counts, strict=True)]
-                total += series.sum
-                low, high = min(low, series.min), max(high, series.max)
+            snap = series.snapshot()
+            counts = [a + b for a, b in zip(counts, snap.counts, strict=True)]
+            total += snap.sum
+            low, high = min(low, snap.min), max(high, snap.max)
         return stats_from_buckets(family.buckets, counts, total, low, high)
 
     # ---------------------------------------------------------------------- export
@@ -320,11 +326,22 @@ class MetricsCollector:
         """Zero everything (series are dropped; definitions and sources are kept)."""
         for family in self.families():
             family.clear()
+        _new_epoch()  # series cached by call sites were dropped with their families' maps
 
 
 # ------------------------------------------------------------------ the container slot
 _current: MetricsCollector | None = None
 _slot_lock = threading.Lock()
+
+#: Replaced whenever the current collector changes or any collector is reset. Hot paths
+#: cache series objects (the instrument helper, the resilience observer) and compare this
+#: token by identity, one ``is`` per call, to know their cache is still good.
+_epoch: object = object()
+
+
+def _new_epoch() -> None:
+    global _epoch  # noqa: PLW0603 - the cache-validity token documented above
+    _epoch = object()
 
 
 def get_metrics_collector() -> MetricsCollector:
@@ -336,6 +353,7 @@ def get_metrics_collector() -> MetricsCollector:
         with _slot_lock:
             if _current is None:
                 _current = MetricsCollector()
+                _new_epoch()
             current = _current
     return current
 
@@ -347,6 +365,7 @@ def set_metrics_collector(collector: MetricsCollector) -> None:
     if not isinstance(collector, MetricsCollector):
         raise TypeError(f"expected a MetricsCollector, got {type(collector).__name__}")
     _current = collector
+    _new_epoch()
 
 
 def reset_metrics_collector() -> None:
@@ -354,3 +373,4 @@ def reset_metrics_collector() -> None:
     fresh one (tests)."""
     global _current  # noqa: PLW0603 - the one documented slot (CONVENTIONS #5)
     _current = None
+    _new_epoch()

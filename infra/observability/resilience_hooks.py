@@ -21,7 +21,10 @@ Metrics (label values are breaker/policy/bulkhead names, a bounded set of compon
 
 A breaker opening is logged as a warning and closing again as info, so the log tells the
 story the gauge shows. Hooks run on the hot path, so each method is a dict lookup and one
-update.
+update. :meth:`~MetricsResilienceObserver.on_call` runs on *every* call through a breaker
+(a success included), so it keeps the resolved counter series per (breaker, outcome) and
+pays one dict lookup, one identity check of the metrics epoch (the cache is dropped when a
+collector is reset) and one increment (lock-free on the event-loop thread).
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ import logging
 from typing import TYPE_CHECKING, Literal
 
 from infra.observability import attributes as attr
+from infra.observability import metrics as _metrics
 from infra.observability.metrics import MetricsCollector, get_metrics_collector
+from infra.observability.series import CounterSeries
 from infra.redaction import redact_text
 from infra.resilience.hooks import BreakerState, CallOutcome, GiveUpReason
 
@@ -41,6 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["BREAKER_STATE_VALUES", "MetricsResilienceObserver"]
 
 _log = logging.getLogger("infra.observability.resilience")
+
+_MAX_CACHED_CALL_SERIES = 1024
 
 #: Gauge value per breaker state.
 BREAKER_STATE_VALUES: dict[BreakerState, float] = {
@@ -74,6 +81,9 @@ class MetricsResilienceObserver:
             "Calls through a breaker by outcome.",
             ("breaker", "outcome"),
         )
+        # on_call's cache: (breaker, outcome) -> series, valid for one metrics epoch.
+        self._call_series: dict[tuple[str, CallOutcome], CounterSeries] = {}
+        self._call_epoch: object = _metrics._epoch
         self._retries = metrics.counter(
             attr.RETRY_ATTEMPTS_TOTAL, "Retries scheduled after a failed attempt.", ("policy",)
         )
@@ -114,7 +124,20 @@ class MetricsResilienceObserver:
 
     def on_call(self, name: str, outcome: CallOutcome) -> None:
         """Count one call through the breaker."""
-        self._calls.labels(name, str(outcome)).inc()
+        series = self._call_series.get((name, outcome))
+        if series is None or self._call_epoch is not _metrics._epoch:
+            series = self._call_series_for(name, outcome)
+        series.inc()
+
+    def _call_series_for(self, name: str, outcome: CallOutcome) -> CounterSeries:
+        epoch = _metrics._epoch
+        if self._call_epoch is not epoch:  # a collector was reset: its series were dropped
+            self._call_series.clear()
+            self._call_epoch = epoch
+        series = self._calls.labels(name, str(outcome))
+        if len(self._call_series) < _MAX_CACHED_CALL_SERIES:  # breaker names are bounded
+            self._call_series[name, outcome] = series
+        return series
 
     # ------------------------------------------------------------- RetryObserver
     def on_retry(self, name: str, attempt: int, delay: float, error: BaseException) -> None:

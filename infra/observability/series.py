@@ -12,28 +12,36 @@ module's docstring for why storage is ours and exposition is prometheus-client's
   values are bounded at run time: each label keeps at most ``max_label_values`` distinct
   values, and a value longer than 64 characters or past the cap becomes ``"other"``. A
   folded key is never cached, so a flood of distinct values cannot grow memory.
-* Each series has its own lock: recording may happen from worker threads
-  (``asyncio.to_thread``), and ``+=`` on a float is not atomic.
+* The series themselves (values, thread ownership, buffering) are in
+  :mod:`infra.observability.recording`, re-exported here.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, Literal, TypeVar
 
 from infra.observability.attributes import FORBIDDEN_LABEL_NAMES
+from infra.observability.recording import (
+    CounterSeries,
+    DurationRecorder,
+    GaugeSeries,
+    HistogramSeries,
+    HistogramSnapshot,
+)
 
 __all__ = [
     "OTHER",
     "Counter",
     "CounterSeries",
+    "DurationRecorder",
     "Gauge",
     "GaugeSeries",
     "Histogram",
     "HistogramSeries",
+    "HistogramSnapshot",
     "check_metric_names",
 ]
 
@@ -41,76 +49,6 @@ OTHER = "other"
 _MAX_VALUE_LENGTH = 64
 _NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-
-
-class CounterSeries:
-    """One label set of a counter."""
-
-    __slots__ = ("_lock", "value")
-
-    def __init__(self) -> None:
-        self.value = 0.0
-        self._lock = threading.Lock()
-
-    def inc(self, amount: float = 1.0) -> None:
-        """Add ``amount`` (must not be negative)."""
-        if amount < 0:
-            raise ValueError(f"counters only go up; got amount={amount!r}")
-        with self._lock:
-            self.value += amount
-
-
-class GaugeSeries:
-    """One label set of a gauge."""
-
-    __slots__ = ("_lock", "value")
-
-    def __init__(self) -> None:
-        self.value = 0.0
-        self._lock = threading.Lock()
-
-    def set(self, value: float) -> None:
-        """Set the current value."""
-        self.value = float(value)
-
-    def inc(self, amount: float = 1.0) -> None:
-        """Add ``amount`` (may be negative)."""
-        with self._lock:
-            self.value += amount
-
-    def dec(self, amount: float = 1.0) -> None:
-        """Subtract ``amount``."""
-        self.inc(-amount)
-
-
-class HistogramSeries:
-    """One label set of a histogram: per-bucket counts plus exact count/sum/min/max."""
-
-    __slots__ = ("_bounds", "_lock", "count", "counts", "max", "min", "sum")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self._bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.count = 0
-        self.sum = 0.0
-        self.min = float("inf")
-        self.max = float("-inf")
-        self._lock = threading.Lock()
-
-    def observe(self, value: float) -> None:
-        """Record one value (NaN is ignored)."""
-        if value != value:  # NaN: comparisons would misplace it  # noqa: PLR0124
-            return
-        index = bisect_left(self._bounds, value)  # first bound >= value: Prometheus "le"
-        with self._lock:
-            self.counts[index] += 1
-            self.count += 1
-            self.sum += value
-            # `if` beats min()/max() calls on this hot path.
-            if value < self.min:  # noqa: PLR1730
-                self.min = value
-            if value > self.max:  # noqa: PLR1730
-                self.max = value
 
 
 S = TypeVar("S", CounterSeries, GaugeSeries, HistogramSeries)

@@ -133,6 +133,12 @@ class PostgresStore:
             server_address=address,
             server_port=port,
         )
+        # Operation handles, bound once: each statement method resolves nothing per call.
+        self._fetch_op = self._calls.operation("fetch")
+        self._fetchrow_op = self._calls.operation("fetchrow")
+        self._fetchval_op = self._calls.operation("fetchval")
+        self._execute_op = self._calls.operation("execute")
+        self._executemany_op = self._calls.operation("executemany")
         # Health pings bypass the policy (see infra.storage._health) but are recorded.
         self._health_calls = BackendCalls(
             self.component,
@@ -260,8 +266,7 @@ class PostgresStore:
         """All rows of ``query`` as dicts (retried under the policy: a read)."""
         self._check_open()
         watched, limit, reported = self._limits(timeout)
-        return await self._calls.run(
-            "fetch",
+        return await self._fetch_op.run(
             self._pool.run,
             fetch_rows,
             watched,
@@ -275,8 +280,7 @@ class PostgresStore:
         """The first row as a dict, or ``None`` (a read)."""
         self._check_open()
         watched, limit, reported = self._limits(timeout)
-        return await self._calls.run(
-            "fetchrow",
+        return await self._fetchrow_op.run(
             self._pool.run,
             fetch_row,
             watched,
@@ -292,8 +296,7 @@ class PostgresStore:
         """One value of the first row, or ``None`` (a read)."""
         self._check_open()
         watched, limit, reported = self._limits(timeout)
-        return await self._calls.run(
-            "fetchval",
+        return await self._fetchval_op.run(
             self._pool.run,
             fetch_value,
             watched,
@@ -311,8 +314,7 @@ class PostgresStore:
         ``idempotent=True``."""
         self._check_open()
         watched, limit, reported = self._limits(timeout)
-        return await self._calls.run(
-            "execute",
+        return await self._execute_op.run(
             self._pool.run,
             execute_status,
             watched,
@@ -335,8 +337,7 @@ class PostgresStore:
         ``idempotent=True``."""
         self._check_open()
         watched, limit, reported = self._limits(timeout)
-        await self._calls.run(
-            "executemany",
+        await self._executemany_op.run(
             self._pool.run,
             execute_many,
             watched,

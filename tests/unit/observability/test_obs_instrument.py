@@ -23,6 +23,7 @@ from infra.observability import (
     set_metrics_collector,
     use_tracer_provider,
 )
+from infra.observability.instrument import CallSite
 from infra.observability.tracing import current_tracing
 
 if TYPE_CHECKING:
@@ -287,3 +288,87 @@ async def test_known_unsampled_calls_skip_the_sdk(collector: MetricsCollector) -
     finally:
         reset_tracing()
         provider.shutdown()
+
+
+def test_call_site_records_what_record_call_records(collector: MetricsCollector) -> None:
+    """A bound site's untraced path writes the same series as record_call."""
+    site = CallSite("postgres", "fetch", system="postgresql")
+    series = site.untraced()
+    assert series is not None  # tracing is off in this test
+    series.succeeded(0.002)
+    series.failed(QueryTimeoutError("slow", timeout=1.0), 0.5)
+    with record_call("postgres", "fetch", system="postgresql"):
+        pass
+    assert collector.get_counter("backend_calls_total", component="postgres", outcome="ok") == 2
+    assert collector.get_counter("backend_errors_total", error_type="QueryTimeoutError") == 1
+    stats = collector.get_histogram_stats("postgres_query_latency_ms", operation="fetch")
+    assert stats.count == 3
+    assert stats.max == 500.0
+    seconds = collector.get_histogram_stats(
+        "db_client_operation_duration_seconds", error_type="QueryTimeoutError"
+    )
+    assert (seconds.count, seconds.sum) == (1, 0.5)
+
+
+async def test_call_site_asks_for_the_span_path_only_when_a_span_may_be_recorded(
+    collector: MetricsCollector, tracing_factory: Callable[..., TracerProvider]
+) -> None:
+    """untraced() is None when sampled (then record() makes the span), else the series."""
+    exporter = InMemorySpanExporter()
+    site = CallSite("redis", "get", system="redis", server_address="cache", server_port=6379)
+    tracing_factory(sample_ratio=0.0, exporter=InMemorySpanExporter())
+    assert site.untraced() is not None
+    tracing_factory(sample_ratio=1.0, exporter=exporter)
+    assert site.untraced() is None
+    async with site.record() as call:
+        assert call.span is not None
+        assert trace.get_current_span() is call.span
+    (span,) = exporter.get_finished_spans()
+    assert (span.name, span.kind) == ("get", SpanKind.CLIENT)
+    assert dict(span.attributes or {}) == {
+        "db.system.name": "redis",
+        "db.operation.name": "get",
+        "server.address": "cache",
+        "server.port": 6379,
+    }
+    assert collector.get_counter("backend_calls_total", component="redis") == 1
+
+
+async def test_call_site_under_a_sampled_parent_with_ratio_zero_is_traced(
+    collector: MetricsCollector, tracing_factory: Callable[..., TracerProvider]
+) -> None:
+    """Parent-based sampling: a sampled parent wins over a root ratio of 0."""
+    exporter = InMemorySpanExporter()
+    tracing_factory(sample_ratio=0.0, exporter=exporter)
+    site = CallSite("redis", "get")
+    parent = trace.NonRecordingSpan(
+        trace.SpanContext(0x1234, 0x99, is_remote=True, trace_flags=trace.TraceFlags(1))
+    )
+    token = otel_context.attach(trace.set_span_in_context(parent))
+    try:
+        assert site.untraced() is None
+    finally:
+        otel_context.detach(token)
+    assert site.untraced() is not None
+
+
+def test_call_site_follows_a_newly_installed_collector(collector: MetricsCollector) -> None:
+    """A site resolved against one collector records into the next one installed."""
+    site = CallSite("redis", "get")
+    first = site.untraced()
+    assert first is not None
+    first.succeeded(0.001)
+    other = MetricsCollector()
+    set_metrics_collector(other)
+    second = site.untraced()
+    assert second is not None
+    assert second is not first
+    second.succeeded(0.001)
+    assert collector.get_counter("backend_calls_total") == 1
+    assert other.get_counter("backend_calls_total") == 1
+
+
+def test_call_site_needs_component_and_operation() -> None:
+    """Empty names are refused when the site is made, not on its first call."""
+    with pytest.raises(ValueError, match="non-empty"):
+        CallSite("redis", "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterable
 
 import pytest
@@ -13,6 +14,7 @@ from infra.observability import (
     GaugeSample,
     MetricsCollector,
     get_metrics_collector,
+    record_call,
     reset_metrics_collector,
     set_metrics_collector,
 )
@@ -156,6 +158,37 @@ def test_reset_drops_values_but_keeps_definitions() -> None:
     metrics.reset()
     assert metrics.get_counter("c_total") == 0.0
     assert metrics.counter("c_total") is family
+
+
+def test_calls_recorded_after_a_reset_land_in_the_reset_collector() -> None:
+    """reset() invalidates series cached by call sites, so later calls still count."""
+    metrics = MetricsCollector()
+    set_metrics_collector(metrics)
+    try:
+        with record_call("redis", "get"):
+            pass
+        metrics.reset()
+        with record_call("redis", "get"):
+            pass
+        assert metrics.get_counter("backend_calls_total", component="redis") == 1
+        assert metrics.get_histogram_stats("redis_command_latency_ms").count == 1
+    finally:
+        reset_metrics_collector()
+
+
+def test_scraped_histogram_buckets_inf_and_count_agree_with_a_worker_thread() -> None:
+    """Observations from the owner and a worker thread are all in the scrape, +Inf included."""
+    metrics = MetricsCollector()
+    series = metrics.histogram("lat_ms", buckets=(1.0, 10.0)).labels()
+    series.observe(0.5)
+    worker = threading.Thread(target=lambda: [series.observe(50.0) for _ in range(3)])
+    worker.start()
+    worker.join()
+    exported = _samples(metrics)
+    assert exported[("lat_ms_bucket", (("le", "1.0"),))] == 1
+    assert exported[("lat_ms_bucket", (("le", "+Inf"),))] == 4
+    assert exported[("lat_ms_count", ())] == 4
+    assert exported[("lat_ms_sum", ())] == 150.5
 
 
 async def test_asgi_app_serves_the_exposition() -> None:

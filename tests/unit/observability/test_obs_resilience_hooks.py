@@ -109,3 +109,21 @@ def test_limiter_wait_is_a_histogram_in_milliseconds(collector: MetricsCollector
     observer.on_limiter_wait("llm", 0.25)
     stats = collector.get_histogram_stats("rate_limiter_wait_ms", limiter="llm")
     assert (stats.count, stats.sum) == (1, 250.0)
+
+
+async def test_breaker_call_counts_survive_a_collector_reset(collector: MetricsCollector) -> None:
+    """on_call's cached series are dropped with a reset, so later calls are still counted."""
+    breaker = CircuitBreaker(name="redis", hooks=[MetricsResilienceObserver(collector)])
+
+    async def ok() -> int:
+        return 1
+
+    await breaker.call(ok)
+    assert collector.get_counter("circuit_breaker_calls_total", outcome="success") == 1
+    collector.reset()
+    await breaker.call(ok)
+    await breaker.call(ok)
+    with pytest.raises(BackendConnectionError):
+        await breaker.call(_fail)
+    assert collector.get_counter("circuit_breaker_calls_total", outcome="success") == 2
+    assert collector.get_counter("circuit_breaker_calls_total", outcome="failure") == 1

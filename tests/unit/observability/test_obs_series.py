@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import Any
 
 import pytest
 
 from infra.observability import MetricsCollector
-from infra.observability.series import OTHER
+from infra.observability.series import OTHER, DurationRecorder, HistogramSnapshot
 
 
 def test_counter_name_must_end_with_total() -> None:
@@ -107,7 +108,7 @@ def test_histogram_ignores_nan() -> None:
 
 
 def test_concurrent_increments_from_threads_are_not_lost() -> None:
-    """Per-series locks make increments from worker threads exact."""
+    """Worker threads write a locked shard of their own: no increment is lost."""
     series = MetricsCollector().counter("c_total").labels()
     hist = MetricsCollector().histogram("h_ms").labels()
 
@@ -121,6 +122,121 @@ def test_concurrent_increments_from_threads_are_not_lost() -> None:
         t.start()
     for t in threads:
         t.join()
-    assert series.value == 80_000
+    assert series.get() == 80_000
     assert hist.count == 80_000
     assert sum(hist.counts) == 80_000
+
+
+def test_owner_and_worker_thread_writes_are_both_counted() -> None:
+    """The creating thread writes lock-free, others into the foreign shard; reads merge."""
+    series = MetricsCollector().counter("c_total").labels()
+    hist = MetricsCollector().histogram("h_ms").labels()
+    series.inc(2)
+    series.value += 1.0  # owner-thread direct add, as the cache tiers do
+    hist.observe(1.0)
+
+    def work() -> None:
+        for _ in range(10_000):
+            series.inc()
+            hist.observe(100.0)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for _ in range(10_000):  # the owner keeps writing while the workers do
+        series.inc()
+        hist.observe(1.0)
+    for t in threads:
+        t.join()
+    assert series.value == 10_003  # the owner's own share
+    assert series.get() == 40_003
+    snap = hist.snapshot()
+    assert snap.count == 40_001
+    assert snap.sum == 10_001 * 1.0 + 30_000 * 100.0
+    assert (snap.min, snap.max) == (1.0, 100.0)
+
+
+def test_snapshot_count_is_the_sum_of_the_bucket_counts() -> None:
+    """count is derived from the buckets, so exported buckets, +Inf and _count agree."""
+    hist = MetricsCollector().histogram("h_ms", buckets=(1.0, 10.0)).labels()
+    for value in (0.5, 1.0, 5.0, 50.0):
+        hist.observe(value)
+    snap = hist.snapshot()
+    assert snap.counts == [2, 1, 1]  # le=1 holds 0.5 and 1.0; the overflow bucket holds 50
+    assert snap.count == hist.count == 4
+    assert (snap.sum, snap.min, snap.max) == (56.5, 0.5, 50.0)
+
+
+def _success_series(metrics: MetricsCollector) -> tuple[Any, Any, Any]:
+    return (
+        metrics.histogram("lat_ms").labels(),
+        metrics.histogram("dur_seconds", buckets=(0.001, 0.01, 0.1)).labels(),
+        metrics.counter("ok_total").labels(),
+    )
+
+
+def test_duration_recorder_writes_what_the_three_series_methods_would() -> None:
+    """One record(s) equals observe(s*1000), observe(s) and inc() on the three series."""
+    fused, separate = MetricsCollector(), MetricsCollector()
+    recorder = DurationRecorder(*_success_series(fused))
+    ms, seconds, counter = _success_series(separate)
+    for value in (0.0004, 0.002, 0.2, 0.002):
+        recorder.record(value)
+        ms.observe(value * 1000.0)
+        seconds.observe(value)
+        counter.inc()
+    recorder.record(math.nan)  # ignored by both histograms, still a counted call
+    counter.inc()
+    for name in ("lat_ms", "dur_seconds"):
+        assert fused.get_histogram_stats(name) == separate.get_histogram_stats(name)
+    assert fused.get_counter("ok_total") == separate.get_counter("ok_total") == 5
+
+
+def test_duration_recorder_from_another_thread_uses_the_locked_shard() -> None:
+    """Off the owning thread the recorder falls back to the thread-safe methods."""
+    metrics = MetricsCollector()
+    recorder = DurationRecorder(*_success_series(metrics))
+
+    def work() -> None:
+        for _ in range(5_000):
+            recorder.record(0.002)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for _ in range(5_000):
+        recorder.record(0.002)
+    for t in threads:
+        t.join()
+    assert metrics.get_histogram_stats("lat_ms").count == 15_000
+    assert metrics.get_histogram_stats("dur_seconds").count == 15_000
+    assert metrics.get_counter("ok_total") == 15_000
+
+
+def test_values_the_owner_buffered_are_seen_by_a_reader_on_another_thread() -> None:
+    """A scrape thread reads the owner's unfolded buffer too (without consuming it)."""
+    hist = MetricsCollector().histogram("h_ms", buckets=(1.0, 10.0)).labels()
+    for value in (0.5, 5.0, 50.0):  # fewer than a batch: still buffered
+        hist.observe(value)
+    seen: list[HistogramSnapshot] = []
+    reader = threading.Thread(target=lambda: seen.append(hist.snapshot()))
+    reader.start()
+    reader.join()
+    assert seen[0].counts == [1, 1, 1]
+    assert (seen[0].sum, seen[0].min, seen[0].max) == (55.5, 0.5, 50.0)
+    assert hist.snapshot() == seen[0]  # the owner's own read agrees
+
+
+def test_histogram_folds_its_buffer_across_many_batches_exactly() -> None:
+    """Thousands of owner observations land in the right buckets with exact sum/min/max."""
+    hist = MetricsCollector().histogram("h_ms", buckets=(10.0, 100.0)).labels()
+    values = [float(i % 150) for i in range(1, 1001)]
+    for value in values:
+        hist.observe(value)
+    snap = hist.snapshot()
+    assert snap.counts == [
+        sum(v <= 10.0 for v in values),
+        sum(10.0 < v <= 100.0 for v in values),
+        sum(v > 100.0 for v in values),
+    ]
+    assert (snap.sum, snap.min, snap.max) == (sum(values), 0.0, 149.0)
