@@ -11,7 +11,10 @@ or, on hot paths, bind the operation once at construction and run through the ha
     ...
     rows = await self._fetch.run(pool.fetch, query, *args)
 
-Both record and behave identically (``run`` looks its handle up in a dict and delegates).
+Both record and behave identically: ``calls.run`` looks the handle up in a dict, and both
+``run`` methods are plain methods returning the coroutine of
+:meth:`BackendOperation.call`, so the arguments are packed once and no wrapper frame is
+added.
 What happens, outermost first:
 
 1. **Telemetry** (:class:`infra.observability.instrument.CallSite`, the same records as
@@ -32,8 +35,9 @@ depends only on (component, operation) once: the telemetry site and its series, 
 policy's bound ``execute``, whether the policy is a passthrough. A call then costs one
 coroutine frame of its own: telemetry is inlined as ``start = perf_counter(); try: ...``
 around the awaited call instead of an ``async with`` (which would add a record object and
-two coroutines per call), and a passthrough policy is skipped altogether (its ``execute``
-would only add a frame: translation is then inlined too). Calls that may be traced (a
+two coroutines per call), and a passthrough policy (one with no layers: ``layers()`` is
+empty) is skipped altogether (its ``execute`` would only add a frame: translation is then
+inlined too). Calls that may be traced (a
 sampled span is wanted) take :meth:`BackendOperation._traced`, which records through a
 :class:`~infra.observability.CallRecord` exactly as ``record_call`` does.
 """
@@ -177,7 +181,7 @@ class BackendCalls:
         handle = self._operations.get(operation)
         if handle is None:
             handle = self.operation(operation)
-        return handle.run(fn, *args, idempotent=idempotent, timeout=timeout)
+        return handle.call(fn, args, idempotent, timeout)
 
     def __repr__(self) -> str:
         return f"BackendCalls({self._component!r}, policy={self._policy.describe()!r})"
@@ -187,7 +191,9 @@ class BackendOperation:
     """One operation of a :class:`BackendCalls`, with everything per-call resolved once.
 
     Made by :meth:`BackendCalls.operation`. ``await op.run(fn, *args)`` is exactly
-    ``await calls.run(op.name, fn, *args)``, minus a dict lookup and an argument repack.
+    ``await calls.run(op.name, fn, *args)``, minus a dict lookup. Both ``run`` methods are
+    plain methods returning the coroutine of :meth:`call`, the one coroutine frame a call
+    pays for.
     """
 
     __slots__ = ("_component", "_direct", "_execute", "_family", "_site", "name")
@@ -213,21 +219,38 @@ class BackendOperation:
                 server_port=calls.server_port,
             )
 
-    # One function on purpose: every helper split out of it would be another call or
-    # coroutine frame on each backend call (see the module docstring).
-    async def run(
+    def run(
         self,
         fn: Callable[..., Awaitable[T]],
         /,
         *args: Any,
         idempotent: bool = True,
         timeout: float | None = None,
+    ) -> Coroutine[Any, Any, T]:
+        """Run ``fn(*args)`` as this operation (arguments as for :meth:`BackendCalls.run`);
+        await the result. A plain method returning the call's coroutine."""
+        return self.call(fn, args, idempotent, timeout)
+
+    # One function on purpose: every helper split out of it would be another call or
+    # coroutine frame on each backend call (see the module docstring).
+    async def call(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        idempotent: bool = True,
+        timeout: float | None = None,
     ) -> T:
-        """Run ``fn(*args)`` as this operation (arguments as for :meth:`BackendCalls.run`)."""
+        """:meth:`run` with the arguments as a tuple and options positional (no repacking:
+        what :meth:`BackendCalls.run` uses)."""
         site = self._site
-        series = None if site is None else site.untraced()
-        if series is None and site is not None:
-            return await self._traced(site, fn, args, idempotent, timeout)
+        if site is None:  # telemetry off
+            if not self._direct:
+                return await self._execute(self._attempt, fn, args, timeout, idempotent=idempotent)
+            series = None
+        else:
+            series = site.untraced()
+            if series is None:  # this call may be sampled: the span path
+                return await self._traced(site, fn, args, idempotent, timeout)
         start = perf_counter()
         try:
             if self._direct:

@@ -251,3 +251,14 @@ def test_call_settings_are_read_only_once_handles_may_have_bound_them() -> None:
     )
     with pytest.raises(AttributeError):
         calls.record = True  # type: ignore[misc]
+
+
+async def test_handle_call_takes_the_arguments_as_a_tuple(collector: MetricsCollector) -> None:
+    """call(fn, args, idempotent, timeout) is run(fn, *args, ...) without repacking."""
+    fn = Flaky(redis.exceptions.ConnectionError("reset"))
+    handle = BackendCalls("redis", family="cache", policy=policy()).operation("set")
+    with pytest.raises(CacheConnectionError):
+        await handle.call(fn, ("v",), False)  # not idempotent: no retry
+    assert fn.calls == 1
+    assert await handle.call(fn, ("v",)) == "v"
+    assert collector.get_counter("backend_calls_total", operation="set") == 2
