@@ -47,6 +47,7 @@ import hmac
 import importlib
 import json
 import pickle
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -102,7 +103,7 @@ def _refuse(obj: object) -> Any:
     raise _UnsupportedTypeError(obj)
 
 
-class _Framed:
+class _Framed(ABC):
     """Tag handling shared by the serializers; subclasses supply ``_encode``/``_decode``."""
 
     __slots__ = ()
@@ -161,11 +162,13 @@ class _Framed:
             details={"serializer": self.name, "type": inner or outer, "value_type": outer},
         )
 
+    @abstractmethod
     def _encode(self, value: Any) -> bytes:
-        raise NotImplementedError
+        """The payload for ``value`` (without the format tag)."""
 
+    @abstractmethod
     def _decode(self, payload: bytes) -> Any:
-        raise NotImplementedError
+        """The value of a payload (without the format tag)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
