@@ -16,7 +16,6 @@ its docstring for what is recorded and why it is cheap.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
@@ -27,7 +26,9 @@ from opentelemetry.trace import Status, StatusCode
 
 from infra.exceptions import InfraError
 from infra.observability import attributes as attr
+from infra.observability.log_sampling import log_sampler
 from infra.observability.metrics import MetricsCollector
+from infra.observability.outcomes import failure_outcome
 from infra.observability.quantiles import SEMCONV_DURATION_BUCKETS_S, TOKEN_BUCKETS
 from infra.observability.recording import DurationRecorder
 from infra.observability.tracing import TracingState
@@ -152,28 +153,39 @@ class CallSeries:
         ).record
 
     def failed(self, exc: BaseException, elapsed: float, span: trace.Span | None = None) -> None:
-        """Record a call that raised ``exc`` after ``elapsed`` seconds (cancellation is
-        ``outcome="cancelled"``, not an error); ends ``span`` if given."""
+        """Record a call that raised ``exc`` after ``elapsed`` seconds; ends ``span`` if given.
+
+        The outcome label says whose failure it was (see :mod:`~.outcomes`): ``error``,
+        ``caller_error``, ``rejected``, or ``cancelled`` (not an error: no error count,
+        no log line). Metrics count every call; the log line is sampled per (component,
+        operation, error type) (see :mod:`~.log_sampling`) and nothing is formatted or
+        redacted unless it is written, or a recording span needs the message.
+        """
         self.latency.observe(elapsed * 1000.0)
         error_type = type(exc).__qualname__
-        cancelled = isinstance(exc, asyncio.CancelledError)
+        outcome = failure_outcome(exc)
         self.duration.labels(*self.duration_prefix, error_type).observe(elapsed)
-        self.calls.labels(
-            self.component, self.operation, "cancelled" if cancelled else "error"
-        ).inc()
-        message = redact_text(str(exc))[:_MAX_MESSAGE]
+        self.calls.labels(self.component, self.operation, outcome).inc()
         if span is not None:
             span.set_attribute(attr.ERROR_TYPE, error_type)
             span.add_event(
                 "exception",
-                {attr.EXCEPTION_TYPE: _qualified(exc), attr.EXCEPTION_MESSAGE: message},
+                {attr.EXCEPTION_TYPE: _qualified(exc), attr.EXCEPTION_MESSAGE: _message(exc)},
             )
             span.set_status(Status(StatusCode.ERROR, error_type))
             span.end()
-        if cancelled:
+        if outcome == "cancelled":
             return
         self.errors.labels(self.component, self.operation, error_type).inc()
-        _log.warning(
+        # Caller errors are the application's to handle (a unique violation answered as
+        # 409): DEBUG. Backend errors and rejections: WARNING. Both sampled.
+        level = logging.DEBUG if outcome == "caller_error" else logging.WARNING
+        if not _log.isEnabledFor(level) or not log_sampler().admit(
+            _log, level, (self.component, self.operation, error_type)
+        ):
+            return
+        _log.log(
+            level,
             "%s %s failed: %s",
             self.component,
             self.operation,
@@ -183,11 +195,17 @@ class CallSeries:
                 "operation": self.operation,
                 "system": self.system,
                 "error_type": error_type,
-                "error": message,
+                "outcome": outcome,
+                "error": _message(exc),
                 "retryable": exc.retryable if isinstance(exc, InfraError) else None,
                 "duration_ms": round(elapsed * 1000.0, 3),
             },
         )
+
+
+def _message(exc: BaseException) -> str:
+    """The error's text, secrets masked and cut to a bounded length."""
+    return redact_text(str(exc))[:_MAX_MESSAGE]
 
 
 def sampling_context(state: TracingState) -> Context | None:
