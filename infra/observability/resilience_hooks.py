@@ -143,6 +143,10 @@ class MetricsResilienceObserver:
             self._call_series.clear()
             self._call_epoch = epoch
         series = self._calls.labels(name, str(outcome))
+        # The "opened" transition series exist at 0 from a breaker's first call, so the
+        # alert's increase(...[15m]) counts its first trip (a series born at 1 would not).
+        self._transitions.labels(name, str(BreakerState.CLOSED), str(BreakerState.OPEN))
+        self._transitions.labels(name, str(BreakerState.HALF_OPEN), str(BreakerState.OPEN))
         if len(self._call_series) < _MAX_CACHED_CALL_SERIES:  # breaker names are bounded
             self._call_series[name, outcome] = series
         return series
