@@ -134,8 +134,7 @@ def report(samples: dict[str, tuple[list[float], list[float]]]) -> None:
     bare_wall = statistics.median(samples["bare breaker"][0])
     bare_cpu = statistics.median(samples["bare breaker"][1])
     print(
-        f"{'variant':<18}{'wall us':>9}{'range':>17}{'x bare':>8}"
-        f"{'cpu us':>9}{'x bare':>8}  goal"
+        f"{'variant':<18}{'wall us':>9}{'range':>17}{'x bare':>8}{'cpu us':>9}{'x bare':>8}  goal"
     )
     for name, (wall, cpu) in samples.items():
         med_wall, med_cpu = statistics.median(wall), statistics.median(cpu)

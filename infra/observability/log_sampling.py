@@ -230,7 +230,7 @@ def configure_log_sampling(
     clock: Callable[[], float] = time.monotonic,
 ) -> LogSampler:
     """Install a new process-wide sampler (the old one's pending summaries are written)."""
-    global _sampler  # noqa: PLW0603 - the process-wide slot, like logging's root logger
+    global _sampler
     fresh = LogSampler(burst, window, clock=clock)
     with _slot_lock:
         old, _sampler = _sampler, fresh

@@ -23,9 +23,11 @@ A breaker opening is logged as a warning and closing again as info -- every tran
 never sampled -- so the log tells the story the gauge shows. Retries (DEBUG) and give-ups
 (DEBUG when the error was not retryable, INFO after retries) are sampled per (policy,
 kind) through :mod:`~infra.observability.log_sampling`, and nothing is formatted or
-redacted for a line that is not written. Hooks run on the hot path, so each method is a dict lookup and one
-update. :meth:`~MetricsResilienceObserver.on_call` runs on *every* call through a breaker
-(a success included), so it keeps the resolved counter series per (breaker, outcome) and
+redacted for a line that is not written.
+
+Hooks run on the hot path, so each method is a dict lookup and one update.
+:meth:`~MetricsResilienceObserver.on_call` runs on *every* call through a breaker (a
+success included), so it keeps the resolved counter series per (breaker, outcome) and
 pays one dict lookup, one identity check of the metrics epoch (the cache is dropped when a
 collector is reset) and one increment (lock-free on the event-loop thread).
 """

@@ -13,8 +13,9 @@ Design decisions:
   the provider is returned but not installed, neither for the instrument helper nor as
   the global provider (where other instrumentation would build spans for nothing), and
   calls pay the sampled-out cost. (A global SDK provider the application installed
-  itself is still used, as below: it has the application's exporter.) Log lines still carry the trace id of a context the
-  application propagates (an incoming ``traceparent`` read by its own instrumentation).
+  itself is still used, as below: it has the application's exporter.) Log lines still
+  carry the trace id of a context the application propagates (an incoming
+  ``traceparent`` read by its own instrumentation).
 * **Our own slot, then the global one.** The instrument helper asks :func:`current_tracing`
   for a tracer. :func:`setup_tracing` / :func:`use_tracer_provider` fill a module slot; if
   nobody did, the global OpenTelemetry provider is used when the application installed an

@@ -28,7 +28,6 @@ from config import Settings
 from containers.application import ApplicationContainer
 from infra.calls import BackendCalls
 from infra.exceptions import InfraError
-
 from infra.observability import (
     MetricsCollector,
     asyncpg_pool_stats,

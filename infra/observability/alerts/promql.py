@@ -182,9 +182,9 @@ class Evaluator:
         start = end - node.range.total_seconds()
         matrix: _Matrix = {}
         for labels, samples in self._selected(selector):
-            points = [(t, v) for t, v in samples if start < t <= end and v is not STALE]
+            points = [(t, v) for t, v in samples if start < t <= end and v is not None]
             if points:
-                matrix[labels] = points  # type: ignore[assignment]  # STALE filtered out
+                matrix[labels] = points
         return matrix, start, end
 
     def _call(self, node: pp.Call, at: float) -> Vector:
@@ -245,10 +245,9 @@ class Evaluator:
         if isinstance(lhs, float) and isinstance(rhs, float):
             return float(apply(lhs, rhs))
         if isinstance(lhs, float) or isinstance(rhs, float):
-            return _with_scalar(op, apply, lhs, rhs, comparison=comparison, bool_=return_bool)
+            return _with_scalar(apply, lhs, rhs, comparison=comparison, bool_=return_bool)
         if modifier is not None and (
-            modifier.card not in (pp.VectorMatchCardinality.OneToOne, None)
-            or modifier.group_labels
+            modifier.card not in (pp.VectorMatchCardinality.OneToOne, None) or modifier.group_labels
         ):
             raise UnsupportedQueryError(f"group_left/group_right are not supported: {node}")
         return _one_to_one(op, apply, lhs, rhs, modifier, comparison=comparison, bool_=return_bool)
@@ -289,7 +288,6 @@ def _set_operation(
 
 
 def _with_scalar(
-    op: str,
     apply: Callable[[float, float], float | bool],
     lhs: Vector | float,
     rhs: Vector | float,
@@ -298,9 +296,9 @@ def _with_scalar(
     bool_: bool,
 ) -> Vector:
     vector_left = not isinstance(lhs, float)
-    vector = lhs if vector_left else rhs
-    scalar = rhs if vector_left else lhs
-    assert isinstance(vector, dict) and isinstance(scalar, float)  # noqa: S101 - narrowed
+    vector, scalar = (lhs, rhs) if vector_left else (rhs, lhs)
+    if isinstance(vector, float) or not isinstance(scalar, float):
+        raise UnsupportedQueryError("expected a vector and a scalar")
     result: Vector = {}
     for labels, value in vector.items():
         outcome = apply(value, scalar) if vector_left else apply(scalar, value)
@@ -313,7 +311,7 @@ def _with_scalar(
     return result
 
 
-def _one_to_one(  # noqa: PLR0913
+def _one_to_one(
     op: str,
     apply: Callable[[float, float], float | bool],
     lhs: Vector,

@@ -44,7 +44,7 @@ from typing import Any, Final
 import promql_parser as pp
 import yaml
 
-from infra.observability.alerts.promql import STALE, Evaluator, Labels, Samples, Vector
+from infra.observability.alerts.promql import STALE, Evaluator, Labels, Samples
 
 __all__ = [
     "GAP",
@@ -104,7 +104,7 @@ def parse_series(text: str) -> Labels:
     """``'name{a="b"}'`` as a :data:`~infra.observability.alerts.promql.Labels` key."""
     node = pp.parse(text)
     if not isinstance(node, pp.VectorSelector) or node.offset is not None:
-        raise ValueError(f"an input series is a plain selector such as up{{job=\"a\"}}: {text}")
+        raise ValueError(f'an input series is a plain selector such as up{{job="a"}}: {text}')
     pairs: dict[str, str] = {}
     if node.name is not None:
         pairs["__name__"] = node.name
@@ -126,24 +126,24 @@ class _Gap:
 GAP: Final = _Gap()
 
 
-def expand_values(text: str) -> list[float | None | _Gap]:
+def expand_values(text: str) -> list[float | _Gap | None]:
     """promtool's series notation as values: a number, ``STALE`` (``None``) for
     ``stale``, :data:`GAP` for ``_``."""
-    values: list[float | None | _Gap] = []
-    for token in str(text).split():
-        if token == "_":
+    values: list[float | _Gap | None] = []
+    for word in str(text).split():
+        if word == "_":
             values.append(GAP)
-        elif token == "stale":
+        elif word == "stale":
             values.append(STALE)
-        elif (match := _EXPANDING.match(token)) is not None:
+        elif (match := _EXPANDING.match(word)) is not None:
             start = float(match["start"])
             step = float(match["step"] or 0.0) * (-1.0 if match["sign"] == "-" else 1.0)
             values.extend(start + step * i for i in range(int(match["count"]) + 1))
         else:
             try:
-                values.append(float(token))
+                values.append(float(word))
             except ValueError:
-                raise ValueError(f"cannot read series value {token!r} in {text!r}") from None
+                raise ValueError(f"cannot read series value {word!r} in {text!r}") from None
     return values
 
 
@@ -168,7 +168,7 @@ def alerts_at(
     docstring for the pending/firing rules)."""
     evaluator = Evaluator(series)
     active: dict[str, dict[Labels, float]] = {rule.name: {} for rule in rules}
-    steps = int(round(eval_time / evaluation_interval))
+    steps = round(eval_time / evaluation_interval)
     if abs(steps * evaluation_interval - eval_time) > 1e-9:
         raise ValueError(
             f"eval_time {eval_time:g}s is not a multiple of the evaluation interval "
@@ -179,7 +179,7 @@ def alerts_at(
         for rule in rules:
             value = evaluator.instant(rule.expr, now)
             if isinstance(value, float):
-                raise ValueError(f"{rule.name}: an alert expression must return a vector")
+                raise TypeError(f"{rule.name}: an alert expression must return a vector")
             returned = {_alert_labels(rule, labels) for labels in value}
             since = active[rule.name]
             for labels in list(since):
@@ -208,9 +208,7 @@ def run_rule_tests(test_file: Path) -> list[str]:
     """Run every test of ``test_file``; returns the failures (an empty list: all passed)."""
     document = yaml.safe_load(test_file.read_text(encoding="utf-8"))
     rules = [
-        rule
-        for name in document["rule_files"]
-        for rule in load_rules(test_file.parent / str(name))
+        rule for name in document["rule_files"] for rule in load_rules(test_file.parent / str(name))
     ]
     known = {rule.name for rule in rules}
     evaluation_interval = parse_duration(document.get("evaluation_interval", "1m"))

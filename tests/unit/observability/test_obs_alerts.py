@@ -12,6 +12,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 import infra.observability
+from config import Settings
 from infra.observability import (
     MetricsCollector,
     MetricsResilienceObserver,
@@ -19,7 +20,6 @@ from infra.observability import (
     record_call,
     register_pool,
 )
-from config import Settings
 from infra.observability.alerts import RULE_TESTS_FILE, RULES_FILE
 from infra.observability.alerts.rule_tests import load_rules, parse_duration, run_rule_tests
 from infra.resilience.hooks import BreakerState, CallOutcome
@@ -134,9 +134,7 @@ def test_every_rule_has_firing_and_quiet_scenarios() -> None:
     ],
     ids=["pool-exclusion", "traffic-guard", "rejections-counted", "breaker-for", "open-only"],
 )
-def test_the_rule_tests_catch_each_defect_class(
-    tmp_path: Path, original: str, broken: str
-) -> None:
+def test_the_rule_tests_catch_each_defect_class(tmp_path: Path, original: str, broken: str) -> None:
     """Re-introducing each fixed defect into a copy of the rules makes a rule test fail."""
     text = RULES.read_text()
     assert original in text

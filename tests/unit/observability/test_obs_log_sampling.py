@@ -129,8 +129,7 @@ def test_a_burst_then_one_summary_before_the_next_window_line(
     (summary,) = handler.records
     assert summary.levelno == logging.WARNING
     assert summary.getMessage() == (
-        "postgres fetch: suppressed 95 similar line(s) (DatabaseConnectionError) "
-        "in the last 10.0 s"
+        "postgres fetch: suppressed 95 similar line(s) (DatabaseConnectionError) in the last 10.0 s"
     )
     assert (summary.component, summary.operation, summary.error_type) == key  # type: ignore[attr-defined]
     assert summary.suppressed == 95  # type: ignore[attr-defined]

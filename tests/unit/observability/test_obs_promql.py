@@ -228,9 +228,15 @@ def test_set_operations() -> None:
     assert set(vector(ev.instant("calls_total unless calls_total > 20", 0))) == {
         labels_of("calls_total", component="pg", outcome="error")
     }
-    both = vector(ev.instant("sum by (component) (calls_total) > 50 or sum by (component) (calls_total) < 50", 0))
+    both = vector(
+        ev.instant(
+            "sum by (component) (calls_total) > 50 or sum by (component) (calls_total) < 50", 0
+        )
+    )
     assert both == {labels_of(component="pg"): 100.0, labels_of(component="redis"): 40.0}
-    left_wins = vector(ev.instant("sum by (component) (calls_total) or sum by (component) (calls_total) * 2", 0))
+    left_wins = vector(
+        ev.instant("sum by (component) (calls_total) or sum by (component) (calls_total) * 2", 0)
+    )
     assert left_wins[labels_of(component="pg")] == 100.0
     guarded = ev.instant(
         "sum by (component) (calls_total) > 0 and on (component) "
@@ -243,21 +249,17 @@ def test_set_operations() -> None:
 # --------------------------------------------------------------- histogram_quantile
 def _buckets(system: str, counts: dict[str, float]) -> dict[Labels, Samples]:
     return {
-        labels_of("d_bucket", db=system, le=le): every_minute(count)
-        for le, count in counts.items()
+        labels_of("d_bucket", db=system, le=le): every_minute(count) for le, count in counts.items()
     }
 
 
 def test_histogram_quantile_interpolates_inside_the_bucket() -> None:
     ev = Evaluator(_buckets("pg", {"1": 10, "2": 20, "+Inf": 20}))
     q = {
-        phi: one(ev.instant(f"histogram_quantile({phi}, d_bucket)", 0))
-        for phi in (0.5, 0.75, 0.99)
+        phi: one(ev.instant(f"histogram_quantile({phi}, d_bucket)", 0)) for phi in (0.5, 0.75, 0.99)
     }
     assert q == {0.5: 1.0, 0.75: 1.5, 0.99: pytest.approx(1.98)}
-    assert vector(ev.instant("histogram_quantile(0.5, d_bucket)", 0)) == {
-        labels_of(db="pg"): 1.0
-    }
+    assert vector(ev.instant("histogram_quantile(0.5, d_bucket)", 0)) == {labels_of(db="pg"): 1.0}
 
 
 def test_histogram_quantile_edge_cases() -> None:
