@@ -130,7 +130,9 @@ async def profile(calls: int) -> str:
 
 
 def report(samples: dict[str, tuple[list[float], list[float]]]) -> None:
-    """Median, range and ratio to the bare breaker, wall and CPU."""
+    """Median, range and ratio to the bare breaker, wall and CPU. On a loaded machine the
+    wall figures stretch (the range shows it); the ratios to the bare breaker, measured
+    in the same rounds, are the stable figures."""
     bare_wall = statistics.median(samples["bare breaker"][0])
     bare_cpu = statistics.median(samples["bare breaker"][1])
     print(
@@ -141,7 +143,8 @@ def report(samples: dict[str, tuple[list[float], list[float]]]) -> None:
         spread = f"{min(wall):.1f}-{max(wall):.1f}"
         goal = ""
         if name in ("store.fetchval", "cache.get"):
-            goal = "<= 20 us: " + ("met" if med_wall <= 20.0 else f"missed by {med_wall - 20:.1f}")
+            verdict = "met" if med_wall <= 20.0 else f"missed by {med_wall - 20:.1f} us"
+            goal = f"<= 20 us wall: {verdict}"
         print(
             f"{name:<18}{med_wall:>9.2f}{spread:>17}{med_wall / bare_wall:>8.1f}"
             f"{med_cpu:>9.2f}{med_cpu / bare_cpu:>8.1f}  {goal}"

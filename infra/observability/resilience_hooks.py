@@ -90,6 +90,8 @@ class MetricsResilienceObserver:
         # on_call's cache: (breaker, outcome) -> series, valid for one metrics epoch.
         self._call_series: dict[tuple[str, CallOutcome], CounterSeries] = {}
         self._call_epoch: object = _metrics._epoch
+        # on_give_up's cache (every call a breaker rejects gives up): same epoch rule.
+        self._give_up_series: dict[tuple[str, GiveUpReason], CounterSeries] = {}
         self._retries = metrics.counter(
             attr.RETRY_ATTEMPTS_TOTAL, "Retries scheduled after a failed attempt.", ("policy",)
         )
@@ -140,10 +142,7 @@ class MetricsResilienceObserver:
         series.inc()
 
     def _call_series_for(self, name: str, outcome: CallOutcome) -> CounterSeries:
-        epoch = _metrics._epoch
-        if self._call_epoch is not epoch:  # a collector was reset: its series were dropped
-            self._call_series.clear()
-            self._call_epoch = epoch
+        self._check_epoch()
         series = self._calls.labels(name, str(outcome))
         # The "opened" transition series exist at 0 from a breaker's first call, so the
         # alert's increase(...[15m]) counts its first trip (a series born at 1 would not).
@@ -152,6 +151,14 @@ class MetricsResilienceObserver:
         if len(self._call_series) < _MAX_CACHED_CALL_SERIES:  # breaker names are bounded
             self._call_series[name, outcome] = series
         return series
+
+    def _check_epoch(self) -> None:
+        """Drop the cached series when a collector was reset (its series were dropped)."""
+        epoch = _metrics._epoch
+        if self._call_epoch is not epoch:
+            self._call_series.clear()
+            self._give_up_series.clear()
+            self._call_epoch = epoch
 
     # ------------------------------------------------------------- RetryObserver
     def on_retry(self, name: str, attempt: int, delay: float, error: BaseException) -> None:
@@ -179,7 +186,10 @@ class MetricsResilienceObserver:
         an open breaker) is logged at DEBUG: the call's own failure line says everything
         already. Giving up after retries (attempts, deadline, budget) is INFO.
         """
-        self._give_ups.labels(name, str(reason)).inc()
+        series = self._give_up_series.get((name, reason))
+        if series is None or self._call_epoch is not _metrics._epoch:
+            series = self._give_up_series_for(name, reason)
+        series.inc()
         level = logging.DEBUG if reason is GiveUpReason.NOT_RETRYABLE else logging.INFO
         if not _log.isEnabledFor(level) or not log_sampler().admit(
             _log, level, (name, "give_up", str(reason))
@@ -199,6 +209,13 @@ class MetricsResilienceObserver:
                 "error": redact_text(str(error)),
             },
         )
+
+    def _give_up_series_for(self, name: str, reason: GiveUpReason) -> CounterSeries:
+        self._check_epoch()
+        series = self._give_ups.labels(name, str(reason))
+        if len(self._give_up_series) < _MAX_CACHED_CALL_SERIES:
+            self._give_up_series[name, reason] = series
+        return series
 
     # ------------------------------------------------------------- BulkheadHooks
     def on_bulkhead_change(self, name: str, in_flight: int, queued: int) -> None:
