@@ -5,6 +5,8 @@ empty so only the recording is timed), best of ``--repeat`` runs:
 
 * ``bare``                -- ``await noop()``: the loop without recording (baseline);
 * ``tracing off``         -- no tracer provider installed: metrics only;
+* ``no exporter (default)`` -- ``setup_tracing()`` with no exporter, what the container
+  builds from default settings: tracing stays off, so the same as ``tracing off``;
 * ``sampled out (ratio 0)``    -- our provider at ratio 0: the SDK is skipped;
 * ``sampled out (parent)``     -- inside an unsampled parent span: the SDK is skipped;
 * ``sampled out (via SDK)``    -- a provider whose ratio we do not know, sampling 0: the
@@ -94,6 +96,9 @@ async def measure(iterations: int, repeat: int) -> dict[str, float]:
 
     reset_tracing()
     results["tracing off"] = await _time(_recorded, iterations, repeat)
+
+    setup_tracing()  # ratio 1.0 but nothing to export to: no spans are made
+    results["no exporter (default)"] = await _time(_recorded, iterations, repeat)
 
     setup_tracing(sample_ratio=0.0, exporter=_DropExporter())
     results["sampled out (ratio 0)"] = await _time(_recorded, iterations, repeat)

@@ -320,6 +320,8 @@ class ObservabilitySettings(_MaskedRepr):
     environment: str
     log_level: LogLevel
     log_format: LogFormat
+    log_sample_burst: int
+    log_sample_window: float
     otlp_endpoint: str | None
     trace_sample_ratio: float
     metrics_enabled: bool
@@ -334,6 +336,8 @@ class ObservabilitySettings(_MaskedRepr):
             environment=settings.environment,
             log_level=settings.log_level,
             log_format=settings.log_format,
+            log_sample_burst=settings.log_sample_burst,
+            log_sample_window=settings.log_sample_window,
             otlp_endpoint=settings.otlp_endpoint,
             trace_sample_ratio=settings.trace_sample_ratio,
             metrics_enabled=settings.metrics_enabled,

@@ -264,6 +264,11 @@ class Settings(BaseSettings):
     """DEBUG, INFO, WARNING, ERROR or CRITICAL (case-insensitive)."""
     log_format: LogFormat = LogFormat.JSON
     """json or console."""
+    log_sample_burst: PositiveInt = 5
+    """Failure log lines written per (component, operation, error type) and window; the
+    rest are summed up in one line."""
+    log_sample_window: PositiveFloat = 10.0
+    """Length of a log sampling window, seconds."""
     otlp_endpoint: str | None = None
     """OTLP/HTTP collector URL; unset means traces are not exported."""
     trace_sample_ratio: Ratio = 1.0

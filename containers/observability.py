@@ -26,6 +26,7 @@ from infra.observability import (
     MetricsCollector,
     MetricsResilienceObserver,
     configure_logging_from_settings,
+    flush_log_sampling,
     reset_metrics_collector,
     set_metrics_collector,
     setup_tracing_from_settings,
@@ -53,6 +54,7 @@ async def structured_logging(settings: Settings) -> AsyncIterator[logging.Handle
     try:
         yield handler
     finally:
+        flush_log_sampling()  # "suppressed N similar" lines still pending, before it goes
         logging.getLogger().removeHandler(handler)
 
 

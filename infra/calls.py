@@ -19,7 +19,7 @@ What happens, outermost first:
 
 1. **Telemetry** (:class:`infra.observability.instrument.CallSite`, the same records as
    :func:`~infra.observability.record_call`): one span, one latency sample per histogram,
-   one outcome counter and (on failure) one log line per *logical* call -- retries
+   one outcome counter and (on failure) one sampled log line per *logical* call -- retries
    included in its duration, breaker rejections recorded with their ``error.type``.
    Retries and breaker transitions are counted by the policy's observer hooks, not here.
 2. **Policy** (:class:`infra.resilience.ResiliencePolicy`): overall timeout, retry

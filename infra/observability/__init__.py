@@ -25,6 +25,12 @@ explicitly, normally by the container at startup.
 from infra.observability.cost import Budget, CostTracker, LiteLLMPricer, Pricer, Reservation
 from infra.observability.health import CheckOutcome, HealthRegistry, HealthReport
 from infra.observability.instrument import CallRecord, instrumented, record_call
+from infra.observability.log_sampling import (
+    LogSampler,
+    configure_log_sampling,
+    flush_log_sampling,
+    log_sampler,
+)
 from infra.observability.logging import (
     configure_logging,
     configure_logging_from_settings,
@@ -64,6 +70,7 @@ __all__ = [
     "HealthReport",
     "HistogramStats",
     "LiteLLMPricer",
+    "LogSampler",
     "MetricSource",
     "MetricsCollector",
     "MetricsResilienceObserver",
@@ -72,11 +79,14 @@ __all__ = [
     "Pricer",
     "Reservation",
     "asyncpg_pool_stats",
+    "configure_log_sampling",
     "configure_logging",
     "configure_logging_from_settings",
+    "flush_log_sampling",
     "get_logger",
     "get_metrics_collector",
     "instrumented",
+    "log_sampler",
     "record_call",
     "register_pool",
     "reset_metrics_collector",

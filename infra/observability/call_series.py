@@ -16,7 +16,6 @@ its docstring for what is recorded and why it is cheap.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
@@ -27,9 +26,11 @@ from opentelemetry.trace import Status, StatusCode
 
 from infra.exceptions import InfraError
 from infra.observability import attributes as attr
+from infra.observability.log_sampling import log_sampler
 from infra.observability.metrics import MetricsCollector
+from infra.observability.outcomes import failure_outcome
 from infra.observability.quantiles import SEMCONV_DURATION_BUCKETS_S, TOKEN_BUCKETS
-from infra.observability.recording import DurationRecorder
+from infra.observability.recording import CounterSeries, DurationRecorder, HistogramSeries
 from infra.observability.tracing import TracingState
 from infra.redaction import redact_text
 
@@ -44,6 +45,9 @@ _GEN_AI_LABELS = (
     "error_type",
 )
 _MAX_MESSAGE = 500
+_MAX_FAILURE_KINDS = 64
+#: error type name, duration series, outcome counter, error counter (None: cancelled).
+_Failure = tuple[str, HistogramSeries, CounterSeries, CounterSeries | None]
 
 
 class CallSeries:
@@ -67,6 +71,7 @@ class CallSeries:
         "duration_prefix",
         "epoch",
         "errors",
+        "failures",
         "latency",
         "operation",
         "span_name",
@@ -144,6 +149,8 @@ class CallSeries:
             "Failed backend calls by component, operation and error type.",
             ("component", "operation", "error_type"),
         )
+        #: (error class, outcome) -> what a failure writes; see ``_failure_series``.
+        self.failures: dict[tuple[type[BaseException], str], _Failure] = {}
         self.duration_ok = self.duration.labels(*self.duration_prefix, "")
         self.calls_ok = self.calls.labels(component, operation, "ok")
         #: ``succeeded(elapsed_s)``: record a call that returned after ``elapsed_s``.
@@ -152,28 +159,42 @@ class CallSeries:
         ).record
 
     def failed(self, exc: BaseException, elapsed: float, span: trace.Span | None = None) -> None:
-        """Record a call that raised ``exc`` after ``elapsed`` seconds (cancellation is
-        ``outcome="cancelled"``, not an error); ends ``span`` if given."""
+        """Record a call that raised ``exc`` after ``elapsed`` seconds; ends ``span`` if given.
+
+        The outcome label says whose failure it was (see :mod:`~.outcomes`): ``error``,
+        ``caller_error``, ``rejected``, or ``cancelled`` (not an error: no error count,
+        no log line). Metrics count every call; the log line is sampled per (component,
+        operation, error type) (see :mod:`~.log_sampling`) and nothing is formatted or
+        redacted unless it is written, or a recording span needs the message.
+        """
         self.latency.observe(elapsed * 1000.0)
-        error_type = type(exc).__qualname__
-        cancelled = isinstance(exc, asyncio.CancelledError)
-        self.duration.labels(*self.duration_prefix, error_type).observe(elapsed)
-        self.calls.labels(
-            self.component, self.operation, "cancelled" if cancelled else "error"
-        ).inc()
-        message = redact_text(str(exc))[:_MAX_MESSAGE]
+        outcome = failure_outcome(exc)
+        failure = self.failures.get((type(exc), outcome))
+        if failure is None:
+            failure = self._failure_series(type(exc), outcome)
+        error_type, duration, calls, errors = failure
+        duration.observe(elapsed)
+        calls.inc()
         if span is not None:
             span.set_attribute(attr.ERROR_TYPE, error_type)
             span.add_event(
                 "exception",
-                {attr.EXCEPTION_TYPE: _qualified(exc), attr.EXCEPTION_MESSAGE: message},
+                {attr.EXCEPTION_TYPE: _qualified(exc), attr.EXCEPTION_MESSAGE: _message(exc)},
             )
             span.set_status(Status(StatusCode.ERROR, error_type))
             span.end()
-        if cancelled:
+        if errors is None:  # cancelled: not an error, not logged
             return
-        self.errors.labels(self.component, self.operation, error_type).inc()
-        _log.warning(
+        errors.inc()
+        # Caller errors are the application's to handle (a unique violation answered as
+        # 409): DEBUG. Backend errors and rejections: WARNING. Both sampled.
+        level = logging.DEBUG if outcome == "caller_error" else logging.WARNING
+        if not _log.isEnabledFor(level) or not log_sampler().admit(
+            _log, level, (self.component, self.operation, error_type)
+        ):
+            return
+        _log.log(
+            level,
             "%s %s failed: %s",
             self.component,
             self.operation,
@@ -183,11 +204,33 @@ class CallSeries:
                 "operation": self.operation,
                 "system": self.system,
                 "error_type": error_type,
-                "error": message,
+                "outcome": outcome,
+                "error": _message(exc),
                 "retryable": exc.retryable if isinstance(exc, InfraError) else None,
                 "duration_ms": round(elapsed * 1000.0, 3),
             },
         )
+
+    def _failure_series(self, cls: type[BaseException], outcome: str) -> _Failure:
+        """The series a failure of class ``cls`` with ``outcome`` writes, resolved once
+        (error classes are a small fixed set; past the cap they are resolved per call)."""
+        error_type = cls.__qualname__
+        failure: _Failure = (
+            error_type,
+            self.duration.labels(*self.duration_prefix, error_type),
+            self.calls.labels(self.component, self.operation, outcome),
+            None
+            if outcome == "cancelled"
+            else self.errors.labels(self.component, self.operation, error_type),
+        )
+        if len(self.failures) < _MAX_FAILURE_KINDS:
+            self.failures[cls, outcome] = failure
+        return failure
+
+
+def _message(exc: BaseException) -> str:
+    """The error's text, secrets masked and cut to a bounded length."""
+    return redact_text(str(exc))[:_MAX_MESSAGE]
 
 
 def sampling_context(state: TracingState) -> Context | None:

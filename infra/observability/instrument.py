@@ -16,10 +16,13 @@ records, in one place (CONVENTIONS #11):
   semantic-convention duration histogram in seconds (``db_client_operation_duration_seconds``
   or ``gen_ai_client_operation_duration_seconds``, labelled with ``error_type`` on
   failure);
-* ``backend_calls_total{component,operation,outcome}`` and, on failure,
+* ``backend_calls_total{component,operation,outcome}`` (``outcome``: ok, error,
+  caller_error, rejected, cancelled -- see :mod:`~.outcomes`) and, on failure,
   ``backend_errors_total{component,operation,error_type}``;
-* a structured warning on failure (stdlib logging, so :mod:`~.logging` renders it as JSON
-  with the trace id).
+* a structured line on failure, WARNING (DEBUG for a caller error), through stdlib
+  logging so :mod:`~.logging` renders it as JSON with the trace id; sampled per
+  (component, operation, error type) by :mod:`~.log_sampling`, and built only when
+  it is written.
 
 Cost. Everything that depends only on (component, operation, system, ...) -- span name,
 attribute dict, the series of the success path -- is built once per collector and cached

@@ -33,6 +33,11 @@ import structlog
 from opentelemetry import trace
 
 from config import Settings
+from infra.observability.log_sampling import (
+    DEFAULT_BURST,
+    DEFAULT_WINDOW,
+    configure_log_sampling,
+)
 from infra.redaction import redact_text, redact_value
 
 __all__ = [
@@ -106,8 +111,11 @@ def configure_logging(
     stream: TextIO | None = None,
     service_name: str | None = None,
     environment: str | None = None,
+    sample_burst: int = DEFAULT_BURST,
+    sample_window: float = DEFAULT_WINDOW,
 ) -> logging.Handler:
-    """Route stdlib logging and structlog through one redacting, trace-aware formatter.
+    """Route stdlib logging and structlog through one redacting, trace-aware formatter,
+    and start failure-log sampling afresh (see :mod:`~infra.observability.log_sampling`).
 
     Args:
         level: Root level (name or number).
@@ -115,6 +123,9 @@ def configure_logging(
         stream: Where lines go (default ``sys.stderr``).
         service_name: Added to every line as ``service`` when given.
         environment: Added to every line as ``environment`` when given.
+        sample_burst: Failure/retry lines written per (component, operation, error type)
+            and window; the rest are summed up in one line.
+        sample_window: Length of a sampling window, seconds.
 
     Returns:
         The installed handler (replaced, not duplicated, on the next call).
@@ -124,6 +135,7 @@ def configure_logging(
     numeric = logging.getLevelNamesMapping().get(level.upper()) if isinstance(level, str) else level
     if numeric is None:
         raise ValueError(f"unknown log level {level!r}; use DEBUG, INFO, WARNING or ERROR")
+    configure_log_sampling(sample_burst, sample_window)  # validates before any change
     out = stream if stream is not None else sys.stderr
     static = {k: v for k, v in (("service", service_name), ("environment", environment)) if v}
     shared = _shared_processors(static)
@@ -161,7 +173,8 @@ def configure_logging_from_settings(
     settings: Settings, *, stream: TextIO | None = None
 ) -> logging.Handler:
     """:func:`configure_logging` from ``settings.observability`` (level, format, service
-    name, environment)."""
+    name, environment), and the failure-log sampling (``log_sample_burst`` lines per
+    ``log_sample_window`` seconds and key; see :mod:`~infra.observability.log_sampling`)."""
     obs = settings.observability
     fmt: Literal["json", "console"] = "console" if str(obs.log_format) == "console" else "json"
     return configure_logging(
@@ -170,6 +183,8 @@ def configure_logging_from_settings(
         stream=stream,
         service_name=obs.service_name,
         environment=obs.environment,
+        sample_burst=obs.log_sample_burst,
+        sample_window=obs.log_sample_window,
     )
 
 

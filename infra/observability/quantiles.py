@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Final
 
 __all__ = [
@@ -64,7 +64,8 @@ class HistogramStats:
 
     ``p50``/``p95``/``p99`` are bucket estimates (see the module docstring for the bound);
     ``count``, ``sum``, ``min``, ``max`` and ``mean`` are exact. All are ``0.0`` when
-    ``count == 0``.
+    ``count == 0``. Read them as attributes (``stats.p50``) or by name, as from a dict
+    (``stats["p50"]``, ``stats.keys()``, ``dict(stats)``, ``"p99" in stats``).
     """
 
     count: int
@@ -79,6 +80,23 @@ class HistogramStats:
     def to_dict(self) -> dict[str, float | int]:
         """A JSON-serialisable copy."""
         return asdict(self)
+
+    def keys(self) -> tuple[str, ...]:
+        """The statistic names, in order (``count`` ... ``p99``)."""
+        return _STAT_NAMES
+
+    def __getitem__(self, name: str) -> float | int:
+        """``stats["p50"]`` is ``stats.p50``; an unknown name raises ``KeyError``."""
+        if name not in _STAT_NAMES:  # also refuses non-str keys and dataclass internals
+            raise KeyError(f"{name!r} is not a histogram statistic; use one of {_STAT_NAMES}")
+        value: float | int = getattr(self, name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return name in _STAT_NAMES
+
+
+_STAT_NAMES: Final = tuple(f.name for f in fields(HistogramStats))
 
 
 _EMPTY: Final = HistogramStats(0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)

@@ -19,10 +19,15 @@ Metrics (label values are breaker/policy/bulkhead names, a bounded set of compon
   ``bulkhead_rejections_total{bulkhead,reason}``;
 * ``rate_limiter_wait_ms{limiter}`` (histogram).
 
-A breaker opening is logged as a warning and closing again as info, so the log tells the
-story the gauge shows. Hooks run on the hot path, so each method is a dict lookup and one
-update. :meth:`~MetricsResilienceObserver.on_call` runs on *every* call through a breaker
-(a success included), so it keeps the resolved counter series per (breaker, outcome) and
+A breaker opening is logged as a warning and closing again as info -- every transition,
+never sampled -- so the log tells the story the gauge shows. Retries (DEBUG) and give-ups
+(DEBUG when the error was not retryable, INFO after retries) are sampled per (policy,
+kind) through :mod:`~infra.observability.log_sampling`, and nothing is formatted or
+redacted for a line that is not written.
+
+Hooks run on the hot path, so each method is a dict lookup and one update.
+:meth:`~MetricsResilienceObserver.on_call` runs on *every* call through a breaker (a
+success included), so it keeps the resolved counter series per (breaker, outcome) and
 pays one dict lookup, one identity check of the metrics epoch (the cache is dropped when a
 collector is reset) and one increment (lock-free on the event-loop thread).
 """
@@ -34,6 +39,7 @@ from typing import TYPE_CHECKING, Literal
 
 from infra.observability import attributes as attr
 from infra.observability import metrics as _metrics
+from infra.observability.log_sampling import log_sampler
 from infra.observability.metrics import MetricsCollector, get_metrics_collector
 from infra.observability.series import CounterSeries
 from infra.redaction import redact_text
@@ -84,6 +90,8 @@ class MetricsResilienceObserver:
         # on_call's cache: (breaker, outcome) -> series, valid for one metrics epoch.
         self._call_series: dict[tuple[str, CallOutcome], CounterSeries] = {}
         self._call_epoch: object = _metrics._epoch
+        # on_give_up's cache (every call a breaker rejects gives up): same epoch rule.
+        self._give_up_series: dict[tuple[str, GiveUpReason], CounterSeries] = {}
         self._retries = metrics.counter(
             attr.RETRY_ATTEMPTS_TOTAL, "Retries scheduled after a failed attempt.", ("policy",)
         )
@@ -109,9 +117,13 @@ class MetricsResilienceObserver:
 
     # ------------------------------------------------------------ BreakerObserver
     def on_state_change(self, name: str, old: BreakerState, new: BreakerState) -> None:
-        """Set the state gauge, count the transition and log it."""
+        """Set the state gauge, count the transition and log it (every transition, never
+        sampled); a breaker closing first writes the pending "suppressed N similar"
+        summaries of its component, so the outage's lines end with their totals."""
         self._state.labels(name).set(BREAKER_STATE_VALUES[new])
         self._transitions.labels(name, str(old), str(new)).inc()
+        if new is BreakerState.CLOSED:
+            log_sampler().flush(name)
         level = logging.WARNING if new is BreakerState.OPEN else logging.INFO
         _log.log(
             level,
@@ -130,34 +142,61 @@ class MetricsResilienceObserver:
         series.inc()
 
     def _call_series_for(self, name: str, outcome: CallOutcome) -> CounterSeries:
-        epoch = _metrics._epoch
-        if self._call_epoch is not epoch:  # a collector was reset: its series were dropped
-            self._call_series.clear()
-            self._call_epoch = epoch
+        self._check_epoch()
         series = self._calls.labels(name, str(outcome))
+        # The "opened" transition series exist at 0 from a breaker's first call, so the
+        # alert's increase(...[15m]) counts its first trip (a series born at 1 would not).
+        self._transitions.labels(name, str(BreakerState.CLOSED), str(BreakerState.OPEN))
+        self._transitions.labels(name, str(BreakerState.HALF_OPEN), str(BreakerState.OPEN))
         if len(self._call_series) < _MAX_CACHED_CALL_SERIES:  # breaker names are bounded
             self._call_series[name, outcome] = series
         return series
 
+    def _check_epoch(self) -> None:
+        """Drop the cached series when a collector was reset (its series were dropped)."""
+        epoch = _metrics._epoch
+        if self._call_epoch is not epoch:
+            self._call_series.clear()
+            self._give_up_series.clear()
+            self._call_epoch = epoch
+
     # ------------------------------------------------------------- RetryObserver
     def on_retry(self, name: str, attempt: int, delay: float, error: BaseException) -> None:
-        """Count one scheduled retry."""
+        """Count one scheduled retry (logged at DEBUG, sampled)."""
         self._retries.labels(name).inc()
-        _log.debug(
-            "retrying %s after attempt %d in %.3f s: %s",
-            name,
-            attempt,
-            delay,
-            type(error).__name__,
-            extra={"component": name, "attempt": attempt, "delay_s": delay},
-        )
+        if not _log.isEnabledFor(logging.DEBUG):
+            return
+        error_type = type(error).__name__
+        if log_sampler().admit(_log, logging.DEBUG, (name, "retry", error_type)):
+            _log.debug(
+                "retrying %s after attempt %d in %.3f s: %s",
+                name,
+                attempt,
+                delay,
+                error_type,
+                extra={"component": name, "attempt": attempt, "delay_s": delay},
+            )
 
     def on_give_up(
         self, name: str, attempts: int, reason: GiveUpReason, error: BaseException
     ) -> None:
-        """Count a policy giving up, by reason."""
-        self._give_ups.labels(name, str(reason)).inc()
-        _log.info(
+        """Count a policy giving up, by reason; log it (sampled).
+
+        A call that was not retried because its error is not retryable (a caller error,
+        an open breaker) is logged at DEBUG: the call's own failure line says everything
+        already. Giving up after retries (attempts, deadline, budget) is INFO.
+        """
+        series = self._give_up_series.get((name, reason))
+        if series is None or self._call_epoch is not _metrics._epoch:
+            series = self._give_up_series_for(name, reason)
+        series.inc()
+        level = logging.DEBUG if reason is GiveUpReason.NOT_RETRYABLE else logging.INFO
+        if not _log.isEnabledFor(level) or not log_sampler().admit(
+            _log, level, (name, "give_up", str(reason))
+        ):
+            return
+        _log.log(
+            level,
             "retry policy %s gave up after %d attempt(s) (%s)",
             name,
             attempts,
@@ -170,6 +209,13 @@ class MetricsResilienceObserver:
                 "error": redact_text(str(error)),
             },
         )
+
+    def _give_up_series_for(self, name: str, reason: GiveUpReason) -> CounterSeries:
+        self._check_epoch()
+        series = self._give_ups.labels(name, str(reason))
+        if len(self._give_up_series) < _MAX_CACHED_CALL_SERIES:
+            self._give_up_series[name, reason] = series
+        return series
 
     # ------------------------------------------------------------- BulkheadHooks
     def on_bulkhead_change(self, name: str, in_flight: int, queued: int) -> None:

@@ -6,8 +6,16 @@ Design decisions:
   is imported inside it) with a resource (``service.name``,
   ``deployment.environment.name``), a parent-based trace-id-ratio sampler and an exporter:
   an explicit one if given (tests pass ``InMemorySpanExporter``), else OTLP/HTTP when
-  ``otlp_endpoint`` is set, else the console exporter when asked, else none -- spans are
-  still created and sampled, so log lines carry trace ids for correlation.
+  ``otlp_endpoint`` is set, else the console exporter when asked.
+* **No exporter, no spans.** With none of the three configured, a span would go nowhere,
+  yet building one costs ~20-65 µs per backend call (the SDK's span, attributes, context
+  switch), the largest cost of a call at the default ratio of 1.0. So tracing stays off:
+  the provider is returned but not installed, neither for the instrument helper nor as
+  the global provider (where other instrumentation would build spans for nothing), and
+  calls pay the sampled-out cost. (A global SDK provider the application installed
+  itself is still used, as below: it has the application's exporter.) Log lines still
+  carry the trace id of a context the application propagates (an incoming
+  ``traceparent`` read by its own instrumentation).
 * **Our own slot, then the global one.** The instrument helper asks :func:`current_tracing`
   for a tracer. :func:`setup_tracing` / :func:`use_tracer_provider` fill a module slot; if
   nobody did, the global OpenTelemetry provider is used when the application installed an
@@ -119,7 +127,10 @@ def setup_tracing(
     exporter: SpanExporter | None = None,
     set_global: bool = False,
 ) -> TracerProvider:
-    """Build an SDK ``TracerProvider`` and make the instrument helper use it.
+    """Build an SDK ``TracerProvider`` and make the instrument helper use it -- when it has
+    an exporter (``exporter``, ``otlp_endpoint`` or ``console``). Without one, tracing is
+    off (no span objects are made; see the module docstring): the provider is returned
+    but neither used nor installed globally.
 
     Args:
         service_name: ``service.name`` of the resource.
@@ -129,7 +140,7 @@ def setup_tracing(
         console: Print spans to stdout when no other exporter is configured.
         exporter: An explicit exporter (exported synchronously; tests use in-memory).
         set_global: Also install the provider as OpenTelemetry's global one (allowed
-            once per process), so other instrumentation shares it.
+            once per process), so other instrumentation shares it (only when it exports).
     """
     from opentelemetry.sdk.resources import Resource  # noqa: PLC0415 - lazy SDK import
     from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
@@ -167,6 +178,9 @@ def setup_tracing(
         provider.add_span_processor(BatchSpanProcessor(_otlp_exporter(otlp_endpoint)))
     elif console:
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    else:  # nothing would receive our spans: off (unless the app installed a global SDK one)
+        reset_tracing()
+        return provider
     global _owned
     previous, _owned = _owned, provider
     if previous is not None:

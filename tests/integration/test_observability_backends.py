@@ -4,9 +4,13 @@ sharing one trace id; pool gauges are sampled from the real asyncpg pool."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import sys
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,9 +18,16 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 import structlog
+from dependency_injector import providers
+from opentelemetry import trace
+from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from redis.asyncio import Redis
 
+from config import Settings
+from containers.application import ApplicationContainer
+from infra.calls import BackendCalls
+from infra.exceptions import InfraError
 from infra.observability import (
     MetricsCollector,
     asyncpg_pool_stats,
@@ -29,6 +40,7 @@ from infra.observability import (
     set_metrics_collector,
     setup_tracing,
 )
+from infra.testing.chaos import ChaosProxy
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -156,3 +168,145 @@ async def test_pool_gauges_follow_the_real_asyncpg_pool(
         utilization = collector.get_gauge("postgres_pool_utilization")
         assert utilization == pytest.approx(100.0 * collector.get_gauge("postgres_pool_active") / 3)
     assert collector.get_gauge("postgres_pool_active") == 0
+
+
+# ------------------------------------------------- the container's defaults, end to end
+
+OUTAGE_S = 4.0
+READERS = 32
+
+
+def _app(settings: Settings) -> ApplicationContainer:
+    app = ApplicationContainer()
+    app.core.settings.override(providers.Object(settings))
+    # OpenTelemetry's global provider can be set once per process: never from tests.
+    app.observability.tracing_global.override(providers.Object(False))
+    return app
+
+
+async def test_no_span_is_created_without_an_exporter(
+    postgres_dsn: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Container defaults (ratio 1.0, no OTLP endpoint): real PostgreSQL and Redis calls
+    go through the whole call path and no span object is ever built; the same cache with
+    an exporter configured does build them (so the spy below can see spans)."""
+    started: list[str] = []
+    original = SdkTracer.start_span
+
+    def spy(self: SdkTracer, name: str, *args: Any, **kwargs: Any) -> Any:
+        started.append(name)
+        return original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(SdkTracer, "start_span", spy)
+    seen: list[bool] = []
+
+    async def driver_side(value: str) -> str:
+        seen.append(trace.get_current_span().is_recording())
+        return value
+
+    app = _app(Settings(database_url=postgres_dsn, redis_url=redis_url))
+    try:
+        await app.observability.metrics()
+        await app.observability.tracing()
+        store = await app.postgres.store()
+        cache = await app.redis.cache()
+        assert await store.fetchval("select 41 + 1") == 42
+        await cache.set("obs:no-span", {"v": 1})
+        assert await cache.get("obs:no-span") == {"v": 1}
+        calls = BackendCalls("redis", family="cache", policy=cache.policy)
+        assert await calls.run("get", driver_side, "x") == "x"
+        assert started == []
+        assert seen == [False]
+
+        exporter = InMemorySpanExporter()
+        setup_tracing(exporter=exporter)  # now an exporter is configured
+        assert await cache.get("obs:no-span") == {"v": 1}
+        assert started == ["get"]
+        assert [s.name for s in exporter.get_finished_spans()] == ["get"]
+    finally:
+        reset_tracing()
+        await app.shutdown_resources()
+
+
+async def test_a_four_second_outage_under_load_writes_a_bounded_log_and_counts_add_up(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis refused for 4 s under 32 readers, through the container's cache, policy,
+    metrics observer and JSON logging (default log settings: 5 lines per key and 10 s).
+
+    Bound: every failure kind (component, operation, error type) writes at most 5 lines
+    plus one "suppressed N similar" summary; each breaker transition is one line; the
+    whole outage stays under 120 lines (it was one line per failed call: thousands).
+    The counts add up: per failure kind, the lines written plus the suppressed counts in
+    its summaries equal ``backend_errors_total`` and what the readers saw."""
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)  # the container logs to stderr
+    async with ChaosProxy.for_url(redis_url) as proxy:
+        settings = Settings(
+            redis_url=proxy.url_for(redis_url),
+            redis_socket_timeout=0.5,
+            circuit_breaker_timeout=0.5,  # flaps open/half-open during the outage
+            retry_base_delay=0.02,
+        )
+        app = _app(settings)
+        seen: Counter[str] = Counter()
+        try:
+            await app.observability.logging()
+            collector = await app.observability.metrics()
+            cache = await app.redis.cache()
+            await cache.set("obs:outage", 1)
+
+            async def reader(until: float) -> None:
+                while time.monotonic() < until:
+                    try:
+                        await cache.get("obs:outage")
+                    except InfraError as exc:
+                        seen[type(exc).__qualname__] += 1
+                    await asyncio.sleep(0)
+
+            proxy.refuse()
+            proxy.reset_all()
+            until = time.monotonic() + OUTAGE_S
+            await asyncio.gather(*(reader(until) for _ in range(READERS)))
+            proxy.heal()
+            async with asyncio.timeout(10.0):
+                while True:
+                    try:
+                        if await cache.get("obs:outage") == 1:
+                            break
+                    except InfraError as exc:
+                        seen[type(exc).__qualname__] += 1
+                    await asyncio.sleep(0.05)
+            errors = {
+                kind: collector.get_counter("backend_errors_total", error_type=kind)
+                for kind in seen
+            }
+            transitions = collector.get_counter("circuit_breaker_transitions_total")
+        finally:
+            await app.shutdown_resources()  # writes the pending summaries
+    lines = [json.loads(line) for line in stderr.getvalue().splitlines() if line.strip()]
+    assert len(lines) <= 120, f"{len(lines)} lines for a {OUTAGE_S:g} s outage"
+    assert sum(seen.values()) >= 2_000, "not enough load to flood anything"
+    assert errors == seen  # metrics count every failed call, sampled logs or not
+
+    failures = [r for r in lines if r["logger"] == "infra.observability.calls"]
+    written: Counter[str] = Counter()
+    summarized: Counter[str] = Counter()
+    for line in failures:
+        assert (line["component"], line["operation"]) == ("redis", "get")
+        if "suppressed" in line:
+            summarized[line["error_type"]] += line["suppressed"]
+        else:
+            written[line["error_type"]] += 1
+    assert written + summarized == seen  # lines written + suppressed = failures, per kind
+    summaries = Counter(line["error_type"] for line in failures if "suppressed" in line)
+    assert all(n <= 5 for n in written.values()), written
+    assert all(n <= 1 for n in summaries.values()), summaries
+
+    breaker_lines = [r for r in lines if r["event"].startswith("circuit breaker redis:")]
+    assert len(breaker_lines) == transitions >= 2  # every transition once, never sampled
+    assert breaker_lines[0]["event"] == "circuit breaker redis: closed -> open"
+    assert breaker_lines[-1]["event"] == "circuit breaker redis: half_open -> closed"
+    others = [r for r in lines if r not in failures and r not in breaker_lines]
+    kinds = Counter((r.get("component"), r.get("reason"), r.get("error_type")) for r in others)
+    assert all(n <= 6 for n in kinds.values()), kinds  # sampled give-ups: burst + summary

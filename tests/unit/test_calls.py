@@ -3,22 +3,55 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis.exceptions
+import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from infra.calls import BackendCalls
-from infra.exceptions import CacheConnectionError, CacheError, QuerySyntaxError
+from infra.exceptions import (
+    BackendAuthenticationError,
+    BulkheadFullError,
+    CacheConnectionError,
+    CacheError,
+    CacheSerializationError,
+    CircuitBreakerOpenError,
+    ConfigurationError,
+    ConstraintViolationError,
+    DatabaseConnectionError,
+    DimensionMismatchError,
+    LLMBadRequestError,
+    LockNotOwnedError,
+    PoolExhaustedError,
+    QuerySyntaxError,
+    QueryTimeoutError,
+    RateLimitExceededError,
+    SerializationFailureError,
+    UniqueViolationError,
+)
 from infra.observability import (
     MetricsCollector,
+    MetricsResilienceObserver,
+    configure_log_sampling,
+    configure_logging,
+    flush_log_sampling,
     reset_metrics_collector,
     reset_tracing,
     set_metrics_collector,
     setup_tracing,
 )
+from infra.observability.outcomes import failure_outcome, is_caller_error
 from infra.resilience import ResiliencePolicy, RetryConfig
 
 
@@ -262,3 +295,196 @@ async def test_handle_call_takes_the_arguments_as_a_tuple(collector: MetricsColl
     assert fn.calls == 1
     assert await handle.call(fn, ("v",)) == "v"
     assert collector.get_counter("backend_calls_total", operation="set") == 2
+
+
+# ------------------------------------------------------------ failure log and outcomes
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[dict[str, Any]]]:
+    """JSON lines at DEBUG (a fresh log sampler: burst 5 per 10 s); parsed on read."""
+    root = logging.getLogger()
+    level = root.level
+    stream = io.StringIO()
+    handler = configure_logging(level="DEBUG", stream=stream)
+    parsed: list[dict[str, Any]] = []
+
+    class Lines(list[dict[str, Any]]):
+        def refresh(self) -> Lines:
+            self[:] = [json.loads(x) for x in stream.getvalue().splitlines() if x.strip()]
+            return self
+
+    lines = Lines(parsed)
+    yield lines
+    root.removeHandler(handler)
+    root.setLevel(level)
+    structlog.reset_defaults()
+    configure_log_sampling()
+
+
+def _failure_lines(lines: Any) -> list[dict[str, Any]]:
+    return [r for r in lines.refresh() if r["logger"] == "infra.observability.calls"]
+
+
+class CountingError(CacheConnectionError):
+    """A backend error that counts how often its text is rendered."""
+
+    rendered = 0
+
+    def __str__(self) -> str:
+        type(self).rendered += 1
+        return super().__str__()
+
+
+async def test_a_flood_of_one_failure_writes_a_burst_and_one_summary(
+    collector: MetricsCollector, log_lines: Any
+) -> None:
+    """1,000 failures of one kind: 5 lines, then one "suppressed 995 similar" line on
+    flush; metrics count all 1,000; the error text is rendered only for written lines."""
+    CountingError.rendered = 0
+    calls = BackendCalls("redis", family="cache")
+
+    async def down(_: str) -> str:
+        raise CountingError("connection refused")
+
+    for _ in range(1000):
+        with pytest.raises(CountingError):
+            await calls.run("get", down, "k")
+    written = _failure_lines(log_lines)
+    assert len(written) == 5
+    assert {(r["level"], r["outcome"], r["error_type"]) for r in written} == {
+        ("warning", "error", "CountingError")
+    }
+    assert CountingError.rendered == 5  # nothing formatted for the 995 suppressed lines
+    assert flush_log_sampling() == 995
+    (summary,) = _failure_lines(log_lines)[5:]
+    assert (summary["component"], summary["operation"], summary["suppressed"]) == (
+        "redis",
+        "get",
+        995,
+    )
+    assert collector.get_counter("backend_errors_total", error_type="CountingError") == 1000
+    assert collector.get_counter("backend_calls_total", outcome="error") == 1000
+
+
+async def test_no_text_is_built_when_the_level_is_off(collector: MetricsCollector) -> None:
+    """Below the logger's level nothing is formatted or redacted at all."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    CountingError.rendered = 0
+
+    async def down(_: str) -> str:
+        raise CountingError("connection refused")
+
+    try:
+        for _ in range(20):
+            with pytest.raises(CountingError):
+                await BackendCalls("redis", family="cache").run("get", down, "k")
+    finally:
+        root.setLevel(level)
+    assert CountingError.rendered == 0
+    assert collector.get_counter("backend_errors_total") == 20
+
+
+async def test_rejected_calls_of_an_open_breaker_render_nothing_once_sampled_out(
+    collector: MetricsCollector, log_lines: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through a real policy with the metrics observer: once the burst is spent, a
+    rejected call neither renders its error (call log, give-up log) nor writes a line."""
+    rendered: list[str] = []
+    original = CircuitBreakerOpenError.__str__
+
+    def counting(self: CircuitBreakerOpenError) -> str:
+        rendered.append("x")
+        return original(self)
+
+    monkeypatch.setattr(CircuitBreakerOpenError, "__str__", counting)
+    observer = MetricsResilienceObserver(collector)
+    resilient = ResiliencePolicy.instant("redis", hooks=[observer])
+    assert resilient.breaker is not None
+    resilient.breaker.force_open()
+    calls = BackendCalls("redis", family="cache", policy=resilient)
+    for _ in range(200):
+        with pytest.raises(CircuitBreakerOpenError):
+            await calls.run("get", Flaky(), "k")
+    written = _failure_lines(log_lines)
+    assert [r["outcome"] for r in written] == ["rejected"] * 5
+    give_ups = [r for r in log_lines if "gave up" in r["event"]]
+    assert [r["level"] for r in give_ups] == ["debug"] * 5  # not retryable: DEBUG, sampled
+    assert len(rendered) == 10  # 5 call lines + 5 give-up lines, never the other 390
+    assert collector.get_counter("backend_calls_total", outcome="rejected") == 200
+    assert collector.get_counter("circuit_breaker_calls_total", outcome="rejected") == 200
+
+
+async def test_caller_errors_are_logged_at_debug_and_counted_apart(
+    collector: MetricsCollector, log_lines: Any
+) -> None:
+    """A unique violation the application answers as 409 is DEBUG, outcome=caller_error."""
+
+    async def duplicate(_: str) -> str:
+        raise UniqueViolationError("duplicate key value violates unique constraint")
+
+    calls = BackendCalls("postgres", family="database", policy=ResiliencePolicy.instant("pg"))
+    with pytest.raises(UniqueViolationError):
+        await calls.run("execute", duplicate, "insert")
+    (line,) = _failure_lines(log_lines)
+    assert (line["level"], line["outcome"], line["retryable"]) == ("debug", "caller_error", False)
+    assert collector.get_counter("backend_calls_total", outcome="caller_error") == 1
+    assert collector.get_counter("backend_calls_total", outcome="error") == 0
+    assert collector.get_counter("backend_errors_total", error_type="UniqueViolationError") == 1
+
+
+_OUTCOMES: list[tuple[BaseException, str]] = [
+    (UniqueViolationError(), "caller_error"),
+    (ConstraintViolationError(), "caller_error"),
+    (QuerySyntaxError(), "caller_error"),
+    (CacheSerializationError(), "caller_error"),
+    (LockNotOwnedError(), "caller_error"),
+    (DimensionMismatchError(), "caller_error"),
+    (LLMBadRequestError(), "caller_error"),
+    (CircuitBreakerOpenError(), "rejected"),
+    (BulkheadFullError(), "rejected"),
+    (RateLimitExceededError(), "rejected"),
+    (CacheConnectionError(), "error"),
+    (DatabaseConnectionError(), "error"),
+    (QueryTimeoutError(), "error"),
+    (CacheError(), "error"),
+    (PoolExhaustedError(), "error"),
+    (SerializationFailureError(), "error"),
+    (BackendAuthenticationError(), "error"),
+    (ConfigurationError(), "error"),
+    (QuerySyntaxError(retryable=True), "error"),
+    (RuntimeError("driver bug"), "error"),
+]
+
+
+@given(st.lists(st.sampled_from(range(len(_OUTCOMES))), min_size=1, max_size=60))
+async def test_every_failure_is_counted_once_under_the_outcome_of_its_class(
+    picks: list[int],
+) -> None:
+    """Any stream of failures: each counted under exactly one outcome (caller errors and
+    rejections apart from backend errors) and once by error type; the counts add up."""
+    collector = MetricsCollector()
+    set_metrics_collector(collector)
+    try:
+        calls = BackendCalls("redis", family="cache")
+        expected: Counter[str] = Counter()
+        for pick in picks:
+            error, outcome = _OUTCOMES[pick]
+            assert failure_outcome(error) == outcome
+            assert is_caller_error(error) == (outcome == "caller_error")
+
+            async def failing(_: str, error: BaseException = error) -> str:
+                raise error
+
+            with pytest.raises(Exception) as caught:  # noqa: PT011 - any of the 20 kinds
+                await calls.run("get", failing, "k")
+            assert caught.value is error or caught.value.__cause__ is error
+            expected[outcome] += 1
+        for outcome in ("error", "caller_error", "rejected", "ok", "cancelled"):
+            counted = collector.get_counter("backend_calls_total", outcome=outcome)
+            assert counted == expected[outcome], outcome
+        assert collector.get_counter("backend_errors_total") == len(picks)
+    finally:
+        reset_metrics_collector()

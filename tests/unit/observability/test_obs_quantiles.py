@@ -8,7 +8,10 @@ import random
 from bisect import bisect_left
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from infra.observability import MetricsCollector
 from infra.observability.quantiles import (
     LATENCY_BUCKETS_MS,
     estimate_quantile,
@@ -112,3 +115,24 @@ def test_latency_buckets_are_log_spaced_quarter_octaves() -> None:
     assert ratios == {round(2**0.25, 9)}
     assert LATENCY_BUCKETS_MS[0] == pytest.approx(0.03125)
     assert LATENCY_BUCKETS_MS[-1] == pytest.approx(32768.0)
+
+
+@given(st.lists(st.floats(0.001, 60_000.0), max_size=200))
+def test_stats_read_by_name_equal_the_attributes(values: list[float]) -> None:
+    """``stats['p50']`` works as ``stats.p50`` does, for every statistic, empty or not;
+    the stats also behave as a read-only mapping (keys, dict(), ``in``)."""
+    collector = MetricsCollector()
+    for value in values:
+        collector.observe("demo_latency_ms", value, operation="get")
+    stats = collector.get_histogram_stats("demo_latency_ms")
+    names = ("count", "sum", "min", "max", "mean", "p50", "p95", "p99")
+    assert stats.keys() == names
+    for name in names:
+        assert stats[name] == getattr(stats, name)
+        assert name in stats
+    assert dict(stats) == stats.to_dict()
+    assert "p999" not in stats
+    with pytest.raises(KeyError, match="p999"):
+        stats["p999"]
+    with pytest.raises(KeyError):
+        stats["__class__"]  # attributes that are not statistics are not keys

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -104,3 +105,39 @@ def test_use_tracer_provider_and_shutdown(tracing_factory: Callable[..., TracerP
     shutdown_tracing()
     assert current_tracing().tracer is None
     provider.shutdown()
+
+
+def test_without_an_exporter_tracing_stays_off(
+    tracing_factory: Callable[..., TracerProvider], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No exporter, endpoint or console: no tracer for our calls, nothing installed
+    globally (even when asked), so no span object is ever made for a call."""
+    installed: list[object] = []
+    monkeypatch.setattr(trace, "set_tracer_provider", installed.append)
+    provider = tracing_factory(sample_ratio=1.0, set_global=True)
+    assert isinstance(provider, TracerProvider)
+    assert current_tracing().tracer is None
+    assert installed == []
+
+
+def test_an_exporter_turns_tracing_on_and_replaces_the_off_state(
+    tracing_factory: Callable[..., TracerProvider],
+) -> None:
+    """Off, then with the console exporter: our calls get a tracer with the known ratio."""
+    tracing_factory()
+    assert current_tracing().tracer is None
+    tracing_factory(console=True, sample_ratio=0.5)
+    state = current_tracing()
+    assert state.tracer is not None
+    assert state.root_sample_ratio == 0.5
+    tracing_factory()  # and back off: the exporting provider is shut down
+    assert current_tracing().tracer is None
+
+
+def test_default_settings_build_no_tracer(tracing_factory: Callable[..., TracerProvider]) -> None:
+    """The container's default: ratio 1.0, no OTLP endpoint -> tracing off."""
+    settings = Settings()
+    assert settings.observability.otlp_endpoint is None
+    assert settings.observability.trace_sample_ratio == 1.0
+    setup_tracing_from_settings(settings, set_global=False)
+    assert current_tracing().tracer is None
