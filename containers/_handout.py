@@ -61,9 +61,7 @@ class _Record:
 
 
 # One record per started container; weak, so a container dropped without stop() is freed.
-_records: weakref.WeakKeyDictionary[containers.Container, _Record] = (
-    weakref.WeakKeyDictionary()
-)
+_records: weakref.WeakKeyDictionary[containers.Container, _Record] = weakref.WeakKeyDictionary()
 
 
 def mode_of(provider: providers.Provider) -> Mode:
