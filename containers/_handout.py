@@ -37,13 +37,14 @@ import inspect
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, TypeAlias
 
 from dependency_injector import containers, providers
 
-__all__ = ["pin", "record", "unpin"]
+__all__ = ["mode_of", "pin", "record", "set_mode", "unpin"]
 
 Mode = Literal["enabled", "disabled", "undefined"]
+AnyProvider: TypeAlias = "providers.Provider[Any]"
 
 #: Provider kinds whose value is stored once and shared by every caller (thread- or
 #: context-local variants hold one value per thread/context and are left alone).
@@ -55,16 +56,16 @@ _SINGLETONS = (providers.Singleton, providers.ThreadSafeSingleton)
 class _Record:
     """What ``start()`` changed on one container, so ``stop()`` can undo exactly that."""
 
-    found: dict[providers.Provider, Mode]
-    started: dict[providers.Provider, Mode] = field(default_factory=dict)
-    singletons: list[providers.Provider] = field(default_factory=list)
+    found: dict[AnyProvider, Mode]
+    started: dict[AnyProvider, Mode] = field(default_factory=dict)
+    singletons: list[providers.BaseSingleton[Any]] = field(default_factory=list)
 
 
 # One record per started container; weak, so a container dropped without stop() is freed.
 _records: weakref.WeakKeyDictionary[containers.Container, _Record] = weakref.WeakKeyDictionary()
 
 
-def mode_of(provider: providers.Provider) -> Mode:
+def mode_of(provider: AnyProvider) -> Mode:
     """The provider's async mode as dependency-injector tracks it."""
     if provider.is_async_mode_enabled():
         return "enabled"
@@ -73,7 +74,7 @@ def mode_of(provider: providers.Provider) -> Mode:
     return "undefined"
 
 
-def set_mode(provider: providers.Provider, mode: Mode) -> None:
+def set_mode(provider: AnyProvider, mode: Mode) -> None:
     """Put ``provider`` back in ``mode`` (see :func:`mode_of`)."""
     if mode == "enabled":
         provider.enable_async_mode()
@@ -87,14 +88,13 @@ def record(container: containers.Container) -> None:
     """Remember every provider's async mode before ``start()`` (a second start keeps the
     first record: ``stop()`` restores the state found before the first one)."""
     if container not in _records:
-        _records[container] = _Record({p: mode_of(p) for p in container.traverse()})
+        _records[container] = _Record({p: mode_of(p) for p in _graph(container)})
 
 
 async def pin(container: containers.Container) -> None:
     """Build and pin what depends on a started async resource; see the module docstring."""
     entry = _records[container]
-    graph = list(container.traverse())
-    for provider in _resource_bound(graph):
+    for provider in _resource_bound(_graph(container)):
         if not isinstance(provider, _STORED):
             continue
         value = provider()
@@ -115,12 +115,14 @@ async def unpin(container: containers.Container) -> None:
         await _shutdown(container)
         return
     for provider, mode in entry.started.items():
-        set_mode(provider, mode)
-    await _shutdown(container)
-    for singleton in entry.singletons:
-        singleton.reset()
-    for provider, mode in entry.found.items():
-        set_mode(provider, mode)
+        set_mode(provider, mode)  # async again, so the shutdown awaits their cleanup
+    try:
+        await _shutdown(container)
+    finally:
+        for singleton in entry.singletons:
+            singleton.reset()
+        for provider, mode in entry.found.items():
+            set_mode(provider, mode)
 
 
 async def _shutdown(container: containers.Container) -> None:
@@ -130,13 +132,18 @@ async def _shutdown(container: containers.Container) -> None:
         await result
 
 
-def _resource_bound(graph: Iterable[providers.Provider]) -> Iterator[providers.Provider]:
+def _graph(container: containers.Container) -> list[AnyProvider]:
+    """Every provider of ``container``, nested containers and overrides included."""
+    return list(container.traverse(types=[providers.Provider]))
+
+
+def _resource_bound(graph: Iterable[AnyProvider]) -> Iterator[AnyProvider]:
     """The providers of ``graph`` that depend on an asynchronous resource (or are one),
     dependencies before dependants, so a singleton is built after what it is built on."""
-    bound: dict[providers.Provider, bool] = {}
-    visiting: set[providers.Provider] = set()
+    bound: dict[AnyProvider, bool] = {}
+    visiting: set[AnyProvider] = set()
 
-    def visit(provider: providers.Provider) -> bool:
+    def visit(provider: AnyProvider) -> bool:
         if provider in bound:
             return bound[provider]
         if provider in visiting:  # a cycle: dependency-injector reports it when resolving

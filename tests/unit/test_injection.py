@@ -68,6 +68,7 @@ async def get_lock(lock: Any = Provide[App.redis.lock]) -> Any:
 
 @inject
 async def get_all(
+    *,
     store: Any = Provide[App.postgres.store],
     cache: Any = Provide[App.redis.cache],
     three_tier: Any = Provide[App.redis.three_tier],
