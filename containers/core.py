@@ -18,7 +18,7 @@ The pattern for a backend container (PostgreSQL, Redis, Qdrant, graph, LLM)::
         policy = providers.Singleton(resilience_policy, settings,
                                      component="redis")             # own, overridable
         client = providers.Resource(redis_client, settings)         # lazy, closed on exit
-        cache = providers.Singleton(redis_cache, client=client, policy=policy)
+        cache = providers.Singleton(_redis_cache, client=client, policy=policy)
 
 Rules, with their reasons:
 
