@@ -4,9 +4,9 @@
 
     app = ApplicationContainer()
     app.wire(modules=[handlers])          # once, at startup; handlers use @inject
-    await app.init_resources()            # collector, logging, tracing, clients, health
-    ...
-    await app.shutdown_resources()        # everything closed, in reverse order
+    await lifecycle.start(app)            # collector, logging, tracing, clients, health
+    ...                                   # @inject hands out the started adapters
+    await lifecycle.stop(app)             # everything closed, in reverse order
 
 How the pieces meet:
 
@@ -18,6 +18,9 @@ How the pieces meet:
 * ``health`` registers each backend's own latency-aware ``health_check`` with the
   observability container's registry; ``/health`` and ``/ready`` read it.
 
+Importing this module imports no driver or telemetry SDK: each is imported when the
+resource that needs it first starts (see :mod:`containers.core`).
+
 For tests, :mod:`containers.testing` overrides every backend with its verified fake and
 every policy with an instant one, in one call.
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from dependency_injector import containers, providers
 
@@ -33,8 +37,10 @@ from containers.core import CoreContainer
 from containers.observability import ObservabilityContainer
 from containers.postgres import PostgresContainer
 from containers.redis import RedisContainer
-from infra.observability import HealthRegistry
-from infra.ports import CacheStore, RelationalStore
+
+if TYPE_CHECKING:
+    from infra.observability import HealthRegistry
+    from infra.ports import CacheStore, RelationalStore
 
 __all__ = ["ApplicationContainer", "register_health_checks"]
 

@@ -7,31 +7,33 @@ collector this container built: the ``metrics`` resource installs it with
 
 Start order matters only in one way: ``metrics`` must start before the first backend call
 so adapters record into the container's collector, not a default one.
-``ApplicationContainer.init_resources()`` starts every resource, this one included; a
-first use of ``metrics`` starts it lazily too.
+``containers.lifecycle.start(app)`` starts every resource, this one included; a first use
+of ``metrics`` starts it lazily too.
+
+As in every container (see :mod:`containers.core`), ``infra.observability`` -- with
+prometheus-client, structlog and the OpenTelemetry SDK -- is imported when a resource
+first starts, not when this module is imported.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from dependency_injector import containers, providers
-from opentelemetry.sdk.trace import TracerProvider
 
 from config import Settings
-from infra.observability import (
-    CostTracker,
-    HealthRegistry,
-    MetricsCollector,
-    MetricsResilienceObserver,
-    configure_logging_from_settings,
-    flush_log_sampling,
-    reset_metrics_collector,
-    set_metrics_collector,
-    setup_tracing_from_settings,
-    shutdown_tracing,
-)
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from infra.observability import (
+        CostTracker,
+        HealthRegistry,
+        MetricsCollector,
+        MetricsResilienceObserver,
+    )
 
 __all__ = ["ObservabilityContainer"]
 
@@ -40,6 +42,12 @@ _log = logging.getLogger("containers.observability")
 
 async def metrics_collector() -> AsyncIterator[MetricsCollector]:
     """The application's collector, installed as the one ``get_metrics_collector()``."""
+    from infra.observability import (  # noqa: PLC0415 - loaded on first start
+        MetricsCollector,
+        reset_metrics_collector,
+        set_metrics_collector,
+    )
+
     collector = MetricsCollector()
     set_metrics_collector(collector)
     try:
@@ -50,6 +58,11 @@ async def metrics_collector() -> AsyncIterator[MetricsCollector]:
 
 async def structured_logging(settings: Settings) -> AsyncIterator[logging.Handler]:
     """JSON (or console) logging per ``settings.observability``; handler removed on exit."""
+    from infra.observability import (  # noqa: PLC0415 - loaded on first start
+        configure_logging_from_settings,
+        flush_log_sampling,
+    )
+
     handler = configure_logging_from_settings(settings)
     try:
         yield handler
@@ -60,11 +73,34 @@ async def structured_logging(settings: Settings) -> AsyncIterator[logging.Handle
 
 async def tracer_provider(settings: Settings, set_global: bool) -> AsyncIterator[TracerProvider]:
     """The OpenTelemetry provider per ``settings.observability``; flushed on exit."""
+    from infra.observability import (  # noqa: PLC0415 - loaded on first start
+        setup_tracing_from_settings,
+        shutdown_tracing,
+    )
+
     provider = setup_tracing_from_settings(settings, set_global=set_global)
     try:
         yield provider
     finally:
         shutdown_tracing()
+
+
+def _health_registry(settings: Settings, collector: MetricsCollector) -> HealthRegistry:
+    from infra.observability import HealthRegistry  # noqa: PLC0415 - loaded on first start
+
+    return HealthRegistry.from_settings(settings, collector=collector)
+
+
+def _cost_tracker(settings: Settings, collector: MetricsCollector) -> CostTracker:
+    from infra.observability import CostTracker  # noqa: PLC0415 - loaded on first start
+
+    return CostTracker.from_settings(settings, collector)
+
+
+def _resilience_observer(collector: MetricsCollector) -> MetricsResilienceObserver:
+    from infra.observability import MetricsResilienceObserver  # noqa: PLC0415
+
+    return MetricsResilienceObserver(collector)
 
 
 class ObservabilityContainer(containers.DeclarativeContainer):
@@ -82,6 +118,6 @@ class ObservabilityContainer(containers.DeclarativeContainer):
     logging = providers.Resource(structured_logging, settings)
     tracing = providers.Resource(tracer_provider, settings, tracing_global)
 
-    health = providers.Singleton(HealthRegistry.from_settings, settings, collector=metrics)
-    cost = providers.Singleton(CostTracker.from_settings, settings, metrics)
-    resilience_observer = providers.Singleton(MetricsResilienceObserver, metrics)
+    health = providers.Singleton(_health_registry, settings, collector=metrics)
+    cost = providers.Singleton(_cost_tracker, settings, metrics)
+    resilience_observer = providers.Singleton(_resilience_observer, metrics)

@@ -7,7 +7,8 @@
     await store.fetchval("select 1")        # the first call opens the pool
     await postgres.shutdown_resources()     # closes the pool
 
-Follows :mod:`containers.core`'s pattern. Decisions:
+Follows :mod:`containers.core`'s pattern (asyncpg and the store are imported when the
+resource first starts). Decisions:
 
 * **The resource is the store, and the pool opens on first use.** The ``store``
   resource builds an :class:`~infra.storage.EnhancedPostgresStore` from ``settings.db``
@@ -15,11 +16,11 @@ Follows :mod:`containers.core`'s pattern. Decisions:
   asyncpg pool, inside the policy -- so an application starts while the database is
   down, reports it through the health check, and connects once it is back, retried and
   counted by the breaker. An application that prefers to fail fast at startup awaits
-  ``store.initialize()`` after ``init_resources()``. ``shutdown_resources()`` closes the
-  pool (bounded: borrowed connections are terminated after 10 s).
+  ``store.initialize()`` after ``start()``. Shutdown closes the pool (bounded: borrowed
+  connections are terminated after 10 s).
 * **The policy is a provider of its own** (``ResiliencePolicy.from_settings`` with
   ``component="postgres"`` and ``QueryTimeoutError`` for its timeouts), so a deployment
-  or a test swaps it alone::
+  or a test swaps it alone, before the store is first built::
 
       postgres.policy.override(providers.Object(ResiliencePolicy.instant("postgres")))
 
@@ -34,13 +35,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from dependency_injector import containers, providers
 
 from config import Settings
+from containers.core import resilience_policy
 from infra.exceptions import QueryTimeoutError
-from infra.resilience import ResiliencePolicy
-from infra.storage import EnhancedPostgresStore
+
+if TYPE_CHECKING:
+    from infra.resilience import ResiliencePolicy
+    from infra.storage import EnhancedPostgresStore
 
 __all__ = ["PostgresContainer", "postgres_store"]
 
@@ -51,6 +56,8 @@ async def postgres_store(
     settings: Settings, policy: ResiliencePolicy
 ) -> AsyncIterator[EnhancedPostgresStore]:
     """The store ``settings.db`` describes, under ``policy``; its pool closed on exit."""
+    from infra.storage import EnhancedPostgresStore  # noqa: PLC0415 - loaded on first start
+
     store = EnhancedPostgresStore.from_settings(settings, policy=policy)
     try:
         yield store
@@ -68,7 +75,7 @@ class PostgresContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     resilience_hooks = providers.List()
     policy = providers.Singleton(
-        ResiliencePolicy.from_settings,
+        resilience_policy,
         settings,
         component="postgres",
         timeout_error=QueryTimeoutError,

@@ -8,9 +8,11 @@
     await redis.shutdown_resources()       # closes the client and its pool
 
 Follows :mod:`containers.core`'s pattern: nothing connects at construction (redis-py
-connects on the first command, so even ``init_resources()`` opens no socket); the client
-is a ``providers.Resource`` closed on ``shutdown_resources()``; the policy, serializer and
-namespace are providers of their own, so a deployment or a test overrides them alone::
+connects on the first command, so even starting the container opens no socket), and
+redis-py is imported when the client resource first starts; the client is a
+``providers.Resource`` closed on shutdown; the policy, serializer and namespace are
+providers of their own, so a deployment or a test overrides them alone, before the cache
+is first built::
 
     redis.policy.override(providers.Object(ResiliencePolicy.instant("redis")))
     redis.serializer.override(providers.Object(SignedPickleSerializer(key)))
@@ -23,33 +25,34 @@ other way round. ``three_tier`` is the coherent :class:`~infra.cache.ThreeTierCa
 (L1 memory -> L2 this cache -> your loader), a resource because its cross-process
 invalidation subscription is stopped on shutdown.
 
-``cache`` is a ``Factory``: adapters are cheap, and a cache handed out after a restart of
-the resource always holds the live client (breaker state lives in the ``policy``
-singleton, so it is shared).
+``cache`` and ``lock`` are singletons: one adapter per started container, handed out as
+the same object to every ``@inject`` (an adapter rebuilt per injection cost more than the
+call it served). They are built on the client resource, so ``lifecycle.stop()`` resets
+them with it and the next ``start()`` builds them on the new client.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from dependency_injector import containers, providers
-from redis.asyncio import Redis
 
 from config import Settings
-from infra.cache import (
-    JsonSerializer,
-    RedisCache,
-    RedisClient,
-    RedisDistributedLock,
-    ThreeTierCache,
-    build_redis_client,
-    close_redis_client,
-    redis_pool_stats,
-)
+from containers.core import resilience_policy
+from infra.cache.serialization import JsonSerializer
 from infra.exceptions import ConfigurationError
-from infra.observability.pools import register_pool
-from infra.resilience import ResiliencePolicy
+
+if TYPE_CHECKING:
+    from infra.cache import (
+        RedisCache,
+        RedisClient,
+        RedisDistributedLock,
+        Serializer,
+        ThreeTierCache,
+    )
+    from infra.resilience import ResiliencePolicy
 
 __all__ = ["RedisContainer", "redis_client", "three_tier_cache"]
 
@@ -58,6 +61,14 @@ _log = logging.getLogger("containers.redis")
 
 async def redis_client(settings: Settings) -> AsyncIterator[RedisClient]:
     """The ``redis.asyncio`` client ``settings.redis`` describes, closed on shutdown."""
+    # Loaded on first start, with redis-py itself.
+    from infra.cache import (  # noqa: PLC0415
+        build_redis_client,
+        close_redis_client,
+        redis_pool_stats,
+    )
+    from infra.observability.pools import register_pool  # noqa: PLC0415
+
     client = build_redis_client(settings)
     sampler = redis_pool_stats(client)
     unregister = None if sampler is None else register_pool("redis", "default", sampler)
@@ -78,6 +89,10 @@ async def three_tier_cache(
 ) -> AsyncIterator[ThreeTierCache]:
     """The coherent L1 -> L2 cache ``settings.cache`` describes; its subscription
     (cross-process L1 invalidation) stopped on shutdown."""
+    from redis.asyncio import Redis  # noqa: PLC0415 - loaded on first start
+
+    from infra.cache import ThreeTierCache  # noqa: PLC0415
+
     if not isinstance(client, Redis):
         # Coherence uses pub/sub and leases on one connection; a cluster client is not
         # supported yet, and an L1 that cannot hear invalidations would serve stale data.
@@ -97,27 +112,41 @@ async def three_tier_cache(
             _log.warning("closing the 3-tier cache failed", exc_info=True)
 
 
+def _redis_cache(
+    client: RedisClient, policy: ResiliencePolicy, serializer: Serializer, namespace: str
+) -> RedisCache:
+    from infra.cache import RedisCache  # noqa: PLC0415 - loaded on first start
+
+    return RedisCache(client, policy=policy, serializer=serializer, namespace=namespace)
+
+
+def _redis_lock(client: RedisClient, policy: ResiliencePolicy) -> RedisDistributedLock:
+    from infra.cache import RedisDistributedLock  # noqa: PLC0415 - loaded on first start
+
+    return RedisDistributedLock(client, policy=policy)
+
+
 class RedisContainer(containers.DeclarativeContainer):
     """Redis for the application; see the module docstring."""
 
     settings = providers.Dependency(instance_of=Settings)
     resilience_hooks = providers.List()
     policy = providers.Singleton(
-        ResiliencePolicy.from_settings, settings, component="redis", hooks=resilience_hooks
+        resilience_policy, settings, component="redis", hooks=resilience_hooks
     )
     #: The lock's own policy: its breaker must not share state with cache reads.
     lock_policy = providers.Singleton(
-        ResiliencePolicy.from_settings, settings, component="redis_lock", hooks=resilience_hooks
+        resilience_policy, settings, component="redis_lock", hooks=resilience_hooks
     )
     serializer = providers.Singleton(JsonSerializer)
     namespace = providers.Object("")
     client = providers.Resource(redis_client, settings)
-    cache = providers.Factory(
-        RedisCache,
+    cache = providers.Singleton(
+        _redis_cache,
         client=client,
         policy=policy,
         serializer=serializer,
         namespace=namespace,
     )
-    lock = providers.Singleton(RedisDistributedLock, client, policy=lock_policy)
+    lock = providers.Singleton(_redis_lock, client, policy=lock_policy)
     three_tier = providers.Resource(three_tier_cache, settings, cache, client)

@@ -173,7 +173,7 @@ async def running_container(settings: Settings) -> AsyncIterator[ApplicationCont
     container.wire(modules=[__name__])
     await start(container)
     try:
-        store = await container.postgres.store()
+        store = container.postgres.store()  # once started, adapters are plain values
         await store.execute(SCHEMA)
         yield container
     finally:
@@ -243,7 +243,7 @@ async def main(argv: list[str]) -> int:
                     print(f"serving on {base} (Ctrl-C to stop)")
                     await asyncio.Event().wait()
                 else:
-                    await demo(base, await container.observability.metrics())
+                    await demo(base, container.observability.metrics())
             finally:
                 await runner.cleanup()
     return 0

@@ -331,12 +331,15 @@ async def test_container_cache_works_and_shutdown_closes_its_connections(
 
 
 async def test_container_policy_override_reaches_the_cache(redis_url: str) -> None:
-    """Overriding the policy provider changes the policy the cache runs under."""
+    """Overriding the policy provider changes the policy the cache runs under; the cache
+    is one instance per container, so the override goes in before it is (re)built."""
     container = _container(Settings(redis_url=redis_url))
     default_cache = await container.cache()
     assert "retry(3 attempts" in default_cache.policy.describe()
+    assert await container.cache() is default_cache
     custom = ResiliencePolicy.passthrough("redis")
     with container.policy.override(providers.Object(custom)):
+        container.cache.reset()
         cache = await container.cache()
         assert cache.policy is custom
     await container.shutdown_resources()

@@ -243,7 +243,6 @@ def test_type_hints_of_public_signatures_resolve_at_run_time() -> None:
     """Wiring and pydantic read annotations at run time: they must all resolve."""
     import typing
 
-    from containers.redis import redis_client
     from infra.cache import JsonSerializer, SignedPickleSerializer
     from infra.testing.fakes.cache import FakeCache
 
@@ -258,6 +257,5 @@ def test_type_hints_of_public_signatures_resolve_at_run_time() -> None:
         FakeCache.fail_next,
         SignedPickleSerializer.__init__,
         JsonSerializer.loads,
-        redis_client,
     ):
         assert typing.get_type_hints(fn), fn

@@ -1,0 +1,281 @@
+"""Injection once started: ``@inject`` hands out the started adapters as plain values.
+
+After ``containers.lifecycle.start(app)``, every started resource and every singleton built
+on one is handed out as the same object on every call, without a ``Future`` -- so an
+``@inject`` handler runs to completion without suspending (dependency-injector awaits
+async-mode providers through ``asyncio.gather``, which always suspends). ``stop()`` leaves
+every provider's async mode as ``start()`` found it, and a later ``start()`` builds new
+adapters on the new resources. No server is needed: nothing connects until first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import pytest
+from dependency_injector import providers
+from dependency_injector.wiring import Provide, inject
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from config import Settings
+from containers.application import ApplicationContainer
+from containers.lifecycle import start, stop
+from containers.testing import use_fakes
+
+App = ApplicationContainer
+
+#: Every adapter and telemetry value an application injects, by provider path.
+INJECTED = (
+    "postgres.store",
+    "redis.cache",
+    "redis.three_tier",
+    "redis.lock",
+    "redis.client",
+    "health",
+    "observability.metrics",
+    "observability.health",
+    "postgres.policy",
+)
+
+
+# ----------------------------------------------------------------------------- handlers
+@inject
+async def get_store(store: Any = Provide[App.postgres.store]) -> Any:
+    return store
+
+
+@inject
+async def get_cache(cache: Any = Provide[App.redis.cache]) -> Any:
+    return cache
+
+
+@inject
+async def get_three_tier(cache: Any = Provide[App.redis.three_tier]) -> Any:
+    return cache
+
+
+@inject
+async def get_lock(lock: Any = Provide[App.redis.lock]) -> Any:
+    return lock
+
+
+@inject
+async def get_all(
+    *,
+    store: Any = Provide[App.postgres.store],
+    cache: Any = Provide[App.redis.cache],
+    three_tier: Any = Provide[App.redis.three_tier],
+    lock: Any = Provide[App.redis.lock],
+    registry: Any = Provide[App.health],
+    collector: Any = Provide[App.observability.metrics],
+) -> dict[str, Any]:
+    return {
+        "postgres.store": store,
+        "redis.cache": cache,
+        "redis.three_tier": three_tier,
+        "redis.lock": lock,
+        "health": registry,
+        "observability.metrics": collector,
+    }
+
+
+HANDLERS = {
+    "postgres.store": get_store,
+    "redis.cache": get_cache,
+    "redis.three_tier": get_three_tier,
+    "redis.lock": get_lock,
+}
+
+
+# ------------------------------------------------------------------------------ helpers
+def make_app() -> ApplicationContainer:
+    app = ApplicationContainer()
+    app.core.settings.override(providers.Object(Settings(log_level="WARNING")))
+    app.observability.tracing_global.override(providers.Object(False))
+    return app
+
+
+@contextmanager
+def wired(app: ApplicationContainer) -> Iterator[ApplicationContainer]:
+    app.wire(modules=[sys.modules[__name__]])
+    try:
+        yield app
+    finally:
+        app.unwire()
+
+
+def provider(app: ApplicationContainer, path: str) -> providers.Provider:
+    node: Any = app
+    for name in path.split("."):
+        node = getattr(node, name)
+    assert isinstance(node, providers.Provider)
+    return node
+
+
+def without_suspending(call: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``call`` to completion in one step; fail if it waits on anything (a Future, a
+    gather), which is what a per-call injection round trip through the loop looks like."""
+    try:
+        call.send(None)
+    except StopIteration as done:
+        return done.value
+    call.close()
+    pytest.fail("the call suspended: its injection waited on the event loop")
+
+
+def pending(value: object) -> bool:
+    """A Future or coroutine standing for a value (the redis-py client itself is awaitable,
+    so "awaitable" is not the test)."""
+    return isinstance(value, asyncio.Future) or inspect.iscoroutine(value)
+
+
+def modes(app: ApplicationContainer) -> dict[providers.Provider, tuple[bool, bool]]:
+    """Every provider's async mode (enabled?, disabled?; neither means undefined)."""
+    return {p: (p.is_async_mode_enabled(), p.is_async_mode_disabled()) for p in app.traverse()}
+
+
+async def resolve(app: ApplicationContainer, path: str) -> Any:
+    value = provider(app, path)()
+    return await value if inspect.isawaitable(value) else value
+
+
+@pytest.fixture
+async def app() -> AsyncIterator[ApplicationContainer]:
+    container = make_app()
+    with wired(container):
+        yield container
+        await stop(container)
+
+
+# -------------------------------------------------------------------------------- tests
+async def test_started_adapters_are_injected_as_one_instance_without_suspending(
+    app: ApplicationContainer,
+) -> None:
+    """Each adapter is the same object on every injection, in every handler, and is what
+    a direct call of its provider returns; no injection goes through the event loop."""
+    await start(app)
+    together = without_suspending(get_all())
+    for path, handler in HANDLERS.items():
+        first = without_suspending(handler())
+        assert first is without_suspending(handler())
+        assert first is together[path]
+        assert first is provider(app, path)()
+    assert together["redis.cache"].client is app.redis.client()
+    assert together["redis.three_tier"] is without_suspending(get_all())["redis.three_tier"]
+
+
+async def test_before_start_providers_stay_lazy_and_awaitable(app: ApplicationContainer) -> None:
+    """Without start() the container behaves as dependency-injector does: awaitables,
+    resources initialised on first use, and the same adapter once built."""
+    store = app.postgres.store()
+    assert inspect.isawaitable(store)
+    first = await store
+    assert await app.postgres.store() is first
+    assert await app.redis.cache() is await app.redis.cache()
+    assert await get_lock() is await get_lock()
+
+
+async def test_stop_then_start_builds_new_adapters_on_the_new_resources(
+    app: ApplicationContainer,
+) -> None:
+    """A restart rebuilds what was built on the closed resources, then hands it out as
+    one instance again."""
+    found = modes(app)
+    await start(app)
+    first = without_suspending(get_all())
+    await stop(app)
+    assert modes(app) == found
+    await start(app)
+    second = without_suspending(get_all())
+    for path in ("postgres.store", "redis.cache", "redis.three_tier", "redis.lock"):
+        assert second[path] is not first[path], path
+        assert without_suspending(HANDLERS[path]()) is second[path]
+    assert second["redis.cache"].client is app.redis.client()
+    assert second["redis.cache"].client is not first["redis.cache"].client
+    assert first["postgres.store"].is_closed
+
+
+async def test_fakes_installed_before_start_are_injected_as_one_instance(
+    app: ApplicationContainer,
+) -> None:
+    """use_fakes, then start: handlers get the fakes, synchronously and always the same;
+    stop leaves the providers as found."""
+    with use_fakes(app) as fakes:
+        found = modes(app)
+        await start(app)
+        for _ in range(2):
+            together = without_suspending(get_all())
+            assert together["postgres.store"] is fakes.relational
+            assert together["redis.cache"] is fakes.cache
+            assert together["redis.lock"] is fakes.lock
+            assert together["redis.three_tier"] is fakes.three_tier
+        await fakes.relational.execute("create table t (id integer primary key)")
+        await stop(app)
+        assert modes(app) == found
+
+
+async def test_fakes_entered_after_start_replace_the_started_adapters_while_active(
+    app: ApplicationContainer,
+) -> None:
+    """An override entered after start is handed out synchronously; leaving it brings
+    the started adapter back."""
+    await start(app)
+    real = without_suspending(get_all())
+    with use_fakes(app) as fakes:
+        assert without_suspending(get_store()) is fakes.relational
+        assert without_suspending(get_cache()) is fakes.cache
+        assert without_suspending(get_three_tier()) is fakes.three_tier
+    assert without_suspending(get_all()) == real
+
+
+# ------------------------------------------------------------------------- property
+def lifecycle_scenario(lazily_used: list[str], starts: int, restarts: int, fakes: bool) -> None:
+    """Resolve some providers lazily first (the state start() finds), start (maybe twice),
+    check every stored value is handed out as itself, stop; repeat ``restarts`` times."""
+
+    async def scenario() -> None:
+        app = make_app()
+        with wired(app), ExitStack() as stack:
+            if fakes:
+                stack.enter_context(use_fakes(app))
+            for path in lazily_used:
+                await resolve(app, path)
+            found = modes(app)
+            for _ in range(restarts + 1):
+                for _ in range(starts):
+                    await start(app)
+                handed_out = {path: provider(app, path)() for path in INJECTED}
+                for path, value in handed_out.items():
+                    assert not pending(value), path
+                    assert provider(app, path)() is value, path
+                for stored in app.traverse(types=[providers.Resource, providers.Singleton]):
+                    assert not pending(stored()), stored
+                together = without_suspending(get_all())
+                assert {p: handed_out[p] for p in together} == together
+                await stop(app)
+                assert modes(app) == found
+
+    asyncio.run(scenario())
+
+
+@hypothesis_settings(max_examples=30)
+@given(
+    lazily_used=st.lists(st.sampled_from(INJECTED), max_size=4),
+    starts=st.integers(1, 2),
+    restarts=st.integers(0, 1),
+    fakes=st.booleans(),
+)
+def test_any_lifecycle_hands_out_stored_values_and_restores_providers(
+    lazily_used: list[str], starts: int, restarts: int, fakes: bool
+) -> None:
+    """Whatever was resolved before start, whether start ran twice, after restarts and
+    under fakes: while started no stored provider hands out a Future, injection never
+    suspends, and stop leaves every provider's async mode exactly as start found it."""
+    lifecycle_scenario(lazily_used, starts, restarts, fakes)
