@@ -10,6 +10,10 @@ call -- no ``Future`` per call, and ``@inject`` passes it straight through (see
 
 Before ``start()`` (or after ``stop()``) resources stay lazy: ``await
 app.postgres.store()`` initialises one on first use, as dependency-injector always does.
+Code that runs in both phases (a script, a test helper) uses :func:`resolve`, which
+returns the value either way::
+
+    store = await resolve(app.postgres.store)
 
 ``await stop(app)`` shuts every initialised resource down, resets the singletons built on
 them (so a later ``start()`` builds them on the new resources) and leaves every provider's
@@ -27,12 +31,15 @@ carries on (see the backend containers), so one failing close does not leak the 
 from __future__ import annotations
 
 import inspect
+from typing import Any, TypeVar, cast
 
-from dependency_injector import containers
+from dependency_injector import containers, providers
 
 from containers import _handout
 
-__all__ = ["start", "stop"]
+__all__ = ["resolve", "start", "stop"]
+
+T = TypeVar("T")
 
 
 async def start(container: containers.Container) -> None:
@@ -49,3 +56,12 @@ async def stop(container: containers.Container) -> None:
     """Shut down every initialised resource of ``container``; providers are left as
     ``start()`` found them."""
     await _handout.unpin(container)
+
+
+async def resolve(provider: providers.Provider[T] | providers.Provider[Any]) -> T:
+    """The provider's value, whether the container is started (a plain value) or not (an
+    awaitable that initialises the resources it needs on first use)."""
+    value: Any = provider()
+    if inspect.isawaitable(value):
+        value = await value
+    return cast("T", value)

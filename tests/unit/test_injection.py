@@ -279,3 +279,20 @@ def test_any_lifecycle_hands_out_stored_values_and_restores_providers(
     under fakes: while started no stored provider hands out a Future, injection never
     suspends, and stop leaves every provider's async mode exactly as start found it."""
     lifecycle_scenario(lazily_used, starts, restarts, fakes)
+
+
+async def test_resolve_returns_the_same_value_before_and_after_start(
+    app: ApplicationContainer,
+) -> None:
+    """``lifecycle.resolve`` gives code that runs in both phases one spelling: it awaits a
+    lazy provider and passes a started value through, and both are the one adapter."""
+    from containers.lifecycle import resolve as resolve_value
+
+    lazy = await resolve_value(app.postgres.store)
+    assert not pending(lazy)
+    assert lazy is await app.postgres.store()
+    await start(app)
+    started = await resolve_value(app.redis.cache)
+    assert started is app.redis.cache()
+    assert not pending(started)
+    assert await resolve_value(app.postgres.store) is app.postgres.store()
