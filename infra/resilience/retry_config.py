@@ -41,7 +41,7 @@ def default_retryable(exc: BaseException) -> bool:
 
 
 def as_predicate(
-    retryable: Retryable, argument: str = "retryable"
+    retryable: Retryable | object, argument: str = "retryable"
 ) -> Callable[[BaseException], bool]:
     """A predicate from an exception class, a tuple of exception classes or a predicate.
 
@@ -75,10 +75,10 @@ def as_predicate(
 
 
 def _instance_of(
-    types: type[BaseException] | tuple[type[BaseException], ...],
+    classes: type[BaseException] | tuple[type[BaseException], ...],
 ) -> Callable[[BaseException], bool]:
     def retryable(exc: BaseException) -> bool:
-        return isinstance(exc, types)
+        return isinstance(exc, classes)
 
     return retryable
 
