@@ -78,8 +78,8 @@ T = TypeVar("T")
 # task) keeps concurrent tasks and nested breakers apart without per-task bookkeeping.
 # The task is recorded because tasks created inside the block inherit a copy of the
 # stack: only the task that entered is inside the block.
-_ENTERED: ContextVar[tuple[tuple[CircuitBreaker, int, asyncio.Task[Any] | None], ...]] = (
-    ContextVar("infra_resilience_breaker_entered", default=())
+_ENTERED: ContextVar[tuple[tuple[CircuitBreaker, int, asyncio.Task[Any] | None], ...]] = ContextVar(
+    "infra_resilience_breaker_entered", default=()
 )
 _current_task: Final = asyncio.current_task
 #: Attribute marking a function returned by ``@breaker`` with the breaker guarding it.

@@ -338,9 +338,7 @@ class PolicyRun:
                 tickets.append(ticket)
         return bad
 
-    def _not_attempted(
-        self, ticket: int, exc: BaseException, tickets: list[int] | None
-    ) -> None:
+    def _not_attempted(self, ticket: int, exc: BaseException, tickets: list[int] | None) -> None:
         """The attempt ended before ``fn`` was called -- the rate limiter or the bulkhead
         refused it, failed (a shared limiter's Redis is down) or was cancelled while
         waiting -- so it says nothing about the backend: the breaker ticket is released

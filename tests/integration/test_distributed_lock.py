@@ -380,10 +380,14 @@ async def test_a_blocked_loop_past_the_lease_reports_the_renewals_error(
     the key expires on the server, and the LockLostError the watchdog raises is caused
     by its renewal's LockNotOwnedError, as documented (it used to be None)."""
     lock = RedisDistributedLock(redis_client, backoff=FAST)
-    with pytest.raises(LockLostError) as caught:
+
+    async def blocking_body() -> None:
         async with lock.hold("job", lease=0.1, watchdog=True):
             time.sleep(0.25)  # noqa: ASYNC251 -- the point: the loop is blocked
             await asyncio.sleep(1.0)
+
+    with pytest.raises(LockLostError) as caught:
+        await blocking_body()
     assert isinstance(caught.value.__cause__, LockNotOwnedError)
 
 

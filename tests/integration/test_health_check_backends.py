@@ -94,54 +94,56 @@ def _put_in(state: str, policy: ResiliencePolicy) -> int | None:
     checks=st.integers(1, 3),
 )
 async def test_a_health_check_never_touches_the_breaker_and_classifies_alike(
-    postgres_dsn: str, redis_url: str, kind: str, state: str, fault: str, checks: int
+    postgres_dsn: str, redis_url: str, *, kind: str, state: str, fault: str, checks: int
 ) -> None:
     """Any breaker state x any fault x any number of checks: the breaker's snapshot and
     the observers' events are unchanged; OPEN-and-waiting sends nothing; otherwise the
     probe decides healthy / degraded / unhealthy."""
     target = postgres_dsn if kind == "postgres" else redis_url
     rec = RecordingObserver()
-    async with ChaosProxy.for_url(target) as proxy:
-        async with adapter(kind, proxy.url_for(target), rec) as (subject, policy):
-            breaker = policy.breaker
-            assert breaker is not None
-            ticket = _put_in(state, policy)
-            before = breaker.snapshot()
-            events = (list(rec.transitions), list(rec.calls))
-            sent = proxy.stats.bytes_to_upstream
-            threshold = 10_000.0
-            if fault == "refuse":
-                proxy.refuse()
-                proxy.reset_all()  # pooled connections die too
-            elif fault == "slow":
-                proxy.add_latency(0.02)
-                threshold = 1.0
-            results = [await subject.health_check(threshold) for _ in range(checks)]
-            assert breaker.snapshot() == before
-            assert (rec.transitions, rec.calls) == events
-            for ok, details in results:
-                assert details["circuit_breaker"] == before.state.value
-                if state == "open_waiting":
-                    assert (ok, details["status"], details["latency_ms"]) == (
-                        False,
-                        "unhealthy",
-                        None,
-                    )
-                    assert "circuit breaker is open" in details["error"]
-                elif fault == "refuse":
-                    assert (ok, details["status"]) == (False, "unhealthy")
-                    assert details["error"].endswith("ConnectionError")
-                    assert details["latency_ms"] >= 0.0
-                else:
-                    expected = "healthy" if fault == "none" else "degraded"
-                    assert (ok, details["status"]) == (True, expected)
-                    assert "error" not in details
+    async with (
+        ChaosProxy.for_url(target) as proxy,
+        adapter(kind, proxy.url_for(target), rec) as (subject, policy),
+    ):
+        breaker = policy.breaker
+        assert breaker is not None
+        ticket = _put_in(state, policy)
+        before = breaker.snapshot()
+        events = (list(rec.transitions), list(rec.calls))
+        sent = proxy.stats.bytes_to_upstream
+        threshold = 10_000.0
+        if fault == "refuse":
+            proxy.refuse()
+            proxy.reset_all()  # pooled connections die too
+        elif fault == "slow":
+            proxy.add_latency(0.02)
+            threshold = 1.0
+        results = [await subject.health_check(threshold) for _ in range(checks)]
+        assert breaker.snapshot() == before
+        assert (rec.transitions, rec.calls) == events
+        for ok, details in results:
+            assert details["circuit_breaker"] == before.state.value
             if state == "open_waiting":
-                assert proxy.stats.bytes_to_upstream == sent  # no probe was sent
-            elif fault != "refuse":
-                assert proxy.stats.bytes_to_upstream > sent
-            if ticket is not None:
-                breaker.release(ticket)
+                assert (ok, details["status"], details["latency_ms"]) == (
+                    False,
+                    "unhealthy",
+                    None,
+                )
+                assert "circuit breaker is open" in details["error"]
+            elif fault == "refuse":
+                assert (ok, details["status"]) == (False, "unhealthy")
+                assert details["error"].endswith("ConnectionError")
+                assert details["latency_ms"] >= 0.0
+            else:
+                expected = "healthy" if fault == "none" else "degraded"
+                assert (ok, details["status"]) == (True, expected)
+                assert "error" not in details
+        if state == "open_waiting":
+            assert proxy.stats.bytes_to_upstream == sent  # no probe was sent
+        elif fault != "refuse":
+            assert proxy.stats.bytes_to_upstream > sent
+        if ticket is not None:
+            breaker.release(ticket)
 
 
 @pytest.mark.parametrize("kind", ["postgres", "redis"])
@@ -152,22 +154,24 @@ async def test_failing_health_checks_never_open_the_breaker(
     checks opened the breaker for every caller. Now twenty leave it CLOSED at zero."""
     target = postgres_dsn if kind == "postgres" else redis_url
     rec = RecordingObserver()
-    async with ChaosProxy.for_url(target) as proxy:
-        async with adapter(kind, proxy.url_for(target), rec) as (subject, policy):
-            calls_before = list(rec.calls)
-            proxy.refuse()
-            proxy.reset_all()
-            for _ in range(20):
-                ok, details = await subject.health_check()
-                assert (ok, details["status"]) == (False, "unhealthy")
-            breaker = policy.breaker
-            assert breaker is not None
-            assert (breaker.state, breaker.failure_count) == (BreakerState.CLOSED, 0)
-            assert rec.calls == calls_before
-            assert policy.retry is not None
-            executions = policy.retry.stats.executions
-            await subject.health_check()
-            assert policy.retry.stats.executions == executions  # never retried either
+    async with (
+        ChaosProxy.for_url(target) as proxy,
+        adapter(kind, proxy.url_for(target), rec) as (subject, policy),
+    ):
+        calls_before = list(rec.calls)
+        proxy.refuse()
+        proxy.reset_all()
+        for _ in range(20):
+            ok, details = await subject.health_check()
+            assert (ok, details["status"]) == (False, "unhealthy")
+        breaker = policy.breaker
+        assert breaker is not None
+        assert (breaker.state, breaker.failure_count) == (BreakerState.CLOSED, 0)
+        assert rec.calls == calls_before
+        assert policy.retry is not None
+        executions = policy.retry.stats.executions
+        await subject.health_check()
+        assert policy.retry.stats.executions == executions  # never retried either
 
 
 async def test_a_health_probe_never_takes_the_half_open_slot(redis_url: str) -> None:
@@ -199,15 +203,17 @@ async def test_the_result_reads_right_without_unpacking(postgres_dsn: str) -> No
     """`if await store.health_check():` is true exactly when healthy (a plain 2-tuple
     would always be true)."""
     rec = RecordingObserver()
-    async with ChaosProxy.for_url(postgres_dsn) as proxy:
-        async with adapter("postgres", proxy.url_for(postgres_dsn), rec) as (store, _):
-            assert await store.health_check()
-            proxy.refuse()
-            proxy.reset_all()
-            result = await store.health_check()
-            assert not result
-            is_healthy, details = result
-            assert (is_healthy, details["status"]) == (False, "unhealthy")
+    async with (
+        ChaosProxy.for_url(postgres_dsn) as proxy,
+        adapter("postgres", proxy.url_for(postgres_dsn), rec) as (store, _),
+    ):
+        assert await store.health_check()
+        proxy.refuse()
+        proxy.reset_all()
+        result = await store.health_check()
+        assert not result
+        is_healthy, details = result
+        assert (is_healthy, details["status"]) == (False, "unhealthy")
 
 
 async def _refused() -> None:

@@ -228,21 +228,22 @@ async def test_a_redis_outage_reaches_callers_as_a_typed_retryable_error(
         proxy.refuse()
         proxy.reset_all()
         for operation in (
-            lambda: limiter.acquire(),
-            lambda: limiter.acquire(1, timeout=0.5),
-            lambda: limiter.try_acquire(),
-            lambda: limiter.reset(),
+            limiter.acquire(),
+            limiter.acquire(1, timeout=0.5),
+            limiter.try_acquire(),
+            limiter.reset(),
         ):
             with pytest.raises(CacheConnectionError) as caught:
-                await operation()
+                await operation
             assert caught.value.retryable is True
             assert caught.value.component == "redis_rate_limit"
             assert isinstance(caught.value.__cause__, redis_exceptions.ConnectionError)
         proxy.heal()
         assert await limiter.try_acquire()
-    assert collector.get_counter(
-        "backend_calls_total", component="redis_rate_limit", outcome="ok"
-    ) == 2
+    assert (
+        collector.get_counter("backend_calls_total", component="redis_rate_limit", outcome="ok")
+        == 2
+    )
     errors = collector.get_counter(
         "backend_errors_total", component="redis_rate_limit", error_type="CacheConnectionError"
     )
@@ -264,7 +265,8 @@ async def test_the_limiters_own_policy_retries_and_trips_its_own_breaker(
         assert await limiter.try_acquire()
         proxy.reset_all()  # a blip: the pooled connection dies, a new one works
         assert await limiter.try_acquire()
-        assert policy.retry is not None and policy.retry.stats.retries == 1
+        assert policy.retry is not None
+        assert policy.retry.stats.retries == 1
         proxy.refuse()
         proxy.reset_all()
         for _ in range(2):

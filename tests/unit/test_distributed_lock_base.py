@@ -455,11 +455,19 @@ async def test_releasing_an_already_lost_lease_inside_hold_still_reports_the_los
     """The lease ran out before the body released it: the body's release says so
     (LockNotOwnedError) and leaving the block raises LockLostError, counted once."""
     lock = make()
-    with pytest.raises(LockLostError) as caught:
+    refused: list[BaseException] = []
+
+    async def late_release() -> None:
         async with lock.hold("job", lease=1.0) as held:
             clock.advance(2.0)
-            with pytest.raises(LockNotOwnedError):
+            try:
                 await lock.release(held)
+            except LockNotOwnedError as exc:
+                refused.append(exc)
+
+    with pytest.raises(LockLostError) as caught:
+        await late_release()
+    assert len(refused) == 1
     assert isinstance(caught.value.__cause__, LockNotOwnedError)
     assert lost_total(collector) == 1
 
@@ -506,10 +514,14 @@ async def test_a_watchdog_waking_after_a_blocked_loop_reports_the_renewals_error
     tries one renewal, so LockLostError.__cause__ is its error (the key expired), as
     documented -- not None."""
     lock = make()
-    with pytest.raises(LockLostError) as caught:
+
+    async def blocked_body() -> None:
         async with lock.hold("job", lease=3.0, watchdog=True):
             clock.advance(10.0)  # blocked: no await while the lease runs out
             await asyncio.Event().wait()
+
+    with pytest.raises(LockLostError) as caught:
+        await blocked_body()
     assert isinstance(caught.value.__cause__, LockNotOwnedError)
     assert lock.calls.count("extend") == 1
 
@@ -540,9 +552,13 @@ async def test_a_late_watchdog_facing_an_unreachable_server_reports_that_error(
     """Blocked past the lease, then the renewal cannot reach Redis: the cause is that
     connection error."""
     lock = make()
-    with pytest.raises(LockLostError) as caught:
+
+    async def blocked_body() -> None:
         async with lock.hold("job", lease=3.0, watchdog=True):
             lock.unavailable = True
             clock.advance(10.0)
             await asyncio.Event().wait()
+
+    with pytest.raises(LockLostError) as caught:
+        await blocked_body()
     assert isinstance(caught.value.__cause__, CacheConnectionError)

@@ -67,7 +67,8 @@ async def run(probe: Probe, breaker: CircuitBreaker | None, **kwargs: Any) -> He
 def test_the_result_unpacks_and_is_truthy_exactly_when_healthy() -> None:
     """A 2-tuple for `ok, details = ...`, and `if result:` means healthy."""
     good, bad = HealthCheckResult(True, {"status": "healthy"}), HealthCheckResult(False, {})
-    assert good and not bad
+    assert good
+    assert not bad
     ok, details = good
     assert (ok, details) == (True, {"status": "healthy"})
     assert bad == (False, {})
@@ -166,4 +167,4 @@ async def test_adapters_health_checks_on_a_dead_server_never_feed_the_breaker(
     breaker = policy.breaker
     assert breaker is not None
     assert (breaker.state, breaker.failure_count) == (BreakerState.CLOSED, 0)
-    assert rec.calls == [] and rec.retries == [] and rec.give_ups == []
+    assert (rec.calls, rec.retries, rec.give_ups) == ([], [], [])

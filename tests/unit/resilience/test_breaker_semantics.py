@@ -6,6 +6,7 @@ constructor spellings."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -97,10 +98,8 @@ async def test_no_number_of_reads_changes_the_state_or_tells_an_observer(
     breaker, clock, rec = make(threshold=threshold)
     for action, amount in actions:
         if action == "ok":
-            try:
+            with contextlib.suppress(CircuitBreakerOpenError):
                 await breaker.call(ok)
-            except CircuitBreakerOpenError:
-                pass
         elif action in ("fail", "excluded"):
             error = BackendConnectionError() if action == "fail" else QuerySyntaxError()
             with pytest.raises((BackendConnectionError, QuerySyntaxError, CircuitBreakerOpenError)):
@@ -207,9 +206,8 @@ async def _block_decorated(breaker: CircuitBreaker, inner: Callable[[], Awaitabl
 
 @nesting("async with + async with")
 async def _block_block(breaker: CircuitBreaker, inner: Callable[[], Awaitable[Any]]) -> Any:
-    async with breaker:
-        async with breaker:
-            return await inner()
+    async with breaker, breaker:
+        return await inner()
 
 
 @pytest.mark.parametrize("style", sorted(NESTINGS))
@@ -293,9 +291,7 @@ async def _style_record(breaker: CircuitBreaker, body: Callable[[], Awaitable[An
     return result
 
 
-async def _style_record_attempt(
-    breaker: CircuitBreaker, body: Callable[[], Awaitable[Any]]
-) -> Any:
+async def _style_record_attempt(breaker: CircuitBreaker, body: Callable[[], Awaitable[Any]]) -> Any:
     ticket = breaker.admit()
     try:
         result = await body()
