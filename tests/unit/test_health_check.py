@@ -47,7 +47,7 @@ class Probe:
 def breaker_in(state: str) -> tuple[CircuitBreaker, RecordingObserver]:
     clock = ManualClock()
     rec = RecordingObserver()
-    breaker = CircuitBreaker("b", CircuitBreakerConfig(timeout=10.0), clock=clock, hooks=[rec])
+    breaker = CircuitBreaker(CircuitBreakerConfig(timeout=10.0), name="b", clock=clock, hooks=[rec])
     if state != "closed":
         breaker.force_open()
         clock.advance(5.0 if state == "open_waiting" else 10.0)

@@ -32,7 +32,7 @@ def make(
     config = CircuitBreakerConfig(
         failure_threshold=threshold, timeout=timeout, half_open_max_calls=probes
     )
-    return CircuitBreaker("db", config, clock=clock, hooks=[rec]), clock, rec
+    return CircuitBreaker(config, name="db", clock=clock, hooks=[rec]), clock, rec
 
 
 async def ok() -> str:
@@ -161,7 +161,7 @@ def test_decorating_twice_with_the_same_breaker_is_decorating_once() -> None:
     """@breaker on a function it already guards returns that function; another breaker
     wraps it as usual."""
     breaker, _, _ = make()
-    other = CircuitBreaker("other")
+    other = CircuitBreaker(name="other")
 
     async def fetch() -> str:
         return "x"

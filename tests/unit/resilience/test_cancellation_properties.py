@@ -80,9 +80,8 @@ def build(
     rec = RecordingObserver()
     cb = None
     if breaker is not None:
-        cb = CircuitBreaker(
-            "svc", CircuitBreakerConfig(failure_threshold=5, timeout=5.0), clock=clock, hooks=[rec]
-        )
+        config = CircuitBreakerConfig(failure_threshold=5, timeout=5.0)
+        cb = CircuitBreaker(config, name="svc", clock=clock, hooks=[rec])
         if breaker == "half_open":
             cb.force_open()
             clock.advance(5.0)  # the next admitted attempt is the probe
@@ -219,7 +218,7 @@ async def test_cancelling_each_layer_used_on_its_own_leaves_nothing_held(
     """Each layer's own entry point, cancelled at any turn, releases what it took."""
     clock = ManualClock()
     backend = Backend(steps=3, failures=1)
-    breaker = CircuitBreaker("b", CircuitBreakerConfig(timeout=1.0), clock=clock)
+    breaker = CircuitBreaker(CircuitBreakerConfig(timeout=1.0), name="b", clock=clock)
     breaker.force_open()
     clock.advance(1.0)
     retry = RetryPolicy(RetryConfig(max_attempts=3, jitter=False), clock=clock)
@@ -279,8 +278,8 @@ async def test_an_attempt_refused_before_the_backend_never_counts(
     clock = ManualClock()
     rec = RecordingObserver()
     breaker = CircuitBreaker(
-        "llm",
         CircuitBreakerConfig(failure_threshold=threshold, count_retried_attempts=per_attempt),
+        name="llm",
         clock=clock,
         hooks=[rec],
     )
@@ -316,7 +315,7 @@ async def test_a_limiter_failure_after_backend_failures_does_not_count_the_call(
     """Attempt 1 reaches the backend and fails; attempt 2 is stopped by the limiter's
     outage. The call's final error is not the backend's: the call does not count."""
     clock = ManualClock()
-    breaker = CircuitBreaker("llm", CircuitBreakerConfig(failure_threshold=1), clock=clock)
+    breaker = CircuitBreaker(CircuitBreakerConfig(failure_threshold=1), name="llm", clock=clock)
 
     class FlakyLimiter(FailingLimiter):
         def __init__(self) -> None:
