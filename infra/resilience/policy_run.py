@@ -23,6 +23,12 @@ path (:meth:`PolicyRun._run`): the same layers, with a coroutine per layer.
 each failed attempt is reported with ``record_attempt`` and its ticket collected; when
 the call fails for good, ``record_give_up`` counts one failure if the final error is one
 the breaker counts. A success resets the count as always.
+
+**An attempt that never reached the backend counts nothing** (:meth:`PolicyRun.
+_not_attempted`): when the rate limiter or the bulkhead refuses, fails (e.g. a shared
+limiter's Redis is down) or is cancelled before ``fn`` is called, the breaker ticket is
+released, and a call whose last attempt ended that way does not count as failed -- its
+final error is not the backend's.
 """
 
 from __future__ import annotations
