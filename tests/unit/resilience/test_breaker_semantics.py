@@ -414,3 +414,27 @@ def test_ambiguous_or_wrong_constructor_arguments_are_type_errors(
     """Each misuse names what is wrong and shows a correct form."""
     with pytest.raises(TypeError, match=match):
         CircuitBreaker(*args, **kwargs)
+
+
+# ------------------------------------------------------------------------- misuse
+async def test_misusing_a_breaker_is_a_clear_error_that_counts_nothing() -> None:
+    """Decorating a non-callable, a wrong config type, leaving a block never entered:
+    each is a typed error naming the problem, and the breaker's state is untouched."""
+    breaker, _, rec = make()
+    with pytest.raises(TypeError, match="decorates a callable"):
+        breaker(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="config must be a CircuitBreakerConfig"):
+        CircuitBreaker(config={"failure_threshold": 5}, name="x")  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="without a matching __aenter__"):
+        await breaker.__aexit__(None, None, None)
+    assert (breaker.state, breaker.failure_count, rec.calls) == (State.CLOSED, 0, [])
+
+
+def test_misusing_a_retry_policy_is_a_clear_error() -> None:
+    """A config or budget of the wrong type is refused at construction, by name."""
+    from infra.resilience.retry import RetryPolicy
+
+    with pytest.raises(TypeError, match="config must be a RetryConfig"):
+        RetryPolicy({"max_attempts": 3})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="budget must be a RetryBudget"):
+        RetryPolicy(budget=0.2)  # type: ignore[arg-type]
