@@ -234,6 +234,37 @@ async def test_every_nesting_of_one_breaker_is_admitted_and_counted_once(
     assert rec.outcomes() == [CallOutcome.FAILURE, CallOutcome.SUCCESS]
 
 
+@given(
+    calls=st.lists(
+        st.tuples(st.sampled_from([*sorted(NESTINGS), "plain"]), st.booleans()),
+        min_size=1,
+        max_size=25,
+    )
+)
+async def test_any_sequence_of_nested_calls_counts_like_plain_calls(
+    calls: list[tuple[str, bool]],
+) -> None:
+    """Whatever mix of nestings and plain calls, failing or not: the failure count is the
+    number of failed calls since the last success, and observers see one outcome per
+    call -- exactly what the same sequence of plain calls gives."""
+    breaker, _, rec = make(threshold=1000)
+    expected_count = 0
+    for style, fails in calls:
+        inner = down if fails else ok
+        run = breaker.call(inner) if style == "plain" else NESTINGS[style](breaker, inner)
+        if fails:
+            with pytest.raises(BackendConnectionError):
+                await run
+            expected_count += 1
+        else:
+            assert await run == "ok"
+            expected_count = 0
+        assert breaker.failure_count == expected_count
+    assert rec.outcomes() == [
+        CallOutcome.FAILURE if fails else CallOutcome.SUCCESS for _, fails in calls
+    ]
+
+
 async def test_a_half_open_probe_reaching_the_breaker_again_through_a_policy() -> None:
     """A probe (via the policy's admit/record) whose fn calls the same breaker again is
     not refused by its own slot, whatever the call style of the inner call."""
