@@ -18,6 +18,15 @@ Exit rules, in order (``body`` = the code inside ``async with``):
    release failure is attached to it as a note (``exc.__notes__``) and logged.
 4. Otherwise the body's outcome (value or exception) passes through.
 
+**The body may release the lock itself** (``await lock.release(lease)``, e.g. to let the
+next holder in before slow follow-up work). That release is this hold's: the watchdog
+stops, and on exit nothing more is sent and nothing is reported lost -- a lease the
+holder gave back was not lost. If that release fails, its error reaches the body as
+usual and the hold is unchanged (the watchdog keeps renewing; on exit the release is
+tried again and rule 2 or 3 applies). A loss the watchdog detects while the body's
+release is in flight is held back: dropped when the release succeeds (the lease ended
+because we gave it back), reported as in rule 1 when it fails.
+
 With the watchdog off, rule 2 is how an over-long critical section becomes visible --
 after the fact. The fencing token is what keeps the storage safe meanwhile.
 
@@ -53,7 +62,10 @@ class Hold:
         "_lease_s",
         "_lock",
         "_lost",
+        "_lost_while_releasing",
         "_name",
+        "_released",
+        "_releasing",
         "_task",
         "_use_watchdog",
         "_wait_s",
@@ -76,6 +88,9 @@ class Hold:
         self._exiting = False
         self._lost: LockLostError | None = None
         self._we_cancelled = False
+        self._releasing = False  # the body's own release is in flight
+        self._released = False  # the body released the lock itself
+        self._lost_while_releasing: LockLostError | None = None
 
     @property
     def watchdog(self) -> LeaseWatchdog | None:
@@ -87,6 +102,7 @@ class Hold:
             raise RuntimeError("a hold() context manager is single-use; call lock.hold() again")
         lease, granted_at = await self._lock._acquire_timed(self._name, self._lease_s, self._wait_s)
         self._lease = lease
+        self._lock._holds[lease.owner] = self
         if self._use_watchdog:
             task = asyncio.current_task()
             if task is None:  # pragma: no cover - an async with always runs inside a task
@@ -104,9 +120,31 @@ class Hold:
             self._watchdog.start()
         return lease
 
+    async def release_in_body(self, lease: LockLease) -> None:
+        """The body calls ``lock.release(lease)`` on this hold's lease (see the module
+        docstring); raises what that release raises."""
+        self._releasing = True
+        try:
+            await self._lock._release_lease(lease)
+        except BaseException:
+            self._releasing = False
+            pending, self._lost_while_releasing = self._lost_while_releasing, None
+            if pending is not None:
+                self._on_lost(pending)
+            raise
+        self._releasing = False
+        self._released = True
+        self._lost_while_releasing = None
+        self._lock._holds.pop(lease.owner, None)
+        if self._watchdog is not None:
+            await self._watchdog.stop()
+
     def _on_lost(self, error: LockLostError) -> None:
-        if self._exiting or self._lost is not None:
-            return  # the body has finished; release will tell what happened
+        if self._exiting or self._released or self._lost is not None:
+            return  # the body has finished or gave the lock back; nothing was lost
+        if self._releasing:
+            self._lost_while_releasing = error  # decided by the release's outcome
+            return
         self._lost = error
         self._lock.metrics.lost()
         if self._task is not None:
@@ -124,11 +162,14 @@ class Hold:
         lease = self._lease
         if lease is None:  # pragma: no cover - __aexit__ without a successful __aenter__
             return False
-        if self._lost is not None:
+        self._lock._holds.pop(lease.owner, None)
+        if self._lost is not None:  # declared lost (and the body cancelled) before any release
             self._exit_lost(self._lost, exc)
             return False
+        if self._released:
+            return False  # the body gave the lock back itself: nothing to send or report
         try:
-            await self._lock.release(lease)
+            await self._lock._release_lease(lease)
         except LockNotOwnedError as err:
             self._lock.metrics.lost()
             lost = LockLostError(

@@ -140,6 +140,7 @@ class LeaseLockBase(ABC):
         "_component",
         "_default_lease",
         "_default_wait",
+        "_holds",
         "_random",
         "_watchdog",
         "metrics",
@@ -165,6 +166,9 @@ class LeaseLockBase(ABC):
         self._backoff = backoff if backoff is not None else LockBackoff()
         self._random = random.Random()  # noqa: S311 -- jitter, not security
         self._cleanups: set[asyncio.Task[None]] = set()
+        #: The ``hold()`` blocks running now, by owner token: a release of their lease
+        #: from inside the body is the hold's own (see :mod:`infra.cache._hold`).
+        self._holds: dict[str, Hold] = {}
         #: Wait/timeout/lost metrics, labelled by ``component`` (never by lock name).
         self.metrics = LockMetrics(component)
 
@@ -217,7 +221,18 @@ class LeaseLockBase(ABC):
         return granted
 
     async def release(self, lease: LockLease) -> None:
-        """Release; raises ``LockNotOwnedError`` if ``lease`` no longer owns the lock."""
+        """Release; raises ``LockNotOwnedError`` if ``lease`` no longer owns the lock.
+
+        Inside ``async with lock.hold(...) as lease:`` releasing ``lease`` ends the hold
+        early: its watchdog stops and leaving the block sends and reports nothing more.
+        """
+        hold = self._holds.get(lease.owner)
+        if hold is not None:
+            await hold.release_in_body(lease)
+            return
+        await self._release_lease(lease)
+
+    async def _release_lease(self, lease: LockLease) -> None:
         if not await self._release(lease.name, lease.owner):
             raise self._not_owned(lease, "release")
 

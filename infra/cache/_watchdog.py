@@ -15,6 +15,14 @@ the allowance Redlock uses for clock rate differences). A failed renewal is retr
 every ``lease / 9`` or sooner; each attempt is bounded by the time left, so a hung
 connection cannot keep the watchdog quiet past the lease.
 
+**At least one renewal is attempted before loss is declared**, even when the watchdog
+wakes up after the estimated end (the event loop was blocked, the process paused): the
+owner-checked extend then either succeeds -- the server still held the key for this
+owner, so nobody else held the lock meanwhile and nothing was lost -- or fails, and that
+failure becomes the ``LockLostError``'s ``__cause__`` (usually ``LockNotOwnedError``: the
+key expired). Such a late attempt is bounded by ``lease / 9``. So ``__cause__`` is always
+the error of the last renewal attempt.
+
 The watchdog only detects and reports (``on_lost`` is called at most once, with a
 :class:`~infra.exceptions.LockLostError` whose ``__cause__`` is the last error); what to
 do about it -- cancel the critical section -- is :class:`infra.cache._hold.Hold`'s job.
@@ -115,18 +123,20 @@ class LeaseWatchdog:
         while True:
             started = clock.now()
             left = self._valid_until - self._margin - started
-            if left <= 0:
+            if left <= 0 and last_error is not None:
                 self._lose("the lease could not be renewed before it ended", last_error)
                 return False
+            late = left <= 0  # woke after the estimated end: one bounded, last try
             try:
-                async with asyncio.timeout(left):
+                async with asyncio.timeout(self._interval / 3 if late else left):
                     self.lease = await self._renew(self.lease)
             except LockNotOwnedError as exc:
                 self._lose("the lock expired or was taken over", exc)
                 return False
             except Exception as exc:  # noqa: BLE001 -- any error: retry while the lease lasts
                 last_error = exc
-                await clock.sleep(min(self._interval / 3, left / 2))
+                if not late:
+                    await clock.sleep(min(self._interval / 3, left / 2))
                 continue
             self._valid_until = started + self.lease.lease_seconds
             self.renewals += 1

@@ -38,10 +38,8 @@ Design decisions:
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from time import perf_counter
 from types import TracebackType
 from typing import Any, Self, cast
 
@@ -58,8 +56,7 @@ from infra.cache._client import (
 from infra.cache._ttl import ttl_to_ms
 from infra.cache.serialization import JsonSerializer, Serializer
 from infra.calls import BackendCalls
-from infra.ports import HealthStatus
-from infra.redaction import redact_text
+from infra.health_check import HealthCheckResult, check_health, probe_calls
 from infra.resilience import ResiliencePolicy
 
 __all__ = ["RedisCache"]
@@ -86,6 +83,7 @@ class RedisCache:
         "_delete",
         "_exists",
         "_get",
+        "_health_calls",
         "_loads",
         "_mget",
         "_mset",
@@ -130,6 +128,8 @@ class RedisCache:
             server_port=port,
             record=record,
         )
+        # Health pings bypass the policy (see infra.health_check) but are recorded.
+        self._health_calls = probe_calls(self._calls)
         # The GET handle's bound run: the 3-tier cache's L2 hit path resolves nothing per
         # call (see infra.calls on operation handles).
         self._run_get = self._calls.operation("get").run
@@ -259,34 +259,32 @@ class RedisCache:
 
     async def health_check(
         self, latency_threshold_ms: float = 100.0, *, timeout: float = 2.0
-    ) -> tuple[bool, dict[str, Any]]:
-        """PING, timed. ``(True, {"status": "healthy"|"degraded", ...})`` when it answers
-        (degraded above ``latency_threshold_ms``), ``(False, {"status": "unhealthy",
-        "error": ...})`` otherwise. Never raises; waits at most ``timeout`` seconds."""
-        details: dict[str, Any] = {"latency_threshold_ms": latency_threshold_ms}
-        start = perf_counter()
-        status: HealthStatus
-        try:
-            async with asyncio.timeout(timeout):
-                await self._calls.run("ping", self._ping, idempotent=False)
-        # A health check reports every failure instead of raising it.
-        except Exception as exc:  # noqa: BLE001
-            status = "unhealthy"
-            details["error"] = type(exc).__name__
-            details["message"] = redact_text(str(exc))[:300]
-        else:
-            elapsed = (perf_counter() - start) * 1000.0
-            status = "healthy" if elapsed <= latency_threshold_ms else "degraded"
-        details["status"] = status
-        details["latency_ms"] = round((perf_counter() - start) * 1000.0, 3)
-        breaker = self._calls.policy.breaker
-        details["circuit_breaker"] = None if breaker is None else breaker.state.value
+    ) -> HealthCheckResult:
+        """PING, timed, outside the policy (never retried, never seen by the breaker).
+        ``(True, {"status": "healthy"|"degraded", ...})`` when it answers (degraded above
+        ``latency_threshold_ms``), ``(False, {"status": "unhealthy", "error": ...,
+        "message": ...})`` otherwise. Never raises; waits at most ``timeout`` seconds.
+        See :mod:`infra.health_check` for the rules shared by every adapter."""
+        return await check_health(
+            self._send_ping,
+            latency_threshold_ms=latency_threshold_ms,
+            timeout=timeout,
+            breaker=self._calls.policy.breaker,
+            probe_name="PING",
+            backend="Redis",
+            pool=self._pool_details,
+            extra={"latency_threshold_ms": latency_threshold_ms},
+        )
+
+    def _send_ping(self) -> Awaitable[Any]:
+        return self._health_calls.run("ping", self._ping, idempotent=False)
+
+    def _pool_details(self) -> dict[str, int | None]:
         sampler = redis_pool_stats(self._client)
-        if sampler is not None:
-            stats = sampler()
-            details["pool_size"], details["pool_free"] = stats.size, stats.idle
-            details["pool_max"] = stats.max
-        return status != "unhealthy", details
+        if sampler is None:  # a cluster: one pool per node
+            return {}
+        stats = sampler()
+        return {"pool_size": stats.size, "pool_free": stats.idle, "pool_max": stats.max}
 
     # ------------------------------------------------------------------- lifecycle
     async def aclose(self) -> None:

@@ -51,15 +51,16 @@ no lock is needed.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
-from types import TracebackType
-from typing import Any, ParamSpec, Self, TypeVar
+from types import FunctionType, TracebackType
+from typing import Any, Final, ParamSpec, Self, TypeVar
 
 from infra.resilience._calls import NOTHING, misuse
 from infra.resilience.breaker_config import DEFAULT_EXCLUDED, BreakerSnapshot, CircuitBreakerConfig
-from infra.resilience.breaker_state import BreakerCore
+from infra.resilience.breaker_state import NESTED, BreakerCore
 from infra.resilience.hooks import CallOutcome
 
 __all__ = [
@@ -73,11 +74,16 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 # ``async with breaker:`` needs the generation it was admitted in at exit time. Each task
-# runs in its own context, so a context variable holding a stack of (breaker, generation)
-# keeps concurrent tasks and nested breakers apart without any per-task bookkeeping.
-_ENTERED: ContextVar[tuple[tuple[CircuitBreaker, int], ...]] = ContextVar(
+# runs in its own context, so a context variable holding a stack of (breaker, generation,
+# task) keeps concurrent tasks and nested breakers apart without per-task bookkeeping.
+# The task is recorded because tasks created inside the block inherit a copy of the
+# stack: only the task that entered is inside the block.
+_ENTERED: ContextVar[tuple[tuple[CircuitBreaker, int, asyncio.Task[Any] | None], ...]] = ContextVar(
     "infra_resilience_breaker_entered", default=()
 )
+_current_task: Final = asyncio.current_task
+#: Attribute marking a function returned by ``@breaker`` with the breaker guarding it.
+_GUARDED_BY: Final = "__circuit_breaker__"
 
 
 class CircuitBreaker(BreakerCore):
@@ -90,8 +96,22 @@ class CircuitBreaker(BreakerCore):
         clock: Time source; :class:`MonotonicClock` unless a test injects another.
         hooks: Observers told about every transition and call outcome.
 
-    Use it as ``await breaker.call(fn, *args, **kwargs)``, ``async with breaker: ...``
-    or as a decorator ``@breaker`` on an async function.
+    Build it as ``CircuitBreaker("redis", config)`` (name first) or
+    ``CircuitBreaker(config, name="redis")``. Use it as ``await breaker.call(fn, *args,
+    **kwargs)``, ``async with breaker: ...`` or as a decorator ``@breaker`` on an async
+    function.
+
+    **One call, one count.** A call the same breaker already guards in the same task is
+    not guarded a second time: ``breaker.call(f)`` on a function decorated with
+    ``@breaker``, ``@breaker`` applied twice, ``breaker.call``/a decorated function/a
+    nested ``async with breaker`` inside ``async with breaker``, and -- while HALF_OPEN --
+    any call a probe makes through the breaker again (also through a
+    ``ResiliencePolicy`` holding it). The inner call runs straight through and the outer
+    one alone is admitted and counted; otherwise each failure would count twice, and a
+    half-open probe would be refused by its own probe slot and wedge the breaker in
+    HALF_OPEN. Not detected, because telling it apart would cost every call: a
+    CLOSED-state call that reaches the breaker again through a layer of its own (e.g.
+    ``breaker.call(lambda: breaker.call(f))``); its failure counts at both layers.
     """
 
     __slots__ = ()
@@ -161,6 +181,13 @@ class CircuitBreaker(BreakerCore):
             CircuitBreakerOpenError: Open, or half-open with every probe slot busy.
             Exception: Whatever ``fn`` raised -- always the original error.
         """
+        # Already guarded by us (a function we decorated, or a call inside one of our
+        # blocks): count it once. Cheap on purpose -- a plain function's __dict__ is
+        # empty, and _blocks is 0 unless some task is inside ``async with self``.
+        if (
+            fn.__class__ is FunctionType and fn.__dict__ and fn.__dict__.get(_GUARDED_BY) is self
+        ) or (self._blocks and self._inside_block()):
+            return await fn(*args, **kwargs)
         gen = self._gen if self._closed else self._admit()
         returned: Any = NOTHING
         try:
@@ -182,19 +209,32 @@ class CircuitBreaker(BreakerCore):
     def __call__(
         self, fn: Callable[P, Coroutine[Any, Any, T]]
     ) -> Callable[P, Coroutine[Any, Any, T]]:
-        """Decorate an async function so every call goes through this breaker."""
+        """Decorate an async function so every call goes through this breaker (once:
+        decorating a function this breaker already guards returns it unchanged)."""
         if not callable(fn):
             raise TypeError(f"@{type(self).__name__} decorates a callable, got {fn!r}")
+        if getattr(fn, _GUARDED_BY, None) is self:
+            return fn
 
         @functools.wraps(fn)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
             return await self.call(fn, *args, **kwargs)
 
+        setattr(guarded, _GUARDED_BY, self)
         return guarded
 
+    def _inside_block(self) -> bool:
+        """Whether the current task is inside an ``async with`` of this breaker."""
+        task = _current_task()
+        return any(breaker is self and owner is task for breaker, _, owner in _ENTERED.get())
+
     async def __aenter__(self) -> Self:
-        gen = self._gen if self._closed else self._admit()
-        _ENTERED.set((*_ENTERED.get(), (self, gen)))
+        if self._blocks and self._inside_block():
+            gen = NESTED  # the outer block is admitted and counted; this one passes through
+        else:
+            gen = self._gen if self._closed else self._admit()
+        _ENTERED.set((*_ENTERED.get(), (self, gen, _current_task())))
+        self._blocks += 1
         return self
 
     async def __aexit__(
@@ -211,6 +251,9 @@ class CircuitBreaker(BreakerCore):
                 break
         else:
             raise RuntimeError(f"{self!r}: __aexit__ without a matching __aenter__")
+        self._blocks -= 1
+        if gen == NESTED:
+            return
         if exc is None:
             self._succeeded(gen)
         elif isinstance(exc, Exception):

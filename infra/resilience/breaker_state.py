@@ -9,9 +9,10 @@ Split only to keep each module short; the rules are documented in ``breaker.py``
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, overload
 
 from aiobreaker import CircuitBreakerState as _AioState
 from aiobreaker.storage.memory import CircuitMemoryStorage
@@ -21,7 +22,7 @@ from infra.resilience.breaker_config import BreakerSnapshot, CircuitBreakerConfi
 from infra.resilience.clock import Clock, MonotonicClock
 from infra.resilience.hooks import BreakerObserver, BreakerState, CallOutcome, notify
 
-__all__ = ["BreakerCore"]
+__all__ = ["NESTED", "BreakerCore"]
 
 _TO_AIO: Final = {
     BreakerState.CLOSED: _AioState.CLOSED,
@@ -33,11 +34,18 @@ _AIO_CLOSED: Final = _AioState.CLOSED
 _AIO_OPEN: Final = _AioState.OPEN
 _AIO_HALF_OPEN: Final = _AioState.HALF_OPEN
 
+#: The ticket of a call that the same breaker already guards in the same task (a nested
+#: call): admitted without a probe slot, its outcome is left to the outer call. Never
+#: equal to a generation, so every record path ignores it.
+NESTED: Final = -1
+_current_task: Final = asyncio.current_task
+
 
 class BreakerCore:
     """State, transitions and introspection of a circuit breaker (see ``CircuitBreaker``)."""
 
     __slots__ = (
+        "_blocks",
         "_clock",
         "_closed",
         "_component",
@@ -48,21 +56,58 @@ class BreakerCore:
         "_hooks",
         "_name",
         "_opened_at",
+        "_probe_tasks",
         "_probes",
         "_quiet",
         "_store",
         "_window",
     )
 
+    @overload
+    def __init__(
+        self,
+        name: str,
+        config: CircuitBreakerConfig | None = None,
+        /,
+        *,
+        component: str | None = None,
+        clock: Clock | None = None,
+        hooks: Sequence[BreakerObserver] = (),
+    ) -> None: ...
+
+    @overload
     def __init__(
         self,
         config: CircuitBreakerConfig | None = None,
+        /,
         *,
         name: str,
         component: str | None = None,
         clock: Clock | None = None,
         hooks: Sequence[BreakerObserver] = (),
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        *,
+        config: CircuitBreakerConfig | None = None,
+        name: str,
+        component: str | None = None,
+        clock: Clock | None = None,
+        hooks: Sequence[BreakerObserver] = (),
+    ) -> None: ...
+
+    def __init__(
+        self,
+        *positional: str | CircuitBreakerConfig | None,
+        config: CircuitBreakerConfig | None = None,
+        name: str | None = None,
+        component: str | None = None,
+        clock: Clock | None = None,
+        hooks: Sequence[BreakerObserver] = (),
     ) -> None:
+        name, config = _name_and_config(positional, name, config)
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
         self._config = config if config is not None else CircuitBreakerConfig()
@@ -76,6 +121,10 @@ class BreakerCore:
         self._store = CircuitMemoryStorage(_AIO_CLOSED)
         self._gen = 0  # bumped on every transition; outcomes from older generations are ignored
         self._probes = 0  # probes in flight in the current HALF_OPEN generation
+        # Tasks holding those probes: a probe that calls through the breaker again is a
+        # nested call, not a second probe (it would find every slot busy -- its own).
+        self._probe_tasks: set[asyncio.Task[object]] = set()
+        self._blocks = 0  # ``async with`` blocks of this breaker open, in any task
         self._opened_at = 0.0  # clock time of the last transition to OPEN
         self._window = self._config.new_window()
         self._failures_in_window = 0
@@ -98,8 +147,10 @@ class BreakerCore:
 
     @property
     def state(self) -> BreakerState:
-        """Current state; an OPEN breaker whose timeout elapsed reports HALF_OPEN."""
-        self._refresh()
+        """The current state. Reading it changes nothing: an OPEN breaker whose timeout
+        has elapsed stays OPEN (``snapshot().retry_after_s == 0``) until a call is
+        admitted as its probe, which is when it turns HALF_OPEN and observers hear of it.
+        """
         return _FROM_AIO[self._store.state]
 
     @property
@@ -153,12 +204,12 @@ class BreakerCore:
     def _remaining(self) -> float:
         return max(0.0, self._opened_at + self._config.timeout - self._clock.now())
 
-    def _refresh(self) -> None:
-        if self._store.state is _AIO_OPEN and self._remaining() <= 0.0:
-            self._transition(BreakerState.HALF_OPEN)
-
     def _admit(self) -> int:
-        """Admission when not CLOSED: fail fast, or become a half-open probe."""
+        """Admission when not CLOSED: fail fast, or become a half-open probe.
+
+        The only place an OPEN breaker turns HALF_OPEN: when a call is admitted as its
+        probe (never when the state is read).
+        """
         state = self._store.state
         if state is _AIO_OPEN:
             remaining = self._remaining()
@@ -167,9 +218,14 @@ class BreakerCore:
             self._transition(BreakerState.HALF_OPEN)
         elif state is _AIO_CLOSED:
             return self._gen
+        task = _current_task()
+        if task is not None and task in self._probe_tasks:
+            return NESTED  # this task's own probe calls through us again
         if self._probes >= self._config.half_open_max_calls:
             raise self._rejected(BreakerState.HALF_OPEN, 0.0)
         self._probes += 1
+        if task is not None:
+            self._probe_tasks.add(task)
         return self._gen
 
     def _rejected(self, state: BreakerState, retry_after: float) -> CircuitBreakerOpenError:
@@ -242,6 +298,9 @@ class BreakerCore:
         """The call neither succeeded nor failed; free its probe slot if it held one."""
         if gen == self._gen and self._store.state is _AIO_HALF_OPEN:
             self._probes -= 1
+            task = _current_task()
+            if task is not None:
+                self._probe_tasks.discard(task)
         self._notify_call(outcome)
 
     def _notify_call(self, outcome: CallOutcome) -> None:
@@ -281,6 +340,7 @@ class BreakerCore:
         store.state = _TO_AIO[new]
         self._gen += 1
         self._probes = 0
+        self._probe_tasks.clear()
         if new is BreakerState.OPEN:
             self._opened_at = self._clock.now()
             store.opened_at = datetime.now(UTC)  # wall time, for humans; decisions use _opened_at
@@ -290,3 +350,42 @@ class BreakerCore:
         self._settle()
         if self._hooks and old is not new:
             notify(self._hooks, lambda o: o.on_state_change(self._name, old, new))
+
+
+def _name_and_config(
+    positional: tuple[str | CircuitBreakerConfig | None, ...],
+    name: str | None,
+    config: CircuitBreakerConfig | None,
+) -> tuple[str | None, CircuitBreakerConfig | None]:
+    """Both spellings: ``CircuitBreaker("redis", config)`` (name first, the design
+    document's form) and ``CircuitBreaker(config, name="redis")``; each value once."""
+    if len(positional) > 2:
+        raise TypeError(
+            f"CircuitBreaker takes at most 2 positional arguments (name, config), "
+            f"got {len(positional)}"
+        )
+    rest = list(positional)
+    if rest and isinstance(rest[0], str):
+        if name is not None:
+            raise TypeError("CircuitBreaker got the name twice (positionally and as name=)")
+        name = rest.pop(0)  # type: ignore[assignment]  # narrowed by the isinstance above
+    if rest:
+        if len(rest) > 1 or config is not None:
+            raise TypeError(
+                "CircuitBreaker got the config twice, or a second positional argument "
+                "after the config; write CircuitBreaker('redis', config) or "
+                "CircuitBreaker(config, name='redis')"
+            )
+        first = rest[0]
+        if first is not None and not isinstance(first, CircuitBreakerConfig):
+            raise TypeError(
+                f"CircuitBreaker's positional arguments are (name: str, config: "
+                f"CircuitBreakerConfig), got {type(first).__name__} {first!r}"
+            )
+        config = first
+    if name is None:
+        raise TypeError(
+            "CircuitBreaker needs a name: CircuitBreaker('redis', config) or "
+            "CircuitBreaker(config, name='redis')"
+        )
+    return name, config

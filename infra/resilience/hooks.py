@@ -65,6 +65,7 @@ class GiveUpReason(enum.StrEnum):
     ATTEMPTS_EXHAUSTED = "attempts_exhausted"
     DEADLINE = "deadline"
     BUDGET_EXHAUSTED = "budget_exhausted"
+    CALLBACK_FAILED = "callback_failed"  #: the call's ``on_retry`` callback raised
 
 
 @runtime_checkable

@@ -23,6 +23,12 @@ path (:meth:`PolicyRun._run`): the same layers, with a coroutine per layer.
 each failed attempt is reported with ``record_attempt`` and its ticket collected; when
 the call fails for good, ``record_give_up`` counts one failure if the final error is one
 the breaker counts. A success resets the count as always.
+
+**An attempt that never reached the backend counts nothing** (:meth:`PolicyRun.
+_not_attempted`): when the rate limiter or the bulkhead refuses, fails (e.g. a shared
+limiter's Redis is down) or is cancelled before ``fn`` is called, the breaker ticket is
+released, and a call whose last attempt ended that way does not count as failed -- its
+final error is not the backend's.
 """
 
 from __future__ import annotations
@@ -103,6 +109,7 @@ class PolicyRun:
                 ran = False
             else:
                 returned: Any = NOTHING
+                called = False
                 try:
                     if self._limiter is not None:
                         await self._limiter.acquire(1, timeout=self._limiter_wait)
@@ -110,6 +117,7 @@ class PolicyRun:
                     if bulkhead is not None:
                         await bulkhead.acquire()
                     try:
+                        called = True
                         returned = fn(*args, **kwargs)
                         attempt_timeout = self._attempt_timeout
                         if attempt_timeout is None:
@@ -128,7 +136,11 @@ class PolicyRun:
                 except BaseException as exc:
                     if self._per_call:
                         tickets = []
-                    bad = self._failed(ticket, fn, returned, exc, tickets)
+                    if called:
+                        bad = self._failed(ticket, fn, returned, exc, tickets)
+                    else:
+                        bad = None
+                        self._not_attempted(ticket, exc, tickets)
                     if retry is None or not isinstance(exc, Exception):
                         if retry is not None:
                             _count_call(retry)
@@ -274,6 +286,7 @@ class PolicyRun:
         breaker = self._breaker
         ticket = breaker.admit() if breaker is not None else 0
         returned: Any = NOTHING
+        called = False
         try:
             if self._limiter is not None:
                 await self._limiter.acquire(1, timeout=self._limiter_wait)
@@ -281,6 +294,7 @@ class PolicyRun:
             if bulkhead is not None:
                 await bulkhead.acquire()
             try:
+                called = True
                 returned = fn(*args, **kwargs)
                 timeout = self._attempt_timeout
                 if timeout is None:
@@ -298,6 +312,9 @@ class PolicyRun:
                 if bulkhead is not None:
                     bulkhead.release()
         except BaseException as exc:
+            if not called:
+                self._not_attempted(ticket, exc, tickets)
+                raise
             bad = self._failed(ticket, fn, returned, exc, tickets)
             if bad is not None:
                 raise bad from exc
@@ -326,6 +343,21 @@ class PolicyRun:
                 breaker.record_attempt(ticket, exc)
                 tickets.append(ticket)
         return bad
+
+    def _not_attempted(self, ticket: int, exc: BaseException, tickets: list[int] | None) -> None:
+        """The attempt ended before ``fn`` was called -- the rate limiter or the bulkhead
+        refused it, failed (a shared limiter's Redis is down) or was cancelled while
+        waiting -- so it says nothing about the backend: the breaker ticket is released
+        (a cancellation is recorded as such), and the call's earlier failed attempts are
+        forgotten, since its final error is not the backend's."""
+        breaker = self._breaker
+        if breaker is not None:
+            if isinstance(exc, Exception):
+                breaker.release(ticket)
+            else:
+                breaker.record(ticket, exc)
+        if tickets:
+            tickets.clear()
 
     async def _near_deadline(
         self,

@@ -20,6 +20,18 @@ Timeouts: a wait the server reports as longer than the time left fails at once w
 ``details["retry_after_s"]``; time spent queued behind local callers counts against the
 same ``timeout`` (timed by the event loop).
 
+**Redis calls take the adapters' one call path** (:class:`~infra.calls.BackendCalls`,
+component ``"redis_rate_limit"``, family ``"cache"``): telemetry (span, latency, outcome
+counters), an optional resilience policy of the limiter's own, and error translation.
+So a Redis outage reaches callers as a typed, retryable
+:class:`~infra.exceptions.CacheConnectionError` (a timeout as ``CacheTimeoutError``...),
+never as a raw ``redis.exceptions`` error. The limiter fails closed: no token is assumed
+when Redis cannot be asked. The bucket script may be retried by that policy: a retry
+after a lost reply can only charge the bucket twice (fewer grants, never more). Used as
+the rate-limit layer of another component's ``ResiliencePolicy``, the limiter's errors
+never count against that component's breaker -- the attempt never reached its backend
+(see :mod:`infra.resilience.policy_run`).
+
 This module imports ``redis``; :mod:`infra.resilience.rate_limit` does not.
 """
 
@@ -27,12 +39,16 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 from redis.asyncio import Redis
 
 from infra.resilience.clock import Clock, MonotonicClock
+from infra.resilience.policy import ResiliencePolicy
 from infra.resilience.rate_limit import check_bucket, check_request, exceeded_error
+
+if TYPE_CHECKING:
+    from infra.calls import BackendOperation
 
 __all__ = ["DEFAULT_KEY_PREFIX", "RedisTokenBucketLimiter"]
 
@@ -76,13 +92,18 @@ class RedisTokenBucketLimiter:
     """Distributed token bucket: same interface as :class:`TokenBucketLimiter`.
 
     Args:
-        redis: An asyncio Redis client (its own retry settings apply to each script call).
+        redis: An asyncio Redis client, best built without redis-py's own retries
+            (``infra.cache.build_redis_client``) so that ``policy`` alone decides.
         key: The bucket's name; every limiter using it shares the bucket.
         rate: Tokens added per second (> 0).
         capacity: Largest burst (> 0). A new or expired bucket starts full.
         clock: Sleeps between attempts; defaults to real monotonic time.
-        name: Reported as ``component`` on errors; defaults to ``key``.
+        name: Reported as ``component`` on rate-limit errors; defaults to ``key``.
         prefix: Namespace prepended to ``key``.
+        policy: Resilience policy for the limiter's own Redis calls (``None`` =
+            passthrough); not the policy the limiter is a layer of.
+        component: ``component`` of the Redis calls (metrics label, errors).
+        record: ``False`` turns the calls' telemetry off.
     """
 
     __slots__ = (
@@ -91,6 +112,8 @@ class RedisTokenBucketLimiter:
         "_lock",
         "_rate",
         "_redis",
+        "_reset_op",
+        "_run_op",
         "_script",
         "_ttl_ms",
         "key",
@@ -107,7 +130,13 @@ class RedisTokenBucketLimiter:
         clock: Clock | None = None,
         name: str | None = None,
         prefix: str = DEFAULT_KEY_PREFIX,
+        policy: ResiliencePolicy | None = None,
+        component: str = "redis_rate_limit",
+        record: bool = True,
     ) -> None:
+        # Imported here: infra.calls imports infra.resilience, whose package imports us.
+        from infra.calls import BackendCalls  # noqa: PLC0415
+
         if not isinstance(key, str) or not key:
             raise ValueError(f"key must be a non-empty string, got {key!r}")
         self._rate, self._capacity = check_bucket(rate, capacity)
@@ -118,6 +147,20 @@ class RedisTokenBucketLimiter:
         self._ttl_ms = math.ceil(self._capacity / self._rate * 1000) + 1000
         self._script = redis.register_script(_BUCKET_SCRIPT)
         self._lock = asyncio.Lock()
+        pool = getattr(redis, "connection_pool", None)
+        connection: dict[str, Any] = getattr(pool, "connection_kwargs", None) or {}
+        port = connection.get("port")
+        calls = BackendCalls(
+            component,
+            family="cache",
+            system="redis",
+            policy=policy,
+            server_address=connection.get("host"),
+            server_port=int(port) if port is not None else None,
+            record=record,
+        )
+        self._run_op: BackendOperation = calls.operation("acquire")
+        self._reset_op: BackendOperation = calls.operation("reset")
 
     @property
     def rate(self) -> float:
@@ -167,7 +210,7 @@ class RedisTokenBucketLimiter:
 
     async def reset(self) -> None:
         """Delete the shared bucket (it reads as full afterwards)."""
-        await self._redis.delete(self.key)
+        await self._reset_op.run(self._redis.delete, self.key)
 
     async def _acquire_in_turn(
         self, amount: float, deadline: float | None, timeout: float | None
@@ -181,8 +224,8 @@ class RedisTokenBucketLimiter:
             await self._clock.sleep(wait)
 
     async def _run(self, amount: float) -> tuple[bool, float]:
-        reply = await self._script(
-            keys=[self.key], args=[self._rate, self._capacity, amount, self._ttl_ms]
+        reply = await self._run_op.run(
+            self._script, [self.key], [self._rate, self._capacity, amount, self._ttl_ms]
         )
         granted, wait = reply[0], reply[1]
         return int(granted) == 1, float(wait)

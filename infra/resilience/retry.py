@@ -31,7 +31,20 @@ command), and catches ``BaseException``. Here:
 Default ``retryable``: an :class:`~infra.exceptions.InfraError` says so itself
 (``.retryable``); a builtin ``TimeoutError`` or ``ConnectionError`` (raised by code that
 is not behind a translating adapter) is transient by nature and retried; anything else is
-not.
+not. ``retryable=`` (on the policy or per call) takes what tenacity's
+``retry_if_exception_type`` and ``except`` clauses take -- an exception class or a tuple
+of them -- or a predicate ``(error) -> bool``; anything else is a ``TypeError`` raised
+before the first attempt (see :func:`~infra.resilience.retry_config.as_predicate`).
+
+**An ``on_retry`` callback that raises stops the retries and its error is raised**, the
+same object, with ``__cause__`` set to the attempt's error it was told about (unless it
+had a cause of its own), a ``__notes__`` line, and a give-up reported with reason
+``callback_failed``; the retry it announced is not counted. Why not log and go on, as
+for observers (:func:`~infra.resilience.hooks.notify`)? An observer is shared
+instrumentation registered once; ``on_retry`` is the caller's own code in the caller's
+own call -- often work the next attempt depends on, such as refreshing a credential --
+so its bug is the caller's to see, and retrying past it would hide the real cause.
+tenacity's ``before_sleep`` behaves the same way.
 """
 
 from __future__ import annotations
@@ -73,7 +86,16 @@ T = TypeVar("T")
 class _Run:
     """One tenacity loop: our retry/wait/stop/before_sleep callbacks and what they decided."""
 
-    __slots__ = ("attempts", "deadline_at", "delay", "on_retry", "policy", "predicate", "reason")
+    __slots__ = (
+        "attempts",
+        "callback",
+        "deadline_at",
+        "delay",
+        "on_retry",
+        "policy",
+        "predicate",
+        "reason",
+    )
 
     def __init__(
         self,
@@ -89,6 +111,7 @@ class _Run:
         self.attempts = 1
         self.reason: GiveUpReason | None = None
         self.delay = 0.0
+        self.callback: Exception | None = None  # what on_retry raised, if it did
 
     def retry(self, state: RetryCallState) -> bool:
         if self.predicate(_error_of(state)):
@@ -115,11 +138,20 @@ class _Run:
 
     async def before_sleep(self, state: RetryCallState) -> None:
         error, attempt, delay = _error_of(state), state.attempt_number, state.upcoming_sleep
-        self.policy.on_retry_scheduled(attempt, delay, error)
         if self.on_retry is not None:
-            outcome = self.on_retry(error, attempt, delay)
-            if inspect.isawaitable(outcome):
-                await outcome
+            try:
+                outcome = self.on_retry(error, attempt, delay)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception as failed:
+                # The caller's own callback failed: stop and raise its error (see the
+                # module docstring), caused by the attempt's error it was told about.
+                self.reason = GiveUpReason.CALLBACK_FAILED
+                self.callback = failed
+                if failed.__cause__ is None:
+                    failed.__cause__ = error
+                raise
+        self.policy.on_retry_scheduled(attempt, delay, error)
 
     def note(self) -> str:
         """The ``__notes__`` line added to the error we finally raise."""
@@ -131,6 +163,10 @@ class _Run:
             ),
             GiveUpReason.DEADLINE: f"sleeping {self.delay:.3g}s more would pass the deadline",
             GiveUpReason.BUDGET_EXHAUSTED: "the retry budget is exhausted",
+            GiveUpReason.CALLBACK_FAILED: (
+                f"on_retry raised {type(self.callback).__name__} after attempt "
+                f"{self.attempts} failed; no further attempt was made"
+            ),
         }[self.reason or GiveUpReason.NOT_RETRYABLE]
         return f"{self.policy.name}: gave up after {attempts}: {why}"
 
@@ -144,7 +180,8 @@ class RetryPolicy:
         clock: Time source and sleep; a ManualClock makes retries instant in tests.
         budget: Optional shared :class:`RetryBudget`.
         hooks: Observers told about every retry and give-up.
-        retryable: Default predicate (or exception types); per-call ``retryable`` wins.
+        retryable: Which errors to retry: an exception class, a tuple of them or a
+            predicate (default :func:`default_retryable`); a per-call ``retryable`` wins.
         rng: Random source for jitter (seed one for reproducible delays).
     """
 
@@ -232,13 +269,24 @@ class RetryPolicy:
         """Call ``fn(*args, **kwargs)``, retrying retryable failures.
 
         ``fn`` is any callable returning an awaitable; it is called afresh per attempt.
-        ``retryable`` overrides the policy's predicate for this call; ``on_retry(error,
-        attempt, delay)`` (sync or async) runs before each sleep.
+        ``retryable`` (an exception class, a tuple of them or a predicate) overrides the
+        policy's for this call; ``on_retry(error, attempt, delay)`` (sync or async) runs
+        before each sleep.
 
         Raises:
             Exception: The last attempt's own error (with a ``__notes__`` entry when we
-                retried or refused to), never a wrapper.
+                retried or refused to), never a wrapper -- or the error ``on_retry``
+                raised, which ends the retries.
+            TypeError: ``retryable`` or ``on_retry`` is not one of the accepted forms
+                (raised before any attempt).
         """
+        # Arguments are checked before the first attempt, not on the first failure: a
+        # misuse must not wait for an outage to show.
+        predicate = self._predicate if retryable is None else as_predicate(retryable)
+        if on_retry is not None and not callable(on_retry):
+            raise TypeError(
+                f"on_retry must be a callable (error, attempt, delay) -> None, got {on_retry!r}"
+            )
         self.stats.executions += 1
         if self._budget is not None:
             self._budget.record_call()
@@ -251,12 +299,12 @@ class RetryPolicy:
             bad = misuse(fn, returned, exc)
             if bad is not None:
                 raise bad from exc
-            predicate = self._predicate if retryable is None else as_predicate(retryable)
-            if self._config.max_attempts == 1:
-                self._notify_give_up(1, GiveUpReason.ATTEMPTS_EXHAUSTED, exc)
-                raise
+            # The loop's order: "not retryable" is decided before "no attempts left".
             if not predicate(exc):
                 self._notify_give_up(1, GiveUpReason.NOT_RETRYABLE, exc)
+                raise
+            if self._config.max_attempts == 1:
+                self._notify_give_up(1, GiveUpReason.ATTEMPTS_EXHAUSTED, exc)
                 raise
             first = exc
         return await self._retry(

@@ -8,6 +8,7 @@ a pure function of the configuration (:meth:`RetryConfig.backoff`,
 from __future__ import annotations
 
 import math
+import types
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -23,8 +24,11 @@ __all__ = [
     "default_retryable",
 ]
 
-#: Which errors to retry: a predicate, or a tuple of exception types.
-Retryable: TypeAlias = Callable[[BaseException], bool] | tuple[type[BaseException], ...]
+#: Which errors to retry: an exception class, a tuple of exception classes, or a predicate
+#: ``(error) -> bool``.
+Retryable: TypeAlias = (
+    type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+)
 #: ``on_retry(error, attempt, delay)``: attempt ``attempt`` failed; next after ``delay`` s.
 OnRetry: TypeAlias = Callable[[BaseException, int, float], Awaitable[object] | object]
 
@@ -36,15 +40,46 @@ def default_retryable(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError | ConnectionError)
 
 
-def as_predicate(retryable: Retryable) -> Callable[[BaseException], bool]:
-    """A predicate from a predicate or a tuple of exception types."""
-    if isinstance(retryable, tuple):
-        types = retryable
-        return lambda exc: isinstance(exc, types)
-    if not callable(retryable):
+def as_predicate(
+    retryable: Retryable | object, argument: str = "retryable"
+) -> Callable[[BaseException], bool]:
+    """A predicate from an exception class, a tuple of exception classes or a predicate.
+
+    A class is checked first: an exception class is callable too, and used as a
+    predicate ``SomeError(exc)`` would build an (always truthy) exception and retry
+    everything. Anything else -- a list, a non-exception class, a string -- is a
+    ``TypeError`` naming ``argument``, raised before any attempt is made.
+    """
+    if isinstance(retryable, type):
+        if issubclass(retryable, BaseException):
+            return _instance_of(retryable)
         raise TypeError(
-            f"retryable must be a predicate or a tuple of exception types, got {retryable!r}"
+            f"{argument} must be an exception class, a tuple of them or a predicate "
+            f"(error) -> bool, got the class {retryable.__name__}, which is not an exception"
         )
+    if isinstance(retryable, tuple):
+        for item in retryable:
+            if not (isinstance(item, type) and issubclass(item, BaseException)):
+                raise TypeError(
+                    f"{argument} must hold exception classes only, got {item!r} in {retryable!r}"
+                )
+        return _instance_of(retryable)
+    if callable(retryable):
+        return retryable
+    several = isinstance(retryable, list | set | frozenset | types.UnionType)
+    hint = "; use a tuple, e.g. (ErrorA, ErrorB)" if several else ""
+    raise TypeError(
+        f"{argument} must be an exception class, a tuple of exception classes or a predicate "
+        f"(error) -> bool, got {type(retryable).__name__} {retryable!r}{hint}"
+    )
+
+
+def _instance_of(
+    classes: type[BaseException] | tuple[type[BaseException], ...],
+) -> Callable[[BaseException], bool]:
+    def retryable(exc: BaseException) -> bool:
+        return isinstance(exc, classes)
+
     return retryable
 
 

@@ -50,10 +50,10 @@ from typing import Any, ClassVar, Self
 from config import Settings
 from infra.calls import BackendCalls
 from infra.exceptions import DatabaseConnectionError
+from infra.health_check import HealthCheckResult, check_health, probe_calls
 from infra.ports import Row
 from infra.resilience import ResiliencePolicy
 from infra.storage._dsn import check_dsn, mask_dsn, server_endpoint
-from infra.storage._health import check_health
 from infra.storage._options import validate_options
 from infra.storage._pool import ManagedPool
 from infra.storage._statements import (
@@ -139,14 +139,8 @@ class PostgresStore:
         self._fetchval_op = self._calls.operation("fetchval")
         self._execute_op = self._calls.operation("execute")
         self._executemany_op = self._calls.operation("executemany")
-        # Health pings bypass the policy (see infra.storage._health) but are recorded.
-        self._health_calls = BackendCalls(
-            self.component,
-            family="database",
-            system="postgresql",
-            server_address=address,
-            server_port=port,
-        )
+        # Health pings bypass the policy (see infra.health_check) but are recorded.
+        self._health_calls = probe_calls(self._calls)
         self._pool = ManagedPool(
             self._dsn,
             min_size=min_size,
@@ -374,17 +368,25 @@ class PostgresStore:
     # ---------------------------------------------------------------------- health
     async def health_check(
         self, latency_threshold_ms: float = 100.0, *, timeout: float | None = None
-    ) -> tuple[bool, dict[str, Any]]:
-        """``(is_healthy, details)`` from a ``select 1`` round trip; never raises for a
-        backend failure. See :mod:`infra.storage._health` for the statuses."""
+    ) -> HealthCheckResult:
+        """``(is_healthy, details)`` from a ``select 1`` round trip, outside the policy;
+        never raises for a backend failure. ``details``: ``status``, ``latency_ms``,
+        ``circuit_breaker``, ``pool_size``, ``pool_free`` (+ ``error``, ``message``).
+        See :mod:`infra.health_check` for the rules shared by every adapter."""
         return await check_health(
             self._ping,
             latency_threshold_ms=latency_threshold_ms,
             timeout=self._health_timeout if timeout is None else timeout,
             breaker=self._calls.policy.breaker,
-            pool_counts=self._pool.counts,
+            probe_name="'select 1'",
+            backend="the database",
             closed=self._closed,
+            pool=self._pool_details,
         )
+
+    def _pool_details(self) -> dict[str, int]:
+        size, free = self._pool.counts()
+        return {"pool_size": size, "pool_free": free}
 
     async def _ping(self) -> None:
         await self._health_calls.run(

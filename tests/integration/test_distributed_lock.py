@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import cast
@@ -345,6 +346,49 @@ async def test_watchdog_cancels_the_body_when_redis_stops_answering(
     relay.replies_flow.set()
     assert loop.time() - started < 0.3
     assert isinstance(caught.value.__cause__, TimeoutError)
+
+
+async def test_releasing_inside_hold_is_not_a_lost_lease(
+    redis_client: Redis, second_client: Redis
+) -> None:
+    """The body gives the lock back early and keeps working past several leases: no
+    LockLostError, lock_lost_total unchanged, the watchdog stops, the next holder gets
+    in at once and keeps the lock after the block ends."""
+    lock = RedisDistributedLock(redis_client, backoff=FAST)
+    other = RedisDistributedLock(second_client, backoff=FAST)
+    metrics = get_metrics_collector()
+    lost_before = metrics.get_counter("lock_lost_total", component="redis_lock")
+    holding = cast("Hold", lock.hold("job", lease=0.15, watchdog=True))
+    async with holding as lease:
+        await asyncio.sleep(0.2)  # renewed at least once
+        await lock.release(lease)
+        assert holding.watchdog is not None
+        renewals = holding.watchdog.renewals
+        assert renewals >= 1
+        taken = await other.acquire("job", wait=0)
+        await asyncio.sleep(0.4)  # longer than two leases; the watchdog would have fired
+        assert holding.watchdog.renewals == renewals
+    assert metrics.get_counter("lock_lost_total", component="redis_lock") == lost_before
+    assert await redis_client.get(lock.key("job")) == taken.owner.encode()
+    await other.release(taken)
+
+
+async def test_a_blocked_loop_past_the_lease_reports_the_renewals_error(
+    redis_client: Redis,
+) -> None:
+    """The event loop is blocked longer than the lease (a synchronous sleep in the body):
+    the key expires on the server, and the LockLostError the watchdog raises is caused
+    by its renewal's LockNotOwnedError, as documented (it used to be None)."""
+    lock = RedisDistributedLock(redis_client, backoff=FAST)
+
+    async def blocking_body() -> None:
+        async with lock.hold("job", lease=0.1, watchdog=True):
+            time.sleep(0.25)  # noqa: ASYNC251 -- the point: the loop is blocked
+            await asyncio.sleep(1.0)
+
+    with pytest.raises(LockLostError) as caught:
+        await blocking_body()
+    assert isinstance(caught.value.__cause__, LockNotOwnedError)
 
 
 # ------------------------------------------------------------------------ fail closed

@@ -4,15 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from redis import exceptions as redis_exceptions
 from redis.asyncio import Redis
 
-from infra.exceptions import RateLimitExceededError
+from infra.exceptions import CacheConnectionError, CircuitBreakerOpenError, RateLimitExceededError
+from infra.observability.metrics import (
+    MetricsCollector,
+    reset_metrics_collector,
+    set_metrics_collector,
+)
+from infra.resilience import (
+    BreakerState,
+    CallOutcome,
+    CircuitBreakerConfig,
+    RecordingObserver,
+    ResiliencePolicy,
+    RetryConfig,
+    redis_no_retry_kwargs,
+)
 from infra.resilience.clock import ManualClock
 from infra.resilience.rate_limit import RateLimiter
 from infra.resilience.rate_limit_redis import DEFAULT_KEY_PREFIX, RedisTokenBucketLimiter
+from infra.testing.chaos import ChaosProxy
 
 pytestmark = pytest.mark.redis
 
@@ -174,3 +193,133 @@ async def test_script_is_reloaded_after_a_script_flush(
     assert await limiter.try_acquire()
     assert await limiter.try_acquire()
     assert not await limiter.try_acquire()
+
+
+# ------------------------------------------------- the adapters' call path (issue: raw errors)
+@pytest.fixture
+def collector() -> Iterator[MetricsCollector]:
+    """A fresh metrics collector installed for the test."""
+    fresh = MetricsCollector()
+    set_metrics_collector(fresh)
+    yield fresh
+    reset_metrics_collector()
+
+
+@asynccontextmanager
+async def behind_proxy(redis_url: str) -> AsyncIterator[tuple[ChaosProxy, Redis]]:
+    """A client (redis-py's own retries off) whose connections pass a fault proxy."""
+    async with ChaosProxy.for_url(redis_url) as proxy:
+        client = Redis.from_url(proxy.url_for(redis_url), **redis_no_retry_kwargs())
+        try:
+            yield proxy, client
+        finally:
+            await client.aclose()
+
+
+async def test_a_redis_outage_reaches_callers_as_a_typed_retryable_error(
+    redis_url: str, key: str, collector: MetricsCollector
+) -> None:
+    """acquire, try_acquire and reset on a Redis that refuses connections raise our
+    CacheConnectionError (retryable, component redis_rate_limit, chained from redis-py's
+    error) -- never a raw redis.exceptions error -- and the calls are recorded."""
+    async with behind_proxy(redis_url) as (proxy, client):
+        limiter = RedisTokenBucketLimiter(client, key, rate=10, capacity=5)
+        await limiter.acquire()
+        proxy.refuse()
+        proxy.reset_all()
+        for operation in (
+            limiter.acquire(),
+            limiter.acquire(1, timeout=0.5),
+            limiter.try_acquire(),
+            limiter.reset(),
+        ):
+            with pytest.raises(CacheConnectionError) as caught:
+                await operation
+            assert caught.value.retryable is True
+            assert caught.value.component == "redis_rate_limit"
+            assert isinstance(caught.value.__cause__, redis_exceptions.ConnectionError)
+        proxy.heal()
+        assert await limiter.try_acquire()
+    assert (
+        collector.get_counter("backend_calls_total", component="redis_rate_limit", outcome="ok")
+        == 2
+    )
+    errors = collector.get_counter(
+        "backend_errors_total", component="redis_rate_limit", error_type="CacheConnectionError"
+    )
+    assert errors == 4
+
+
+async def test_the_limiters_own_policy_retries_and_trips_its_own_breaker(
+    redis_url: str, key: str
+) -> None:
+    """With a policy of its own: a blip is retried away; a sustained outage opens the
+    limiter's breaker, which then refuses at once without touching Redis."""
+    policy = ResiliencePolicy.instant(
+        "redis_rate_limit",
+        breaker=CircuitBreakerConfig(failure_threshold=2, timeout=30.0),
+        retry=RetryConfig(max_attempts=2),
+    )
+    async with behind_proxy(redis_url) as (proxy, client):
+        limiter = RedisTokenBucketLimiter(client, key, rate=10, capacity=5, policy=policy)
+        assert await limiter.try_acquire()
+        proxy.reset_all()  # a blip: the pooled connection dies, a new one works
+        assert await limiter.try_acquire()
+        assert policy.retry is not None
+        assert policy.retry.stats.retries == 1
+        proxy.refuse()
+        proxy.reset_all()
+        for _ in range(2):
+            with pytest.raises(CacheConnectionError):
+                await limiter.acquire()
+        attempts = proxy.stats.refused
+        assert attempts >= 3  # two calls, two attempts each (one on the reset connection)
+        with pytest.raises(CircuitBreakerOpenError):
+            await limiter.acquire()
+        assert proxy.stats.refused == attempts
+        proxy.heal()
+        assert isinstance(policy.clock, ManualClock)
+        policy.clock.advance(30.0)
+        assert await limiter.try_acquire()
+
+
+@settings(max_examples=25)
+@given(calls=st.integers(1, 8), threshold=st.integers(1, 3))
+async def test_as_another_components_rate_limit_layer_its_outage_never_trips_that_breaker(
+    redis_url: str, calls: int, threshold: int
+) -> None:
+    """The limiter inside the "llm" policy, its Redis down: every call fails with the
+    limiter's CacheConnectionError before reaching the LLM, and the llm breaker stays
+    CLOSED at 0 -- the LLM did nothing wrong -- whatever the number of calls."""
+    rec = RecordingObserver()
+    policy_key = f"llm-{uuid.uuid4().hex}"
+    async with behind_proxy(redis_url) as (proxy, client):
+        limiter = RedisTokenBucketLimiter(client, policy_key, rate=100, capacity=100)
+        llm = ResiliencePolicy.build(
+            "llm",
+            breaker=CircuitBreakerConfig(failure_threshold=threshold),
+            retry=RetryConfig(max_attempts=2, base_delay=0.0, jitter=False),
+            rate_limiter=limiter,
+            clock=ManualClock(),
+            hooks=[rec],
+        )
+        reached = 0
+
+        async def complete() -> str:
+            nonlocal reached
+            reached += 1
+            return "answer"
+
+        assert await llm.execute(complete) == "answer"
+        proxy.refuse()
+        proxy.reset_all()
+        for _ in range(calls):
+            with pytest.raises(CacheConnectionError):
+                await llm.execute(complete)
+        breaker = llm.breaker
+        assert breaker is not None
+        assert (breaker.state, breaker.failure_count) == (BreakerState.CLOSED, 0)
+        assert reached == 1
+        assert CallOutcome.FAILURE not in rec.outcomes()
+        proxy.heal()
+        assert await llm.execute(complete) == "answer"

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from infra.cache._lock_base import LockBackoff
@@ -19,6 +21,11 @@ from infra.exceptions import (
     LockAcquireTimeoutError,
     LockLostError,
     LockNotOwnedError,
+)
+from infra.observability.metrics import (
+    MetricsCollector,
+    reset_metrics_collector,
+    set_metrics_collector,
 )
 from infra.resilience.clock import ManualClock
 from infra.testing.fakes.lock import FakeDistributedLock, FakeLockServer
@@ -370,3 +377,188 @@ async def test_redis_lock_construction_connects_to_nothing() -> None:
         assert "app:lock:" in repr(lock)
     finally:
         await client.aclose()
+
+
+# ------------------------------------------------- releasing inside hold(), late renewals
+@pytest.fixture
+def collector() -> Iterator[MetricsCollector]:
+    """A fresh metrics collector (lock_lost_total starts at 0)."""
+    fresh = MetricsCollector()
+    set_metrics_collector(fresh)
+    yield fresh
+    reset_metrics_collector()
+
+
+def lost_total(collector: MetricsCollector) -> float:
+    return collector.get_counter("lock_lost_total", component="fake_lock")
+
+
+@given(
+    watchdog=st.booleans(),
+    before=st.integers(0, 40),
+    after=st.integers(0, 40),
+    lease=st.sampled_from([1.0, 3.0]),
+)
+async def test_releasing_inside_hold_ends_it_without_a_lost_lease(
+    watchdog: bool, before: int, after: int, lease: float
+) -> None:
+    """The body releases its own lease after `before` steps of a tenth of a lease (with
+    the watchdog, up to four leases of renewals; without, within the lease) and keeps
+    working `after` steps: leaving the block raises nothing, lock_lost_total stays 0,
+    exactly one release is sent, the watchdog renews nothing after the release, and
+    another holder can take the lock while the body still runs."""
+    if not watchdog:
+        before = min(before, 8)
+    clock = ManualClock()
+    server = FakeLockServer(clock)
+    lock = FakeDistributedLock(server, backoff=BACKOFF)
+    other = FakeDistributedLock(server, backoff=BACKOFF)
+    fresh = MetricsCollector()
+    set_metrics_collector(fresh)
+    try:
+        async with lock.hold("job", lease=lease, watchdog=watchdog) as held:
+            for _ in range(before):
+                await clock.sleep(lease / 10)
+            await lock.release(held)
+            extends = lock.calls.count("extend")
+            taken = await other.acquire("job", wait=0)
+            for _ in range(after):
+                await clock.sleep(lease / 10)
+            assert server.holder("job") == taken.owner
+        assert lost_total(fresh) == 0
+        assert lock.calls.count("release") == 1
+        assert lock.calls.count("extend") == extends
+        assert server.holder("job") == taken.owner  # the exit released nothing of theirs
+    finally:
+        reset_metrics_collector()
+
+
+async def test_a_failed_release_inside_hold_leaves_the_hold_as_it_was(
+    make: Callable[..., FakeDistributedLock], server: FakeLockServer, collector: MetricsCollector
+) -> None:
+    """The body's release fails (Redis unreachable): the body sees that error; the hold
+    still owns the lock and releases it on exit."""
+    lock = make()
+    async with lock.hold("job") as held:
+        lock.fail_next("release")
+        with pytest.raises(CacheConnectionError):
+            await lock.release(held)
+        assert server.holder("job") == held.owner
+    assert server.holder("job") is None
+    assert lock.calls.count("release") == 2
+    assert lost_total(collector) == 0
+
+
+async def test_releasing_an_already_lost_lease_inside_hold_still_reports_the_loss(
+    make: Callable[..., FakeDistributedLock], clock: ManualClock, collector: MetricsCollector
+) -> None:
+    """The lease ran out before the body released it: the body's release says so
+    (LockNotOwnedError) and leaving the block raises LockLostError, counted once."""
+    lock = make()
+    refused: list[BaseException] = []
+
+    async def late_release() -> None:
+        async with lock.hold("job", lease=1.0) as held:
+            clock.advance(2.0)
+            try:
+                await lock.release(held)
+            except LockNotOwnedError as exc:
+                refused.append(exc)
+
+    with pytest.raises(LockLostError) as caught:
+        await late_release()
+    assert len(refused) == 1
+    assert isinstance(caught.value.__cause__, LockNotOwnedError)
+    assert lost_total(collector) == 1
+
+
+async def test_releasing_twice_inside_hold_is_not_owned_the_second_time(
+    make: Callable[..., FakeDistributedLock], collector: MetricsCollector
+) -> None:
+    """The first release ends the hold; a second one is an ordinary not-owned release."""
+    lock = make()
+    async with lock.hold("job") as held:
+        await lock.release(held)
+        with pytest.raises(LockNotOwnedError):
+            await lock.release(held)
+    assert lost_total(collector) == 0
+
+
+async def test_a_loss_seen_while_the_body_releases_is_dropped_when_the_release_works(
+    make: Callable[..., FakeDistributedLock], clock: ManualClock, collector: MetricsCollector
+) -> None:
+    """The watchdog's renewal answers 'not yours' because the body's release just went
+    through: that is the release, not a loss."""
+    lock = make(watchdog=True)
+    gate = lock.stall_next("release")
+    finished = False
+    async with lock.hold("job", lease=3.0) as held:
+        releasing = asyncio.create_task(lock.release(held))
+        await spin(lambda: lock.calls.count("release") == 1)
+        clock.advance(1.0)  # the watchdog renews now, against a key already deleted
+        await spin(lambda: lock.calls.count("extend") >= 1)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        gate.set()
+        await releasing
+        await clock.sleep(5.0)
+        finished = True
+    assert finished
+    assert lost_total(collector) == 0
+
+
+async def test_a_watchdog_waking_after_a_blocked_loop_reports_the_renewals_error(
+    make: Callable[..., FakeDistributedLock], clock: ManualClock
+) -> None:
+    """The loop was blocked past the lease (the body never awaited): the watchdog still
+    tries one renewal, so LockLostError.__cause__ is its error (the key expired), as
+    documented -- not None."""
+    lock = make()
+
+    async def blocked_body() -> None:
+        async with lock.hold("job", lease=3.0, watchdog=True):
+            clock.advance(10.0)  # blocked: no await while the lease runs out
+            await asyncio.Event().wait()
+
+    with pytest.raises(LockLostError) as caught:
+        await blocked_body()
+    assert isinstance(caught.value.__cause__, LockNotOwnedError)
+    assert lock.calls.count("extend") == 1
+
+
+async def test_a_late_watchdog_that_finds_the_lease_still_held_renews_it(
+    make: Callable[..., FakeDistributedLock], server: FakeLockServer, clock: ManualClock
+) -> None:
+    """Woken after its conservative estimate of the lease end but before the server's:
+    the owner-checked renewal succeeds, which proves nobody else held the lock -- no
+    loss, and the body finishes."""
+    lock = make()
+    finished = False
+    async with lock.hold("job", lease=3.0, watchdog=True) as held:
+        await asyncio.sleep(0)  # the watchdog starts its first sleep (to t = 1.0)
+        assert clock.now() == 1.0
+        clock.advance(1.99)  # t = 2.99: past lease - margin (2.968), before the server's 3.0
+        await spin(lambda: lock.calls.count("extend") == 1)
+        await clock.sleep(0.5)
+        assert server.holder("job") == held.owner
+        finished = True
+    assert finished
+    assert server.holder("job") is None
+
+
+async def test_a_late_watchdog_facing_an_unreachable_server_reports_that_error(
+    make: Callable[..., FakeDistributedLock], clock: ManualClock
+) -> None:
+    """Blocked past the lease, then the renewal cannot reach Redis: the cause is that
+    connection error."""
+    lock = make()
+
+    async def blocked_body() -> None:
+        async with lock.hold("job", lease=3.0, watchdog=True):
+            lock.unavailable = True
+            clock.advance(10.0)
+            await asyncio.Event().wait()
+
+    with pytest.raises(LockLostError) as caught:
+        await blocked_body()
+    assert isinstance(caught.value.__cause__, CacheConnectionError)

@@ -183,14 +183,17 @@ async def test_cancellation_never_counts() -> None:
 
 # ----------------------------------------------------------------------- half-open
 async def test_stays_open_until_the_timeout_then_admits_a_probe() -> None:
-    """OPEN for exactly `timeout` seconds of the injected clock, then HALF_OPEN."""
+    """OPEN for exactly `timeout` seconds of the injected clock; then the next call is
+    admitted as the probe. Reading the state in between changes nothing (it stays OPEN,
+    with nothing left to wait)."""
     breaker, clock, _ = make(threshold=1, timeout=60.0)
     await fail(breaker)
     clock.advance(59.999)
     with pytest.raises(CircuitBreakerOpenError):
         await breaker.call(ok)
     clock.advance(0.001)
-    assert breaker.state is State.HALF_OPEN
+    assert breaker.state is State.OPEN
+    assert breaker.snapshot().retry_after_s == 0.0
     assert await breaker.call(ok) == "ok"
     assert breaker.state is State.CLOSED
     assert breaker.failure_count == 0

@@ -8,7 +8,9 @@ moves a ManualClock. After every step the invariants of issue 3 are checked:
 * OPEN until ``timeout`` elapsed on the clock, and a probe is admitted once it has;
 * a probe's success closes; a probe's failure reopens with a fresh timeout;
 * excluded errors and cancellations change neither the count nor the state;
-* ``failure_threshold`` consecutive counted failures in CLOSED open the breaker.
+* ``failure_threshold`` consecutive counted failures in CLOSED open the breaker;
+* reading the breaker (state, snapshot, repr) is pure: no observer event, no change, and
+  the state is always the last transition observers were told about.
 """
 
 from __future__ import annotations
@@ -153,6 +155,19 @@ class BreakerMachine(RuleBasedStateMachine):
         """Time passes on the injected clock."""
         self.clock.advance(seconds)
 
+    @rule(times=st.integers(1, 10))
+    def read(self, times: int) -> None:
+        """A health endpoint, a metrics scrape and a log line read the breaker: that
+        sends no observer event and changes nothing a later read or call sees."""
+        events = (list(self.rec.transitions), list(self.rec.calls))
+        before = (self.breaker.state, self.breaker.failure_count, self.breaker.snapshot())
+        for _ in range(times):
+            self.breaker.snapshot()
+            repr(self.breaker)
+        after = (self.breaker.state, self.breaker.failure_count, self.breaker.snapshot())
+        assert (list(self.rec.transitions), list(self.rec.calls)) == events
+        assert after == before
+
     # -------------------------------------------------------------- invariants
     @invariant()
     def probes_never_exceed_the_limit(self) -> None:
@@ -163,11 +178,16 @@ class BreakerMachine(RuleBasedStateMachine):
 
     @invariant()
     def open_reports_the_time_left(self) -> None:
-        """While OPEN and not due, retry_after_s is the rest of the timeout."""
+        """While OPEN, retry_after_s is the rest of the timeout (0 once due)."""
         if self.raw_state() is BreakerState.OPEN and self.rec.opened_at is not None:
             left = self.rec.opened_at + self.config.timeout - self.clock.now()
-            if left > 0:
-                assert self.breaker.snapshot().retry_after_s == left
+            assert self.breaker.snapshot().retry_after_s == max(0.0, left)
+
+    @invariant()
+    def the_state_is_what_observers_were_told(self) -> None:
+        """Reading the state is pure: it is always the last transition's target (an
+        elapsed OPEN breaker stays OPEN until a call is admitted as its probe)."""
+        assert self.breaker.state is self.raw_state()
 
     def teardown(self) -> None:
         for call in self.pending:
