@@ -26,6 +26,7 @@ from infra.cache import RedisCache
 from infra.cache.three_tier_cache import ThreeTierCache
 from infra.observability.metrics import MetricsCollector
 from infra.resilience import redis_no_retry
+from infra.resilience.clock import ManualClock
 
 pytestmark = pytest.mark.redis
 
@@ -198,6 +199,8 @@ async def test_dropped_subscription_clears_l1_and_coherence_resumes(
     assert await a.start()
     assert await b.start()
     await a.set("k", "v1")
+    # A's message voids a fill of k that B starts before it arrives: let it arrive.
+    await eventually(lambda: collector.get_counter("cache_invalidations_received_total") >= 1)
     assert await b.get("k") == "v1"
     # A write B cannot hear about: straight into L2, no message.
     await RedisCache(redis_client).set(f"{namespace}:v:k", ["missed"], ttl=60)
@@ -225,7 +228,11 @@ async def test_redis_down_falls_through_to_the_loader_without_errors(
     make: Factory, collector: MetricsCollector, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A cache pointed at a dead port answers from the loader, logs once, counts."""
-    cache = make(url=f"redis://127.0.0.1:{dead_port()}/0", probe_interval=60)
+    cache = make(
+        url=f"redis://127.0.0.1:{dead_port()}/0",
+        probe_interval=60,
+        clock=ManualClock(),  # no time passes: every read falls in one staleness window
+    )
     loads = 0
 
     async def loader() -> str:
@@ -237,9 +244,10 @@ async def test_redis_down_falls_through_to_the_loader_without_errors(
         assert [await cache.get(f"k{i % 2}", loader) for i in range(6)] == ["from-db"] * 6
         await cache.set("k9", "v")
         assert await cache.delete("k9") is False
-    assert loads == 6  # no L2, and L1 is bypassed while coherence is down
+    assert loads == 2  # one per distinct key and staleness window: L1 still serves
     assert cache.degraded
     assert not cache.coherent
+    assert cache.pending_invalidations == 1  # k9: invalidated in L2 once Redis answers
     assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
     assert collector.get_counter("cache_degraded_total") == 1
 
@@ -286,21 +294,27 @@ class SwitchableProxy:
 async def test_a_silently_dead_subscription_is_found_by_the_heartbeat(
     make: Factory, redis_url: str
 ) -> None:
-    """Traffic stops without a disconnect: within two heartbeats L1 is cleared and
-    bypassed; once traffic flows again the cache resubscribes."""
+    """Traffic stops without a disconnect: within two heartbeats the loss is noticed and
+    L1 keeps serving within the staleness bound (no network: the proxy is frozen); once
+    traffic flows again the cache resubscribes and clears L1."""
     target = urlsplit(redis_url)
     proxy = SwitchableProxy(target.hostname or "127.0.0.1", target.port or 6379)
     await proxy.start()
     try:
-        cache = make(url=f"redis://127.0.0.1:{proxy.port}/0", heartbeat_interval=0.05)
+        cache = make(
+            url=f"redis://127.0.0.1:{proxy.port}/0",
+            heartbeat_interval=0.05,
+            clock=ManualClock(),
+        )
         assert await cache.start()
         await cache.set("k", "v")
         assert cache.l1_size == 1
         proxy.frozen = True
         await eventually(lambda: not cache.coherent, timeout=1.0)
-        assert cache.l1_size == 0
+        assert await cache.get("k") == "v"  # from L1: a read of L2 would hang here
         proxy.frozen = False
         await eventually(lambda: cache.coherent)
+        assert cache.l1_size == 0
     finally:
         await proxy.stop()
 
@@ -308,28 +322,37 @@ async def test_a_silently_dead_subscription_is_found_by_the_heartbeat(
 async def test_outage_then_recovery_resumes_and_clears_l1(
     make: Factory, redis_url: str, collector: MetricsCollector
 ) -> None:
-    """Through a proxy we switch off and on: reads fall through while Redis is away, then
-    the subscription and L2 come back, L1 is cleared and a missed write is seen."""
+    """Through a proxy we switch off and on: while Redis is away L1 serves for the
+    staleness bound, then the loader answers; when Redis is back the subscription and L2
+    return, L1 is cleared and a missed write is seen. Virtual time: no sleeps."""
     target = urlsplit(redis_url)
     proxy = SwitchableProxy(target.hostname or "127.0.0.1", target.port or 6379)
     await proxy.start()
+    clock = ManualClock()
     try:
-        cache = make(url=f"redis://127.0.0.1:{proxy.port}/0", probe_interval=0.05)
+        cache = make(
+            url=f"redis://127.0.0.1:{proxy.port}/0",
+            probe_interval=1.0,
+            max_staleness=2.0,
+            clock=clock,
+        )
         direct = make()
         assert await cache.start()
         assert await cache.get("k", _constant("v1")) == "v1"
         await proxy.stop()
         await eventually(lambda: not cache.coherent)
+        assert await cache.get("k", _constant("from-db")) == "v1"  # L1, within the bound
+        clock.advance(2.0)  # the staleness bound has passed: L1 no longer serves it
         assert await cache.get("k", _constant("from-db")) == "from-db"  # no error
         assert cache.degraded
         await direct.set("k", "v2")  # published while the cache cannot hear it
         await proxy.start()
-        await eventually(lambda: cache.coherent)
-        await asyncio.sleep(0.06)  # the next L2 operation is a probe
+        # Resubscribed: L1 cleared, and a probe runs when due (virtual time: at once).
+        await eventually(lambda: cache.coherent and not cache.degraded)
         assert await cache.get("k", _constant("unused")) == "v2"
-        assert not cache.degraded
         assert collector.get_counter("cache_degraded_total") == 1
         assert collector.get_counter("cache_l1_resets_total", reason="recovered") == 1
+        assert collector.get_counter("cache_l1_resets_total", reason="lost") == 1
     finally:
         await proxy.stop()
 
