@@ -30,6 +30,7 @@ value is written back unless the key's L1 fill was voided by a local write meanw
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Any, NamedTuple, TypeVar
@@ -106,8 +107,11 @@ class Filler:
     ) -> Filled:
         try:
             value = await self._run_loader(loader)
+        except asyncio.CancelledError:
+            self._l2.release_later(key, lease)  # a cancelled task must not wait
+            raise
         except BaseException:
-            await self._l2.release(key, lease)  # in the background if we are cancelled
+            await self._l2.release(key, lease)  # gone before the caller sees the error
             raise
         if token is not None and not self._l1.fill_is_valid(key, token):
             # A local write or an invalidation arrived during the load: it may be older.

@@ -396,15 +396,19 @@ class L2Tier:
             batch.leases = {}
         prefixes = {""} if batch.everything else batch.prefixes
         for tag in sorted(batch.tags):
-            batch.add_keys(await self._pop_tag(tag))
+            # Popping a tag's index is destructive: its keys join the batch at once, so a
+            # failure further on leaves them pending rather than forgotten.
+            batch.keys.update(await self._pop_tag(tag))
+            batch.tags.discard(tag)
+        found = set(batch.keys)
         for prefix in sorted(prefixes):
-            batch.add_keys(await self._keys_with_prefix(prefix))
-        keys = sorted(batch.keys)
+            found.update(await self._keys_with_prefix(prefix))
+        keys = sorted(found)
         for i in range(0, len(keys), KEYS_PER_MESSAGE):
             await self._delete_now(keys[i : i + KEYS_PER_MESSAGE], announce=True)
         for prefix in sorted(prefixes):
             await self._publish_prefix(prefix)
-        count = len(keys) + len(batch.tags) + len(prefixes)
+        count = len(keys) + len(prefixes)
         self._metrics.replayed.inc(count)
         return count
 
@@ -487,9 +491,9 @@ class L2Tier:
         except (InfraError, TimeoutError) as exc:
             if is_unreachable(exc) or isinstance(exc, TimeoutError):
                 self._failed(operation, exc, epoch)
-            elif read:
-                self._metrics.l2_error(operation, type(exc).__name__)
-            else:
+                return False, None
+            self._metrics.l2_error(operation, type(exc).__name__)
+            if not read:
                 raise
             return False, None
 
@@ -662,7 +666,7 @@ class L2Tier:
                 return LEASE_NO_ANSWER, MISS
         finally:
             if status not in (LEASE_GRANTED, LEASE_VALUE):
-                self._forget_lease(key, token)
+                self.release_later(key, token)
 
     async def _lease_or_read_now(self, key: str, token: str) -> tuple[int, bytes | None]:
         assert self._lease is not None  # noqa: S101 - only called in Redis mode
@@ -689,7 +693,7 @@ class L2Tier:
             return bool(written)
         finally:
             if written is None:  # not sent, or no answer: the lease may still be ours
-                self._forget_lease(key, token)
+                self.release_later(key, token)
 
     async def _fill_now(self, key: str, token: str, payload: bytes, ttl: float) -> bool:
         assert self._lease is not None  # noqa: S101 - only called in Redis mode
@@ -714,9 +718,9 @@ class L2Tier:
             )
         finally:
             if not done:
-                self._forget_lease(key, token)
+                self.release_later(key, token)
 
-    def _forget_lease(self, key: str, token: str) -> None:
+    def release_later(self, key: str, token: str) -> None:
         """Make sure a lease ``token`` may hold is released: on recovery when degraded,
         else by a background task (the caller cannot wait: cancelled, or failing)."""
         if self._degraded:
@@ -725,9 +729,17 @@ class L2Tier:
             self._spawn(self._release_in_background(key, token))
 
     async def _release_in_background(self, key: str, token: str) -> None:
-        done, _ = await self._guarded(
-            "lease_release", self._release_now, ((key, token),), read=True
-        )
+        try:
+            done, _ = await self._guarded(
+                "lease_release", self._release_now, ((key, token),), read=True
+            )
+        # Nobody awaits this task: an unexpected error is logged here, and the lease
+        # then ends by its own expiry.
+        except Exception:  # noqa: BLE001
+            _log.debug(
+                "cache %s: background lease release failed", self._metrics.name, exc_info=True
+            )
+            return
         if not done and self._degraded:
             self._pending.leases[key] = token
 

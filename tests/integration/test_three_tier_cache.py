@@ -20,12 +20,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from infra.cache import RedisCache
 from infra.cache.three_tier_cache import ThreeTierCache
 from infra.observability.metrics import MetricsCollector
-from infra.resilience import redis_no_retry
+from infra.resilience import RecordingObserver, ResiliencePolicy, RetryConfig, redis_no_retry
 from infra.resilience.clock import ManualClock
 
 pytestmark = pytest.mark.redis
@@ -392,3 +395,253 @@ async def test_doc_example_runs(
     result = eval(code, {"__name__": "doc_example"})  # noqa: S307 - our own docs, under test
     if asyncio.iscoroutine(result):
         await result
+
+
+# ------------------------------------------------------------- first use, no start()
+async def test_first_use_starts_the_subscription_without_start(
+    make: Factory, namespace: str
+) -> None:
+    """A cache that was never start()ed subscribes on its first call, then hears writes."""
+    cache, writer = make(), make()
+    assert cache.bus is not None
+    assert cache.bus.subscriptions == 0
+    assert await cache.get("k", _constant("v1")) == "v1"  # the first call starts it
+    await eventually(lambda: cache.coherent)
+    assert cache.bus.subscriptions == 1
+    assert await writer.start()
+    await writer.set("k", "v2")
+    await eventually(lambda: cache.l1_size == 0, timeout=COHERENCE_DEADLINE * 10)
+    assert await cache.get("k") == "v2"
+
+
+# ------------------------------------------------ round trips, scripted in the tests
+class RoundTrips:
+    """Counts a client's round trips (commands and pipelines) and runs ``hook(index,
+    phase)`` around each: ``phase`` is ``"before"`` (not sent yet) or ``"after"`` (the
+    server has executed it; the reply is in hand). A hook may pause, raise or cancel."""
+
+    def __init__(self, client: Redis) -> None:
+        self.sent: list[str] = []
+        self.hook: Callable[[int, str], Any] | None = None
+        command, pipeline = client.execute_command, client.pipeline
+
+        async def execute_command(*args: Any, **options: Any) -> Any:
+            return await self._trip(str(args[0]).upper(), lambda: command(*args, **options))
+
+        def make_pipeline(*args: Any, **options: Any) -> Any:
+            pipe = pipeline(*args, **options)
+            run_pipe = pipe.execute
+
+            async def execute(*a: Any, **kw: Any) -> Any:
+                return await self._trip("PIPELINE", lambda: run_pipe(*a, **kw))
+
+            pipe.execute = execute  # type: ignore[method-assign]
+            return pipe
+
+        client.execute_command = execute_command  # type: ignore[method-assign]
+        client.pipeline = make_pipeline  # type: ignore[method-assign]
+
+    async def _trip(self, name: str, call: Callable[[], Any]) -> Any:
+        index = len(self.sent)
+        self.sent.append(name)
+        hook = self.hook
+        if hook is not None:
+            await hook(index, "before")
+        result = await call()
+        if hook is not None:
+            await hook(index, "after")
+        return result
+
+
+def run_scenario(coro: Any) -> Any:
+    """One Hypothesis example on a fresh event loop."""
+    return asyncio.run(coro)
+
+
+async def open_cache(url: str, namespace: str, **options: Any) -> tuple[ThreeTierCache, Redis]:
+    client = Redis.from_url(url, retry=redis_no_retry())
+    options.setdefault("metrics", MetricsCollector())
+    cache = ThreeTierCache(RedisCache(client), redis=client, namespace=namespace, **options)
+    assert await cache.start()
+    return cache, client
+
+
+async def raw_value(client: Redis, namespace: str, key: str) -> Any:
+    """What L2 holds for ``key``, decoded the port's way (``None`` when absent)."""
+    return await RedisCache(client).get(f"{namespace}:v:{key}")
+
+
+@settings(max_examples=24)
+@given(op=st.sampled_from(["set", "delete"]), pause_before=st.integers(0, 3))
+def test_a_fill_never_overwrites_a_concurrent_write(
+    redis_url: str, op: str, pause_before: int
+) -> None:
+    """A filler loads an old value while a writer replaces (or deletes) the key; the
+    filler finishes its fill with the writer paused before any of its round trips. L2
+    ends with the writer's state, never the older load, whatever the pause point."""
+
+    async def scenario() -> None:
+        namespace = f"race-{uuid.uuid4().hex[:8]}"
+        filler, f_client = await open_cache(redis_url, namespace)
+        writer, w_client = await open_cache(redis_url, namespace)
+        trips = RoundTrips(w_client)
+        started, go = asyncio.Event(), asyncio.Event()
+
+        async def old_row() -> str:
+            started.set()
+            await go.wait()
+            return "old"
+
+        try:
+            fill = asyncio.create_task(filler.get("k", old_row))
+            await started.wait()  # the filler holds the lease and is loading
+
+            async def pause(index: int, phase: str) -> None:
+                if (index, phase) == (pause_before, "before"):
+                    go.set()
+                    assert await fill == "old"  # the whole fill ran inside the pause
+
+            trips.hook = pause
+            if op == "set":
+                await writer.set("k", "new")
+            else:
+                await writer.delete("k")
+            go.set()
+            assert await fill == "old"  # its callers asked before the write
+            expected = ["new"] if op == "set" else None
+            assert await raw_value(w_client, namespace, "k") == expected
+            want = "new" if op == "set" else None
+            deadline = time.monotonic() + 3.0  # the invalidation takes a round trip
+            while (seen := await filler.get("k")) != want:
+                assert time.monotonic() < deadline, f"filler still serves {seen!r}"
+                await asyncio.sleep(0.002)
+        finally:
+            for cache in (filler, writer):
+                await cache.close()
+            for client in (f_client, w_client):
+                await client.aclose()
+
+    run_scenario(scenario())
+
+
+@settings(max_examples=30)
+@given(
+    fail_at=st.integers(0, 7),
+    how=st.sampled_from(["reply lost", "not sent", "cancelled"]),
+)
+def test_no_fill_lease_outlives_a_failure_at_any_round_trip(
+    redis_url: str, fail_at: int, how: str
+) -> None:
+    """A miss whose ``fail_at``-th round trip fails (its reply lost, or never sent) or
+    whose caller is cancelled there: once Redis answers again no lease of the key is
+    left in Redis, so no reader anywhere waits out ``fill_lease``. Callers never see a
+    backend error."""
+
+    async def scenario() -> None:
+        namespace = f"lease-{uuid.uuid4().hex[:8]}"
+        clock = ManualClock()
+        cache, client = await open_cache(
+            redis_url, namespace, clock=clock, probe_interval=1.0, fill_lease=30.0
+        )
+        checker = Redis.from_url(redis_url)
+        trips = RoundTrips(client)
+        assert await cache.get("warm", _constant("w")) == "w"  # scripts loaded: stable trips
+        first = len(trips.sent)
+        hit = asyncio.Event()
+
+        async def fail(index: int, phase: str) -> None:
+            if index - first != fail_at or hit.is_set():
+                return
+            if (how == "not sent") != (phase == "before"):
+                return
+            hit.set()
+            if how == "cancelled":
+                await asyncio.Event().wait()  # until the test cancels the caller
+            raise RedisConnectionError("connection reset by peer")
+
+        try:
+            trips.hook = fail
+            task = asyncio.create_task(cache.get("k", _constant("loaded")))
+            if how == "cancelled":
+                waiter = asyncio.create_task(hit.wait())
+                await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if not task.done():  # it is parked in the hook: cancel the caller there
+                    task.cancel()
+                    with pytest.raises(asyncio.CancelledError):
+                        await task
+            else:
+                assert await task == "loaded"
+            trips.hook = None
+            clock.advance(1.0)  # a probe is due: the next call recovers if degraded
+            assert await cache.get("other", _constant("o")) == "o"
+            assert not cache.degraded
+            lock = f"{namespace}:lock:k"
+            deadline = time.monotonic() + 5.0  # far below the 30 s lease
+            while await checker.exists(lock):
+                assert time.monotonic() < deadline, f"lease leaked ({how} at {fail_at})"
+                await asyncio.sleep(0.005)
+        finally:
+            await cache.close()
+            await client.aclose()
+            await checker.aclose()
+
+    run_scenario(scenario())
+
+
+async def test_a_load_without_a_lease_is_never_written_to_l2(
+    redis_url: str, namespace: str, redis_client: Redis
+) -> None:
+    """Redis fails before the lease could be taken: the loader answers, and its value is
+    not written to L2 -- not even as the recovery probe when one is due meanwhile."""
+    clock = ManualClock()
+    cache, client = await open_cache(redis_url, namespace, clock=clock, probe_interval=1.0)
+    trips = RoundTrips(client)
+
+    async def refuse_first(index: int, phase: str) -> None:
+        if index == 0:
+            raise RedisConnectionError("connection refused")
+
+    async def load() -> str:
+        clock.advance(5.0)  # by the time the load ends a probe is long due
+        return "unguarded"
+
+    try:
+        trips.hook = refuse_first
+        assert await cache.get("k", load) == "unguarded"
+        trips.hook = None
+        assert await raw_value(redis_client, namespace, "k") is None
+        assert await cache.get("other", _constant("o")) == "o"  # the probe: recovered
+        assert not cache.degraded
+        assert await raw_value(redis_client, namespace, "k") is None
+    finally:
+        await cache.close()
+        await client.aclose()
+
+
+async def test_a_retrying_policy_falls_back_within_the_fallback_timeout(namespace: str) -> None:
+    """Redis is down and the policy would retry for seconds: the read is answered by the
+    loader once the first attempt failed and ``fallback_timeout`` passed -- one retry
+    scheduled, none made, well inside the schedule's first backoff."""
+    observer = RecordingObserver()
+    retry = RetryConfig(max_attempts=4, base_delay=1.0, jitter=False)
+    policy = ResiliencePolicy.build("redis", retry=retry, hooks=(observer,))
+    client = Redis.from_url(f"redis://127.0.0.1:{dead_port()}/0", retry=redis_no_retry())
+    cache = ThreeTierCache(
+        RedisCache(client, policy=policy),
+        redis=client,
+        namespace=namespace,
+        policy=policy,
+        fallback_timeout=0.05,
+        metrics=MetricsCollector(),
+    )
+    try:
+        started = time.perf_counter()
+        assert await cache.get("k", _constant("db")) == "db"
+        elapsed = time.perf_counter() - started
+        assert [attempt for _, attempt, _, _ in observer.retries] == [1]
+        assert elapsed < retry.base_delay  # the first backoff was never slept out
+        assert cache.degraded
+    finally:
+        await cache.close()
+        await client.aclose()
