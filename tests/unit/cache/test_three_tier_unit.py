@@ -413,7 +413,7 @@ async def test_undecodable_l2_value_reads_as_a_miss(
     assert not cache.degraded
 
 
-# ------------------------------------------------------------- validation (misuse)
+# ---------------------------------------------------- validation and misuse paths
 class GatedStore(FakeCache):
     """FakeCache whose ``get`` of chosen keys waits for a gate, then raises or answers:
     a request that is in flight while the cache changes state."""
@@ -606,7 +606,8 @@ def test_requests_from_before_a_transition_never_flip_the_state(
         gates = []
         for i, (fails, _) in enumerate(inflight):
             gate = asyncio.Event()
-            store.gates[f"cache:v:slow{i}"] = (gate, CacheConnectionError("reset") if fails else None)
+            error = CacheConnectionError("reset") if fails else None
+            store.gates[f"cache:v:slow{i}"] = (gate, error)
             gates.append(gate)
         tasks = [
             asyncio.create_task(cache.get(f"slow{i}", Source(**{f"slow{i}": i}).loader(f"slow{i}")))
