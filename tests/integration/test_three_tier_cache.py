@@ -645,3 +645,33 @@ async def test_a_retrying_policy_falls_back_within_the_fallback_timeout(namespac
     finally:
         await cache.close()
         await client.aclose()
+
+
+async def test_a_miss_takes_three_round_trips_and_a_write_one(
+    redis_url: str, namespace: str
+) -> None:
+    """Cold key with a loader: GET, then lease+re-read (one script), then value+release+
+    "filled" (one script). set() and delete() are one script each; an L2 hit one GET."""
+    cache, client = await open_cache(redis_url, namespace)
+    other, other_client = await open_cache(redis_url, namespace)
+    trips, other_trips = RoundTrips(client), RoundTrips(other_client)
+    try:
+        await cache.get("warm", _constant("w"))  # loads the scripts into Redis once
+        await cache.set("warm", "w")
+        await cache.delete("warm")
+        trips.sent.clear()
+        assert await cache.get("cold", _constant("v")) == "v"
+        assert trips.sent == ["GET", "EVALSHA", "EVALSHA"]
+        assert await other.get("cold", _constant("unused")) == "v"
+        assert other_trips.sent == ["GET"]
+        trips.sent.clear()
+        await cache.set("k", 1, tags=["t"])
+        assert trips.sent == ["EVALSHA"]
+        trips.sent.clear()
+        assert await cache.delete("k") is True
+        assert trips.sent == ["EVALSHA"]
+    finally:
+        for c in (cache, other):
+            await c.close()
+        for r in (client, other_client):
+            await r.aclose()
