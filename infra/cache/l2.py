@@ -320,9 +320,9 @@ class L2Tier:
         self._metrics.degraded.set(1)
         message = exc.message if isinstance(exc, InfraError) else str(exc)
         _log.warning(
-            "cache %s: L2 unreachable (%s); serving L1 for at most the staleness bound, "
-            "then the loader; writes to L2 are skipped and replayed as invalidations when "
-            "it answers again (probing every %gs)",
+            "cache %s: L2 unreachable (%s); reads are answered by L1 and the loader, "
+            "writes to L2 are skipped and invalidated when it answers again (probing "
+            "every %gs)",
             self._metrics.name,
             redact_text(f"{type(exc).__name__}: {message}"),
             self._probe_interval,
@@ -498,7 +498,7 @@ class L2Tier:
             return False, None
 
     # ===================================================================== values
-    async def read(self, key: str, *, record: bool = True) -> object:
+    async def read(self, key: str, *, record: bool = True) -> object:  # noqa: PLR0912 - hot path, inlined
         """The value, :data:`ABSENT`, or :data:`MISS` (also when degraded or failing).
 
         ``record=False`` leaves the hit/miss counters alone (re-reads while waiting for
@@ -511,11 +511,21 @@ class L2Tier:
         try:
             if self._redis is None:
                 value = self._unwrap(await self._store.get(self._vprefix + key))
-            elif self._bounded:
-                raw = await self._bounded_call("get", self._redis_get, (self._base_v + key,), True)
-                value = self._decode(raw)
             else:
-                value = self._decode(await self._get_op.run(self._redis_get, self._base_v + key))
+                if self._bounded:
+                    raw = await self._bounded_call(
+                        "get", self._redis_get, (self._base_v + key,), True
+                    )
+                else:
+                    raw = await self._get_op.run(self._redis_get, self._base_v + key)
+                if raw is None:
+                    value = MISS
+                else:  # the common case inline: a one-element list
+                    wrapped = self._loads(raw)
+                    if wrapped.__class__ is list and len(wrapped) == 1 and wrapped[0] is not None:
+                        value = wrapped[0]
+                    else:
+                        value = self._unwrap(wrapped)
         except CacheSerializationError as exc:
             self._metrics.l2_error("get", type(exc).__name__)
             value = MISS
@@ -539,7 +549,6 @@ class L2Tier:
 
     def _unwrap(self, wrapped: Any) -> object:
         """The value inside our wrapper; :data:`MISS` (counted) for any other shape."""
-        # The common case inline (a one-element list); _unwrap handles the rest.
         if wrapped.__class__ is list and len(wrapped) == 1 and wrapped[0] is not None:
             return wrapped[0]
         value = _unwrap(wrapped)

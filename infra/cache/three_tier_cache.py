@@ -307,9 +307,12 @@ class ThreeTierCache:
         """The L1 lifetime of a value written now: within the staleness bound while the
         cache cannot hear invalidations."""
         ttl = self.ttls.l1(value, cap=cap)
-        if self._bus is not None and (not self._coherent or self._l2.degraded):
-            return min(ttl, self.max_staleness)
-        return ttl
+        return min(ttl, self.max_staleness) if self._blind() else ttl
+
+    def _blind(self) -> bool:
+        """Whether invalidations may go unheard: Redis mode, and the subscription is down
+        or Redis unreachable."""
+        return self._bus is not None and (not self._coherent or self._l2.degraded)
 
     # ----------------------------------------------------------------------- writes
     async def set(
@@ -477,7 +480,8 @@ def _check_key(key: object) -> None:
         raise TypeError(f"cache keys must be str, got {type(key).__name__}")
     if not key:
         raise ValueError("cache keys must be non-empty; pass e.g. 'user:42'")
-    _check_text("key", key)
+    if not key.isascii():  # ASCII always encodes: the common case costs one C call
+        _check_text("key", key)
 
 
 def _check_tags(tags: object) -> None:
