@@ -26,6 +26,12 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from infra.cache import RedisCache
+from infra.cache.singleflight import (
+    LEASE_GRANTED,
+    LEASE_HELD_ELSEWHERE,
+    LEASE_VALUE,
+    RedisFillLease,
+)
 from infra.cache.three_tier_cache import ThreeTierCache
 from infra.observability.metrics import MetricsCollector
 from infra.resilience import RecordingObserver, ResiliencePolicy, RetryConfig, redis_no_retry
@@ -675,3 +681,33 @@ async def test_a_miss_takes_three_round_trips_and_a_write_one(
             await c.close()
         for r in (client, other_client):
             await r.aclose()
+
+
+async def test_lease_scripts_grant_once_write_only_for_the_holder_and_release_own(
+    redis_client: Redis,
+) -> None:
+    """The fill lease's three scripts: read-or-lease answers the value, a grant, or
+    "held"; fill writes only while the lock holds its token (a writer's DEL voids it);
+    release deletes only locks that are still the caller's."""
+    lease = RedisFillLease(redis_client, lease_seconds=30)
+    first, second = RedisFillLease.new_token(), RedisFillLease.new_token()
+    assert first != second
+    assert await lease.lease_or_read("v", "lock", first) == (LEASE_GRANTED, None)
+    assert await lease.lease_or_read("v", "lock", second) == (LEASE_HELD_ELSEWHERE, None)
+    fill = {"ttl_ms": 60_000, "channel": "ch", "message": "m"}
+    assert await lease.fill("v", "lock", second, payload=b"theirs", **fill) is False
+    assert await redis_client.get("v") is None
+    assert await lease.fill("v", "lock", first, payload=b"mine", **fill) is True
+    assert await redis_client.get("v") == b"mine"
+    assert not await redis_client.exists("lock")  # released by the fill itself
+    assert await lease.lease_or_read("v", "lock", second) == (LEASE_VALUE, b"mine")
+
+    await redis_client.delete("v")
+    assert await lease.lease_or_read("v", "lock", first) == (LEASE_GRANTED, None)
+    await redis_client.delete("v", "lock")  # what a writer's script does
+    assert await lease.fill("v", "lock", first, payload=b"stale", **fill) is False
+    assert await redis_client.get("v") is None
+    assert await lease.lease_or_read("v", "lock", second) == (LEASE_GRANTED, None)
+    assert await lease.release([("lock", first)]) == 0  # not ours any more
+    assert await lease.release([("lock", second), ("other", first)]) == 1
+    assert not await redis_client.exists("lock")
