@@ -206,6 +206,8 @@ def test_l1_ttl_above_l2_ttl_is_rejected_naming_both(make: Factory) -> None:
         ({"l2_ttl": float("inf")}, "l2_ttl"),
         ({"namespace": ""}, "namespace"),
         ({"l1_max_size": 0}, "max_size"),
+        ({"max_staleness": 0}, "max_staleness"),
+        ({"fallback_timeout": -0.1}, "fallback_timeout"),
     ],
 )
 def test_bad_arguments_are_rejected_by_name(
@@ -704,3 +706,16 @@ async def test_too_many_skipped_writes_invalidate_the_whole_namespace(
     clock.advance(1.0)
     await cache.get("y", Source(y=2).loader("y"))
     assert await store.get("cache:v:kept-before") is None
+
+
+async def test_redis_mode_needs_the_redis_cache_over_that_client() -> None:
+    """With a raw client the cache writes the port's format itself: a store without the
+    port's key() and serializer is refused, naming what to pass."""
+    from redis.asyncio import Redis
+
+    client = Redis()
+    try:
+        with pytest.raises(TypeError, match="RedisCache over that client"):
+            ThreeTierCache(FakeCache(), redis=client)
+    finally:
+        await client.aclose()
