@@ -253,6 +253,8 @@ class CacheSettings(_MaskedRepr):
     l2_ttl: float
     negative_ttl: float
     ttl_jitter: float
+    max_staleness: float
+    fallback_timeout: float
     embedding_ttl: float
 
     @classmethod
@@ -264,6 +266,8 @@ class CacheSettings(_MaskedRepr):
             l2_ttl=settings.cache_l2_ttl,
             negative_ttl=settings.cache_negative_ttl,
             ttl_jitter=settings.cache_ttl_jitter,
+            max_staleness=settings.cache_max_staleness,
+            fallback_timeout=settings.cache_fallback_timeout,
             embedding_ttl=settings.embedding_cache_ttl,
         )
 

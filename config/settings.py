@@ -218,6 +218,10 @@ class Settings(BaseSettings):
     """Lifetime of cached misses, seconds."""
     cache_ttl_jitter: Ratio = 0.1
     """Random TTL spread, as a fraction of the TTL (0..1)."""
+    cache_max_staleness: PositiveFloat = 1.0
+    """Longest an L1 entry is served while invalidations cannot be heard, seconds."""
+    cache_fallback_timeout: PositiveFloat = 0.25
+    """Longest an L2 call keeps retrying after a connection error, seconds."""
     embedding_cache_ttl: PositiveFloat = 86400.0
     """Lifetime of cached embeddings, seconds."""
 

@@ -16,11 +16,12 @@ Why pub/sub and not RESP3 client-side tracking
 
 What happens when the subscription drops
     Pub/sub is at-most-once: messages sent while we are not subscribed are lost. So the
-    bus reports every state change to its owner, which clears its L1 and bypasses it
-    while disconnected (reads go to L2/L3, which are authoritative), then clears it again
-    when the (re)subscription is confirmed -- an entry filled between the two could have
-    missed an invalidation. redis-py may also reconnect and resubscribe on its own (with
-    retries enabled); the server then confirms the subscription again, and *every*
+    bus reports every state change to its owner, which keeps serving its L1 but caps
+    every entry's lifetime at its staleness bound while disconnected (after that, reads
+    go to L2/L3, which are authoritative), then clears it when the (re)subscription is
+    confirmed -- an entry filled between the two could have missed an invalidation.
+    redis-py may also reconnect and resubscribe on its own (with retries enabled); the
+    server then confirms the subscription again, and *every*
     confirmation is treated as a fresh start for the same reason. A connection that dies
     silently (no RST) is found by a heartbeat: when the channel has been idle for
     ``heartbeat_interval`` the bus sends ``PING``, and no reply within another interval
@@ -241,7 +242,8 @@ class InvalidationBus:
             self._connected.clear()
             self.drops += 1
             _log.warning(
-                "cache coherence subscription to %s lost (%s); L1 bypassed until resubscribed",
+                "cache coherence subscription to %s lost (%s); L1 entries live at most the "
+                "staleness bound until resubscribed",
                 self.channel,
                 redact_text(f"{type(exc).__name__}: {exc}"),
             )

@@ -14,6 +14,10 @@ Design decisions:
   No timer task, nothing to cancel.
 * **Absence is a value.** A cached "this key does not exist" is stored as :data:`ABSENT`,
   so a lookup has three answers: a value, ``ABSENT``, or :data:`MISS` (not cached).
+* **Bounded staleness.** While the owner cannot hear invalidations (its coherence
+  subscription is down, or Redis is unreachable) it keeps serving L1, but no entry may
+  live longer than the staleness bound from then on: :meth:`L1Cache.cap_expiry` shortens
+  every entry at once, and the owner gives new entries the bound as their TTL.
 * **Fill tokens.** A read-through fill takes time (an L2 round trip, a database query).
   If the key is invalidated meanwhile -- a local ``set``/``delete``, or a message from
   another process -- the fill's result may be older than the invalidation and must not
@@ -132,6 +136,14 @@ class L1Cache:
         for key in doomed:
             del self._data[key]
         return len(doomed)
+
+    def cap_expiry(self, seconds: float) -> None:
+        """Let no entry live more than ``seconds`` from now (O(size); rare events only)."""
+        deadline = self._now() + seconds
+        data = self._data
+        for key, (value, expires) in data.items():
+            if expires > deadline:
+                data[key] = (value, deadline)  # same key: order and size unchanged
 
     def clear(self) -> None:
         """Drop everything and void every pending fill."""

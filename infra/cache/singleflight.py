@@ -13,15 +13,21 @@ In-process -- :class:`SingleFlight`
     flight is removed as soon as it ends, so a later caller starts a new one.
 
 Across processes -- :class:`RedisFillLease`
-    A lease per key: ``SET lock NX PX lease`` with a random owner token. The holder loads
-    and writes L2, then releases with a compare-and-delete Lua script (a holder whose
-    lease expired must not delete its successor's lock). The others wait for L2 to be
-    filled (see :class:`~infra.cache.three_tier_cache.ThreeTierCache`). The lease always
-    expires, so a crashed holder delays the others by at most ``lease_seconds``. A load
-    that outlives its lease may run twice; choose a lease well above the loader's p99.
-    Writers delete the lock key with the value (``set``/``delete``), which tells a holder
-    that its load is older than a write: :meth:`RedisFillLease.holds` then answers
-    ``False`` and the holder does not write its value back.
+    A lease per key, taken with the key's value read in one atomic step (a Lua script):
+    if the value is there it is returned and no lease is taken; otherwise ``SET lock
+    token NX PX lease`` runs, and the reply says whether this caller got it. The owner
+    token is made by the caller *before* the script is sent, so a caller that never sees
+    the reply (cancelled, or the connection died) can still release what it may hold.
+    The holder loads, then hands the already-encoded value to a second script that
+    writes it only if the lock still holds its token -- check and write in one atomic
+    step, so a writer's ``set``/``delete`` (which delete the lock together with the
+    value, also atomically: see :mod:`infra.cache.l2`) can never be overwritten by an
+    older load -- and that deletes the lock and publishes the ``filled`` signal in the
+    same step. A holder whose load failed releases with a compare-and-delete (a holder
+    whose lease expired must not delete its successor's lock). The lease always
+    expires, so a crashed holder delays the others by at most ``lease_seconds``; a load
+    that outlives its lease may run twice (choose a lease well above the loader's p99)
+    and its value is then not written.
 
 Only the raw Redis commands live here; the caller runs them through its telemetry and
 error-translation path.
@@ -32,22 +38,66 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, Generic, TypeVar
 
 from redis.asyncio import Redis
 
-__all__ = ["RedisFillLease", "SingleFlight"]
+__all__ = [
+    "LEASE_GRANTED",
+    "LEASE_HELD_ELSEWHERE",
+    "LEASE_NO_ANSWER",
+    "LEASE_VALUE",
+    "RedisFillLease",
+    "SingleFlight",
+]
 
 T = TypeVar("T")
 
-# KEYS[1]: the lock; ARGV[1]: the owner token. Deletes only our own lock.
-_RELEASE_SCRIPT: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+# KEYS[1]: the value, KEYS[2]: the lock; ARGV[1]: our token, ARGV[2]: the lease in ms.
+# Returns {1, value} when the value is there, {2} when we got the lease, {0} when another
+# holder has it.
+_LEASE_OR_READ_SCRIPT: Final = """
+local value = redis.call('GET', KEYS[1])
+if value then
+  return {1, value}
 end
-return 0
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {2}
+end
+return {0}
 """
+
+# KEYS[1]: the value, KEYS[2]: the lock; ARGV[1]: our token, ARGV[2]: the encoded value,
+# ARGV[3]: its TTL in ms, ARGV[4]: the channel, ARGV[5]: the "filled" message. Writes
+# only while the lock holds our token (no writer intervened, the lease did not expire).
+_FILL_SCRIPT: Final = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+"""
+
+# KEYS: locks; ARGV: the owner token of each. Deletes those still ours; how many.
+_RELEASE_SCRIPT: Final = """
+local released = 0
+for i, lock in ipairs(KEYS) do
+  if redis.call('GET', lock) == ARGV[i] then
+    released = released + redis.call('DEL', lock)
+  end
+end
+return released
+"""
+
+#: What :meth:`RedisFillLease.lease_or_read` found (``LEASE_NO_ANSWER``: the caller got
+#: no usable reply -- Redis unreachable, or an error -- and must do without a lease).
+LEASE_NO_ANSWER: Final = -1
+LEASE_HELD_ELSEWHERE: Final = 0
+LEASE_VALUE: Final = 1
+LEASE_GRANTED: Final = 2
 
 
 class _LeaderCancelledError(Exception):
@@ -106,7 +156,7 @@ def _settle(flight: asyncio.Future[Any], exc: BaseException) -> None:
 
 
 class RedisFillLease:
-    """Per-key fill leases in Redis (``SET NX PX`` + owner-checked release).
+    """Per-key fill leases in Redis; see the module docstring.
 
     Args:
         redis: The raw asyncio client.
@@ -114,29 +164,54 @@ class RedisFillLease:
             worst case for "exactly once" to hold).
     """
 
-    __slots__ = ("_lease_ms", "_redis", "_release")
+    __slots__ = ("_fill", "_lease_ms", "_lease_or_read", "_release")
 
     def __init__(self, redis: Redis, *, lease_seconds: float) -> None:
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be > 0, got {lease_seconds!r}")
-        self._redis = redis
         self._lease_ms = max(1, round(lease_seconds * 1000))
+        self._lease_or_read = redis.register_script(_LEASE_OR_READ_SCRIPT)
+        self._fill = redis.register_script(_FILL_SCRIPT)
         self._release = redis.register_script(_RELEASE_SCRIPT)
 
-    async def acquire(self, lock_key: str) -> str | None:
-        """The owner token if the lease was granted, ``None`` if another holder has it."""
-        token = secrets.token_hex(8)
-        granted = await self._redis.set(lock_key, token, nx=True, px=self._lease_ms)
-        return token if granted else None
+    @staticmethod
+    def new_token() -> str:
+        """A fresh owner token (make it before :meth:`lease_or_read`, keep it to release)."""
+        return secrets.token_hex(8)
 
-    async def holds(self, lock_key: str, token: str) -> bool:
-        """Whether ``token`` still owns the lease (not expired, not deleted by a writer)."""
-        current = await self._redis.get(lock_key)
-        if isinstance(current, bytes):
-            current = current.decode()
-        return bool(current == token)
+    async def lease_or_read(
+        self, value_key: str, lock_key: str, token: str
+    ) -> tuple[int, bytes | None]:
+        """``(LEASE_VALUE, raw)`` when the value is stored, else ``(LEASE_GRANTED, None)``
+        when ``token`` now holds the lease, or ``(LEASE_HELD_ELSEWHERE, None)``."""
+        reply = await self._lease_or_read(keys=[value_key, lock_key], args=[token, self._lease_ms])
+        status = int(reply[0])
+        return status, (reply[1] if status == LEASE_VALUE else None)
 
-    async def release(self, lock_key: str, token: str) -> bool:
-        """Delete the lock if ``token`` still owns it; whether it did."""
-        deleted = await self._release(keys=[lock_key], args=[token])
-        return bool(deleted)
+    async def fill(
+        self,
+        value_key: str,
+        lock_key: str,
+        token: str,
+        *,
+        payload: bytes,
+        ttl_ms: int,
+        channel: str,
+        message: str,
+    ) -> bool:
+        """Write ``payload`` and release the lease, publishing ``message``, if ``token``
+        still holds it -- one atomic step; whether it did (``False``: a writer
+        intervened or the lease expired, and nothing was written)."""
+        written = await self._fill(
+            keys=[value_key, lock_key], args=[token, payload, ttl_ms, channel, message]
+        )
+        return bool(written)
+
+    async def release(self, locks: Sequence[tuple[str, str]]) -> int:
+        """Delete each ``(lock_key, token)`` lock still owned by its token; how many."""
+        if not locks:
+            return 0
+        released = await self._release(
+            keys=[lock for lock, _ in locks], args=[token for _, token in locks]
+        )
+        return int(released)

@@ -31,29 +31,50 @@ TTLs
 Coherence and invalidation
     With a raw ``redis`` client, every ``set``/``delete``/``invalidate`` is published
     and other processes drop the entry from their L1 (see :mod:`infra.cache.coherence`
-    for the protocol, reconnects and why pub/sub); a writer also deletes the key's fill
-    lease, so an in-flight fill that read older data does not write it back. Tags are a
-    Redis SET per tag (``<ns>:tag:<tag>``) holding the keys written with it, its TTL
-    extended to its longest member; ``invalidate(tag=)`` pops the set atomically and
-    deletes those keys. ``invalidate(prefix=)`` uses ``SCAN`` (cost grows with the
-    keyspace; one node only in Redis Cluster). Without ``redis`` the cache is
-    single-process: no coherence or leases, and tag/prefix indexes live in memory.
+    for the protocol, reconnects and why pub/sub). A writer's value change, the removal
+    of the key's fill lease and the publication are one atomic step (a Lua script), and
+    a filler's "is the lease still mine? then write" is another, so a fill that read
+    older data can never write it back over a concurrent ``set``/``delete`` (see
+    :mod:`infra.cache.l2` and :mod:`infra.cache.fill`). Tags are a Redis SET per tag
+    (``<ns>:tag:<tag>``) holding the keys written with it, its TTL extended to its
+    longest member; ``invalidate(tag=)`` pops the set atomically and deletes those keys.
+    ``invalidate(prefix=)`` uses ``SCAN`` (cost grows with the keyspace; one node only in
+    Redis Cluster). Without ``redis`` the cache is single-process: no coherence or
+    leases, and tag/prefix indexes live in memory.
+
+The consistency promise
+    * Healthy (subscribed, Redis reachable): another process's write reaches this L1
+      within the pub/sub delivery time (about a millisecond; 100 ms is tested).
+    * While the coherence subscription is down or Redis is unreachable, L1 keeps
+      serving, but no entry is served more than ``max_staleness`` seconds (default 1 s)
+      after that started or after it was loaded, whichever is later; misses go to L2
+      or the loader, still one load per key per process at a time (single flight).
+      Loader calls are therefore bounded by distinct keys x staleness windows.
+    * A load made without a lease (Redis unreachable) is never written to L2.
+    * Writes that could not reach Redis are skipped (the caller sees no error) and their
+      keys invalidated in L2 when Redis answers again, before this process uses L2.
 
 When Redis is down
-    Reads fall through to the loader, writes to L2 are skipped, the caller sees no error;
-    the first failure logs one warning and counts ``cache_degraded_total``, and a probe
-    per ``probe_interval`` detects recovery, which clears L1. While the coherence
-    subscription is down L1 is bypassed (reads go to L2 or the loader), so no process
-    serves entries it could not hear invalidated. Writes that could not reach Redis are
-    not replayed on recovery: L2 may serve such an entry until its TTL ends.
+    Only unreachability (connection errors, timeouts, an open breaker) degrades the
+    cache; the first such failure logs one warning and counts ``cache_degraded_total``.
+    Reads are answered from L1 (within the staleness bound) or the loader, with no
+    error; with a retrying policy an operation whose first attempt failed gives up
+    ``fallback_timeout`` later (default 0.25 s). One probe per ``probe_interval`` (the
+    first a full interval after the failure, or when the subscription comes back) checks
+    Redis on a fresh connection and replays the skipped writes as invalidations; then
+    the cache logs its recovery once and clears L1. Outcomes of requests that started
+    before a transition are ignored, so one outage is one degradation and one recovery.
+    Other backend errors (a refused write, a wrong password) are raised by writes and
+    counted, then answered by the loader, on reads; they never degrade the cache.
 
 Limits
     One instance belongs to one event loop (L1 is not thread-safe). In-process single
     flight keys on the cache key only: concurrent callers with different loaders for one
     key get the first caller's result. The tag index needs Redis >= 7.0 (``PEXPIRE NX``/
-    ``GT``). A load that outlives ``fill_lease`` may run twice across processes. Between
-    a filler's lease check and its L2 write lies one round trip in which a concurrent
-    ``delete`` can still be overwritten by the value the fill loaded.
+    ``GT``). A load that outlives ``fill_lease`` may run twice across processes (and is
+    then not written back). A process that dies during an outage cannot replay its
+    skipped writes, and processes that recover before it may read the values those
+    writes replaced until it does (at most ``probe_interval`` after Redis answers).
 """
 
 from __future__ import annotations
@@ -63,13 +84,13 @@ import secrets
 from collections.abc import Sequence
 from functools import partial
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar, overload
+from typing import Any, Self, TypeVar, overload
 
 from redis.asyncio import Redis
 
 from config import Settings
-from infra.cache.coherence import InvalidationBus, Message, encode_message
-from infra.cache.fill import Filler, Loader
+from infra.cache.coherence import InvalidationBus, Message
+from infra.cache.fill import Filled, Filler, Loader
 from infra.cache.l1 import ABSENT, MISS, Absent, L1Cache
 from infra.cache.l2 import L2Tier
 from infra.cache.singleflight import SingleFlight
@@ -83,7 +104,6 @@ from infra.resilience.clock import Clock, MonotonicClock
 __all__ = ["ABSENT", "Absent", "ThreeTierCache"]
 
 T = TypeVar("T")
-_KEYS_PER_MESSAGE: Final = 500
 
 
 class ThreeTierCache:
@@ -102,8 +122,13 @@ class ThreeTierCache:
         fill_lease: Cross-process fill lease; keep it above the loader's worst case.
         lease_poll_interval: How often a process waiting for another's fill re-reads L2.
         heartbeat_interval: Coherence subscription liveness check (see coherence).
-        probe_interval: While Redis is unreachable, one attempt per this many seconds.
-        policy: Resilience policy for the raw Redis commands (leases, publish, tags).
+        probe_interval: While Redis is unreachable, one probe per this many seconds.
+        max_staleness: While the cache cannot hear invalidations (subscription down or
+            Redis unreachable), the longest an L1 entry is served (the staleness bound).
+        fallback_timeout: With a retrying ``policy``, how long an L2 operation may keep
+            retrying after its first attempt failed with a connection error or timeout.
+        policy: Resilience policy for the Redis commands (default: one attempt each --
+            the cache's own degradation is its breaker, the loader its fallback).
         clock: Time source for TTLs and probing (``ManualClock`` in tests).
         rng: Random source for jitter (seed it in tests).
         metrics: Collector; default :func:`~infra.observability.get_metrics_collector`.
@@ -125,6 +150,8 @@ class ThreeTierCache:
         lease_poll_interval: float = 0.02,
         heartbeat_interval: float = 1.0,
         probe_interval: float = 1.0,
+        max_staleness: float = 1.0,
+        fallback_timeout: float = 0.25,
         policy: ResiliencePolicy | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
@@ -137,6 +164,8 @@ class ThreeTierCache:
             ("fill_lease", fill_lease),
             ("lease_poll_interval", lease_poll_interval),
             ("probe_interval", probe_interval),
+            ("max_staleness", max_staleness),
+            ("fallback_timeout", fallback_timeout),
         ):
             check_seconds(arg, value)
         if redis is not None and not isinstance(redis, Redis):
@@ -152,19 +181,23 @@ class ThreeTierCache:
         self._metrics = TierMetrics(metrics or get_metrics_collector(), self.name)
         self._l1_hits = self._metrics.l1_hits  # the hot path reads one attribute
         self._l1 = L1Cache(l1_max_size, clock=self._clock)
+        self.max_staleness = max_staleness
+        self.origin = secrets.token_hex(6)
         self._l2 = L2Tier(
             l2,
             redis,
             namespace=namespace,
+            origin=self.origin,
             clock=self._clock,
             probe_interval=probe_interval,
             lease_seconds=fill_lease,
+            fallback_timeout=fallback_timeout,
             policy=policy,
             metrics=self._metrics,
+            on_degraded=partial(self._cap_l1, "degraded"),
             on_recovered=partial(self._reset_l1, "recovered"),
         )
         self._flight: SingleFlight[object] = SingleFlight()
-        self.origin = secrets.token_hex(6)
         self._bus: InvalidationBus | None = None
         if redis is not None:
             self._bus = InvalidationBus(
@@ -183,9 +216,8 @@ class ThreeTierCache:
             ttls=self.ttls,
             clock=self._clock,
             poll_interval=lease_poll_interval,
-            origin=self.origin,
         )
-        # L1 is read only while coherent: always without Redis, else while subscribed.
+        # Whether L1 hears invalidations: always without Redis, else while subscribed.
         self._coherent = self._bus is None
         self._closed = False
 
@@ -208,6 +240,8 @@ class ThreeTierCache:
             "l2_ttl": view.l2_ttl,
             "negative_ttl": view.negative_ttl,
             "ttl_jitter": view.ttl_jitter,
+            "max_staleness": view.max_staleness,
+            "fallback_timeout": view.fallback_timeout,
         }
         options.update(overrides)
         return cls(l2, redis=redis, namespace=namespace, **options)
@@ -226,11 +260,14 @@ class ThreeTierCache:
         returned ``None`` now or earlier). Without: the value, :data:`ABSENT` when absence
         is cached, or ``None`` when nothing is cached (L1 and L2 only).
         """
-        if self._coherent:
+        try:
             value = self._l1.get(key)
-            if value is not MISS:
-                self._l1_hits.value += 1.0  # see TierMetrics: a plain add, loop-thread only
-                return None if value is ABSENT and loader is not None else value
+        except TypeError:  # unhashable: not a str
+            _check_key(key)
+            raise
+        if value is not MISS:
+            self._l1_hits.value += 1.0  # see TierMetrics: a plain add, loop-thread only
+            return None if value is ABSENT and loader is not None else value
         return await self._get_slow(key, loader)
 
     async def _get_slow(self, key: str, loader: Loader[Any] | None) -> Any:
@@ -247,22 +284,35 @@ class ThreeTierCache:
 
     async def _fill(self, key: str, loader: Loader[Any] | None) -> object:
         """L2, then (with a loader) L3; fills L1 unless an invalidation intervened."""
-        token = self._l1.begin_fill(key) if self._coherent else None
-        cap: float | None = None  # the L2 lifetime of a value we wrote: L1 stays within it
+        token = None if self._closed else self._l1.begin_fill(key)
+        filled: Filled | None = None
         try:
             value = await self._l2.read(key)
             if value is MISS and loader is not None:
-                value, cap = await self._filler.load(key, loader, token)
+                filled = await self._filler.load(key, loader, token)
+                value = filled.value
         except BaseException:
             if token is not None:
                 self._l1.abandon_fill(key, token)
             raise
         if token is not None:
-            if value is MISS:
+            if value is MISS or (filled is not None and not filled.keep):
                 self._l1.abandon_fill(key, token)
             else:
-                self._l1.finish_fill(key, token, value, self.ttls.l1(value, cap=cap))
+                cap = None if filled is None else filled.l2_ttl
+                self._l1.finish_fill(key, token, value, self._l1_ttl(value, cap))
         return value
+
+    def _l1_ttl(self, value: object, cap: float | None) -> float:
+        """The L1 lifetime of a value written now: within the staleness bound while the
+        cache cannot hear invalidations."""
+        ttl = self.ttls.l1(value, cap=cap)
+        return min(ttl, self.max_staleness) if self._blind() else ttl
+
+    def _blind(self) -> bool:
+        """Whether invalidations may go unheard: Redis mode, and the subscription is down
+        or Redis unreachable."""
+        return self._bus is not None and (not self._coherent or self._l2.degraded)
 
     # ----------------------------------------------------------------------- writes
     async def set(
@@ -278,19 +328,16 @@ class ThreeTierCache:
             raise TypeError(
                 "None cannot be cached (it means 'not cached'); use ABSENT to cache absence"
             )
-        if isinstance(tags, str):
-            raise TypeError(f"tags must be a list of str, got the str {tags!r}")
+        _check_tags(tags)
         if ttl is not None:
             check_seconds("ttl", ttl)
         self._start()
         l2_ttl = self.ttls.l2(value, ttl)
-        await self._l2.write(key, value, l2_ttl)
-        await self._l2.add_tags(key, tags, l2_ttl)
-        if self._coherent:
-            self._l1.set(key, value, self.ttls.l1(value, cap=l2_ttl))
-        else:
+        await self._l2.write(key, value, l2_ttl, tags)
+        if self._closed:
             self._l1.discard(key)
-        await self._l2.announce(encode_message(Message(self.origin, keys=(key,))), (key,))
+        else:
+            self._l1.set(key, value, self._l1_ttl(value, l2_ttl))
 
     async def delete(self, key: str) -> bool:
         """Remove ``key`` from every tier and other processes' L1; whether L2 had it."""
@@ -298,7 +345,6 @@ class ThreeTierCache:
         self._start()
         existed = await self._l2.delete([key])
         self._l1.discard(key)  # after L2: voids fills that read the old value
-        await self._l2.announce(encode_message(Message(self.origin, keys=(key,))), (key,))
         return existed > 0
 
     async def invalidate(self, *, prefix: str | None = None, tag: str | None = None) -> int:
@@ -308,30 +354,24 @@ class ThreeTierCache:
             raise TypeError("invalidate() takes exactly one of prefix= or tag=")
         self._start()
         if tag is not None:
-            keys = await self._l2.pop_tag(tag)
-            removed = await self._delete_many(keys)
+            _check_tags((tag,))
+            keys, removed = await self._l2.invalidate_tag(tag)
+            if self._bus is not None and self._l2.degraded:
+                # The tag's members are in Redis, out of reach: whatever L1 holds may be one.
+                self._reset_l1("degraded")
             for key in keys:
                 self._l1.discard(key)
-            for i in range(0, len(keys), _KEYS_PER_MESSAGE):
-                chunk = tuple(keys[i : i + _KEYS_PER_MESSAGE])
-                await self._l2.announce(encode_message(Message(self.origin, keys=chunk)), chunk)
             return removed
-        assert prefix is not None  # noqa: S101 - checked above; narrows for mypy
-        keys = await self._l2.keys_with_prefix(prefix)
-        removed = await self._delete_many(keys)
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+        _check_text("prefix", prefix)
+        removed = await self._l2.invalidate_prefix(prefix)
         self._l1.discard_prefix(prefix)
-        await self._l2.announce(encode_message(Message(self.origin, prefix=prefix)))
         return removed
 
     async def clear(self) -> int:
         """Invalidate everything in this namespace."""
         return await self.invalidate(prefix="")
-
-    async def _delete_many(self, keys: Sequence[str]) -> int:
-        removed = 0
-        for i in range(0, len(keys), _KEYS_PER_MESSAGE):
-            removed += await self._l2.delete(keys[i : i + _KEYS_PER_MESSAGE])
-        return removed
 
     # -------------------------------------------------------------------- lifecycle
     def _start(self) -> None:
@@ -359,6 +399,7 @@ class ThreeTierCache:
             await self._bus.close()
             self._coherent = False
         self._l1.clear()
+        await self._l2.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -374,13 +415,19 @@ class ThreeTierCache:
     # ---------------------------------------------------------------- introspection
     @property
     def coherent(self) -> bool:
-        """Whether L1 is in use (always without Redis; else while subscribed)."""
+        """Whether L1 hears invalidations (always without Redis; else while subscribed).
+        While it does not, L1 entries live at most ``max_staleness``."""
         return self._coherent
 
     @property
     def degraded(self) -> bool:
         """Whether Redis is considered unreachable."""
         return self._l2.degraded
+
+    @property
+    def pending_invalidations(self) -> int:
+        """Skipped writes (and lease releases) waiting for Redis to come back."""
+        return self._l2.pending
 
     @property
     def l1_size(self) -> int:
@@ -397,9 +444,19 @@ class ThreeTierCache:
         self._l1.clear()
         self._metrics.l1_reset(reason)
 
+    def _cap_l1(self, reason: str) -> None:
+        """Invalidations may go unheard from now on: entries live at most the bound."""
+        self._l1.cap_expiry(self.max_staleness)
+        self._metrics.l1_reset(reason)
+
     def _on_coherence(self, connected: bool) -> None:
-        self._reset_l1("subscribed" if connected else "lost")
-        self._coherent = connected
+        if connected:
+            self._reset_l1("subscribed")  # messages may have been missed meanwhile
+            self._coherent = True
+            self._l2.recover_soon()  # the subscription is back: so may Redis be
+        else:
+            self._coherent = False
+            self._cap_l1("lost")
 
     def _on_message(self, message: Message | None) -> None:
         self._metrics.invalidations_received.inc()
@@ -422,4 +479,26 @@ def _check_key(key: object) -> None:
     if key.__class__ is not str:
         raise TypeError(f"cache keys must be str, got {type(key).__name__}")
     if not key:
-        raise ValueError("cache keys must be non-empty")
+        raise ValueError("cache keys must be non-empty; pass e.g. 'user:42'")
+    if not key.isascii():  # ASCII always encodes: the common case costs one C call
+        _check_text("key", key)
+
+
+def _check_tags(tags: object) -> None:
+    if isinstance(tags, str) or not isinstance(tags, Sequence):
+        raise TypeError(f"tags must be a list of str, got {type(tags).__name__} {tags!r}")
+    for tag in tags:
+        if not isinstance(tag, str) or not tag:
+            raise ValueError(f"each tag must be a non-empty str, got {tag!r}")
+        _check_text("tag", tag)
+
+
+def _check_text(what: str, text: str) -> None:
+    """Refuse text Redis cannot carry (a lone surrogate, e.g. from lax JSON decoding)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"cache {what} {text!r} is not valid Unicode text (it contains a lone "
+            "surrogate, which UTF-8 cannot encode); decode the input strictly or drop it"
+        ) from None

@@ -28,8 +28,12 @@ metric                                 type       meaning
 ``cache_degraded{cache}``              gauge      1 while L2 is unreachable
 ``cache_l2_errors_total``              counter    L2/Redis operations that failed, or were
 ``{cache,operation,reason}``                      skipped while degraded (``skipped``)
-``cache_l1_resets_total{cache,reason}`` counter   L1 cleared: ``lost`` / ``subscribed``
-                                                  (coherence), ``recovered`` (L2 back)
+``cache_l1_resets_total{cache,reason}`` counter   L1 cleared: ``subscribed`` (coherence
+                                                  back), ``recovered`` (L2 back); or its
+                                                  lifetimes capped to the staleness bound:
+                                                  ``lost`` (coherence), ``degraded`` (L2)
+``cache_recovery_invalidations_total``  counter   keys, tags and prefixes whose writes an
+``{cache}``                                       outage skipped, invalidated on recovery
 ``cache_invalidations_received_total``  counter   messages from other processes applied
 ``{cache}``
 =====================================  =========  =======================================
@@ -51,6 +55,7 @@ __all__ = [
     "CACHE_L1_RESETS_TOTAL",
     "CACHE_L2_ERRORS_TOTAL",
     "CACHE_MISSES_TOTAL",
+    "CACHE_RECOVERY_INVALIDATIONS_TOTAL",
     "CACHE_TIER_LATENCY_MS",
     "TierMetrics",
 ]
@@ -64,6 +69,7 @@ CACHE_DEGRADED: Final = "cache_degraded"
 CACHE_L2_ERRORS_TOTAL: Final = "cache_l2_errors_total"
 CACHE_L1_RESETS_TOTAL: Final = "cache_l1_resets_total"
 CACHE_INVALIDATIONS_RECEIVED_TOTAL: Final = "cache_invalidations_received_total"
+CACHE_RECOVERY_INVALIDATIONS_TOTAL: Final = "cache_recovery_invalidations_total"
 
 
 class TierMetrics:
@@ -86,6 +92,7 @@ class TierMetrics:
         "l3_latency",
         "l3_misses",
         "name",
+        "replayed",
     )
 
     def __init__(self, collector: MetricsCollector, name: str) -> None:
@@ -117,6 +124,11 @@ class TierMetrics:
         self.invalidations_received: CounterSeries = collector.counter(
             CACHE_INVALIDATIONS_RECEIVED_TOTAL,
             "Invalidation messages from other processes applied to L1",
+            ("cache",),
+        ).labels(name)
+        self.replayed: CounterSeries = collector.counter(
+            CACHE_RECOVERY_INVALIDATIONS_TOTAL,
+            "Keys, tags and prefixes whose skipped writes were invalidated on recovery",
             ("cache",),
         ).labels(name)
         self._errors = collector.counter(

@@ -1,21 +1,29 @@
-"""ThreeTierCache over a RedisCache whose network fails (ChaosProxy before the embedded
-Redis): a Redis outage is invisible to callers -- reads fall through to the loader --
-and once the network heals the cache reads L2 again.
+"""ThreeTierCache when Redis fails: behind a ChaosProxy whose network fails, and as a
+real crash -- the embedded Redis SIGKILLed and restarted on the same port, under
+concurrent readers, and across processes (a writer and RESP2/RESP3 readers) with the
+staleness bound checked on every read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import sys
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
 from config import Settings
 from infra.cache import RedisCache, ThreeTierCache, build_redis_client
-from infra.resilience import ResiliencePolicy, RetryConfig
+from infra.observability.metrics import MetricsCollector
+from infra.resilience import ResiliencePolicy, RetryConfig, redis_no_retry
 from infra.testing.chaos import ChaosProxy
+from infra.testing.embedded import EmbeddedRedis
 
 pytestmark = pytest.mark.redis
 
@@ -88,3 +96,205 @@ async def test_redis_outage_falls_through_to_loader_then_l2_is_used_again(
         await other.close()
         await l2.aclose()
         await direct.aclose()
+
+
+# --------------------------------------------------- a real crash: SIGKILL, restart
+MAX_STALENESS = 0.3
+PROBE = 0.1
+FILL_LEASE = 30.0  # a leaked lease would stall reads this long: far above any bound below
+KEYS = [f"k{i}" for i in range(10)]
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+async def test_sigkill_and_restart_under_concurrent_readers(
+    protocol: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """20 readers over 10 keys while the embedded Redis is SIGKILLed and restarted on the
+    same port: no caller error; one degradation and one recovery (logged once each);
+    loads during the outage bounded by keys x staleness windows; no read after the
+    restart waits on a leftover lease; no lease left; L2 refilled."""
+    async with EmbeddedRedis(graph=False) as server:
+        client = Redis.from_url(
+            server.url,
+            protocol=protocol,
+            retry=redis_no_retry(),
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+        )
+        checker = Redis.from_url(server.url)
+        metrics = MetricsCollector()
+        cache = ThreeTierCache(
+            RedisCache(client),
+            redis=client,
+            namespace="chaos",
+            metrics=metrics,
+            max_staleness=MAX_STALENESS,
+            probe_interval=PROBE,
+            fill_lease=FILL_LEASE,
+        )
+        loads: list[float] = []
+        reads: list[tuple[float, float]] = []  # (start, latency)
+        errors: list[BaseException] = []
+        stop = asyncio.Event()
+
+        def loader(key: str) -> Callable[[], Awaitable[str]]:
+            async def load() -> str:
+                loads.append(time.monotonic())
+                await asyncio.sleep(0.002)  # a query's worth of waiting
+                return f"{key}-row"
+
+            return load
+
+        async def reader(offset: int) -> None:
+            i = offset
+            while not stop.is_set():
+                key = KEYS[i % len(KEYS)]
+                i += 1
+                started = time.monotonic()
+                try:
+                    assert await cache.get(key, loader(key)) == f"{key}-row"
+                except Exception as exc:  # collected and asserted on
+                    errors.append(exc)
+                reads.append((started, time.monotonic() - started))
+                await asyncio.sleep(0.001)
+
+        try:
+            assert await cache.start()
+            with caplog.at_level(logging.INFO, logger="infra.cache.three_tier"):
+                tasks = [asyncio.create_task(reader(j)) for j in range(20)]
+                await asyncio.sleep(0.3)
+                killed_at = time.monotonic()
+                await asyncio.to_thread(server.kill)  # SIGKILL, waits until it is gone
+                await asyncio.sleep(0.8)
+                await asyncio.to_thread(server.restart)  # same port, new process
+                restarted_at = time.monotonic()
+                await eventually(lambda: cache.coherent and not cache.degraded, timeout=10)
+                recovered_at = time.monotonic()
+                await asyncio.sleep(0.3)
+                stop.set()
+                await asyncio.gather(*tasks)
+
+            assert errors == []
+            assert metrics.get_counter("cache_degraded_total") == 1
+            assert metrics.get_counter("cache_l1_resets_total", reason="recovered") == 1
+            messages = [r.getMessage() for r in caplog.records]
+            assert len([m for m in messages if "L2 unreachable" in m]) == 1
+            assert len([m for m in messages if "L2 reachable again" in m]) == 1
+            # Per key: one load per staleness window while blind (+1 for a partial
+            # window), one after L1 is cleared on resubscription, one refilling the
+            # empty L2 after the recovery.
+            windows = (recovered_at - killed_at) / MAX_STALENESS + 3
+            outage_loads = [t for t in loads if killed_at <= t <= recovered_at]
+            assert len(outage_loads) <= len(KEYS) * windows
+            after = [latency for started, latency in reads if started >= restarted_at]
+            assert after
+            assert max(after) < FILL_LEASE / 3
+            assert [k async for k in checker.scan_iter(match="chaos:lock:*")] == []
+            assert await checker.exists(*(f"chaos:v:{k}" for k in KEYS)) == len(KEYS)
+        finally:
+            await cache.close()
+            await client.aclose()
+            await checker.aclose()
+
+
+async def eventually(check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+# ------------------------------------ staleness across processes, RESP2 and RESP3
+WORKER = Path(__file__).resolve().parents[1] / "integration" / "_cache_worker.py"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+#: The workers' cache settings (passed on their command line).
+CHAOS_MAX_STALENESS = 0.4
+CHAOS_PROBE_INTERVAL = 0.15
+
+
+def staleness_bound() -> float:
+    """The documented bound for these settings, doubled for scheduling on a busy host:
+    L1 serves at most ``max_staleness`` while blind, and a write an outage skipped is
+    invalidated by its writer's probe at most ``probe_interval`` after Redis is back."""
+    return 2 * (CHAOS_MAX_STALENESS + CHAOS_PROBE_INTERVAL)
+
+
+async def test_no_read_is_older_than_the_bound_across_processes_and_a_crash(
+    tmp_path: Path,
+) -> None:
+    """A writer process updates the "database" (a file) and then the cache, while two
+    reader processes (RESP2 and RESP3) read through their own caches; Redis is
+    SIGKILLed and restarted midway. No read returns a version older than one whose
+    write was acknowledged more than the staleness bound before the read started; no
+    caller error; one degradation per process."""
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps(dict.fromkeys(KEYS[:6], 0)), encoding="utf-8")
+    async with EmbeddedRedis(graph=False) as server:
+        roles = [("writer", 3), ("reader", 2), ("reader", 3)]
+        workers = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(WORKER),
+                "chaos",
+                server.url,
+                "stale",
+                "--role",
+                role,
+                "--protocol",
+                str(protocol),
+                "--truth",
+                str(truth),
+                "--control",
+                str(tmp_path),
+                "--max-staleness",
+                str(CHAOS_MAX_STALENESS),
+                "--probe-interval",
+                str(CHAOS_PROBE_INTERVAL),
+                cwd=ROOT,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            for role, protocol in roles
+        ]
+        ready = [tmp_path / f"ready-{role}-{protocol}" for role, protocol in roles]
+        deadline = time.monotonic() + 60
+        while not all(path.exists() for path in ready):
+            assert time.monotonic() < deadline, "workers did not get ready"
+            assert all(w.returncode is None for w in workers), "a worker exited early"
+            await asyncio.sleep(0.02)
+        start = time.monotonic() + 0.1
+        until = start + 3.0
+        (tmp_path / "go").write_text(f"{start} {until}", encoding="utf-8")
+        await asyncio.sleep(start + 1.0 - time.monotonic())
+        killed_at = time.monotonic()
+        await asyncio.to_thread(server.kill)
+        await asyncio.sleep(0.8)
+        await asyncio.to_thread(server.restart)
+        restarted_at = time.monotonic()
+        results = []
+        for worker in workers:
+            out, err = await asyncio.wait_for(worker.communicate(), 60)
+            assert worker.returncode == 0, err.decode()
+            results.append(json.loads(out))
+
+    writer, readers = results[0], results[1:]
+    acks: dict[str, list[tuple[float, int]]] = {}
+    for key, version, acked_at in writer["acks"]:
+        acks.setdefault(key, []).append((acked_at, version))
+    bound = staleness_bound()
+    for result in results:
+        assert result["errors"] == []
+        assert result["degraded_total"] == 1
+        assert result["recovered"] == 1
+        assert result["degraded_now"] is False
+    assert any(killed_at <= t <= restarted_at for _, _, t in writer["acks"])  # skipped ones
+    for reader in readers:
+        assert reader["reads"]
+        for key, started, _latency, value in reader["reads"]:
+            required = max((v for t, v in acks.get(key, []) if t <= started - bound), default=0)
+            assert value >= required, (key, started - killed_at, value, required)
+        windows = (restarted_at - killed_at + bound) / CHAOS_MAX_STALENESS + 2
+        outage = [t for t in reader["loads"] if killed_at <= t <= restarted_at]
+        assert len(outage) <= 6 * windows

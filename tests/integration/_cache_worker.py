@@ -10,6 +10,17 @@
     until it changes and reports ``time.monotonic()`` of the first new value
     (CLOCK_MONOTONIC is shared by processes on one host).
 
+``python _cache_worker.py chaos URL NAMESPACE --role writer|reader --protocol 2|3
+--truth FILE --control DIR --max-staleness S --probe-interval S``
+    One process of the multi-process staleness test (tests/chaos). The truth is a JSON
+    file of ``{key: version}`` (the "database"); loaders read it. After setting up, the
+    worker creates ``DIR/ready-<role>-<protocol>`` and waits for ``DIR/go`` (``start
+    until`` in ``time.monotonic()`` seconds, shared by processes on one host). A writer
+    then bumps one key's version in the truth file and calls ``set``/``delete`` for it
+    in a loop, reporting each acknowledged write ``[key, version, ack time]``; a reader
+    runs concurrent ``get(key, loader)`` tasks, reporting each read ``[key, start, latency,
+    value]``. Both report errors, loader call times and their degradation counts.
+
 Each prints one JSON object on stdout; the metric counts come from this process's own
 collector.
 """
@@ -19,7 +30,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
@@ -27,6 +40,7 @@ from redis.asyncio import Redis
 from infra.cache import RedisCache
 from infra.cache.three_tier_cache import ThreeTierCache
 from infra.observability import get_metrics_collector
+from infra.observability.metrics import MetricsCollector
 from infra.resilience import redis_no_retry
 
 
@@ -97,16 +111,126 @@ async def coherence(args: argparse.Namespace) -> dict[str, Any]:
         await client.aclose()
 
 
+def _read_truth(path: Path) -> dict[str, int]:
+    # A small local file standing in for the database: read synchronously, like a
+    # query's round trip (no event-loop work worth overlapping).
+    data: dict[str, int] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def _write_truth(path: Path, data: dict[str, int]) -> None:
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    tmp.replace(path)  # atomic: a loader never reads half a file
+
+
+async def chaos(args: argparse.Namespace) -> dict[str, Any]:
+    client = Redis.from_url(
+        args.url,
+        protocol=args.protocol,
+        retry=redis_no_retry(),
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
+    )
+    metrics = MetricsCollector()
+    cache = ThreeTierCache(
+        RedisCache(client),
+        redis=client,
+        namespace=args.namespace,
+        metrics=metrics,
+        max_staleness=args.max_staleness,
+        probe_interval=args.probe_interval,
+        fill_lease=30.0,  # a leaked lease would stall reads far beyond the test's bounds
+        heartbeat_interval=0.5,
+    )
+    truth, control = Path(args.truth), Path(args.control)
+    keys = sorted(_read_truth(truth))
+    loads: list[float] = []
+    errors: list[str] = []
+
+    def loader(key: str) -> Any:
+        async def load() -> int:
+            loads.append(time.monotonic())
+            return _read_truth(truth)[key]
+
+        return load
+
+    try:
+        if not await cache.start(timeout=5.0):
+            raise SystemExit("coherence subscription not confirmed within 5 s")
+        (control / f"ready-{args.role}-{args.protocol}").touch()
+        go = control / "go"
+        while not go.exists():  # noqa: ASYNC110 - a cross-process barrier on a file
+            await asyncio.sleep(0.005)
+        start, until = (float(x) for x in go.read_text(encoding="utf-8").split())
+        await asyncio.sleep(max(0.0, start - time.monotonic()))
+        result: dict[str, Any] = {}
+        if args.role == "writer":
+            acks: list[list[Any]] = []
+            version = 0
+            while time.monotonic() < until:
+                for key in keys:
+                    version += 1
+                    data = _read_truth(truth)
+                    data[key] = version
+                    _write_truth(truth, data)  # the database first, then the cache
+                    try:
+                        if version % 3:
+                            await cache.set(key, version)
+                        else:
+                            await cache.delete(key)
+                    except Exception as exc:  # the test reports every one
+                        errors.append(repr(exc))
+                    else:
+                        acks.append([key, version, time.monotonic()])
+                    await asyncio.sleep(0.01)
+            result["acks"] = acks
+        else:
+            reads: list[list[Any]] = []
+
+            async def read(offset: int) -> None:
+                i = offset
+                while time.monotonic() < until:
+                    key = keys[i % len(keys)]
+                    i += 1
+                    started = time.monotonic()
+                    try:
+                        value = await cache.get(key, loader(key))
+                    except Exception as exc:  # the test reports every one
+                        errors.append(repr(exc))
+                    else:
+                        reads.append([key, started, time.monotonic() - started, value])
+                    await asyncio.sleep(0.002)
+
+            await asyncio.gather(*(read(j) for j in range(8)))
+            result["reads"] = reads
+        return result | {
+            "errors": errors,
+            "loads": loads,
+            "degraded_total": metrics.get_counter("cache_degraded_total"),
+            "recovered": metrics.get_counter("cache_l1_resets_total", reason="recovered"),
+            "degraded_now": cache.degraded,
+        }
+    finally:
+        await cache.close()
+        await client.aclose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["single-flight", "coherence"])
+    parser.add_argument("mode", choices=["single-flight", "coherence", "chaos"])
     parser.add_argument("url")
     parser.add_argument("namespace")
     parser.add_argument("--protocol", type=int, default=2)
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--callers", type=int, default=50)
+    parser.add_argument("--role", choices=["writer", "reader"], default="reader")
+    parser.add_argument("--truth")
+    parser.add_argument("--control")
+    parser.add_argument("--max-staleness", type=float, default=1.0)
+    parser.add_argument("--probe-interval", type=float, default=1.0)
     args = parser.parse_args()
-    run = single_flight if args.mode == "single-flight" else coherence
+    run = {"single-flight": single_flight, "coherence": coherence, "chaos": chaos}[args.mode]
     print(json.dumps(asyncio.run(run(args))))  # the parent reads stdout
 
 

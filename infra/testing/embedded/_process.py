@@ -8,9 +8,18 @@ thread-safe, registers an ``atexit`` stop, and -- whatever happens -- ends with
 directory removed even when the polite stop failed. How a hard death of the owner is
 handled is explained in :mod:`infra.testing.embedded._watchdog`.
 
+Servers that run as an OS process (Redis, PostgreSQL; not Qdrant's in-process local mode)
+derive from :class:`EmbeddedProcessServer`, which adds what a chaos test needs to simulate
+an outage: :attr:`~EmbeddedProcessServer.pid`, :meth:`~EmbeddedProcessServer.kill` (any
+signal; a terminating one waits until the server and its children are gone) and
+:meth:`~EmbeddedProcessServer.restart` (same port, same data directory, readiness waited
+for). Between ``kill`` and ``restart`` the object stays "running" -- it still owns its
+scratch directory and endpoints -- while :attr:`~EmbeddedProcessServer.alive` is false.
+
 Ports are found by binding port 0 (or a random port of a range) on loopback and closing
 the socket. Another process can take the port before the server binds it; servers that can
-tell (Redis logs "Address already in use") retry with fresh ports.
+tell (Redis logs "Address already in use") retry with fresh ports -- except on
+``restart()``, whose point is the same port, and which then fails with the log's tail.
 """
 
 from __future__ import annotations
@@ -18,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -29,7 +40,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import ClassVar, Final, Self
+
+import psutil  # type: ignore[import-untyped]  # ships no type information
 
 from infra.exceptions import InfraError
 from infra.redaction import redact_text
@@ -37,6 +50,7 @@ from infra.testing.embedded._watchdog import DIR_PREFIX, reap, sweep_stale, writ
 
 __all__ = [
     "LOOPBACK",
+    "EmbeddedProcessServer",
     "EmbeddedServer",
     "EmbeddedServerError",
     "close_quietly",
@@ -49,6 +63,8 @@ __all__ = [
 LOOPBACK = "127.0.0.1"
 _WATCHDOG_SCRIPT = Path(__file__).with_name("_watchdog.py")
 _sweep_lock = threading.Lock()
+#: Signals after which kill() waits for the server to be gone (they end it, politely or not).
+_TERMINATING: Final = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
 _swept = False
 
 
@@ -277,6 +293,109 @@ class EmbeddedServer(ABC):
     def __repr__(self) -> str:
         state = "running" if self._running else "stopped"
         return f"<{type(self).__name__} {state}>"
+
+
+class EmbeddedProcessServer(EmbeddedServer):
+    """An embedded server that is an OS process: ``pid``, ``kill(signal)``, ``restart()``.
+
+    A subclass implements, besides ``_start``/``_stop``:
+
+    * ``_server_pid()`` -- the pid of the current server process;
+    * ``_relaunch(scratch)`` -- start the server again in the same scratch directory, on
+      the same port(s), and return once it is ready (or raise
+      :class:`EmbeddedServerError`); the previous process is gone when it is called.
+    """
+
+    #: How long kill() and restart() wait for a server process to exit.
+    exit_timeout: ClassVar[float] = 10.0
+
+    @property
+    def pid(self) -> int:
+        """The server process id (a new one after :meth:`restart`)."""
+        self._require_running()
+        return self._server_pid()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the server process exists right now (false after :meth:`kill`)."""
+        return self._running and _process_alive(self._server_pid())
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the server process -- a crash (``SIGKILL``, the default), a
+        polite stop (``SIGTERM``), a freeze (``SIGSTOP``/``SIGCONT``) ...
+
+        After a terminating signal (``SIGKILL``, ``SIGTERM``, ``SIGINT``, ``SIGQUIT``) it
+        returns once the server and every process it had started are gone, so the port is
+        closed and :meth:`restart` can reuse the data directory. The scratch directory and
+        endpoints stay; :meth:`stop` still cleans up.
+
+        Raises:
+            RuntimeError: the server was never started (or was stopped).
+            EmbeddedServerError: the process outlived ``exit_timeout`` after the signal.
+        """
+        with self._lock:
+            self._require_running()
+            self._signal(self._server_pid(), sig)
+
+    def restart(self) -> Self:
+        """Start the server again on the same port and data directory; wait until ready.
+
+        A server that is still alive is stopped politely first; after :meth:`kill` it is
+        simply started. Whatever the data directory kept (nothing for Redis unless
+        persistence was turned on in ``extra_args``; everything for PostgreSQL) is there.
+
+        Raises:
+            RuntimeError: the server was never started (or was stopped).
+            EmbeddedServerError: it did not come back (the message ends with its log).
+        """
+        with self._lock:
+            self._require_running()
+            pid = self._server_pid()
+            if _process_alive(pid):
+                self._signal(pid, self._polite_signal())
+            self._relaunch(self._scratch)
+            return self
+
+    def _signal(self, pid: int, sig: int) -> None:
+        try:
+            family = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            family = []
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return  # already gone: nothing to signal, nothing to wait for
+        if sig not in _TERMINATING:
+            return
+        if not wait_until(
+            lambda: not any(_process_alive(p.pid) for p in family), timeout=self.exit_timeout
+        ):
+            raise EmbeddedServerError(
+                f"{self.component} process {pid} still runs {self.exit_timeout:g} s after "
+                f"signal {signal.Signals(sig).name}",
+                component=self.component,
+                details={"pid": pid, "signal": int(sig)},
+            )
+
+    def _polite_signal(self) -> int:
+        """The signal :meth:`restart` stops a live server with (it must end the process)."""
+        return signal.SIGTERM
+
+    @abstractmethod
+    def _server_pid(self) -> int:
+        """The current server process id."""
+
+    @abstractmethod
+    def _relaunch(self, scratch: Path | None) -> None:
+        """Start the server again in ``scratch`` on the same port(s); return when ready."""
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie -- exited, not yet reaped by its parent -- does not)."""
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
 
 
 def close_quietly(proc: subprocess.Popen[bytes], grace: float) -> None:

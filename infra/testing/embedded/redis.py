@@ -17,7 +17,12 @@ Facts that shaped the code:
   by default clients reach Bolt through a small relay that drops ``GOODBYE`` and closes
   the upstream socket instead -- see :mod:`infra.testing.embedded._bolt_relay`;
 * persistence is off (``--save ""``, ``--appendonly no``): test data never touches disk
-  beyond the scratch directory, which is deleted on stop.
+  beyond the scratch directory, which is deleted on stop. ``extra_args=("--appendonly",
+  "yes")`` turns it on: the data then survives :meth:`~EmbeddedRedis.kill` +
+  :meth:`~EmbeddedRedis.restart` (same port, same ``--dir``);
+* a password (``password=`` or ``--requirepass`` in ``extra_args``; the last one wins, as
+  in ``redis-server``) is used by the readiness ``PING`` and put in :attr:`~EmbeddedRedis.url`
+  (percent-encoded), so a protected server becomes ready and is reachable like any other.
 
 The server is our child; it runs in its own session so a terminal's Ctrl-C reaches only
 the owner, which stops it (the watchdog covers a hard death, see ``_watchdog``).
@@ -25,12 +30,14 @@ the owner, which stops it (the watchdog covers a hard death, see ``_watchdog``).
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 from redis.backoff import NoBackoff
@@ -38,7 +45,7 @@ from redis.retry import Retry
 
 from infra.testing.embedded._process import (
     LOOPBACK,
-    EmbeddedServer,
+    EmbeddedProcessServer,
     close_quietly,
     free_port,
     port_accepts,
@@ -57,7 +64,7 @@ _STOP_GRACE_S = 5.0
 _RELAY_SCRIPT = Path(__file__).with_name("_bolt_relay.py")
 
 
-class EmbeddedRedis(EmbeddedServer):
+class EmbeddedRedis(EmbeddedProcessServer):
     """A ``redis-server`` on a free loopback port, with FalkorDB's Bolt port when ``graph``.
 
     Args:
@@ -69,6 +76,8 @@ class EmbeddedRedis(EmbeddedServer):
             docstring). Turn off only to observe FalkorDB's own listener.
         extra_args: More ``redis-server`` options, appended to the command line
             (e.g. ``("--maxmemory", "64mb")``).
+        password: Require this password (``--requirepass``); readiness and :attr:`url`
+            use it.
     """
 
     component = "redis"
@@ -82,6 +91,7 @@ class EmbeddedRedis(EmbeddedServer):
         attempts: int = 3,
         bolt_relay: bool = True,
         extra_args: Sequence[str] = (),
+        password: str | None = None,
     ) -> None:
         super().__init__(startup_timeout=startup_timeout)
         if attempts < 1:
@@ -95,7 +105,12 @@ class EmbeddedRedis(EmbeddedServer):
             raise TypeError(
                 "extra_args must be a sequence of strings, e.g. ('--maxmemory', '64mb')"
             )
-        self.extra_args = tuple(extra_args)
+        if password is not None and (not isinstance(password, str) or not password):
+            raise ValueError("password must be a non-empty str, or None for no password")
+        self.extra_args = tuple(extra_args) + (
+            () if password is None else ("--requirepass", password)
+        )
+        self._password = _requirepass(self.extra_args)
         self._module_path = None if module_path is None else Path(module_path)
         self._proc: subprocess.Popen[bytes] | None = None
         self._relay: subprocess.Popen[bytes] | None = None
@@ -113,8 +128,15 @@ class EmbeddedRedis(EmbeddedServer):
 
     @property
     def url(self) -> str:
-        """``redis://127.0.0.1:PORT/0`` for redis-py."""
-        return f"redis://{LOOPBACK}:{self.port}/0"
+        """``redis://127.0.0.1:PORT/0`` for redis-py (``redis://:PASSWORD@...`` with a
+        password: treat it as a secret)."""
+        auth = "" if self._password is None else f":{quote(self._password, safe='')}@"
+        return f"redis://{auth}{LOOPBACK}:{self.port}/0"
+
+    @property
+    def password(self) -> str | None:
+        """The password the server requires, if any."""
+        return self._password
 
     @property
     def bolt_port(self) -> int:
@@ -164,7 +186,20 @@ class EmbeddedRedis(EmbeddedServer):
         """One start on fresh ports: True when ready, False to retry after a port clash."""
         self._port = free_port()
         self._bolt_port = free_port(low=BOLT_PORT_RANGE[0], high=BOLT_PORT_RANGE[1])
-        with log.open("wb") as out:
+        return self._launch(scratch, log, retry=retry)
+
+    def _relaunch(self, scratch: Path | None) -> None:
+        assert scratch is not None  # noqa: S101 - set while running
+        assert self._log is not None  # noqa: S101
+        if self._proc is not None:
+            self._proc.poll()  # reap the killed process (it is our child)
+        self._launch(scratch, self._log, retry=False)  # the same ports: no retry
+
+    def _launch(self, scratch: Path, log: Path, *, retry: bool) -> bool:
+        """Start on the chosen ports: True when ready, False to retry after a port clash
+        (only when ``retry``); otherwise raise with the log's tail."""
+        start = log.stat().st_size if log.exists() else 0
+        with log.open("ab") as out:  # a restart appends: the earlier lines stay readable
             proc = self._proc = subprocess.Popen(  # noqa: S603 - argv built from fixed parts
                 self._command(scratch),
                 stdout=out,
@@ -177,9 +212,11 @@ class EmbeddedRedis(EmbeddedServer):
             return True
         exited = proc.poll() is not None
         close_quietly(proc, _STOP_GRACE_S)
-        self._proc = None
-        text = log.read_text(encoding="utf-8", errors="replace")
+        with log.open("rb") as handle:
+            handle.seek(start)
+            text = handle.read().decode("utf-8", errors="replace")
         if exited and retry and any(marker in text for marker in _PORT_CLASH):
+            self._proc = None
             return False
         reason = (
             f"exited with code {proc.returncode}"
@@ -231,11 +268,16 @@ class EmbeddedRedis(EmbeddedServer):
                 socket_timeout=0.5,
                 socket_connect_timeout=0.5,
                 retry=Retry(NoBackoff(), 0),
+                password=self._password,
             ) as client:
                 client.ping()
         except (redis.RedisError, OSError):
             return False
         return not self.graph or port_accepts(LOOPBACK, self._bolt_port)
+
+    def _server_pid(self) -> int:
+        assert self._proc is not None  # noqa: S101 - set while running
+        return self._proc.pid
 
     def _stop(self) -> None:
         relay, self._relay = self._relay, None
@@ -253,3 +295,12 @@ class EmbeddedRedis(EmbeddedServer):
         if self.bolt_relay:
             bolt += f" relay={self._relay_port}"
         return f"<EmbeddedRedis running port={self._port}{bolt}>"
+
+
+def _requirepass(args: Sequence[str]) -> str | None:
+    """The value of the last ``--requirepass`` in ``args`` (redis-server's own rule)."""
+    password = None
+    for flag, value in itertools.pairwise(args):
+        if flag == "--requirepass":
+            password = value or None
+    return password

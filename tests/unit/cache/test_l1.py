@@ -1,10 +1,13 @@
-"""L1Cache: per-entry TTL, LRU order at the size bound, absence as a value, fill tokens."""
+"""L1Cache: per-entry TTL, LRU order at the size bound, absence as a value, fill tokens,
+and the staleness cap."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from infra.cache.l1 import ABSENT, MISS, L1Cache
 from infra.resilience.clock import ManualClock
@@ -148,3 +151,25 @@ def test_abandon_fill_ends_the_registration(clock: ManualClock) -> None:
 def test_max_size_below_one_is_rejected(clock: ManualClock) -> None:
     with pytest.raises(ValueError, match="max_size must be >= 1"):
         L1Cache(0, clock=clock)
+
+
+@given(
+    ttls=st.lists(st.floats(0.01, 100), min_size=1, max_size=20),
+    bound=st.floats(0.01, 50),
+    elapsed=st.floats(0, 60),
+)
+def test_cap_expiry_bounds_every_entry_and_changes_nothing_else(
+    ttls: list[float], bound: float, elapsed: float
+) -> None:
+    """After cap_expiry(bound) no entry outlives ``bound`` from now; an entry that would
+    expire sooner keeps its own expiry; values, order and size are unchanged."""
+    clock = ManualClock()
+    l1 = L1Cache(len(ttls), clock=clock)
+    for i, ttl in enumerate(ttls):
+        l1.set(f"k{i}", i, ttl=ttl)
+    l1.cap_expiry(bound)
+    assert len(l1) == len(ttls)
+    clock.advance(elapsed)
+    for i, ttl in enumerate(ttls):
+        alive = elapsed < min(ttl, bound)
+        assert (l1.get(f"k{i}") == i) is alive, (ttl, bound, elapsed)

@@ -5,15 +5,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from config import Settings
 from infra.cache.three_tier_cache import ABSENT, ThreeTierCache
-from infra.exceptions import CacheConnectionError, CacheSerializationError, ConfigurationError
+from infra.exceptions import (
+    BackendAuthenticationError,
+    BulkheadFullError,
+    CacheConnectionError,
+    CacheError,
+    CacheSerializationError,
+    CircuitBreakerOpenError,
+    ConfigurationError,
+    InfraError,
+    InfraTimeoutError,
+    OperationTimeoutError,
+    PoolExhaustedError,
+)
 from infra.observability.metrics import MetricsCollector
 from infra.resilience.clock import ManualClock
 from infra.testing.fakes.cache import FakeCache
@@ -191,6 +206,8 @@ def test_l1_ttl_above_l2_ttl_is_rejected_naming_both(make: Factory) -> None:
         ({"l2_ttl": float("inf")}, "l2_ttl"),
         ({"namespace": ""}, "namespace"),
         ({"l1_max_size": 0}, "max_size"),
+        ({"max_staleness": 0}, "max_staleness"),
+        ({"fallback_timeout": -0.1}, "fallback_timeout"),
     ],
 )
 def test_bad_arguments_are_rejected_by_name(
@@ -396,3 +413,309 @@ async def test_undecodable_l2_value_reads_as_a_miss(
     assert count(collector, "cache_l2_errors_total", reason="unrecognised") == 1
     assert await store.get("cache:v:k") == ["fresh"]
     assert not cache.degraded
+
+
+# ---------------------------------------------------- validation and misuse paths
+class GatedStore(FakeCache):
+    """FakeCache whose ``get`` of chosen keys waits for a gate, then raises or answers:
+    a request that is in flight while the cache changes state."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.gates: dict[str, tuple[asyncio.Event, BaseException | None]] = {}
+
+    async def get(self, key: str) -> Any:
+        gate = self.gates.get(key)
+        if gate is not None:
+            await gate[0].wait()
+            if gate[1] is not None:
+                raise gate[1]
+        return await super().get(key)
+
+
+def run(coro: Any) -> Any:
+    """Run one scenario on a fresh loop (for Hypothesis examples)."""
+    return asyncio.run(coro)
+
+
+def fresh_cache(**options: Any) -> tuple[ThreeTierCache, GatedStore, ManualClock, MetricsCollector]:
+    clock, collector = ManualClock(start=1000.0), MetricsCollector()
+    store = GatedStore(clock=clock)
+    options.setdefault("ttl_jitter", 0.0)
+    cache = ThreeTierCache(store, clock=clock, metrics=collector, **options)
+    return cache, store, clock, collector
+
+
+def is_valid_key(key: object) -> bool:
+    if not isinstance(key, str) or not key:
+        return False
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+keys = st.one_of(
+    st.text(st.characters(categories=["L", "N", "P", "Zs", "Cs", "Cc"]), max_size=6),
+    st.binary(max_size=3),
+    st.integers(),
+    st.none(),
+    st.lists(st.text(max_size=2), max_size=2),
+)
+
+
+@given(key=keys)
+def test_every_operation_validates_its_key_before_any_io(key: object) -> None:
+    """Non-str, empty or unencodable (lone surrogate) keys raise a TypeError/ValueError
+    naming the key at every entry point, before anything reaches L2; the cache stays
+    healthy. Valid keys round-trip."""
+
+    async def scenario() -> None:
+        cache, store, _, collector = fresh_cache()
+        calls: list[Callable[[], Any]] = [
+            lambda: cache.get(key),  # type: ignore[call-overload]
+            lambda: cache.get(key, Source().loader("x")),  # type: ignore[call-overload]
+            lambda: cache.set(key, 1),  # type: ignore[arg-type]
+            lambda: cache.delete(key),  # type: ignore[arg-type]
+        ]
+        if not is_valid_key(key):
+            for call in calls:
+                with pytest.raises((TypeError, ValueError), match=r"(?i)key") as caught:
+                    await call()
+                assert not isinstance(caught.value, CacheConnectionError)
+            assert store.calls == []
+        else:
+            await cache.set(key, 1)  # type: ignore[arg-type]
+            assert await cache.get(key) == 1  # type: ignore[call-overload]
+            assert await cache.delete(key) is True  # type: ignore[arg-type]
+        assert not cache.degraded
+        assert count(collector, "cache_degraded_total") == 0
+
+    run(scenario())
+
+
+def test_an_empty_key_names_the_fix() -> None:
+    """The empty key is refused with a message that says what a key looks like."""
+    cache, store, _, _ = fresh_cache()
+    with pytest.raises(ValueError, match="non-empty"):
+        run(cache.get(""))
+    with pytest.raises(ValueError, match="lone surrogate"):
+        run(cache.set("user:\ud800", 1))
+    with pytest.raises(TypeError, match="tags must be a list"):
+        run(cache.set("k", 1, tags="org:a"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="tag"):
+        run(cache.set("k", 1, tags=[""]))
+    assert store.calls == []
+
+
+ttls = st.one_of(
+    st.none(),
+    st.floats(min_value=-1e9, max_value=1e9),
+    st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0]),
+    st.integers(-3, 10**6),
+    st.booleans(),
+    st.text(max_size=3),
+)
+
+
+@given(ttl=ttls)
+def test_set_validates_its_ttl_per_call(ttl: object) -> None:
+    """``set(ttl=)`` accepts positive finite seconds (L2 then lives exactly that long)
+    and refuses anything else by name -- zero, negative, NaN, infinite, bool, str --
+    before any I/O."""
+    valid = ttl is None or (
+        isinstance(ttl, int | float)
+        and not isinstance(ttl, bool)
+        and math.isfinite(ttl)
+        and ttl > 0
+    )
+
+    async def scenario() -> None:
+        cache, store, _, _ = fresh_cache(l1_ttl=60, l2_ttl=300)
+        if not valid:
+            with pytest.raises((TypeError, ValueError), match="ttl"):
+                await cache.set("k", "v", ttl=ttl)  # type: ignore[arg-type]
+            assert store.calls == []
+            assert await cache.get("k") is None
+            return
+        await cache.set("k", "v", ttl=ttl)  # type: ignore[arg-type]
+        stored = await store.ttl("cache:v:k")
+        expected = 300 if ttl is None else ttl
+        assert stored is not None
+        assert stored == pytest.approx(max(expected, 0.001), rel=1e-9, abs=0.0006)
+
+    run(scenario())
+
+
+# ------------------------------------------------------- which errors degrade the cache
+UNREACHABLE = [
+    CacheConnectionError("connection refused"),
+    OperationTimeoutError("attempt timed out", details={"timeout": 0.1}),
+    InfraTimeoutError("timed out"),
+    CircuitBreakerOpenError("breaker open"),
+]
+NOT_UNREACHABLE = [
+    CacheError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+    BackendAuthenticationError("WRONGPASS invalid username-password pair"),
+    PoolExhaustedError("no free connection"),
+    BulkheadFullError("bulkhead full"),
+]
+
+
+@given(error=st.sampled_from(UNREACHABLE + NOT_UNREACHABLE), op=st.sampled_from(["get", "set"]))
+def test_only_unreachability_degrades_the_cache(error: InfraError, op: str) -> None:
+    """A read never raises a backend error (the loader answers); a write raises what is
+    not unreachability, typed, and absorbs what is (replayed later). Only connection
+    errors, timeouts and an open breaker mark the cache degraded."""
+    unreachable = any(error is e for e in UNREACHABLE)
+
+    async def scenario() -> None:
+        cache, store, _, collector = fresh_cache()
+        store.fail_next(error, operation=op)
+        if op == "get":
+            assert await cache.get("k", Source(k="db").loader("k")) == "db"
+        elif unreachable:
+            await cache.set("k", "v")
+            assert cache.pending_invalidations == 1
+        else:
+            with pytest.raises(type(error)):
+                await cache.set("k", "v")
+        assert cache.degraded is unreachable
+        assert count(collector, "cache_degraded_total") == (1 if unreachable else 0)
+        assert count(collector, "cache_l2_errors_total", reason=type(error).__name__) == 1
+
+    run(scenario())
+
+
+# ------------------------------------------------------- hysteresis: one outage, once
+@given(
+    inflight=st.lists(
+        st.tuples(st.booleans(), st.booleans()),  # (it fails, it ends after the recovery)
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_requests_from_before_a_transition_never_flip_the_state(
+    inflight: list[tuple[bool, bool]],
+) -> None:
+    """Requests in flight when Redis fails end in any order -- succeeding while the
+    cache is degraded, failing after it recovered: one degradation, one recovery (by the
+    probe), and every caller gets the loader's answer."""
+
+    async def scenario() -> None:
+        cache, store, clock, collector = fresh_cache(probe_interval=1.0)
+        gates = []
+        for i, (fails, _) in enumerate(inflight):
+            gate = asyncio.Event()
+            error = CacheConnectionError("reset") if fails else None
+            store.gates[f"cache:v:slow{i}"] = (gate, error)
+            gates.append(gate)
+        tasks = [
+            asyncio.create_task(cache.get(f"slow{i}", Source(**{f"slow{i}": i}).loader(f"slow{i}")))
+            for i in range(len(inflight))
+        ]
+        await asyncio.sleep(0)  # every request is now waiting inside L2
+        store.fail_next(CacheConnectionError("connection refused"), operation="get")
+        assert await cache.get("first", Source(first="f").loader("first")) == "f"
+        assert cache.degraded
+        for (_, after), gate in zip(inflight, gates, strict=True):
+            if not after:
+                gate.set()
+        await asyncio.sleep(0.001)
+        assert cache.degraded  # a success from before the failure proves nothing
+        clock.advance(1.0)
+        assert await cache.get("probe", Source(probe="p").loader("probe")) == "p"
+        assert not cache.degraded  # the probe recovered it
+        for gate in gates:
+            gate.set()
+        assert await asyncio.gather(*tasks) == list(range(len(inflight)))
+        assert not cache.degraded  # a failure from before the recovery proves nothing
+        assert count(collector, "cache_degraded_total") == 1
+        assert count(collector, "cache_l1_resets_total", reason="recovered") == 1
+
+    run(scenario())
+
+
+# ---------------------------------------------------- skipped writes are replayed
+write_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), st.sampled_from(["a:1", "a:2", "b:1", "c:1"])),
+        st.tuples(st.just("delete"), st.sampled_from(["a:1", "a:2", "b:1", "c:1"])),
+        st.tuples(st.just("prefix"), st.sampled_from(["a:", "b:"])),
+        st.tuples(st.just("tag"), st.sampled_from(["t1", "t2"])),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@given(ops=write_ops)
+def test_writes_skipped_during_an_outage_leave_no_older_value_in_l2(
+    ops: list[tuple[str, str]],
+) -> None:
+    """Whatever was written, deleted or invalidated while L2 was unreachable (no error to
+    the caller), none of those keys still has its pre-outage value in L2 after recovery;
+    keys the outage did not touch keep theirs."""
+    tags = {"a:1": ["t1"], "a:2": ["t2"], "b:1": ["t1", "t2"], "c:1": []}
+
+    async def scenario() -> None:
+        cache, store, clock, _ = fresh_cache(probe_interval=1.0)
+        for key, key_tags in tags.items():
+            await cache.set(key, "old", tags=key_tags)
+        store.fail_next(CacheConnectionError("connection refused"), operation="get")
+        await cache.get("x", Source(x=1).loader("x"))
+        assert cache.degraded
+        touched: set[str] = set()
+        for kind, arg in ops:
+            if kind == "set":
+                await cache.set(arg, "new")
+                touched.add(arg)
+            elif kind == "delete":
+                await cache.delete(arg)
+                touched.add(arg)
+            elif kind == "prefix":
+                await cache.invalidate(prefix=arg)
+                touched |= {k for k in tags if k.startswith(arg)}
+            else:
+                await cache.invalidate(tag=arg)
+                touched |= {k for k, t in tags.items() if arg in t}
+        assert cache.pending_invalidations > 0
+        clock.advance(1.0)
+        await cache.get("y", Source(y=2).loader("y"))  # the probe: recovery replays
+        assert not cache.degraded
+        assert cache.pending_invalidations == 0
+        for key in tags:
+            stored = await store.get(f"cache:v:{key}")
+            assert stored is None if key in touched else stored == ["old"], key
+
+    run(scenario())
+
+
+async def test_too_many_skipped_writes_invalidate_the_whole_namespace(
+    make: Factory, store: FakeCache, clock: ManualClock
+) -> None:
+    """Past the remembered-keys bound the recovery clears everything it wrote."""
+    cache = make(probe_interval=1.0)
+    await cache.set("kept-before", "old")
+    store.fail_next(CacheConnectionError("refused"), operation="get")
+    await cache.get("x", Source(x=1).loader("x"))
+    for i in range(10_001):
+        await cache.delete(f"gone:{i}")
+    assert cache.pending_invalidations == 1  # one namespace-wide invalidation
+    clock.advance(1.0)
+    await cache.get("y", Source(y=2).loader("y"))
+    assert await store.get("cache:v:kept-before") is None
+
+
+async def test_redis_mode_needs_the_redis_cache_over_that_client() -> None:
+    """With a raw client the cache writes the port's format itself: a store without the
+    port's key() and serializer is refused, naming what to pass."""
+    from redis.asyncio import Redis
+
+    client = Redis()
+    try:
+        with pytest.raises(TypeError, match="RedisCache over that client"):
+            ThreeTierCache(FakeCache(), redis=client)
+    finally:
+        await client.aclose()
