@@ -261,10 +261,15 @@ class _Graph:
             ) from None
 
     def _check_markers(self) -> None:
+        markers = list(_markers(_wired_modules(self.container)))
+        if not markers:
+            return
+        # dependency-injector's own resolver, the one wire() binds with: what it cannot
+        # resolve is exactly what wire() silently left as a marker.
         mapping = wiring.ProvidersMap(self.container)
         known = sorted(self.names.values())
         problems: list[str] = []
-        for where, marker in _markers(_wired_modules(self.container)):
+        for where, marker in markers:
             try:
                 found = mapping.resolve_provider(marker.provider, marker.modifier)
             except Exception:  # noqa: BLE001 - a modifier that cannot apply: unresolved too
@@ -489,11 +494,18 @@ async def _ping(container: containers.Container, graph: _Graph, deadline: float)
             causes.append(result)
         elif isinstance(result, BaseException):
             raise result
-        elif not result:
+        elif not _healthy(result):
             details = result[1] if isinstance(result, tuple) and len(result) > 1 else result
             unhealthy[name] = str(details)
     if unhealthy:
         raise _PingError(unhealthy, causes)
+
+
+def _healthy(result: Any) -> bool:
+    """A ``health_check`` answer: an ``(ok, details)`` pair, or anything truthy when ok."""
+    if isinstance(result, tuple) and result:
+        return bool(result[0])
+    return bool(result)
 
 
 class _PingError(Exception):
