@@ -30,7 +30,7 @@ from infra.exceptions import ConfigurationError, StartupError
 Events = list[tuple[str, str]]
 
 
-class Boom(RuntimeError):
+class BoomError(RuntimeError):
     """A resource's own failure, to be found as the StartupError's cause."""
 
 
@@ -42,14 +42,14 @@ def recording(
     async def resource(*_dependencies: Any) -> AsyncIterator[str]:
         await asyncio.sleep(0)
         if fail_init:
-            raise Boom(f"{name} cannot start")
+            raise BoomError(f"{name} cannot start")
         events.append(("init", name))
         try:
             yield name
         finally:
             events.append(("close", name))
             if fail_close:
-                raise Boom(f"{name} cannot stop")
+                raise BoomError(f"{name} cannot stop")
 
     return resource
 
@@ -138,8 +138,8 @@ async def test_a_failed_start_closes_what_started_in_reverse_and_names_the_resou
     assert error.details["resource"] == "flusher"
     assert error.details["dependency_path"] == "api -> flusher"
     assert error.details["rolled_back"] == ["db", "cache"]
-    assert isinstance(error.__cause__, Boom)
-    assert "flusher failed to start: Boom: flusher cannot start" in str(error)
+    assert isinstance(error.__cause__, BoomError)
+    assert "flusher failed to start: BoomError: flusher cannot start" in str(error)
     assert inits(events) == ["db", "cache"]
     assert closes(events) == ["cache", "db"]
     assert not any(p.initialized for p in app.traverse(types=[providers.Resource]))
@@ -174,7 +174,7 @@ async def test_a_failing_singleton_built_on_started_resources_rolls_back_too() -
     events: Events = []
 
     def broken(db: str) -> Repo:
-        raise Boom(f"cannot build on {db}")
+        raise BoomError(f"cannot build on {db}")
 
     app = containers.DynamicContainer()
     app.db = providers.Resource(recording(events, "db"))
@@ -182,7 +182,7 @@ async def test_a_failing_singleton_built_on_started_resources_rolls_back_too() -
     with pytest.raises(StartupError) as raised:
         await start(app)
     assert raised.value.details["resource"] == "repo"
-    assert isinstance(raised.value.__cause__, Boom)
+    assert isinstance(raised.value.__cause__, BoomError)
     assert closes(events) == ["db"]
 
 
@@ -231,11 +231,13 @@ async def test_a_failing_shutdown_does_not_stop_the_others(
     app.a = providers.Resource(recording(events, "a", fail_close=True), app.pool)
     app.b = providers.Resource(recording(events, "b", fail_close=True), app.pool)
     await start(app)
-    with caplog.at_level(logging.WARNING, "containers.lifecycle"):
-        with pytest.raises(ExceptionGroup) as raised:
-            await stop(app)
+    with (
+        caplog.at_level(logging.WARNING, "containers.lifecycle"),
+        pytest.raises(ExceptionGroup) as raised,
+    ):
+        await stop(app)
     assert sorted(str(e) for e in raised.value.exceptions) == ["a cannot stop", "b cannot stop"]
-    assert all(isinstance(e, Boom) for e in raised.value.exceptions)
+    assert all(isinstance(e, BoomError) for e in raised.value.exceptions)
     assert sorted(closes(events)[:2]) == ["a", "b"]
     assert closes(events)[2:] == ["pool"]
     assert {r.getMessage() for r in caplog.records} == {
@@ -250,11 +252,16 @@ async def test_running_stops_on_exit_even_when_the_block_raises() -> None:
     events: Events = []
     app = containers.DynamicContainer()
     app.db = providers.Resource(recording(events, "db"))
-    with pytest.raises(Boom):
+    seen: list[object] = []
+
+    async def handler() -> None:
         async with running(app) as started:
-            assert started is app
-            assert app.db() == "db"  # handed out synchronously while running
-            raise Boom("handler")
+            seen.extend((started, app.db()))  # handed out synchronously while running
+            raise BoomError("handler")
+
+    with pytest.raises(BoomError):
+        await handler()
+    assert seen == [app, "db"]
     assert closes(events) == ["db"]
     assert not app.db.initialized
     assert not app.db.is_async_mode_disabled()  # lazy (awaitable) again after stop
@@ -337,7 +344,7 @@ async def test_a_provide_typo_fails_at_start_with_the_name_and_suggestions() -> 
         )
         assert "lifecycle_typo_handlers.Views.get(lock): Provide['redis.lokc']" in message
         assert "redis.lock" in message
-        assert "redis.cache" not in message.split("did you mean")[0]
+        assert "redis.cache" not in message.split("did you mean", maxsplit=1)[0]
         assert len(raised.value.details["unresolved"]) == 2
         assert not app.observability.metrics.initialized
     finally:
@@ -389,14 +396,17 @@ async def test_ping_reports_every_failing_backend_at_once_and_rolls_back() -> No
 
 
 # ---------------------------------------------------------------------- property
-KINDS = ("direct", "factory", "singleton", "callable", "list", "dependency", "nested")
 
 
 @st.composite
 def resource_graphs(draw: st.DrawFn) -> tuple[list[list[tuple[int, str]]], set[int], set[int]]:
     size = draw(st.integers(1, 7))
     edges = [
-        draw(st.lists(st.tuples(st.integers(0, max(i - 1, 0)), st.sampled_from(KINDS)), max_size=3))
+        draw(
+            st.lists(
+                st.tuples(st.integers(0, max(i - 1, 0)), st.sampled_from(sorted(VIA))), max_size=3
+            )
+        )
         if i
         else []
         for i in range(size)
@@ -404,6 +414,24 @@ def resource_graphs(draw: st.DrawFn) -> tuple[list[list[tuple[int, str]]], set[i
     fail_init = draw(st.sets(st.integers(0, size - 1), max_size=2))
     fail_close = draw(st.sets(st.integers(0, size - 1), max_size=3))
     return edges, fail_init, fail_close
+
+
+def _dependency(target: Any) -> Any:
+    via = providers.Dependency()
+    via.override(target)
+    return via
+
+
+#: How resource ``i`` reaches resource ``j``: one provider kind each.
+VIA: dict[str, Callable[[Any], Any]] = {
+    "direct": lambda target: target,
+    "factory": lambda target: providers.Factory(Repo, db=target),
+    "singleton": lambda target: providers.Singleton(Repo, db=target),
+    "callable": lambda target: providers.Callable(str, target),
+    "list": providers.List,
+    "dependency": _dependency,
+    "nested": lambda target: providers.Factory(Repo, db=target),  # declared in ``nested``
+}
 
 
 def build(
@@ -428,25 +456,9 @@ def build(
         for j, kind in dependencies:
             if j >= i:
                 continue
-            target = made[j]
-            via: Any
-            if kind == "factory":
-                via = providers.Factory(Repo, db=target)
-            elif kind == "singleton":
-                via = providers.Singleton(Repo, db=target)
-            elif kind == "callable":
-                via = providers.Callable(str, target)
-            elif kind == "list":
-                via = providers.List(target)
-            elif kind == "dependency":
-                via = providers.Dependency()
-                via.override(target)
-            elif kind == "nested":
-                holder = providers.Factory(Repo, db=target)
-                setattr(app.nested.container, f"via{i}_{j}", holder)
-                via = holder
-            else:
-                via = target
+            via = VIA[kind](made[j])
+            if kind == "nested":
+                setattr(app.nested.container, f"via{i}_{j}", via)
             made[i].add_args(via)
     return app
 
@@ -475,27 +487,34 @@ def test_any_graph_closes_every_started_resource_once_in_reverse_dependency_orde
     events: Events = []
     app = build(edges, fail_init, fail_close, events)
 
+    outcome: dict[str, BaseException] = {}
+
     async def scenario() -> None:
         try:
             await start(app)
         except StartupError as error:
-            failed = int(error.details["resource"].rsplit("r", 1)[1])
-            assert failed in fail_init
-            assert reaches(edges, failed) <= {int(n[1:]) for n in inits(events)}
-            assert isinstance(error.__cause__, Boom)
-        else:
-            assert not fail_init & set(range(len(edges)))
-            try:
-                await stop(app)
-            except ExceptionGroup as group:
-                assert sorted(str(e) for e in group.exceptions) == sorted(
-                    f"r{i} cannot stop" for i in fail_close
-                )
-            else:
-                assert not fail_close
+            outcome["start"] = error
+            return
+        try:
+            await stop(app)
+        except ExceptionGroup as group:
+            outcome["stop"] = group
         await stop(app)  # idempotent
 
     asyncio.run(scenario())
+    asyncio.run(stop(app))  # after a failed start too: nothing left to close
+    if "start" in outcome:
+        error = outcome["start"]
+        assert isinstance(error, StartupError)
+        failed = int(error.details["resource"].rsplit("r", 1)[1])
+        assert failed in fail_init
+        assert reaches(edges, failed) <= {int(n[1:]) for n in inits(events)}
+        assert isinstance(error.__cause__, BoomError)
+    else:
+        assert not fail_init
+        group = outcome.get("stop")
+        failures = [] if group is None else group.exceptions  # type: ignore[attr-defined]
+        assert sorted(str(e) for e in failures) == sorted(f"r{i} cannot stop" for i in fail_close)
     started = [int(n[1:]) for n in inits(events)]
     closed = [int(n[1:]) for n in closes(events)]
     assert sorted(closed) == sorted(started)  # every started one, exactly once
