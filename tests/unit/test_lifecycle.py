@@ -107,7 +107,15 @@ async def test_order_through_every_provider_kind_and_nested_containers() -> None
     app.needs_top = providers.Dependency()
     app.needs_top.override(app.top)
     app.last = providers.Resource(recording(events, "last"), app.needs_top)
-    backends = (app.postgres.store, app.redis.client, app.redis.cache, app.redis.lock)
+    telemetry_at_close: dict[str, bool] = {}
+
+    async def store() -> AsyncIterator[str]:
+        yield "store"
+        for name in ("metrics", "logging", "tracing"):
+            telemetry_at_close[name] = getattr(app.observability, name).initialized
+
+    app.postgres.store.override(providers.Resource(store))
+    backends = (app.redis.client, app.redis.cache, app.redis.lock)
     for provider in (*backends, app.redis.three_tier, app.health):
         provider.override(providers.Object(None))
     await start(app)
@@ -115,7 +123,9 @@ async def test_order_through_every_provider_kind_and_nested_containers() -> None
     assert app.observability.metrics.initialized
     await stop(app)
     assert closes(events) == ["last", "top", "base"]
+    assert telemetry_at_close == {"metrics": True, "logging": True, "tracing": True}
     assert not app.observability.metrics.initialized
+    app.postgres.store.reset_override()
     for provider in (*backends, app.redis.three_tier, app.health):
         provider.reset_override()
 
