@@ -133,9 +133,7 @@ async def test_ping_passes_on_live_servers_and_reports_every_dead_one_at_once(
     await stop(live)
 
     port = closed_port()
-    dead = app_for(
-        f"postgresql://nobody@127.0.0.1:{port}/nothing", f"redis://127.0.0.1:{port}/0"
-    )
+    dead = app_for(f"postgresql://nobody@127.0.0.1:{port}/nothing", f"redis://127.0.0.1:{port}/0")
     with pytest.raises(StartupError) as raised:
         await start(dead, ping=True, ping_timeout=10.0)
     unhealthy = raised.value.details["unhealthy"]
