@@ -22,8 +22,8 @@ initialises it lazily, as dependency-injector always did). Providers of other ki
 left as they are: a ``Factory`` builds per call by definition.
 
 :func:`unpin` (run by ``stop()``) puts everything back: it returns the pinned providers to
-the mode ``start()`` left them in, shuts the resources down (dependency-injector's ordered
-``shutdown_resources()``), resets the singletons built on a resource -- they hold objects
+the mode ``start()`` left them in, shuts the resources down (in reverse dependency order,
+by :mod:`containers.lifecycle`), resets the singletons built on a resource -- they hold objects
 the shutdown just closed, so the next ``start()`` builds them on the new resources -- and
 finally restores every provider's async mode to what ``start()`` found. Overrides
 (``use_fakes``, ``provider.override``) are never touched: an override entered after
@@ -33,15 +33,16 @@ brings back the started value.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from dependency_injector import containers, providers
 
-__all__ = ["mode_of", "pin", "record", "set_mode", "unpin"]
+__all__ = ["BuildError", "handed_out", "mode_of", "pin", "record", "set_mode", "unpin"]
 
 Mode = Literal["enabled", "disabled", "undefined"]
 AnyProvider: TypeAlias = "providers.Provider[Any]"
@@ -91,15 +92,29 @@ def record(container: containers.Container) -> None:
         _records[container] = _Record({p: mode_of(p) for p in _graph(container)})
 
 
-async def pin(container: containers.Container) -> None:
-    """Build and pin what depends on a started async resource; see the module docstring."""
+class BuildError(Exception):
+    """Building ``provider`` (a singleton on a started resource) failed; the cause is
+    chained. :func:`containers.lifecycle.start` turns it into a ``StartupError``."""
+
+    def __init__(self, provider: AnyProvider) -> None:
+        super().__init__(provider)
+        self.provider = provider
+
+
+async def pin(container: containers.Container, *, timeout: float | None = None) -> None:
+    """Build and pin what depends on a started async resource; see the module docstring.
+    Each build waits at most ``timeout`` seconds; a failure raises :class:`BuildError`."""
     entry = _records[container]
     for provider in _resource_bound(_graph(container)):
         if not isinstance(provider, _STORED):
             continue
-        value = provider()
-        if inspect.isawaitable(value):
-            await value
+        try:
+            value = provider()
+            if inspect.isawaitable(value):
+                async with asyncio.timeout(timeout):
+                    await value
+        except Exception as exc:
+            raise BuildError(provider) from exc
         if provider not in entry.started:
             entry.started[provider] = mode_of(provider)
             if isinstance(provider, _SINGLETONS):
@@ -108,28 +123,29 @@ async def pin(container: containers.Container) -> None:
         provider.disable_async_mode()
 
 
-async def unpin(container: containers.Container) -> None:
-    """Shut the resources down and leave every provider as ``start()`` found it."""
+def handed_out(container: containers.Container) -> list[AnyProvider]:
+    """The providers :func:`pin` switched to handing out their stored value."""
+    entry = _records.get(container)
+    return [] if entry is None else list(entry.started)
+
+
+async def unpin(container: containers.Container, shutdown: Callable[[], Awaitable[None]]) -> None:
+    """Shut the resources down with ``shutdown`` (:mod:`containers.lifecycle` passes its
+    ordered shutdown) and leave every provider as ``start()`` found it, even when
+    ``shutdown`` raises."""
     entry = _records.pop(container, None)
     if entry is None:
-        await _shutdown(container)
+        await shutdown()
         return
     for provider, mode in entry.started.items():
         set_mode(provider, mode)  # async again, so the shutdown awaits their cleanup
     try:
-        await _shutdown(container)
+        await shutdown()
     finally:
         for singleton in entry.singletons:
             singleton.reset()
         for provider, mode in entry.found.items():
             set_mode(provider, mode)
-
-
-async def _shutdown(container: containers.Container) -> None:
-    # None when no initialised resource is asynchronous (e.g. every one replaced by a fake).
-    result = container.shutdown_resources()
-    if inspect.isawaitable(result):
-        await result
 
 
 def _graph(container: containers.Container) -> list[AnyProvider]:

@@ -1,7 +1,26 @@
 """A small HTTP service on Semantica Infra, running on embedded real backends.
 
-    python examples/quickstart.py            # start, call every endpoint once, print, stop
-    python examples/quickstart.py --serve    # keep serving on http://127.0.0.1:8080
+    python examples/quickstart.py                     # call every endpoint once, print, stop
+    python examples/quickstart.py --serve             # keep serving on http://127.0.0.1:8080
+    python examples/quickstart.py --serve --port 0    # ... on a free port (printed)
+
+Endpoints (every answer is JSON except ``/metrics``; errors are ``{"error": ...}``):
+
+=========================  ========================================================
+``POST /users``            ``{"id": <int>, "name": <str>}`` -> 201; 409 if it exists;
+                           400 for a body that is not a JSON object; 422 for a
+                           missing or mistyped field
+``GET /users/{id}``        the user via the 3-tier cache -> 200; 404 if unknown or if
+                           ``id`` is not an integer
+``POST /users/{id}/visits``  count a visit under a Redis lock (fenced write) -> 200
+``GET /health``, ``/ready``  liveness / readiness with per-check latency -> 200 or 503
+``GET /metrics``           Prometheus text exposition
+=========================  ========================================================
+
+A backend outage answers 503 (with ``Retry-After`` while the breaker is open), never 500.
+SIGTERM or Ctrl-C (SIGINT) stops gracefully: the server stops accepting, the container's
+lifecycle ``stop()`` closes every resource, the process exits 0 (a second signal
+abandons the graceful stop).
 
 What it shows:
 
@@ -22,7 +41,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -58,6 +79,58 @@ create table if not exists users (
 
 App = ApplicationContainer
 
+#: The id column is a PostgreSQL bigint.
+BIGINT = range(-(2**63), 2**63)
+
+_log = logging.getLogger("quickstart")
+
+
+# ---------------------------------------------------------------------- input checks
+class BadInputError(Exception):
+    """The request is wrong; ``status`` is 400, 404 or 422 and ``error`` says why."""
+
+    def __init__(self, status: int, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object, or 400 saying what it should be."""
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
+        raise BadInputError(400, "the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise BadInputError(400, f"the body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def field(body: dict[str, Any], name: str, kind: type) -> Any:
+    """``body[name]`` of type ``kind``, or 422 naming the field."""
+    if name not in body:
+        raise BadInputError(422, f"missing field {name!r}")
+    value = body[name]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise BadInputError(422, f"field {name!r} must be a {kind.__name__}")
+    if kind is int and value not in BIGINT:
+        raise BadInputError(422, f"field {name!r} is out of range for a 64-bit integer")
+    if kind is str and not value:
+        raise BadInputError(422, f"field {name!r} must not be empty")
+    return value
+
+
+def user_id(request: web.Request) -> int:
+    """The ``{id}`` of the path; 404 when it is not an integer (no such user can exist)."""
+    raw = request.match_info["id"]
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadInputError(404, f"no user {raw!r}: user ids are integers") from None
+    if value not in BIGINT:
+        raise BadInputError(404, f"no user {raw!r}: user ids are 64-bit integers")
+    return value
+
 
 # ----------------------------------------------------------------------------- handlers
 @inject
@@ -66,14 +139,13 @@ async def create_user(
     store: RelationalStore = Provide[App.postgres.store],
 ) -> web.Response:
     """POST /users {"id": ..., "name": ...}; a duplicate is 409 (a write: attempted once)."""
-    body = await request.json()
+    body = await json_object(request)
+    uid, name = field(body, "id", int), field(body, "name", str)
     try:
-        await store.execute(
-            "insert into users (id, name) values ($1, $2)", int(body["id"]), str(body["name"])
-        )
+        await store.execute("insert into users (id, name) values ($1, $2)", uid, name)
     except UniqueViolationError:
         return web.json_response({"error": "user exists"}, status=409)
-    return web.json_response({"id": body["id"], "name": body["name"]}, status=201)
+    return web.json_response({"id": uid, "name": name}, status=201)
 
 
 @inject
@@ -83,15 +155,15 @@ async def get_user(
     cache: ThreeTierCache = Provide[App.redis.three_tier],
 ) -> web.Response:
     """GET /users/{id}: L1 -> L2 -> PostgreSQL, with negative caching of unknown ids."""
-    user_id = int(request.match_info["id"])
+    uid = user_id(request)
 
     async def load() -> dict[str, Any] | None:
-        row = await store.fetchrow("select id, name, visits from users where id = $1", user_id)
+        row = await store.fetchrow("select id, name, visits from users where id = $1", uid)
         return dict(row) if row is not None else None
 
-    user = await cache.get(f"user:{user_id}", load)
+    user = await cache.get(f"user:{uid}", load)
     if user is None:
-        return web.json_response({"error": f"no user {user_id}"}, status=404)
+        return web.json_response({"error": f"no user {uid}"}, status=404)
     return web.json_response(user)
 
 
@@ -103,17 +175,17 @@ async def record_visit(
     cache: ThreeTierCache = Provide[App.redis.three_tier],
 ) -> web.Response:
     """POST /users/{id}/visits: read-modify-write under a lock; the write is fenced."""
-    user_id = int(request.match_info["id"])
-    async with lock.hold(f"user:{user_id}", lease=5.0, wait=2.0) as lease:
-        visits = await store.fetchval("select visits from users where id = $1", user_id)
+    uid = user_id(request)
+    async with lock.hold(f"user:{uid}", lease=5.0, wait=2.0) as lease:
+        visits = await store.fetchval("select visits from users where id = $1", uid)
         # The fencing token rejects a write from a holder whose lease already expired.
         status = await store.execute(
             "update users set visits = $2, fence = $3 where id = $1 and fence < $3",
-            user_id,
+            uid,
             (visits or 0) + 1,
             lease.fencing_token,
         )
-    await cache.delete(f"user:{user_id}")
+    await cache.delete(f"user:{uid}")
     return web.json_response({"updated": status == "UPDATE 1", "fence": lease.fencing_token})
 
 
@@ -135,18 +207,33 @@ async def metrics(
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
+_BODY_HEADERS = {"content-type", "content-length"}
+
+
 @web.middleware
 async def infra_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Our typed errors become JSON: 503 (+ Retry-After when known) if the backend is down
-    or shedding load -- retryable errors, an open breaker, a full bulkhead -- else 500."""
+    """Every error answers JSON. Client errors keep their status (400/404/405/413/422,
+    including aiohttp's own for an unknown route). Our typed errors: 503 (+ Retry-After
+    when known) if the backend is down or shedding load -- retryable errors, an open
+    breaker, a full bulkhead -- else 500; anything else is logged and answers 500."""
     try:
         response: web.StreamResponse = await handler(request)
+    except BadInputError as exc:
+        return web.json_response({"error": exc.error}, status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        kept = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
+        return web.json_response({"error": exc.reason}, status=exc.status, headers=kept)
     except InfraError as exc:
         unavailable = exc.retryable or isinstance(exc, ResilienceError)
         headers = {}
         if isinstance(exc, CircuitBreakerOpenError) and exc.retry_after_s is not None:
             headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
         return web.json_response(exc.to_dict(), status=503 if unavailable else 500, headers=headers)
+    except Exception:  # noqa: BLE001 - the last line of defence: logged, then a JSON 500
+        _log.exception("unhandled error in %s %s", request.method, request.path)
+        return web.json_response({"error": "internal error"}, status=500)
     return response
 
 
@@ -217,11 +304,41 @@ async def demo(base: str, collector: MetricsCollector) -> None:
     print(f"postgres_pool_utilization: {collector.get_gauge('postgres_pool_utilization')}%")
 
 
+def stop_on_signals(stopping: asyncio.Event) -> None:
+    """SIGTERM and SIGINT set ``stopping`` (a graceful stop); a second one cancels the
+    main task (the ``async with`` blocks still close what they opened)."""
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+
+    def on_signal(signum: int) -> None:
+        if stopping.is_set() and main_task is not None:
+            main_task.cancel()
+            return
+        print(f"{signal.Signals(signum).name}: stopping", flush=True)
+        stopping.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, on_signal, signum)
+        except NotImplementedError:  # Windows' event loop: Ctrl-C ends the demo instead
+            return
+
+
 async def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--serve", action="store_true", help="keep serving until Ctrl-C")
-    parser.add_argument("--port", type=int, default=8080)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep serving until SIGTERM or Ctrl-C (default: call every endpoint once)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=8080, help="port for --serve; 0 picks a free one"
+    )
     args = parser.parse_args(argv)
+    stopping = asyncio.Event()
+    stop_on_signals(stopping)
 
     backends = start_embedded_backends(graph=False, qdrant=False)
     async with backends as endpoints:
@@ -240,14 +357,25 @@ async def main(argv: list[str]) -> int:
             base = f"http://127.0.0.1:{port}"
             try:
                 if args.serve:
-                    print(f"serving on {base} (Ctrl-C to stop)")
-                    await asyncio.Event().wait()
+                    print(f"serving on {base} (Ctrl-C or SIGTERM to stop)", flush=True)
+                    await stopping.wait()
                 else:
                     await demo(base, container.observability.metrics())
             finally:
                 await runner.cleanup()
+        print("stopped: every resource closed", flush=True)
     return 0
 
 
+def run(argv: list[str]) -> int:
+    """``main`` with a clean exit: 0 after a graceful stop, 130 without a traceback when
+    a second signal abandoned it."""
+    try:
+        return asyncio.run(main(argv))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted before the graceful stop finished", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1:])))
+    sys.exit(run(sys.argv[1:]))

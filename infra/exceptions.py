@@ -16,6 +16,7 @@ The tree (``+`` marks a second base class)::
 
     InfraError
     ├── ConfigurationError
+    │   └── StartupError                       (containers.lifecycle.start; cause chained)
     ├── BackendConnectionError                 retryable
     │   ├── DatabaseConnectionError  +DatabaseError
     │   ├── CacheConnectionError     +CacheError
@@ -114,6 +115,7 @@ __all__ = [
     "ResilienceError",
     "RetryExhaustedError",
     "SerializationFailureError",
+    "StartupError",
     "UniqueViolationError",
     "VectorStoreConnectionError",
     "VectorStoreError",
@@ -505,3 +507,14 @@ class RetryExhaustedError(ResilienceError):
     retry policy re-raises the last real error instead (see ``infra.resilience``)."""
 
     default_message = "all retry attempts failed"
+
+
+# --------------------------------------------------------------------------- lifecycle
+class StartupError(ConfigurationError):
+    """An application container did not start (``containers.lifecycle.start``): a resource
+    failed or timed out (the cause is chained), the provider graph has a cycle, a
+    ``Provide[...]`` marker names no provider, or a backend failed its startup ping.
+    ``details`` name the provider and its dependency path; nothing is left started."""
+
+    default_message = "the application container could not start"
+    hint = "fix the provider named above (the cause is chained) and start again"

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from dependency_injector import providers
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from config import Settings
 from containers.application import ApplicationContainer
@@ -35,6 +42,12 @@ def load_example() -> ModuleType:
 
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[TestClient, Fakes]]:
+    async for pair in served_app():
+        yield pair
+
+
+async def served_app() -> AsyncIterator[tuple[TestClient, Fakes]]:
+    """The example's web app on the fakes, served on loopback by aiohttp's test server."""
     example = load_example()
     app = ApplicationContainer()
     app.core.settings.override(providers.Object(Settings(log_level="WARNING")))
@@ -104,3 +117,73 @@ async def test_readiness_reports_the_fakes() -> None:
 def test_application_container_declares_all_inputs() -> None:
     """check_dependencies passes: every backend container receives its settings."""
     ApplicationContainer().check_dependencies()
+
+
+# ----------------------------------------------------------------------- bad input
+async def answer(client: TestClient, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+    """Status and JSON body; fails if the body is not JSON."""
+    response = await client.request(method, path, **kw)
+    assert response.content_type == "application/json", await response.text()
+    return response.status, await response.json()
+
+
+async def test_bad_input_answers_a_json_client_error_never_500(
+    served: tuple[TestClient, Fakes],
+) -> None:
+    """A missing field, a non-JSON body, a mistyped field, ``/users/abc``, an unknown
+    route and a wrong method: each a 4xx with an ``{"error": ...}`` that says why."""
+    client, _ = served
+    cases = [
+        ("POST", "/users", {"json": {"id": 1}}, 422, "missing field 'name'"),
+        ("POST", "/users", {"data": b"not json"}, 400, "the body must be a JSON object"),
+        ("POST", "/users", {"json": [1, 2]}, 400, "the body must be a JSON object, got list"),
+        ("POST", "/users", {"json": {"id": "7", "name": "x"}}, 422, "field 'id' must be a int"),
+        ("POST", "/users", {"json": {"id": True, "name": "x"}}, 422, "field 'id' must be a int"),
+        ("POST", "/users", {"json": {"id": 2**70, "name": "x"}}, 422, "out of range"),
+        ("POST", "/users", {"json": {"id": 1, "name": ""}}, 422, "must not be empty"),
+        ("GET", "/users/abc", {}, 404, "no user 'abc': user ids are integers"),
+        ("POST", "/users/abc/visits", {}, 404, "user ids are integers"),
+        ("GET", "/nowhere", {}, 404, "Not Found"),
+        ("DELETE", "/users", {}, 405, "Method Not Allowed"),
+    ]
+    for method, path, kw, status, error in cases:
+        got_status, body = await answer(client, method, path, **kw)
+        assert (got_status, set(body)) == (status, {"error"}), (method, path, kw, body)
+        assert error in body["error"], (method, path, body)
+
+
+def json_values() -> st.SearchStrategy[Any]:
+    scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    return st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+        max_leaves=6,
+    )
+
+
+def user_bodies() -> st.SearchStrategy[bytes]:
+    fields = st.fixed_dictionaries(
+        {},
+        optional={
+            "id": st.integers(-(2**65), 2**65) | json_values(),
+            "name": st.text(max_size=8) | json_values(),
+        },
+    )
+    as_json = (fields | json_values()).map(lambda value: json.dumps(value).encode())
+    return as_json | st.binary(max_size=32)
+
+
+@hypothesis_settings(max_examples=40)
+@given(body=user_bodies(), segment=st.text(min_size=1, max_size=12))
+def test_no_body_or_user_id_gets_a_500_or_a_non_json_answer(body: bytes, segment: str) -> None:
+    """Any body for ``POST /users`` and any ``{id}`` segment: a JSON answer with a
+    client status (or success), never a 500."""
+
+    async def scenario() -> None:
+        async for client, _ in served_app():
+            status, _ = await answer(client, "POST", "/users", data=body)
+            assert status in {201, 400, 409, 422}, body
+            status, _ = await answer(client, "GET", "/users/" + quote(segment, safe=""))
+            assert status in {200, 404}, segment
+
+    asyncio.run(scenario())
