@@ -96,6 +96,8 @@ _SECRET_WORDS: Final = (
 _KEY_END = re.compile(
     rf"(?:{_SECRET_WORDS})(?P<q>[\"']?)(?P<sep>[ \t]*(?P<op>[:=])[ \t]*)", re.IGNORECASE
 )
+# What may follow a value masked earlier (``password=***'`` inside a repr).
+_AFTER_MASK: Final = frozenset(("", " ", "\t", "\n", "'", '"', ",", ";", ")", "]", "}", "&"))
 # Cheap pre-check (lower-cased substrings) before the regex above runs at all.
 _KEY_HINTS: Final = ("pass", "pwd", "secret", "token", "key", "credential", "authorization")
 _KEY_CHARS: Final = frozenset(
@@ -153,6 +155,8 @@ def _key_value_spans(text: str) -> list[tuple[int, int]]:
         if not quote_char and match.group("op") != "=":
             continue  # ``password: x`` is prose; only a quoted key may use ':'
         start = end = match.end()
+        if text.startswith(REDACTED, start) and text[start + 3 : start + 4] in _AFTER_MASK:
+            continue  # masked already (text rendered twice): leave what follows alone
         if before in ("?", "&"):
             end = _QUERY_VALUE.match(text, start).end()  # type: ignore[union-attr]
         elif start < len(text) and text[start] in _QUOTED:
