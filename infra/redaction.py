@@ -13,7 +13,7 @@ settings ``repr`` cannot disagree. :func:`redact_text` masks, inside any string:
 * **secret parameters** -- ``key=value`` where the key names a secret (``password``,
   ``sslpassword``, ``passwd``, ``pwd``, ``*token``, ``*secret``, ``api_key`` ...,
   case-insensitive) in the three places it occurs: URL query strings (the value runs to
-  the next ``&`` or the end of the line), libpq ``key=value`` strings (a value is a
+  the next ``&name=`` or the end of the line), libpq ``key=value`` strings (a value is a
   non-blank run, or ``'quoted'`` with ``\\'``/``\\\\`` escapes), and reprs/JSON
   (``password='x'``, ``"token": "x"``);
 * **tokens** -- provider API keys (``sk-...``) and ``Bearer``/``Basic`` credentials;
@@ -103,15 +103,16 @@ _KEY_HINTS: Final = ("pass", "pwd", "secret", "token", "key", "credential", "aut
 _KEY_CHARS: Final = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
 )
-# The value alternatives, in order: a URL query value (after ? or &) runs to the next &
-# or the end of the line; a quoted value ends at its first unescaped closing quote (or the
+# The value alternatives, in order: a URL query value (after ? or &) runs to the next
+# ``&name=`` or the end of the line; a quoted value ends at its first unescaped closing quote (or the
 # end of the line); a bare value is a non-blank run.
 _QUOTED = {
     "'": re.compile(r"'(?:[^'\\\n]|\\.)*(?P<close>')?"),
     '"': re.compile(r'"(?:[^"\\\n]|\\.)*(?P<close>")?'),
 }
 _BARE = re.compile(r"\S*")
-_QUERY_VALUE = re.compile(r"[^&\n]*")
+# A query value runs on over an '&' that starts no ``name=`` (``password=a&b``).
+_QUERY_VALUE = re.compile(r"(?:[^&\n]|&(?![^&=\n]*=))*")
 # Provider keys (sk-..., sk-proj-..., xai-...), Bearer/Basic/Token credentials.
 _TOKENS = re.compile(r"\b(?:sk|rk|pk|xai|gsk|hf)[-_][A-Za-z0-9_\-]{12,}")
 _SCHEME_AUTH = re.compile(r"\b(?:Bearer|Basic|Token)\s+(?P<tok>[A-Za-z0-9._~+/=\-]{8,})")
