@@ -72,7 +72,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from infra.redaction import redact_mapping, redact_text
+from infra.redaction import redact_chained, redact_mapping, redact_text
 
 __all__ = [
     "BackendAuthenticationError",
@@ -173,6 +173,7 @@ class InfraError(Exception):
         super().add_note(redact_text(note))
 
     def __str__(self) -> str:
+        redact_chained(self)  # a traceback prints the chained driver errors next
         parts = [f"[{self.component}] {self.message}" if self.component else self.message]
         if self.details:
             rendered = ", ".join(f"{k}={v!r}" for k, v in redact_mapping(self.details).items())

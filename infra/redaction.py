@@ -59,6 +59,7 @@ __all__ = [
     "REDACTED",
     "find_secrets",
     "is_secret_key",
+    "redact_chained",
     "redact_mapping",
     "redact_text",
     "redact_value",
@@ -111,8 +112,9 @@ _QUOTED = {
     '"': re.compile(r'"(?:[^"\\\n]|\\.)*(?P<close>")?'),
 }
 _BARE = re.compile(r"\S*")
-# A query value runs on over an '&' that starts no ``name=`` (``password=a&b``).
-_QUERY_VALUE = re.compile(r"(?:[^&\n]|&(?![^&=\n]*=))*")
+# A query value runs on over an '&' that starts no ``name=`` (``password=a&b``,
+# ``password=&@=0``): a parameter name is a word.
+_QUERY_VALUE = re.compile(r"(?:[^&\n]|&(?![A-Za-z_][\w.\-]*=))*")
 # Provider keys (sk-..., sk-proj-..., xai-...), Bearer/Basic/Token credentials.
 _TOKENS = re.compile(r"\b(?:sk|rk|pk|xai|gsk|hf)[-_][A-Za-z0-9_\-]{12,}")
 _SCHEME_AUTH = re.compile(r"\b(?:Bearer|Basic|Token)\s+(?P<tok>[A-Za-z0-9._~+/=\-]{8,})")
@@ -339,6 +341,30 @@ def redact_text(text: str) -> str:
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
     return text
+
+
+def redact_chained(exc: BaseException) -> None:
+    """Mask, in place, the messages and notes of the exceptions chained below ``exc``.
+
+    A traceback prints every exception of a chain with its own ``str()``; a driver
+    error chained under ours may quote a DSN. Our errors call this when they are
+    rendered -- a traceback renders the outer error first -- so the driver's text is
+    masked before it is printed. Only string ``args`` and notes change.
+    """
+    seen = {id(exc)}
+    queue = [exc.__cause__, exc.__context__]
+    while queue:
+        link = queue.pop()
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        masked = tuple(redact_text(a) if isinstance(a, str) else a for a in link.args)
+        if masked != link.args:
+            link.args = masked
+        notes = getattr(link, "__notes__", None)
+        if isinstance(notes, list):
+            notes[:] = [redact_text(n) if isinstance(n, str) else n for n in notes]
+        queue += [link.__cause__, link.__context__]
 
 
 def is_secret_key(key: str) -> bool:
