@@ -326,21 +326,25 @@ def register_secrets_in(text: str | None, *, owner: object | None = None) -> Non
 
 # -------------------------------------------------------------------------- redaction
 def redact_text(text: str) -> str:
-    """``text`` with every secret (by position and registered value) replaced by ``***``."""
-    spans = _position_spans(text)
-    if spans:
-        parts: list[str] = []
-        last = 0
-        for start, end in spans:
-            parts.append(text[last:start])
-            parts.append(REDACTED)
-            last = end
-        parts.append(text[last:])
-        text = "".join(parts)
+    """``text`` with every secret (registered value, then by position) replaced by ``***``.
+
+    Registered values go first: they are matched in the text as given, before a
+    positional mask can cut one in two (a password ending in ``@`` printed after a URL).
+    """
     pattern = _REGISTRY.pattern()
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
-    return text
+    spans = _position_spans(text)
+    if not spans:
+        return text
+    parts: list[str] = []
+    last = 0
+    for start, end in spans:
+        parts.append(text[last:start])
+        parts.append(REDACTED)
+        last = end
+    parts.append(text[last:])
+    return "".join(parts)
 
 
 def redact_chained(exc: BaseException) -> None:
