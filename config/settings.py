@@ -431,7 +431,9 @@ def _check_url(
     allowed = " or ".join(f"{scheme}://" for scheme in sorted(schemes))
     problem = userinfo_problem(value, single_at=single_at)
     if problem is not None:
-        raise ValueError(f"a {allowed} URL whose user name and password a parser can find: {problem}")
+        raise ValueError(
+            f"a {allowed} URL whose user name and password a parser can find: {problem}"
+        )
     try:
         parts = urlsplit(value)
         port = parts.port

@@ -90,23 +90,21 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 # The end of a key naming a secret, then its separator: ``sslpassword=``,
 # ``PGPASSWORD=``, ``"client_secret": ``, ``x-api-key=``. The rest of the key (letters,
 # digits, ``_.-``) is found by walking back; see _key_value_spans.
-_SECRET_WORDS: Final = (
+_KEY_WORDS: Final = (
     "password|passwd|passphrase|pwd|pass|secret|token|api[_\\-]?key|apikey|"
     "access[_\\-]?key|private[_\\-]?key|credentials?|authorization"
 )
 _KEY_END = re.compile(
-    rf"(?:{_SECRET_WORDS})(?P<q>[\"']?)(?P<sep>[ \t]*(?P<op>[:=])[ \t]*)", re.IGNORECASE
+    rf"(?:{_KEY_WORDS})(?P<q>[\"']?)(?P<sep>[ \t]*(?P<op>[:=])[ \t]*)", re.IGNORECASE
 )
 # What may follow a value masked earlier (``password=***'`` inside a repr).
 _AFTER_MASK: Final = frozenset(("", " ", "\t", "\n", "'", '"', ",", ";", ")", "]", "}", "&"))
 # Cheap pre-check (lower-cased substrings) before the regex above runs at all.
 _KEY_HINTS: Final = ("pass", "pwd", "secret", "token", "key", "credential", "authorization")
-_KEY_CHARS: Final = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
-)
+_KEY_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 # The value alternatives, in order: a URL query value (after ? or &) runs to the next
-# ``&name=`` or the end of the line; a quoted value ends at its first unescaped closing quote (or the
-# end of the line); a bare value is a non-blank run.
+# ``&name=`` or the end of the line; a quoted value ends at its first unescaped closing
+# quote (or the end of the line); a bare value is a non-blank run.
 _QUOTED = {
     "'": re.compile(r"'(?:[^'\\\n]|\\.)*(?P<close>')?"),
     '"': re.compile(r'"(?:[^"\\\n]|\\.)*(?P<close>")?'),

@@ -99,8 +99,11 @@ def _url_problem(dsn: str) -> str | None:
     if not dsn.isprintable():
         return "it contains control characters (a line break, a tab ...); remove them"
     problem = userinfo_problem(dsn, single_at=True)
-    if problem is not None:
-        return problem
+    return problem if problem is not None else _parts_problem(dsn)
+
+
+def _parts_problem(dsn: str) -> str | None:
+    """What asyncpg's own parsing would trip over (and quote) in a well-split URL."""
     try:
         parts = urlsplit(dsn)
     except ValueError:  # e.g. an unbalanced '[' -- urllib's message may quote the host
@@ -110,19 +113,17 @@ def _url_problem(dsn: str) -> str | None:
         )
     if parts.fragment or dsn.endswith("#"):
         return "it has a '#' fragment, which PostgreSQL ignores; write '#' in a password as %23"
-    hostspec = parts.netloc.rpartition("@")[2]
-    for host in hostspec.split(","):
+    for host in parts.netloc.rpartition("@")[2].split(","):
         port = host.rpartition("]")[2] if host.startswith("[") else host
         if ":" in port and not _PORT.fullmatch(port.rpartition(":")[2]):
             return "a port is not a number; write host:port with a port in 1..65535"
-    if parts.query:
-        try:
-            parse_qsl(parts.query, strict_parsing=True)
-        except ValueError:
-            return (
-                "its query string must be key=value pairs joined by '&'; percent-encode "
-                "'&', '=' and '#' inside values"
-            )
+    try:
+        parse_qsl(parts.query, strict_parsing=bool(parts.query))
+    except ValueError:
+        return (
+            "its query string must be key=value pairs joined by '&'; percent-encode "
+            "'&', '=' and '#' inside values"
+        )
     return None
 
 

@@ -335,7 +335,12 @@ async def _render_offline(case: Case, password: str) -> str:
     texts += [repr(client), repr(cache)]
 
     driver = ConnectionRefusedError(f"could not connect to {dsn} with {password}")
-    for cls in (DatabaseConnectionError, CacheConnectionError, QuerySyntaxError, LLMAuthenticationError):
+    for cls in (
+        DatabaseConnectionError,
+        CacheConnectionError,
+        QuerySyntaxError,
+        LLMAuthenticationError,
+    ):
         error = cls(
             f"cannot use {dsn}",
             component="test",
@@ -377,9 +382,9 @@ async def password_auth_postgres(postgres_dsn: str) -> AsyncIterator[str]:
     """
     conn = await asyncpg.connect(postgres_dsn)
     hba = pathlib.Path(await conn.fetchval("SHOW hba_file"))
-    original = hba.read_text()
+    original = await asyncio.to_thread(hba.read_text)
     line = f"local all {PROBE_ROLE} scram-sha-256\n"
-    hba.write_text(line + original)
+    await asyncio.to_thread(hba.write_text, line + original)
     try:
         await conn.execute("SELECT pg_reload_conf()")
         await conn.execute(f"DROP ROLE IF EXISTS {PROBE_ROLE}")
@@ -388,7 +393,7 @@ async def password_auth_postgres(postgres_dsn: str) -> AsyncIterator[str]:
         await _until_passwords_are_checked(socket_dir)
         yield socket_dir
     finally:
-        hba.write_text(original)
+        await asyncio.to_thread(hba.write_text, original)
         await conn.execute("SELECT pg_reload_conf()")
         await conn.execute(f"DROP ROLE IF EXISTS {PROBE_ROLE}")
         await conn.close()

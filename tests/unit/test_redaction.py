@@ -55,14 +55,29 @@ def fresh_secret() -> str:
         ("postgresql://app:p?s#s:w@db:5432/x", "postgresql://app:***@db:5432/x"),
         ("postgresql://app:p%40ss%2Fw@db/x", "postgresql://app:***@db/x"),
         ("redis://:pw@cache:6379/0", "redis://:***@cache:6379/0"),
-        ("connect postgresql://app:pw@db/x\nthen u@h", "connect postgresql://app:***@db/x\nthen u@h"),
+        (
+            "connect postgresql://app:pw@db/x\nthen u@h",
+            "connect postgresql://app:***@db/x\nthen u@h",
+        ),
         ("postgresql://app@db/x", "postgresql://app@db/x"),
-        ("postgresql://postgres:@/postgres?host=/tmp/s", "postgresql://postgres:@/postgres?host=/tmp/s"),
-        ("expected postgresql:// or postgres://; got 'x'", "expected postgresql:// or postgres://; got 'x'"),
+        (
+            "postgresql://postgres:@/postgres?host=/tmp/s",
+            "postgresql://postgres:@/postgres?host=/tmp/s",
+        ),
+        (
+            "expected postgresql:// or postgres://; got 'x'",
+            "expected postgresql:// or postgres://; got 'x'",
+        ),
         # Query parameters naming a secret, any case; the value runs to the next '&'.
         ("postgresql://app@db/x?password=S3cret", "postgresql://app@db/x?password=***"),
-        ("postgresql://h/x?sslmode=require&SSLPassword=a b&c=d", "postgresql://h/x?sslmode=require&SSLPassword=***&c=d"),
-        ("https://api/x?api_key=k1&access_token=t2&pwd=p3", "https://api/x?api_key=***&access_token=***&pwd=***"),
+        (
+            "postgresql://h/x?sslmode=require&SSLPassword=a b&c=d",
+            "postgresql://h/x?sslmode=require&SSLPassword=***&c=d",
+        ),
+        (
+            "https://api/x?api_key=k1&access_token=t2&pwd=p3",
+            "https://api/x?api_key=***&access_token=***&pwd=***",
+        ),
         ("postgresql://h/x?passfile=/home/a/.pgpass", "postgresql://h/x?passfile=/home/a/.pgpass"),
         # libpq key=value strings, quoted values with escapes.
         ("host=db user=app password=S3cret dbname=x", "host=db user=app password=*** dbname=x"),
@@ -75,7 +90,10 @@ def fresh_secret() -> str:
         ("key sk-proj-abcdefghijklmnop used", "key *** used"),
         ("Authorization: Bearer abc.def.ghi", "Authorization: Bearer ***"),
         # prose stays.
-        ('password authentication failed for user "app"', 'password authentication failed for user "app"'),
+        (
+            'password authentication failed for user "app"',
+            'password authentication failed for user "app"',
+        ),
         ("password_encryption=scram-sha-256", "password_encryption=scram-sha-256"),
     ],
 )
@@ -157,7 +175,7 @@ def test_register_secrets_in_a_dsn_masks_its_password_out_of_position() -> None:
     password = fresh_secret() + "@x"
     owner = Owner()
     register_secrets_in(f"postgresql://u:{quote(password, safe='')}@h/d", owner=owner)
-    assert redact_text(f"port {password[:20]}... no: {password}") .endswith(REDACTED)
+    assert redact_text(f"port {password[:20]}... no: {password}").endswith(REDACTED)
 
 
 def test_settings_register_their_secrets_for_as_long_as_they_live() -> None:
@@ -205,7 +223,7 @@ def test_infra_error_masks_when_rendered_and_keeps_no_raw_copy_in_args() -> None
     for text in rendered:
         assert "S3c" not in text
         assert "hunter22" not in text
-    assert pickle.loads(pickle.dumps(error)).message == error.message
+    assert pickle.loads(pickle.dumps(error)).message == error.message  # noqa: S301 - our bytes
     error.message = "now password=abcd1234"
     assert error.message == "now password=***"
 
@@ -283,7 +301,7 @@ def test_libpq_dsn_error_logged_as_json_carries_no_password() -> None:
         try:
             PostgresStore("host=db user=app password=S3cret")
         except InfraError as error:
-            logging.getLogger("app").exception("store failed: %s", error)
+            logging.getLogger("app").exception("store failed")
             structlog.get_logger("app").error("store failed", error=error, exc_info=error)
     finally:
         root.removeHandler(handler)
@@ -292,7 +310,7 @@ def test_libpq_dsn_error_logged_as_json_carries_no_password() -> None:
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert len(lines) == 2
     assert "S3cret" not in json.dumps(lines)
-    assert "password=***" in lines[0]["event"]
+    assert "password=***" in lines[0]["exception"]
 
 
 # -------------------------------------------------------------------- settings
