@@ -14,8 +14,9 @@ settings ``repr`` cannot disagree. :func:`redact_text` masks, inside any string:
   ``sslpassword``, ``passwd``, ``pwd``, ``*token``, ``*secret``, ``api_key`` ...,
   case-insensitive) in the three places it occurs: URL query strings (the value runs to
   the next ``&name=`` or the end of the line), libpq ``key=value`` strings (a value is a
-  non-blank run, or ``'quoted'`` with ``\\'``/``\\\\`` escapes), and reprs/JSON
-  (``password='x'``, ``"token": "x"``);
+  non-blank run, or ``'quoted'`` with ``\\'``/``\\\\`` escapes; quoted inside an
+  escaped string -- a repr of such a DSN -- it runs to the end of the line), and
+  reprs/JSON (``password='x'``, ``"token": "x"``);
 * **tokens** -- provider API keys (``sk-...``) and ``Bearer``/``Basic`` credentials;
 * **registered secret values** -- wherever they occur, whatever surrounds them
   (:func:`register_secret`): the plain value and its percent-encoded, ``repr``- and
@@ -166,6 +167,11 @@ def _key_value_spans(text: str) -> list[tuple[int, int]]:
             end = quoted.end()
             if quoted.group("close"):  # keep the quotes around the mask: password='***'
                 start, end = start + 1, end - 1
+        elif text.startswith(("\\'", '\\"'), start):
+            # A quoted value inside an escaped string (a repr of a libpq DSN): its end
+            # cannot be told from an escaped quote inside it, so mask the rest of the line.
+            end = text.find("\n", start)
+            end = len(text) if end == -1 else end
         else:
             end = _BARE.match(text, start).end()  # type: ignore[union-attr]
         if end > start:

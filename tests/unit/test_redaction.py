@@ -83,6 +83,8 @@ def fresh_secret() -> str:
         ("host=db user=app password=S3cret dbname=x", "host=db user=app password=*** dbname=x"),
         ("host=db password = 'a b\\'c' user=app", "host=db password = '***' user=app"),
         ("PGPASSWORD=abc123 psql", "PGPASSWORD=*** psql"),
+        # ... and inside a repr, where its quotes are escaped: masked to the end of line.
+        (repr("host=db password='a \\' b' x=\"y\""), "'host=db password=***"),
         # reprs and JSON.
         ("Conn(password='x\\'y', port=1)", "Conn(password='***', port=1)"),
         ('{"client_secret": "abc", "n": 1}', '{"client_secret": "***", "n": 1}'),
