@@ -289,13 +289,14 @@ class _Registry:
     def pattern(self) -> re.Pattern[str] | None:
         if self._stale:
             with self._lock:
+                # Cleared first: a finalizer running during the build marks it again.
+                self._stale = False
                 forms: set[str] = set()
                 for secret in (*self._owners, *self._permanent):
                     forms |= secret_forms(secret)
                 # Longest first, so a form containing another is masked whole.
                 ordered = sorted(forms, key=lambda f: (-len(f), f))
                 self._pattern = re.compile("|".join(map(re.escape, ordered))) if forms else None
-                self._stale = False
         return self._pattern
 
 
