@@ -314,6 +314,7 @@ async def _render_offline(case: Case, password: str) -> str:
         "qdrant_api_key": password,
         "graph_password": password,
         "log_level": "DEBUG",
+        "log_format": "json",
     }
     try:
         app_settings = Settings(
@@ -455,7 +456,10 @@ async def _render_against_servers(
         )
     redis_host = redis_url.split("://", 1)[1].rsplit("/", 1)[0]
     redis_settings = Settings(
-        redis_url=f"redis://{redis_user}@{redis_host}/0", redis_password=password, log_level="DEBUG"
+        redis_url=f"redis://{redis_user}@{redis_host}/0",
+        redis_password=password,
+        log_level="DEBUG",
+        log_format="json",
     )
     with json_logs(redis_settings) as logged:
         stores: list[Any] = []
