@@ -31,7 +31,7 @@ from typing import Any, Final, get_args
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from infra.exceptions import ConfigurationError
-from infra.redaction import REDACTED, redact_value
+from infra.redaction import REDACTED, redact_chained, redact_value
 
 __all__ = ["SettingsError", "reject_unknown_keywords", "secret_field_names"]
 
@@ -59,6 +59,7 @@ class SettingsError(ConfigurationError):
     def __str__(self) -> str:
         # The message already lists every problem; InfraError.__str__ would append the
         # same list again from ``details``.
+        redact_chained(self)
         return f"[{self.component}] {self.message}" if self.component else self.message
 
     @classmethod

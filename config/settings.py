@@ -24,7 +24,13 @@ Design decisions:
 * **Secrets**: passwords and API keys are ``SecretStr``. ``database_url`` stays a plain
   ``str`` because the connection string, password included, is what asyncpg consumes and
   what other modules pass on; instead ``repr``/``str`` of the settings, of every view and
-  :meth:`Settings.safe_dump` mask URL passwords via :mod:`infra.redaction`.
+  :meth:`Settings.safe_dump` mask URL passwords and secret query parameters via
+  :mod:`infra.redaction`. Every secret value the settings hold (secret fields, URL
+  passwords, ``?password=`` parameters) is also **registered** there when the settings
+  are built, so it is masked wherever it is printed -- a driver error, a log line --
+  for as long as the settings live. A URL whose password a parser would misread (a raw
+  ``/``, ``?`` or ``#`` in it; for ``database_url`` a second ``@``) is rejected with the
+  fix, never quoted.
 * **Frozen**: settings are read once at startup; use ``model_copy(update=...)`` or build a
   new ``Settings`` to change one. Views are rebuilt on each access (a few attributes
   copied), so they can never disagree with the settings they came from.
@@ -33,8 +39,8 @@ Design decisions:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Annotated, Any, Final
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Final, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -65,7 +71,13 @@ from config.groups import (
     ResilienceSettings,
     VectorSettings,
 )
-from infra.redaction import redact_mapping, redact_value
+from infra.redaction import (
+    redact_mapping,
+    redact_value,
+    register_secret,
+    register_secrets_in,
+    userinfo_problem,
+)
 
 __all__ = ["Settings"]
 
@@ -93,6 +105,8 @@ _URL_RULES: Final[dict[str, tuple[frozenset[str], bool]]] = {
     "otlp_endpoint": (_HTTP, True),
 }
 _LEVEL_ALIASES: Final = {"WARN": "WARNING", "FATAL": "CRITICAL"}
+# asyncpg splits a URL's user info at its first '@' (others at the last): one '@' only.
+_SINGLE_AT: Final = frozenset({"database_url"})
 
 
 class Settings(BaseSettings):
@@ -298,6 +312,24 @@ class Settings(BaseSettings):
             raise SettingsError.from_validation_error(
                 exc, env_prefix=ENV_PREFIX, secret_fields=secret_field_names(type(self))
             ) from exc
+        self._register_secrets()
+
+    def _register_secrets(self) -> None:
+        """Mask every secret these settings hold wherever it is printed, for as long as
+        they live (see :mod:`infra.redaction`): secret fields by value, and passwords or
+        secret parameters inside any string (``database_url``'s password ...)."""
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                register_secret(value, owner=self)
+            elif isinstance(value, str):
+                register_secrets_in(value, owner=self)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy (pydantic's, unvalidated) whose secrets are registered like ours."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy._register_secrets()
+        return copy
 
     @classmethod
     def env_var(cls, field: str) -> str:
@@ -321,7 +353,9 @@ class Settings(BaseSettings):
     def _validate_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and info.field_name is not None:
             schemes, needs_host = _URL_RULES[info.field_name]
-            _check_url(value, schemes, needs_host=needs_host)
+            _check_url(
+                value, schemes, needs_host=needs_host, single_at=info.field_name in _SINGLE_AT
+            )
         return value
 
     @field_validator("redis_mode", "log_format", mode="before")
@@ -396,9 +430,19 @@ class Settings(BaseSettings):
         return ObservabilitySettings.from_settings(self)
 
 
-def _check_url(value: str, schemes: frozenset[str], *, needs_host: bool) -> None:
-    """Raise ``ValueError`` (phrased as what is expected) unless ``value`` fits."""
+def _check_url(
+    value: str, schemes: frozenset[str], *, needs_host: bool, single_at: bool = False
+) -> None:
+    """Raise ``ValueError`` (phrased as what is expected) unless ``value`` fits.
+
+    The message never quotes the URL: a malformed one may be malformed because of its
+    password (a raw ``/`` makes the password look like a port)."""
     allowed = " or ".join(f"{scheme}://" for scheme in sorted(schemes))
+    problem = userinfo_problem(value, single_at=single_at)
+    if problem is not None:
+        raise ValueError(
+            f"a {allowed} URL whose user name and password a parser can find: {problem}"
+        )
     try:
         parts = urlsplit(value)
         port = parts.port

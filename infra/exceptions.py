@@ -73,7 +73,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from infra.redaction import redact_mapping, redact_text
+from infra.redaction import redact_chained, redact_mapping, redact_text
 
 __all__ = [
     "BackendAuthenticationError",
@@ -137,7 +137,6 @@ class InfraError(Exception):
     #: What the caller can do about it; appended to the rendered message.
     hint: ClassVar[str] = ""
 
-    message: str
     component: str | None
     details: dict[str, Any]
     retryable: bool
@@ -150,13 +149,33 @@ class InfraError(Exception):
         details: Mapping[str, Any] | None = None,
         retryable: bool | None = None,
     ) -> None:
-        self.message = redact_text(message) if message else self.default_message
+        # Masked when first read (``message``), not here: most errors are handled
+        # without ever being rendered. ``args`` stays empty so the unmasked text has no
+        # second way out; ``str()`` is the rendering.
+        self._raw_message = message or self.default_message
+        self._message: str | None = None
         self.component = component
         self.details = dict(details) if details else {}
         self.retryable = self.default_retryable if retryable is None else retryable
-        super().__init__(self.message)
+        super().__init__()
+
+    @property
+    def message(self) -> str:
+        """What happened and what to do, secrets masked (see :mod:`infra.redaction`)."""
+        if self._message is None:
+            self._message = redact_text(self._raw_message)
+        return self._message
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self._raw_message, self._message = value, None
+
+    def add_note(self, note: str, /) -> None:
+        """Attach ``note`` with secrets masked: tracebacks print notes verbatim."""
+        super().add_note(redact_text(note))
 
     def __str__(self) -> str:
+        redact_chained(self)  # a traceback prints the chained driver errors next
         parts = [f"[{self.component}] {self.message}" if self.component else self.message]
         if self.details:
             rendered = ", ".join(f"{k}={v!r}" for k, v in redact_mapping(self.details).items())

@@ -48,6 +48,7 @@ from config import Settings
 from config.groups import RedisMode, RedisSettings
 from infra.exceptions import ConfigurationError
 from infra.observability.pools import PoolStats
+from infra.redaction import register_secret
 from infra.resilience.client_retries import redis_no_retry
 
 __all__ = ["RedisClient", "build_redis_client", "close_redis_client", "redis_pool_stats"]
@@ -91,12 +92,17 @@ def build_redis_client(
         common["client_name"] = re.sub(r"\s+", "-", client_name.strip())
     if view.password is not None:
         options["password"] = view.password.get_secret_value()
+    client: RedisClient
     if view.mode is RedisMode.CLUSTER:
-        return _cluster(view, options, common)
-    if view.mode is RedisMode.SENTINEL:
-        return _sentinel(view, options, common)
-    pool = ConnectionPool(**{**common, **options, "max_connections": view.max_connections})
-    return Redis.from_pool(pool)
+        client = _cluster(view, options, common)
+    elif view.mode is RedisMode.SENTINEL:
+        client = _sentinel(view, options, common)
+    else:
+        pool = ConnectionPool(**{**common, **options, "max_connections": view.max_connections})
+        client = Redis.from_pool(pool)
+    # Masked by value in every rendered text while the client lives (infra.redaction).
+    register_secret(options.get("password"), owner=client)
+    return client
 
 
 def _url_options(view: RedisSettings) -> dict[str, Any]:

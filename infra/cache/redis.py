@@ -57,6 +57,7 @@ from infra.cache._ttl import ttl_to_ms
 from infra.cache.serialization import JsonSerializer, Serializer
 from infra.calls import BackendCalls
 from infra.health_check import HealthCheckResult, check_health, probe_calls
+from infra.redaction import register_secret
 from infra.resilience import ResiliencePolicy
 
 __all__ = ["RedisCache"]
@@ -321,6 +322,8 @@ def _check_client(client: object) -> None:
     kwargs = getattr(client, "connection_kwargs", None)
     if kwargs is None:
         kwargs = client.connection_pool.connection_kwargs  # type: ignore[union-attr]
+    # An injected client's password is masked by value while the client lives.
+    register_secret(kwargs.get("password"), owner=client)
     if kwargs.get("decode_responses"):
         raise ValueError(
             "RedisCache needs a client built with decode_responses=False: values are bytes"

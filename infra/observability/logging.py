@@ -11,11 +11,13 @@ Design decisions:
   (structlog) and bind context (``component=``, ``operation=``).
 * **One processor chain for both.** Timestamp (ISO 8601, UTC), level, logger name, bound
   context vars, ``extra`` fields, the current ``trace_id``/``span_id`` (hex, as in W3C
-  traceparent) when a span is active, the formatted exception, and last **redaction**:
-  by key (``password=...``) and by value (DSN passwords, API-key-looking tokens) through
-  :mod:`infra.redaction`, so an exception text or traceback that quotes a DSN is masked
-  too. Objects that are not JSON-native are rendered with ``repr`` *before* redaction,
-  so a secret hidden in an object's repr is masked as well.
+  traceparent) when a span is active, the formatted exception, and last **redaction**
+  through :mod:`infra.redaction`: by key (``password=...``), by position (URL passwords
+  whatever they contain, ``?password=``/libpq ``password='...'``, API-key-looking tokens)
+  and by registered value (the secrets of live settings, stores and clients), so an
+  exception text or traceback that quotes a DSN or a password is masked too. Objects that
+  are not JSON-native are rendered with ``repr`` *before* redaction, so a secret hidden in
+  an object's repr is masked as well.
 * **Process-wide by nature.** Logging configuration belongs to the process (stdlib has a
   single root logger); :func:`configure_logging` replaces only the handler it installed
   earlier, so calling it again (tests, reconfiguration) never duplicates lines.

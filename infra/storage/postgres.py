@@ -52,6 +52,7 @@ from infra.calls import BackendCalls
 from infra.exceptions import DatabaseConnectionError
 from infra.health_check import HealthCheckResult, check_health, probe_calls
 from infra.ports import Row
+from infra.redaction import register_secrets_in
 from infra.resilience import ResiliencePolicy
 from infra.storage._dsn import check_dsn, mask_dsn, server_endpoint
 from infra.storage._options import validate_options
@@ -108,6 +109,7 @@ class PostgresStore:
         name: str = "default",
     ) -> None:
         self._dsn = check_dsn(dsn)
+        register_secrets_in(dsn, owner=self)  # masked by value wherever it is printed
         options = validate_options(
             min_size=min_size,
             max_size=max_size,

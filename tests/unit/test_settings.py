@@ -12,6 +12,7 @@ import typing
 from enum import Enum
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -32,6 +33,7 @@ from config import (
     VectorSettings,
 )
 from infra.exceptions import ConfigurationError, InfraError
+from infra.redaction import redact_text
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VIEWS: dict[str, type[Any]] = {
@@ -459,6 +461,47 @@ def test_secrets_absent_from_validation_error(monkeypatch: pytest.MonkeyPatch) -
     by_env = {p["env"]: p["got"] for p in error.errors}
     assert by_env["SEMANTICA_GRAPH_PASSWORD"] == "***"
     assert by_env["SEMANTICA_DATABASE_URL"] == "mysql://app:***@db/app"
+
+
+ODD_PASSWORD = DB_PASSWORD + "/@ #?"
+
+
+@pytest.mark.parametrize(
+    ("url", "password"),
+    [
+        (f"postgresql://app@db:5432/app?password={DB_PASSWORD}", DB_PASSWORD),
+        (
+            f"postgresql://app@db:5432/app?sslmode=require&SSLPASSWORD={DB_PASSWORD}&a=b",
+            DB_PASSWORD,
+        ),
+        (f"postgresql://app:{quote(ODD_PASSWORD, safe='')}@db:5432/app", ODD_PASSWORD),
+    ],
+)
+def test_database_url_password_absent_wherever_the_url_carries_it(url: str, password: str) -> None:
+    """A ?password= / sslpassword= parameter or an encoded password is masked in repr,
+    str, safe_dump and the db view, and registered so it is masked anywhere else."""
+    settings = Settings(database_url=url)
+    texts = [repr(settings), str(settings), json.dumps(settings.safe_dump()), repr(settings.db)]
+    for text in texts:
+        assert DB_PASSWORD not in text
+        assert "***" in text
+    assert redact_text(f"server said {password}") == "server said ***"
+
+
+def test_url_passwords_a_parser_would_misread_are_refused() -> None:
+    """A raw '/' anywhere, or a second '@' in the database URL, is named with the fix and
+    never quoted; a raw '@' in a Redis password is fine (redis-py splits at the last)."""
+    db_url = f"postgresql://app:{DB_PASSWORD}@x@db:5432/app"
+    redis_url = f"redis://:{REDIS_PASSWORD}/x@cache:6379/0"
+    error = settings_error(database_url=db_url, redis_url=redis_url)
+    assert set(envs_of(error)) == {"SEMANTICA_DATABASE_URL", "SEMANTICA_REDIS_URL"}
+    for text in (str(error), repr(error), json.dumps(error.to_dict())):
+        assert DB_PASSWORD not in text
+        assert REDIS_PASSWORD not in text
+        assert "%40" in text
+    settings = Settings(redis_url=f"redis://:{REDIS_PASSWORD}@x@cache:6379/0")
+    assert REDIS_PASSWORD not in repr(settings.redis)
+    assert "redis://:***@cache:6379/0" in repr(settings.redis)
 
 
 # ----------------------------------------------------------------- typing and package
