@@ -20,6 +20,11 @@ is the configuration an application runs. Variants, measured in the same run:
 * **pg passthrough** -- a ``PostgresStore`` on the same server under a passthrough
   policy.
 
+``--timers`` instead compares, without any server, what bounding one await costs at each
+level: nothing, :class:`~infra.resilience.timeout.Timeout`'s shared timer
+(``begin``/``end``, as the policy's attempt timeout uses it) and ``asyncio.timeout``
+(a timer handle per call) -- the figure behind keeping the shared timer.
+
 At each level (1, 32 and 128 tasks sharing the adapter) the variants run in rounds, in a
 shuffled order per round; each round measures wall time and this process's CPU time
 (``time.process_time``) per call. The figures are medians over rounds of µs/call and of
@@ -54,6 +59,7 @@ from containers.application import ApplicationContainer
 from containers.lifecycle import start, stop
 from infra.cache import RedisCache
 from infra.resilience import ResiliencePolicy
+from infra.resilience.timeout import Timeout
 from infra.storage import PostgresStore
 from infra.testing.embedded import start_embedded_backends
 
@@ -130,15 +136,64 @@ def report(group: str, level: int, samples: dict[str, tuple[list[float], list[fl
         )
 
 
+async def compare_timers(rounds: int, calls: int) -> None:
+    """CPU µs per call of an await bounded by nothing / Timeout / asyncio.timeout."""
+    loop = asyncio.get_running_loop()
+    shared = Timeout(10.0)
+
+    def backend() -> asyncio.Future[int]:  # answers on the next loop iteration
+        future = loop.create_future()
+        loop.call_soon(future.set_result, 1)
+        return future
+
+    async def unbounded() -> int:
+        return await backend()
+
+    async def shared_timer() -> int:
+        scope = shared.begin()
+        try:
+            result = await backend()
+        except BaseException as exc:
+            shared.end(scope, exc)
+            raise
+        shared.end(scope, None)
+        return result
+
+    async def asyncio_timeout() -> int:
+        async with asyncio.timeout(10.0):
+            return await backend()
+
+    variants: dict[str, Call] = {
+        "unbounded": unbounded,
+        "Timeout (shared)": shared_timer,
+        "asyncio.timeout": asyncio_timeout,
+    }
+    for level in LEVELS:
+        cpu: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(rounds):
+            for name, call in variants.items():
+                cpu[name].append((await timed(call, calls * 10, level))[1])
+        base = statistics.median(cpu["unbounded"])
+        cells = ", ".join(
+            f"{name} {statistics.median(v):.2f} (+{statistics.median(v) - base:.2f})"
+            for name, v in cpu.items()
+        )
+        print(f"{level:>3} task(s), CPU us/call: {cells}")
+
+
 async def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and calls")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--calls", type=int, default=None, help="calls per variant per round")
     parser.add_argument("--profile", type=int, default=0, help="cProfile at this many tasks")
+    parser.add_argument("--timers", action="store_true", help="timer cost only, no servers")
     args = parser.parse_args(argv)
     rounds = args.rounds or (5 if args.quick else 15)
     calls = args.calls or (512 if args.quick else 2048)
+    if args.timers:
+        await compare_timers(rounds, calls)
+        return 0
 
     async with start_embedded_backends(graph=False, qdrant=False) as endpoints:
         settings = settings_for(endpoints.postgres_dsn, endpoints.redis_url)
