@@ -21,8 +21,8 @@ event-loop timer armed for the front waiter's deadline; when it fires it rejects
 waiter whose ``max_wait`` passed and re-arms for the new front (a waiter served or
 cancelled before its deadline leaves the timer as it is: it then fires once for nothing
 and re-arms). Under load that is about one timer per ``max_wait`` instead of a
-``call_later`` handle armed and cancelled per queued call -- measured as one of the
-dearest parts of a call at 128 tasks on a bulkhead of 20 (see docs/decisions.md). The
+``call_later`` handle armed and cancelled per queued call, which doubled what a queued
+call costs here (figures in docs/decisions.md). The
 uncontended path is a counter: no Future, no timer. Hooks are optional; when absent, each
 call pays one ``is None`` check.
 """
