@@ -22,9 +22,8 @@ waiter whose ``max_wait`` passed and re-arms for the new front (a waiter served 
 cancelled before its deadline leaves the timer as it is: it then fires once for nothing
 and re-arms). Under load that is about one timer per ``max_wait`` instead of a
 ``call_later`` handle armed and cancelled per queued call, which doubled what a queued
-call costs here (figures in docs/decisions.md). The
-uncontended path is a counter: no Future, no timer. Hooks are optional; when absent, each
-call pays one ``is None`` check.
+call costs here (figures in docs/decisions.md). The uncontended path is a counter: no
+Future, no timer. Hooks are optional; when absent, each call pays one ``is None`` check.
 """
 
 from __future__ import annotations
