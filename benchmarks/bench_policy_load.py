@@ -12,9 +12,10 @@ is the configuration an application runs. Variants, measured in the same run:
 * **redis default** -- ``app.redis.cache().get``: policy from settings, telemetry on,
   tracing as the container set it up;
 * **redis passthrough** -- ``RedisCache`` with the same serializer under
-  ``ResiliencePolicy.passthrough`` (telemetry on), on a pool like the raw one (no
-  bulkhead keeps it within the container's pool) and the container's socket timeouts
-  (redis-py then arms its own timers per command): what the policy adds;
+  ``ResiliencePolicy.passthrough`` (telemetry on), on a client built as the container
+  builds its own (socket timeouts, for which redis-py arms timers per command; no
+  driver retry) but with a pool that never runs out (no bulkhead keeps it within the
+  container's): what the policy adds;
 * **pg raw** -- ``asyncpg`` pool (same size as the store's) ``fetchval("select 1")``;
 * **pg default** -- ``app.postgres.store().fetchval("select 1")``;
 * **pg passthrough** -- a ``PostgresStore`` on the same server under a passthrough
@@ -57,7 +58,7 @@ from redis.asyncio import Redis
 from config import Settings
 from containers.application import ApplicationContainer
 from containers.lifecycle import start, stop
-from infra.cache import RedisCache
+from infra.cache import RedisCache, build_redis_client
 from infra.resilience import ResiliencePolicy
 from infra.resilience.timeout import Timeout
 from infra.storage import PostgresStore
@@ -196,27 +197,26 @@ async def main(argv: list[str]) -> int:
         return 0
 
     async with start_embedded_backends(graph=False, qdrant=False) as endpoints:
-        settings = settings_for(endpoints.postgres_dsn, endpoints.redis_url)
+        postgres_dsn, redis_url = endpoints.postgres_dsn, endpoints.redis_url
+        assert postgres_dsn is not None  # both were started above
+        assert redis_url is not None
+        settings = settings_for(postgres_dsn, redis_url)
         app = ApplicationContainer()
         app.core.settings.override(providers.Object(settings))
         await start(app)
         cache: RedisCache = app.redis.cache()
         store: PostgresStore = app.postgres.store()
         print(f"policy: {cache.policy.describe()}")
-        raw_redis = Redis.from_url(endpoints.redis_url, max_connections=max(LEVELS) * 2)
+        raw_redis = Redis.from_url(redis_url, max_connections=max(LEVELS) * 2)
         raw_pg = await asyncpg.create_pool(
-            endpoints.postgres_dsn,
+            postgres_dsn,
             min_size=settings.postgres_min_pool_size,
             max_size=settings.postgres_max_pool_size,
         )
-        # No bulkhead in front of it: a pool that never runs out, like the raw client's.
+        # The container's client construction with a pool that never runs out (no
+        # bulkhead keeps this cache within the pool size): the same driver options.
         pass_cache = RedisCache(
-            Redis.from_url(
-                endpoints.redis_url,
-                max_connections=max(LEVELS) * 2,
-                socket_timeout=settings.redis_socket_timeout,  # the driver as configured
-                socket_connect_timeout=settings.redis_socket_timeout,
-            ),
+            build_redis_client(settings.model_copy(update={"redis_max_connections": 256})),
             policy=ResiliencePolicy.passthrough("redis"),
             serializer=cache.serializer,
             owns_client=True,
