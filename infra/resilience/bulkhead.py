@@ -214,16 +214,16 @@ class Bulkhead:
         waiters = self._waiters
         while waiters:
             deadline, waiter = waiters[0]
-            if waiter.done():  # handed a slot or cancelled; release() pops it later
-                waiters.popleft()
-                continue
-            if deadline > limit:
+            # A done waiter here was cancelled (a served one is popped before its result
+            # is set) and has not resumed yet: it leaves the queue now.
+            if deadline > limit and not waiter.done():
                 self._arm(loop, deadline)
                 return
             waiters.popleft()
             if self._hooks is not None:
                 self._notify_change()
-            waiter.set_exception(self._error("max_wait"))
+            if not waiter.done():
+                waiter.set_exception(self._error("max_wait"))
 
     def _leave_queue(self, entry: tuple[float, asyncio.Future[None]]) -> None:
         try:

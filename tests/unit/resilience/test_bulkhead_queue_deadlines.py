@@ -5,6 +5,8 @@ whole queue, so these pin that it re-arms for each waiter)."""
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import Literal
 
 import pytest
 from hypothesis import given
@@ -17,6 +19,21 @@ from infra.resilience.bulkhead import Bulkhead
 MAX_WAIT = 0.02
 # The loop may run a timer up to one clock resolution early; allow for it.
 EARLY = 0.002
+
+
+class Gauge:
+    """Hooks that keep the last reported (in_flight, queued), as a metrics gauge would."""
+
+    def __init__(self) -> None:
+        self.last = (0, 0)
+        self.rejects = 0
+
+    def on_bulkhead_change(self, name: str, in_flight: int, queued: int) -> None:
+        self.last = (in_flight, queued)
+
+    def on_bulkhead_reject(self, name: str, reason: Literal["full", "max_wait"]) -> None:
+        self.rejects += 1
+
 
 worker_plans = st.lists(
     st.tuples(
@@ -39,7 +56,8 @@ def test_queued_calls_are_served_in_order_or_rejected_after_max_wait(
 
 async def _scenario(max_concurrent: int, plans: list[tuple[int, int, int | None]]) -> None:
     loop = asyncio.get_running_loop()
-    bulkhead = Bulkhead(max_concurrent, max_queue=len(plans), max_wait=MAX_WAIT)
+    gauge = Gauge()
+    bulkhead = Bulkhead(max_concurrent, max_queue=len(plans), max_wait=MAX_WAIT, hooks=gauge)
     running = 0
     peak = 0
     queued_order: list[int] = []  # workers that had to queue, in the order they queued
@@ -85,6 +103,12 @@ async def _scenario(max_concurrent: int, plans: list[tuple[int, int, int | None]
     # FIFO: queued calls got their slots in the order they queued.
     assert served_order == [i for i in queued_order if i in served_order]
     assert (bulkhead.in_flight, bulkhead.queued) == (0, 0)
+    # What the hooks last reported matches (a waiter leaving the queue is always reported).
+    assert gauge.last == (0, 0)
+    # Each max_wait rejection is reported; a waiter cancelled after it was rejected but
+    # before it resumed ends cancelled.
+    cancelled = sum(isinstance(o, asyncio.CancelledError) for o in outcomes)
+    assert outcomes.count("rejected") <= gauge.rejects <= outcomes.count("rejected") + cancelled
 
 
 async def test_each_waiter_gets_its_own_max_wait_after_the_front_was_served() -> None:
@@ -130,3 +154,22 @@ def test_waiters_expire_on_every_event_loop_the_bulkhead_is_used_on() -> None:
     asyncio.run(leave_a_waiter_pending())
     asyncio.run(one_rejected_waiter())
     assert (bulkhead.in_flight, bulkhead.queued) == (0, 0)
+
+
+async def test_a_cancelled_waiter_dropped_by_the_queue_timer_is_reported() -> None:
+    """A waiter cancelled just before the queue's timer fires (in the same loop iteration)
+    leaves the queue, and the hooks hear of it."""
+    loop = asyncio.get_running_loop()
+    gauge = Gauge()
+    bulkhead = Bulkhead(1, max_queue=1, max_wait=0.01, hooks=gauge)
+    await bulkhead.acquire()
+    waiter = asyncio.create_task(bulkhead.acquire())
+    await asyncio.sleep(0)  # queued; the queue's timer is armed for its deadline
+    loop.call_later(0.005, waiter.cancel)  # due just before the timer
+    time.sleep(0.03)  # noqa: ASYNC251 -- block the loop so both handles run in one iteration
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert (bulkhead.in_flight, bulkhead.queued) == (1, 0)
+    assert gauge.last == (1, 0)
+    bulkhead.release()
+    assert gauge.last == (0, 0)
