@@ -21,10 +21,12 @@ is the configuration an application runs. Variants, measured in the same run:
 * **pg passthrough** -- a ``PostgresStore`` on the same server under a passthrough
   policy.
 
-``--timers`` instead compares, without any server, what bounding one await costs at each
-level: nothing, :class:`~infra.resilience.timeout.Timeout`'s shared timer
-(``begin``/``end``, as the policy's attempt timeout uses it) and ``asyncio.timeout``
-(a timer handle per call) -- the figure behind keeping the shared timer.
+``--layers`` instead measures, without any server, the CPU each layer adds around an await
+answered on the next loop iteration, at each level: :class:`~infra.resilience.timeout.
+Timeout`'s shared timer (``begin``/``end``, as the policy's attempt timeout uses it),
+``asyncio.timeout`` (a timer handle per call; the figure behind keeping the shared
+timer), the bulkhead alone, and the whole policy ``ResiliencePolicy.from_settings``
+builds from the same settings.
 
 At each level (1, 32 and 128 tasks sharing the adapter) the variants run in rounds, in a
 shuffled order per round; each round measures wall time and this process's CPU time
@@ -137,10 +139,13 @@ def report(group: str, level: int, samples: dict[str, tuple[list[float], list[fl
         )
 
 
-async def compare_timers(rounds: int, calls: int) -> None:
-    """CPU µs per call of an await bounded by nothing / Timeout / asyncio.timeout."""
+async def compare_layers(settings: Settings, rounds: int, calls: int) -> None:
+    """CPU µs per call of an await under each layer alone, and under the whole policy."""
     loop = asyncio.get_running_loop()
     shared = Timeout(10.0)
+    policy = ResiliencePolicy.from_settings(settings, component="bench")
+    bulkhead = policy.bulkhead
+    assert bulkhead is not None  # the settings always describe one
 
     def backend() -> asyncio.Future[int]:  # answers on the next loop iteration
         future = loop.create_future()
@@ -164,10 +169,19 @@ async def compare_timers(rounds: int, calls: int) -> None:
         async with asyncio.timeout(10.0):
             return await backend()
 
+    async def bulkhead_only() -> int:
+        await bulkhead.acquire()
+        try:
+            return await backend()
+        finally:
+            bulkhead.release()
+
     variants: dict[str, Call] = {
         "unbounded": unbounded,
         "Timeout (shared)": shared_timer,
         "asyncio.timeout": asyncio_timeout,
+        f"Bulkhead({bulkhead.max_concurrent})": bulkhead_only,
+        "default policy": lambda: policy.execute(backend),
     }
     for level in LEVELS:
         cpu: dict[str, list[float]] = {name: [] for name in variants}
@@ -176,10 +190,11 @@ async def compare_timers(rounds: int, calls: int) -> None:
                 cpu[name].append((await timed(call, calls * 10, level))[1])
         base = statistics.median(cpu["unbounded"])
         cells = ", ".join(
-            f"{name} {statistics.median(v):.2f} (+{statistics.median(v) - base:.2f})"
+            f"{name} {statistics.median(v) - base:+.2f}"
             for name, v in cpu.items()
+            if name != "unbounded"
         )
-        print(f"{level:>3} task(s), CPU us/call: {cells}")
+        print(f"{level:>3} task(s), CPU us/call {base:.2f} unbounded; added: {cells}")
 
 
 async def main(argv: list[str]) -> int:
@@ -188,12 +203,12 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--calls", type=int, default=None, help="calls per variant per round")
     parser.add_argument("--profile", type=int, default=0, help="cProfile at this many tasks")
-    parser.add_argument("--timers", action="store_true", help="timer cost only, no servers")
+    parser.add_argument("--layers", action="store_true", help="each layer's cost, no servers")
     args = parser.parse_args(argv)
     rounds = args.rounds or (5 if args.quick else 15)
     calls = args.calls or (512 if args.quick else 2048)
-    if args.timers:
-        await compare_timers(rounds, calls)
+    if args.layers:
+        await compare_layers(settings_for("postgresql://unused", "redis://unused"), rounds, calls)
         return 0
 
     async with start_embedded_backends(graph=False, qdrant=False) as endpoints:
