@@ -15,9 +15,15 @@ permit logic here is small and written for the two guarantees that matter:
   ``finally``. Counters therefore return to zero after any mix of cancellations.
 * **FIFO.** Waiters are served strictly in arrival order.
 
-``max_wait`` is timed by the event loop (one ``call_later`` handle per queued waiter,
-nothing on the fast path). Hooks are optional; when absent, each call pays one ``is None``
-check.
+**One timer for the whole queue.** Every waiter waits the same ``max_wait`` and joins
+at the back, so the oldest waiter's deadline always comes first. The bulkhead keeps one
+event-loop timer armed for the front waiter's deadline; when it fires it rejects every
+waiter whose ``max_wait`` passed and re-arms for the new front (a waiter served or
+cancelled before its deadline leaves the timer as it is: it then fires once for nothing
+and re-arms). Under load that is about one timer per ``max_wait`` instead of a
+``call_later`` handle armed and cancelled per queued call, which doubled what a queued
+call costs here (figures in docs/decisions.md). The uncontended path is a counter: no
+Future, no timer. Hooks are optional; when absent, each call pays one ``is None`` check.
 """
 
 from __future__ import annotations
@@ -68,6 +74,8 @@ class Bulkhead:
         "_hooks",
         "_in_flight",
         "_max_concurrent",
+        "_timer",
+        "_timer_loop",
         "_waiters",
         "max_queue",
         "max_wait",
@@ -107,7 +115,10 @@ class Bulkhead:
         self.name = name
         self._hooks = hooks
         self._in_flight = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        # (deadline on the loop's clock, future) per waiter, oldest first.
+        self._waiters: deque[tuple[float, asyncio.Future[None]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None  # armed for the front's deadline
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def max_concurrent(self) -> int:
@@ -138,7 +149,7 @@ class Bulkhead:
     def release(self) -> None:
         """Return a slot: hand it to the oldest waiter, or free it."""
         while self._waiters:
-            waiter = self._waiters.popleft()
+            _, waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)  # the slot moves to the waiter; in_flight unchanged
                 if self._hooks is not None:
@@ -173,12 +184,12 @@ class Bulkhead:
     async def _wait_in_queue(self) -> None:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(waiter)
+        entry = (math.inf if self.max_wait is None else loop.time() + self.max_wait, waiter)
+        self._waiters.append(entry)
         if self._hooks is not None:
             self._notify_change()
-        timer = (
-            None if self.max_wait is None else loop.call_later(self.max_wait, self._expire, waiter)
-        )
+        if self.max_wait is not None and (self._timer is None or self._timer_loop is not loop):
+            self._arm(loop, entry[0])  # otherwise armed for an older waiter: no later
         try:
             await waiter
         except asyncio.CancelledError:
@@ -187,21 +198,36 @@ class Bulkhead:
                 # (A waiter whose max_wait expired holds no slot: nothing to release.)
                 self.release()
             else:
-                self._leave_queue(waiter)
+                self._leave_queue(entry)
             raise
-        finally:
-            if timer is not None:
-                timer.cancel()
 
-    def _expire(self, waiter: asyncio.Future[None]) -> None:
-        if waiter.done():
-            return
-        self._leave_queue(waiter)
-        waiter.set_exception(self._error("max_wait"))
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        self._timer_loop = loop
+        self._timer = loop.call_at(when, self._expire, loop, when)
 
-    def _leave_queue(self, waiter: asyncio.Future[None]) -> None:
+    def _expire(self, loop: asyncio.AbstractEventLoop, armed_at: float) -> None:
+        """Timer callback: reject the waiters whose max_wait passed; re-arm for the next."""
+        self._timer = None
+        # The loop ran this handle, so it considers ``armed_at`` reached (it runs handles
+        # up to one clock resolution early).
+        limit = max(loop.time(), armed_at)
+        waiters = self._waiters
+        while waiters:
+            deadline, waiter = waiters[0]
+            # A done waiter here was cancelled (a served one is popped before its result
+            # is set) and has not resumed yet: it leaves the queue now.
+            if deadline > limit and not waiter.done():
+                self._arm(loop, deadline)
+                return
+            waiters.popleft()
+            if self._hooks is not None:
+                self._notify_change()
+            if not waiter.done():
+                waiter.set_exception(self._error("max_wait"))
+
+    def _leave_queue(self, entry: tuple[float, asyncio.Future[None]]) -> None:
         try:
-            self._waiters.remove(waiter)
+            self._waiters.remove(entry)
         except ValueError:
             return  # already popped by release()
         if self._hooks is not None:

@@ -222,16 +222,7 @@ class ManagedPool:
     async def run(self, op: Callable[..., Awaitable[T]], watched: bool, *args: Any) -> T:
         """``op(conn, *args)`` on a borrowed connection; ``watched``: under the dead-peer
         watchdog (the caller then passes no client timeout to asyncpg)."""
-        pool = self.pool
-        if pool is None or self._borrowed >= self._max_size or self._pending:
-            conn = await self.acquire()
-        else:  # acquire()'s fast path, inlined: the hot path saves a coroutine frame
-            self._borrowed += 1
-            try:
-                conn = await pool.acquire()
-            except BaseException:
-                self._borrowed -= 1
-                raise
+        conn = await self.acquire()
         watchdog = self._watchdog if watched else None
         if watchdog is not None:
             watchdog.watch(conn)
