@@ -33,7 +33,13 @@ Design decisions:
   ``SET .. PX`` (not atomic); without a TTL it is one ``MSET`` (atomic on one server).
 * **Cluster.** With a ``RedisCluster`` client, ``mget``/``mset`` use redis-py's
   ``*_nonatomic`` variants, which split keys by slot.
-* **Keys** are ``str``; ``namespace="app"`` prefixes them as ``app:<key>``.
+* **Keys** are non-empty ``str`` of at most :data:`~infra.validation.MAX_KEY_LENGTH`
+  (1024) characters that encode as UTF-8; ``namespace="app"`` prefixes them as
+  ``app:<key>``. Any other key raises ``InvalidKeyError`` (a caller error, also a
+  ``TypeError``/``ValueError``) before anything is sent, so it is never retried and never
+  counts toward the breaker -- a lone surrogate from a JSON body used to reach redis-py
+  and come back as a generic, counted ``CacheError``. Arguments redis-py itself refuses
+  are translated to the same type (:mod:`infra.translation._redis`).
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ from infra.calls import BackendCalls
 from infra.ports import HealthStatus
 from infra.redaction import redact_text
 from infra.resilience import ResiliencePolicy
+from infra.validation import MAX_KEY_LENGTH, check_key, check_key_list, check_mapping
 
 __all__ = ["RedisCache"]
 
@@ -188,17 +195,23 @@ class RedisCache:
         return self._serializer
 
     def key(self, key: str) -> str:
-        """The Redis key ``key`` is stored under (namespace applied)."""
-        if key.__class__ is not str:
-            raise _key_type_error(key)
+        """The Redis key ``key`` is stored under (namespace applied).
+
+        Raises:
+            InvalidKeyError: ``key`` is not a non-empty ``str`` of at most 1024
+                characters that encodes as UTF-8.
+        """
+        # The common case (a short ASCII str) in four cheap tests; check_key does the rest.
+        if key.__class__ is not str or not key or len(key) > MAX_KEY_LENGTH or not key.isascii():
+            check_key(key, component=_COMPONENT)
         return self._prefix + key
 
     # -------------------------------------------------------------------- the port
     async def get(self, key: str) -> Any | None:
         """The value, or ``None`` when absent or expired."""
         # The hot path (a 3-tier cache's L2 hit): key() inlined, attributes read once.
-        if key.__class__ is not str:
-            raise _key_type_error(key)
+        if key.__class__ is not str or not key or len(key) > MAX_KEY_LENGTH or not key.isascii():
+            check_key(key, component=_COMPONENT)
         data = await self._run_get(self._get, self._prefix + key)
         return None if data is None else self._loads(data)
 
@@ -218,7 +231,7 @@ class RedisCache:
 
     async def mget(self, keys: Sequence[str]) -> list[Any | None]:
         """Values in the order of ``keys`` (``None`` for misses)."""
-        names = [self.key(k) for k in _sequence(keys)]
+        names = [self.key(k) for k in check_key_list(keys, component=_COMPONENT)]
         if not names:
             return []
         raw = await self._calls.run("mget", self._mget, names)
@@ -227,8 +240,7 @@ class RedisCache:
 
     async def mset(self, items: Mapping[str, Any], *, ttl: float | None = None) -> None:
         """Store several values with one TTL (every value is encoded before any I/O)."""
-        if not isinstance(items, Mapping):
-            raise TypeError(f"items must be a mapping of key to value, got {type(items).__name__}")
+        check_mapping(items, component=_COMPONENT)
         px = ttl_to_ms(ttl)
         dumps = self._serializer.dumps
         pairs = {self.key(k): dumps(v) for k, v in items.items()}
@@ -327,16 +339,6 @@ def _check_client(client: object) -> None:
         raise ValueError(
             "RedisCache needs a client built with decode_responses=False: values are bytes"
         )
-
-
-def _key_type_error(key: object) -> TypeError:
-    return TypeError(f"cache keys must be str, got {type(key).__name__}")
-
-
-def _sequence(keys: Sequence[str]) -> Sequence[str]:
-    if isinstance(keys, str | bytes) or not isinstance(keys, Sequence):
-        raise TypeError(f"keys must be a list or tuple of str, got {type(keys).__name__}")
-    return keys
 
 
 def _server_of(client: RedisClient) -> tuple[str | None, int | None]:

@@ -16,7 +16,7 @@
 * ``circuit_breaker`` is the breaker's state (``"closed"``, ``"open"``, ``"half_open"``),
   or ``None`` when the store's policy has no breaker (the basic ``PostgresStore``).
 * **Never raises** for a backend failure: every error becomes ``unhealthy`` with a
-  redacted ``error`` text. Only a bad argument raises (``TypeError``/``ValueError``).
+  redacted ``error`` text. Only a bad argument raises (``InvalidArgumentError``).
 * Latency includes waiting for a pooled connection: that is what a caller would wait.
 """
 
@@ -31,18 +31,9 @@ from infra.exceptions import InfraError
 from infra.ports import HealthStatus
 from infra.redaction import redact_text
 from infra.resilience import BreakerState, CircuitBreaker
+from infra.validation import check_latency_threshold as check_threshold
 
 __all__ = ["check_health", "check_threshold"]
-
-
-def check_threshold(latency_threshold_ms: float) -> None:
-    """Reject a threshold that is not a non-negative number of milliseconds."""
-    if isinstance(latency_threshold_ms, bool) or not isinstance(latency_threshold_ms, int | float):
-        raise TypeError(
-            f"latency_threshold_ms must be a number of milliseconds, got {latency_threshold_ms!r}"
-        )
-    if not latency_threshold_ms >= 0:
-        raise ValueError(f"latency_threshold_ms must be >= 0, got {latency_threshold_ms!r}")
 
 
 def _error_text(exc: BaseException) -> str:

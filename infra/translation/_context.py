@@ -19,10 +19,13 @@ from infra.exceptions import (
     GraphError,
     InfraError,
     InfraTimeoutError,
+    InvalidArgumentError,
+    InvalidKeyError,
     LLMError,
     LLMTimeoutError,
     OperationTimeoutError,
     ProviderUnavailableError,
+    QueryArgumentError,
     QueryTimeoutError,
     VectorStoreConnectionError,
     VectorStoreError,
@@ -45,8 +48,12 @@ __all__ = [
 Family = Literal["database", "cache", "vector", "graph", "llm", "generic"]
 """Which backend family a call belongs to; picks e.g. the connection/timeout error type."""
 
-Role = Literal["connection", "timeout", "base"]
-"""A family-relative target for :func:`to`: resolved against the call's family."""
+Role = Literal["connection", "timeout", "argument", "base"]
+"""A family-relative target for :func:`to`: resolved against the call's family.
+
+``argument`` is the caller-error role: the driver refused an argument before sending it
+(wrong type, not encodable) -- ``QueryArgumentError`` for a database call,
+``InvalidKeyError`` for a cache call, ``InvalidArgumentError`` otherwise."""
 
 _FAMILIES: Final[frozenset[str]] = frozenset(get_args(Family))
 _ROLES: Final[frozenset[str]] = frozenset(get_args(Role))
@@ -63,6 +70,10 @@ _CONNECTION: Final[Mapping[str, type[InfraError]]] = {
 _TIMEOUT: Final[Mapping[str, type[InfraError]]] = {
     "database": QueryTimeoutError,
     "llm": LLMTimeoutError,
+}
+_ARGUMENT: Final[Mapping[str, type[InfraError]]] = {
+    "database": QueryArgumentError,
+    "cache": InvalidKeyError,
 }
 _BASE: Final[Mapping[str, type[InfraError]]] = {
     "database": DatabaseError,
@@ -158,6 +169,8 @@ class TranslationContext:
             return _CONNECTION[self.family]
         if role == "timeout":
             return _TIMEOUT.get(self.family, OperationTimeoutError)
+        if role == "argument":
+            return _ARGUMENT.get(self.family, InvalidArgumentError)
         return _BASE[self.family]
 
 
@@ -178,8 +191,8 @@ def to(
     """A translator that always answers ``target``.
 
     Args:
-        target: An error class, or a role (``"connection"``, ``"timeout"``, ``"base"``)
-            resolved against the call's family.
+        target: An error class, or a role (``"connection"``, ``"timeout"``,
+            ``"argument"``, ``"base"``) resolved against the call's family.
         family: The driver's natural family, used when the caller passed ``"generic"``.
         retryable: Overrides the class default; a callable decides per exception.
         facts: Extracts driver facts for ``details``.
