@@ -263,16 +263,18 @@ def check_isolation(isolation: object, *, component: str | None = None) -> None:
         )
 
 
-def check_latency_threshold(latency_threshold_ms: object) -> float:
+def check_latency_threshold(latency_threshold_ms: object, *, component: str | None = None) -> float:
     """A health check's threshold: a non-negative number of milliseconds."""
     if isinstance(latency_threshold_ms, bool) or not isinstance(latency_threshold_ms, int | float):
         raise InvalidArgumentError(
             f"latency_threshold_ms must be a number of milliseconds, got {latency_threshold_ms!r}",
             argument="latency_threshold_ms",
+            component=component,
         )
     if not latency_threshold_ms >= 0:
         raise InvalidArgumentError(
             f"latency_threshold_ms must be >= 0, got {latency_threshold_ms!r}",
             argument="latency_threshold_ms",
+            component=component,
         )
     return float(latency_threshold_ms)

@@ -71,7 +71,14 @@ from infra.storage._statements import (
     fetch_value,
 )
 from infra.storage._transaction import IsolationLevel, TransactionScope
-from infra.validation import check_column, check_isolation, check_query, check_rows, check_timeout
+from infra.validation import (
+    check_column,
+    check_isolation,
+    check_latency_threshold,
+    check_query,
+    check_rows,
+    check_timeout,
+)
 
 __all__ = ["PostgresStore"]
 
@@ -391,6 +398,7 @@ class PostgresStore:
     ) -> tuple[bool, dict[str, Any]]:
         """``(is_healthy, details)`` from a ``select 1`` round trip; never raises for a
         backend failure. See :mod:`infra.storage._health` for the statuses."""
+        check_latency_threshold(latency_threshold_ms, component=self.component)
         limit = check_timeout(timeout, component=self.component)
         return await check_health(
             self._ping,

@@ -280,7 +280,7 @@ class FakeRelationalStore:
         ``pool_free``, ``circuit_breaker`` (+ ``error``); never raises for a failure.
         ``timeout`` is accepted for signature parity; the fake answers at once."""
         check_timeout(timeout, component=self._component)
-        check_latency_threshold(latency_threshold_ms)
+        check_latency_threshold(latency_threshold_ms, component=self._component)
         breaker = self._policy.breaker if self._policy is not None else None
         state = breaker.state if breaker is not None else None
         busy = self._connection.locked()
