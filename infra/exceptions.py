@@ -105,7 +105,7 @@ argument; the message says what to change.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from infra.redaction import redact_mapping, redact_text
 
@@ -161,6 +161,12 @@ __all__ = [
 ]
 
 
+#: Longest message kept, in characters. Messages may quote driver text that quotes the
+#: caller's input (a 300,000-character SQL token); redaction time grows with the length,
+#: and a message is for reading, so longer ones are cut first.
+_MAX_MESSAGE: Final = 4096
+
+
 class InfraError(Exception):
     """Base of every error this library raises.
 
@@ -189,6 +195,8 @@ class InfraError(Exception):
         details: Mapping[str, Any] | None = None,
         retryable: bool | None = None,
     ) -> None:
+        if message and len(message) > _MAX_MESSAGE:
+            message = message[:_MAX_MESSAGE] + "..."  # before redaction: see _MAX_MESSAGE
         self.message = redact_text(message) if message else self.default_message
         self.component = component
         self.details = dict(details) if details else {}

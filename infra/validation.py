@@ -42,6 +42,7 @@ The limits, and why:
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -59,6 +60,7 @@ __all__ = [
     "check_query",
     "check_rows",
     "check_timeout",
+    "shown",
 ]
 
 #: Longest cache key accepted, in characters (see the module docstring).
@@ -67,6 +69,21 @@ MAX_KEY_LENGTH: Final = 1024
 ISOLATION_LEVELS: Final = ("read_committed", "repeatable_read", "serializable")
 #: Longest timeout accepted, in seconds: larger values overflow event-loop timers.
 _MAX_SECONDS: Final = 1e9
+
+
+_REPR: Final = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 40
+_REPR.maxlevel = 2
+
+
+def shown(value: object) -> str:
+    """A short ``repr`` of a caller's value for an error message: at most ~40 characters
+    of it, and never an exception (a huge int's ``repr`` raises past 4300 digits). Error
+    messages must stay small: they are logged, and redacted in full."""
+    try:
+        return _REPR.repr(value)
+    except Exception:  # noqa: BLE001 -- a broken __repr__ must not replace the real error
+        return f"<{type(value).__name__}>"
 
 
 def _type_name(value: object) -> str:
@@ -246,7 +263,7 @@ def check_timeout(
     if not (math.isfinite(timeout) and 0 < timeout < _MAX_SECONDS):
         raise InvalidArgumentError(
             f"{argument} must be None or a positive number of seconds below "
-            f"{_MAX_SECONDS:g}, got {timeout!r}",
+            f"{_MAX_SECONDS:g}, got {shown(timeout)}",
             argument=argument,
             component=component,
         )
@@ -257,7 +274,7 @@ def check_isolation(isolation: object, *, component: str | None = None) -> None:
     """Reject an isolation level PostgreSQL does not offer (at the call, not at BEGIN)."""
     if isolation is not None and isolation not in ISOLATION_LEVELS:
         raise InvalidArgumentError(
-            f"isolation must be None or one of {sorted(ISOLATION_LEVELS)}, got {isolation!r}",
+            f"isolation must be None or one of {sorted(ISOLATION_LEVELS)}, got {shown(isolation)}",
             argument="isolation",
             component=component,
         )
@@ -267,13 +284,14 @@ def check_latency_threshold(latency_threshold_ms: object, *, component: str | No
     """A health check's threshold: a non-negative number of milliseconds."""
     if isinstance(latency_threshold_ms, bool) or not isinstance(latency_threshold_ms, int | float):
         raise InvalidArgumentError(
-            f"latency_threshold_ms must be a number of milliseconds, got {latency_threshold_ms!r}",
+            "latency_threshold_ms must be a number of milliseconds, got "
+            f"{shown(latency_threshold_ms)}",
             argument="latency_threshold_ms",
             component=component,
         )
     if not latency_threshold_ms >= 0:
         raise InvalidArgumentError(
-            f"latency_threshold_ms must be >= 0, got {latency_threshold_ms!r}",
+            f"latency_threshold_ms must be >= 0, got {shown(latency_threshold_ms)}",
             argument="latency_threshold_ms",
             component=component,
         )

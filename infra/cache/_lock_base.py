@@ -49,7 +49,7 @@ from infra.exceptions import (
 )
 from infra.ports import LockLease
 from infra.resilience.clock import Clock, MonotonicClock
-from infra.validation import check_key
+from infra.validation import check_key, shown
 
 __all__ = [
     "MAX_LOCK_NAME_LENGTH",
@@ -64,6 +64,8 @@ __all__ = [
 #: Longest accepted lock name (characters). Names become Redis keys; a bound keeps a
 #: caller from turning a request field into a megabyte key by accident.
 MAX_LOCK_NAME_LENGTH: Final = 256
+#: Length of an owner token: ``secrets.token_hex(16)``.
+_OWNER_LENGTH: Final = 32
 #: Longest lease or wait accepted, in seconds (~31 years): longer ones are mistakes, and
 #: overflow Redis's millisecond arithmetic or the event loop's timers.
 _MAX_SECONDS: Final = 1e9
@@ -94,7 +96,7 @@ def check_lease_seconds(lease: object, argument: str = "lease") -> float:
     if not math.isfinite(lease) or not 0.001 <= lease <= _MAX_SECONDS:
         raise InvalidArgumentError(
             f"{argument} must be a finite number of seconds in [0.001, {_MAX_SECONDS:g}], "
-            f"got {lease!r}; a lock always has a lease so a crashed holder cannot block "
+            f"got {shown(lease)}; a lock always has a lease so a crashed holder cannot block "
             "others forever",
             argument=argument,
         )
@@ -111,7 +113,7 @@ def check_wait_seconds(wait: object, argument: str = "wait") -> float:
     if not math.isfinite(wait) or not 0 <= wait <= _MAX_SECONDS:
         raise InvalidArgumentError(
             f"{argument} must be a finite number of seconds in [0, {_MAX_SECONDS:g}] "
-            f"(0 = try once), got {wait!r}; waiting forever is not supported",
+            f"(0 = try once), got {shown(wait)}; waiting forever is not supported",
             argument=argument,
         )
     return float(wait)
@@ -126,7 +128,19 @@ def check_lease(lease: object, component: str | None = None) -> LockLease:
             component=component,
         )
     check_lock_name(lease.name, component)
+    owner = lease.owner
+    if owner.__class__ is not str or len(owner) != _OWNER_LENGTH or not _is_hex(owner):
+        raise InvalidArgumentError(
+            f"lease.owner must be the {_OWNER_LENGTH}-hex-digit token acquire() issued; "
+            "pass the LockLease acquire() returned, unchanged",
+            argument="lease",
+            component=component,
+        )
     return lease
+
+
+def _is_hex(text: str) -> bool:
+    return text.isascii() and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +310,7 @@ class LeaseLockBase(ABC):
     ) -> tuple[LockLease, float]:
         """Acquire; also returns the clock reading taken just before the granting request
         (the lease runs from no earlier than that, which the watchdog relies on)."""
-        owner = secrets.token_hex(16)
+        owner = secrets.token_hex(_OWNER_LENGTH // 2)
         lease_ms = _to_ms(lease_s)
         clock = self._clock
         began = clock.now()

@@ -6,6 +6,7 @@ import math
 from typing import Final
 
 from infra.exceptions import InvalidArgumentError
+from infra.validation import shown
 
 __all__ = ["MAX_TTL_S", "ttl_to_ms"]
 
@@ -35,7 +36,7 @@ def ttl_to_ms(ttl: float | None) -> int | None:
     if not math.isfinite(ttl) or not 0 < ttl <= MAX_TTL_S:
         raise InvalidArgumentError(
             f"ttl must be a positive, finite number of seconds up to {MAX_TTL_S:g} or None "
-            f"(no expiry), got {ttl!r}",
+            f"(no expiry), got {shown(ttl)}",
             argument="ttl",
         )
     return max(1, round(ttl * 1000))

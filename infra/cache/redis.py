@@ -67,7 +67,14 @@ from infra.calls import BackendCalls
 from infra.ports import HealthStatus
 from infra.redaction import redact_text
 from infra.resilience import ResiliencePolicy
-from infra.validation import MAX_KEY_LENGTH, check_key, check_key_list, check_mapping
+from infra.validation import (
+    MAX_KEY_LENGTH,
+    check_key,
+    check_key_list,
+    check_latency_threshold,
+    check_mapping,
+    check_timeout,
+)
 
 __all__ = ["RedisCache"]
 
@@ -274,12 +281,15 @@ class RedisCache:
     ) -> tuple[bool, dict[str, Any]]:
         """PING, timed. ``(True, {"status": "healthy"|"degraded", ...})`` when it answers
         (degraded above ``latency_threshold_ms``), ``(False, {"status": "unhealthy",
-        "error": ...})`` otherwise. Never raises; waits at most ``timeout`` seconds."""
+        "error": ...})`` otherwise. Never raises for a backend failure (only for a bad
+        argument: ``InvalidArgumentError``); waits at most ``timeout`` seconds."""
+        check_latency_threshold(latency_threshold_ms, component=_COMPONENT)
+        limit = check_timeout(timeout, component=_COMPONENT)
         details: dict[str, Any] = {"latency_threshold_ms": latency_threshold_ms}
         start = perf_counter()
         status: HealthStatus
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(limit):
                 await self._calls.run("ping", self._ping, idempotent=False)
         # A health check reports every failure instead of raising it.
         except Exception as exc:  # noqa: BLE001

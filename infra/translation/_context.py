@@ -84,6 +84,7 @@ _BASE: Final[Mapping[str, type[InfraError]]] = {
     "generic": InfraError,
 }
 _MAX_TEXT: Final = 300
+_MAX_REDACTED: Final = 4096
 
 
 def qualified_name(cls: type) -> str:
@@ -95,9 +96,12 @@ def clean_text(text: str) -> str:
     """One line, secrets masked, then cut to a readable length.
 
     Redaction runs before truncation so a cut cannot split a URL password out of reach
-    of the redaction pattern.
+    of the redaction pattern. Only the first :data:`_MAX_REDACTED` characters are
+    redacted: the result keeps 300 of them, and redaction time grows with the length (a
+    driver message quoting a caller's 300,000-character token took minutes); a secret
+    would have to start inside the kept text and run past that bound to be cut.
     """
-    flat = " ".join(redact_text(text).split())
+    flat = " ".join(redact_text(text[:_MAX_REDACTED]).split())
     return flat if len(flat) <= _MAX_TEXT else flat[: _MAX_TEXT - 3] + "..."
 
 

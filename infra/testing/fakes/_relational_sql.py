@@ -34,6 +34,7 @@ from infra.exceptions import (
     UniqueViolationError,
 )
 from infra.ports import Row
+from infra.translation._context import clean_text
 
 __all__ = [
     "refuse_nul_text",
@@ -174,7 +175,7 @@ def translate_sqlite_error(exc: sqlite3.Error, *, component: str, operation: str
         "driver_error": f"sqlite3.{type(exc).__name__}",
     }
     return cls(
-        f"{cls.default_message}: {text}",
+        f"{cls.default_message}: {clean_text(text)}",
         component=component,
         details={k: v for k, v in details.items() if v is not None},
     )
@@ -189,7 +190,7 @@ def translate_binding_error(
     if not isinstance(exc, OverflowError):
         return None
     return QueryArgumentError(
-        f"{QueryArgumentError.default_message}: {exc}",
+        f"{QueryArgumentError.default_message}: {clean_text(str(exc))}",
         component=component,
         details={
             "argument": "args",

@@ -45,7 +45,13 @@ from typing import Any
 from infra.cache._ttl import ttl_to_ms
 from infra.cache.serialization import JsonSerializer, Serializer
 from infra.resilience.clock import Clock, MonotonicClock
-from infra.validation import check_key, check_key_list, check_mapping
+from infra.validation import (
+    check_key,
+    check_key_list,
+    check_latency_threshold,
+    check_mapping,
+    check_timeout,
+)
 
 __all__ = ["FakeCache"]
 
@@ -183,9 +189,11 @@ class FakeCache:
         self,
         latency_threshold_ms: float = 100.0,
         *,
-        timeout: float = 2.0,  # noqa: ARG002 - RedisCache's signature; the fake never waits
+        timeout: float = 2.0,
     ) -> tuple[bool, dict[str, Any]]:
         """Same shape as ``RedisCache.health_check``; a pending fault makes it unhealthy."""
+        check_latency_threshold(latency_threshold_ms)
+        check_timeout(timeout)
         details: dict[str, Any] = {"latency_threshold_ms": latency_threshold_ms}
         start = perf_counter()
         try:
