@@ -71,19 +71,21 @@ ISOLATION_LEVELS: Final = ("read_committed", "repeatable_read", "serializable")
 _MAX_SECONDS: Final = 1e9
 
 
+_SHOWN: Final = 60
 _REPR: Final = reprlib.Repr()
 _REPR.maxstring = _REPR.maxother = _REPR.maxlong = 40
 _REPR.maxlevel = 2
 
 
 def shown(value: object) -> str:
-    """A short ``repr`` of a caller's value for an error message: at most ~40 characters
-    of it, and never an exception (a huge int's ``repr`` raises past 4300 digits). Error
+    """A short ``repr`` of a caller's value for an error message: at most 60 characters,
+    and never an exception (a huge int's ``repr`` raises past 4300 digits). Error
     messages must stay small: they are logged, and redacted in full."""
     try:
-        return _REPR.repr(value)
+        text = _REPR.repr(value)
     except Exception:  # noqa: BLE001 -- a broken __repr__ must not replace the real error
         return f"<{type(value).__name__}>"
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
 
 
 def _type_name(value: object) -> str:
