@@ -180,6 +180,15 @@ def check_mapping(items: object, *, component: str | None = None) -> Mapping[Any
 
 def check_query(query: object, *, component: str | None = None) -> str:
     """``query`` itself when it is sendable SQL text, else :class:`QueryArgumentError`."""
+    # Every statement passes here: the common case (ASCII SQL) in one expression.
+    if (
+        query.__class__ is str
+        and query.isascii()
+        and "\x00" not in query
+        and query
+        and not query.isspace()
+    ):
+        return query
     if query.__class__ is not str:
         fix = "decode it first" if isinstance(query, bytes | bytearray) else "pass SQL text"
         raise QueryArgumentError(
