@@ -202,12 +202,19 @@ class RedisCache:
         return self._serializer
 
     def key(self, key: str) -> str:
-        """The Redis key ``key`` is stored under (namespace applied).
+        """The Redis key ``key`` is stored under (namespace applied); ``key("")`` is the
+        namespace prefix itself (what every key of this cache starts with).
 
         Raises:
-            InvalidKeyError: ``key`` is not a non-empty ``str`` of at most 1024
-                characters that encodes as UTF-8.
+            InvalidKeyError: ``key`` is not a ``str`` of at most 1024 characters that
+                encodes as UTF-8. (Reads and writes refuse ``""`` too.)
         """
+        if key.__class__ is str and not key:
+            return self._prefix
+        return self._name(key)
+
+    def _name(self, key: str) -> str:
+        """The Redis key of a usable ``key``; else ``InvalidKeyError``, before any I/O."""
         # The common case (a short ASCII str) in four cheap tests; check_key does the rest.
         if key.__class__ is not str or not key or len(key) > MAX_KEY_LENGTH or not key.isascii():
             check_key(key, component=_COMPONENT)
@@ -216,7 +223,7 @@ class RedisCache:
     # -------------------------------------------------------------------- the port
     async def get(self, key: str) -> Any | None:
         """The value, or ``None`` when absent or expired."""
-        # The hot path (a 3-tier cache's L2 hit): key() inlined, attributes read once.
+        # The hot path (a 3-tier cache's L2 hit): _name() inlined, attributes read once.
         if key.__class__ is not str or not key or len(key) > MAX_KEY_LENGTH or not key.isascii():
             check_key(key, component=_COMPONENT)
         data = await self._run_get(self._get, self._prefix + key)
@@ -224,21 +231,21 @@ class RedisCache:
 
     async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
         """Store ``value``; ``ttl`` in seconds (``None`` = no expiry)."""
-        name = self.key(key)
+        name = self._name(key)
         px = ttl_to_ms(ttl)
         payload = self._serializer.dumps(value)
         await self._calls.run("set", self._set, name, payload, None, px)
 
     async def delete(self, *keys: str) -> int:
         """Remove keys; returns how many existed (no round trip for no keys)."""
-        names = [self.key(k) for k in keys]
+        names = [self._name(k) for k in keys]
         if not names:
             return 0
         return int(await self._calls.run("delete", self._delete, *names))
 
     async def mget(self, keys: Sequence[str]) -> list[Any | None]:
         """Values in the order of ``keys`` (``None`` for misses)."""
-        names = [self.key(k) for k in check_key_list(keys, component=_COMPONENT)]
+        names = [self._name(k) for k in check_key_list(keys, component=_COMPONENT)]
         if not names:
             return []
         raw = await self._calls.run("mget", self._mget, names)
@@ -250,7 +257,7 @@ class RedisCache:
         check_mapping(items, component=_COMPONENT)
         px = ttl_to_ms(ttl)
         dumps = self._serializer.dumps
-        pairs = {self.key(k): dumps(v) for k, v in items.items()}
+        pairs = {self._name(k): dumps(v) for k, v in items.items()}
         if not pairs:
             return
         if px is None:
@@ -267,11 +274,11 @@ class RedisCache:
     # ---------------------------------------------------------------------- extras
     async def exists(self, key: str) -> bool:
         """Whether ``key`` is stored (tells a stored ``None`` from a miss)."""
-        return int(await self._calls.run("exists", self._exists, self.key(key))) > 0
+        return int(await self._calls.run("exists", self._exists, self._name(key))) > 0
 
     async def ttl(self, key: str) -> float | None:
         """Seconds ``key`` has left; ``math.inf`` if it never expires, ``None`` if absent."""
-        ms = int(await self._calls.run("ttl", self._pttl, self.key(key)))
+        ms = int(await self._calls.run("ttl", self._pttl, self._name(key)))
         if ms == -2:
             return None
         return math.inf if ms == -1 else ms / 1000.0
