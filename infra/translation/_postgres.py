@@ -19,7 +19,7 @@ breaker) are whatever the *request* got wrong, by SQLSTATE class:
 * 25, 0B, 2D, 3B -> ``TransactionStateError``: a statement after a failed one in the same
   transaction (25P02), a write in a read-only transaction (25006), savepoint misuse.
 
-Client-side refusals, measured on asyncpg 0.30/0.31 against PostgreSQL 18:
+Client-side refusals, measured on asyncpg 0.32 against PostgreSQL 18:
 
 * a value the parameter's codec cannot encode (``'abc'`` for an ``int``, an int beyond
   int64, a lone surrogate in a ``str``, a ``dict`` for ``text``) raises

@@ -14,7 +14,7 @@ Decisions:
 * ``NoScriptError`` is retryable: the script cache was flushed and reloading it fixes it.
   ``WatchError`` is retryable: an optimistic transaction lost a race.
 * Arguments redis-py cannot encode are caller errors, raised before anything is sent
-  (measured on redis-py 7/8, RESP2 and RESP3): ``DataError`` for an argument of a type it
+  (measured on redis-py 8.1, RESP2 and RESP3): ``DataError`` for an argument of a type it
   does not send (``None``, ``bool``, a list, an object) and ``UnicodeEncodeError`` for a
   ``str`` that is not valid UTF-8 (a lone surrogate such as ``"user:\\ud800"``, e.g. from
   JSON input). Both become the cache family's ``argument`` role, ``InvalidKeyError`` (the
