@@ -17,6 +17,14 @@ The tree (``+`` marks a second base class)::
     InfraError
     ├── ConfigurationError
     │   └── StartupError                       (containers.lifecycle.start; cause chained)
+    ├── CallerError                            the request was wrong, not the backend
+    │   ├── InvalidArgumentError               also a ValueError and a TypeError
+    │   │   ├── QueryArgumentError   +DatabaseError
+    │   │   └── InvalidKeyError      +CacheError
+    │   ├── (QuerySyntaxError, QueryDataError, ConstraintViolationError)
+    │   ├── (TransactionStateError, CacheSerializationError, GraphQueryError)
+    │   ├── (CollectionNotFoundError, DimensionMismatchError)
+    │   └── (LLMBadRequestError, ContextWindowExceededError)
     ├── BackendConnectionError                 retryable
     │   ├── DatabaseConnectionError  +DatabaseError
     │   ├── CacheConnectionError     +CacheError
@@ -31,30 +39,32 @@ The tree (``+`` marks a second base class)::
     │   └── LLMTimeoutError          +LLMError
     ├── PoolExhaustedError                     retryable
     ├── DatabaseError
-    │   ├── QuerySyntaxError
-    │   ├── ConstraintViolationError
+    │   ├── QuerySyntaxError         +CallerError
+    │   ├── QueryDataError           +CallerError
+    │   ├── ConstraintViolationError +CallerError
     │   │   └── UniqueViolationError
+    │   ├── TransactionStateError    +CallerError
     │   ├── SerializationFailureError          retryable (incl. deadlocks)
-    │   └── (QueryTimeoutError, DatabaseConnectionError)
+    │   └── (QueryArgumentError, QueryTimeoutError, DatabaseConnectionError)
     ├── CacheError
-    │   ├── CacheSerializationError
-    │   └── (CacheConnectionError)
+    │   ├── CacheSerializationError  +CallerError
+    │   └── (InvalidKeyError, CacheConnectionError)
     ├── LockError
     │   ├── LockNotOwnedError
     │   ├── LockLostError
     │   └── (LockAcquireTimeoutError)
     ├── VectorStoreError
-    │   ├── CollectionNotFoundError
-    │   ├── DimensionMismatchError
+    │   ├── CollectionNotFoundError  +CallerError
+    │   ├── DimensionMismatchError   +CallerError
     │   └── (VectorStoreConnectionError)
     ├── GraphError
-    │   ├── GraphQueryError
+    │   ├── GraphQueryError          +CallerError
     │   ├── GraphTransientError                retryable
     │   └── (GraphConnectionError)
     ├── LLMError
     │   ├── RateLimitedError                   retryable, retry_after
-    │   ├── ContextWindowExceededError
-    │   ├── LLMBadRequestError
+    │   ├── ContextWindowExceededError +CallerError
+    │   ├── LLMBadRequestError       +CallerError
     │   ├── BudgetExceededError
     │   ├── ProviderUnavailableError           retryable
     │   └── (LLMAuthenticationError, LLMTimeoutError)
@@ -66,12 +76,37 @@ The tree (``+`` marks a second base class)::
 
 Multiple inheritance is deliberate: ``except DatabaseError`` catches a query timeout and
 ``except InfraTimeoutError`` catches it too, whichever the caller cares about.
+
+Caller errors versus backend failures
+-------------------------------------
+Every error says whose fault it is. A :class:`CallerError` means the backend is fine and
+the *request* was wrong: an argument of the wrong type, empty, too long or not encodable
+(caught by the adapter before any I/O, :class:`InvalidArgumentError`), SQL the server
+cannot run, a value it refuses (division by zero, out of range), a constraint, a
+transaction misused, an undecodable cached value, a bad LLM request. Repeating the same
+call gives the same answer, so a caller error is
+
+* never retried (not retryable, and a raise site cannot make it so),
+* never counted by a circuit breaker (the breaker's configuration always excludes it, see
+  :mod:`infra.resilience.breaker_config`), so one caller's bad input cannot open the
+  breaker for everyone,
+* never a reason for a cache to consider its backend unreachable,
+* logged at DEBUG by the call path (metrics still count it by error type).
+
+Everything else -- connection errors, timeouts, an exhausted pool, server-side failures
+nobody classified -- is about the backend or our own capacity, and the resilience layers
+treat it as such. ``isinstance(error, CallerError)`` is the one test for this split.
+
+:class:`InvalidArgumentError` is a ``ValueError`` *and* a ``TypeError``: it replaces the
+built-in errors argument checks used to raise, so ``except ValueError`` and ``except
+TypeError`` written against those keep working. ``details["argument"]`` names the
+argument; the message says what to change.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from infra.redaction import redact_chained, redact_mapping, redact_text
 
@@ -83,6 +118,7 @@ __all__ = [
     "CacheConnectionError",
     "CacheError",
     "CacheSerializationError",
+    "CallerError",
     "CircuitBreakerOpenError",
     "CollectionNotFoundError",
     "ConfigurationError",
@@ -97,6 +133,8 @@ __all__ = [
     "GraphTransientError",
     "InfraError",
     "InfraTimeoutError",
+    "InvalidArgumentError",
+    "InvalidKeyError",
     "LLMAuthenticationError",
     "LLMBadRequestError",
     "LLMError",
@@ -108,6 +146,8 @@ __all__ = [
     "OperationTimeoutError",
     "PoolExhaustedError",
     "ProviderUnavailableError",
+    "QueryArgumentError",
+    "QueryDataError",
     "QuerySyntaxError",
     "QueryTimeoutError",
     "RateLimitExceededError",
@@ -116,10 +156,17 @@ __all__ = [
     "RetryExhaustedError",
     "SerializationFailureError",
     "StartupError",
+    "TransactionStateError",
     "UniqueViolationError",
     "VectorStoreConnectionError",
     "VectorStoreError",
 ]
+
+
+#: Longest message kept, in characters. Messages may quote driver text that quotes the
+#: caller's input (a 300,000-character SQL token); redaction time grows with the length,
+#: and a message is for reading, so longer ones are cut first.
+_MAX_MESSAGE: Final = 4096
 
 
 class InfraError(Exception):
@@ -149,6 +196,8 @@ class InfraError(Exception):
         details: Mapping[str, Any] | None = None,
         retryable: bool | None = None,
     ) -> None:
+        if message and len(message) > _MAX_MESSAGE:
+            message = message[:_MAX_MESSAGE] + "..."  # before redaction: see _MAX_MESSAGE
         # Masked when first read (``message``), not here: most errors are handled
         # without ever being rendered. ``args`` stays empty so the unmasked text has no
         # second way out; ``str()`` is the rendering.
@@ -206,6 +255,64 @@ class ConfigurationError(InfraError):
     """Settings or arguments are invalid; fix the configuration named in the message."""
 
     default_message = "invalid configuration"
+
+
+# ---------------------------------------------------------------------------- caller errors
+class CallerError(InfraError):
+    """The request was wrong; the backend is fine. Never retried, never counted by a
+    circuit breaker (see the module docstring). Fix the call; repeating it will not help.
+
+    Raises:
+        ValueError: a raise site asked for ``retryable=True``.
+    """
+
+    default_message = "the request is invalid"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        component: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        if retryable:
+            raise ValueError(
+                f"{type(self).__name__} is a caller error and never retryable; "
+                "raise a backend error type instead"
+            )
+        super().__init__(message, component=component, details=details, retryable=False)
+
+
+class InvalidArgumentError(CallerError, ValueError, TypeError):
+    """An argument was rejected before anything was sent: wrong type, empty, too long,
+    not encodable, or the wrong number of them. ``details["argument"]`` names it.
+
+    Also a ``ValueError`` and a ``TypeError``, so code written against the built-in
+    errors such checks raised before keeps catching it.
+    """
+
+    default_message = "invalid argument"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        argument: str | None = None,
+        component: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        merged = dict(details or {})
+        if argument is not None:
+            merged["argument"] = argument
+        super().__init__(message, component=component, details=merged, retryable=retryable)
+
+    @property
+    def argument(self) -> str | None:
+        """The name of the rejected argument, when known (``"query"``, ``"key"``, ``"$2"``)."""
+        value = self.details.get("argument")
+        return None if value is None else str(value)
 
 
 # ------------------------------------------------------------------- connectivity and auth
@@ -284,14 +391,33 @@ class QueryTimeoutError(InfraTimeoutError, DatabaseError):
     default_message = "query timed out"
 
 
-class QuerySyntaxError(DatabaseError):
-    """The statement is invalid (syntax, unknown table/column, wrong types)."""
+class QueryArgumentError(InvalidArgumentError, DatabaseError):
+    """The SQL text or its parameters cannot be sent: not a ``str``, empty, a NUL
+    character or lone surrogate in the text, the wrong number of parameters, or a value
+    the driver cannot encode for the parameter's type (``details["argument"]``: ``query``,
+    ``$n``, ``args``, ...)."""
+
+    default_message = "invalid query argument"
+
+
+class QuerySyntaxError(CallerError, DatabaseError):
+    """The statement cannot run as written: syntax, unknown table/column/function, a
+    feature or size limit the server refuses (SQLSTATE classes 42, 0A, 26, 34, 3F, 54)."""
 
     default_message = "invalid SQL statement"
     hint = "fix the statement; retrying will not help"
 
 
-class ConstraintViolationError(DatabaseError):
+class QueryDataError(CallerError, DatabaseError):
+    """The server refused a value: division by zero, out of range, invalid text for the
+    type, a NUL character in text, more rows than a scalar subquery allows, an error
+    raised by server-side code (SQLSTATE classes 21, 22, P0)."""
+
+    default_message = "invalid data for the statement"
+    hint = "check the values passed; retrying will not help"
+
+
+class ConstraintViolationError(CallerError, DatabaseError):
     """The write violates a constraint (foreign key, not-null, check, exclusion)."""
 
     default_message = "constraint violation"
@@ -301,6 +427,14 @@ class UniqueViolationError(ConstraintViolationError):
     """The write duplicates a unique key."""
 
     default_message = "unique constraint violation"
+
+
+class TransactionStateError(CallerError, DatabaseError):
+    """The transaction's state forbids the statement: it already failed (SQLSTATE 25P02;
+    roll back, or use a savepoint around statements whose failure you handle), it is
+    read-only (25006), or a savepoint/commit was misused (classes 25, 2D, 3B)."""
+
+    default_message = "statement not allowed in the transaction's state"
 
 
 class SerializationFailureError(DatabaseError):
@@ -324,7 +458,14 @@ class CacheConnectionError(BackendConnectionError, CacheError):
     default_message = "cache connection failed"
 
 
-class CacheSerializationError(CacheError):
+class InvalidKeyError(InvalidArgumentError, CacheError):
+    """A cache key or lock name cannot be used: not a ``str``, empty, longer than the
+    documented limit, or not encodable as UTF-8 (a lone surrogate)."""
+
+    default_message = "invalid cache key"
+
+
+class CacheSerializationError(CallerError, CacheError):
     """A value could not be encoded or decoded by the configured serializer."""
 
     default_message = "cache value could not be (de)serialized"
@@ -369,14 +510,14 @@ class VectorStoreConnectionError(BackendConnectionError, VectorStoreError):
     default_message = "vector store connection failed"
 
 
-class CollectionNotFoundError(VectorStoreError):
+class CollectionNotFoundError(CallerError, VectorStoreError):
     """The named collection does not exist."""
 
     default_message = "collection not found"
     hint = "create the collection first"
 
 
-class DimensionMismatchError(VectorStoreError):
+class DimensionMismatchError(CallerError, VectorStoreError):
     """A vector's size differs from the collection's configured size."""
 
     default_message = "vector dimension mismatch"
@@ -395,7 +536,7 @@ class GraphConnectionError(BackendConnectionError, GraphError):
     default_message = "graph database connection failed"
 
 
-class GraphQueryError(GraphError):
+class GraphQueryError(CallerError, GraphError):
     """The Cypher query is invalid or failed on the server."""
 
     default_message = "graph query failed"
@@ -454,14 +595,14 @@ class RateLimitedError(LLMError):
         return float(value) if value is not None else None
 
 
-class ContextWindowExceededError(LLMError):
+class ContextWindowExceededError(CallerError, LLMError):
     """The prompt plus requested completion exceed the model's context window."""
 
     default_message = "context window exceeded"
     hint = "shorten the prompt or lower max_tokens"
 
 
-class LLMBadRequestError(LLMError):
+class LLMBadRequestError(CallerError, LLMError):
     """The provider rejected the request as malformed or disallowed."""
 
     default_message = "LLM request rejected"

@@ -43,10 +43,11 @@ from time import perf_counter
 from typing import Any, NamedTuple
 
 from infra.calls import BackendCalls
-from infra.exceptions import InfraError
+from infra.exceptions import InfraError, InvalidArgumentError
 from infra.ports import HealthStatus
 from infra.redaction import redact_text
 from infra.resilience import BreakerState, CircuitBreaker
+from infra.validation import check_latency_threshold, check_timeout
 
 __all__ = ["HealthCheckResult", "check_health", "check_threshold", "probe_calls"]
 
@@ -65,22 +66,17 @@ class HealthCheckResult(NamedTuple):
 
 
 def check_threshold(latency_threshold_ms: object) -> float:
-    """``latency_threshold_ms`` as a float, or a ``TypeError``/``ValueError`` naming it."""
-    if isinstance(latency_threshold_ms, bool) or not isinstance(latency_threshold_ms, int | float):
-        raise TypeError(
-            f"latency_threshold_ms must be a number of milliseconds, got {latency_threshold_ms!r}"
-        )
-    if not latency_threshold_ms >= 0:  # also rejects NaN
-        raise ValueError(f"latency_threshold_ms must be >= 0, got {latency_threshold_ms!r}")
-    return float(latency_threshold_ms)
+    """``latency_threshold_ms`` as a float, or an ``InvalidArgumentError`` naming it."""
+    return check_latency_threshold(latency_threshold_ms)
 
 
 def _check_timeout(timeout: object) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
-    if not timeout > 0 or timeout == float("inf"):
-        raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
-    return float(timeout)
+    seconds = check_timeout(timeout)
+    if seconds is None:
+        raise InvalidArgumentError(
+            "timeout must be a positive number of seconds, got None", argument="timeout"
+        )
+    return seconds
 
 
 def probe_calls(calls: BackendCalls) -> BackendCalls:

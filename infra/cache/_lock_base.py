@@ -42,17 +42,20 @@ from infra.cache._lock_metrics import LockMetrics
 from infra.exceptions import (
     BulkheadFullError,
     CircuitBreakerOpenError,
+    InvalidArgumentError,
     LockAcquireTimeoutError,
     LockNotOwnedError,
     RateLimitExceededError,
 )
 from infra.ports import LockLease
 from infra.resilience.clock import Clock, MonotonicClock
+from infra.validation import check_key, shown
 
 __all__ = [
     "MAX_LOCK_NAME_LENGTH",
     "LeaseLockBase",
     "LockBackoff",
+    "check_lease",
     "check_lease_seconds",
     "check_lock_name",
     "check_wait_seconds",
@@ -61,31 +64,41 @@ __all__ = [
 #: Longest accepted lock name (characters). Names become Redis keys; a bound keeps a
 #: caller from turning a request field into a megabyte key by accident.
 MAX_LOCK_NAME_LENGTH: Final = 256
+#: Length of an owner token: ``secrets.token_hex(16)``.
+_OWNER_LENGTH: Final = 32
+#: Longest lease or wait accepted, in seconds (~31 years): longer ones are mistakes, and
+#: overflow Redis's millisecond arithmetic or the event loop's timers.
+_MAX_SECONDS: Final = 1e9
 _log = logging.getLogger("infra.cache.lock")
 #: Policy rejections: the request never left the process, so no grant can exist.
 _NOT_SENT = (BulkheadFullError, CircuitBreakerOpenError, RateLimitExceededError)
 
 
-def check_lock_name(name: object) -> str:
-    """``name`` itself if it is a usable lock name, else a ``TypeError``/``ValueError``."""
-    if not isinstance(name, str):
-        raise TypeError(f"lock name must be a str, got {type(name).__name__}")
-    if not name or len(name) > MAX_LOCK_NAME_LENGTH:
-        raise ValueError(
-            f"lock name must have 1..{MAX_LOCK_NAME_LENGTH} characters, got {len(name)}; "
-            "use a short stable identifier such as 'invoice:42'"
-        )
-    return name
+def check_lock_name(name: object, component: str | None = None) -> str:
+    """``name`` itself if it is a usable lock name, else ``InvalidKeyError``: a non-empty
+    ``str`` of at most :data:`MAX_LOCK_NAME_LENGTH` characters that encodes as UTF-8."""
+    return check_key(
+        name,
+        argument="name",
+        what="lock names",
+        component=component,
+        max_length=MAX_LOCK_NAME_LENGTH,
+    )
 
 
 def check_lease_seconds(lease: object, argument: str = "lease") -> float:
     """A positive, finite lease of at least one millisecond, in seconds."""
     if isinstance(lease, bool) or not isinstance(lease, int | float):
-        raise TypeError(f"{argument} must be a number of seconds, got {type(lease).__name__}")
-    if not math.isfinite(lease) or lease < 0.001:
-        raise ValueError(
-            f"{argument} must be a finite number of seconds >= 0.001, got {lease!r}; "
-            "a lock always has a lease so a crashed holder cannot block others forever"
+        raise InvalidArgumentError(
+            f"{argument} must be a number of seconds, got {type(lease).__name__}",
+            argument=argument,
+        )
+    if not math.isfinite(lease) or not 0.001 <= lease <= _MAX_SECONDS:
+        raise InvalidArgumentError(
+            f"{argument} must be a finite number of seconds in [0.001, {_MAX_SECONDS:g}], "
+            f"got {shown(lease)}; a lock always has a lease so a crashed holder cannot block "
+            "others forever",
+            argument=argument,
         )
     return float(lease)
 
@@ -93,13 +106,41 @@ def check_lease_seconds(lease: object, argument: str = "lease") -> float:
 def check_wait_seconds(wait: object, argument: str = "wait") -> float:
     """A finite, non-negative wait in seconds (``0`` = try once)."""
     if isinstance(wait, bool) or not isinstance(wait, int | float):
-        raise TypeError(f"{argument} must be a number of seconds, got {type(wait).__name__}")
-    if not math.isfinite(wait) or wait < 0:
-        raise ValueError(
-            f"{argument} must be a finite number of seconds >= 0 (0 = try once), "
-            f"got {wait!r}; waiting forever is not supported"
+        raise InvalidArgumentError(
+            f"{argument} must be a number of seconds, got {type(wait).__name__}",
+            argument=argument,
+        )
+    if not math.isfinite(wait) or not 0 <= wait <= _MAX_SECONDS:
+        raise InvalidArgumentError(
+            f"{argument} must be a finite number of seconds in [0, {_MAX_SECONDS:g}] "
+            f"(0 = try once), got {shown(wait)}; waiting forever is not supported",
+            argument=argument,
         )
     return float(wait)
+
+
+def check_lease(lease: object, component: str | None = None) -> LockLease:
+    """``lease`` itself if it is a :class:`~infra.ports.LockLease` with a usable name."""
+    if not isinstance(lease, LockLease):
+        raise InvalidArgumentError(
+            f"lease must be the LockLease that acquire() returned, got {type(lease).__name__}",
+            argument="lease",
+            component=component,
+        )
+    check_lock_name(lease.name, component)
+    owner = lease.owner
+    if owner.__class__ is not str or len(owner) != _OWNER_LENGTH or not _is_hex(owner):
+        raise InvalidArgumentError(
+            f"lease.owner must be the {_OWNER_LENGTH}-hex-digit token acquire() issued; "
+            "pass the LockLease acquire() returned, unchanged",
+            argument="lease",
+            component=component,
+        )
+    return lease
+
+
+def _is_hex(text: str) -> bool:
+    return text.isascii() and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +267,7 @@ class LeaseLockBase(ABC):
         Inside ``async with lock.hold(...) as lease:`` releasing ``lease`` ends the hold
         early: its watchdog stops and leaving the block sends and reports nothing more.
         """
+        check_lease(lease, self._component)
         hold = self._holds.get(lease.owner)
         if hold is not None:
             await hold.release_in_body(lease)
@@ -244,6 +286,7 @@ class LeaseLockBase(ABC):
         Raises:
             LockNotOwnedError: the lease expired or the lock was taken over.
         """
+        check_lease(lease, self._component)
         seconds = (
             lease.lease_seconds
             if lease_seconds is None
@@ -272,7 +315,7 @@ class LeaseLockBase(ABC):
 
     # ------------------------------------------------------------------- internals
     def _arguments(self, name: str, lease: float | None, wait: float | None) -> tuple[float, float]:
-        check_lock_name(name)
+        check_lock_name(name, self._component)
         lease_s = self._default_lease if lease is None else check_lease_seconds(lease)
         wait_s = self._default_wait if wait is None else check_wait_seconds(wait)
         return lease_s, wait_s
@@ -282,7 +325,7 @@ class LeaseLockBase(ABC):
     ) -> tuple[LockLease, float]:
         """Acquire; also returns the clock reading taken just before the granting request
         (the lease runs from no earlier than that, which the watchdog relies on)."""
-        owner = secrets.token_hex(16)
+        owner = secrets.token_hex(_OWNER_LENGTH // 2)
         lease_ms = _to_ms(lease_s)
         clock = self._clock
         began = clock.now()

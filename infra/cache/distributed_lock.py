@@ -30,6 +30,11 @@ What it guarantees, and how:
   policy, and translation. If Redis cannot be asked, ``acquire`` raises
   (``CacheConnectionError``, ``CircuitBreakerOpenError``, a timeout...) -- it never
   assumes the lock.
+* **Caller errors first.** A lock name must be a non-empty ``str`` of at most 256
+  characters that encodes as UTF-8 (``InvalidKeyError``), leases and waits finite
+  numbers of seconds, a released or extended lease the ``LockLease`` that ``acquire``
+  returned (``InvalidArgumentError``) -- checked before any I/O, so a bad argument is
+  never retried and never counts toward the breaker.
 * **Bounded waiting** with jittered exponential backoff, ``wait=0`` = one try; then
   :class:`~infra.exceptions.LockAcquireTimeoutError` (``details["lock"]``). Lock names
   appear in errors, never as metric labels.
@@ -70,7 +75,7 @@ from typing import Final
 
 from redis.asyncio import Redis, RedisCluster
 
-from infra.cache._lock_base import LeaseLockBase, LockBackoff
+from infra.cache._lock_base import LeaseLockBase, LockBackoff, check_lock_name
 from infra.cache._lock_metrics import (
     LOCK_ACQUIRE_TIMEOUTS_TOTAL,
     LOCK_ACQUIRE_WAIT_MS,
@@ -181,8 +186,12 @@ class RedisDistributedLock(LeaseLockBase):
         return self._namespace
 
     def key(self, name: str) -> str:
-        """The Redis key that holds lock ``name`` (for inspection and tests)."""
-        return lock_key(self._namespace, name)
+        """The Redis key that holds lock ``name`` (for inspection and tests).
+
+        Raises:
+            InvalidKeyError: ``name`` is not a usable lock name (see ``acquire``).
+        """
+        return lock_key(self._namespace, check_lock_name(name, self.component))
 
     # --------------------------------------------------------- backend primitives
     async def _grant(self, name: str, owner: str, lease_ms: int) -> tuple[int | None, float]:

@@ -33,7 +33,13 @@ Design decisions:
   ``SET .. PX`` (not atomic); without a TTL it is one ``MSET`` (atomic on one server).
 * **Cluster.** With a ``RedisCluster`` client, ``mget``/``mset`` use redis-py's
   ``*_nonatomic`` variants, which split keys by slot.
-* **Keys** are ``str``; ``namespace="app"`` prefixes them as ``app:<key>``.
+* **Keys** are non-empty ``str`` of at most :data:`~infra.validation.MAX_KEY_LENGTH`
+  (1024) characters that encode as UTF-8; ``namespace="app"`` prefixes them as
+  ``app:<key>``. Any other key raises ``InvalidKeyError`` (a caller error, also a
+  ``TypeError``/``ValueError``) before anything is sent, so it is never retried and never
+  counts toward the breaker -- a lone surrogate from a JSON body used to reach redis-py
+  and come back as a generic, counted ``CacheError``. Arguments redis-py itself refuses
+  are translated to the same type (:mod:`infra.translation._redis`).
 """
 
 from __future__ import annotations
@@ -59,6 +65,14 @@ from infra.calls import BackendCalls
 from infra.health_check import HealthCheckResult, check_health, probe_calls
 from infra.redaction import register_secret
 from infra.resilience import ResiliencePolicy
+from infra.validation import (
+    MAX_KEY_LENGTH,
+    check_key,
+    check_key_list,
+    check_latency_threshold,
+    check_mapping,
+    check_timeout,
+)
 
 __all__ = ["RedisCache"]
 
@@ -189,37 +203,50 @@ class RedisCache:
         return self._serializer
 
     def key(self, key: str) -> str:
-        """The Redis key ``key`` is stored under (namespace applied)."""
-        if key.__class__ is not str:
-            raise _key_type_error(key)
+        """The Redis key ``key`` is stored under (namespace applied); ``key("")`` is the
+        namespace prefix itself (what every key of this cache starts with).
+
+        Raises:
+            InvalidKeyError: ``key`` is not a ``str`` of at most 1024 characters that
+                encodes as UTF-8. (Reads and writes refuse ``""`` too.)
+        """
+        if key.__class__ is str and not key:
+            return self._prefix
+        return self._name(key)
+
+    def _name(self, key: str) -> str:
+        """The Redis key of a usable ``key``; else ``InvalidKeyError``, before any I/O."""
+        # The common case (a short ASCII str) in four cheap tests; check_key does the rest.
+        if key.__class__ is not str or not key or len(key) > MAX_KEY_LENGTH or not key.isascii():
+            check_key(key, component=_COMPONENT)
         return self._prefix + key
 
     # -------------------------------------------------------------------- the port
     async def get(self, key: str) -> Any | None:
         """The value, or ``None`` when absent or expired."""
-        # The hot path (a 3-tier cache's L2 hit): key() inlined, attributes read once.
-        if key.__class__ is not str:
-            raise _key_type_error(key)
+        # The hot path (a 3-tier cache's L2 hit): _name() inlined, attributes read once.
+        if key.__class__ is not str or not key or len(key) > MAX_KEY_LENGTH or not key.isascii():
+            check_key(key, component=_COMPONENT)
         data = await self._run_get(self._get, self._prefix + key)
         return None if data is None else self._loads(data)
 
     async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
         """Store ``value``; ``ttl`` in seconds (``None`` = no expiry)."""
-        name = self.key(key)
+        name = self._name(key)
         px = ttl_to_ms(ttl)
         payload = self._serializer.dumps(value)
         await self._calls.run("set", self._set, name, payload, None, px)
 
     async def delete(self, *keys: str) -> int:
         """Remove keys; returns how many existed (no round trip for no keys)."""
-        names = [self.key(k) for k in keys]
+        names = [self._name(k) for k in keys]
         if not names:
             return 0
         return int(await self._calls.run("delete", self._delete, *names))
 
     async def mget(self, keys: Sequence[str]) -> list[Any | None]:
         """Values in the order of ``keys`` (``None`` for misses)."""
-        names = [self.key(k) for k in _sequence(keys)]
+        names = [self._name(k) for k in check_key_list(keys, component=_COMPONENT)]
         if not names:
             return []
         raw = await self._calls.run("mget", self._mget, names)
@@ -228,11 +255,10 @@ class RedisCache:
 
     async def mset(self, items: Mapping[str, Any], *, ttl: float | None = None) -> None:
         """Store several values with one TTL (every value is encoded before any I/O)."""
-        if not isinstance(items, Mapping):
-            raise TypeError(f"items must be a mapping of key to value, got {type(items).__name__}")
+        check_mapping(items, component=_COMPONENT)
         px = ttl_to_ms(ttl)
         dumps = self._serializer.dumps
-        pairs = {self.key(k): dumps(v) for k, v in items.items()}
+        pairs = {self._name(k): dumps(v) for k, v in items.items()}
         if not pairs:
             return
         if px is None:
@@ -249,11 +275,11 @@ class RedisCache:
     # ---------------------------------------------------------------------- extras
     async def exists(self, key: str) -> bool:
         """Whether ``key`` is stored (tells a stored ``None`` from a miss)."""
-        return int(await self._calls.run("exists", self._exists, self.key(key))) > 0
+        return int(await self._calls.run("exists", self._exists, self._name(key))) > 0
 
     async def ttl(self, key: str) -> float | None:
         """Seconds ``key`` has left; ``math.inf`` if it never expires, ``None`` if absent."""
-        ms = int(await self._calls.run("ttl", self._pttl, self.key(key)))
+        ms = int(await self._calls.run("ttl", self._pttl, self._name(key)))
         if ms == -2:
             return None
         return math.inf if ms == -1 else ms / 1000.0
@@ -266,6 +292,8 @@ class RedisCache:
         ``latency_threshold_ms``), ``(False, {"status": "unhealthy", "error": ...,
         "message": ...})`` otherwise. Never raises; waits at most ``timeout`` seconds.
         See :mod:`infra.health_check` for the rules shared by every adapter."""
+        check_latency_threshold(latency_threshold_ms, component=_COMPONENT)
+        check_timeout(timeout, component=_COMPONENT)
         return await check_health(
             self._send_ping,
             latency_threshold_ms=latency_threshold_ms,
@@ -328,16 +356,6 @@ def _check_client(client: object) -> None:
         raise ValueError(
             "RedisCache needs a client built with decode_responses=False: values are bytes"
         )
-
-
-def _key_type_error(key: object) -> TypeError:
-    return TypeError(f"cache keys must be str, got {type(key).__name__}")
-
-
-def _sequence(keys: Sequence[str]) -> Sequence[str]:
-    if isinstance(keys, str | bytes) or not isinstance(keys, Sequence):
-        raise TypeError(f"keys must be a list or tuple of str, got {type(keys).__name__}")
-    return keys
 
 
 def _server_of(client: RedisClient) -> tuple[str | None, int | None]:

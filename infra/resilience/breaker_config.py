@@ -17,33 +17,34 @@ from typing import Any, Final
 from infra.exceptions import (
     BackendAuthenticationError,
     BudgetExceededError,
-    CacheSerializationError,
-    CollectionNotFoundError,
+    CallerError,
     ConfigurationError,
-    ConstraintViolationError,
-    ContextWindowExceededError,
-    DimensionMismatchError,
-    GraphQueryError,
-    LLMBadRequestError,
     LockAcquireTimeoutError,
     LockNotOwnedError,
     PoolExhaustedError,
-    QuerySyntaxError,
     RateLimitedError,
     ResilienceError,
     SerializationFailureError,
 )
 from infra.resilience.hooks import BreakerState
 
-__all__ = ["DEFAULT_EXCLUDED", "BreakerSnapshot", "CircuitBreakerConfig"]
+__all__ = ["ALWAYS_EXCLUDED", "DEFAULT_EXCLUDED", "BreakerSnapshot", "CircuitBreakerConfig"]
+
+#: Errors no breaker ever counts, whatever its ``excluded`` says: caller errors
+#: (:class:`~infra.exceptions.CallerError` -- invalid arguments, SQL, data, constraints,
+#: keys, bad LLM requests ...). The backend answered, or was never asked; counting them
+#: would let one caller's bad input open the breaker for every caller.
+ALWAYS_EXCLUDED: Final[tuple[type[BaseException], ...]] = (CallerError,)
 
 #: Errors that say nothing about the backend's health, so they neither trip nor reset a
 #: breaker. In each case the backend answered and the *request* (or our own policy) was
 #: the problem:
 #:
-#: * caller errors -- invalid SQL/Cypher, constraint violations, bad LLM requests, an
-#:   over-long prompt, a spent budget, a missing collection, a wrong vector size, an
-#:   undecodable cache value, releasing a lock we do not own, invalid configuration;
+#: * caller errors (:data:`ALWAYS_EXCLUDED`) -- invalid arguments, SQL/Cypher or data,
+#:   constraint violations, bad LLM requests, an over-long prompt, a missing collection,
+#:   a wrong vector size, an invalid cache key, an undecodable cache value;
+#: * misuse that is not a request error: releasing a lock we do not own, invalid
+#:   configuration, a spent LLM budget;
 #: * authentication failures -- the server is up and answering; opening the breaker would
 #:   not protect it, and would hide the real error behind "breaker open" for ``timeout``
 #:   seconds after the credentials are fixed;
@@ -55,20 +56,13 @@ __all__ = ["DEFAULT_EXCLUDED", "BreakerSnapshot", "CircuitBreakerConfig"]
 #:   paces us);
 #: * our own resilience decisions (a full bulkhead, an inner breaker, a local limiter).
 DEFAULT_EXCLUDED: Final[tuple[type[BaseException], ...]] = (
+    *ALWAYS_EXCLUDED,
     ConfigurationError,
     BackendAuthenticationError,
-    QuerySyntaxError,
-    ConstraintViolationError,
     SerializationFailureError,
-    CacheSerializationError,
     LockNotOwnedError,
     LockAcquireTimeoutError,
     PoolExhaustedError,
-    CollectionNotFoundError,
-    DimensionMismatchError,
-    GraphQueryError,
-    LLMBadRequestError,
-    ContextWindowExceededError,
     BudgetExceededError,
     RateLimitedError,
     ResilienceError,
@@ -95,7 +89,8 @@ class CircuitBreakerConfig:
         minimum_calls: Calls the window must hold before the rate is judged
             (1..``window_size``).
         excluded: Exception types that neither count nor reset; see
-            :data:`DEFAULT_EXCLUDED`.
+            :data:`DEFAULT_EXCLUDED`. :data:`ALWAYS_EXCLUDED` (caller errors) is added
+            to whatever is given, so a custom tuple cannot make caller errors count.
         count_retried_attempts: Under a retrying ``ResiliencePolicy``, whether a failed
             attempt that the policy retries counts toward ``failure_threshold`` at once.
             ``False`` (default): a call counts once, as a failure when it fails for good
@@ -156,7 +151,8 @@ class CircuitBreakerConfig:
         for item in excluded:
             if not (isinstance(item, type) and issubclass(item, BaseException)):
                 raise TypeError(f"excluded must hold exception types, got {item!r}")
-        object.__setattr__(self, "excluded", tuple(excluded))
+        missing = tuple(t for t in ALWAYS_EXCLUDED if not any(issubclass(t, e) for e in excluded))
+        object.__setattr__(self, "excluded", (*excluded, *missing))
 
     def new_window(self) -> deque[int] | None:
         """A fresh sliding window for the rate rule, or ``None`` when it is off."""

@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from asyncpg.pool import PoolConnectionProxy
 
+from infra.exceptions import QueryArgumentError
 from infra.ports import Row
+from infra.validation import check_timeout
 
 __all__ = [
     "Connection",
@@ -79,11 +81,9 @@ class Timeouts:
 
 
 def check_call_timeout(timeout: float | None) -> None:
-    """Reject a per-call timeout that is not a positive number of seconds."""
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
-    ):
-        raise ValueError(f"timeout must be None or a positive number of seconds, got {timeout!r}")
+    """Reject a per-call timeout that is not a positive number of seconds
+    (``InvalidArgumentError``, also a ``ValueError``)."""
+    check_timeout(timeout, component="postgres")
 
 
 async def fetch_rows(
@@ -107,8 +107,30 @@ async def fetch_row(
 def fetch_value(
     conn: Connection, query: str, args: Sequence[Any], column: int, timeout: float | None
 ) -> Awaitable[Any]:
-    """One value of the first row, or ``None``."""
-    return conn.fetchval(query, *args, column=column, timeout=timeout)
+    """One value of the first row, or ``None``.
+
+    A ``column`` the row does not have is the caller's mistake (``QueryArgumentError``),
+    not a backend failure; asyncpg reports it as a bare ``IndexError``. Only calls asking
+    for another column than the first pay the frame that tells them apart (a row without
+    any column, ``SELECT FROM t``, read at column 0, stays a plain ``DatabaseError``).
+    """
+    if column == 0:
+        return conn.fetchval(query, *args, column=0, timeout=timeout)
+    return _fetch_value_at(conn, query, args, column, timeout)
+
+
+async def _fetch_value_at(
+    conn: Connection, query: str, args: Sequence[Any], column: int, timeout: float | None
+) -> Any:
+    try:
+        return await conn.fetchval(query, *args, column=column, timeout=timeout)
+    except IndexError:
+        raise QueryArgumentError(
+            f"column={column} is out of range for the row the query returned; "
+            "ask for an existing column (0 is the first)",
+            argument="column",
+            component="postgres",
+        ) from None
 
 
 def execute_status(

@@ -41,13 +41,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Literal, TypeVar
 
 import asyncpg
 from asyncpg.transaction import Transaction
 
 from infra.calls import BackendCalls
-from infra.exceptions import DatabaseError, InfraError
+from infra.exceptions import InfraError, TransactionStateError
 from infra.ports import Row
 from infra.redaction import redact_text
 from infra.storage._deadpeer import DeadPeerWatchdog
@@ -60,21 +60,19 @@ from infra.storage._statements import (
     fetch_rows,
     fetch_value,
 )
+from infra.validation import (
+    check_column,
+    check_isolation,
+    check_query,
+    check_rows,
+)
 
 __all__ = ["IsolationLevel", "PostgresTransaction", "TransactionScope", "check_isolation"]
 
 T = TypeVar("T")
 
+#: The names of :data:`infra.validation.ISOLATION_LEVELS`, as a type.
 IsolationLevel = Literal["read_committed", "repeatable_read", "serializable"]
-_ISOLATION_LEVELS = frozenset(get_args(IsolationLevel))
-
-
-def check_isolation(isolation: object) -> None:
-    """Reject an isolation level PostgreSQL does not offer (at the call, not at BEGIN)."""
-    if isolation is not None and isolation not in _ISOLATION_LEVELS:
-        raise ValueError(
-            f"isolation must be None or one of {sorted(_ISOLATION_LEVELS)}, got {isolation!r}"
-        )
 
 
 _log = logging.getLogger("infra.storage.postgres")
@@ -128,11 +126,10 @@ class PostgresTransaction:
 
     def _check_active(self) -> None:
         if not self._active:
-            raise DatabaseError(
+            raise TransactionStateError(
                 "this transaction has ended; run statements inside its `async with` block "
                 "or open a new transaction()",
                 component=self._calls.component,
-                retryable=False,
             )
 
     async def _run(
@@ -160,29 +157,38 @@ class PostgresTransaction:
             self._state.failure = exc
             raise
 
+    # Arguments are checked before _run: a rejected one sent nothing, so it neither
+    # aborts the server's transaction nor marks this one failed.
     async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Row]:
         """All rows of ``query``, as dicts."""
+        check_query(query, component=self._calls.component)
         return await self._run("fetch", fetch_rows, query, args, limit=timeout)
 
     async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Row | None:
         """The first row as a dict, or ``None``."""
+        check_query(query, component=self._calls.component)
         return await self._run("fetchrow", fetch_row, query, args, limit=timeout)
 
     async def fetchval(
         self, query: str, *args: Any, column: int = 0, timeout: float | None = None
     ) -> Any:
         """One value of the first row, or ``None``."""
+        check_query(query, component=self._calls.component)
+        check_column(column, component=self._calls.component)
         return await self._run("fetchval", fetch_value, query, args, column, limit=timeout)
 
     async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
         """Run a statement; returns the server's status tag."""
+        check_query(query, component=self._calls.component)
         return await self._run("execute", execute_status, query, args, limit=timeout)
 
     async def executemany(
         self, query: str, args: Sequence[Sequence[Any]], *, timeout: float | None = None
     ) -> None:
         """Run a statement once per argument tuple."""
-        await self._run("executemany", execute_many, query, args, limit=timeout)
+        check_query(query, component=self._calls.component)
+        rows = check_rows(args, component=self._calls.component)
+        await self._run("executemany", execute_many, query, rows, limit=timeout)
 
     def transaction(
         self,
@@ -193,7 +199,7 @@ class PostgresTransaction:
     ) -> TransactionScope:
         """A savepoint inside this transaction; rolling it back keeps the outer one."""
         self._check_active()
-        check_isolation(isolation)
+        check_isolation(isolation, component=self._calls.component)
         return TransactionScope(
             self._calls,
             self._timeouts,
@@ -360,15 +366,14 @@ def _connection_lost(conn: Connection) -> bool:
         return True
 
 
-def _aborted(failure: InfraError, component: str | None, *, nested: bool) -> DatabaseError:
+def _aborted(failure: InfraError, component: str | None, *, nested: bool) -> TransactionStateError:
     """The error for a block that caught a statement's error and then ended normally."""
     undone = "savepoint" if nested else "transaction"
-    return DatabaseError(
+    return TransactionStateError(
         f"the {undone} was rolled back: a statement in it failed "
         f"({type(failure).__name__}) and the block went on; PostgreSQL aborts a "
         "transaction at its first error -- wrap statements whose failure you handle in "
         "their own `async with tx.transaction():` (a savepoint)",
         component=component,
         details={"sqlstate": "25P02", "cause": type(failure).__name__},
-        retryable=False,
     )

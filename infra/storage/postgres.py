@@ -39,6 +39,12 @@ Design decisions:
   labelled ``pool=name``) are sampled from the live pool on each read through
   :func:`infra.observability.register_pool`, and unregistered on close.
 * **No secrets shown.** ``repr`` and every error mask the DSN's password.
+* **Caller errors are checked first.** The SQL text (a non-empty ``str`` without NUL or
+  lone surrogates), ``executemany``'s rows, ``column`` and ``timeout`` are checked before
+  any I/O (:mod:`infra.validation`): a bad one raises ``QueryArgumentError`` /
+  ``InvalidArgumentError`` naming it, and never reaches the policy -- no retry, no
+  breaker count. Parameter values are checked by asyncpg's encoder and the server,
+  whose refusals are caller errors too (see :mod:`infra.translation._postgres`).
 """
 
 from __future__ import annotations
@@ -65,7 +71,15 @@ from infra.storage._statements import (
     fetch_rows,
     fetch_value,
 )
-from infra.storage._transaction import IsolationLevel, TransactionScope, check_isolation
+from infra.storage._transaction import IsolationLevel, TransactionScope
+from infra.validation import (
+    check_column,
+    check_isolation,
+    check_latency_threshold,
+    check_query,
+    check_rows,
+    check_timeout,
+)
 
 __all__ = ["PostgresStore"]
 
@@ -261,6 +275,7 @@ class PostgresStore:
     async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Row]:
         """All rows of ``query`` as dicts (retried under the policy: a read)."""
         self._check_open()
+        check_query(query, component=self.component)
         watched, limit, reported = self._limits(timeout)
         return await self._fetch_op.run(
             self._pool.run,
@@ -275,6 +290,7 @@ class PostgresStore:
     async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Row | None:
         """The first row as a dict, or ``None`` (a read)."""
         self._check_open()
+        check_query(query, component=self.component)
         watched, limit, reported = self._limits(timeout)
         return await self._fetchrow_op.run(
             self._pool.run,
@@ -291,6 +307,8 @@ class PostgresStore:
     ) -> Any:
         """One value of the first row, or ``None`` (a read)."""
         self._check_open()
+        check_query(query, component=self.component)
+        check_column(column, component=self.component)
         watched, limit, reported = self._limits(timeout)
         return await self._fetchval_op.run(
             self._pool.run,
@@ -309,6 +327,7 @@ class PostgresStore:
         """Run a statement; returns the status tag (``"UPDATE 3"``). Retried only when
         ``idempotent=True``."""
         self._check_open()
+        check_query(query, component=self.component)
         watched, limit, reported = self._limits(timeout)
         return await self._execute_op.run(
             self._pool.run,
@@ -332,13 +351,15 @@ class PostgresStore:
         """Run a statement once per argument tuple (pipelined). Retried only when
         ``idempotent=True``."""
         self._check_open()
+        check_query(query, component=self.component)
+        rows = check_rows(args, component=self.component)
         watched, limit, reported = self._limits(timeout)
         await self._executemany_op.run(
             self._pool.run,
             execute_many,
             watched,
             query,
-            args,
+            rows,
             limit,
             idempotent=idempotent,
             timeout=reported,
@@ -354,7 +375,7 @@ class PostgresStore:
         """``async with store.transaction() as tx:`` -- commit on success, rollback on
         error; ``tx.transaction()`` opens a savepoint. See :mod:`._transaction`."""
         self._check_open()
-        check_isolation(isolation)
+        check_isolation(isolation, component=self.component)
         return TransactionScope(
             self._calls,
             self._timeouts,
@@ -375,10 +396,12 @@ class PostgresStore:
         never raises for a backend failure. ``details``: ``status``, ``latency_ms``,
         ``circuit_breaker``, ``pool_size``, ``pool_free`` (+ ``error``, ``message``).
         See :mod:`infra.health_check` for the rules shared by every adapter."""
+        check_latency_threshold(latency_threshold_ms, component=self.component)
+        limit = check_timeout(timeout, component=self.component)
         return await check_health(
             self._ping,
             latency_threshold_ms=latency_threshold_ms,
-            timeout=self._health_timeout if timeout is None else timeout,
+            timeout=self._health_timeout if limit is None else limit,
             breaker=self._calls.policy.breaker,
             probe_name="'select 1'",
             backend="the database",

@@ -8,6 +8,10 @@ family's connection error (retryable). ``Exception`` is the last row: anything u
 becomes the family's base error and is *not* retryable, because retrying what we do not
 understand hides bugs.
 
+``UnicodeEncodeError`` is a caller error (role ``argument``): a driver raises it while
+encoding a string the caller passed -- a lone surrogate in a Redis key, or in SQL text --
+before anything is sent. (``UnicodeDecodeError`` is not: it is about what came back.)
+
 ``ValueError`` gets one family-specific heuristic: qdrant-client's local mode (the
 embedded backend) raises plain ``ValueError`` for a missing collection or a wrong vector
 size; with ``family="vector"`` those messages are recognised (see :mod:`._vector`).
@@ -68,6 +72,7 @@ def load() -> DriverTable:
         (ConnectionError, to("connection")),
         (socket.gaierror, to("connection", facts=lambda e: {"errno": getattr(e, "errno", None)})),
         (OSError, _os_error),
+        (UnicodeEncodeError, to("argument")),
         (ValueError, _value_error),
         (Exception, to("base", retryable=False)),
     ]

@@ -19,10 +19,13 @@ from infra.exceptions import (
     GraphError,
     InfraError,
     InfraTimeoutError,
+    InvalidArgumentError,
+    InvalidKeyError,
     LLMError,
     LLMTimeoutError,
     OperationTimeoutError,
     ProviderUnavailableError,
+    QueryArgumentError,
     QueryTimeoutError,
     VectorStoreConnectionError,
     VectorStoreError,
@@ -45,8 +48,12 @@ __all__ = [
 Family = Literal["database", "cache", "vector", "graph", "llm", "generic"]
 """Which backend family a call belongs to; picks e.g. the connection/timeout error type."""
 
-Role = Literal["connection", "timeout", "base"]
-"""A family-relative target for :func:`to`: resolved against the call's family."""
+Role = Literal["connection", "timeout", "argument", "base"]
+"""A family-relative target for :func:`to`: resolved against the call's family.
+
+``argument`` is the caller-error role: the driver refused an argument before sending it
+(wrong type, not encodable) -- ``QueryArgumentError`` for a database call,
+``InvalidKeyError`` for a cache call, ``InvalidArgumentError`` otherwise."""
 
 _FAMILIES: Final[frozenset[str]] = frozenset(get_args(Family))
 _ROLES: Final[frozenset[str]] = frozenset(get_args(Role))
@@ -64,6 +71,10 @@ _TIMEOUT: Final[Mapping[str, type[InfraError]]] = {
     "database": QueryTimeoutError,
     "llm": LLMTimeoutError,
 }
+_ARGUMENT: Final[Mapping[str, type[InfraError]]] = {
+    "database": QueryArgumentError,
+    "cache": InvalidKeyError,
+}
 _BASE: Final[Mapping[str, type[InfraError]]] = {
     "database": DatabaseError,
     "cache": CacheError,
@@ -73,6 +84,7 @@ _BASE: Final[Mapping[str, type[InfraError]]] = {
     "generic": InfraError,
 }
 _MAX_TEXT: Final = 300
+_MAX_REDACTED: Final = 4096
 
 
 def qualified_name(cls: type) -> str:
@@ -84,9 +96,12 @@ def clean_text(text: str) -> str:
     """One line, secrets masked, then cut to a readable length.
 
     Redaction runs before truncation so a cut cannot split a URL password out of reach
-    of the redaction pattern.
+    of the redaction pattern. Only the first :data:`_MAX_REDACTED` characters are
+    redacted: the result keeps 300 of them, and redaction time grows with the length (a
+    driver message quoting a caller's 300,000-character token took minutes); a secret
+    would have to start inside the kept text and run past that bound to be cut.
     """
-    flat = " ".join(redact_text(text).split())
+    flat = " ".join(redact_text(text[:_MAX_REDACTED]).split())
     return flat if len(flat) <= _MAX_TEXT else flat[: _MAX_TEXT - 3] + "..."
 
 
@@ -158,6 +173,8 @@ class TranslationContext:
             return _CONNECTION[self.family]
         if role == "timeout":
             return _TIMEOUT.get(self.family, OperationTimeoutError)
+        if role == "argument":
+            return _ARGUMENT.get(self.family, InvalidArgumentError)
         return _BASE[self.family]
 
 
@@ -178,8 +195,8 @@ def to(
     """A translator that always answers ``target``.
 
     Args:
-        target: An error class, or a role (``"connection"``, ``"timeout"``, ``"base"``)
-            resolved against the call's family.
+        target: An error class, or a role (``"connection"``, ``"timeout"``,
+            ``"argument"``, ``"base"``) resolved against the call's family.
         family: The driver's natural family, used when the caller passed ``"generic"``.
         retryable: Overrides the class default; a callable decides per exception.
         facts: Extracts driver facts for ``details``.

@@ -13,8 +13,13 @@ Decisions:
   (protocol desync; redis-py drops that connection) are connection-class and retryable.
 * ``NoScriptError`` is retryable: the script cache was flushed and reloading it fixes it.
   ``WatchError`` is retryable: an optimistic transaction lost a race.
-* ``DataError`` is raised client-side for a value redis-py cannot encode, so it is a
-  ``CacheSerializationError`` (not retryable).
+* Arguments redis-py cannot encode are caller errors, raised before anything is sent
+  (measured on redis-py 8.1, RESP2 and RESP3): ``DataError`` for an argument of a type it
+  does not send (``None``, ``bool``, a list, an object) and ``UnicodeEncodeError`` for a
+  ``str`` that is not valid UTF-8 (a lone surrogate such as ``"user:\\ud800"``, e.g. from
+  JSON input). Both become the cache family's ``argument`` role, ``InvalidKeyError`` (the
+  builtins table handles ``UnicodeEncodeError``). ``RedisCache`` and the lock reject
+  such keys and names themselves first (:mod:`infra.validation`), naming the argument.
 * ``MaxConnectionsError`` -> ``PoolExhaustedError``.
 * ``details["code"]``: the server's error prefix (``WRONGTYPE``, ``OOM`` ...) when the
   message starts with one.
@@ -27,7 +32,6 @@ from typing import Any
 from infra.exceptions import (
     BackendAuthenticationError,
     CacheError,
-    CacheSerializationError,
     GraphQueryError,
     InfraError,
     LockError,
@@ -77,7 +81,7 @@ def load() -> DriverTable:
         (r.InvalidResponse, connection),
         (r.NoScriptError, _cache("base", retryable=True)),
         (r.WatchError, _cache("base", retryable=True)),
-        (r.DataError, _cache(CacheSerializationError)),
+        (r.DataError, _cache("argument")),
         (r.ResponseError, _response_error),
         (r.RedisError, _cache("base", retryable=False)),
         (r.RedisClusterException, _cache("base", retryable=False)),

@@ -20,7 +20,12 @@ import pytest
 
 from config import Settings
 from infra.cache import RedisCache
-from infra.exceptions import CacheSerializationError
+from infra.exceptions import (
+    CacheSerializationError,
+    CallerError,
+    InvalidArgumentError,
+    InvalidKeyError,
+)
 from infra.ports import CacheStore
 from infra.resilience import ManualClock
 from infra.testing.fakes.cache import FakeCache
@@ -194,6 +199,65 @@ async def test_bad_arguments_are_type_and_value_errors(harness: Harness) -> None
     with pytest.raises(TypeError, match="ttl"):
         await cache.mset({"k": 1}, ttl="10")  # type: ignore[arg-type]
     assert await cache.exists("k") is False
+
+
+# ------------------------------------------------------------------ hostile input
+SURROGATE = "user:\ud800"  # what json.loads makes of "user:\\ud800"
+#: (id, call, expected type, argument named). Each is refused before any I/O.
+HOSTILE: list[tuple[str, Any, type[CallerError], str]] = [
+    ("surrogate-key", lambda c: c.get(SURROGATE), InvalidKeyError, "key"),
+    ("empty-key", lambda c: c.get(""), InvalidKeyError, "key"),
+    ("long-key", lambda c: c.get("k" * 1025), InvalidKeyError, "key"),
+    ("bytes-key", lambda c: c.get(b"k"), InvalidKeyError, "key"),
+    ("none-key", lambda c: c.get(None), InvalidKeyError, "key"),
+    ("int-key", lambda c: c.exists(42), InvalidKeyError, "key"),
+    ("set-surrogate", lambda c: c.set(SURROGATE, 1), InvalidKeyError, "key"),
+    ("ttl-of-surrogate", lambda c: c.ttl(SURROGATE), InvalidKeyError, "key"),
+    ("delete-one-bad", lambda c: c.delete("fine", SURROGATE), InvalidKeyError, "key"),
+    ("mget-one-bad", lambda c: c.mget(["fine", SURROGATE]), InvalidKeyError, "key"),
+    ("mget-a-str", lambda c: c.mget("abc"), InvalidArgumentError, "keys"),
+    ("mset-one-bad", lambda c: c.mset({"fine": 1, SURROGATE: 2}), InvalidKeyError, "key"),
+    ("mset-pairs", lambda c: c.mset([("fine", 1)]), InvalidArgumentError, "items"),
+    ("ttl-huge", lambda c: c.set("fine", 1, ttl=1e13), InvalidArgumentError, "ttl"),
+    ("ttl-nan", lambda c: c.mset({"fine": 1}, ttl=float("nan")), InvalidArgumentError, "ttl"),
+    ("ttl-bool", lambda c: c.set("fine", 1, ttl=True), InvalidArgumentError, "ttl"),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "expected", "argument"), [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE]
+)
+async def test_hostile_keys_and_arguments_are_refused_before_any_io(
+    harness: Harness, call: Any, expected: type[CallerError], argument: str
+) -> None:
+    """The same caller error on both; nothing stored, nothing sent, no breaker count."""
+    cache = harness.cache
+    await cache.set("fine", "before")
+    sent = list(cache.calls) if isinstance(cache, FakeCache) else None
+    with pytest.raises(expected) as caught:
+        await call(cache)
+    assert caught.value.retryable is False
+    assert caught.value.details["argument"] == argument
+    if isinstance(cache, FakeCache):
+        assert cache.calls == sent
+    else:
+        breaker = cache.policy.breaker
+        assert breaker is not None
+        assert (breaker.state.value, breaker.failure_count) == ("closed", 0)
+    assert await cache.get("fine") == "before"
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["a\x00b", "ключ🔑", "k" * 1024, "\U0010ffff", " "],
+    ids=["nul", "utf8", "max", "max-cp", "space"],
+)
+async def test_unusual_but_valid_keys_round_trip(harness: Harness, key: str) -> None:
+    """NUL, non-ASCII, the longest allowed and a blank key are keys like any other."""
+    await harness.cache.set(key, {"k": key})
+    assert await harness.cache.get(key) == {"k": key}
+    assert await harness.cache.mget([key]) == [{"k": key}]
+    assert await harness.cache.delete(key) == 1
 
 
 async def test_health_check_reports_healthy_with_latency(harness: Harness) -> None:

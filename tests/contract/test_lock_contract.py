@@ -17,8 +17,16 @@ from redis.asyncio import Redis
 
 from infra.cache._lock_base import LeaseLockBase, LockBackoff
 from infra.cache.distributed_lock import RedisDistributedLock
-from infra.exceptions import LockAcquireTimeoutError, LockLostError, LockNotOwnedError
+from infra.exceptions import (
+    CallerError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    LockAcquireTimeoutError,
+    LockLostError,
+    LockNotOwnedError,
+)
 from infra.ports import DistributedLock, LockLease
+from infra.resilience import ResiliencePolicy
 from infra.resilience.clock import ManualClock
 from infra.testing.fakes.lock import FakeDistributedLock, FakeLockServer
 
@@ -283,3 +291,69 @@ async def test_bad_arguments_are_rejected_before_any_call(
         await lock.acquire(**kwargs)
     with pytest.raises(error, match=match):
         lock.hold(**kwargs)
+
+
+# ------------------------------------------------------------------ hostile input
+async def _hold(lock: LeaseLockBase, name: Any) -> None:
+    async with lock.hold(name):
+        pass
+
+
+async def _extend_by(lock: LeaseLockBase, seconds: Any) -> None:
+    lease = await lock.acquire("hostile-extend", lease=5)
+    try:
+        await lock.extend(lease, lease_seconds=seconds)
+    finally:
+        await lock.release(lease)
+
+
+#: (id, call, expected type, argument named). Each is refused before any I/O.
+HOSTILE: list[tuple[str, Any, type[CallerError], str]] = [
+    ("surrogate-name", lambda lock: lock.acquire("job:\ud800"), InvalidKeyError, "name"),
+    ("empty-name", lambda lock: lock.acquire(""), InvalidKeyError, "name"),
+    ("long-name", lambda lock: lock.acquire("x" * 257), InvalidKeyError, "name"),
+    ("bytes-name", lambda lock: lock.acquire(b"job"), InvalidKeyError, "name"),
+    ("none-name", lambda lock: lock.acquire(None), InvalidKeyError, "name"),
+    ("hold-surrogate", lambda lock: _hold(lock, "\udfff"), InvalidKeyError, "name"),
+    ("huge-lease", lambda lock: lock.acquire("ok", lease=1e10), InvalidArgumentError, "lease"),
+    (
+        "nan-lease",
+        lambda lock: lock.acquire("ok", lease=float("nan")),
+        InvalidArgumentError,
+        "lease",
+    ),
+    ("bool-wait", lambda lock: lock.acquire("ok", wait=True), InvalidArgumentError, "wait"),
+    ("release-a-name", lambda lock: lock.release("job"), InvalidArgumentError, "lease"),
+    (
+        "release-forged-lease",
+        lambda lock: lock.release(LockLease("\ud800", "0" * 32, 1, 1.0)),
+        InvalidKeyError,
+        "name",
+    ),
+    ("extend-a-name", lambda lock: lock.extend("job"), InvalidArgumentError, "lease"),
+    ("extend-negative", lambda lock: _extend_by(lock, -1), InvalidArgumentError, "lease_seconds"),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "expected", "argument"), [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE]
+)
+async def test_hostile_names_and_arguments_are_refused_before_any_io(
+    env: LockEnv, call: Any, expected: type[CallerError], argument: str
+) -> None:
+    """The same caller error on both backends, naming the argument; no breaker count, and
+    the fake's server never sees the bad call."""
+    policy = ResiliencePolicy.instant("redis_lock")
+    lock = env.make(policy=policy) if env.kind == "real" else env.make()
+    with pytest.raises(expected) as caught:
+        await call(lock)
+    assert caught.value.retryable is False
+    assert caught.value.details["argument"] == argument
+    breaker = policy.breaker
+    assert breaker is not None
+    assert (breaker.state.value, breaker.failure_count) == ("closed", 0)
+    if isinstance(lock, FakeDistributedLock):
+        # Nothing but _extend_by's own (valid) lease reached the fake server.
+        assert lock.calls in ([], ["acquire", "release"])
+    held = await lock.acquire("after-hostile", wait=0)
+    await lock.release(held)

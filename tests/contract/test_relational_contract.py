@@ -23,10 +23,15 @@ from typing import Any
 import pytest
 
 from infra.exceptions import (
+    CallerError,
     ConstraintViolationError,
     DatabaseConnectionError,
     DatabaseError,
+    InvalidArgumentError,
+    QueryArgumentError,
+    QueryDataError,
     QuerySyntaxError,
+    TransactionStateError,
     UniqueViolationError,
 )
 from infra.ports import RelationalStore
@@ -117,10 +122,13 @@ async def test_fetchval_returns_one_value_or_none(store: Store, table: str) -> N
 
 
 async def test_fetchval_beyond_the_last_column_is_a_database_error(store: Store) -> None:
-    """Asking for a column the row does not have is a (non-retryable) DatabaseError."""
+    """Asking for a column the row does not have is a (non-retryable) DatabaseError --
+    the caller's, naming the argument."""
     with pytest.raises(DatabaseError) as caught:
         await store.fetchval("SELECT 1 AS a", column=3)
     assert caught.value.retryable is False
+    assert isinstance(caught.value, QueryArgumentError)
+    assert caught.value.argument == "column"
 
 
 async def test_execute_returns_postgres_status_tags(store: Store) -> None:
@@ -273,7 +281,7 @@ async def test_a_read_only_transaction_refuses_writes(store: Store, table: str) 
             assert await tx.fetchval(f"SELECT count(*) AS c FROM {table}") == 0
             await tx.execute(f"INSERT INTO {table} VALUES (1, 'a@x', 1)")
 
-    with pytest.raises(DatabaseError) as caught:
+    with pytest.raises(TransactionStateError) as caught:
         await write_in_a_read_only_transaction()
     assert caught.value.details["sqlstate"] == "25006"
     await store.execute(f"INSERT INTO {table} VALUES (1, 'a@x', 1)")  # writable again
@@ -326,6 +334,178 @@ async def test_an_unknown_column_is_a_query_syntax_error(store: Store, table: st
     with pytest.raises(QuerySyntaxError) as caught:
         await store.fetch(f"SELECT nope FROM {table}")
     assert caught.value.details["sqlstate"] == "42703"
+
+
+# ------------------------------------------------------------------ hostile input
+#: (id, call, expected type, the argument named -- or None where the real store cannot say).
+#: ``t`` is the test's table. Every case must be a typed caller error on both stores.
+HOSTILE: list[tuple[str, Any, type[CallerError], str | None]] = [
+    ("nul-in-sql", lambda s, _: s.fetch("SELECT 1\x00"), QueryArgumentError, "query"),
+    ("surrogate-in-sql", lambda s, _: s.fetch("SELECT '\ud800'"), QueryArgumentError, "query"),
+    ("empty-sql", lambda s, _: s.fetch(""), QueryArgumentError, "query"),
+    ("blank-sql", lambda s, _: s.execute(" \n\t"), QueryArgumentError, "query"),
+    ("bytes-sql", lambda s, _: s.fetchrow(b"SELECT 1"), QueryArgumentError, "query"),
+    ("none-sql", lambda s, _: s.fetchval(None), QueryArgumentError, "query"),
+    (
+        "too-many-args",
+        lambda s, t: s.fetch(f"SELECT id FROM {t} WHERE id = $1", 1, 2),
+        QueryArgumentError,
+        "args",
+    ),
+    (
+        "too-few-args",
+        lambda s, t: s.fetch(f"SELECT id FROM {t} WHERE id = $1 AND n = $2", 1),
+        QueryArgumentError,
+        "args",
+    ),
+    (
+        "dict-arg",
+        lambda s, t: s.fetch(f"SELECT id FROM {t} WHERE id = $1", {"a": 1}),
+        QueryArgumentError,
+        None,
+    ),
+    (
+        "int-beyond-int64",
+        lambda s, t: s.execute(f"INSERT INTO {t} VALUES ($1, 'a@x', 0)", 2**70),
+        QueryArgumentError,
+        None,
+    ),
+    (
+        "text-for-integer",
+        lambda s, t: s.execute(f"INSERT INTO {t} VALUES ($1, 'a@x', 0)", "abc"),
+        QueryArgumentError,
+        None,
+    ),
+    (
+        "surrogate-arg",
+        lambda s, t: s.execute(f"INSERT INTO {t} VALUES (1, $1, 0)", "a\ud800"),
+        QueryArgumentError,
+        None,
+    ),
+    (
+        "nul-in-text-arg",
+        lambda s, t: s.execute(f"INSERT INTO {t} VALUES (1, $1, 0)", "a\x00b"),
+        QueryDataError,
+        None,
+    ),
+    (
+        "rows-as-str",
+        lambda s, t: s.executemany(f"INSERT INTO {t} VALUES ($1, 'x', 0)", "abc"),
+        QueryArgumentError,
+        "args",
+    ),
+    (
+        "row-not-a-sequence",
+        lambda s, t: s.executemany(f"INSERT INTO {t} VALUES ($1, 'x', 0)", [1, 2]),
+        QueryArgumentError,
+        "args[0]",
+    ),
+    (
+        "rows-not-iterable",
+        lambda s, t: s.executemany(f"INSERT INTO {t} VALUES ($1, 'x', 0)", 5),
+        QueryArgumentError,
+        "args",
+    ),
+    (
+        "column-not-int",
+        lambda s, _: s.fetchval("SELECT 1 AS a", column="0"),
+        QueryArgumentError,
+        "column",
+    ),
+    (
+        "column-bool",
+        lambda s, _: s.fetchval("SELECT 1 AS a", column=True),
+        QueryArgumentError,
+        "column",
+    ),
+    (
+        "timeout-negative",
+        lambda s, _: s.fetch("SELECT 1 AS a", timeout=-1),
+        InvalidArgumentError,
+        "timeout",
+    ),
+    (
+        "timeout-str",
+        lambda s, _: s.fetch("SELECT 1 AS a", timeout="1"),
+        InvalidArgumentError,
+        "timeout",
+    ),
+    (
+        "timeout-infinite",
+        lambda s, _: s.execute("SELECT 1 AS a", timeout=float("inf")),
+        InvalidArgumentError,
+        "timeout",
+    ),
+    (
+        "health-threshold",
+        lambda s, _: s.health_check(latency_threshold_ms=-1.0),
+        InvalidArgumentError,
+        "latency_threshold_ms",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "expected", "argument"), [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE]
+)
+async def test_hostile_input_is_a_typed_caller_error_that_no_breaker_counts(
+    store: Store, table: str, call: Any, expected: type[CallerError], argument: str | None
+) -> None:
+    """Bad SQL text, arity, types, values, rows, columns and timeouts raise the same
+    caller error on both stores: not retryable, not counted, the store still serving."""
+    breaker = store.policy.breaker
+    with pytest.raises(expected) as caught:
+        await call(store, table)
+    error = caught.value
+    assert error.retryable is False
+    assert error.component == "postgres"
+    if argument is not None:
+        assert error.details["argument"] == argument
+    assert (breaker.state.value, breaker.failure_count) == ("closed", 0)
+    assert await store.fetchval("SELECT 1 AS one") == 1
+
+
+async def test_rejected_arguments_never_reach_the_fake_backend() -> None:
+    """Checks run before any I/O: the fake records no attempt for a rejected call."""
+    fake = FakeRelationalStore(policy=ResiliencePolicy.instant("postgres"))
+    for query in ("SELECT 1\x00", "", b"SELECT 1", "SELECT '\ud800'"):
+        with pytest.raises(QueryArgumentError):
+            await fake.fetch(query)  # type: ignore[arg-type]
+    with pytest.raises(QueryArgumentError):
+        await fake.executemany("SELECT $1", ["a", "b"])
+    assert fake.calls == []
+
+
+async def test_a_rejected_statement_does_not_abort_the_transaction(
+    store: Store, table: str
+) -> None:
+    """Nothing was sent, so the transaction goes on and commits (no 25P02)."""
+    async with store.transaction() as tx:
+        with pytest.raises(QueryArgumentError):
+            await tx.execute(f"INSERT INTO {table} VALUES (1, 'a@x', 1)\x00")
+        with pytest.raises(InvalidArgumentError):
+            await tx.fetch(f"SELECT id FROM {table}", timeout=0)
+        await tx.execute(f"INSERT INTO {table} VALUES (1, 'a@x', 1)")
+    assert await store.fetchval(f"SELECT count(*) AS c FROM {table}") == 1
+
+
+async def test_a_block_that_swallows_a_server_side_caller_error_is_a_transaction_state_error(
+    store: Store, table: str
+) -> None:
+    """The aborted transaction is the caller's doing: TransactionStateError (25P02),
+    itself a caller error, and nothing counted by the breaker."""
+
+    async def swallow_a_duplicate() -> None:
+        async with store.transaction() as tx:
+            await tx.execute(f"INSERT INTO {table} VALUES (1, 'a@x', 1)")
+            with pytest.raises(UniqueViolationError):
+                await tx.execute(f"INSERT INTO {table} VALUES (2, 'a@x', 1)")
+
+    with pytest.raises(TransactionStateError) as caught:
+        await swallow_a_duplicate()
+    assert caught.value.details["sqlstate"] == "25P02"
+    assert store.policy.breaker.failure_count == 0
+    assert await store.fetchval(f"SELECT count(*) AS c FROM {table}") == 0
 
 
 # ----------------------------------------------------------------- health, lifecycle

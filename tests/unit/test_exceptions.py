@@ -10,13 +10,17 @@ import pytest
 
 import infra.exceptions as exc_module
 from infra.exceptions import (
+    CallerError,
     CircuitBreakerOpenError,
     DatabaseError,
     InfraError,
     InfraTimeoutError,
+    InvalidArgumentError,
     QueryTimeoutError,
     RateLimitedError,
 )
+from infra.resilience import BreakerState, CircuitBreaker, CircuitBreakerConfig
+from infra.resilience.breaker_config import DEFAULT_EXCLUDED
 
 EXPORTED: list[type[InfraError]] = [getattr(exc_module, name) for name in exc_module.__all__]
 
@@ -217,3 +221,115 @@ def test_str_renders_component_details_and_hint() -> None:
     assert "timeout=1.0" in text
     hinted = str(exc_module.SerializationFailureError())
     assert hinted.endswith("-- retry the whole transaction")
+
+
+# ------------------------------------------------------------------------- caller errors
+#: Every class whose instances mean "the request was wrong, the backend is fine".
+CALLER_ERRORS = {
+    "InvalidArgumentError",
+    "QueryArgumentError",
+    "InvalidKeyError",
+    "QuerySyntaxError",
+    "QueryDataError",
+    "ConstraintViolationError",
+    "UniqueViolationError",
+    "TransactionStateError",
+    "CacheSerializationError",
+    "CollectionNotFoundError",
+    "DimensionMismatchError",
+    "GraphQueryError",
+    "LLMBadRequestError",
+    "ContextWindowExceededError",
+}
+
+
+def test_exactly_the_documented_classes_are_caller_errors() -> None:
+    """The CallerError branch holds the request mistakes and nothing about the backend."""
+    actual = {
+        cls.__name__ for cls in EXPORTED if issubclass(cls, CallerError) and cls is not CallerError
+    }
+    assert actual == CALLER_ERRORS
+
+
+@pytest.mark.parametrize("name", sorted(CALLER_ERRORS))
+def test_a_caller_error_is_never_retryable(name: str) -> None:
+    """Not by default, and not on request: a raise site asking for it is a bug."""
+    cls: type[InfraError] = getattr(exc_module, name)
+    assert cls().retryable is False
+    assert cls(retryable=False).retryable is False
+    with pytest.raises(ValueError, match="never retryable"):
+        cls(retryable=True)
+
+
+@pytest.mark.parametrize(
+    ("cls", "family"),
+    [
+        (exc_module.QuerySyntaxError, DatabaseError),
+        (exc_module.QueryDataError, DatabaseError),
+        (exc_module.QueryArgumentError, DatabaseError),
+        (exc_module.TransactionStateError, DatabaseError),
+        (exc_module.UniqueViolationError, DatabaseError),
+        (exc_module.InvalidKeyError, exc_module.CacheError),
+        (exc_module.CacheSerializationError, exc_module.CacheError),
+        (exc_module.GraphQueryError, exc_module.GraphError),
+        (exc_module.LLMBadRequestError, exc_module.LLMError),
+    ],
+)
+def test_caller_errors_keep_their_family_base(cls: type[InfraError], family: type) -> None:
+    """``except DatabaseError`` (or CacheError, ...) still catches what it caught before."""
+    with pytest.raises(family):
+        raise cls(component="x")
+
+
+@pytest.mark.parametrize(
+    "cls", [InvalidArgumentError, exc_module.QueryArgumentError, exc_module.InvalidKeyError]
+)
+def test_invalid_argument_errors_are_value_and_type_errors(cls: type[InvalidArgumentError]) -> None:
+    """They replace the builtin errors argument checks raised; old handlers still match."""
+    error = cls("key must be str", argument="key", component="redis")
+    assert isinstance(error, ValueError)
+    assert isinstance(error, TypeError)
+    assert error.argument == "key"
+    assert error.details == {"argument": "key"}
+    assert str(error) == "[redis] key must be str (argument='key')"
+    assert cls().argument is None
+
+
+def test_database_errors_that_are_not_the_callers_stay_outside_the_branch() -> None:
+    """Connection, timeout, pool and serialization failures are backend-side."""
+    for name in (
+        "DatabaseConnectionError",
+        "QueryTimeoutError",
+        "PoolExhaustedError",
+        "SerializationFailureError",
+        "CacheConnectionError",
+        "LockNotOwnedError",
+        "CircuitBreakerOpenError",
+    ):
+        assert not issubclass(getattr(exc_module, name), CallerError), name
+
+
+def test_breakers_never_count_caller_errors_whatever_excluded_says() -> None:
+    """A custom ``excluded`` adds to the caller-error exclusion; it cannot remove it."""
+    assert issubclass(exc_module.QueryDataError, DEFAULT_EXCLUDED)
+    assert issubclass(exc_module.InvalidKeyError, DEFAULT_EXCLUDED)
+    for excluded in ((), (KeyError,), [LookupError]):
+        config = CircuitBreakerConfig(excluded=excluded)  # type: ignore[arg-type]
+        assert issubclass(exc_module.QueryArgumentError, config.excluded)
+        assert not issubclass(exc_module.DatabaseConnectionError, config.excluded)
+    assert CircuitBreakerConfig(excluded=(KeyError,)).excluded == (KeyError, CallerError)
+    assert CircuitBreakerConfig(excluded=(InfraError,)).excluded == (InfraError,)
+
+
+async def test_a_breaker_stays_closed_under_any_number_of_caller_errors() -> None:
+    """Even with ``excluded=()``, caller errors leave the count at zero."""
+    breaker = CircuitBreaker(CircuitBreakerConfig(failure_threshold=1, excluded=()), name="t")
+
+    async def bad_request() -> None:
+        raise exc_module.QueryDataError("division by zero", component="postgres")
+
+    for _ in range(20):
+        with pytest.raises(exc_module.QueryDataError):
+            await breaker.call(bad_request)
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.failure_count == 0

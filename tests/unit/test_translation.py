@@ -43,7 +43,7 @@ from infra.exceptions import (
     BudgetExceededError,
     CacheConnectionError,
     CacheError,
-    CacheSerializationError,
+    CallerError,
     CollectionNotFoundError,
     ConfigurationError,
     ConstraintViolationError,
@@ -57,6 +57,8 @@ from infra.exceptions import (
     GraphTransientError,
     InfraError,
     InfraTimeoutError,
+    InvalidArgumentError,
+    InvalidKeyError,
     LLMAuthenticationError,
     LLMBadRequestError,
     LLMError,
@@ -66,10 +68,13 @@ from infra.exceptions import (
     OperationTimeoutError,
     PoolExhaustedError,
     ProviderUnavailableError,
+    QueryArgumentError,
+    QueryDataError,
     QuerySyntaxError,
     QueryTimeoutError,
     RateLimitedError,
     SerializationFailureError,
+    TransactionStateError,
     UniqueViolationError,
     VectorStoreConnectionError,
     VectorStoreError,
@@ -508,7 +513,18 @@ def test_translation_context_fills_generic_family_only() -> None:
         ("42P01", QuerySyntaxError, False),  # undefined table
         ("42703", QuerySyntaxError, False),  # undefined column
         ("42883", QuerySyntaxError, False),  # undefined function
-        ("22P02", QuerySyntaxError, False),  # invalid text representation (DataError)
+        ("0A000", QuerySyntaxError, False),  # feature not supported
+        ("54001", QuerySyntaxError, False),  # statement too complex
+        ("22P02", QueryDataError, False),  # invalid text representation (DataError)
+        ("22012", QueryDataError, False),  # division by zero
+        ("22021", QueryDataError, False),  # NUL in a text value
+        ("22003", QueryDataError, False),  # numeric value out of range
+        ("21000", QueryDataError, False),  # more than one row from a scalar subquery
+        ("P0001", QueryDataError, False),  # RAISE EXCEPTION in a function
+        ("44000", ConstraintViolationError, False),  # WITH CHECK OPTION
+        ("25P02", TransactionStateError, False),  # in failed SQL transaction
+        ("25006", TransactionStateError, False),  # read-only transaction
+        ("3B001", TransactionStateError, False),  # invalid savepoint
         ("40001", SerializationFailureError, True),
         ("40P01", SerializationFailureError, True),  # deadlock
         ("57014", QueryTimeoutError, True),  # statement_timeout
@@ -570,10 +586,40 @@ def test_statement_timeout_is_a_query_timeout_with_the_limit() -> None:
         (pgx.InterfaceError("connection is closed"), DatabaseConnectionError, True),
         (pgx.InterfaceError("pool is closed"), DatabaseConnectionError, False),
         (pgx.InterfaceError("another operation is in progress"), DatabaseError, False),
-        (pg_base.DataError("invalid input for query argument $1"), QuerySyntaxError, False),
+        (pg_base.DataError("invalid input for query argument $1"), QueryArgumentError, False),
+        (
+            pgx.InterfaceError("the server expects 1 argument for this query, 2 were passed"),
+            QueryArgumentError,
+            False,
+        ),
+        (
+            pgx.InterfaceError("the number of query arguments cannot exceed 32767"),
+            QueryArgumentError,
+            False,
+        ),
         (pg_base.ClientConfigurationError("sslmode is invalid"), ConfigurationError, False),
         (pg_base.OutdatedSchemaCacheError("cached statement plan is invalid"), DatabaseError, True),
-        (pg_base.ProtocolError("unexpected message"), DatabaseError, False),
+        # A protocol state that no longer adds up: asyncpg drops the connection.
+        (pg_base.ProtocolError("unexpected message"), DatabaseConnectionError, True),
+        (
+            pg_base.InternalClientError(
+                "cannot switch to state 15; another operation (2) is in progress"
+            ),
+            DatabaseConnectionError,
+            True,
+        ),
+        (
+            pg_base.InternalClientError(
+                'cannot switch to state 3; protocol is in the "failed" state'
+            ),
+            DatabaseConnectionError,
+            True,
+        ),
+        (
+            UnicodeEncodeError("utf-8", "a\ud800", 1, 2, "surrogates not allowed"),
+            QueryArgumentError,
+            False,
+        ),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else None,
 )
@@ -611,7 +657,7 @@ async def test_real_asyncpg_connect_to_closed_port(closed_port: int) -> None:
         (rx.NoScriptError("No matching script."), CacheError, True),
         (rx.WatchError("Watched variable changed."), CacheError, True),
         (rx.ResponseError("WRONGTYPE wrong kind of value"), CacheError, False),
-        (rx.DataError("Invalid input of type: 'dict'."), CacheSerializationError, False),
+        (rx.DataError("Invalid input of type: 'dict'."), InvalidKeyError, False),
         (rx.LockNotOwnedError("not owned"), LockNotOwnedError, False),
         (rx.LockError("Cannot release an unlocked lock"), LockError, False),
         (rx.RedisError("something else"), CacheError, False),
@@ -1089,3 +1135,129 @@ async def test_real_bolt_query_error_is_a_non_retryable_graph_error(
     assert info.value.retryable is False
     assert str(info.value.details["code"]).startswith("Neo.")
     assert isinstance(info.value.__cause__, nx.Neo4jError)
+
+
+# --------------------------------------------- caller errors, measured on the real drivers
+#: (SQL, arguments, expected type, SQLSTATE or None, the argument named or None): what the
+#: embedded PostgreSQL and asyncpg actually raise for a caller's mistake.
+def _case(*values: Any, id: str) -> Any:  # noqa: A002 -- pytest.param's own name
+    return pytest.param(values, id=id)
+
+
+REAL_POSTGRES_CALLER_ERRORS = [
+    _case("SELECT $1::int", (1, 2), QueryArgumentError, None, "args", id="too-many-args"),
+    _case("SELECT $1::int, $2::int", (1,), QueryArgumentError, None, "args", id="too-few"),
+    _case("SELECT $1::int", ("abc",), QueryArgumentError, None, "$1", id="str-for-int"),
+    _case("SELECT $1::text", (7,), QueryArgumentError, None, "$1", id="int-for-text"),
+    _case("SELECT $1::int", (2**40,), QueryArgumentError, None, "$1", id="int32-range"),
+    _case("SELECT $1::bigint", (2**70,), QueryArgumentError, None, "$1", id="int64-range"),
+    _case("SELECT $1::text", ("a\ud800",), QueryArgumentError, None, "$1", id="surrogate"),
+    _case("SELECT $1::text", ({"a": 1},), QueryArgumentError, None, "$1", id="dict"),
+    _case("SELECT $1::text", ("a\x00b",), QueryDataError, "22021", None, id="nul-arg"),
+    _case("SELECT 1/0", (), QueryDataError, "22012", None, id="division-by-zero"),
+    _case("SELECT 'x'::int", (), QueryDataError, "22P02", None, id="bad-cast"),
+    _case(
+        "SELECT (SELECT x FROM generate_series(1, 2) x)",
+        (),
+        QueryDataError,
+        "21000",
+        None,
+        id="scalar-subquery-rows",
+    ),
+    _case(
+        "DO $$BEGIN RAISE EXCEPTION 'nope'; END$$", (), QueryDataError, "P0001", None, id="raise"
+    ),
+    _case("SELEC 1", (), QuerySyntaxError, "42601", None, id="syntax"),
+    _case("SELECT " + "1+" * 100_000 + "1", (), QuerySyntaxError, "54001", None, id="too-complex"),
+]
+
+
+@pytest.mark.parametrize("case", REAL_POSTGRES_CALLER_ERRORS)
+async def test_real_asyncpg_caller_mistakes_are_typed_caller_errors(
+    pg_pool: asyncpg.Pool, case: tuple[Any, ...]
+) -> None:
+    """Wrong arity, unencodable or out-of-range values, data the server refuses and SQL it
+    cannot run are caller errors -- never retryable -- and the connection stays usable."""
+    query, args, expected, sqlstate, argument = case
+    async with pg_pool.acquire() as conn:
+        with pytest.raises(expected) as info:
+            async with translated("postgres", family="database", operation="fetch"):
+                await conn.fetch(query, *args)
+        assert await conn.fetchval("SELECT 1") == 1
+    error = info.value
+    assert isinstance(error, CallerError)
+    assert error.retryable is False
+    assert error.details.get("sqlstate") == sqlstate
+    assert error.details.get("argument") == argument
+
+
+async def test_real_asyncpg_encoding_error_names_the_parameter_not_the_value(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    """The client-side DataError quotes the value; ours names $n and the reason only."""
+    async with pg_pool.acquire() as conn:
+        with pytest.raises(QueryArgumentError) as info:
+            async with translated("postgres", family="database"):
+                await conn.fetch("SELECT $1::int, $2::int", 1, "tok-hunter2-value")
+    text = f"{info.value} {info.value!r}"
+    assert "tok-hunter2-value" not in text
+    assert info.value.argument == "$2"
+    assert "$2" in str(info.value)
+
+
+async def test_real_asyncpg_refuses_nul_and_surrogates_in_sql_text_in_ways_we_must_preempt(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    """Why the store checks SQL text before any I/O: a NUL reaches the server as a
+    protocol violation (SQLSTATE 08P01, which reads as a lost connection), and a lone
+    surrogate makes asyncpg raise UnicodeEncodeError and close the connection."""
+    async with pg_pool.acquire() as conn:
+        with pytest.raises(DatabaseConnectionError) as nul:
+            async with translated("postgres", family="database"):
+                await conn.fetch("SELECT 1\x00")
+        assert nul.value.details["sqlstate"] == "08P01"
+        with pytest.raises(QueryArgumentError) as surrogate:
+            async with translated("postgres", family="database"):
+                await conn.fetch("SELECT '\ud800'")
+        assert isinstance(surrogate.value.__cause__, UnicodeEncodeError)
+        assert conn.is_closed()
+
+
+@pytest.mark.parametrize(
+    ("family", "expected"),
+    [
+        ("database", QueryArgumentError),
+        ("cache", InvalidKeyError),
+        ("vector", InvalidArgumentError),
+        ("generic", InvalidArgumentError),
+    ],
+)
+def test_unicode_encode_errors_are_the_familys_argument_error(
+    family: Family, expected: type[InfraError]
+) -> None:
+    """A string the driver cannot encode is the caller's; a decode error is not."""
+    encode = UnicodeEncodeError("utf-8", "a\ud800", 1, 2, "surrogates not allowed")
+    assert type(tr(encode, family)) is expected
+    decode = UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+    assert not isinstance(tr(decode, family), CallerError)
+
+
+@pytest.mark.parametrize(
+    ("call", "driver_error"),
+    [
+        pytest.param(lambda r: r.get("user:\ud800"), UnicodeEncodeError, id="surrogate-key"),
+        pytest.param(lambda r: r.get(None), rx.DataError, id="none-key"),
+        pytest.param(lambda r: r.set("k", {"a": 1}), rx.DataError, id="dict-value"),
+        pytest.param(lambda r: r.mget(["ok", b"ok", object()]), rx.DataError, id="object-key"),
+    ],
+)
+async def test_real_redis_encoding_errors_are_invalid_key_errors(
+    redis_client: redis.asyncio.Redis, call: Any, driver_error: type[Exception]
+) -> None:
+    """redis-py refuses these before sending (RESP2 and RESP3 alike): caller errors."""
+    with pytest.raises(InvalidKeyError) as info:
+        async with translated("redis", family="cache", operation="get"):
+            await call(redis_client)
+    assert isinstance(info.value.__cause__, driver_error)
+    assert info.value.retryable is False
+    assert await redis_client.ping()

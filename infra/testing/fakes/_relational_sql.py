@@ -27,12 +27,17 @@ from infra.exceptions import (
     ConstraintViolationError,
     DatabaseError,
     InfraError,
+    QueryArgumentError,
+    QueryDataError,
     QuerySyntaxError,
+    TransactionStateError,
     UniqueViolationError,
 )
 from infra.ports import Row
+from infra.translation._context import clean_text
 
 __all__ = [
+    "refuse_nul_text",
     "run_many",
     "run_rows",
     "run_status",
@@ -40,6 +45,7 @@ __all__ = [
     "split_statements",
     "status_tag",
     "to_sqlite",
+    "translate_binding_error",
     "translate_sqlite_error",
 ]
 
@@ -124,10 +130,15 @@ _SYNTAX: Final = (
     ("no such column", "42703"),
     ("no such function", "42883"),
     ("already exists", "42P07"),
-    ("error binding parameter", "22P02"),
 )
-# Message fragment -> SQLSTATE, for other errors the real store raises as DatabaseError.
-_OTHER: Final = (("readonly database", "25006"),)
+# Message fragment -> (our type, SQLSTATE) for other errors the real store reports.
+_OTHER: Final[tuple[tuple[str, type[InfraError], str | None], ...]] = (
+    # asyncpg refuses these client-side, before the statement runs: QueryArgumentError.
+    ("incorrect number of bindings", QueryArgumentError, None),
+    ("error binding parameter", QueryArgumentError, None),
+    ("readonly database", TransactionStateError, "25006"),
+)
+_PARAMETER: Final = re.compile(r"parameter (\d+)")
 
 
 def translate_sqlite_error(exc: sqlite3.Error, *, component: str, operation: str) -> InfraError:
@@ -136,7 +147,12 @@ def translate_sqlite_error(exc: sqlite3.Error, *, component: str, operation: str
     lowered = text.lower()
     cls: type[InfraError] = DatabaseError
     sqlstate: str | None = None
-    if isinstance(exc, sqlite3.IntegrityError):
+    argument: str | None = None
+    if getattr(exc, "sqlite_errorname", "") == "SQLITE_MISMATCH":
+        # A value of the wrong type for an INTEGER PRIMARY KEY: asyncpg's encoder
+        # refuses a value of the wrong type for the parameter, before sending it.
+        cls, argument = QueryArgumentError, "args"
+    elif isinstance(exc, sqlite3.IntegrityError):
         cls, sqlstate = _CONSTRAINTS.get(
             getattr(exc, "sqlite_errorname", ""), (ConstraintViolationError, "23000")
         )
@@ -145,18 +161,58 @@ def translate_sqlite_error(exc: sqlite3.Error, *, component: str, operation: str
             if fragment in lowered:
                 cls, sqlstate = QuerySyntaxError, state
                 break
-        for fragment, state in _OTHER:
+        for fragment, other, other_state in _OTHER:
             if fragment in lowered:
-                sqlstate = state
+                cls, sqlstate = other, other_state
+                break
+        if cls is QueryArgumentError:
+            number = _PARAMETER.search(text)
+            argument = f"${number[1]}" if number else "args"
+    details = {
+        "sqlstate": sqlstate,
+        "argument": argument,
+        "operation": operation,
+        "driver_error": f"sqlite3.{type(exc).__name__}",
+    }
     return cls(
-        f"{cls.default_message}: {text}",
+        f"{cls.default_message}: {clean_text(text)}",
+        component=component,
+        details={k: v for k, v in details.items() if v is not None},
+    )
+
+
+def translate_binding_error(
+    exc: Exception, *, component: str, operation: str
+) -> QueryArgumentError | None:
+    """The real store's error for a value SQLite's binding refused with a builtin error
+    (an int beyond 64 bits: ``OverflowError``, as asyncpg's int8 codec refuses it), or
+    ``None`` when ``exc`` is not one of those."""
+    if not isinstance(exc, OverflowError):
+        return None
+    return QueryArgumentError(
+        f"{QueryArgumentError.default_message}: {clean_text(str(exc))}",
         component=component,
         details={
-            "sqlstate": sqlstate,
+            "argument": "args",
             "operation": operation,
-            "driver_error": f"sqlite3.{type(exc).__name__}",
+            "driver_error": f"builtins.{type(exc).__name__}",
         },
     )
+
+
+def refuse_nul_text(args: tuple[Any, ...], *, component: str) -> None:
+    """PostgreSQL's answer to a NUL character in a text value (SQLite would store it):
+    ``QueryDataError`` with SQLSTATE 22021, as the server raises it."""
+    rows = args if args and all(isinstance(a, tuple | list) for a in args) else (args,)
+    for row in rows:
+        for value in row:
+            if isinstance(value, str) and "\x00" in value:
+                raise QueryDataError(
+                    f"{QueryDataError.default_message}: invalid byte sequence for encoding "
+                    '"UTF8": 0x00',
+                    component=component,
+                    details={"sqlstate": "22021"},
+                )
 
 
 # ------------------------------------------------------------------- statement runners
@@ -174,9 +230,19 @@ def run_rows(db: sqlite3.Connection, query: str | None, args: tuple[Any, ...]) -
 
 
 def run_value(db: sqlite3.Connection, column: int, query: str | None, args: tuple[Any, ...]) -> Any:
-    """One value of the first row (``IndexError`` past the last column, as asyncpg)."""
+    """One value of the first row (``QueryArgumentError`` past the last column, as the
+    real store)."""
     rows = _cursor(db, query, args).fetchall()
-    return rows[0][column] if rows else None
+    if not rows:
+        return None
+    try:
+        return rows[0][column]
+    except IndexError:
+        raise QueryArgumentError(
+            f"column={column} is out of range for the row the query returned; "
+            "ask for an existing column (0 is the first)",
+            argument="column",
+        ) from None
 
 
 def run_status(db: sqlite3.Connection, query: str | None, args: tuple[Any, ...]) -> str:

@@ -17,24 +17,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from infra.exceptions import DatabaseError, InfraError, PoolExhaustedError
+from infra.exceptions import InfraError, PoolExhaustedError, TransactionStateError
 from infra.ports import Row
 from infra.redaction import redact_text
+from infra.validation import check_column, check_isolation, check_query, check_rows, check_timeout
 
 if TYPE_CHECKING:
     from infra.testing.fakes.relational import FakeRelationalStore
 
 __all__ = ["FakeTransaction", "FakeTransactionScope", "check_isolation"]
-
-_ISOLATION_LEVELS = frozenset({"read_committed", "repeatable_read", "serializable"})
-
-
-def check_isolation(isolation: object) -> None:
-    """The real store's check (``infra.storage`` is not imported: it loads asyncpg)."""
-    if isolation is not None and isolation not in _ISOLATION_LEVELS:
-        raise ValueError(
-            f"isolation must be None or one of {sorted(_ISOLATION_LEVELS)}, got {isolation!r}"
-        )
 
 
 T = TypeVar("T")
@@ -75,9 +66,9 @@ class FakeTransaction:
     def check_not_aborted(self) -> None:
         """PostgreSQL refuses statements after a failed one until a rollback."""
         if self._state.failure is not None:
-            raise DatabaseError(
-                "database operation failed: current transaction is aborted, commands "
-                "ignored until end of transaction block",
+            raise TransactionStateError(
+                f"{TransactionStateError.default_message}: current transaction is aborted, "
+                "commands ignored until end of transaction block",
                 component=self._store._component,
                 details={"sqlstate": "25P02"},
             )
@@ -86,16 +77,12 @@ class FakeTransaction:
         self, operation: str, query: str, args: tuple[Any, ...], run: Runner[T], limit: Any
     ) -> T:
         if not self._active:
-            raise DatabaseError(
+            raise TransactionStateError(
                 "this transaction has ended; run statements inside its `async with` block "
                 "or open a new transaction()",
                 component=self._store._component,
-                retryable=False,
             )
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int | float) or not limit > 0
-        ):
-            raise ValueError(f"timeout must be None or a positive number of seconds, got {limit!r}")
+        check_timeout(limit, component=self._store._component)
         try:
             return await self._store._call(operation, query, args, run, idempotent=False, tx=self)
         except InfraError as exc:
@@ -104,28 +91,35 @@ class FakeTransaction:
 
     async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Row]:
         """All rows as dicts."""
+        check_query(query, component=self._store._component)
         return await self._run("fetch", query, args, self._store._rows, timeout)
 
     async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Row | None:
         """The first row as a dict, or ``None``."""
+        check_query(query, component=self._store._component)
         return await self._run("fetchrow", query, args, self._store._row, timeout)
 
     async def fetchval(
         self, query: str, *args: Any, column: int = 0, timeout: float | None = None
     ) -> Any:
         """One value of the first row, or ``None``."""
+        check_query(query, component=self._store._component)
+        check_column(column, component=self._store._component)
         run = self._store._value(column)
         return await self._run("fetchval", query, args, run, timeout)
 
     async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
         """Run a statement; returns the status tag."""
+        check_query(query, component=self._store._component)
         return await self._run("execute", query, args, self._store._status, timeout)
 
     async def executemany(
         self, query: str, args: Sequence[Sequence[Any]], *, timeout: float | None = None
     ) -> None:
         """Run a statement once per argument tuple."""
-        await self._run("executemany", query, tuple(args), self._store._many, timeout)
+        check_query(query, component=self._store._component)
+        rows = tuple(check_rows(args, component=self._store._component))
+        await self._run("executemany", query, rows, self._store._many, timeout)
 
     def transaction(
         self,
@@ -135,13 +129,12 @@ class FakeTransaction:
         deferrable: bool = False,
     ) -> FakeTransactionScope:
         """A savepoint inside this transaction (the options only apply at the top)."""
-        check_isolation(isolation)
+        check_isolation(isolation, component=self._store._component)
         del readonly, deferrable
         if not self._active:
-            raise DatabaseError(
+            raise TransactionStateError(
                 "this transaction has ended; open savepoints inside its block",
                 component=self._store._component,
-                retryable=False,
             )
         return FakeTransactionScope(self._store, depth=self._depth + 1, state=self._state)
 
@@ -301,15 +294,14 @@ class FakeTransactionScope:
         store._connection.release()
 
 
-def _aborted(failure: InfraError, component: str, *, nested: bool) -> DatabaseError:
+def _aborted(failure: InfraError, component: str, *, nested: bool) -> TransactionStateError:
     """The real store's error for a block that caught a statement's error and went on."""
     undone = "savepoint" if nested else "transaction"
-    return DatabaseError(
+    return TransactionStateError(
         f"the {undone} was rolled back: a statement in it failed "
         f"({type(failure).__name__}) and the block went on; PostgreSQL aborts a "
         "transaction at its first error -- wrap statements whose failure you handle in "
         "their own `async with tx.transaction():` (a savepoint)",
         component=component,
         details={"sqlstate": "25P02", "cause": type(failure).__name__},
-        retryable=False,
     )

@@ -17,9 +17,11 @@ What makes it trustworthy rather than a dict:
   (JSON by default) and decoded on read, so an unencodable value raises
   ``CacheSerializationError`` exactly as with Redis, and a read returns a fresh copy
   (mutating a value you got back does not change the cache).
-* **Same validation**: ``str`` keys, the same TTL rules (:func:`infra.cache.ttl_to_ms`:
-  positive seconds, millisecond resolution), ``None`` storable and told apart from a miss
-  only by :meth:`exists`.
+* **Same validation**, by the same functions (:mod:`infra.validation`): keys are
+  non-empty ``str`` of at most 1024 characters that encode as UTF-8 (else
+  ``InvalidKeyError``), the same TTL rules (:func:`infra.cache.ttl_to_ms`: positive
+  seconds, millisecond resolution), ``None`` storable and told apart from a miss only by
+  :meth:`exists`.
 * **Time is injected** (:class:`~infra.resilience.clock.Clock`): with a
   :class:`~infra.resilience.ManualClock`, ``clock.advance(s)`` expires keys instantly and
   deterministically.
@@ -43,6 +45,13 @@ from typing import Any
 from infra.cache._ttl import ttl_to_ms
 from infra.cache.serialization import JsonSerializer, Serializer
 from infra.resilience.clock import Clock, MonotonicClock
+from infra.validation import (
+    check_key,
+    check_key_list,
+    check_latency_threshold,
+    check_mapping,
+    check_timeout,
+)
 
 __all__ = ["FakeCache"]
 
@@ -107,14 +116,14 @@ class FakeCache:
     # -------------------------------------------------------------------- the port
     async def get(self, key: str) -> Any | None:
         """The value, or ``None`` when absent or expired."""
-        _check_key(key)
+        check_key(key)
         await self._backend("get")
         entry = self._live(key)
         return None if entry is None else self._serializer.loads(entry)
 
     async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
         """Store ``value``; ``ttl`` in seconds (``None`` = no expiry)."""
-        _check_key(key)
+        check_key(key)
         px = ttl_to_ms(ttl)
         payload = self._serializer.dumps(value)
         await self._backend("set")
@@ -123,7 +132,7 @@ class FakeCache:
     async def delete(self, *keys: str) -> int:
         """Remove keys; returns how many existed."""
         for key in keys:
-            _check_key(key)
+            check_key(key)
         if not keys:
             return 0
         await self._backend("delete")
@@ -136,10 +145,9 @@ class FakeCache:
 
     async def mget(self, keys: Sequence[str]) -> list[Any | None]:
         """Values in the order of ``keys`` (``None`` for misses)."""
-        if isinstance(keys, str | bytes) or not isinstance(keys, Sequence):
-            raise TypeError(f"keys must be a list or tuple of str, got {type(keys).__name__}")
+        check_key_list(keys)
         for key in keys:
-            _check_key(key)
+            check_key(key)
         if not keys:
             return []
         await self._backend("mget")
@@ -148,11 +156,10 @@ class FakeCache:
 
     async def mset(self, items: Mapping[str, Any], *, ttl: float | None = None) -> None:
         """Store several values with one TTL (all encoded before anything is stored)."""
-        if not isinstance(items, Mapping):
-            raise TypeError(f"items must be a mapping of key to value, got {type(items).__name__}")
+        check_mapping(items)
         px = ttl_to_ms(ttl)
         for key in items:
-            _check_key(key)
+            check_key(key)
         pairs = {key: self._serializer.dumps(value) for key, value in items.items()}
         if not pairs:
             return
@@ -163,13 +170,13 @@ class FakeCache:
 
     async def exists(self, key: str) -> bool:
         """Whether ``key`` is stored (tells a stored ``None`` from a miss)."""
-        _check_key(key)
+        check_key(key)
         await self._backend("exists")
         return self._live(key) is not None
 
     async def ttl(self, key: str) -> float | None:
         """Seconds ``key`` has left; ``math.inf`` if it never expires, ``None`` if absent."""
-        _check_key(key)
+        check_key(key)
         await self._backend("ttl")
         if self._live(key) is None:
             return None
@@ -182,9 +189,11 @@ class FakeCache:
         self,
         latency_threshold_ms: float = 100.0,
         *,
-        timeout: float = 2.0,  # noqa: ARG002 - RedisCache's signature; the fake never waits
+        timeout: float = 2.0,
     ) -> tuple[bool, dict[str, Any]]:
         """Same shape as ``RedisCache.health_check``; a pending fault makes it unhealthy."""
+        check_latency_threshold(latency_threshold_ms)
+        check_timeout(timeout)
         details: dict[str, Any] = {"latency_threshold_ms": latency_threshold_ms}
         start = perf_counter()
         try:
@@ -231,11 +240,6 @@ class FakeCache:
         now = self._clock.now()
         for key in [k for k, (_, at) in self._data.items() if at is not None and now >= at]:
             del self._data[key]
-
-
-def _check_key(key: object) -> None:
-    if key.__class__ is not str:
-        raise TypeError(f"cache keys must be str, got {type(key).__name__}")
 
 
 def _is_exception_class(exc: object) -> bool:

@@ -71,18 +71,24 @@ from infra.ports import Row
 from infra.redaction import redact_text
 from infra.resilience import BreakerState, ResiliencePolicy
 from infra.testing.fakes._relational_sql import (
+    refuse_nul_text,
     run_many,
     run_rows,
     run_status,
     run_value,
+    translate_binding_error,
     translate_sqlite_error,
 )
-from infra.testing.fakes._relational_tx import (
-    FakeTransaction,
-    FakeTransactionScope,
-    check_isolation,
-)
+from infra.testing.fakes._relational_tx import FakeTransaction, FakeTransactionScope
 from infra.translation import translate_exception
+from infra.validation import (
+    check_column,
+    check_isolation,
+    check_latency_threshold,
+    check_query,
+    check_rows,
+    check_timeout,
+)
 
 __all__ = ["FakeCall", "FakeRelationalStore", "FakeTransaction"]
 
@@ -209,19 +215,20 @@ class FakeRelationalStore:
     # ------------------------------------------------------------------ statements
     async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Row]:
         """All rows as dicts."""
-        _check_timeout(timeout)
+        self._check_statement(query, timeout)
         return await self._call("fetch", query, args, self._rows, idempotent=True, tx=None)
 
     async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Row | None:
         """The first row as a dict, or ``None``."""
-        _check_timeout(timeout)
+        self._check_statement(query, timeout)
         return await self._call("fetchrow", query, args, self._row, idempotent=True, tx=None)
 
     async def fetchval(
         self, query: str, *args: Any, column: int = 0, timeout: float | None = None
     ) -> Any:
         """One value of the first row, or ``None``."""
-        _check_timeout(timeout)
+        self._check_statement(query, timeout)
+        check_column(column, component=self._component)
         return await self._call(
             "fetchval", query, args, self._value(column), idempotent=True, tx=None
         )
@@ -230,7 +237,7 @@ class FakeRelationalStore:
         self, query: str, *args: Any, timeout: float | None = None, idempotent: bool = False
     ) -> str:
         """Run a statement (several, without arguments); returns the status tag."""
-        _check_timeout(timeout)
+        self._check_statement(query, timeout)
         return await self._call(
             "execute", query, args, self._status, idempotent=idempotent, tx=None
         )
@@ -244,10 +251,9 @@ class FakeRelationalStore:
         idempotent: bool = False,
     ) -> None:
         """Run a statement once per argument tuple."""
-        _check_timeout(timeout)
-        await self._call(
-            "executemany", query, tuple(args), self._many, idempotent=idempotent, tx=None
-        )
+        self._check_statement(query, timeout)
+        rows = tuple(check_rows(args, component=self._component))
+        await self._call("executemany", query, rows, self._many, idempotent=idempotent, tx=None)
 
     def transaction(
         self,
@@ -262,7 +268,7 @@ class FakeRelationalStore:
         connection: every transaction is serializable); ``readonly=True`` refuses writes
         (``DatabaseError``, SQLSTATE 25006); ``deferrable`` is accepted for parity."""
         self._check_open()
-        check_isolation(isolation)
+        check_isolation(isolation, component=self._component)
         del deferrable  # only meaningful for concurrent serializable readers
         return FakeTransactionScope(self, depth=0, state=None, readonly=readonly)
 
@@ -273,13 +279,8 @@ class FakeRelationalStore:
         """The real store's shape: ``status``, ``latency_ms``, ``pool_size``,
         ``pool_free``, ``circuit_breaker`` (+ ``error``); never raises for a failure.
         ``timeout`` is accepted for signature parity; the fake answers at once."""
-        _check_timeout(timeout)
-        if isinstance(latency_threshold_ms, bool) or not isinstance(
-            latency_threshold_ms, int | float
-        ):
-            raise TypeError(f"latency_threshold_ms must be a number, got {latency_threshold_ms!r}")
-        if not latency_threshold_ms >= 0:
-            raise ValueError(f"latency_threshold_ms must be >= 0, got {latency_threshold_ms!r}")
+        check_timeout(timeout, component=self._component)
+        check_latency_threshold(latency_threshold_ms, component=self._component)
         breaker = self._policy.breaker if self._policy is not None else None
         state = breaker.state if breaker is not None else None
         busy = self._connection.locked()
@@ -311,6 +312,12 @@ class FakeRelationalStore:
         return error is None, details
 
     # ------------------------------------------------------------------ internals
+    def _check_statement(self, query: object, timeout: object) -> None:
+        """The real store's checks before any I/O (:mod:`infra.validation`)."""
+        self._check_open()
+        check_query(query, component=self._component)
+        check_timeout(timeout, component=self._component)
+
     def _check_open(self) -> None:
         if self._closed:
             raise DatabaseConnectionError(
@@ -352,8 +359,11 @@ class FakeRelationalStore:
         else:
             tx.check_not_aborted()
         try:
+            refuse_nul_text(args, component=self._component)
             return run(query, args)
-        except InfraError:
+        except InfraError as exc:
+            if exc.component is None:
+                exc.component = self._component
             raise
         except Exception as exc:
             raise self._translate(exc, operation) from exc
@@ -363,6 +373,9 @@ class FakeRelationalStore:
         translation seam, e.g. ``IndexError`` → ``DatabaseError``)."""
         if isinstance(exc, sqlite3.Error):
             return translate_sqlite_error(exc, component=self._component, operation=operation)
+        binding = translate_binding_error(exc, component=self._component, operation=operation)
+        if binding is not None:
+            return binding
         return translate_exception(
             exc, component=self._component, family="database", operation=operation
         )
@@ -420,11 +433,3 @@ class FakeRelationalStore:
     @staticmethod
     def _nothing(_query: str | None, _args: tuple[Any, ...]) -> None:
         return None
-
-
-def _check_timeout(timeout: float | None) -> None:
-    """The real store's check of a per-call timeout (the fake never times out)."""
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
-    ):
-        raise ValueError(f"timeout must be None or a positive number of seconds, got {timeout!r}")
