@@ -15,13 +15,12 @@ here, once:
   (logged once, paged on); each rejected call is logged at WARNING, sampled.
 * anything else is a **backend error** (``outcome="error"``, WARNING, sampled).
 
-The caller-error decision reads the breaker's exclusion set
-(:data:`infra.resilience.breaker_config.DEFAULT_EXCLUDED`: errors that say nothing about
-the backend's health) minus the members that are not the request's fault -- our own
-resilience decisions, authentication and configuration problems, contention (an
-exhausted pool, a serialization failure, a lock held elsewhere, a provider rate limit) --
-and minus anything retryable. When the error hierarchy grows a caller-error concept of its
-own, :func:`is_caller_error` is the one place to switch to it.
+The caller-error decision is the error hierarchy's own: an
+:class:`~infra.exceptions.CallerError` (the same class every breaker excludes and no
+retry repeats). Authentication, configuration and contention errors (an exhausted pool,
+a serialization failure, a lock held or lost to another holder, a provider rate limit)
+are not the request's fault, so they count as backend errors; a spent LLM budget is our
+own refusal.
 """
 
 from __future__ import annotations
@@ -30,50 +29,29 @@ import asyncio
 from typing import Final, Literal
 
 from infra.exceptions import (
-    BackendAuthenticationError,
+    BudgetExceededError,
     BulkheadFullError,
+    CallerError,
     CircuitBreakerOpenError,
-    ConfigurationError,
-    InfraError,
-    LockAcquireTimeoutError,
-    PoolExhaustedError,
-    RateLimitedError,
     RateLimitExceededError,
-    ResilienceError,
-    SerializationFailureError,
 )
-from infra.resilience.breaker_config import DEFAULT_EXCLUDED
 
 __all__ = ["FailureOutcome", "failure_outcome", "is_caller_error", "is_rejection"]
 
 FailureOutcome = Literal["error", "caller_error", "rejected", "cancelled"]
 
-#: Excluded by the breaker, yet not the caller's fault (see the module docstring).
-_NOT_THE_CALLERS: Final[tuple[type[BaseException], ...]] = (
-    ResilienceError,
-    BackendAuthenticationError,
-    ConfigurationError,
-    PoolExhaustedError,
-    SerializationFailureError,
-    LockAcquireTimeoutError,
-    RateLimitedError,
-)
 #: Our own layers refusing a call before it reached the backend.
 _REJECTIONS: Final[tuple[type[BaseException], ...]] = (
     CircuitBreakerOpenError,
     BulkheadFullError,
     RateLimitExceededError,
+    BudgetExceededError,
 )
 
 
 def is_caller_error(exc: BaseException) -> bool:
     """Whether ``exc`` says the request was wrong, not that the backend failed."""
-    return (
-        isinstance(exc, InfraError)
-        and not exc.retryable
-        and isinstance(exc, DEFAULT_EXCLUDED)
-        and not isinstance(exc, _NOT_THE_CALLERS)
-    )
+    return isinstance(exc, CallerError)
 
 
 def is_rejection(exc: BaseException) -> bool:

@@ -22,6 +22,7 @@ from opentelemetry.trace import SpanKind
 from infra.calls import BackendCalls
 from infra.exceptions import (
     BackendAuthenticationError,
+    BudgetExceededError,
     BulkheadFullError,
     CacheConnectionError,
     CacheError,
@@ -31,9 +32,11 @@ from infra.exceptions import (
     ConstraintViolationError,
     DatabaseConnectionError,
     DimensionMismatchError,
+    InvalidKeyError,
     LLMBadRequestError,
     LockNotOwnedError,
     PoolExhaustedError,
+    QueryDataError,
     QuerySyntaxError,
     QueryTimeoutError,
     RateLimitExceededError,
@@ -440,7 +443,7 @@ _OUTCOMES: list[tuple[BaseException, str]] = [
     (ConstraintViolationError(), "caller_error"),
     (QuerySyntaxError(), "caller_error"),
     (CacheSerializationError(), "caller_error"),
-    (LockNotOwnedError(), "caller_error"),
+    (LockNotOwnedError(), "error"),  # contention: the lease changed hands
     (DimensionMismatchError(), "caller_error"),
     (LLMBadRequestError(), "caller_error"),
     (CircuitBreakerOpenError(), "rejected"),
@@ -454,7 +457,9 @@ _OUTCOMES: list[tuple[BaseException, str]] = [
     (SerializationFailureError(), "error"),
     (BackendAuthenticationError(), "error"),
     (ConfigurationError(), "error"),
-    (QuerySyntaxError(retryable=True), "error"),
+    (InvalidKeyError(), "caller_error"),
+    (QueryDataError(), "caller_error"),
+    (BudgetExceededError(), "rejected"),
     (RuntimeError("driver bug"), "error"),
 ]
 
