@@ -7,6 +7,7 @@ A missing client is simulated in a fresh interpreter by a ``None`` entry in
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.metadata
 import os
 import subprocess
@@ -194,3 +195,72 @@ def test_require_returns_an_installed_module_and_passes_other_import_errors_thro
         require("semantica_broken_client", extra="x")
     assert not isinstance(caught.value, MissingDependencyError)
     assert caught.value.name == "semantica_absent_helper"
+
+
+# -------------------------------------------------------------------------- shadowing
+CONSUMERS = ("containers.application", "infra.storage", "infra.cache", "infra.observability")
+
+
+@pytest.mark.parametrize("form", ["config.py", "config/__init__.py"])
+def test_an_application_config_module_is_named_with_the_fix(tmp_path: Path, form: str) -> None:
+    """An app directory with its own ``config`` (module or package), first on sys.path:
+    each of our packages that imports ``config`` names that file and the fix; packages
+    that do not need ``config`` still import."""
+    shadow = tmp_path / form
+    shadow.parent.mkdir(parents=True, exist_ok=True)
+    shadow.write_text("DEBUG = True\n")
+    probe = f"""
+import importlib
+from infra._imports import ShadowedPackageError
+for name in {CONSUMERS!r}:
+    try:
+        importlib.import_module(name)
+    except ShadowedPackageError as exc:
+        assert isinstance(exc, ImportError)
+        print(name, "|", exc.details["shadowing"], "|", exc.message)
+    else:
+        raise SystemExit(name + " imported the application's config silently")
+import infra.resilience, infra.exceptions, infra.ports
+"""
+    done = python(probe, cwd=tmp_path)  # `python -c` puts the working directory first
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    shown = shadow if shadow.name != "__init__.py" else shadow.parent
+    assert [line.split(" | ")[:2] for line in lines] == [[c, str(shown)] for c in CONSUMERS]
+    for line in lines:
+        message = line.split(" | ")[2]
+        assert "shadows semantica-infra's 'config' package" in message
+        assert "Rename your module (e.g. config.py -> app_config.py)" in message
+        assert "docs/packaging.md" in message
+
+
+def test_our_own_packages_pass_the_check() -> None:
+    from infra._imports import ensure_ours
+
+    ensure_ours("infra", "containers", "config")
+
+
+@given(name=identifiers, as_package=st.booleans())
+def test_any_module_outside_our_install_is_reported(name: str, as_package: bool) -> None:
+    """Whatever the name and form, a module found outside the directory our packages are
+    installed in is reported with its path; one not found at all is left to Python."""
+    import tempfile
+
+    from infra._imports import ShadowedPackageError, ensure_ours
+
+    package = f"semantica_probe_{name}"
+    ensure_ours(package)  # not importable anywhere: nothing to report
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / (f"{package}/__init__.py" if as_package else f"{package}.py")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+        sys.path.insert(0, directory)
+        try:
+            with pytest.raises(ShadowedPackageError) as caught:
+                ensure_ours(package)
+        finally:
+            sys.path.remove(directory)
+            importlib.invalidate_caches()
+    shown = path.parent if as_package else path
+    assert caught.value.details["shadowing"] == str(shown.resolve())
+    assert caught.value.details["package"] == package
