@@ -1,5 +1,8 @@
 """Shared fixtures: real backends on loopback, started lazily, stopped at session end.
 
+The servers come from the application test kit (``infra.testing.pytest_plugin``, loaded
+below): these fixtures are thin names over its ``semantica_*`` server fixtures.
+
 Session fixtures (one server per test session, started on first request, so a unit-only
 run starts nothing):
 

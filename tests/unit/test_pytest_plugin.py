@@ -102,6 +102,8 @@ def test_fake_mode_is_the_default_and_starts_no_server(
 
 
 @pytest.mark.slow
+@pytest.mark.postgres  # the inner session starts its own servers: `-m "not postgres"` skips
+@pytest.mark.redis
 def test_embedded_mode_starts_each_server_once_and_stops_it(
     app_dir: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
