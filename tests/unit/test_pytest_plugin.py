@@ -220,3 +220,30 @@ def test_entry_point_plus_pytest_plugins_registers_once(
     assert len([line for line in registered if line.lstrip().startswith(PLUGIN)]) == 1
     # loaded through the entry point (pytest names the distribution that provided it)
     result.stdout.fnmatch_lines(["*semantica-infra-probe-0.0.0 at *pytest_plugin.py*"])
+
+
+# Found before the installed one (PYTHONPATH precedes site-packages): "not installed".
+ABSENT_PYTEST_ASYNCIO = (
+    "raise ModuleNotFoundError(\"No module named 'pytest_asyncio'\", name='pytest_asyncio')\n"
+)
+
+
+def test_without_pytest_asyncio_the_container_fixture_says_what_to_install(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest-asyncio absent (its plugin off, its import failing): the plugin still loads, the
+    mode fixtures work, and ``semantica_container`` fails naming the package."""
+    site = pytester.mkdir("site")
+    (site / "pytest_asyncio.py").write_text(ABSENT_PYTEST_ASYNCIO)
+    pytester.makepyfile(
+        test_kit="""
+        def test_mode(semantica_backends):
+            assert semantica_backends == "fake"
+
+        def test_container(semantica_container):
+            raise AssertionError("not reached")
+        """
+    )
+    result, _ = run(pytester, monkeypatch, "-p", "no:asyncio", path=(site,))
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*needs pytest-asyncio: pip install pytest-asyncio*"])
