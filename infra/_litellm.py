@@ -12,9 +12,10 @@ litellm is slow to import (seconds), so it is imported on first use only.
 
 from __future__ import annotations
 
-import importlib
 import os
 from types import ModuleType
+
+from infra._imports import require
 
 __all__ = ["import_litellm"]
 
@@ -22,4 +23,4 @@ __all__ = ["import_litellm"]
 def import_litellm() -> ModuleType:
     """``litellm``, imported on first use with the bundled price map by default."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    return importlib.import_module("litellm")
+    return require("litellm", extra="llm")

@@ -1,5 +1,8 @@
 """Shared fixtures: real backends on loopback, started lazily, stopped at session end.
 
+The servers come from the application test kit (``infra.testing.pytest_plugin``, loaded
+below): these fixtures are thin names over its ``semantica_*`` server fixtures.
+
 Session fixtures (one server per test session, started on first request, so a unit-only
 run starts nothing):
 
@@ -56,6 +59,10 @@ if TYPE_CHECKING:  # heavy imports (qdrant_client ~1.4 s) happen only in the fix
     import neo4j
     from qdrant_client import AsyncQdrantClient
 
+# The application test kit; the entry point registers it too when the package is
+# installed, under this same name, so the two registrations are one.
+pytest_plugins = ["infra.testing.pytest_plugin"]
+
 #: Backend marker -> the session fixture that provides the backend.
 BACKEND_FIXTURES = {
     "postgres": "postgres_dsn",
@@ -96,38 +103,30 @@ def pytest_runtest_makereport(
 
 
 # ------------------------------------------------------------------- session backends
+# The servers themselves come from the application test kit (infra/testing/pytest_plugin.py):
+# the same session fixtures an application's suite uses, so they are written once.
 @pytest.fixture(scope="session")
-def embedded_postgres_server() -> Iterator[EmbeddedPostgres]:
+def embedded_postgres_server(semantica_embedded_postgres: EmbeddedPostgres) -> EmbeddedPostgres:
     """The embedded PostgreSQL server (only started if no external DSN is configured)."""
-    with EmbeddedPostgres() as server:
-        yield server
+    return semantica_embedded_postgres
 
 
 @pytest.fixture(scope="session")
-def embedded_redis_server() -> Iterator[EmbeddedRedis]:
+def embedded_redis_server(semantica_embedded_redis: EmbeddedRedis) -> EmbeddedRedis:
     """The embedded Redis + FalkorDB server shared by ``redis_url`` and ``bolt_uri``."""
-    with EmbeddedRedis() as server:
-        yield server
+    return semantica_embedded_redis
 
 
 @pytest.fixture(scope="session")
-def postgres_dsn(request: pytest.FixtureRequest) -> str:
+def postgres_dsn(semantica_postgres_dsn: str) -> str:
     """A PostgreSQL DSN (pgvector available): external if configured, else embedded."""
-    external = external_endpoint("postgres")
-    if external is not None:
-        return external
-    server: EmbeddedPostgres = request.getfixturevalue("embedded_postgres_server")
-    return server.dsn
+    return semantica_postgres_dsn
 
 
 @pytest.fixture(scope="session")
-def redis_url(request: pytest.FixtureRequest) -> str:
+def redis_url(semantica_redis_url: str) -> str:
     """A Redis URL: external if configured, else the embedded server."""
-    external = external_endpoint("redis")
-    if external is not None:
-        return external
-    server: EmbeddedRedis = request.getfixturevalue("embedded_redis_server")
-    return server.url
+    return semantica_redis_url
 
 
 @pytest.fixture(scope="session")

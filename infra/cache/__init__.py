@@ -28,6 +28,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+import infra._needs_config  # noqa: F401 - first: names a shadowing config module
+
 if TYPE_CHECKING:
     from infra.cache._client import (
         RedisClient,

@@ -22,6 +22,7 @@ Importing this package configures nothing and starts nothing: logging
 explicitly, normally by the container at startup.
 """
 
+import infra._needs_config  # noqa: F401 - first: names a shadowing config module
 from infra.observability.cost import Budget, CostTracker, LiteLLMPricer, Pricer, Reservation
 from infra.observability.health import CheckOutcome, HealthRegistry, HealthReport
 from infra.observability.instrument import CallRecord, instrumented, record_call

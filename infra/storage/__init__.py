@@ -10,6 +10,7 @@ The in-memory fake for tests is :class:`infra.testing.fakes.relational.FakeRelat
 See ``docs/postgres.md``.
 """
 
+from infra.storage import _requires  # noqa: F401 - first: a missing asyncpg names its extra
 from infra.storage._options import StoreOptions
 from infra.storage._statements import Timeouts
 from infra.storage._transaction import IsolationLevel, PostgresTransaction

