@@ -1,6 +1,6 @@
 """ThreeTierCache costs and hit rates on the embedded Redis, against raw redis-py, same run.
 
-Figures (goals from issue 5; SPEC's own claims in brackets):
+Figures (goals of the cache; the design's own claims (docs/design.md) in brackets):
 
 * **L1 hit**: ``await cache.get(key)`` on a warm key, µs per call. Goal <= 3 µs [< 1 ms].
 * **L2 hit**: ``cache.get`` with L1 too small to hold the working set, so every call is an
@@ -12,7 +12,7 @@ Figures (goals from issue 5; SPEC's own claims in brackets):
   interleaved and the median per-call time counts. Goal <= 1.15x.
 * **Hit rate**: a Zipf(1.1) workload over 10,000 keys with L1 holding 10 % of them,
   starting cold; overall and per tier, for the whole run and for its second half
-  (warm). SPEC claims > 95 % overall.
+  (warm). The design claims > 95 % overall.
 * **Coherence**: time from the start of one instance's ``set`` (L2 write, L1 write,
   publish) until another instance, on its own client, has applied the invalidation;
   median and p99. Deadline 100 ms.
@@ -201,7 +201,7 @@ async def bench_hit_rate(url: str, namespace: str, requests: int) -> None:
     ):  # fmt: skip
         print(
             f"{label:<27} overall {(l1 + l2) / total:6.2%}  L1 {l1 / total:6.2%}  "
-            f"L2 {l2 / total:6.2%}  L3 loads {l3 / total:6.2%}   (SPEC: > 95 % overall)"
+            f"L2 {l2 / total:6.2%}  L3 loads {l3 / total:6.2%}   (design: > 95 % overall)"
         )
     await cache.close()
     await client.aclose()

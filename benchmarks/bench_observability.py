@@ -20,7 +20,7 @@ empty so only the recording is timed), best of ``--repeat`` runs:
 * ``calls.run, tracing off`` -- the same through ``BackendCalls.run("fetch", noop)``
   (the per-call handle lookup included).
 
-Goals (issue #4): <= 5 us per call sampled out, <= 25 us sampled in. With ``--postgres``
+Goals (design goals): <= 5 us per call sampled out, <= 25 us sampled in. With ``--postgres``
 (default on) it also times ``pool.fetch("select 1")`` on the embedded PostgreSQL raw and
 wrapped in ``record_call``, and prints the ratio. Run from the repository root:
 

@@ -18,7 +18,7 @@ round times each variant right next to a raw run (alternating which goes first),
 each figure is the median over rounds of that pair's wall-time ratio, next to the median
 CPU overhead per call of this process (``time.process_time``), which the server's and
 the scheduler's noise do not reach -- the overhead we add is client CPU. Goal
-(issue #5): everything on <= 1.10x.
+(design goal): everything on <= 1.10x.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The observability container: metrics collector, logging, tracing, health, cost, hooks.
 
-Everything here is a provider of the container, never a module-level global
-(CONVENTIONS #5). The one accessor SPEC asks for, ``get_metrics_collector()``, returns the
-collector this container built: the ``metrics`` resource installs it with
+Everything here is a provider of the container, never a module-level global. The one
+accessor the design asks for, ``get_metrics_collector()``, returns the collector this
+container built: the ``metrics`` resource installs it with
 ``set_metrics_collector`` when it starts and removes it on shutdown.
 
 Start order matters only in one way: ``metrics`` must start before the first backend call

@@ -1,7 +1,8 @@
 """The one path every adapter call takes: telemetry → resilience policy → translation → driver.
 
-Adapters never combine these three by hand (CONVENTIONS #7, #10, #11). They hold a
-:class:`BackendCalls` and either name the operation per call::
+Adapters never combine these three by hand (one translation seam, one policy, one
+telemetry path: docs/design.md). They hold a :class:`BackendCalls` and either name the
+operation per call::
 
     rows = await self._calls.run("fetch", pool.fetch, query, *args)
 

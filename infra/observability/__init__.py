@@ -1,6 +1,6 @@
 """Observability: structured logs, metrics, traces, LLM cost, pool gauges and health.
 
-One telemetry path (CONVENTIONS #11): adapters record each backend call with
+One telemetry path: adapters record each backend call with
 :func:`record_call`, which writes the span, the latency histograms, the call/error
 counters and the failure log in one place; every name comes from
 :mod:`~infra.observability.attributes`.

@@ -13,7 +13,7 @@ Two families of names live side by side:
   ``db.client.connection.*``, ``gen_ai.*``) are written here as literals instead of
   importing ``opentelemetry.semconv._incubating``, a private package that moves between
   releases; a unit test checks that each literal still equals the upstream constant.
-* **SPEC's own metric names** (``postgres_pool_size``, ``postgres_query_latency_ms``,
+* **The design's own metric names** (``postgres_pool_size``, ``postgres_query_latency_ms``,
   ``llm_cost_usd_total``, ...) and the few this library adds (``backend_calls_total``,
   breaker and bulkhead gauges). There is no standard cost metric, so ``llm_cost_usd_total``
   is ours.
@@ -129,7 +129,7 @@ PROM_DB_CLIENT_CONNECTION_PENDING_REQUESTS: Final = "db_client_connection_pendin
 PROM_GEN_AI_CLIENT_OPERATION_DURATION: Final = "gen_ai_client_operation_duration_seconds"
 PROM_GEN_AI_CLIENT_TOKEN_USAGE: Final = "gen_ai_client_token_usage"  # noqa: S105 - a name, not a secret
 
-# ------------------------------------------------------------------- SPEC metric names
+# ------------------------------------------------------------------- the design's metric names
 POSTGRES_POOL_SIZE: Final = "postgres_pool_size"
 POSTGRES_POOL_ACTIVE: Final = "postgres_pool_active"
 POSTGRES_POOL_UTILIZATION: Final = "postgres_pool_utilization"
@@ -154,7 +154,7 @@ RATE_LIMITER_WAIT_MS: Final = "rate_limiter_wait_ms"
 HEALTH_CHECK_STATUS: Final = "health_check_status"
 HEALTH_CHECK_LATENCY_MS: Final = "health_check_latency_ms"
 
-#: Latency histogram (milliseconds) per component. Only ``postgres`` is named by SPEC; the
+#: Latency histogram (milliseconds) per component. Only ``postgres`` is named by the design; the
 #: others follow the same pattern so dashboards can be templated over the component.
 _LATENCY_METRIC_BY_COMPONENT: Final[dict[str, str]] = {
     "postgres": POSTGRES_QUERY_LATENCY_MS,
@@ -195,12 +195,12 @@ FORBIDDEN_LABEL_NAMES: Final[frozenset[str]] = frozenset(
 
 
 def latency_metric_for(component: str) -> str:
-    """The millisecond latency histogram name for ``component`` (SPEC's for postgres)."""
+    """The millisecond latency histogram name for ``component`` (the design's for postgres)."""
     return _LATENCY_METRIC_BY_COMPONENT.get(component, f"{component}_call_latency_ms")
 
 
 def pool_metric(component: str, field: str) -> str:
-    """SPEC-style pool gauge name: ``pool_metric("postgres", "size")`` is
+    """Design-style pool gauge name: ``pool_metric("postgres", "size")`` is
     ``postgres_pool_size``."""
     return f"{component}_pool_{field}"
 

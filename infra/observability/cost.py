@@ -21,7 +21,7 @@ Design decisions:
   ``record`` never await, so on one event loop each is atomic. Budgets are per period
   (``day``/``month`` in UTC, or ``total``) and either global or for one caller/tenant; the
   clock is injectable.
-* Metrics: ``llm_cost_usd_total{model,caller}`` (SPEC), ``llm_cost_saved_usd_total``,
+* Metrics: ``llm_cost_usd_total{model,caller}`` (docs/design.md), ``llm_cost_saved_usd_total``,
   ``llm_unpriced_calls_total{model}``, ``llm_budget_rejections_total{period}``. Callers
   and models are bounded by the collector's label cap.
 """

@@ -3,7 +3,7 @@ concurrently under one deadline, aggregated for liveness and readiness.
 
 Design decisions:
 
-* **Checks sit next to their resource** (CONVENTIONS #12). A check is either an object
+* **Checks sit next to their resource**. A check is either an object
   with the port's ``health_check(latency_threshold_ms)`` (every adapter has one; it
   returns ``(ok, details)`` with ``details["status"]``) or a plain coroutine function
   returning ``None``/``bool``/``(bool, details)``. An exception or a timeout makes the

@@ -6,13 +6,13 @@
                            server_address="db", server_port=5432) as call:
         rows = await pool.fetch(sql, *args)
 
-records, in one place (CONVENTIONS #11):
+records, in one place:
 
 * a CLIENT span named after the operation, with semantic-convention attributes
   (``db.system.name``, ``db.operation.name``, ``server.address``/``port``, or ``gen_ai.*``
   when ``model=`` is given), ``error.type`` and an ``exception`` event on failure
   (message redacted; no stack trace, which could quote secrets);
-* SPEC's millisecond latency histogram (``postgres_query_latency_ms{operation}``) and the
+* The design's millisecond latency histogram (``postgres_query_latency_ms{operation}``) and the
   semantic-convention duration histogram in seconds (``db_client_operation_duration_seconds``
   or ``gen_ai_client_operation_duration_seconds``, labelled with ``error_type`` on
   failure);
@@ -236,7 +236,7 @@ def record_call(
 
     Args:
         component: Our component name (``"postgres"``, ``"redis"``, ``"qdrant"``,
-            ``"graph"``, ``"llm"``); picks SPEC's latency metric.
+            ``"graph"``, ``"llm"``); picks the design's latency metric.
         operation: A bounded operation name (``"fetch"``, ``"get"``, ``"chat"``) -- never
             the statement or key itself.
         system: ``db.system.name`` (``"postgresql"``) or, with ``model``, the GenAI

@@ -27,7 +27,7 @@ Design decisions:
   distinct values cannot grow memory).
 * **Counters end in ``_total``** in-process and on the wire (prometheus-client strips and
   re-adds the suffix), so ``get_counter("llm_cost_usd_total")`` names what Prometheus shows.
-* **One collector per container** (CONVENTIONS #5). :func:`get_metrics_collector` returns
+* **One collector per container**. :func:`get_metrics_collector` returns
   the instance the core container installed with :func:`set_metrics_collector`; if none was
   installed it creates a default one on first call (and keeps it) so scripts and REPL use
   work; tests call :func:`reset_metrics_collector`.
@@ -270,7 +270,7 @@ class MetricsCollector:
         """Record into histogram ``name`` (latency buckets; defined on first use)."""
         self.histogram(name, labels=tuple(labels)).labels_from(labels).observe(value)
 
-    # -------------------------------------------------------------- SPEC's read API
+    # -------------------------------------------------------------- the design's read API
     def get_counter(self, name: str, **labels: str) -> float:
         """Sum of counter ``name`` over series matching ``labels``; 0.0 if none yet."""
         family = self._families.get(name)
@@ -347,7 +347,7 @@ def _new_epoch() -> None:
 def get_metrics_collector() -> MetricsCollector:
     """The collector the container installed; a default one is created on first call if
     none was (so scripts work), and kept until :func:`reset_metrics_collector`."""
-    global _current  # noqa: PLW0603 - the one documented slot (CONVENTIONS #5)
+    global _current  # noqa: PLW0603 - the one documented slot (docs/design.md)
     current = _current
     if current is None:
         with _slot_lock:
@@ -361,7 +361,7 @@ def get_metrics_collector() -> MetricsCollector:
 def set_metrics_collector(collector: MetricsCollector) -> None:
     """Install ``collector`` as the one :func:`get_metrics_collector` returns (the core
     container calls this when it builds its collector provider)."""
-    global _current  # noqa: PLW0603 - the one documented slot (CONVENTIONS #5)
+    global _current  # noqa: PLW0603 - the one documented slot (docs/design.md)
     if not isinstance(collector, MetricsCollector):
         raise TypeError(f"expected a MetricsCollector, got {type(collector).__name__}")
     _current = collector
@@ -371,6 +371,6 @@ def set_metrics_collector(collector: MetricsCollector) -> None:
 def reset_metrics_collector() -> None:
     """Forget the installed collector; the next :func:`get_metrics_collector` makes a
     fresh one (tests)."""
-    global _current  # noqa: PLW0603 - the one documented slot (CONVENTIONS #5)
+    global _current  # noqa: PLW0603 - the one documented slot (docs/design.md)
     _current = None
     _new_epoch()

@@ -9,7 +9,7 @@ Adapters register a *sampler* (a cheap, synchronous callable returning
 
 :class:`PoolMetrics` is a :class:`~infra.observability.metrics.MetricSource`: each
 Prometheus scrape and each ``get_gauge`` call samples every pool once, so values are
-current and nothing runs between reads. Per pool it yields SPEC's gauges
+current and nothing runs between reads. Per pool it yields the design's gauges
 (``postgres_pool_size``, ``postgres_pool_active``, ``postgres_pool_utilization`` in
 percent, plus ``_idle``, ``_max``, ``_pending``; the prefix is the component) and the
 OpenTelemetry ones (``db_client_connection_count{state=idle|used}``,
@@ -58,7 +58,7 @@ class PoolStats:
 
     @property
     def utilization_percent(self) -> float:
-        """``used / max`` as a percentage (SPEC's ``*_pool_utilization``)."""
+        """``used / max`` as a percentage (the design's ``*_pool_utilization``)."""
         return 100.0 * self.used / self.max if self.max > 0 else 0.0
 
 
@@ -107,7 +107,7 @@ class PoolMetrics:
         return result
 
     def collect_samples(self) -> Iterator[GaugeSample]:
-        """SPEC and semantic-convention gauges for every registered pool."""
+        """Design and semantic-convention gauges for every registered pool."""
         for (component, name), stats in self.sample().items():
             pool = {"pool": name}
             for field, value, doc in (

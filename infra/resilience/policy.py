@@ -29,7 +29,7 @@ Why this order (outermost first):
 **The breaker counts calls, not attempts** (by default). ``failure_threshold=5`` opens
 the breaker after 5 *calls* in a row failed for good -- retries spent or refused, or
 the overall timeout expired -- with an error the breaker counts. A failed attempt that
-a retry then makes good is a success. Why: SPEC promises 99.5 % recovery of transient
+a retry then makes good is a success. Why: the design promises 99.5 % recovery of transient
 failures and < 0.1 % false trips. Counting every attempt, "5 in a row" happens by
 chance under a steady 10 % of transient errors (3 attempts: in 2 of 10 benchmark runs
 of 10,000 calls), and then 60 s of calls fail fast: 92.8 % success overall. Counted
@@ -255,7 +255,7 @@ class ResiliencePolicy(PolicyRun):
     ) -> Self:
         """The same decisions on a :class:`ManualClock`: backoff and breaker timeouts are
         virtual (``policy.clock`` shows the time that would have passed; advance it to
-        let an open breaker recover). Defaults: SPEC's breaker and retry, no timeouts."""
+        let an open breaker recover). Defaults: the design's breaker and retry, no timeouts."""
         return cls.build(
             component,
             breaker=breaker if breaker is not None else CircuitBreakerConfig(),

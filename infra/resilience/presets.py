@@ -1,4 +1,4 @@
-"""Presets: SPEC's operational guidance as ready-made, validated configs.
+"""Presets: the design's operational guidance as ready-made, validated configs.
 
 Breakers (failure threshold / recovery timeout):
 
@@ -31,7 +31,7 @@ __all__ = ["BreakerPresets", "RetryPresets", "breaker_preset", "retry_preset"]
 
 
 class BreakerPresets:
-    """Circuit-breaker presets from SPEC (threshold / recovery timeout)."""
+    """Circuit-breaker presets from the design (docs/design.md) (threshold / recovery timeout)."""
 
     HIGH_TRAFFIC: Final = CircuitBreakerConfig(failure_threshold=20, timeout=30.0)
     LOW_TRAFFIC: Final = CircuitBreakerConfig(failure_threshold=5, timeout=60.0)
@@ -39,7 +39,7 @@ class BreakerPresets:
 
 
 class RetryPresets:
-    """Retry presets from SPEC (attempts include the first)."""
+    """Retry presets from the design (docs/design.md) (attempts include the first)."""
 
     IDEMPOTENT: Final = RetryConfig(max_attempts=5)
     NON_IDEMPOTENT: Final = RetryConfig(max_attempts=1)

@@ -17,7 +17,7 @@ instead of being a passthrough. Decisions:
 * **An injected ``policy`` wins** (a container's, or ``ResiliencePolicy.instant()`` in
   tests); passing it together with breaker/retry configs is a ``ValueError``, because one
   of the two would be silently ignored.
-* **Defaults are SPEC's**: breaker 5 failures / 60 s, retry 3 attempts from 1 s doubling
+* **Defaults are the design's**: breaker 5 failures / 60 s, retry 3 attempts from 1 s doubling
   with jitter. Policy timeouts raise ``QueryTimeoutError``; ``operation_timeout`` (off
   by default) bounds a call's total time, backoff included -- each attempt is already
   bounded by the statement and client timeouts.

@@ -1,7 +1,7 @@
 """EnhancedPostgresStore under injected network faults (ChaosProxy in front of the
 embedded PostgreSQL's Unix socket).
 
-Checks SPEC's retry + breaker claims on real connections: "fail-fast on sustained failure
+Checks the design's retry + breaker claims on real connections: "fail-fast on sustained failure
 < 100 ms" (an open breaker answers at once and makes no connection attempt), automatic
 recovery after the outage, latency beyond the attempt timeout reported as a retryable
 ``QueryTimeoutError``, and "transient-failure recovery 99.5 %" (reads survive connection
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.postgres
 
 BREAKER_TIMEOUT = 0.3
 ATTEMPT_TIMEOUT = 0.2
-#: Generous behavioural bound of SPEC's "fail-fast on sustained failure < 100 ms".
+#: Generous behavioural bound of the design's "fail-fast on sustained failure < 100 ms".
 FAIL_FAST_P99 = 0.1
 
 
@@ -173,7 +173,7 @@ async def test_blackhole_ends_in_query_timeout_not_a_hang(
     proxy: ChaosProxy, postgres_dsn: str
 ) -> None:
     """A network that stops answering ends the call with QueryTimeoutError soon after the
-    attempt timeout (SPEC: no call waits forever)."""
+    attempt timeout (design: no call waits forever)."""
     policy = ResiliencePolicy.build(
         "postgres", attempt_timeout=ATTEMPT_TIMEOUT, timeout_error=QueryTimeoutError
     )

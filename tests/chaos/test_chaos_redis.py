@@ -1,6 +1,6 @@
 """RedisCache under injected network faults (ChaosProxy in front of the embedded Redis).
 
-Checks SPEC's retry + breaker claims on a real socket: a sustained outage is reported as
+Checks the design's retry + breaker claims on a real socket: a sustained outage is reported as
 ``CacheConnectionError``, opens the breaker, and then fails fast with no connection
 attempt; after the network heals the cache recovers on its own; a peer that stops
 answering ends in a timeout error, never a hang.
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.redis
 BREAKER_TIMEOUT = 0.3
 ATTEMPT_TIMEOUT = 0.25
 SOCKET_TIMEOUT = 0.15
-#: Generous behavioural bound of SPEC's "fail-fast on sustained failure < 100 ms".
+#: Generous behavioural bound of the design's "fail-fast on sustained failure < 100 ms".
 FAIL_FAST_P99 = 0.1
 
 

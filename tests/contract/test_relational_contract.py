@@ -2,7 +2,7 @@
 PostgreSQL) behave the same, within the fake's documented SQL subset.
 
 Each test works in a table of its own (``t_<uuid>``), so tests never see each other's
-rows on the shared server. The real store runs under ``ResiliencePolicy.instant`` (SPEC's
+rows on the shared server. The real store runs under ``ResiliencePolicy.instant`` (the design's
 breaker and retry on a virtual clock): the same decisions, no real backoff sleeps.
 
 The last section tests what only the fake has (scripted faults), still through the

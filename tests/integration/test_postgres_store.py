@@ -109,9 +109,9 @@ async def backend_pid_running(admin: asyncpg.Connection, marker: str) -> int:
     raise AssertionError(f"no backend ran a query containing {marker!r}")
 
 
-# --------------------------------------------------------------------- SPEC snippets
+# --------------------------------------------------------------------- the design's snippets
 async def test_spec_basic_store_snippet(schema_dsn: str) -> None:
-    """SPEC: PostgresStore(dsn); await initialize(); fetch with $1 works verbatim."""
+    """The design: PostgresStore(dsn); await initialize(); fetch with $1 works verbatim."""
     async with PostgresStore(schema_dsn, 1, 2) as setup:
         await setup.execute("CREATE TABLE users (id integer PRIMARY KEY, name text)")
         await setup.execute("INSERT INTO users VALUES (1, 'ada'), (2, 'grace')")
@@ -128,7 +128,7 @@ async def test_spec_basic_store_snippet(schema_dsn: str) -> None:
 
 
 async def test_spec_enhanced_store_snippet(postgres_dsn: str) -> None:
-    """SPEC: EnhancedPostgresStore with breaker/retry configs; health_check's details."""
+    """The design: EnhancedPostgresStore with breaker/retry configs; health_check's details."""
     store = EnhancedPostgresStore(
         postgres_dsn,
         enable_circuit_breaker=True,
@@ -314,7 +314,7 @@ async def test_a_waiter_gets_the_connection_released_in_time(
 async def test_pool_gauges_follow_the_real_pool(
     postgres_dsn: str, collector: MetricsCollector
 ) -> None:
-    """SPEC's postgres_pool_size/active/utilization read the live pool; gone after close."""
+    """The design's postgres_pool_size/active/utilization read the live pool; gone after close."""
     name = f"gauges-{uuid.uuid4().hex}"
     store = EnhancedPostgresStore(postgres_dsn, 1, 2, name=name)
     assert collector.get_gauge("postgres_pool_size", pool=name) == 0  # nothing opened yet
@@ -324,7 +324,7 @@ async def test_pool_gauges_follow_the_real_pool(
     async with store.transaction():
         assert collector.get_gauge("postgres_pool_active", pool=name) == 1
         assert collector.get_gauge("postgres_pool_utilization", pool=name) == 50.0
-        assert collector.get_gauge("postgres_pool_active") >= 1  # SPEC's unlabelled read
+        assert collector.get_gauge("postgres_pool_active") >= 1  # The design's unlabelled read
     assert collector.get_gauge("postgres_pool_active", pool=name) == 0
     await store.close()
     assert collector.get_gauge("postgres_pool_size", pool=name) == 0

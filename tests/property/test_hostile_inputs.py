@@ -205,7 +205,7 @@ class Target:
 
 
 def _policy(component: str) -> dict[str, Any]:
-    """SPEC's breaker (5 failures) and retry (3 attempts) on a virtual clock, observed."""
+    """The design's breaker (5 failures) and retry (3 attempts) on a virtual clock, observed."""
     observer = RecordingObserver()
     return {"policy": ResiliencePolicy.instant(component, hooks=(observer,)), "observer": observer}
 

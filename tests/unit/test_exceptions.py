@@ -52,7 +52,7 @@ def _tree() -> list[tuple[int, str, str]]:
 
 
 def test_hierarchy_has_at_least_twenty_classes_under_infra_error() -> None:
-    """SPEC promises 20+ exception types below InfraError."""
+    """The design promises 20+ exception types below InfraError."""
     subclasses = [c for c in EXPORTED if issubclass(c, InfraError) and c is not InfraError]
     assert len(subclasses) >= 20
 

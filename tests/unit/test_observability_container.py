@@ -24,7 +24,7 @@ def make() -> ObservabilityContainer:
 
 
 async def test_metrics_resource_is_the_collector_get_metrics_collector_returns() -> None:
-    """After start, SPEC's accessor returns the container's collector; after stop, not."""
+    """After start, the design's accessor returns the container's collector; after stop, not."""
     container = make()
     container.check_dependencies()
     await container.init_resources()

@@ -108,7 +108,7 @@ def test_empty_environment_gives_local_defaults() -> None:
     ],
 )
 def test_spec_documented_defaults(field: str, expected: object) -> None:
-    """The defaults SPEC.md documents for SEMANTICA_* variables hold."""
+    """The defaults docs/design.md lists for SEMANTICA_* variables hold."""
     assert getattr(Settings(), field) == expected
 
 
@@ -183,7 +183,7 @@ def test_unknown_keyword_argument_raises_type_error_with_suggestion() -> None:
 
 
 def test_spec_example_builds_views() -> None:
-    """The SPEC.md snippet works: pool sizes from kwargs, views readable."""
+    """The design's settings snippet works: pool sizes from kwargs, views readable."""
     settings = Settings(
         database_url="postgresql://localhost/db",
         postgres_min_pool_size=10,

@@ -51,7 +51,7 @@ def test_prometheus_names_translate_the_semconv_names() -> None:
 
 
 def test_latency_metric_names() -> None:
-    """postgres uses SPEC's name; unknown components get a generic one."""
+    """postgres uses the design's name; unknown components get a generic one."""
     assert attr.latency_metric_for("postgres") == "postgres_query_latency_ms"
     assert attr.latency_metric_for("search") == "search_call_latency_ms"
     assert attr.pool_metric("postgres", "utilization") == attr.POSTGRES_POOL_UTILIZATION

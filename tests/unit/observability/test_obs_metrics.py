@@ -1,4 +1,4 @@
-"""MetricsCollector: SPEC's read API, Prometheus export, the container slot."""
+"""MetricsCollector: the design's read API, Prometheus export, the container slot."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 A hypothesis ``RuleBasedStateMachine`` starts calls (each blocks on its own future until a
 rule finishes it with success, a counted failure, an excluded error or cancellation) and
-moves a ManualClock. After every step the invariants of issue 3 are checked:
+moves a ManualClock. After every step the breaker's invariants are checked:
 
 * never more than ``half_open_max_calls`` probes in flight;
 * OPEN until ``timeout`` elapsed on the clock, and a probe is admitted once it has;

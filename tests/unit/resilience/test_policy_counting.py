@@ -1,6 +1,6 @@
 """How a policy's breaker counts: once per call by default, per attempt on request.
 
-The default (``count_retried_attempts=False``) is what lets default settings keep SPEC's
+The default (``count_retried_attempts=False``) is what lets default settings keep the design's
 promise -- transient failures absorbed by retries never add up to a trip -- while a real
 outage still opens the breaker after ``failure_threshold`` failed calls and then fails
 fast. Every test runs on a ManualClock: backoff sleeps are virtual.

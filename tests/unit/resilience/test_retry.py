@@ -75,7 +75,7 @@ def test_config_rejects_max_delay_below_base_delay() -> None:
 
 
 def test_spec_config_backs_off_1_2_4_and_caps() -> None:
-    """SPEC's config: 1 s, 2 s, 4 s ... never above max_delay."""
+    """The design's config: 1 s, 2 s, 4 s ... never above max_delay."""
     config = RetryConfig(max_attempts=10, base_delay=1.0, exponential_base=2.0, max_delay=30.0)
     assert [config.backoff(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
     assert config.backoff(10_000) == 30.0  # no OverflowError

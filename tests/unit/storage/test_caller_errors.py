@@ -3,7 +3,7 @@
 The first tests need no server: the store points at a port where nothing listens, so a
 call that reached the network would fail with ``DatabaseConnectionError``; a caller
 error proves the argument was refused first. The others replay the reported cases on the
-embedded server, under the SPEC policy (breaker 5 failures, retry 3 attempts) on a
+embedded server, under the design's default policy (breaker 5 failures, retry 3 attempts) on a
 virtual clock, and count retries and breaker failures with a recording observer.
 """
 
@@ -79,7 +79,7 @@ async def test_bad_arguments_are_refused_before_the_store_connects(
 
 @pytest.fixture
 async def observed(postgres_dsn: str) -> AsyncIterator[tuple[EnhancedPostgresStore, Any]]:
-    """An EnhancedPostgresStore under SPEC's policy (virtual clock) and its observer."""
+    """An EnhancedPostgresStore under the design's policy (virtual clock) and its observer."""
     observer = RecordingObserver()
     policy = ResiliencePolicy.instant("postgres", hooks=(observer,))
     store = EnhancedPostgresStore(postgres_dsn, 1, 2, policy=policy)
