@@ -120,7 +120,8 @@ def check_wait_seconds(wait: object, argument: str = "wait") -> float:
 
 
 def check_lease(lease: object, component: str | None = None) -> LockLease:
-    """``lease`` itself if it is a :class:`~infra.ports.LockLease` with a usable name."""
+    """``lease`` itself if it is a :class:`~infra.ports.LockLease` with a usable name,
+    owner token and length."""
     if not isinstance(lease, LockLease):
         raise InvalidArgumentError(
             f"lease must be the LockLease that acquire() returned, got {type(lease).__name__}",
@@ -133,6 +134,18 @@ def check_lease(lease: object, component: str | None = None) -> LockLease:
         raise InvalidArgumentError(
             f"lease.owner must be the {_OWNER_LENGTH}-hex-digit token acquire() issued; "
             "pass the LockLease acquire() returned, unchanged",
+            argument="lease",
+            component=component,
+        )
+    seconds = lease.lease_seconds
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 < seconds < math.inf
+    ):
+        raise InvalidArgumentError(
+            "lease.lease_seconds must be the positive number of seconds acquire() set, got "
+            f"{type(seconds).__name__}; pass the LockLease acquire() returned, unchanged",
             argument="lease",
             component=component,
         )

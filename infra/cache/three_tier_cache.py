@@ -96,10 +96,15 @@ from infra.cache.l2 import L2Tier
 from infra.cache.singleflight import SingleFlight
 from infra.cache.tier_metrics import TierMetrics
 from infra.cache.ttl_policy import TtlPolicy, check_cache_settings, check_seconds
+from infra.exceptions import InvalidArgumentError
 from infra.observability.metrics import MetricsCollector, get_metrics_collector
 from infra.ports import CacheStore
 from infra.resilience import ResiliencePolicy
 from infra.resilience.clock import Clock, MonotonicClock
+from infra.validation import check_key
+
+#: ``component`` of the errors this cache raises itself (argument checks).
+_COMPONENT = "three_tier_cache"
 
 __all__ = ["ABSENT", "Absent", "ThreeTierCache"]
 
@@ -325,8 +330,10 @@ class ThreeTierCache:
         """
         _check_key(key)
         if value is None:
-            raise TypeError(
-                "None cannot be cached (it means 'not cached'); use ABSENT to cache absence"
+            raise InvalidArgumentError(
+                "None cannot be cached (it means 'not cached'); use ABSENT to cache absence",
+                argument="value",
+                component=_COMPONENT,
             )
         _check_tags(tags)
         if ttl is not None:
@@ -351,7 +358,12 @@ class ThreeTierCache:
         """Remove every key starting with ``prefix`` (``""`` = all), or written with
         ``tag``; returns how many L2 entries went."""
         if (prefix is None) == (tag is None):
-            raise TypeError("invalidate() takes exactly one of prefix= or tag=")
+            raise InvalidArgumentError(
+                "invalidate() takes exactly one of prefix= or tag=; pass prefix='user:' "
+                "or tag='org:7'",
+                argument="prefix" if prefix is None else "tag",
+                component=_COMPONENT,
+            )
         self._start()
         if tag is not None:
             _check_tags((tag,))
@@ -363,8 +375,13 @@ class ThreeTierCache:
                 self._l1.discard(key)
             return removed
         if not isinstance(prefix, str):
-            raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
-        _check_text("prefix", prefix)
+            raise InvalidArgumentError(
+                f"prefix must be a str, got {type(prefix).__name__}",
+                argument="prefix",
+                component=_COMPONENT,
+            )
+        if prefix:  # "" invalidates the whole namespace
+            check_key(prefix, argument="prefix", what="key prefixes", component=_COMPONENT)
         removed = await self._l2.invalidate_prefix(prefix)
         self._l1.discard_prefix(prefix)
         return removed
@@ -476,29 +493,17 @@ class ThreeTierCache:
 
 
 def _check_key(key: object) -> None:
-    if key.__class__ is not str:
-        raise TypeError(f"cache keys must be str, got {type(key).__name__}")
-    if not key:
-        raise ValueError("cache keys must be non-empty; pass e.g. 'user:42'")
-    if not key.isascii():  # ASCII always encodes: the common case costs one C call
-        _check_text("key", key)
+    """The one key rule of every cache adapter (:func:`infra.validation.check_key`): a
+    typed, non-retryable ``InvalidKeyError`` before any I/O, never a degraded cache."""
+    check_key(key, component=_COMPONENT)
 
 
 def _check_tags(tags: object) -> None:
     if isinstance(tags, str) or not isinstance(tags, Sequence):
-        raise TypeError(f"tags must be a list of str, got {type(tags).__name__} {tags!r}")
+        raise InvalidArgumentError(
+            f"tags must be a list of str, got {type(tags).__name__}; pass e.g. ['user']",
+            argument="tags",
+            component=_COMPONENT,
+        )
     for tag in tags:
-        if not isinstance(tag, str) or not tag:
-            raise ValueError(f"each tag must be a non-empty str, got {tag!r}")
-        _check_text("tag", tag)
-
-
-def _check_text(what: str, text: str) -> None:
-    """Refuse text Redis cannot carry (a lone surrogate, e.g. from lax JSON decoding)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(
-            f"cache {what} {text!r} is not valid Unicode text (it contains a lone "
-            "surrogate, which UTF-8 cannot encode); decode the input strictly or drop it"
-        ) from None
+        check_key(tag, argument="tags", what="tags", component=_COMPONENT)

@@ -17,17 +17,22 @@ import random
 
 from config.groups import CacheSettings
 from infra.cache.l1 import ABSENT
-from infra.exceptions import ConfigurationError
+from infra.exceptions import ConfigurationError, InvalidArgumentError
 
 __all__ = ["TtlPolicy", "check_cache_settings", "check_seconds"]
 
 
 def check_seconds(arg: str, value: float) -> None:
-    """Raise unless ``value`` is a positive, finite number of seconds (named ``arg``)."""
+    """Raise :class:`InvalidArgumentError` (a ``TypeError`` and ``ValueError``) unless
+    ``value`` is a positive, finite number of seconds (named ``arg``)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{arg} must be seconds as int or float, got {type(value).__name__}")
+        raise InvalidArgumentError(
+            f"{arg} must be seconds as int or float, got {type(value).__name__}", argument=arg
+        )
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{arg} must be a positive, finite number of seconds, got {value!r}")
+        raise InvalidArgumentError(
+            f"{arg} must be a positive, finite number of seconds, got {value!r}", argument=arg
+        )
 
 
 def check_cache_settings(view: CacheSettings) -> None:

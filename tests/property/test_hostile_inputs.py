@@ -13,9 +13,9 @@ property is:
   (a shared breaker across all examples: one counted failure anywhere fails the test);
 * afterwards the adapter still serves a valid call.
 
-``ThreeTierCache`` is left out: it is another module's, and today it raises builtin
-``TypeError``/``ValueError`` for some keys and treats an invalid key reaching Redis as an
-outage (see docs/resilience.md, *Failure semantics*).
+``ThreeTierCache`` (over the real ``RedisCache`` and its Redis) has one more promise: a
+hostile call never marks it degraded, so no caller's bad key makes every process fall back
+to its loader.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from infra.cache import RedisCache
+from infra.cache import RedisCache, ThreeTierCache
 from infra.cache.distributed_lock import RedisDistributedLock
 from infra.exceptions import CallerError, InfraError, LockNotOwnedError
 from infra.ports import LockLease
@@ -159,6 +159,26 @@ async def _cache_op(cache: Any, draw: Draw) -> object:
     return await getattr(cache, method)(draw(KEYS))
 
 
+async def _three_tier_op(cache: Any, draw: Draw) -> object:
+    method = draw(st.sampled_from(["get", "load", "set", "delete", "prefix", "tag"]))
+    if method == "get":
+        return await cache.get(draw(KEYS))
+    if method == "load":
+        return await cache.get(draw(KEYS), _load_one)
+    if method == "set":
+        tags = draw(st.one_of(st.none(), st.lists(KEYS, max_size=2), HOSTILE))
+        return await cache.set(draw(KEYS), draw(HOSTILE), tags=tags)
+    if method == "delete":
+        return await cache.delete(draw(KEYS))
+    if method == "prefix":
+        return await cache.invalidate(prefix=draw(KEYS))
+    return await cache.invalidate(tag=draw(KEYS))
+
+
+async def _load_one() -> int:
+    return 1
+
+
 def _hashable(value: object) -> bool:
     try:
         hash(value)
@@ -267,6 +287,16 @@ async def redis_cache(redis_client_module: Redis) -> Target:
 
 
 @pytest.fixture(scope="module")
+async def three_tier(redis_client_module: Redis) -> AsyncIterator[Target]:
+    observed = _policy("redis")
+    l2 = RedisCache(redis_client_module, policy=observed["policy"], namespace="hostile3")
+    cache = ThreeTierCache(l2, redis=redis_client_module, namespace="hostile3")
+    yield Target(cache, _cache_round_trip, **observed)
+    assert not cache.degraded
+    await cache.close()
+
+
+@pytest.fixture(scope="module")
 async def redis_lock(redis_client_module: Redis) -> Target:
     observed = _policy("redis_lock")
     lock = RedisDistributedLock(
@@ -299,6 +329,7 @@ async def _check(target: Target, operation: Operation, draw: Draw) -> None:
         breaker = policy.breaker
         assert breaker is not None
         assert (breaker.state, breaker.failure_count) == (BreakerState.CLOSED, 0)
+    assert not getattr(target.adapter, "degraded", False)
     await target.healthy(target.adapter)
 
 
@@ -363,3 +394,13 @@ async def test_hostile_names_never_count_on_the_redis_lock(
 async def test_hostile_names_raise_caller_errors_on_the_fake_lock(data: st.DataObject) -> None:
     """FakeDistributedLock: the same names, leases and waits."""
     await _check(Target(FakeDistributedLock(), _lock_round_trip), _lock_op, data.draw)
+
+
+@settings(max_examples=200)
+@given(data=st.data())
+async def test_hostile_keys_never_count_or_degrade_the_three_tier_cache(
+    three_tier: Target, data: st.DataObject
+) -> None:
+    """ThreeTierCache over the real RedisCache: caller errors only, breaker closed, never
+    degraded."""
+    await _check(three_tier, _three_tier_op, data.draw)
