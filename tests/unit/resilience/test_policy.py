@@ -247,7 +247,7 @@ def test_from_settings_builds_every_enabled_layer() -> None:
     assert policy.describe() == (
         "redis: timeout(30s) → retry(3 attempts, 1s x2 up to 30s, jitter, deadline 30s, "
         "budget 20% + 10/s over 10s) → breaker(5 failed calls / 60s, 1 probe) → "
-        "bulkhead(100 running, 1000 queued, wait 5s) → attempt-timeout(10s)"
+        "bulkhead(20 running, 1000 queued, wait 5s) → attempt-timeout(10s)"
     )
     assert repr(policy) == f"ResiliencePolicy({policy.describe()})"
 
