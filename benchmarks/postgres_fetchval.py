@@ -97,7 +97,7 @@ async def run(
             variants,
             baseline=BASELINE,
             plan=plan,
-            full_calls=1500,
+            full_calls=1200,
             progress=progress,
         )
     finally:

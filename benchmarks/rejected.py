@@ -71,7 +71,7 @@ async def run(env: Environment, plan: Plan, progress: Any = print) -> ScenarioRe
                 variants,
                 baseline=BASELINE,
                 plan=plan,
-                full_calls=3000,
+                full_calls=2000,
                 levels=(1,),
                 progress=progress,
             )

@@ -135,7 +135,7 @@ async def run(env: Environment, plan: Plan, progress: Any = print) -> ScenarioRe
                 variants,
                 baseline=BASELINE,
                 plan=plan,
-                full_calls=2000,
+                full_calls=1500,
                 levels=(tasks,),
                 progress=progress,
             )

@@ -168,7 +168,7 @@ async def run(
             variants,
             baseline=BASELINE,
             plan=plan,
-            full_calls=300,
+            full_calls=250,
             levels=LEVELS,
             progress=progress,
         )
