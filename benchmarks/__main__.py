@@ -18,7 +18,8 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+import traceback
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 
 from benchmarks import postgres_fetchval, redis_get, rejected, three_tier, tpcb
@@ -57,29 +58,34 @@ async def measure_all(plan: Plan, only: Sequence[str], info: RunInfo) -> list[Sc
             print(f"container tracing: {info.tracing}")
             for name, described in info.policies.items():
                 print(f"{name} policy: {described}")
-            clock = time.perf_counter()
 
-            def done(result: ScenarioResult) -> None:
-                nonlocal clock
+            async def attempt(name: str, scenario: Awaitable[ScenarioResult]) -> None:
+                """Run one scenario; a failure is reported and the others still run."""
+                clock = time.perf_counter()
+                try:
+                    result = await scenario
+                except Exception as exc:
+                    traceback.print_exc()
+                    info.failures[name] = f"{type(exc).__name__}: {exc}"
+                    return
                 results.append(result)
                 print(f"  -> {result.title}: {time.perf_counter() - clock:.0f} s")
-                clock = time.perf_counter()
 
             if "redis_get" in only:
-                done(await redis_get.run(env, plan))
+                await attempt("redis_get", redis_get.run(env, plan))
             if "postgres_fetchval" in only or "tpcb" in only:
                 stores = await postgres_fetchval.open_stores(env)
                 try:
                     if "postgres_fetchval" in only:
-                        done(await postgres_fetchval.run(env, stores, plan))
+                        await attempt("postgres_fetchval", postgres_fetchval.run(env, stores, plan))
                     if "tpcb" in only:
-                        done(await tpcb.run(env, stores, plan))
+                        await attempt("tpcb", tpcb.run(env, stores, plan))
                 finally:
                     await stores.close()
             if "three_tier_l2" in only:
-                done(await three_tier.run(env, plan))
+                await attempt("three_tier_l2", three_tier.run(env, plan))
             if "rejected" in only:
-                done(await rejected.run(env, plan))
+                await attempt("rejected", rejected.run(env, plan))
     return results
 
 

@@ -46,6 +46,8 @@ class RunInfo:
     tracing: str = ""
     policies: dict[str, str] = field(default_factory=dict)
     chart: str | None = None
+    #: Scenarios that could not be measured: key -> the error.
+    failures: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -64,6 +66,7 @@ class RunInfo:
             "container_tracing": self.tracing,
             "container_policies": self.policies,
             "chart": self.chart,
+            "failures": self.failures,
         }
 
 
@@ -236,6 +239,10 @@ def write_markdown(
         *goals_table(verdicts),
         "",
     ]
+    if info.failures:
+        lines += ["**Scenarios that could not be measured:**", ""]
+        lines += [f"* `{key}`: {error}" for key, error in info.failures.items()]
+        lines.append("")
     if info.chart:
         lines += [f"![Wall-time ratio to the raw driver by concurrency]({info.chart})", ""]
     for scenario in scenarios:

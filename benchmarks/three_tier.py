@@ -36,6 +36,7 @@ BASELINE = "raw GET + json.loads"
 LEVELS = (1, 8, 32, 128)
 VALUE = {"id": 7, "name": "Grace Hopper", "tags": ["navy", "cobol"], "score": 8.25}
 RAW_KEY = "bench:raw:l2"
+PROBE_KEY = "bench:l2probe"
 #: Keys are rewritten when older than this: well inside the default L2 TTL (300 s, less
 #: its 10 % jitter), so none expires during a level.
 REWRITE_AFTER_S = 120.0
@@ -54,19 +55,20 @@ def _tiers() -> tuple[float, float, float]:
     )
 
 
-async def fill(cache: Any, raw: Redis, keys: list[str]) -> None:
-    """Put ``VALUE`` in L2 under every key.
+async def fill(cache: Any, raw: Redis, keys: list[str]) -> bool:
+    """Put ``VALUE`` in L2 under every key; whether the keys went through L1 too.
 
     ``cache.set`` costs a few round trips per key (value, coherence message, lease);
-    11,000 of them took half a minute on a loaded machine. So one key is written through
-    the cache, its Redis entry found (the key whose name ends with the logical key and
-    whose value holds the document), and that entry copied under every other key's name
-    in pipelines -- byte for byte, with the same remaining TTL. If the entry cannot be
-    told apart, every key is written through the cache instead. Either way, the
+    11,000 of them took half a minute on a loaded machine. So a probe key (outside
+    ``keys``, never read) is written through the cache, its Redis entry found (the key
+    whose name ends with the probe's and whose value holds the document), and that entry
+    copied under every key's name in pipelines -- byte for byte, with the same remaining
+    TTL -- without touching L1. If the entry cannot be told apart, every key is written
+    through the cache instead (and L1 then holds the last ones written). Either way, the
     measurement checks that the reads were L2 hits.
     """
-    await cache.set(keys[0], VALUE)
-    names = [n async for n in raw.scan_iter(match=f"*{keys[0]}", count=1000)]
+    await cache.set(PROBE_KEY, VALUE)
+    names = [n async for n in raw.scan_iter(match=f"*{PROBE_KEY}", count=1000)]
     entries = []
     for name in names:
         if await raw.type(name) == b"string":
@@ -76,15 +78,16 @@ async def fill(cache: Any, raw: Redis, keys: list[str]) -> None:
     if len(entries) != 1:
         for start in range(0, len(keys), 200):
             await asyncio.gather(*(cache.set(k, VALUE) for k in keys[start : start + 200]))
-        return
+        return True
     name, data = entries[0]
     ttl_ms = await raw.pttl(name)
-    template = name[: -len(keys[0])]
-    for start in range(1, len(keys), 1000):
+    template = name[: -len(PROBE_KEY)]
+    for start in range(0, len(keys), 1000):
         async with raw.pipeline(transaction=False) as pipe:
             for key in keys[start : start + 1000]:
                 pipe.set(template + key, data, px=ttl_ms)
             await pipe.execute()
+    return False
 
 
 async def run(env: Environment, plan: Plan, progress: Any = print) -> ScenarioResult:
@@ -121,12 +124,15 @@ async def run(env: Environment, plan: Plan, progress: Any = print) -> ScenarioRe
         for tasks in LEVELS:
             if time.monotonic() - written_at > REWRITE_AFTER_S:
                 clock = time.monotonic()
-                await fill(cache, raw, keys)
+                through_l1 = await fill(cache, raw, keys)
                 written_at = time.monotonic()
                 progress(f"  ThreeTierCache: wrote {count} keys in {written_at - clock:.1f} s")
-                # Only keys[0] went through L1 (see fill): start after it. Cycling through
-                # more keys than L1 holds, each key was evicted before its turn came again.
-                cursor = itertools.cycle([*keys[1:], keys[0]])
+                if through_l1:
+                    # Written in key order, L1 holds the last keys written: reading from
+                    # the first key on, each key was evicted before its turn comes.
+                    cursor = itertools.cycle(keys)
+                # Otherwise L1 is as the reads left it: the cycle goes on where it was,
+                # past the (more than L1 holds) keys read since each next key's last read.
             before = _tiers()
             level = await measure(
                 result.key,
@@ -153,6 +159,7 @@ async def run(env: Environment, plan: Plan, progress: Any = print) -> ScenarioRe
     finally:
         modes.use_container()
         await raw.delete(RAW_KEY)
+        await cache.delete(PROBE_KEY)
         # The benchmark's keys, removed without a round of invalidation messages each.
         names = [name async for name in raw.scan_iter(match="*bench:l2:*", count=1000)]
         for start in range(0, len(names), 1000):
