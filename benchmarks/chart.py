@@ -49,6 +49,17 @@ def draw(path: Path, scenarios: Sequence[ScenarioResult], title: str) -> None:
     plt.close(fig)
 
 
+#: One colour per variant name in every panel.
+COLOURS = {
+    HEADLINE: "tab:blue",
+    "raw GET": "tab:gray",
+    "sampled out": "tab:green",
+    "sampled in": "tab:red",
+    "passthrough": "tab:purple",
+    "bare": "tab:brown",
+}
+
+
 def _ratio_panel(ax: Any, scenario: ScenarioResult) -> None:
     levels = sorted(scenario.levels)
     names = [r.name for r in scenario.levels[levels[0]] if r.name != scenario.baseline]
@@ -67,6 +78,7 @@ def _ratio_panel(ax: Any, scenario: ScenarioResult) -> None:
             medians,
             yerr=[lows, highs],
             label=name,
+            color=COLOURS.get(name),
             marker="o",
             linewidth=2.5 if headline else 1.2,
             capsize=3,
@@ -122,6 +134,8 @@ def _cpu_panel(ax: Any, scenarios: Sequence[ScenarioResult]) -> None:
         ax.plot(levels, ratios, marker="o", label=scenario.title)
     ax.axhline(1.0, color="grey", linewidth=0.8)
     ax.set_xscale("log", base=2)
+    ticks = sorted({t for s in scenarios for t in s.levels})
+    ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.set_xlabel("concurrent tasks")
     ax.set_ylabel("client CPU time ÷ baseline's")
     ax.set_title("Container default: CPU-time ratio")
