@@ -130,6 +130,7 @@ class RedisSettings(_MaskedRepr):
     sentinel_master: str
     ssl: bool
     max_connections: int
+    pool_acquire_timeout: float
     socket_timeout: float
 
     @classmethod
@@ -145,6 +146,7 @@ class RedisSettings(_MaskedRepr):
             sentinel_master=settings.redis_sentinel_master,
             ssl=settings.redis_ssl,
             max_connections=settings.redis_max_connections,
+            pool_acquire_timeout=settings.redis_pool_acquire_timeout,
             socket_timeout=settings.redis_socket_timeout,
         )
 
@@ -274,7 +276,13 @@ class CacheSettings(_MaskedRepr):
 
 @dataclasses.dataclass(frozen=True, slots=True, repr=False, kw_only=True)
 class ResilienceSettings(_MaskedRepr):
-    """Circuit breaker, retry, bulkhead and timeout defaults (``settings.resilience``)."""
+    """Circuit breaker, retry, bulkhead and timeout defaults (``settings.resilience``).
+
+    ``bulkhead_max_concurrent`` is the effective limit: ``SEMANTICA_BULKHEAD_MAX_CONCURRENT``
+    when set (settings reject a value above either pool size), else the smaller of
+    ``SEMANTICA_POSTGRES_MAX_POOL_SIZE`` and ``SEMANTICA_REDIS_MAX_CONNECTIONS``, so a
+    backend's policy never admits more calls than its pool has connections.
+    """
 
     breaker_enabled: bool
     breaker_failure_threshold: int
@@ -308,7 +316,7 @@ class ResilienceSettings(_MaskedRepr):
             retry_exponential_base=settings.retry_exponential_base,
             retry_jitter=settings.retry_jitter,
             retry_budget_ratio=settings.retry_budget_ratio,
-            bulkhead_max_concurrent=settings.bulkhead_max_concurrent,
+            bulkhead_max_concurrent=_bulkhead_max_concurrent(settings),
             bulkhead_max_queue=settings.bulkhead_max_queue,
             bulkhead_max_wait=settings.bulkhead_max_wait,
             operation_timeout=settings.operation_timeout,
@@ -348,6 +356,13 @@ class ObservabilitySettings(_MaskedRepr):
             metrics_port=settings.metrics_port,
             health_check_timeout=settings.health_check_timeout,
         )
+
+
+def _bulkhead_max_concurrent(settings: Settings) -> int:
+    """The bulkhead limit: as set (validated to fit both pools), else the smaller pool."""
+    if settings.bulkhead_max_concurrent is not None:
+        return settings.bulkhead_max_concurrent
+    return min(settings.postgres_max_pool_size, settings.redis_max_connections)
 
 
 def _built_redis_url(settings: Settings) -> str:

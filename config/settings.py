@@ -158,6 +158,8 @@ class Settings(BaseSettings):
     """Use TLS (rediss://) when the URL is built from host and port."""
     redis_max_connections: PositiveInt = 50
     """Connection pool size."""
+    redis_pool_acquire_timeout: PositiveFloat = 5.0
+    """Longest wait for a free pooled connection, seconds (standalone mode)."""
     redis_socket_timeout: PositiveFloat = 5.0
     """Socket read/write timeout, seconds."""
 
@@ -262,8 +264,8 @@ class Settings(BaseSettings):
     """Randomise delays against thundering herds."""
     retry_budget_ratio: Ratio = 0.2
     """Retries allowed as a fraction of recent calls (0..1)."""
-    bulkhead_max_concurrent: PositiveInt = 100
-    """Calls in flight per backend."""
+    bulkhead_max_concurrent: PositiveInt | None = None
+    """Calls in flight per backend; at most either pool size; unset: the smaller one."""
     bulkhead_max_queue: NonNegativeInt = 1000
     """Calls allowed to wait for a slot."""
     bulkhead_max_wait: NonNegativeFloat = 5.0
@@ -378,6 +380,30 @@ class Settings(BaseSettings):
         if low is not None and value < low:
             env = cls.env_var("postgres_min_pool_size")
             raise ValueError(f"at least {env} (postgres_min_pool_size) = {low}")
+        return value
+
+    @field_validator("bulkhead_max_concurrent")
+    @classmethod
+    def _bulkhead_within_pools(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # Every call the bulkhead admits holds a pooled connection: a bulkhead larger than
+        # a pool only moves the queue into the pool, where calls wait (or, in pools that
+        # do not wait, fail) outside the bulkhead's queue limits and metrics.
+        if value is None:
+            return value
+        exceeded = [
+            (field, size)
+            for field in ("postgres_max_pool_size", "redis_max_connections")
+            if (size := info.data.get(field)) is not None and value > size  # absent: invalid
+        ]
+        if exceeded:
+            limits = " and ".join(f"{cls.env_var(f)} ({f}) = {size}" for f, size in exceeded)
+            raises = " and ".join(cls.env_var(f) for f, _ in exceeded)
+            smallest = min(size for _, size in exceeded)
+            raise ValueError(
+                f"at most {limits}: each call in flight holds a pooled connection. Lower "
+                f"{cls.env_var('bulkhead_max_concurrent')} to {smallest} or less (or unset "
+                f"it to follow the pool sizes), or raise {raises}"
+            )
         return value
 
     @field_validator("qdrant_location")

@@ -37,7 +37,7 @@ The tree (``+`` marks a second base class)::
     │   ├── QueryTimeoutError        +DatabaseError
     │   ├── LockAcquireTimeoutError  +LockError   (not retryable by default)
     │   └── LLMTimeoutError          +LLMError
-    ├── PoolExhaustedError                     retryable
+    ├── PoolExhaustedError                     (not retried: the wait was the retry)
     ├── DatabaseError
     │   ├── QuerySyntaxError         +CallerError
     │   ├── QueryDataError           +CallerError
@@ -365,10 +365,16 @@ class OperationTimeoutError(InfraTimeoutError):
 
 
 class PoolExhaustedError(InfraError):
-    """No pooled connection became free within the allowed wait."""
+    """No pooled connection became free within the allowed wait.
+
+    Not retryable: the caller already waited the pool's acquire timeout for a connection,
+    and the pool is full because of this process's own concurrency, not because the
+    backend failed. A retry after backoff would queue the same demand behind the same
+    full pool again (and hold the caller for another acquire timeout); the remedy is a
+    smaller bulkhead or a larger pool, which settings validate against each other.
+    """
 
     default_message = "connection pool exhausted"
-    default_retryable = True
     hint = "raise the pool's max size or lower concurrency"
 
 

@@ -7,8 +7,8 @@ One function per concern, shared by :meth:`RedisCache.from_settings
 * :func:`build_redis_client` maps ``settings.redis`` onto one of three clients, connecting
   to nothing (the first command connects):
 
-  - ``standalone`` (default): ``redis.asyncio.Redis`` on a ``ConnectionPool`` from the URL
-    (``redis://``, ``rediss://`` for TLS, ``unix://``);
+  - ``standalone`` (default): ``redis.asyncio.Redis`` on a blocking connection pool from
+    the URL (``redis://``, ``rediss://`` for TLS, ``unix://``); see *Pool waits* below;
   - ``cluster``: ``redis.asyncio.cluster.RedisCluster`` with the URL's host and port as
     the startup node (``db`` must be 0; TLS from ``rediss://``);
   - ``sentinel``: ``redis.asyncio.sentinel.Sentinel([(host, port)])`` with the URL's host
@@ -24,6 +24,21 @@ One function per concern, shared by :meth:`RedisCache.from_settings
   connection attempts a call makes is exactly the policy's ``retry_max_attempts``.
 * ``max_connections`` and ``socket_timeout`` come from settings; the connect timeout
   equals the socket timeout.
+* **Pool waits (standalone).** A command that finds every pooled connection busy waits up
+  to ``SEMANTICA_REDIS_POOL_ACQUIRE_TIMEOUT`` for one to be released (redis-py's
+  ``BlockingConnectionPool``), then fails with ``MaxConnectionsError``, which the
+  translation seam turns into ``PoolExhaustedError`` -- not retried, and not counted by
+  the breaker. redis-py's plain ``ConnectionPool`` instead fails at once, and the policy
+  retried that after a backoff of about a second: under a burst above the pool size,
+  calls took a second instead of milliseconds. redis-py reports its own wait timeout as a
+  generic ``ConnectionError`` (indistinguishable from a refused connection, which *is* an
+  outage); :class:`_WaitingConnectionPool` re-raises it as ``MaxConnectionsError``, and
+  arms the wait's timer only when no connection is free (a timer per command was the
+  dearest part of redis-py's blocking pool under concurrency). Cluster and Sentinel
+  clients keep redis-py's own pools: there the pool fails at once, with the same
+  ``PoolExhaustedError``. Settings keep the bulkhead within the pool size, so a policy's
+  own calls never wait here; other users of the same client (the lock, the 3-tier
+  cache's coherence subscription) can.
 * **The password setting wins over a password inside the URL.** redis-py's ``from_url``
   lets URL options override keyword arguments; we parse the URL ourselves
   (``parse_url``) and apply ``SEMANTICA_REDIS_PASSWORD`` last. The password is never put
@@ -39,10 +54,17 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
+from redis.asyncio.connection import (
+    AbstractConnection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+    parse_url,
+)
 from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MaxConnectionsError
 
 from config import Settings
 from config.groups import RedisMode, RedisSettings
@@ -98,11 +120,57 @@ def build_redis_client(
     elif view.mode is RedisMode.SENTINEL:
         client = _sentinel(view, options, common)
     else:
-        pool = ConnectionPool(**{**common, **options, "max_connections": view.max_connections})
+        pool = _WaitingConnectionPool(
+            **{**common, **options},
+            max_connections=view.max_connections,
+            timeout=view.pool_acquire_timeout,
+        )
         client = Redis.from_pool(pool)
     # Masked by value in every rendered text while the client lives (infra.redaction).
     register_secret(options.get("password"), owner=client)
     return client
+
+
+class _WaitingConnectionPool(BlockingConnectionPool):
+    """redis-py's blocking pool, with a typed wait timeout and no timer when a connection
+    is free (see *Pool waits* in the module docstring).
+
+    Only :meth:`get_connection` is changed, using redis-py's public pool API: when
+    ``can_get_connection()`` and nobody waits, the plain pool's acquire runs (it cannot
+    wait, so it needs no timer); otherwise the blocking acquire waits under ``timeout``.
+    Releases always go through the blocking pool, which wakes a waiter.
+    """
+
+    def __init__(self, *, max_connections: int, timeout: float, **kwargs: Any) -> None:
+        super().__init__(max_connections=max_connections, timeout=timeout, **kwargs)
+        self._waiting = 0  # callers in the blocking acquire (they go first)
+
+    # redis-py calls get_connection() without arguments (its arguments are deprecated).
+    async def get_connection(self) -> AbstractConnection:  # type: ignore[override]
+        """A connection; waits at most ``timeout`` s for one, then ``MaxConnectionsError``."""
+        if not self._waiting and self.can_get_connection():
+            try:
+                # The plain pool's acquire (no timer): a connection is free right now.
+                connection: AbstractConnection = await ConnectionPool.get_connection(self)  # type: ignore[no-untyped-call]
+            except MaxConnectionsError:
+                pass  # another task took the last one meanwhile: wait like everyone else
+            else:
+                return connection
+        self._waiting += 1
+        try:
+            connection = await super().get_connection()  # type: ignore[no-untyped-call]
+        except RedisConnectionError as exc:
+            # redis-py raises ConnectionError("No connection available.") from the
+            # expired wait's TimeoutError; a failed connect has no such cause.
+            if isinstance(exc.__cause__, TimeoutError):
+                raise MaxConnectionsError(
+                    f"no pooled connection became free within {self.timeout:g} s "
+                    f"(max_connections={self.max_connections})"
+                ) from exc
+            raise
+        finally:
+            self._waiting -= 1
+        return connection
 
 
 def _url_options(view: RedisSettings) -> dict[str, Any]:

@@ -274,6 +274,30 @@ class ResiliencePolicy(PolicyRun):
         """No layers at all: ``execute`` just awaits ``fn`` (for benchmarks and opt-outs)."""
         return cls(component)
 
+    def without_bulkhead(self) -> Self:
+        """This policy minus its bulkhead: the same breaker, retry (and budget), limiter,
+        timeouts and fallback objects, so state is shared; ``self`` if it has none.
+
+        For calls that already hold a connection of the pool the bulkhead guards, such as
+        the statements of an open transaction: their concurrency is bounded by that pool,
+        and making them wait for a slot could deadlock with callers that hold every slot
+        while they wait for the connection the transaction holds.
+        """
+        if self._bulkhead is None:
+            return self
+        return type(self)(
+            self._component,
+            fallback=self._fallback,
+            timeout=self._timeout,
+            retry=self._retry,
+            breaker=self._breaker,
+            rate_limiter=self._limiter,
+            rate_limit_wait=self._limiter_wait,
+            bulkhead=None,
+            attempt_timeout=self._attempt_timeout,
+            clock=self._clock,
+        )
+
     # ----------------------------------------------------------------- introspection
     @property
     def component(self) -> str:

@@ -17,6 +17,15 @@ Decisions:
   *whole* transaction is the caller's decision (``SerializationFailureError`` says so).
   ``BEGIN`` alone is retried like a read: on failure the connection is released and
   nothing was done.
+* **Only BEGIN passes the bulkhead.** ``BEGIN`` of a top-level transaction waits for a
+  pooled connection like any call, inside the policy's bulkhead. Everything after it
+  (statements, savepoints, commit, rollback) runs on the connection the transaction
+  holds, under the same policy minus its bulkhead
+  (:meth:`~infra.resilience.ResiliencePolicy.without_bulkhead`): the pool already bounds
+  those, and waiting for a slot there deadlocked -- callers holding every slot waited
+  for a connection, while the transactions holding the connections waited for a slot
+  (found at twice the pool size in concurrent transactions, with the bulkhead at the
+  pool size), until timeouts failed both.
 * **Manual begin/commit/rollback** rather than asyncpg's ``async with`` transaction,
   because each step is a call of its own through :class:`~infra.calls.BackendCalls`
   (``begin``, ``commit``, ``rollback``; ``savepoint``, ``release_savepoint``,
@@ -201,7 +210,7 @@ class PostgresTransaction:
         self._check_active()
         check_isolation(isolation, component=self._calls.component)
         return TransactionScope(
-            self._calls,
+            self._calls,  # already the held-connection calls (see TransactionScope)
             self._timeouts,
             self._health,
             watchdog=self._watchdog,
@@ -227,7 +236,9 @@ class TransactionScope:
     """``async with`` scope of one transaction or savepoint; see the module docstring.
 
     Top-level scopes get ``acquire``/``release`` to borrow a pooled connection; nested
-    scopes get the outer transaction's ``conn`` and ``state``.
+    scopes get the outer transaction's ``conn`` and ``state``. ``calls`` runs the
+    top-level ``BEGIN`` (which waits for the connection); ``held`` (default ``calls``)
+    runs everything on the held connection.
     """
 
     __slots__ = (
@@ -236,6 +247,7 @@ class TransactionScope:
         "_calls",
         "_conn",
         "_health",
+        "_held",
         "_nested",
         "_options",
         "_release",
@@ -251,6 +263,7 @@ class TransactionScope:
         timeouts: Timeouts,
         health: HealthCheck,
         *,
+        held: BackendCalls | None = None,
         watchdog: DeadPeerWatchdog | None = None,
         conn: Connection | None = None,
         state: _TransactionState | None = None,
@@ -263,6 +276,7 @@ class TransactionScope:
         if conn is None and (acquire is None or release is None):
             raise TypeError("a top-level transaction scope needs acquire and release")
         self._calls = calls
+        self._held = held if held is not None else calls
         self._timeouts = timeouts
         self._health = health
         self._watchdog = watchdog
@@ -301,12 +315,14 @@ class TransactionScope:
     async def __aenter__(self) -> PostgresTransaction:
         if self._bound is not None:
             raise RuntimeError("a transaction scope can be entered only once")
-        operation = "savepoint" if self._nested else "begin"
-        await self._calls.run(operation, self._begin, idempotent=not self._nested)
+        if self._nested:
+            await self._held.run("savepoint", self._begin, idempotent=False)
+        else:
+            await self._calls.run("begin", self._begin, idempotent=True)
         assert self._conn is not None  # noqa: S101 -- set by _begin
         self._bound = PostgresTransaction(
             self._conn,
-            self._calls,
+            self._held,
             self._timeouts,
             self._health,
             state=self._state,
@@ -328,13 +344,13 @@ class TransactionScope:
             failure = self._state.failure
             if exc is None and failure is None:
                 operation = "release_savepoint" if self._nested else "commit"
-                await self._calls.run(operation, tx.commit, idempotent=False)
+                await self._held.run(operation, tx.commit, idempotent=False)
                 return
             rolled_back = await self._rollback(tx)
             if rolled_back and self._nested:
                 self._state.failure = None  # ROLLBACK TO undid the failed statement
             if exc is None and failure is not None:
-                raise _aborted(failure, self._calls.component, nested=self._nested) from failure
+                raise _aborted(failure, self._held.component, nested=self._nested) from failure
         finally:
             if not self._nested and self._release is not None and self._conn is not None:
                 await self._release(self._conn)
@@ -346,7 +362,7 @@ class TransactionScope:
         if self._conn is not None and _connection_lost(self._conn):
             return False  # the server ended the transaction with the connection
         try:
-            await self._calls.run(operation, tx.rollback, idempotent=False)
+            await self._held.run(operation, tx.rollback, idempotent=False)
         except InfraError as error:
             _log.warning(
                 "%s failed (%s: %s); the connection is reset when released",

@@ -149,6 +149,21 @@ class PostgresStore:
             server_address=address,
             server_port=port,
         )
+        # Statements of an open transaction run on the connection it holds: the pool
+        # bounds them, so they skip the bulkhead (see infra.storage._transaction).
+        held_policy = self._calls.policy.without_bulkhead()
+        self._held_calls = (
+            self._calls
+            if held_policy is self._calls.policy
+            else BackendCalls(
+                self.component,
+                family="database",
+                system="postgresql",
+                policy=held_policy,
+                server_address=address,
+                server_port=port,
+            )
+        )
         # Operation handles, bound once: each statement method resolves nothing per call.
         self._fetch_op = self._calls.operation("fetch")
         self._fetchrow_op = self._calls.operation("fetchrow")
@@ -380,6 +395,7 @@ class PostgresStore:
             self._calls,
             self._timeouts,
             self.health_check,
+            held=self._held_calls,
             watchdog=self._pool.watchdog,
             acquire=self._pool.acquire,
             release=self._pool.release,

@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
 import config
@@ -34,6 +36,7 @@ from config import (
 )
 from infra.exceptions import ConfigurationError, InfraError
 from infra.redaction import redact_text
+from infra.resilience import ResiliencePolicy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VIEWS: dict[str, type[Any]] = {
@@ -386,6 +389,109 @@ def test_cross_field_and_field_errors_are_collected_together() -> None:
     assert set(envs_of(error)) == {"SEMANTICA_POSTGRES_MAX_POOL_SIZE", "SEMANTICA_REDIS_PORT"}
 
 
+# The bulkhead admits calls that each hold a pooled connection, so it must fit both pools.
+POOLS = ("SEMANTICA_POSTGRES_MAX_POOL_SIZE", "SEMANTICA_REDIS_MAX_CONNECTIONS")
+
+
+def test_default_bulkhead_fits_both_default_pools() -> None:
+    """Unset, the bulkhead is the smaller pool (20): the old default of 100 exceeded both."""
+    settings = Settings()
+    assert settings.bulkhead_max_concurrent is None
+    assert settings.resilience.bulkhead_max_concurrent == 20
+    assert settings.resilience.bulkhead_max_concurrent <= settings.db.max_pool_size
+    assert settings.resilience.bulkhead_max_concurrent <= settings.redis.max_connections
+    for component in ("postgres", "redis"):
+        policy = ResiliencePolicy.from_settings(settings, component=component)
+        assert policy.bulkhead is not None
+        assert policy.bulkhead.max_concurrent == 20
+
+
+def test_old_default_bulkhead_is_rejected_naming_both_pools() -> None:
+    """100 concurrent calls on pools of 20 and 50: one error names every variable and the fix."""
+    error = settings_error(bulkhead_max_concurrent=100)
+    assert envs_of(error) == ["SEMANTICA_BULKHEAD_MAX_CONCURRENT"]
+    expected = error.errors[0]["expected"]
+    assert "SEMANTICA_POSTGRES_MAX_POOL_SIZE (postgres_max_pool_size) = 20" in expected
+    assert "SEMANTICA_REDIS_MAX_CONNECTIONS (redis_max_connections) = 50" in expected
+    assert "Lower SEMANTICA_BULKHEAD_MAX_CONCURRENT to 20 or less" in expected
+    assert "raise SEMANTICA_POSTGRES_MAX_POOL_SIZE and SEMANTICA_REDIS_MAX_CONNECTIONS" in str(
+        error
+    )
+    assert error.errors[0]["got"] == 100
+
+
+def test_bulkhead_above_the_redis_pool_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the pool that is exceeded is named; environment values are checked the same way."""
+    monkeypatch.setenv("SEMANTICA_REDIS_MAX_CONNECTIONS", "8")
+    monkeypatch.setenv("SEMANTICA_BULKHEAD_MAX_CONCURRENT", "16")
+    error = settings_error()
+    assert envs_of(error) == ["SEMANTICA_BULKHEAD_MAX_CONCURRENT"]
+    text = str(error)
+    assert "SEMANTICA_REDIS_MAX_CONNECTIONS (redis_max_connections) = 8" in text
+    assert "SEMANTICA_POSTGRES_MAX_POOL_SIZE" not in text
+    assert "to 8 or less" in text
+
+
+def test_lowering_a_pool_lowers_the_default_bulkhead() -> None:
+    """Setting only a pool size never makes the defaults invalid."""
+    assert Settings(redis_max_connections=4).resilience.bulkhead_max_concurrent == 4
+    settings = Settings(postgres_min_pool_size=1, postgres_max_pool_size=2)
+    assert settings.resilience.bulkhead_max_concurrent == 2
+    assert Settings(bulkhead_max_concurrent=7).resilience.bulkhead_max_concurrent == 7
+
+
+def test_bulkhead_error_is_collected_with_others_and_skips_invalid_pools() -> None:
+    """An invalid pool size is reported alone (no comparison against garbage); the
+    bulkhead check is listed alongside unrelated problems."""
+    error = settings_error(postgres_max_pool_size="abc", bulkhead_max_concurrent=30)
+    assert envs_of(error) == ["SEMANTICA_POSTGRES_MAX_POOL_SIZE"]
+    error = settings_error(redis_port=0, bulkhead_max_concurrent=51)
+    assert envs_of(error) == ["SEMANTICA_REDIS_PORT", "SEMANTICA_BULKHEAD_MAX_CONCURRENT"]
+
+
+@given(
+    postgres=st.integers(1, 300),
+    redis=st.integers(1, 300),
+    bulkhead=st.none() | st.integers(1, 400),
+)
+def test_effective_bulkhead_never_exceeds_a_pool(
+    postgres: int, redis: int, bulkhead: int | None
+) -> None:
+    """Any combination: either settings build and the effective bulkhead fits both pools
+    (the value set, else the smaller pool), or the error names exactly the pools exceeded."""
+    values: dict[str, Any] = {
+        "postgres_min_pool_size": 1,
+        "postgres_max_pool_size": postgres,
+        "redis_max_connections": redis,
+        "bulkhead_max_concurrent": bulkhead,
+    }
+    exceeded = {
+        env
+        for env, size in zip(POOLS, (postgres, redis), strict=True)
+        if bulkhead is not None and bulkhead > size
+    }
+    if exceeded:
+        error = settings_error(**values)
+        assert envs_of(error) == ["SEMANTICA_BULKHEAD_MAX_CONCURRENT"]
+        assert {env for env in POOLS if env in error.errors[0]["expected"]} == exceeded
+        return
+    limit = Settings(**values).resilience.bulkhead_max_concurrent
+    assert limit == (bulkhead if bulkhead is not None else min(postgres, redis))
+    assert limit <= postgres
+    assert limit <= redis
+
+
+def test_redis_pool_acquire_timeout_is_validated_and_viewed() -> None:
+    """The Redis pool's wait is a positive, finite number of seconds."""
+    assert Settings().redis.pool_acquire_timeout == 5.0
+    assert Settings(redis_pool_acquire_timeout=0.25).redis.pool_acquire_timeout == 0.25
+    for bad in (0, -1.0, "inf"):
+        error = settings_error(redis_pool_acquire_timeout=bad)
+        assert envs_of(error) == ["SEMANTICA_REDIS_POOL_ACQUIRE_TIMEOUT"]
+
+
 def test_qdrant_location_and_url_exclude_each_other() -> None:
     """Local mode and a server URL together are ambiguous and rejected."""
     error = settings_error(qdrant_url="http://qdrant:6333", qdrant_location=":memory:")
@@ -587,6 +693,10 @@ def test_docs_list_exactly_the_settings_fields() -> None:
         assert row["default"] == rendered_default(Settings.model_fields[field].default), field
 
 
+#: View attributes resolved from other settings when their variable is unset.
+RESOLVED_WHEN_UNSET = {("redis", "url"), ("resilience", "bulkhead_max_concurrent")}
+
+
 def test_docs_view_attributes_match_the_views() -> None:
     """The documented view attribute of each variable exists and covers every view field."""
     rows = documented_rows()
@@ -596,7 +706,7 @@ def test_docs_view_attributes_match_the_views() -> None:
     defaults = Settings()
     for row in rows:
         field = row["env"].removeprefix("SEMANTICA_").lower()
-        if (row["view"], row["attr"]) == ("redis", "url"):
-            continue  # resolved from host/port when the variable is unset
+        if (row["view"], row["attr"]) in RESOLVED_WHEN_UNSET:
+            continue  # the view holds the effective value; checked by their own tests
         view_value = getattr(getattr(defaults, row["view"]), row["attr"])
         assert view_value == getattr(defaults, field), row["env"]

@@ -653,7 +653,7 @@ async def test_real_asyncpg_connect_to_closed_port(closed_port: int) -> None:
         (rx.AuthenticationWrongNumberOfArgsError("wrong args"), BackendAuthenticationError, False),
         (rx.NoPermissionError("this user has no permissions"), BackendAuthenticationError, False),
         (rx.TimeoutError("Timeout reading from socket"), OperationTimeoutError, True),
-        (rx.MaxConnectionsError("Too many connections"), PoolExhaustedError, True),
+        (rx.MaxConnectionsError("Too many connections"), PoolExhaustedError, False),
         (rx.NoScriptError("No matching script."), CacheError, True),
         (rx.WatchError("Watched variable changed."), CacheError, True),
         (rx.ResponseError("WRONGTYPE wrong kind of value"), CacheError, False),
@@ -776,21 +776,24 @@ def test_qdrant_response_handling_exception_translates_its_source(
 
 
 @pytest.mark.parametrize(
-    ("exc", "expected"),
+    ("exc", "expected", "retryable"),
     [
-        (httpx.ConnectError("refused"), VectorStoreConnectionError),
-        (httpx.ReadError("reset"), VectorStoreConnectionError),
-        (httpx.RemoteProtocolError("Server disconnected"), VectorStoreConnectionError),
-        (httpx.ConnectTimeout("timed out"), OperationTimeoutError),
-        (httpx.PoolTimeout("no connection"), PoolExhaustedError),
+        (httpx.ConnectError("refused"), VectorStoreConnectionError, True),
+        (httpx.ReadError("reset"), VectorStoreConnectionError, True),
+        (httpx.RemoteProtocolError("Server disconnected"), VectorStoreConnectionError, True),
+        (httpx.ConnectTimeout("timed out"), OperationTimeoutError, True),
+        # The wait for a pooled connection already ran out: never retried.
+        (httpx.PoolTimeout("no connection"), PoolExhaustedError, False),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else None,
 )
-def test_raw_httpx_errors_map_by_family(exc: Exception, expected: type[InfraError]) -> None:
+def test_raw_httpx_errors_map_by_family(
+    exc: Exception, expected: type[InfraError], retryable: bool
+) -> None:
     """httpx transport errors become the caller family's connection/timeout errors."""
     error = tr(exc, "vector")
     assert type(error) is expected
-    assert error.retryable is True
+    assert error.retryable is retryable
 
 
 def test_httpx_status_error_maps_by_status() -> None:
@@ -901,7 +904,7 @@ def test_neo4j_server_errors_map_by_code(
         (nx.ServiceUnavailable("Couldn't connect to localhost:7687"), GraphConnectionError, True),
         (nx.SessionExpired("Failed to read from defunct connection"), GraphConnectionError, True),
         (nx.IncompleteCommit("Connection lost during commit"), GraphConnectionError, False),
-        (nx.ConnectionAcquisitionTimeoutError("pool is full"), PoolExhaustedError, True),
+        (nx.ConnectionAcquisitionTimeoutError("pool is full"), PoolExhaustedError, False),
         (nx.ConfigurationError("trust settings are invalid"), ConfigurationError, False),
         (nx.ResultConsumedError(object(), "result was consumed"), GraphError, False),
     ],

@@ -247,7 +247,7 @@ def test_from_settings_builds_every_enabled_layer() -> None:
     assert policy.describe() == (
         "redis: timeout(30s) → retry(3 attempts, 1s x2 up to 30s, jitter, deadline 30s, "
         "budget 20% + 10/s over 10s) → breaker(5 failed calls / 60s, 1 probe) → "
-        "bulkhead(100 running, 1000 queued, wait 5s) → attempt-timeout(10s)"
+        "bulkhead(20 running, 1000 queued, wait 5s) → attempt-timeout(10s)"
     )
     assert repr(policy) == f"ResiliencePolicy({policy.describe()})"
 
@@ -408,3 +408,28 @@ def test_package_public_api_is_pinned() -> None:
     typing.get_type_hints(resilience.ResiliencePolicy.from_settings)
     typing.get_type_hints(resilience.RetryPolicy.execute)
     typing.get_type_hints(resilience.CircuitBreaker.call)
+
+
+async def test_without_bulkhead_shares_every_other_layer() -> None:
+    """The twin for calls on an already-held connection: no bulkhead, while the breaker,
+    retry budget and timeouts are the very same objects; without a bulkhead, itself."""
+    policy = ResiliencePolicy.from_settings(Settings(), component="postgres")
+    assert policy.bulkhead is not None
+    twin = policy.without_bulkhead()
+    assert twin.bulkhead is None
+    assert twin.breaker is policy.breaker
+    assert twin.retry is not None
+    assert policy.retry is not None
+    assert twin.retry.budget is policy.retry.budget
+    assert twin.describe() == policy.describe().replace(
+        " → bulkhead(20 running, 1000 queued, wait 5s)", ""
+    )
+    assert twin.without_bulkhead() is twin
+    # Slots all taken: the twin still runs, and its failures reach the shared breaker.
+    for _ in range(policy.bulkhead.max_concurrent):
+        await policy.bulkhead.acquire()
+    assert await twin.execute(asyncio.sleep, 0, "ran") == "ran"
+    assert policy.breaker is not None
+    policy.breaker.force_open()
+    with pytest.raises(CircuitBreakerOpenError):
+        await twin.execute(asyncio.sleep, 0)
