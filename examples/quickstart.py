@@ -58,6 +58,7 @@ from containers.application import ApplicationContainer
 from containers.lifecycle import start, stop
 from infra.cache import RedisDistributedLock, ThreeTierCache
 from infra.exceptions import (
+    CallerError,
     CircuitBreakerOpenError,
     InfraError,
     ResilienceError,
@@ -213,7 +214,8 @@ _BODY_HEADERS = {"content-type", "content-length"}
 @web.middleware
 async def infra_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every error answers JSON. Client errors keep their status (400/404/405/413/422,
-    including aiohttp's own for an unknown route). Our typed errors: 503 (+ Retry-After
+    including aiohttp's own for an unknown route); a caller error from a backend (data it
+    refuses) answers 422. Other typed errors: 503 (+ Retry-After
     when known) if the backend is down or shedding load -- retryable errors, an open
     breaker, a full bulkhead -- else 500; anything else is logged and answers 500."""
     try:
@@ -225,6 +227,10 @@ async def infra_errors(request: web.Request, handler: Any) -> web.StreamResponse
             raise
         kept = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
         return web.json_response({"error": exc.reason}, status=exc.status, headers=kept)
+    except CallerError as exc:
+        # The request carried data the backend refuses (e.g. a NUL character in a text
+        # value): the client's to fix, never a server error.
+        return web.json_response(exc.to_dict(), status=422)
     except InfraError as exc:
         unavailable = exc.retryable or isinstance(exc, ResilienceError)
         headers = {}
