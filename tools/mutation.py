@@ -13,11 +13,13 @@ What it does, in order:
 1. Copies the working tree (tracked and untracked-but-not-ignored files, so tests you have
    not committed yet are used) into a temporary directory. **The working tree is never
    written to**; every mutant is written into the copy and restored there.
-2. Starts PostgreSQL and Redis once (embedded, or the ``SEMANTICA_TEST_*`` servers if set)
-   and hands them to every test run through those variables, so no run pays a server start.
-3. Runs the candidate tests (``--candidates``, default ``tests/unit tests/contract
-   tests/integration``) once under coverage with one context per test, to learn which tests
-   execute each line of each target module. That map is the per-mutant test selection:
+2. When a module's tests need them, starts PostgreSQL and Redis once (embedded, or the
+   ``SEMANTICA_TEST_*`` servers if set) and hands them to every test run through those
+   variables, so no run pays a server start.
+3. Runs each module's related tests (:data:`RELATED`: the package's own unit tests, plus
+   contract/integration tests for the Redis-backed modules; ``--tests`` overrides) once
+   under coverage with one context per test, to learn which of them execute each line of
+   each target module. That map narrows the per-mutant test selection:
    a mutant inside a function body runs only the tests that execute one of its lines; a
    mutant at module or class level (constants, defaults, class attributes) runs every test
    that executes any line of its module. A mutant no test executes is reported as
@@ -84,7 +86,29 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TARGETS = ("infra/resilience", "infra/cache")
-DEFAULT_CANDIDATES = ("tests/unit", "tests/contract", "tests/integration")
+# The tests related to each package or module (longest prefix wins). Coverage then narrows
+# them per mutant. Tests of other packages that merely *use* a module (an adapter running
+# through a ResiliencePolicy) are not its tests: a mutant they alone kill is not specified
+# by the module's own tests. Servers (PostgreSQL/Redis) start only when a run needs them.
+RELATED: dict[str, tuple[tuple[str, ...], bool]] = {
+    "infra/resilience/": (("tests/unit/resilience",), False),
+    "infra/resilience/rate_limit_redis.py": (
+        ("tests/unit/resilience/test_rate_limit.py", "tests/integration/test_rate_limit_redis.py"),
+        True,
+    ),
+    "infra/cache/": (
+        (
+            "tests/unit/cache",
+            "tests/unit/test_distributed_lock_base.py",
+            "tests/contract/test_cache_contract.py",
+            "tests/contract/test_lock_contract.py",
+            "tests/integration/test_redis_cache.py",
+            "tests/integration/test_distributed_lock.py",
+            "tests/integration/test_three_tier_cache.py",
+        ),
+        True,
+    ),
+}
 EQUIVALENTS = ROOT / "tools" / "mutation_equivalents.toml"
 NO_MUTATE = "pragma: no mutate"
 PYTEST_ARGS = (
@@ -471,6 +495,16 @@ def copy_tree(dest: Path) -> None:
         shutil.copy2(src, target)
 
 
+def related_tests(module: str, override: list[str] | None) -> tuple[tuple[str, ...], bool]:
+    """The test paths related to ``module`` and whether they need the servers."""
+    if override:
+        return tuple(override), not all(p.startswith("tests/unit") for p in override)
+    prefixes = [p for p in RELATED if module == p or module.startswith(p)]
+    if not prefixes:
+        raise SystemExit(f"error: no related tests known for {module}; pass --tests")
+    return RELATED[max(prefixes, key=len)]
+
+
 def module_files(targets: list[str]) -> list[str]:
     """Expand packages (directories) and dotted names into module file paths."""
     files: list[str] = []
@@ -607,9 +641,11 @@ class ContextPerTest:
 
 
 def coverage_map(
-    runner: Runner, candidates: list[str], modules: list[str], scratch: Path
+    runner: Runner, related: dict[str, tuple[str, ...]], scratch: Path
 ) -> dict[str, dict[int, set[str]]]:
-    """module -> line -> the test node ids that execute it (one candidate run under coverage)."""
+    """module -> line -> the related test node ids that execute it (one run under coverage)."""
+    modules = list(related)
+    candidates = sorted({path for paths in related.values() for path in paths})
     data_file = scratch / "coverage.sqlite"
     script = scratch / "map_run.py"
     script.write_text(
@@ -640,20 +676,29 @@ def coverage_map(
     result: dict[str, dict[int, set[str]]] = {}
     for module in modules:
         by_line = data.contexts_by_lineno(str(runner.tree / module))
-        result[module] = {
-            line: {c for c in ctxs if c} for line, ctxs in by_line.items() if any(ctxs)
-        }
+        own = related[module]
+        lines: dict[int, set[str]] = {}
+        for line, contexts in by_line.items():
+            mine = {c for c in contexts if c and c.split("::")[0].startswith(own)}
+            if mine:
+                lines[line] = mine
+        result[module] = lines
     return result
 
 
 def tests_for(mutant: Mutant, lines: dict[int, set[str]]) -> list[str]:
     """The test node ids to run against ``mutant``."""
     if not mutant.in_body:
-        return sorted(set().union(*lines.values())) if lines else []
+        return _fast_first(set().union(*lines.values())) if lines else []
     selected: set[str] = set()
     for line in range(mutant.lineno, mutant.end_lineno + 1):
         selected |= lines.get(line, set())
-    return sorted(selected)
+    return _fast_first(selected)
+
+
+def _fast_first(node_ids: set[str]) -> list[str]:
+    """Unit tests first: with ``-x`` a killed mutant usually stops at a fast test."""
+    return sorted(node_ids, key=lambda n: (not n.startswith("tests/unit/"), n))
 
 
 # ============================================================================ the run
@@ -697,7 +742,7 @@ def run_module(
     started = time.monotonic()
     target = runner.tree / module
     original = target.read_text()
-    all_tests = sorted(set().union(*lines.values())) if lines else []
+    all_tests = _fast_first(set().union(*lines.values())) if lines else []
     try:
         if all_tests:
             write_module(target, clean_source(original))
@@ -781,13 +826,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed; default 0")
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds per mutant (default: 10 + 3x the module's clean run)")
-    parser.add_argument("--candidates", nargs="+", default=list(DEFAULT_CANDIDATES),
-                        help="test paths whose coverage decides each mutant's tests")
+    parser.add_argument("--tests", nargs="+", default=None,
+                        help="test paths to use for every module instead of RELATED")
     parser.add_argument("--equivalents", type=Path, default=EQUIVALENTS)
     parser.add_argument("--only", nargs="+", default=None, help="run only these mutant ids")
     parser.add_argument("--list", action="store_true", help="print the sample and exit")
-    parser.add_argument("--no-servers", action="store_true",
-                        help="do not start PostgreSQL/Redis (unit-only candidates)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary copy")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every mutant")
@@ -810,15 +853,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {m.id}  L{m.lineno}: {m.before} -> {m.after}")
         return 0
 
+    related = {m: related_tests(m, args.tests) for m in samples}
+    needs_servers = any(servers for _, servers in related.values())
+    # A plain `kill` must still stop the servers and remove the copy.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="mutation-"))
     tree = scratch / "tree"
     try:
         copy_tree(tree)
-        with backend_servers(tree, not args.no_servers) as env:
+        with backend_servers(tree, needs_servers) as env:
             runner = Runner(tree, env)
-            print(f"copy: {tree}; mapping tests to lines ({' '.join(args.candidates)}) ...")
-            line_map = coverage_map(runner, args.candidates, list(samples), scratch)
+            print(f"copy: {tree}; mapping the related tests to lines ...", flush=True)
+            line_map = coverage_map(runner, {m: r[0] for m, r in related.items()}, scratch)
             print(f"map done in {time.monotonic() - started:.0f} s")
             results = []
             for module, (chosen, available) in samples.items():
