@@ -150,6 +150,12 @@ PREIMPORT = (
     "asyncpg",
     "yaml",
     "coverage",
+    "opentelemetry.sdk.metrics",
+    "opentelemetry.sdk.resources",
+    "gzip",
+    "importlib.metadata",
+    # In-repo but never mutated; imports only infra.exceptions and infra.redaction.
+    "config",
 )
 
 
@@ -495,6 +501,10 @@ def copy_tree(dest: Path) -> None:
         shutil.copy2(src, target)
 
 
+def _dotted(module: str) -> str:
+    return module.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+
+
 def related_tests(module: str, override: list[str] | None) -> tuple[tuple[str, ...], bool]:
     """The test paths related to ``module`` and whether they need the servers."""
     if override:
@@ -564,15 +574,30 @@ def backend_servers(tree: Path, enabled: bool) -> Iterator[dict[str, str]]:
 
 
 # ======================================================================== fork server
+_STOP: list[int] = []
+
+
+def _request_stop(signum: int, _frame: object) -> None:
+    _STOP.append(signum)
+
+
+def _check_stop() -> None:
+    if _STOP:
+        raise SystemExit(128 + _STOP[0])
+
 class Runner:
     """Runs pytest in forked children of a process that pre-imported the heavy libraries."""
 
-    def __init__(self, tree: Path, env: dict[str, str]) -> None:
+    def __init__(self, tree: Path, env: dict[str, str], targets: list[str]) -> None:
         self.tree = tree
         os.environ.update(env)
+        sys.path.insert(0, str(tree))
         for name in PREIMPORT:
             with contextlib.suppress(ImportError):
                 __import__(name)
+        shared = [m for m in targets if _dotted(m) in sys.modules]
+        if shared:  # a child would run the parent's unmutated copy of these
+            raise SystemExit(f"error: the fork server imported target modules {shared}")
 
     def run(
         self, args: list[str], timeout: float, log: Path | None = None
@@ -581,11 +606,13 @@ class Runner:
 
         outcome: "passed", "failed", "timeout" or "error" (pytest could not run at all).
         """
+        _check_stop()
         start = time.monotonic()
         pid = os.fork()
         if pid == 0:  # child
             code = 3
             try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 os.setpgid(0, 0)
                 os.chdir(self.tree)
                 sys.path.insert(0, str(self.tree))
@@ -606,10 +633,11 @@ class Runner:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 break
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or _STOP:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
+                _check_stop()
                 return "timeout", time.monotonic() - start
             time.sleep(0.02)
         elapsed = time.monotonic() - start
@@ -624,11 +652,15 @@ class Runner:
 
 # ====================================================================== coverage map
 _MAP_PLUGIN = """
-import coverage, pytest
+import coverage, json, pytest
 
 class ContextPerTest:
     def __init__(self, cov):
         self.cov = cov
+        self.durations = {}
+
+    def pytest_runtest_logreport(self, report):
+        self.durations[report.nodeid] = self.durations.get(report.nodeid, 0.0) + report.duration
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item):
@@ -653,10 +685,12 @@ def coverage_map(
         + "\nimport sys\n"
         + f"cov = coverage.Coverage(data_file={str(data_file)!r}, branch=False,"
         + f" include={[str(runner.tree / m) for m in modules]!r})\n"
-        + "cov.start()\n"
+        + "plugin = ContextPerTest(cov)\ncov.start()\n"
         + f"code = pytest.main({[*PYTEST_ARGS[1:], *candidates]!r},"
-        + " plugins=[ContextPerTest(cov)])\n"
-        + "cov.stop(); cov.save()\nsys.exit(int(code))\n"
+        + " plugins=[plugin])\n"
+        + "cov.stop(); cov.save()\n"
+        + f"open({str(scratch / 'durations.json')!r}, 'w').write(json.dumps(plugin.durations))\n"
+        + "sys.exit(int(code))\n"
     )
     proc = subprocess.run(
         [sys.executable, str(script)],
@@ -667,10 +701,13 @@ def coverage_map(
         check=False,
     )
     if proc.returncode != 0:  # the per-module clean runs decide what can still be judged
-        print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
-        print("warning: some candidate tests fail on the unmutated tree")
+        failed = [ln for ln in proc.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
+        print("warning: some related tests fail on the unmutated tree:")
+        print("\n".join(failed) or proc.stdout[-3000:] + proc.stderr[-3000:])
     import coverage
 
+    with contextlib.suppress(OSError, ValueError):
+        DURATIONS.update(json.loads((scratch / "durations.json").read_text()))
     data = coverage.CoverageData(basename=str(data_file))
     data.read()
     result: dict[str, dict[int, set[str]]] = {}
@@ -696,9 +733,13 @@ def tests_for(mutant: Mutant, lines: dict[int, set[str]]) -> list[str]:
     return _fast_first(selected)
 
 
+#: Test node id -> seconds it took in the coverage run.
+DURATIONS: dict[str, float] = {}
+
+
 def _fast_first(node_ids: set[str]) -> list[str]:
-    """Unit tests first: with ``-x`` a killed mutant usually stops at a fast test."""
-    return sorted(node_ids, key=lambda n: (not n.startswith("tests/unit/"), n))
+    """Fastest tests first: with ``-x`` a killed mutant usually stops at a quick one."""
+    return sorted(node_ids, key=lambda n: (DURATIONS.get(n, 1.0), n))
 
 
 # ============================================================================ the run
@@ -708,6 +749,7 @@ class ModuleResult:
     available: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     survivors: list[tuple[Mutant, str]] = field(default_factory=list)
+    by_id: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -737,6 +779,7 @@ def run_module(
     equivalents: dict[str, str],
     timeout: float | None,
     verbose: bool,
+    previous: dict[str, str],
 ) -> ModuleResult:
     result = ModuleResult(module=module, available=available)
     started = time.monotonic()
@@ -758,23 +801,31 @@ def run_module(
             clean_seconds = 0.0
         limit = timeout or 10.0 + 3.0 * clean_seconds
         for mutant in sample:
+            took = 0.0
             if mutant.id in equivalents:
                 outcome = "equivalent"
+            elif previous.get(mutant.id) in {"killed", "timeout"}:
+                outcome = previous[mutant.id]  # tests were only added since: still killed
             else:
                 selected = tests_for(mutant, lines)
                 if not selected:
                     outcome = "no-cover"
                 else:
                     write_module(target, apply_mutant(original, mutant))
-                    run_outcome, _ = runner.run(selected, timeout=limit)
+                    run_outcome, took = runner.run(selected, timeout=limit)
                     outcome = {"failed": "killed", "passed": "survived"}.get(
                         run_outcome, run_outcome
                     )
             result.outcomes[outcome] += 1
+            result.by_id[mutant.id] = outcome
             if outcome in {"survived", "no-cover", "error"}:
                 result.survivors.append((mutant, outcome))
             if verbose:
-                print(f"    {outcome:10} {mutant.id}  L{mutant.lineno}: {mutant.before} -> {mutant.after}")
+                print(
+                    f"    {outcome:10} {took:5.1f}s {mutant.id}  "
+                    f"L{mutant.lineno}: {mutant.before} -> {mutant.after}",
+                    flush=True,
+                )
     finally:
         write_module(target, original)
         result.seconds = time.monotonic() - started
@@ -817,6 +868,34 @@ def report(results: list[ModuleResult], seconds: float) -> None:
             print(f"  [{outcome}] {mutant.id}\n      L{mutant.lineno}: {mutant.before}  ->  {mutant.after}")
 
 
+def write_json(path: Path, results: list[ModuleResult], seconds: float, args: Any) -> None:
+    path.write_text(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "seed": args.seed,
+                "per_module": args.per_module,
+                "modules": [
+                    {
+                        "module": r.module,
+                        "available": r.available,
+                        "outcomes": dict(r.outcomes),
+                        "score": r.score,
+                        "survivors": [
+                            {"id": m.id, "outcome": o, "line": m.lineno,
+                             "before": m.before, "after": m.after}
+                            for m, o in r.survivors
+                        ],
+                        "outcomes_by_id": r.by_id,
+                    }
+                    for r in results
+                ],
+            },
+            indent=2,
+        )
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("targets", nargs="*", default=list(DEFAULT_TARGETS),
@@ -832,6 +911,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", default=None, help="run only these mutant ids")
     parser.add_argument("--list", action="store_true", help="print the sample and exit")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--since", type=Path, default=None,
+        help="a --json file of an earlier run with the same source and seed: mutants it "
+        "killed count as killed without running (valid when tests were only added)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary copy")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every mutant")
     args = parser.parse_args(argv)
@@ -854,16 +938,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     related = {m: related_tests(m, args.tests) for m in samples}
+    previous: dict[str, str] = {}
+    if args.since is not None:
+        for entry in json.loads(args.since.read_text())["modules"]:
+            previous.update(entry.get("outcomes_by_id", {}))
     needs_servers = any(servers for _, servers in related.values())
-    # A plain `kill` must still stop the servers and remove the copy.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # A plain `kill` must still stop the servers and remove the copy: the handler only
+    # sets a flag (it may run inside os.fork's hooks, where an exception is swallowed).
+    signal.signal(signal.SIGTERM, _request_stop)
     started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="mutation-"))
     tree = scratch / "tree"
     try:
         copy_tree(tree)
         with backend_servers(tree, needs_servers) as env:
-            runner = Runner(tree, env)
+            runner = Runner(tree, env, list(samples))
             print(f"copy: {tree}; mapping the related tests to lines ...", flush=True)
             line_map = coverage_map(runner, {m: r[0] for m, r in related.items()}, scratch)
             print(f"map done in {time.monotonic() - started:.0f} s")
@@ -871,29 +960,18 @@ def main(argv: list[str] | None = None) -> int:
             for module, (chosen, available) in samples.items():
                 r = run_module(
                     runner, module, line_map.get(module, {}), chosen, available,
-                    equivalents, args.timeout, args.verbose,
+                    equivalents, args.timeout, args.verbose, previous,
                 )
                 score = "-" if r.score is None else f"{100 * r.score:.1f}%"
                 print(f"  {module}: {dict(r.outcomes)} score {score} ({r.seconds:.0f} s)",
                       flush=True)
                 results.append(r)
+                if args.json:  # after every module, so a long run can be read meanwhile
+                    write_json(args.json, results, time.monotonic() - started, args)
         seconds = time.monotonic() - started
         report(results, seconds)
         if args.json:
-            args.json.write_text(json.dumps({
-                "seconds": seconds,
-                "seed": args.seed,
-                "per_module": args.per_module,
-                "modules": [{
-                    "module": r.module,
-                    "available": r.available,
-                    "outcomes": dict(r.outcomes),
-                    "score": r.score,
-                    "survivors": [{"id": m.id, "outcome": o, "line": m.lineno,
-                                   "before": m.before, "after": m.after}
-                                  for m, o in r.survivors],
-                } for r in results],
-            }, indent=2))
+            write_json(args.json, results, seconds, args)
     finally:
         if args.keep:
             print(f"kept {scratch}")
