@@ -392,3 +392,53 @@ async def test_errors_name_the_component_when_given() -> None:
     assert rejected.value.component == "postgres"
     assert rejected.value.details["breaker"] == "primary"
     assert rejected.value.details["failure_count"] == 1
+
+
+def test_the_documented_defaults() -> None:
+    """docs/resilience.md: 5 failed calls, 60 s, 1 probe, no rate rule, window 100, min 10."""
+    config = CircuitBreakerConfig()
+    assert (config.failure_threshold, config.timeout, config.half_open_max_calls) == (5, 60.0, 1)
+    assert (config.failure_rate_threshold, config.window_size, config.minimum_calls) == (
+        None,
+        100,
+        10,
+    )
+    assert config.count_retried_attempts is False
+
+
+def test_excluded_must_be_a_collection_of_types() -> None:
+    for bad in (42, "ValueError", None):
+        with pytest.raises(TypeError, match="^excluded must be a tuple of exception types"):
+            CircuitBreakerConfig(excluded=bad)  # type: ignore[arg-type]
+
+
+async def test_each_exit_pairs_with_its_own_entry_even_out_of_order() -> None:
+    """Two breakers entered a, b and exited a, b (an exit stack unwinding by hand)."""
+    a, _ca, rec_a = make(failure_threshold=1)
+    b, _cb, rec_b = make(failure_threshold=1)
+    await a.__aenter__()
+    await b.__aenter__()
+    await a.__aexit__(None, None, None)
+    await b.__aexit__(BackendConnectionError, BackendConnectionError(component="db"), None)
+    assert rec_a.outcomes() == [CallOutcome.SUCCESS]
+    assert rec_b.outcomes() == [CallOutcome.FAILURE]
+    made = [make(failure_threshold=1) for _ in range(3)]
+    for breaker, _clock, _rec in made:
+        await breaker.__aenter__()
+    for breaker, _clock, _rec in made:  # first in, first out
+        await breaker.__aexit__(None, None, None)
+    assert [rec.outcomes() for _b, _c, rec in made] == [[CallOutcome.SUCCESS]] * 3
+
+
+async def test_an_exit_after_a_finished_block_has_no_entry_left() -> None:
+    breaker, _clock, rec = make()
+    async with breaker:
+        pass
+    with pytest.raises(RuntimeError, match="without a matching __aenter__"):
+        await breaker.__aexit__(None, None, None)
+    async with breaker:
+        async with breaker:  # the same breaker nested: two entries, two exits
+            pass
+    with pytest.raises(RuntimeError, match="without a matching __aenter__"):
+        await breaker.__aexit__(None, None, None)
+    assert rec.outcomes() == [CallOutcome.SUCCESS] * 3
