@@ -645,9 +645,12 @@ class Runner:
         shutil.rmtree(self.tree / ".hypothesis", ignore_errors=True)
         if code == 0:
             return "passed", elapsed
-        if code in {1, 2}:  # tests failed / collection or import failed
+        # 1: tests failed; 2: collection failed; 3: internal error; 4: a conftest could
+        # not be imported (the mutant broke an import) -- all caused by the mutant.
+        # 5 (no tests collected) means the selection is wrong, not the mutant.
+        if code in {1, 2, 3, 4} or code < 0:
             return "failed", elapsed
-        return ("failed" if code < 0 else "error"), elapsed
+        return "error", elapsed
 
 
 # ====================================================================== coverage map
