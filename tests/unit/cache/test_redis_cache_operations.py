@@ -173,3 +173,47 @@ async def test_an_injected_client_stays_open_after_the_cache_closes(redis_client
     # Still the same connection (a reconnect would have lost the name).
     assert await redis_client.client_getname() == "injected-connection"
     assert await cache.get("k") == 1
+
+
+async def test_health_check_of_an_unreachable_server_reports_the_error() -> None:
+    client = Redis.from_url("redis://127.0.0.1:9/0")  # nothing listens on the discard port
+    cache = RedisCache(client, policy=ResiliencePolicy.passthrough("redis"))
+    try:
+        healthy, details = await cache.health_check(latency_threshold_ms=50.0)
+    finally:
+        await client.aclose()
+    assert healthy is False
+    assert details["status"] == "unhealthy"
+    assert details["error"] == "CacheConnectionError"
+    assert details["message"]
+    assert details["latency_threshold_ms"] == 50.0
+    assert details["circuit_breaker"] is None  # a passthrough policy has no breaker
+    assert details["latency_ms"] >= 0
+
+
+async def test_health_check_messages_are_cut_at_300_characters(redis_client: Redis) -> None:
+    """An error with a long message (here a rate limiter's, naming itself) is truncated."""
+    from infra.resilience.clock import ManualClock
+    from infra.resilience.rate_limit import TokenBucketLimiter
+
+    clock = ManualClock()
+    limiter = TokenBucketLimiter(rate=0.001, capacity=1, clock=clock, name="L" * 400)
+    assert await limiter.try_acquire()
+    policy = ResiliencePolicy("redis", rate_limiter=limiter, rate_limit_wait=0.0, clock=clock)
+    cache = RedisCache(redis_client, policy=policy)
+    healthy, details = await cache.health_check()
+    assert healthy is False
+    assert details["error"] == "RateLimitExceededError"
+    assert len(details["message"]) == 300
+    assert details["message"] == f"[{'L' * 299}"
+
+
+async def test_health_check_reports_the_breaker_state_and_pool(redis_url: str) -> None:
+    async with RedisCache.from_settings(Settings(redis_url=redis_url)) as cache:
+        healthy, details = await cache.health_check(latency_threshold_ms=10_000.0)
+        assert healthy is True
+        assert details["status"] == "healthy"
+        assert details["circuit_breaker"] == "closed"
+        assert details["pool_size"] >= details["pool_free"] >= 1  # the PING came back
+        assert details["pool_max"] == Settings(redis_url=redis_url).redis.max_connections
+        assert "error" not in details

@@ -442,3 +442,28 @@ async def test_an_exit_after_a_finished_block_has_no_entry_left() -> None:
     with pytest.raises(RuntimeError, match="without a matching __aenter__"):
         await breaker.__aexit__(None, None, None)
     assert rec.outcomes() == [CallOutcome.SUCCESS] * 3
+
+
+async def test_to_dict_names_every_field() -> None:
+    breaker, clock, _rec = make(
+        failure_threshold=2, failure_rate_threshold=1.0, window_size=3, minimum_calls=1
+    )
+    await breaker.call(ok)
+    await fail(breaker)
+    assert breaker.snapshot().to_dict() == {
+        "name": "db",
+        "state": "closed",
+        "failure_count": 1,
+        "failure_rate": 0.5,
+        "window_calls": 2,
+        "retry_after_s": None,
+        "half_open_in_flight": 0,
+        "opened_at": None,
+    }
+    breaker.force_open()
+    clock.advance(10.0)
+    breaker.admit()
+    probing = breaker.snapshot().to_dict()
+    assert probing["state"] == "half_open"
+    assert probing["half_open_in_flight"] == 1
+    assert isinstance(probing["opened_at"], str)
