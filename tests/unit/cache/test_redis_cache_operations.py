@@ -217,3 +217,38 @@ async def test_health_check_reports_the_breaker_state_and_pool(redis_url: str) -
         assert details["pool_size"] >= details["pool_free"] >= 1  # the PING came back
         assert details["pool_max"] == Settings(redis_url=redis_url).redis.max_connections
         assert "error" not in details
+
+
+@pytest.mark.parametrize(
+    ("url", "address", "port"),
+    [
+        ("redis://127.0.0.1:6399/0", "127.0.0.1", 6399),
+        ("redis://localhost/0", "localhost", None),  # no port in the URL: none reported
+        ("unix:///tmp/semantica-missing.sock", "/tmp/semantica-missing.sock", None),
+    ],
+)
+async def test_spans_name_the_server_the_client_points_at(
+    url: str, address: str, port: int | None
+) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from infra.exceptions import CacheError
+    from infra.observability import reset_tracing, setup_tracing
+
+    exporter = InMemorySpanExporter()
+    setup_tracing(exporter=exporter)
+    client = Redis.from_url(url)
+    try:
+        cache = RedisCache(client, policy=ResiliencePolicy.passthrough("redis"))
+        with pytest.raises(CacheError):  # nothing listens there; the span is still made
+            await cache.get("k")
+    finally:
+        await client.aclose()
+        reset_tracing()
+    [span] = [s for s in exporter.get_finished_spans() if s.name == "get"]
+    assert span.attributes is not None
+    assert span.attributes["server.address"] == address
+    if port is None:
+        assert "server.port" not in span.attributes
+    else:
+        assert span.attributes["server.port"] == port
