@@ -252,3 +252,18 @@ async def test_spans_name_the_server_the_client_points_at(
         assert "server.port" not in span.attributes
     else:
         assert span.attributes["server.port"] == port
+
+
+async def test_health_latency_is_in_milliseconds_and_covers_the_ping(
+    redis_client: Redis, collector: MetricsCollector
+) -> None:
+    """The reported latency spans the PING, whose own latency the histogram recorded."""
+    cache = RedisCache(redis_client, policy=ResiliencePolicy.passthrough("redis"))
+    recorded = 0.0
+    for _ in range(3):
+        healthy, details = await cache.health_check(latency_threshold_ms=60_000.0)
+        assert healthy is True
+        total = collector.get_histogram_stats("redis_command_latency_ms", operation="ping").sum
+        this_ping, recorded = total - recorded, total
+        assert this_ping > 0
+        assert details["latency_ms"] + 0.001 >= this_ping  # rounded to the microsecond
