@@ -793,7 +793,10 @@ def run_module(
         if all_tests:
             write_module(target, clean_source(original))
             log = runner.tree.parent / "clean.log"
-            outcome, clean_seconds = runner.run(all_tests, timeout=600, log=log)
+            for _try in range(3):  # a timing-sensitive test may fail once on a busy machine
+                outcome, clean_seconds = runner.run(all_tests, timeout=600, log=log)
+                if outcome == "passed":
+                    break
             if outcome != "passed":
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
                 print(f"  {module}: the clean run (re-rendered source) did not pass; skipped")
