@@ -467,3 +467,13 @@ async def test_to_dict_names_every_field() -> None:
     assert probing["state"] == "half_open"
     assert probing["half_open_in_flight"] == 1
     assert isinstance(probing["opened_at"], str)
+
+
+async def test_retry_after_is_reported_to_the_microsecond() -> None:
+    breaker, clock, _rec = make(timeout=10.0)
+    breaker.force_open()
+    clock.advance(1 / 3)
+    with pytest.raises(CircuitBreakerOpenError) as rejected:
+        await breaker.call(ok)
+    assert rejected.value.details["retry_after_s"] == 9.666667
+    assert breaker.snapshot().retry_after_s == pytest.approx(10.0 - 1 / 3)
