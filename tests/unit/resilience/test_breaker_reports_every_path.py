@@ -477,3 +477,86 @@ async def test_retry_after_is_reported_to_the_microsecond() -> None:
         await breaker.call(ok)
     assert rejected.value.details["retry_after_s"] == 9.666667
     assert breaker.snapshot().retry_after_s == pytest.approx(10.0 - 1 / 3)
+
+
+async def test_a_failed_probe_keeps_counting_consecutive_failures() -> None:
+    """No success came between: the count that tripped it goes on (threshold + 1)."""
+    breaker, clock, _rec = make(failure_threshold=3)
+    await fail(breaker, 3)
+    clock.advance(10.0)
+    await fail(breaker)  # the probe
+    assert breaker.failure_count == 4
+    with pytest.raises(CircuitBreakerOpenError) as rejected:
+        await breaker.call(ok)
+    assert rejected.value.details["failure_count"] == 4
+    clock.advance(10.0)
+    assert await breaker.call(ok) == "ok"
+    assert breaker.failure_count == 0
+
+
+async def test_a_stale_cancelled_call_does_not_free_the_current_probe_slot() -> None:
+    """A call admitted before the trip and cancelled during the probe frees nothing."""
+    breaker, clock, rec = make(failure_threshold=1)
+    stale = breaker.admit()  # admitted while CLOSED
+    await fail(breaker)  # trips
+    clock.advance(10.0)
+    probe = breaker.admit()  # the one probe slot
+    breaker.record(stale, asyncio.CancelledError())
+    assert rec.outcomes()[-1] is CallOutcome.CANCELLED
+    assert breaker.snapshot().half_open_in_flight == 1
+    with pytest.raises(CircuitBreakerOpenError):
+        breaker.admit()  # still busy
+    breaker.release(stale)  # a stale "proved nothing" frees nothing either
+    with pytest.raises(CircuitBreakerOpenError):
+        breaker.admit()
+    breaker.record(probe)
+    assert breaker.state is CLOSED
+
+
+async def test_a_cancelled_closed_call_does_not_leave_a_spare_probe() -> None:
+    breaker, clock, _rec = make(failure_threshold=1)
+    ticket = breaker.admit()
+    breaker.record(ticket, asyncio.CancelledError())  # while CLOSED: no slot to free
+    breaker.release(breaker.admit())
+    await fail(breaker)
+    clock.advance(10.0)
+    breaker.admit()
+    with pytest.raises(CircuitBreakerOpenError):  # exactly one probe, not three
+        breaker.admit()
+
+
+async def test_without_observers_a_success_still_resets_the_count() -> None:
+    """The quiet fast path (no observers, no window) must not skip a needed reset."""
+    breaker = CircuitBreaker(CircuitBreakerConfig(failure_threshold=3), name="db")
+    for _ in range(2):
+        breaker.record(breaker.admit(), BackendConnectionError(component="db"))
+    assert breaker.failure_count == 2
+    breaker.record(breaker.admit())
+    assert breaker.failure_count == 0
+    for _ in range(2):
+        breaker.record(breaker.admit(), BackendConnectionError(component="db"))
+    assert breaker.state is CLOSED
+
+
+@pytest.mark.parametrize("how", ["reset", "probe"])
+async def test_closing_empties_the_rate_window(how: str) -> None:
+    breaker, clock, _rec = make(
+        failure_threshold=100, failure_rate_threshold=0.5, window_size=4, minimum_calls=2
+    )
+    await breaker.call(ok)
+    await fail(breaker)  # 1 of 2 = 50 %: trips
+    assert breaker.snapshot().state is OPEN
+    if how == "reset":
+        breaker.reset()
+    else:
+        clock.advance(10.0)
+        await breaker.call(ok)
+    snap = breaker.snapshot()
+    assert (snap.state, snap.window_calls, snap.failure_rate) == (CLOSED, 0, None)
+    await breaker.call(ok)
+    await breaker.call(ok)
+    assert breaker.snapshot().failure_rate == 0.0  # no failure left over from before
+    await fail(breaker)
+    snap = breaker.snapshot()
+    assert snap.failure_rate == pytest.approx(1 / 3)
+    assert snap.state is CLOSED
