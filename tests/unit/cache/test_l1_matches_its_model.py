@@ -108,7 +108,9 @@ OPS = st.lists(
 
 
 @given(ops=OPS, max_size=st.integers(1, 4))
-def test_l1_agrees_with_the_model(ops: list[tuple[object, ...]], max_size: int) -> None:
+def test_l1_agrees_with_the_model(  # noqa: PLR0912 -- one branch per operation, on purpose
+    ops: list[tuple[object, ...]], max_size: int
+) -> None:
     clock = ManualClock()
     l1 = L1Cache(max_size, clock=clock)
     model = Model(max_size)
@@ -174,5 +176,10 @@ def test_the_markers_are_falsy_and_print_their_names() -> None:
     assert not MISS
     assert bool(ABSENT) is False
     assert bool(MISS) is False
-    assert (repr(ABSENT), str(ABSENT), repr(MISS), str(MISS)) == ("ABSENT", "ABSENT", "MISS", "MISS")
+    assert (repr(ABSENT), str(ABSENT), repr(MISS), str(MISS)) == (
+        "ABSENT",
+        "ABSENT",
+        "MISS",
+        "MISS",
+    )
     assert ABSENT is not MISS

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 from redis.asyncio import Redis
@@ -29,8 +29,8 @@ def collector() -> Iterator[MetricsCollector]:
 
 
 @pytest.fixture
-async def cache(redis_client: Redis) -> AsyncIterator[RedisCache]:
-    yield RedisCache(
+async def cache(redis_client: Redis) -> RedisCache:
+    return RedisCache(
         redis_client,
         policy=ResiliencePolicy.passthrough("redis"),
         namespace=f"t{uuid.uuid4().hex[:8]}",
@@ -138,7 +138,9 @@ class Reversing:
 
 async def test_the_serializer_is_the_one_given(redis_client: Redis) -> None:
     packed = Reversing()
-    cache = RedisCache(redis_client, policy=ResiliencePolicy.passthrough("redis"), serializer=packed)
+    cache = RedisCache(
+        redis_client, policy=ResiliencePolicy.passthrough("redis"), serializer=packed
+    )
     assert cache.serializer is packed
     await cache.set("k", {"a": 1})
     assert await redis_client.get("k") == packed.dumps({"a": 1})
@@ -224,7 +226,7 @@ async def test_health_check_reports_the_breaker_state_and_pool(redis_url: str) -
     [
         ("redis://127.0.0.1:6399/0", "127.0.0.1", 6399),
         ("redis://localhost/0", "localhost", None),  # no port in the URL: none reported
-        ("unix:///tmp/semantica-missing.sock", "/tmp/semantica-missing.sock", None),
+        ("unix:///nonexistent/semantica.sock", "/nonexistent/semantica.sock", None),
     ],
 )
 async def test_spans_name_the_server_the_client_points_at(

@@ -68,7 +68,9 @@ def test_jitter_stays_within_its_fraction_and_l1_within_its_cap(
     l1: float, extra: float, jitter: float, seed: int
 ) -> None:
     l2_ttl = l1 + extra
-    ttl = TtlPolicy(l1_ttl=l1, l2_ttl=l2_ttl, negative_ttl=1.0, jitter=jitter, rng=random.Random(seed))
+    ttl = TtlPolicy(
+        l1_ttl=l1, l2_ttl=l2_ttl, negative_ttl=1.0, jitter=jitter, rng=random.Random(seed)
+    )
     slack = 1e-12  # relative: float rounding of the scaled TTL
     for _ in range(20):
         l2 = ttl.l2("v")
@@ -97,8 +99,15 @@ def test_an_l1_longer_than_l2_is_refused_naming_both() -> None:
 @pytest.mark.parametrize("arg", ["l1_ttl", "l2_ttl", "negative_ttl"])
 @pytest.mark.parametrize(
     ("value", "error"),
-    [(0, ValueError), (-1.0, ValueError), (math.nan, ValueError), (math.inf, ValueError),
-     (True, TypeError), ("5", TypeError), (None, TypeError)],
+    [
+        (0, ValueError),
+        (-1.0, ValueError),
+        (math.nan, ValueError),
+        (math.inf, ValueError),
+        (True, TypeError),
+        ("5", TypeError),
+        (None, TypeError),
+    ],
 )
 def test_each_ttl_is_validated_by_name(arg: str, value: object, error: type[Exception]) -> None:
     with pytest.raises(error, match=f"^{arg} must be"):
@@ -114,16 +123,22 @@ def test_jitter_must_be_a_fraction_below_one(jitter: object) -> None:
 def test_check_seconds_accepts_ints_and_floats() -> None:
     check_seconds("x", 1)
     check_seconds("x", 0.001)
-    with pytest.raises(ValueError, match=r"^x must be a positive, finite number of seconds, got 0$"):
+    with pytest.raises(
+        ValueError, match=r"^x must be a positive, finite number of seconds, got 0$"
+    ):
         check_seconds("x", 0)
-    with pytest.raises(TypeError, match="^x must be seconds as int or float, got str$"):
+    with pytest.raises(TypeError, match=r"^x must be seconds as int or float, got str$"):
         check_seconds("x", "1")  # type: ignore[arg-type]
 
 
 def _view(**overrides: float) -> CacheSettings:
     values: dict[str, Any] = {
-        "l1_ttl": 60.0, "l1_max_size": 100, "l2_ttl": 300.0, "negative_ttl": 30.0,
-        "ttl_jitter": 0.1, "embedding_ttl": 3600.0,
+        "l1_ttl": 60.0,
+        "l1_max_size": 100,
+        "l2_ttl": 300.0,
+        "negative_ttl": 30.0,
+        "ttl_jitter": 0.1,
+        "embedding_ttl": 3600.0,
     }
     values.update(overrides)
     return CacheSettings(**values)

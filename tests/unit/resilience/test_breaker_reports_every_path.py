@@ -55,7 +55,11 @@ async def test_a_successful_probe_closes_with_a_fresh_count(threshold: int, prob
     assert await breaker.call(ok) == "ok"  # the probe
     assert breaker.state is CLOSED
     assert breaker.failure_count == 0
-    assert rec.transitions == [("db", CLOSED, OPEN), ("db", OPEN, HALF_OPEN), ("db", HALF_OPEN, CLOSED)]
+    assert rec.transitions == [
+        ("db", CLOSED, OPEN),
+        ("db", OPEN, HALF_OPEN),
+        ("db", HALF_OPEN, CLOSED),
+    ]
     # The recovered backend gets the whole threshold again before the breaker reopens.
     await fail(breaker, threshold - 1)
     assert breaker.state is CLOSED
@@ -262,11 +266,15 @@ async def test_async_with_and_decorator_count_like_call() -> None:
 async def test_nested_async_with_pairs_each_exit_with_its_own_entry() -> None:
     outer, _c1, rec1 = make(failure_threshold=1)
     inner, _c2, rec2 = make(failure_threshold=1)
-    with pytest.raises(BackendConnectionError):
+
+    async def body() -> None:
         async with outer:
             async with inner:
                 pass
             await down()
+
+    with pytest.raises(BackendConnectionError):
+        await body()
     assert rec2.outcomes() == [CallOutcome.SUCCESS]
     assert rec1.outcomes() == [CallOutcome.FAILURE]
 
@@ -278,7 +286,7 @@ async def test_exit_without_enter_is_a_clear_error() -> None:
 
 
 async def test_concurrent_tasks_in_async_with_keep_their_own_generation() -> None:
-    breaker, clock, rec = make(failure_threshold=1)
+    breaker, _clock, rec = make(failure_threshold=1)
     gate = asyncio.Event()
 
     async def slow_success() -> None:
@@ -382,7 +390,9 @@ def test_the_breaker_rejects_a_bad_name_or_config() -> None:
 
 async def test_errors_name_the_component_when_given() -> None:
     breaker = CircuitBreaker(
-        CircuitBreakerConfig(failure_threshold=1), name="primary", component="postgres",
+        CircuitBreakerConfig(failure_threshold=1),
+        name="primary",
+        component="postgres",
         clock=ManualClock(),
     )
     assert breaker.name == "primary"
@@ -408,7 +418,7 @@ def test_the_documented_defaults() -> None:
 
 def test_excluded_must_be_a_collection_of_types() -> None:
     for bad in (42, "ValueError", None):
-        with pytest.raises(TypeError, match="^excluded must be a tuple of exception types"):
+        with pytest.raises(TypeError, match=r"^excluded must be a tuple of exception types"):
             CircuitBreakerConfig(excluded=bad)  # type: ignore[arg-type]
 
 
@@ -436,9 +446,8 @@ async def test_an_exit_after_a_finished_block_has_no_entry_left() -> None:
         pass
     with pytest.raises(RuntimeError, match="without a matching __aenter__"):
         await breaker.__aexit__(None, None, None)
-    async with breaker:
-        async with breaker:  # the same breaker nested: two entries, two exits
-            pass
+    async with breaker, breaker:  # the same breaker nested: two entries, two exits
+        pass
     with pytest.raises(RuntimeError, match="without a matching __aenter__"):
         await breaker.__aexit__(None, None, None)
     assert rec.outcomes() == [CallOutcome.SUCCESS] * 3

@@ -100,7 +100,7 @@ WHERE = ("limiter", "bulkhead", "backend", "backoff")
     fallback=st.booleans(),
     idempotent=st.booleans(),
 )
-async def test_a_cancelled_policy_call_holds_no_slot_token_or_probe(
+async def test_a_cancelled_policy_call_holds_no_slot_token_or_probe(  # noqa: PLR0917
     where: str,
     half_open: bool,
     attempt_timeout: bool,

@@ -146,6 +146,4 @@ def test_zero_ratio_and_reserve_are_allowed_and_grant_nothing() -> None:
 def test_describe_and_repr() -> None:
     budget = RetryBudget(0.25, min_per_second=2.5, ttl=30, clock=ManualClock())
     assert budget.describe() == "budget 25% + 2.5/s over 30s"
-    assert repr(budget) == (
-        "RetryBudget(ratio=0.25, min_per_second=2.5, ttl=30.0, available=75)"
-    )
+    assert repr(budget) == ("RetryBudget(ratio=0.25, min_per_second=2.5, ttl=30.0, available=75)")

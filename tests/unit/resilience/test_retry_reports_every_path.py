@@ -118,7 +118,7 @@ async def test_a_first_error_that_is_not_retryable_gives_up_at_once() -> None:
 
 
 async def test_a_later_error_that_is_not_retryable_stops_the_loop() -> None:
-    pol, clock, rec = policy(attempts=5)
+    pol, _clock, rec = policy(attempts=5)
     first, second = transient(1), QuerySyntaxError("bad sql", component="pg")
     calls, fn = script(first, second)
     with pytest.raises(QuerySyntaxError) as raised:
@@ -151,7 +151,10 @@ async def test_a_spent_budget_gives_up_before_sleeping() -> None:
     budget = RetryBudget(0.1, min_per_second=0.0, clock=clock)
     rec = RecordingObserver()
     pol = RetryPolicy(
-        RetryConfig(max_attempts=3, jitter=False), name="pg", clock=clock, budget=budget,
+        RetryConfig(max_attempts=3, jitter=False),
+        name="pg",
+        clock=clock,
+        budget=budget,
         hooks=[rec],
     )
     error = transient(1)
