@@ -139,3 +139,27 @@ def test_the_recording_observer_satisfies_every_protocol() -> None:
     rec.on_call("a", CallOutcome.FAILURE)
     rec.on_call("b", CallOutcome.IGNORED)
     assert rec.outcomes() == [CallOutcome.FAILURE, CallOutcome.IGNORED]
+
+
+async def test_monotonic_sleep_of_nothing_only_yields_once() -> None:
+    """A zero or negative sleep is one trip through the loop, not a real wait.
+
+    Counted in loop iterations a concurrent task makes meanwhile (no wall-clock bound).
+    """
+    spins = 0
+    stop = False
+
+    async def spin() -> None:
+        nonlocal spins
+        while not stop:
+            spins += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(spin())
+    await asyncio.sleep(0)
+    before = spins
+    await MonotonicClock().sleep(-1.0)
+    await MonotonicClock().sleep(0.0)
+    stop = True
+    await task
+    assert spins - before <= 4
