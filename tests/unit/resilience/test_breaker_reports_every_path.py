@@ -569,3 +569,10 @@ async def test_closing_empties_the_rate_window(how: str) -> None:
     snap = breaker.snapshot()
     assert snap.failure_rate == pytest.approx(1 / 3)
     assert snap.state is CLOSED
+
+
+def test_the_config_repr_leaves_out_the_long_exclusion_list() -> None:
+    text = repr(CircuitBreakerConfig(failure_threshold=2))
+    assert text.startswith("CircuitBreakerConfig(failure_threshold=2, timeout=60.0")
+    assert "excluded" not in text
+    assert text.endswith("count_retried_attempts=False)")
