@@ -484,8 +484,16 @@ def clean_source(source: str) -> str:
 
 
 # ====================================================================== the tree copy
-def copy_tree(dest: Path) -> None:
-    """Copy tracked and untracked-but-not-ignored files of the working tree into ``dest``."""
+def copy_tree(dest: Path, rev: str | None = None) -> None:
+    """Copy tracked and untracked-but-not-ignored files of the working tree into ``dest``
+    (or, with ``rev``, the tree of that commit: e.g. to score the tests as they were)."""
+    if rev is not None:
+        dest.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", rev], cwd=ROOT, check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+        return
     listing = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,
@@ -922,6 +930,10 @@ def main(argv: list[str] | None = None) -> int:
         help="a --json file of an earlier run with the same source and seed: mutants it "
         "killed count as killed without running (valid when tests were only added)",
     )
+    parser.add_argument(
+        "--rev", default=None,
+        help="mutate and test the tree of this git commit instead of the working tree",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary copy")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every mutant")
     args = parser.parse_args(argv)
@@ -956,7 +968,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="mutation-"))
     tree = scratch / "tree"
     try:
-        copy_tree(tree)
+        copy_tree(tree, args.rev)
         with backend_servers(tree, needs_servers) as env:
             runner = Runner(tree, env, list(samples))
             print(f"copy: {tree}; mapping the related tests to lines ...", flush=True)
