@@ -523,6 +523,15 @@ def related_tests(module: str, override: list[str] | None) -> tuple[tuple[str, .
     return RELATED[max(prefixes, key=len)]
 
 
+def read_source(module: str, rev: str | None) -> str:
+    """The module's source in the working tree, or at commit ``rev``."""
+    if rev is None:
+        return (ROOT / module).read_text()
+    return subprocess.run(
+        ["git", "show", f"{rev}:{module}"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+
+
 def module_files(targets: list[str]) -> list[str]:
     """Expand packages (directories) and dotted names into module file paths."""
     files: list[str] = []
@@ -942,7 +951,7 @@ def main(argv: list[str] | None = None) -> int:
     equivalents = load_equivalents(args.equivalents)
     samples: dict[str, tuple[list[Mutant], int]] = {}
     for module in modules:
-        mutants = enumerate_mutants(module, (ROOT / module).read_text())
+        mutants = enumerate_mutants(module, read_source(module, args.rev))
         chosen = pick(mutants, args.per_module, args.seed, module)
         if args.only:
             chosen = [m for m in mutants if m.id in set(args.only)]
