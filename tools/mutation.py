@@ -935,8 +935,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print the sample and exit")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument(
-        "--since", type=Path, default=None,
-        help="a --json file of an earlier run with the same source and seed: mutants it "
+        "--since", type=Path, nargs="+", default=None,
+        help="--json files of earlier runs with the same source and seed: mutants they "
         "killed count as killed without running (valid when tests were only added)",
     )
     parser.add_argument(
@@ -966,8 +966,8 @@ def main(argv: list[str] | None = None) -> int:
 
     related = {m: related_tests(m, args.tests) for m in samples}
     previous: dict[str, str] = {}
-    if args.since is not None:
-        for entry in json.loads(args.since.read_text())["modules"]:
+    for since in args.since or ():
+        for entry in json.loads(since.read_text())["modules"]:
             previous.update(entry.get("outcomes_by_id", {}))
     needs_servers = any(servers for _, servers in related.values())
     # A plain `kill` must still stop the servers and remove the copy: the handler only
