@@ -147,3 +147,26 @@ def test_describe_and_repr() -> None:
     budget = RetryBudget(0.25, min_per_second=2.5, ttl=30, clock=ManualClock())
     assert budget.describe() == "budget 25% + 2.5/s over 30s"
     assert repr(budget) == ("RetryBudget(ratio=0.25, min_per_second=2.5, ttl=30.0, available=75)")
+
+
+def test_the_default_window_has_ten_buckets_of_one_second() -> None:
+    clock = ManualClock()
+    budget = RetryBudget(clock=clock)  # 20 %, 10/s reserve, 10 s
+    clock.advance(0.95)  # bucket 0 of ten; it would be bucket 1 of eleven
+    for _ in range(5):
+        budget.record_call()
+    assert budget.available == 101  # floor(0.2 * 5 + 10 * 10)
+    clock.advance(9.05)  # t = 10.0: bucket 0 has left the window
+    assert budget.available == 100
+
+
+def test_the_first_bucket_ends_one_width_after_the_start() -> None:
+    clock = ManualClock(100.0)  # 100.0 is the start of bucket 100 (width 1 s)
+    budget = RetryBudget(1.0, min_per_second=0.0, ttl=10.0, slots=10, clock=clock)
+    budget.record_call()  # bucket 100
+    clock.advance(1.5)
+    budget.record_call()  # bucket 101: a new bucket, not the first one again
+    clock.advance(8.5)  # t = 110.0: bucket 100 left, bucket 101 is still inside
+    assert budget.available == 1
+    clock.advance(1.0)  # t = 111.0: bucket 101 left too
+    assert budget.available == 0
