@@ -1,0 +1,209 @@
+"""The lock's metrics, keys, argument limits and backoff, asserted exactly.
+
+Grants record their wait (waits included, in ms) under the lock's component, timeouts
+are counted, and a new metrics collector receives the events from then on. Keys follow
+the documented layout (cluster hash tag around the name). Every argument is checked with
+an error naming it, at the documented edges.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import pytest
+from redis.asyncio import Redis
+
+from infra.cache import RedisDistributedLock
+from infra.cache._lock_base import (
+    MAX_LOCK_NAME_LENGTH,
+    LockBackoff,
+    check_lease_seconds,
+    check_lock_name,
+    check_wait_seconds,
+)
+from infra.cache._lock_metrics import (
+    LOCK_ACQUIRE_TIMEOUTS_TOTAL,
+    LOCK_ACQUIRE_WAIT_MS,
+    LOCK_LOST_TOTAL,
+)
+from infra.cache._lock_scripts import abandoned_key, fence_key, lock_key
+from infra.exceptions import LockAcquireTimeoutError, LockNotOwnedError
+from infra.observability import MetricsCollector, reset_metrics_collector, set_metrics_collector
+from infra.resilience import ManualClock
+from infra.testing.fakes.lock import FakeDistributedLock, FakeLockServer
+
+
+@pytest.fixture
+def collector() -> Iterator[MetricsCollector]:
+    fresh = MetricsCollector()
+    set_metrics_collector(fresh)
+    yield fresh
+    reset_metrics_collector()
+
+
+def wait_stats(collector: MetricsCollector, component: str) -> tuple[int, float]:
+    stats = collector.get_histogram_stats(LOCK_ACQUIRE_WAIT_MS, component=component)
+    return stats.count, stats.sum
+
+
+async def test_grants_record_the_wait_in_milliseconds(collector: MetricsCollector) -> None:
+    clock = ManualClock()
+    server = FakeLockServer(clock)
+    holder = FakeDistributedLock(server, component="orders")
+    waiter = FakeDistributedLock(server, component="orders")
+    first = await holder.acquire("job", lease=2.5)
+    assert wait_stats(collector, "orders") == (1, 0.0)  # granted at once
+    second = await waiter.acquire("job", lease=5, wait=10)  # waits out the 2.5 s lease
+    count, total = wait_stats(collector, "orders")
+    assert count == 2
+    assert 2500.0 <= total <= 2600.0
+    assert second.fencing_token > first.fencing_token
+    await waiter.release(second)
+
+
+async def test_timeouts_are_counted_per_component(collector: MetricsCollector) -> None:
+    clock = ManualClock()
+    server = FakeLockServer(clock)
+    await FakeDistributedLock(server, component="a").acquire("job", lease=60)
+    for _ in range(2):
+        with pytest.raises(LockAcquireTimeoutError) as raised:
+            await FakeDistributedLock(server, component="b").acquire("job", wait=0.5)
+    assert raised.value.details == {"lock": "job", "timeout": 0.5}
+    assert raised.value.component == "b"
+    assert "after waiting 0.5 s" in str(raised.value)
+    assert collector.get_counter(LOCK_ACQUIRE_TIMEOUTS_TOTAL, component="b") == 2
+    assert collector.get_counter(LOCK_ACQUIRE_TIMEOUTS_TOTAL, component="a") == 0
+    assert collector.get_counter(LOCK_LOST_TOTAL, component="b") == 0
+
+
+async def test_a_new_collector_receives_the_events_from_then_on() -> None:
+    lock = FakeDistributedLock(clock=ManualClock(), component="swap")
+    first, second = MetricsCollector(), MetricsCollector()
+    try:
+        set_metrics_collector(first)
+        await lock.release(await lock.acquire("x"))
+        set_metrics_collector(second)
+        await lock.release(await lock.acquire("x"))
+        await lock.release(await lock.acquire("x"))
+    finally:
+        reset_metrics_collector()
+    assert wait_stats(first, "swap")[0] == 1
+    assert wait_stats(second, "swap")[0] == 2
+
+
+async def test_release_and_extend_of_a_lost_lease_name_the_lock_and_fence() -> None:
+    clock = ManualClock()
+    lock = FakeDistributedLock(clock=clock, component="jobs")
+    lease = await lock.acquire("job", lease=1)
+    clock.advance(2)
+    for operation, call in (("extend", lock.extend(lease)), ("release", lock.release(lease))):
+        with pytest.raises(LockNotOwnedError) as raised:
+            await call
+        assert str(raised.value).startswith(f"[jobs] cannot {operation} lock 'job'")
+        assert raised.value.details == {"lock": "job", "fence": lease.fencing_token}
+
+
+async def test_extend_keeps_the_lease_object_unless_the_length_changes() -> None:
+    clock = ManualClock()
+    lock = FakeDistributedLock(clock=clock)
+    lease = await lock.acquire("job", lease=4)
+    assert await lock.extend(lease) is lease
+    assert await lock.extend(lease, lease_seconds=4.0) is lease
+    longer = await lock.extend(lease, lease_seconds=9)
+    assert longer.lease_seconds == 9.0
+    assert longer.fencing_token == lease.fencing_token
+    clock.advance(8)
+    await lock.release(longer)  # still held: the 9 s lease runs from the extend
+
+
+# ------------------------------------------------------------------ keys and names
+def test_keys_follow_the_documented_layout() -> None:
+    assert lock_key("app:lock:", "invoice:42") == "app:lock:{invoice:42}"
+    assert fence_key("app:lock:{x}") == "app:lock:{x}:fence"
+    assert abandoned_key("app:lock:{x}", "ab12") == "app:lock:{x}:abandoned:ab12"
+
+
+async def test_the_redis_lock_writes_its_keys_under_its_namespace(redis_client: Redis) -> None:
+    lock = RedisDistributedLock(redis_client, namespace="t:lock:", clock=ManualClock())
+    assert lock.namespace == "t:lock:"
+    assert lock.key("job") == "t:lock:{job}"
+    lease = await lock.acquire("job", lease=5)
+    assert await redis_client.get("t:lock:{job}") == lease.owner.encode()
+    assert int(await redis_client.get("t:lock:{job}:fence")) == lease.fencing_token
+    assert 0 < await redis_client.pttl("t:lock:{job}") <= 5000
+    await lock.release(lease)
+    assert await redis_client.exists("t:lock:{job}") == 0
+    assert repr(lock) == (
+        "RedisDistributedLock(namespace='t:lock:', default_lease=30, default_wait=10, "
+        "watchdog=False, policy='redis_lock: passthrough')"
+    )
+
+
+@pytest.mark.parametrize("namespace", ["", None, 3])
+def test_the_redis_lock_needs_a_namespace(redis_client: Redis, namespace: object) -> None:
+    with pytest.raises(ValueError, match="namespace must be a non-empty string"):
+        RedisDistributedLock(redis_client, namespace=namespace)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------- argument limits
+def test_lock_names_of_one_to_256_characters_are_accepted() -> None:
+    assert check_lock_name("a") == "a"
+    assert check_lock_name("n" * MAX_LOCK_NAME_LENGTH) == "n" * 256
+    with pytest.raises(ValueError, match=r"lock name must have 1..256 characters, got 257"):
+        check_lock_name("n" * 257)
+    with pytest.raises(ValueError, match="got 0; use a short stable identifier"):
+        check_lock_name("")
+    with pytest.raises(TypeError, match="lock name must be a str, got bytes"):
+        check_lock_name(b"job")
+
+
+def test_a_lease_of_at_least_one_millisecond() -> None:
+    assert check_lease_seconds(0.001) == 0.001
+    assert check_lease_seconds(2) == 2.0
+    assert isinstance(check_lease_seconds(2), float)
+    for bad in (0.0009, 0, -1, math.inf, math.nan):
+        with pytest.raises(
+            ValueError, match=r"^lease must be a finite number of seconds >= 0\.001"
+        ):
+            check_lease_seconds(bad)
+    with pytest.raises(TypeError, match=r"^ttl must be a number of seconds, got bool$"):
+        check_lease_seconds(True, "ttl")
+
+
+def test_a_wait_of_zero_or_more_seconds() -> None:
+    assert check_wait_seconds(0) == 0.0
+    assert check_wait_seconds(0.5) == 0.5
+    for bad in (-0.001, math.inf, math.nan):
+        with pytest.raises(ValueError, match=r"^wait must be a finite number of seconds >= 0"):
+            check_wait_seconds(bad)
+    with pytest.raises(TypeError, match=r"^patience must be a number of seconds, got str$"):
+        check_wait_seconds("1", "patience")
+
+
+async def test_the_lock_checks_its_defaults_and_component() -> None:
+    with pytest.raises(ValueError, match=r"^default_lease must be"):
+        FakeDistributedLock(default_lease=0)
+    with pytest.raises(ValueError, match=r"^default_wait must be"):
+        FakeDistributedLock(default_wait=-1)
+    with pytest.raises(ValueError, match="component must be a non-empty string"):
+        FakeDistributedLock(component="")
+    lock = FakeDistributedLock(default_lease=7, default_wait=0, component="c")
+    assert lock.component == "c"
+    lease = await lock.acquire("x")
+    assert lease.lease_seconds == 7.0
+
+
+@pytest.mark.parametrize("attempt", [0, 1, 2, 5, 10, 100])
+@pytest.mark.parametrize("draw", [0.0, 0.5, 0.999])
+def test_backoff_delays_follow_the_formula(attempt: int, draw: float) -> None:
+    backoff = LockBackoff(initial=0.01, maximum=0.5, multiplier=3.0)
+    base = min(0.5, 0.01 * 3.0 ** min(attempt, 64))
+    assert backoff.delay(attempt, draw) == pytest.approx(base / 2 + base / 2 * draw)
+
+
+def test_backoff_edges_are_accepted() -> None:
+    same = LockBackoff(initial=0.1, maximum=0.1, multiplier=1.0)
+    assert same.delay(50, 0.0) == pytest.approx(0.05)
+    assert LockBackoff().delay(0, 0.0) == pytest.approx(0.001)  # 2 ms default, upper half
+    assert LockBackoff().delay(1000, 0.999) <= 0.05
