@@ -58,3 +58,32 @@ def test_naming_cancelled_error_is_refused_with_the_reason() -> None:
         TypeError, match=r"^on must not name CancelledError: a cancelled call is never replaced$"
     ):
         Fallback(answer, on=(ValueError, asyncio.CancelledError))
+
+
+async def test_a_failing_fallback_keeps_its_own_context_and_notes_the_original() -> None:
+    """The fallback's error chains to what it was handling; the primary's is noted."""
+
+    replica: dict[str, str] = {}
+
+    async def flaky_fallback(_error: BaseException) -> str:
+        try:
+            return replica["k"]
+        except KeyError:
+            raise RuntimeError("replica down") from None
+
+    fallback: Fallback[str] = Fallback(flaky_fallback, on=(LookupError,))
+
+    async def primary() -> str:
+        raise LookupError("primary down")
+
+    with pytest.raises(RuntimeError, match="replica down") as caught:
+        await fallback.call(primary)
+    assert isinstance(caught.value.__context__, KeyError)  # not overwritten
+    assert caught.value.__notes__ == [
+        "raised by the fallback while handling LookupError: primary down"
+    ]
+
+
+def test_repr_lists_every_handled_error() -> None:
+    fallback = Fallback(answer, on=(KeyError, TimeoutError), pass_args=True)
+    assert repr(fallback) == (f"Fallback({answer!r}, on=(KeyError, TimeoutError,), pass_args=True)")
