@@ -59,7 +59,9 @@ and it needs one sqlite session and test command per module. The operators below
 usual ones of those tools (plus await/handler removal, which matters for async code).
 """
 
-# ruff: noqa: T201, S603, S607, PLR0911, PLR0912, C901, PLW2901
+# A developer's command-line tool: it runs git/pytest subprocesses and forks children
+# that import late; its main() and run loop are long on purpose (one place to read).
+# ruff: noqa: S603, S607, PLR0912, PLR0915, PLR0917, PLC0415
 from __future__ import annotations
 
 import argparse
@@ -78,7 +80,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,7 +246,9 @@ def _is_type_checking(node: ast.AST) -> bool:
     )
 
 
-def _mutations_of(node: ast.AST, parent: ast.AST | None) -> Iterator[tuple[str, Callable[[Any], Any]]]:
+def _mutations_of(
+    node: ast.AST, parent: ast.AST | None
+) -> Iterator[tuple[str, Callable[[Any], Any]]]:
     """(operator, replace) pairs for one node; ``replace(copy_of_node)`` returns the new node."""
 
     def with_(**changes: Any) -> Callable[[Any], Any]:
@@ -271,7 +275,9 @@ def _mutations_of(node: ast.AST, parent: ast.AST | None) -> Iterator[tuple[str, 
         yield "boolop", with_(op=ast.Or if isinstance(node.op, ast.And) else ast.And)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not | ast.USub):
         yield "not", lambda n: n.operand
-    if isinstance(node, ast.If | ast.While | ast.IfExp | ast.Assert) and not _flip_covers(node.test):
+    if isinstance(node, ast.If | ast.While | ast.IfExp | ast.Assert) and not _flip_covers(
+        node.test
+    ):
         yield "negate", _negate
     if isinstance(node, ast.Constant) and not _typing_name(node, parent):
         value = node.value
@@ -283,25 +289,31 @@ def _mutations_of(node: ast.AST, parent: ast.AST | None) -> Iterator[tuple[str, 
             yield "const", with_(value=f"XX{value}XX")
         elif isinstance(value, bytes):
             yield "const", with_(value=b"XX" + value + b"XX")
-    if isinstance(node, ast.Return) and node.value is not None:
-        if not (isinstance(node.value, ast.Constant) and node.value.value is None):
-            yield "return", with_(value=lambda: ast.Constant(value=None))
+    if (
+        isinstance(node, ast.Return)
+        and node.value is not None
+        and not (isinstance(node.value, ast.Constant) and node.value.value is None)
+    ):
+        yield "return", with_(value=lambda: ast.Constant(value=None))
     if isinstance(node, ast.Await):
         yield "await", lambda n: n.value
     if isinstance(node, ast.ExceptHandler):
         yield "handler", with_(body=lambda: [ast.Raise(exc=None, cause=None)])
     if isinstance(node, ast.Break):
-        yield "flow", lambda n: ast.Continue()
+        yield "flow", lambda _n: ast.Continue()
     if isinstance(node, ast.Continue):
-        yield "flow", lambda n: ast.Break()
+        yield "flow", lambda _n: ast.Break()
     if (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Name)
         and node.func.id in _BUILTIN_SWAP
     ):
-        yield "builtin", with_(func=lambda: ast.Name(id=_BUILTIN_SWAP[node.func.id], ctx=ast.Load()))
+        yield (
+            "builtin",
+            with_(func=lambda: ast.Name(id=_BUILTIN_SWAP[node.func.id], ctx=ast.Load())),
+        )
     if _deletable(node, parent):
-        yield "delete", lambda n: ast.Pass()
+        yield "delete", lambda _n: ast.Pass()
 
 
 def _deletable(node: ast.AST, parent: ast.AST | None) -> bool:
@@ -374,7 +386,7 @@ def enumerate_mutants(module: str, source: str) -> list[Mutant]:
             for operator, replace in _mutations_of(node, parent):
                 try:
                     before, after = _describe(node, replace)
-                except Exception:  # noqa: BLE001 - an operator that does not apply here
+                except Exception:  # noqa: BLE001, S112 - an operator that does not apply here
                     continue
                 if before == after:
                     continue
@@ -401,10 +413,11 @@ def enumerate_mutants(module: str, source: str) -> list[Mutant]:
             if name in {"annotation", "returns", "decorator_list", "type_comment"}:
                 continue
             child_qual, child_body = qualname, in_body
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                if name == "body":
-                    child_qual = node.name if qualname == "<module>" else f"{qualname}.{node.name}"
-                    child_body = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            if name == "body" and isinstance(
+                node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+            ):
+                child_qual = node.name if qualname == "<module>" else f"{qualname}.{node.name}"
+                child_body = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
             if isinstance(node, ast.Subscript) and _is_literal_type(node):
                 continue
             if isinstance(value, list):
@@ -576,8 +589,7 @@ def backend_servers(tree: Path, enabled: bool) -> Iterator[dict[str, str]]:
         text=True,
     )
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
+        line = proc.stdout.readline() if proc.stdout is not None else ""
         if not line:
             raise SystemExit("error: the embedded test servers did not start")
         yield json.loads(line)
@@ -602,6 +614,7 @@ def _check_stop() -> None:
     if _STOP:
         raise SystemExit(128 + _STOP[0])
 
+
 class Runner:
     """Runs pytest in forked children of a process that pre-imported the heavy libraries."""
 
@@ -616,9 +629,7 @@ class Runner:
         if shared:  # a child would run the parent's unmutated copy of these
             raise SystemExit(f"error: the fork server imported target modules {shared}")
 
-    def run(
-        self, args: list[str], timeout: float, log: Path | None = None
-    ) -> tuple[str, float]:
+    def run(self, args: list[str], timeout: float, log: Path | None = None) -> tuple[str, float]:
         """Run ``pytest args`` in the copy; return (outcome, seconds).
 
         outcome: "passed", "failed", "timeout" or "error" (pytest could not run at all).
@@ -639,7 +650,7 @@ class Runner:
                 import pytest
 
                 code = int(pytest.main([*PYTEST_ARGS, *args]))
-            except BaseException:
+            except BaseException:  # noqa: BLE001 - the child reports anything, then exits
                 import traceback
 
                 traceback.print_exc()
@@ -858,13 +869,16 @@ def run_module(
 def pick(mutants: list[Mutant], n: int, seed: int, module: str) -> list[Mutant]:
     if n <= 0 or n >= len(mutants):
         return list(mutants)
-    rng = random.Random(f"{seed}:{module}")
+    rng = random.Random(f"{seed}:{module}")  # noqa: S311 - sampling, not secrecy
     chosen = sorted(rng.sample(range(len(mutants)), n))
     return [mutants[i] for i in chosen]
 
 
 def report(results: list[ModuleResult], seconds: float) -> None:
-    head = f"{'module':42} {'avail':>5} {'run':>4} {'kill':>4} {'t/o':>3} {'surv':>4} {'nocov':>5} {'equiv':>5} {'score':>6}"
+    head = (
+        f"{'module':42} {'avail':>5} {'run':>4} {'kill':>4} {'t/o':>3} {'surv':>4} "
+        f"{'nocov':>5} {'equiv':>5} {'score':>6}"
+    )
     print("\n" + head + "\n" + "-" * len(head))
     total: Counter[str] = Counter()
     for r in results:
@@ -888,7 +902,8 @@ def report(results: list[ModuleResult], seconds: float) -> None:
     if survivors:
         print("\nSurvivors (write a test that kills each, or list it as equivalent):")
         for mutant, outcome in survivors:
-            print(f"  [{outcome}] {mutant.id}\n      L{mutant.lineno}: {mutant.before}  ->  {mutant.after}")
+            print(f"  [{outcome}] {mutant.id}")
+            print(f"      L{mutant.lineno}: {mutant.before}  ->  {mutant.after}")
 
 
 def write_json(path: Path, results: list[ModuleResult], seconds: float, args: Any) -> None:
@@ -905,8 +920,13 @@ def write_json(path: Path, results: list[ModuleResult], seconds: float, args: An
                         "outcomes": dict(r.outcomes),
                         "score": r.score,
                         "survivors": [
-                            {"id": m.id, "outcome": o, "line": m.lineno,
-                             "before": m.before, "after": m.after}
+                            {
+                                "id": m.id,
+                                "outcome": o,
+                                "line": m.lineno,
+                                "before": m.before,
+                                "after": m.after,
+                            }
                             for m, o in r.survivors
                         ],
                         "outcomes_by_id": r.by_id,
@@ -921,33 +941,53 @@ def write_json(path: Path, results: list[ModuleResult], seconds: float, args: An
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("targets", nargs="*", default=list(DEFAULT_TARGETS),
-                        help="modules or packages (paths or dotted names)")
-    parser.add_argument("--per-module", type=int, default=60,
-                        help="mutants sampled per module (0 = all); default 60")
+    parser.add_argument(
+        "targets",
+        nargs="*",
+        default=list(DEFAULT_TARGETS),
+        help="modules or packages (paths or dotted names)",
+    )
+    parser.add_argument(
+        "--per-module",
+        type=int,
+        default=60,
+        help="mutants sampled per module (0 = all); default 60",
+    )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed; default 0")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds per mutant (default: 10 + 3x the module's clean run)")
-    parser.add_argument("--tests", nargs="+", default=None,
-                        help="test paths to use for every module instead of RELATED")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per mutant (default: 10 + 3x the module's clean run)",
+    )
+    parser.add_argument(
+        "--tests",
+        nargs="+",
+        default=None,
+        help="test paths to use for every module instead of RELATED",
+    )
     parser.add_argument("--equivalents", type=Path, default=EQUIVALENTS)
     parser.add_argument("--only", nargs="+", default=None, help="run only these mutant ids")
     parser.add_argument("--list", action="store_true", help="print the sample and exit")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument(
-        "--since", type=Path, nargs="+", default=None,
+        "--since",
+        type=Path,
+        nargs="+",
+        default=None,
         help="--json files of earlier runs with the same source and seed: mutants they "
         "killed count as killed without running (valid when tests were only added)",
     )
     parser.add_argument(
-        "--rev", default=None,
+        "--rev",
+        default=None,
         help="mutate and test the tree of this git commit instead of the working tree",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary copy")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every mutant")
     args = parser.parse_args(argv)
 
-    modules = [m for m in module_files(args.targets)]
+    modules = module_files(args.targets)
     equivalents = load_equivalents(args.equivalents)
     samples: dict[str, tuple[list[Mutant], int]] = {}
     for module in modules:
@@ -986,12 +1026,20 @@ def main(argv: list[str] | None = None) -> int:
             results = []
             for module, (chosen, available) in samples.items():
                 r = run_module(
-                    runner, module, line_map.get(module, {}), chosen, available,
-                    equivalents, args.timeout, args.verbose, previous,
+                    runner,
+                    module,
+                    line_map.get(module, {}),
+                    chosen,
+                    available,
+                    equivalents,
+                    args.timeout,
+                    args.verbose,
+                    previous,
                 )
                 score = "-" if r.score is None else f"{100 * r.score:.1f}%"
-                print(f"  {module}: {dict(r.outcomes)} score {score} ({r.seconds:.0f} s)",
-                      flush=True)
+                print(
+                    f"  {module}: {dict(r.outcomes)} score {score} ({r.seconds:.0f} s)", flush=True
+                )
                 results.append(r)
                 if args.json:  # after every module, so a long run can be read meanwhile
                     write_json(args.json, results, time.monotonic() - started, args)
