@@ -163,3 +163,23 @@ async def test_monotonic_sleep_of_nothing_only_yields_once() -> None:
     stop = True
     await task
     assert spins - before <= 4
+
+
+def test_the_event_values_are_the_documented_strings() -> None:
+    """Metrics labels, snapshots and logs carry these exact strings."""
+    assert [s.value for s in BreakerState] == ["closed", "open", "half_open"]
+    assert [o.value for o in CallOutcome] == [
+        "success",
+        "failure",
+        "excluded",
+        "rejected",
+        "cancelled",
+        "ignored",
+    ]
+    assert [r.value for r in GiveUpReason] == [
+        "not_retryable",
+        "attempts_exhausted",
+        "deadline",
+        "budget_exhausted",
+    ]
+    assert f"{CallOutcome.REJECTED}" == "rejected"  # StrEnum: formats as its value
