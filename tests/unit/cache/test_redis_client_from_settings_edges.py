@@ -6,6 +6,7 @@ with (its public ``connection_kwargs``/``startup_nodes``) and close it afterward
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -94,3 +95,84 @@ async def test_the_pool_sampler_counts_idle_and_used_connections(redis_url: str)
         assert (after.size, after.used, after.idle, after.max) == (1, 0, 1, 7)
     finally:
         await close_redis_client(client)
+
+
+async def test_a_cluster_url_with_nothing_in_it_means_localhost_6379_and_its_user(
+    built: Callable[[RedisClient], RedisClient],
+) -> None:
+    bare = built(build_redis_client(Settings(redis_mode="cluster", redis_url="redis://")))
+    assert isinstance(bare, RedisCluster)
+    node = bare.startup_nodes[0]
+    assert node.host in {"localhost", "127.0.0.1"}  # redis-py writes localhost as 127.0.0.1
+    assert node.port == 6379
+    user = built(
+        build_redis_client(Settings(redis_mode="cluster", redis_url="redis://ops:pw@n1:7000/0"))
+    )
+    assert isinstance(user, RedisCluster)
+    assert user.connection_kwargs["username"] == "ops"
+
+
+@pytest.mark.parametrize("tls", [False, True])
+async def test_a_sentinel_client_from_a_bare_url(
+    built: Callable[[RedisClient], RedisClient], tls: bool
+) -> None:
+    url = ("rediss" if tls else "redis") + "://ops:pw@"
+    client = built(
+        build_redis_client(
+            Settings(redis_mode="sentinel", redis_url=url, redis_sentinel_master="primary")
+        )
+    )
+    assert isinstance(client, Redis)
+    pool = client.connection_pool
+    assert pool.connection_kwargs["username"] == "ops"
+    assert ("SSL" in pool.connection_class.__name__) is tls
+    [sentinel] = pool.sentinel_manager.sentinels
+    sentinel_pool = sentinel.connection_pool
+    assert (sentinel_pool.connection_kwargs["host"], sentinel_pool.connection_kwargs["port"]) == (
+        "localhost",
+        26379,
+    )
+    assert ("SSL" in sentinel_pool.connection_class.__name__) is tls
+
+
+async def test_closing_a_sentinel_client_closes_the_sentinels_and_logs_a_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = build_redis_client(Settings(redis_mode="sentinel", redis_url="redis://s1:26379/0"))
+    manager = client.connection_pool.sentinel_manager
+    closed: list[bool] = []
+
+    async def failing_close() -> None:
+        closed.append(True)
+        raise ConnectionError("sentinel gone")
+
+    manager.aclose = failing_close  # the Sentinel's own public close, failing
+    await close_redis_client(client)  # does not raise: shutdown carries on
+    assert closed == [True]
+    [record] = [r for r in caplog.records if r.name == "infra.cache.redis"]
+    assert record.getMessage() == "closing the Redis Sentinel connections failed"
+    assert record.levelname == "WARNING"
+    assert record.exc_info is not None
+
+
+async def test_the_pool_sampler_counts_a_connection_in_use(redis_url: str) -> None:
+    client = build_redis_client(Settings(redis_url=redis_url))
+    blocker = build_redis_client(Settings(redis_url=redis_url))
+    try:
+        sample = redis_pool_stats(client)
+        assert sample is not None
+        waiting = asyncio.create_task(client.blpop(["semantica:never-pushed"], timeout=5))
+        for _ in range(500):  # until the BLPOP holds its connection (bounded, no clock)
+            if sample().used == 1:
+                break
+            await asyncio.sleep(0.01)
+        busy = sample()
+        assert (busy.used, busy.idle, busy.size) == (1, 0, 1)
+        await blocker.lpush("semantica:never-pushed", "x")  # lets BLPOP return
+        assert await waiting is not None
+        done = sample()
+        assert (done.used, done.idle, done.size) == (0, 1, 1)
+    finally:
+        await blocker.delete("semantica:never-pushed")
+        await close_redis_client(client)
+        await close_redis_client(blocker)
