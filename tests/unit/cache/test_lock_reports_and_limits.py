@@ -207,3 +207,40 @@ def test_backoff_edges_are_accepted() -> None:
     assert same.delay(50, 0.0) == pytest.approx(0.05)
     assert LockBackoff().delay(0, 0.0) == pytest.approx(0.001)  # 2 ms default, upper half
     assert LockBackoff().delay(1000, 0.999) <= 0.05
+
+
+async def test_the_redis_lock_defaults(redis_client: Redis) -> None:
+    lock = RedisDistributedLock(redis_client, clock=ManualClock())
+    assert lock.namespace == "semantica:lock:"
+    assert lock.key("job") == "semantica:lock:{job}"
+    assert lock.component == "redis_lock"
+    lease = await lock.acquire("job")
+    assert lease.lease_seconds == 30.0
+    assert 29_000 < await redis_client.pttl("semantica:lock:{job}") <= 30_000
+    await lock.release(lease)
+
+
+async def test_lock_calls_are_traced_with_the_server_and_operation(redis_url: str) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from infra.observability import reset_tracing, setup_tracing
+
+    client = Redis.from_url(redis_url)
+    exporter = InMemorySpanExporter()
+    setup_tracing(exporter=exporter)
+    try:
+        lock = RedisDistributedLock(client, namespace="t:span:", clock=ManualClock())
+        lease = await lock.acquire("job", lease=5)
+        lease = await lock.extend(lease)
+        await lock.release(lease)
+    finally:
+        reset_tracing()
+        await client.delete("t:span:{job}", "t:span:{job}:fence")
+        await client.aclose()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert {"acquire", "extend", "release"} <= set(spans)
+    attributes = spans["acquire"].attributes
+    assert attributes is not None
+    host, port = redis_url.removeprefix("redis://").split("/")[0].split(":")
+    assert attributes["server.address"] == host
+    assert attributes["server.port"] == int(port)
