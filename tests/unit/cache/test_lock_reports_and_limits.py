@@ -244,3 +244,23 @@ async def test_lock_calls_are_traced_with_the_server_and_operation(redis_url: st
     host, port = redis_url.removeprefix("redis://").split("/")[0].split(":")
     assert attributes["server.address"] == host
     assert attributes["server.port"] == int(port)
+
+
+async def test_lock_spans_name_the_redis_system(redis_url: str) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from infra.observability import reset_tracing, setup_tracing
+
+    client = Redis.from_url(redis_url)
+    exporter = InMemorySpanExporter()
+    setup_tracing(exporter=exporter)
+    try:
+        lock = RedisDistributedLock(client, namespace="t:sys:", clock=ManualClock())
+        await lock.release(await lock.acquire("job", lease=5))
+    finally:
+        reset_tracing()
+        await client.delete("t:sys:{job}:fence")
+        await client.aclose()
+    [acquire] = [s for s in exporter.get_finished_spans() if s.name == "acquire"]
+    assert acquire.attributes is not None
+    assert acquire.attributes["db.system.name"] == "redis"

@@ -109,3 +109,28 @@ def test_a_layer_refusing_its_values_is_named_by_the_policy_factory() -> None:
     assert raised.value.component == "pg"
     assert "max_concurrent must be >= 1" in str(raised.value)
     assert "fix SEMANTICA_BULKHEAD_* / SEMANTICA_*_TIMEOUT" in str(raised.value)
+
+
+def test_contradicting_breaker_settings_name_the_breaker_variables() -> None:
+    view = dataclasses.replace(Settings().resilience, breaker_failure_threshold=0)
+    with pytest.raises(ConfigurationError) as raised:
+        configs_from_settings(view, component="redis")
+    assert raised.value.details["settings"] == "SEMANTICA_CIRCUIT_BREAKER_*"
+    assert "failure_threshold must be an integer >= 1" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("attempt", "overall", "deadline"),
+    [(10.0, 10.0, 10.0), (5.0, 10.0, 10.0), (10.0, 9.0, None)],
+    ids=["bound-equals-overall", "bound-below", "bound-above"],
+)
+def test_the_retry_gets_the_overall_deadline_when_attempts_fit_inside_it(
+    attempt: float, overall: float, deadline: float | None
+) -> None:
+    """When every attempt fits in the overall timeout, the retry must not sleep past it."""
+    policy = ResiliencePolicy.build(
+        "pg", retry=RetryConfig(), timeout=overall, attempt_timeout=attempt, clock=ManualClock()
+    )
+    assert policy.component == "pg"
+    assert policy.retry is not None
+    assert policy.retry.config.deadline == deadline
