@@ -98,13 +98,13 @@ class Exploding:
 def test_notify_delivers_to_every_observer_and_logs_a_failing_one(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    first, last = RecordingObserver(), RecordingObserver()
+    first, broken, last = RecordingObserver(), Exploding(), RecordingObserver()
     with caplog.at_level(logging.WARNING, logger="infra.resilience"):
-        notify([first, Exploding(), last], lambda o: o.on_call("db", CallOutcome.SUCCESS))
+        notify([first, broken, last], lambda o: o.on_call("db", CallOutcome.SUCCESS))
     assert first.calls == last.calls == [("db", CallOutcome.SUCCESS)]
     [record] = [r for r in caplog.records if r.name == "infra.resilience"]
     assert record.levelno == logging.WARNING
-    assert "raised; event dropped" in record.getMessage()
+    assert record.getMessage() == f"resilience observer {broken!r} raised; event dropped"
     assert record.exc_info is not None
 
 
