@@ -264,3 +264,35 @@ async def test_lock_spans_name_the_redis_system(redis_url: str) -> None:
     [acquire] = [s for s in exporter.get_finished_spans() if s.name == "acquire"]
     assert acquire.attributes is not None
     assert acquire.attributes["db.system.name"] == "redis"
+
+
+async def test_only_idempotent_lock_calls_are_retried() -> None:
+    """acquire and extend may be replayed; release and the cleanup of a failed grant not.
+
+    Against a port nothing listens on, every call fails with a retryable connection error,
+    so the retry layer's counters show which operations went through it.
+    """
+    from infra.exceptions import CacheConnectionError
+    from infra.ports import LockLease
+    from infra.resilience import ResiliencePolicy, RetryConfig
+
+    client = Redis.from_url("redis://127.0.0.1:9/0")
+    policy = ResiliencePolicy.build(
+        "redis_lock", retry=RetryConfig(max_attempts=3), clock=ManualClock()
+    )
+    lock = RedisDistributedLock(client, policy=policy, clock=ManualClock())
+    retry = policy.retry
+    assert retry is not None
+    try:
+        with pytest.raises(CacheConnectionError):
+            await lock.acquire("job", wait=0)  # 3 attempts; then one abandon, not retried
+        assert (retry.stats.executions, retry.stats.retries) == (1, 2)
+        lease = LockLease("job", "owner", 1, 5.0)
+        with pytest.raises(CacheConnectionError):
+            await lock.release(lease)
+        assert (retry.stats.executions, retry.stats.retries) == (1, 2)  # not retried
+        with pytest.raises(CacheConnectionError):
+            await lock.extend(lease)
+        assert (retry.stats.executions, retry.stats.retries) == (2, 4)
+    finally:
+        await client.aclose()
