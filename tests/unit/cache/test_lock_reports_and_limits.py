@@ -272,10 +272,15 @@ async def test_only_idempotent_lock_calls_are_retried() -> None:
     Against a port nothing listens on, every call fails with a retryable connection error,
     so the retry layer's counters show which operations went through it.
     """
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
     from infra.exceptions import CacheConnectionError
+    from infra.observability import reset_tracing, setup_tracing
     from infra.ports import LockLease
     from infra.resilience import ResiliencePolicy, RetryConfig
 
+    exporter = InMemorySpanExporter()
+    setup_tracing(exporter=exporter)
     client = Redis.from_url("redis://127.0.0.1:9/0")
     policy = ResiliencePolicy.build(
         "redis_lock", retry=RetryConfig(max_attempts=3), clock=ManualClock()
@@ -295,4 +300,8 @@ async def test_only_idempotent_lock_calls_are_retried() -> None:
             await lock.extend(lease)
         assert (retry.stats.executions, retry.stats.retries) == (2, 4)
     finally:
+        reset_tracing()
         await client.aclose()
+    names = [s.name for s in exporter.get_finished_spans()]
+    assert names.count("abandon") == 1  # the failed grant was cleaned up, once
+    assert names.count("release") == 1
