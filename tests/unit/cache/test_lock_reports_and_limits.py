@@ -305,3 +305,31 @@ async def test_only_idempotent_lock_calls_are_retried() -> None:
     names = [s.name for s in exporter.get_finished_spans()]
     assert names.count("abandon") == 1  # the failed grant was cleaned up, once
     assert names.count("release") == 1
+
+
+def test_backoff_never_overflows_however_large_the_multiplier() -> None:
+    """The exponent is capped before the power is taken, not only the result."""
+    backoff = LockBackoff(initial=0.001, maximum=1.0, multiplier=60_000.0)
+    assert backoff.delay(1_000_000, 0.0) == 0.5
+    assert backoff.delay(64, 0.999) == pytest.approx(0.9995)
+
+
+async def test_a_waiter_sleeps_no_longer_than_the_holders_lease_left(
+    redis_client: Redis,
+) -> None:
+    """A refused grant reports the holder's remaining lease; the pause stops there."""
+    holder = RedisDistributedLock(redis_client, namespace="t:ttl:")
+    lease = await holder.acquire("job", lease=0.3)
+    clock = ManualClock()
+    slow_backoff = LockBackoff(initial=5.0, maximum=5.0)  # 2.5..5 s unless capped
+    waiter = RedisDistributedLock(
+        redis_client, namespace="t:ttl:", clock=clock, backoff=slow_backoff
+    )
+    try:
+        second = await waiter.acquire("job", lease=1, wait=600)
+        await waiter.release(second)
+    finally:
+        await redis_client.delete("t:ttl:{job}", "t:ttl:{job}:fence")
+    assert clock.sleeps
+    assert 0 < clock.sleeps[0] <= 0.301  # the holder's PTTL (<= 300 ms) + 1 ms
+    assert lease.fencing_token < second.fencing_token

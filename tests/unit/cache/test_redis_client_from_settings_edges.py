@@ -79,7 +79,9 @@ async def test_a_cluster_url_without_a_database_is_database_zero(
 def test_the_cluster_database_error_says_how_to_fix_it() -> None:
     with pytest.raises(ConfigurationError) as raised:
         build_redis_client(Settings(redis_mode="cluster", redis_url="redis://h:7000/1"))
-    assert "Redis Cluster has only database 0: use /0 in SEMANTICA_REDIS_URL" in str(raised.value)
+    assert raised.value.message == (
+        "Redis Cluster has only database 0: use /0 in SEMANTICA_REDIS_URL"
+    )
     assert raised.value.component == "redis"
 
 
@@ -176,3 +178,15 @@ async def test_the_pool_sampler_counts_a_connection_in_use(redis_url: str) -> No
         await blocker.delete("semantica:never-pushed")
         await close_redis_client(client)
         await close_redis_client(blocker)
+
+
+async def test_a_sentinel_port_in_the_url_is_used(
+    built: Callable[[RedisClient], RedisClient],
+) -> None:
+    client = built(
+        build_redis_client(Settings(redis_mode="sentinel", redis_url="redis://s9:26390/0"))
+    )
+    assert isinstance(client, Redis)
+    [sentinel] = client.connection_pool.sentinel_manager.sentinels
+    kwargs = sentinel.connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"]) == ("s9", 26390)

@@ -134,3 +134,56 @@ def test_the_retry_gets_the_overall_deadline_when_attempts_fit_inside_it(
     assert policy.component == "pg"
     assert policy.retry is not None
     assert policy.retry.config.deadline == deadline
+
+
+@pytest.mark.parametrize(
+    ("limiter_wait", "bulkhead", "deadline"),
+    [
+        (None, None, None),  # an unbounded limiter wait: attempts do not fit
+        (4.0, None, 10.0),  # 5 + 4 <= 10
+        (6.0, None, None),  # 5 + 6 > 10
+        (None, BulkheadConfig(5, max_queue=0), None),  # the limiter is still unbounded
+    ],
+)
+def test_queue_waits_count_toward_the_attempt_bound(
+    limiter_wait: float | None, bulkhead: BulkheadConfig | None, deadline: float | None
+) -> None:
+    from infra.resilience.rate_limit import TokenBucketLimiter
+
+    clock = ManualClock()
+    policy = ResiliencePolicy.build(
+        "pg",
+        retry=RetryConfig(),
+        timeout=10.0,
+        attempt_timeout=5.0,
+        rate_limiter=TokenBucketLimiter(rate=100, capacity=10, clock=clock),
+        rate_limit_wait=limiter_wait,
+        bulkhead=bulkhead,
+        clock=clock,
+    )
+    assert policy.retry is not None
+    assert policy.retry.config.deadline == deadline
+
+
+@pytest.mark.parametrize(
+    ("bulkhead", "deadline"),
+    [
+        (BulkheadConfig(5, max_queue=0), 10.0),  # no queue: no queue wait
+        (BulkheadConfig(5, max_queue=3, max_wait=5.0), 10.0),  # 5 + 5 <= 10
+        (BulkheadConfig(5, max_queue=3, max_wait=5.5), None),
+        (BulkheadConfig(5, max_queue=3), None),  # queued without a bound
+    ],
+)
+def test_a_bulkhead_queue_counts_toward_the_attempt_bound(
+    bulkhead: BulkheadConfig, deadline: float | None
+) -> None:
+    policy = ResiliencePolicy.build(
+        "pg",
+        retry=RetryConfig(),
+        timeout=10.0,
+        attempt_timeout=5.0,
+        bulkhead=bulkhead,
+        clock=ManualClock(),
+    )
+    assert policy.retry is not None
+    assert policy.retry.config.deadline == deadline
