@@ -21,8 +21,9 @@ What it does, in order:
    under coverage with one context per test, to learn which of them execute each line of
    each target module. That map narrows the per-mutant test selection:
    a mutant inside a function body runs only the tests that execute one of its lines; a
-   mutant at module or class level (constants, defaults, class attributes) runs every test
-   that executes any line of its module. A mutant no test executes is reported as
+   mutant at module or class level (constants, defaults, class attributes, evaluated at
+   import) runs every test of every related test file that executes any line of its
+   module. A mutant no test executes is reported as
    ``no-cover`` (a survivor) without running anything.
 4. Enumerates every mutant of each module (see :data:`OPERATORS`), samples
    ``--per-module`` of them at random with ``--seed`` (seeded per module, so adding a
@@ -754,10 +755,22 @@ def coverage_map(
     return result
 
 
+def module_tests(lines: dict[int, set[str]]) -> set[str]:
+    """Every test of every test file that executes some line of the module.
+
+    Module-level code (constants, enum values, defaults, class attributes) runs at import,
+    so a test can depend on it without executing any line of the module itself (reading
+    an enum's values, a preset, a default): the whole file is the unit of selection.
+    """
+    files = {node.split("::")[0] for nodes in lines.values() for node in nodes}
+    known = {node for node in DURATIONS if node.split("::")[0] in files}
+    return known | set().union(*lines.values()) if lines else known
+
+
 def tests_for(mutant: Mutant, lines: dict[int, set[str]]) -> list[str]:
     """The test node ids to run against ``mutant``."""
     if not mutant.in_body:
-        return _fast_first(set().union(*lines.values())) if lines else []
+        return _fast_first(module_tests(lines))
     selected: set[str] = set()
     for line in range(mutant.lineno, mutant.end_lineno + 1):
         selected |= lines.get(line, set())
@@ -816,7 +829,7 @@ def run_module(
     started = time.monotonic()
     target = runner.tree / module
     original = target.read_text()
-    all_tests = _fast_first(set().union(*lines.values())) if lines else []
+    all_tests = _fast_first(module_tests(lines))
     try:
         if all_tests:
             write_module(target, clean_source(original))
