@@ -96,7 +96,7 @@ DEFAULT_TARGETS = ("infra/resilience", "infra/cache")
 RELATED: dict[str, tuple[tuple[str, ...], bool]] = {
     "infra/resilience/": (("tests/unit/resilience",), False),
     "infra/resilience/rate_limit_redis.py": (
-        ("tests/unit/resilience/test_rate_limit.py", "tests/integration/test_rate_limit_redis.py"),
+        ("tests/unit/resilience", "tests/integration/test_rate_limit_redis.py"),
         True,
     ),
     "infra/cache/": (
