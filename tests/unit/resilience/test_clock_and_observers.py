@@ -105,7 +105,8 @@ def test_notify_delivers_to_every_observer_and_logs_a_failing_one(
     [record] = [r for r in caplog.records if r.name == "infra.resilience"]
     assert record.levelno == logging.WARNING
     assert record.getMessage() == f"resilience observer {broken!r} raised; event dropped"
-    assert record.exc_info is not None
+    assert record.exc_info  # the traceback is logged (exc_info=False would leave False)
+    assert record.exc_info[0] is RuntimeError
 
 
 async def test_a_failing_observer_changes_no_outcome(caplog: pytest.LogCaptureFixture) -> None:
