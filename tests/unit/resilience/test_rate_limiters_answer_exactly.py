@@ -53,6 +53,7 @@ async def test_the_redis_bucket_key_ttl_and_sharing(redis_client: Redis) -> None
     assert DEFAULT_KEY_PREFIX == "semantica:ratelimit:"
     assert first.key == "semantica:ratelimit:api"
     assert first.name == "api"
+    assert (first.rate, first.capacity) == (2.0, 4.0)
     assert await first.try_acquire(3.0) is True
     assert await second.try_acquire(2.0) is False  # one bucket: only ~1 token left
     assert await second.try_acquire(1.0) is True
@@ -67,3 +68,23 @@ async def test_the_redis_bucket_key_ttl_and_sharing(redis_client: Redis) -> None
     await first.reset()
     assert await redis_client.exists("semantica:ratelimit:api") == 0
     await other.reset()
+
+
+async def test_the_redis_limiter_defaults_to_one_token_and_refuses_while_a_caller_waits(
+    redis_client: Redis,
+) -> None:
+    import asyncio
+
+    limiter = RedisTokenBucketLimiter(redis_client, "one", rate=20.0, capacity=3.0)
+    try:
+        await limiter.acquire()  # one token by default
+        assert await limiter.try_acquire(2.0) is True  # 3 - 1 = 2 were left
+        waiter = asyncio.create_task(limiter.acquire(2.0))  # must wait for a refill
+        for _ in range(100):
+            await asyncio.sleep(0)
+            if not waiter.done():
+                break
+        assert await limiter.try_acquire(0.001) is False  # a local caller is waiting
+        await waiter  # ~0.1 s of real refill at 20 tokens/s
+    finally:
+        await limiter.reset()
