@@ -228,3 +228,61 @@ async def test_counters_add_up_for_any_number_of_failures(failures: int, attempt
     assert clock.sleeps == [min(30.0, 2.0 ** (n - 1)) for n in range(1, made)]
     if rec.give_ups:
         assert rec.give_ups[0][:3] == ("pg", attempts, GiveUpReason.ATTEMPTS_EXHAUSTED)
+
+
+async def test_every_execution_is_deposited_in_the_budget() -> None:
+    clock = ManualClock()
+    budget = RetryBudget(1.0, min_per_second=0.0, clock=clock)
+    pol = RetryPolicy(RetryConfig(max_attempts=3, jitter=False), clock=clock, budget=budget)
+    _calls, fn = script("ok")
+    assert await pol.execute(fn) == "ok"
+    assert budget.available == 1  # one call made: one retry allowed at ratio 1
+    _calls, fn = script(transient(1), "ok")
+    assert await pol.execute(fn) == "ok"
+    assert budget.available == 1  # two calls, one retry spent
+
+
+def test_the_policy_checks_its_collaborators() -> None:
+    with pytest.raises(TypeError, match="config must be a RetryConfig, got"):
+        RetryPolicy({"max_attempts": 2})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="budget must be a RetryBudget or None, got"):
+        RetryPolicy(budget=0.2)  # type: ignore[arg-type]
+
+
+def test_the_documented_defaults() -> None:
+    config = RetryConfig()
+    assert (config.max_attempts, config.base_delay, config.max_delay) == (3, 1.0, 30.0)
+    assert (config.exponential_base, config.jitter, config.deadline) == (2.0, True, None)
+    assert astuple(RetryPolicy().stats) == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_attempts": 0}, "max_attempts must be an integer >= 1, got 0"),
+        ({"base_delay": -1}, "base_delay must be a finite number >= 0, got -1"),
+        ({"max_delay": float("inf")}, "max_delay must be a finite number >= 0, got inf"),
+        ({"exponential_base": 0.5}, "exponential_base must be a finite number >= 1, got 0.5"),
+        ({"deadline": -2}, "deadline must be a finite number >= 0, got -2"),
+        ({"deadline": 0}, "deadline must be > 0 seconds, or None for no deadline"),
+        ({"base_delay": 2, "max_delay": 1}, "max_delay (1) must be >= base_delay (2)"),
+    ],
+)
+def test_bad_values_name_the_field(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match="must be") as raised:
+        RetryConfig(**kwargs)  # type: ignore[arg-type]
+    assert str(raised.value) == message
+
+
+def test_edges_and_normalisation() -> None:
+    assert RetryConfig(base_delay=0, max_delay=0.5).backoff(3) == 0.0
+    config = RetryConfig(deadline=5, base_delay=1, max_delay=2, exponential_base=3)
+    assert config.deadline == 5.0
+    assert all(
+        isinstance(v, float)
+        for v in (config.deadline, config.base_delay, config.max_delay, config.exponential_base)
+    )
+    with pytest.raises(TypeError, match="jitter must be a bool, got 1"):
+        RetryConfig(jitter=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="attempt must be >= 1, got 0"):
+        RetryConfig().backoff(0)
