@@ -66,6 +66,8 @@ async def test_it_renews_every_third_of_the_lease() -> None:
     dog = watchdog(clock, renew, lost)
     dog.start()
     dog.start()  # idempotent: one task
+    named = [t for t in asyncio.all_tasks() if t.get_name() == "semantica-lock-watchdog"]
+    assert len(named) == 1  # findable by name when debugging a stuck loop
     await until(renew.done)
     await dog.stop()
     await dog.stop()
