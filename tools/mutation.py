@@ -633,7 +633,8 @@ class Runner:
     def run(self, args: list[str], timeout: float, log: Path | None = None) -> tuple[str, float]:
         """Run ``pytest args`` in the copy; return (outcome, seconds).
 
-        outcome: "passed", "failed", "timeout" or "error" (pytest could not run at all).
+        outcome: "passed", "failed", "timeout", "broken" (pytest could not start: exit 3
+        or 4) or "error" (no tests collected).
         """
         _check_stop()
         start = time.monotonic()
@@ -677,8 +678,10 @@ class Runner:
         # 1: tests failed; 2: collection failed; 3: internal error; 4: a conftest could
         # not be imported (the mutant broke an import) -- all caused by the mutant.
         # 5 (no tests collected) means the selection is wrong, not the mutant.
-        if code in {1, 2, 3, 4} or code < 0:
+        if code in {1, 2} or code < 0:
             return "failed", elapsed
+        if code in {3, 4}:  # the mutant broke an import -- or the environment broke
+            return "broken", elapsed
         return "error", elapsed
 
 
@@ -860,6 +863,18 @@ def run_module(
                 else:
                     write_module(target, apply_mutant(original, mutant))
                     run_outcome, took = runner.run(selected, timeout=limit)
+                    if run_outcome == "broken":
+                        # pytest itself failed to start. Killed -- if the unmutated module
+                        # still runs its fastest test; else the environment broke (say, a
+                        # plugin vanished from a shared venv) and no result can be trusted.
+                        write_module(target, clean_source(original))
+                        sane, _ = runner.run(all_tests[:1], timeout=limit)
+                        if sane != "passed":
+                            raise SystemExit(
+                                f"error: pytest no longer runs on the unmutated {module} "
+                                f"(see {runner.tree.parent / 'clean.log'}); stopping"
+                            )
+                        run_outcome = "failed"
                     outcome = {"failed": "killed", "passed": "survived"}.get(
                         run_outcome, run_outcome
                     )
