@@ -70,6 +70,7 @@ async def test_it_renews_every_third_of_the_lease() -> None:
     assert len(named) == 1  # findable by name when debugging a stuck loop
     await until(renew.done)
     await dog.stop()
+    assert all(t.done() for t in named)  # stop() returns once the task has ended
     await dog.stop()
     assert renew.calls == [101.0, 102.0, 103.0, 104.0]
     assert dog.renewals == 3

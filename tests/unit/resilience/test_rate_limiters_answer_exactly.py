@@ -25,6 +25,29 @@ async def test_try_acquire_answers_true_or_false() -> None:
     assert limiter.available == 0.0
 
 
+async def test_try_acquire_refuses_with_false_while_someone_waits() -> None:
+    import asyncio
+
+    clock = ManualClock()
+    gate = asyncio.Event()
+
+    class Held(ManualClock):
+        async def sleep(self, seconds: float) -> None:
+            await gate.wait()
+
+    limiter = TokenBucketLimiter(rate=1.0, capacity=4.0, clock=Held())
+    assert await limiter.try_acquire(4.0) is True
+    waiter = asyncio.create_task(limiter.acquire(1.0))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert limiter.waiting == 1
+    assert await limiter.try_acquire(0.001) is False  # nobody overtakes a waiter
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert clock.sleeps == []
+
+
 async def test_acquire_of_exactly_the_bucket_is_immediate() -> None:
     clock = ManualClock()
     limiter = TokenBucketLimiter(rate=1.0, capacity=3.0, clock=clock)
