@@ -16,7 +16,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infra.exceptions import BackendConnectionError, CircuitBreakerOpenError, QuerySyntaxError
+from infra.exceptions import (
+    BackendConnectionError,
+    CallerError,
+    CircuitBreakerOpenError,
+    QuerySyntaxError,
+)
 from infra.resilience import CircuitBreaker, CircuitBreakerConfig, ManualClock
 from infra.resilience.hooks import BreakerState, CallOutcome, RecordingObserver
 
@@ -37,6 +42,16 @@ async def ok() -> str:
 
 async def down() -> None:
     raise BackendConnectionError(component="db")
+
+
+async def admit_in_another_task(breaker: CircuitBreaker) -> int:
+    """Admit a call from a task of its own: a second ``admit()`` in a task that holds a
+    half-open probe is that probe's nested call, not another probe."""
+
+    async def admit() -> int:
+        return breaker.admit()
+
+    return await asyncio.create_task(admit())
 
 
 async def fail(breaker: CircuitBreaker, times: int = 1) -> None:
@@ -149,10 +164,12 @@ async def test_the_snapshot_describes_each_state() -> None:
         None,
     )
     assert probing.opened_at is not None
-    second = breaker.admit()
+    breaker.release(breaker.admit())  # the probe's own nested call: no second slot taken
+    assert breaker.snapshot().half_open_in_flight == 1
+    second = await admit_in_another_task(breaker)
     assert breaker.snapshot().half_open_in_flight == 2
     with pytest.raises(CircuitBreakerOpenError) as rejected:
-        breaker.admit()
+        await admit_in_another_task(breaker)
     assert rejected.value.details["state"] == "half_open"
     assert rejected.value.details["retry_after_s"] == 0.0
     breaker.record(ticket)
@@ -375,7 +392,7 @@ def test_the_edges_of_the_valid_range_are_accepted() -> None:
         timeout=0.001,
         excluded=[KeyError],
     )
-    assert config.excluded == (KeyError,)
+    assert config.excluded == (KeyError, CallerError)  # caller errors are always excluded
     assert CircuitBreakerConfig(minimum_calls=100, window_size=100).minimum_calls == 100
 
 
@@ -383,7 +400,9 @@ def test_the_breaker_rejects_a_bad_name_or_config() -> None:
     with pytest.raises(ValueError, match="name must be a non-empty string"):
         CircuitBreaker(name="")
     with pytest.raises(TypeError, match="config must be a CircuitBreakerConfig"):
-        CircuitBreaker({"failure_threshold": 1}, name="db")  # type: ignore[arg-type]
+        CircuitBreaker(name="db", config={"failure_threshold": 1})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="positional arguments are .name: str, config"):
+        CircuitBreaker({"failure_threshold": 1}, name="db")  # type: ignore[call-overload]
     with pytest.raises(TypeError, match="decorates a callable"):
         CircuitBreaker(name="db")(42)  # type: ignore[arg-type]
 
@@ -450,7 +469,8 @@ async def test_an_exit_after_a_finished_block_has_no_entry_left() -> None:
         pass
     with pytest.raises(RuntimeError, match="without a matching __aenter__"):
         await breaker.__aexit__(None, None, None)
-    assert rec.outcomes() == [CallOutcome.SUCCESS] * 3
+    # the nested block is guarded by the outer one and counted once with it
+    assert rec.outcomes() == [CallOutcome.SUCCESS] * 2
 
 
 async def test_to_dict_names_every_field() -> None:
@@ -514,10 +534,10 @@ async def test_a_stale_cancelled_call_does_not_free_the_current_probe_slot() -> 
     assert rec.outcomes()[-1] is CallOutcome.CANCELLED
     assert breaker.snapshot().half_open_in_flight == 1
     with pytest.raises(CircuitBreakerOpenError):
-        breaker.admit()  # still busy
+        await admit_in_another_task(breaker)  # still busy
     breaker.release(stale)  # a stale "proved nothing" frees nothing either
     with pytest.raises(CircuitBreakerOpenError):
-        breaker.admit()
+        await admit_in_another_task(breaker)
     breaker.record(probe)
     assert breaker.state is CLOSED
 
@@ -531,7 +551,7 @@ async def test_a_cancelled_closed_call_does_not_leave_a_spare_probe() -> None:
     clock.advance(10.0)
     breaker.admit()
     with pytest.raises(CircuitBreakerOpenError):  # exactly one probe, not three
-        breaker.admit()
+        await admit_in_another_task(breaker)
 
 
 async def test_without_observers_a_success_still_resets_the_count() -> None:
