@@ -301,8 +301,12 @@ async def test_a_probe_that_never_reached_the_backend_frees_its_slot() -> None:
     """``release`` (the call proved nothing) gives the probe slot back, counted as excluded."""
     breaker, _clock, rec = half_open_breaker()
     ticket = breaker.admit()
+
+    async def another_caller() -> int:  # in this task, admit() is the probe's nested call
+        return breaker.admit()
+
     with pytest.raises(CircuitBreakerOpenError):
-        breaker.admit()
+        await asyncio.create_task(another_caller())
     breaker.release(ticket)
     assert rec.outcomes()[-1] is CallOutcome.EXCLUDED
     await assert_one_probe_closes(breaker)

@@ -182,5 +182,6 @@ def test_the_event_values_are_the_documented_strings() -> None:
         "attempts_exhausted",
         "deadline",
         "budget_exhausted",
+        "callback_failed",  # on_retry raised: its error stops the retries
     ]
     assert f"{CallOutcome.REJECTED}" == "rejected"  # StrEnum: formats as its value

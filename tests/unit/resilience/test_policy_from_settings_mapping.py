@@ -74,9 +74,10 @@ def test_a_zero_bulkhead_wait_means_no_queue() -> None:
     layers = configs_from_settings(
         Settings(bulkhead_max_wait=0, bulkhead_max_queue=50), component="pg"
     )
-    assert layers.bulkhead == BulkheadConfig(100, max_queue=0, max_wait=None)
+    # left unset, the bulkhead admits what the smaller pool holds (20 connections)
+    assert layers.bulkhead == BulkheadConfig(20, max_queue=0, max_wait=None)
     bulkhead = layers.bulkhead.build("pg")
-    assert (bulkhead.max_concurrent, bulkhead.max_queue, bulkhead.max_wait) == (100, 0, None)
+    assert (bulkhead.max_concurrent, bulkhead.max_queue, bulkhead.max_wait) == (20, 0, None)
     assert bulkhead.name == "pg"
 
 
@@ -85,7 +86,7 @@ def test_the_defaults_as_documented() -> None:
     assert layers.breaker == CircuitBreakerConfig(failure_threshold=5, timeout=60.0)
     assert layers.retry == RetryConfig()
     assert layers.retry_budget_ratio == 0.2
-    assert layers.bulkhead == BulkheadConfig(100, max_queue=1000, max_wait=5.0)
+    assert layers.bulkhead == BulkheadConfig(20, max_queue=1000, max_wait=5.0)  # smaller pool
     assert (layers.timeout, layers.attempt_timeout) == (30.0, 10.0)
 
 
