@@ -193,21 +193,23 @@ async def test_health_check_of_an_unreachable_server_reports_the_error() -> None
     assert details["latency_ms"] >= 0
 
 
-async def test_health_check_messages_are_cut_at_300_characters(redis_client: Redis) -> None:
-    """An error with a long message (here a rate limiter's, naming itself) is truncated."""
-    from infra.resilience.clock import ManualClock
-    from infra.resilience.rate_limit import TokenBucketLimiter
-
-    clock = ManualClock()
-    limiter = TokenBucketLimiter(rate=0.001, capacity=1, clock=clock, name="L" * 400)
-    assert await limiter.try_acquire()
-    policy = ResiliencePolicy("redis", rate_limiter=limiter, rate_limit_wait=0.0, clock=clock)
-    cache = RedisCache(redis_client, policy=policy)
-    healthy, details = await cache.health_check()
+async def test_health_check_messages_are_cut_at_300_characters(
+    redis_client: Redis, redis_url: str
+) -> None:
+    """A failed probe with a long message (a refused PING naming a long user) is cut."""
+    user = "u" * 400
+    await redis_client.acl_setuser(user, enabled=True, nopass=True, commands=["-@all"])
+    client = Redis.from_url(redis_url, username=user, password="unused")
+    cache = RedisCache(client, policy=ResiliencePolicy.passthrough("redis"))
+    try:
+        healthy, details = await cache.health_check()
+    finally:
+        await client.aclose()
+        await redis_client.acl_deluser(user)
     assert healthy is False
-    assert details["error"] == "RateLimitExceededError"
+    assert details["status"] == "unhealthy"
     assert len(details["message"]) == 300
-    assert details["message"] == f"[{'L' * 299}"
+    assert "u" * 200 in details["message"]
 
 
 async def test_health_check_reports_the_breaker_state_and_pool(redis_url: str) -> None:
