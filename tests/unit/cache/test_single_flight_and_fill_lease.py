@@ -3,8 +3,8 @@
 SingleFlight: followers get the leader's result or the *same* exception object; a
 failure is not remembered; ``coalesced``, ``len`` and ``in_flight`` report exactly the
 flights running. RedisFillLease: one holder per key at a time, its lease expires on its
-own, only the holder's token releases it or reads as holding it, and a writer deleting
-the lock key ends the holder's claim.
+own, only the holder's token releases it or fills the value, and a writer deleting the
+lock key ends the holder's claim.
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from infra.cache.singleflight import RedisFillLease, SingleFlight
+from infra.cache.singleflight import (
+    LEASE_GRANTED,
+    LEASE_HELD_ELSEWHERE,
+    LEASE_VALUE,
+    RedisFillLease,
+    SingleFlight,
+)
 
 
 async def settle() -> None:
@@ -93,40 +99,48 @@ async def test_a_failed_flight_with_no_followers_logs_nothing(
 # ------------------------------------------------------------------ RedisFillLease
 async def test_one_holder_at_a_time_and_only_the_holder_releases(redis_client: Redis) -> None:
     lease = RedisFillLease(redis_client, lease_seconds=30)
-    token = await lease.acquire("fill:k")
-    assert token is not None
-    assert len(token) == 16
-    assert await lease.acquire("fill:k") is None  # taken
-    assert await lease.holds("fill:k", token) is True
-    assert await lease.holds("fill:k", "someone-else") is False
-    assert await lease.release("fill:k", "someone-else") is False
-    assert await lease.holds("fill:k", token) is True  # a stranger's release did nothing
-    assert await lease.release("fill:k", token) is True
-    assert await lease.release("fill:k", token) is False  # already gone
-    assert await lease.holds("fill:k", token) is False
-    again = await lease.acquire("fill:k")
-    assert again is not None
-    assert again != token
+    mine, other = RedisFillLease.new_token(), RedisFillLease.new_token()
+    assert len(mine) == 16
+    assert mine != other
+    assert await lease.lease_or_read("v:k", "fill:k", mine) == (LEASE_GRANTED, None)
+    assert await lease.lease_or_read("v:k", "fill:k", other) == (LEASE_HELD_ELSEWHERE, None)
+    assert await lease.release([("fill:k", other)]) == 0
+    assert await redis_client.get("fill:k") == mine.encode()  # a stranger's release did nothing
+    assert await lease.release([("fill:k", mine)]) == 1
+    assert await lease.release([("fill:k", mine)]) == 0  # already gone
+    assert await lease.release([]) == 0
+    assert await lease.lease_or_read("v:k", "fill:k", other) == (LEASE_GRANTED, None)
+    await redis_client.set("v:k", b"stored")
+    assert await lease.lease_or_read("v:k", "fill:k2", mine) == (LEASE_VALUE, b"stored")
+    assert await redis_client.exists("fill:k2") == 0  # a stored value takes no lease
 
 
 async def test_the_lease_expires_on_its_own(redis_client: Redis) -> None:
     lease = RedisFillLease(redis_client, lease_seconds=12.3456)
-    token = await lease.acquire("fill:k")
-    assert token is not None
+    token = RedisFillLease.new_token()
+    assert await lease.lease_or_read("v:k", "fill:k", token) == (LEASE_GRANTED, None)
     pttl = await redis_client.pttl("fill:k")
     assert 12_000 < pttl <= 12_346  # rounded to the millisecond
     short = RedisFillLease(redis_client, lease_seconds=0.0001)  # at least 1 ms
-    assert await short.acquire("fill:short") is not None
+    assert (await short.lease_or_read("v:s", "fill:short", token))[0] == LEASE_GRANTED
     assert await redis_client.pttl("fill:short") in {-2, 0, 1}
 
 
 async def test_a_writer_deleting_the_lock_ends_the_holders_claim(redis_client: Redis) -> None:
     lease = RedisFillLease(redis_client, lease_seconds=30)
-    token = await lease.acquire("fill:k")
-    assert token is not None
+    token = RedisFillLease.new_token()
+    assert await lease.lease_or_read("v:k", "fill:k", token) == (LEASE_GRANTED, None)
     await redis_client.delete("fill:k")  # what a set()/delete() of the key does
-    assert await lease.holds("fill:k", token) is False
-    assert await lease.release("fill:k", token) is False
+    fill = {"payload": b"late", "ttl_ms": 60_000, "channel": "filled", "message": "k"}
+    assert await lease.fill("v:k", "fill:k", token, **fill) is False
+    assert await redis_client.exists("v:k") == 0  # nothing written
+    assert await lease.release([("fill:k", token)]) == 0
+    # while the claim holds, the fill writes the value and ends the lease in one step
+    assert await lease.lease_or_read("v:k", "fill:k", token) == (LEASE_GRANTED, None)
+    assert await lease.fill("v:k", "fill:k", token, **fill) is True
+    assert await redis_client.get("v:k") == b"late"
+    assert 0 < await redis_client.pttl("v:k") <= 60_000
+    assert await redis_client.exists("fill:k") == 0
 
 
 @pytest.mark.parametrize("bad", [0, -1, -0.5])
