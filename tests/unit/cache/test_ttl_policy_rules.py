@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from config.groups import CacheSettings
 from infra.cache.l1 import ABSENT
 from infra.cache.ttl_policy import TtlPolicy, check_cache_settings, check_seconds
-from infra.exceptions import ConfigurationError
+from infra.exceptions import ConfigurationError, InvalidArgumentError
 
 SECONDS = st.floats(min_value=0.001, max_value=1e6, allow_nan=False, allow_infinity=False)
 
@@ -124,10 +124,15 @@ def test_check_seconds_accepts_ints_and_floats() -> None:
     check_seconds("x", 1)
     check_seconds("x", 0.001)
     with pytest.raises(
-        ValueError, match=r"^x must be a positive, finite number of seconds, got 0$"
-    ):
+        InvalidArgumentError,
+        match=r"^x must be a positive, finite number of seconds, got 0 \(argument='x'\)$",
+    ) as raised:
         check_seconds("x", 0)
-    with pytest.raises(TypeError, match=r"^x must be seconds as int or float, got str$"):
+    assert raised.value.details["argument"] == "x"
+    with pytest.raises(
+        InvalidArgumentError,
+        match=r"^x must be seconds as int or float, got str \(argument='x'\)$",
+    ):
         check_seconds("x", "1")  # type: ignore[arg-type]
 
 
@@ -138,6 +143,8 @@ def _view(**overrides: float) -> CacheSettings:
         "l2_ttl": 300.0,
         "negative_ttl": 30.0,
         "ttl_jitter": 0.1,
+        "max_staleness": 1.0,
+        "fallback_timeout": 0.25,
         "embedding_ttl": 3600.0,
     }
     values.update(overrides)
