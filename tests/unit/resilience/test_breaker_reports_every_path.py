@@ -401,8 +401,8 @@ def test_the_breaker_rejects_a_bad_name_or_config() -> None:
         CircuitBreaker(name="")
     with pytest.raises(TypeError, match="config must be a CircuitBreakerConfig"):
         CircuitBreaker(name="db", config={"failure_threshold": 1})  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="positional arguments are .name: str, config"):
-        CircuitBreaker({"failure_threshold": 1}, name="db")  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=r"positional arguments are \(name: str, config"):
+        CircuitBreaker({"failure_threshold": 1}, name="db")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="decorates a callable"):
         CircuitBreaker(name="db")(42)  # type: ignore[arg-type]
 
