@@ -258,7 +258,10 @@ def run_status(db: sqlite3.Connection, query: str | None, args: tuple[Any, ...])
 
 
 def run_many(db: sqlite3.Connection, query: str | None, args: tuple[Any, ...]) -> None:
-    """``query`` once per argument tuple."""
+    """``query`` once per argument tuple, whatever kind of statement it is (asyncpg runs
+    any statement per row; SQLite's own ``executemany`` refuses anything but DML)."""
     if query is None:
         raise TypeError("a statement needs SQL text")
-    db.executemany(to_sqlite(query), args)
+    sql = to_sqlite(query)
+    for row in args:
+        db.execute(sql, row).fetchall()
