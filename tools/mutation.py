@@ -7,6 +7,10 @@ Run by hand (never in CI, never collected by pytest), from the repository root::
     nice -n 15 python tools/mutation.py infra/resilience/retry.py --per-module 200
     nice -n 15 python tools/mutation.py infra/cache --seed 7 --json /tmp/mut.json
     python tools/mutation.py infra/resilience/breaker.py --list      # show the sample only
+    nice -n 15 python tools/mutation.py --rev c8460f9 --json /tmp/before.json  # old tests
+    nice -n 15 python tools/mutation.py --since /tmp/before.json   # re-run survivors only
+
+Options and how to read the result: docs/mutation_testing.md.
 
 What it does, in order:
 

@@ -28,7 +28,7 @@ from infra.cache._lock_metrics import (
     LOCK_LOST_TOTAL,
 )
 from infra.cache._lock_scripts import abandoned_key, fence_key, lock_key
-from infra.exceptions import LockAcquireTimeoutError, LockNotOwnedError
+from infra.exceptions import LockAcquireTimeoutError, LockLostError, LockNotOwnedError
 from infra.observability import MetricsCollector, reset_metrics_collector, set_metrics_collector
 from infra.resilience import ManualClock
 from infra.testing.fakes.lock import FakeDistributedLock, FakeLockServer
@@ -341,3 +341,31 @@ async def test_a_waiter_sleeps_no_longer_than_the_holders_lease_left(
     assert clock.sleeps
     assert 0 < clock.sleeps[0] <= 0.301  # the holder's PTTL (<= 300 ms) + 1 ms
     assert lease.fencing_token < second.fencing_token
+
+
+async def test_the_lock_metrics_are_exposed_with_their_help_and_label() -> None:
+    collector = MetricsCollector()
+    set_metrics_collector(collector)
+    try:
+        clock = ManualClock()
+        server = FakeLockServer(clock)
+        lock = FakeDistributedLock(server, component="exposed")
+        await lock.acquire("job", lease=60)
+        with pytest.raises(LockAcquireTimeoutError):
+            await FakeDistributedLock(server, component="exposed").acquire("job", wait=0)
+
+        async def overrun() -> None:
+            async with lock.hold("other", lease=1):
+                clock.advance(2)  # the lease runs out inside the block: counted as lost
+
+        with pytest.raises(LockLostError):
+            await overrun()
+    finally:
+        reset_metrics_collector()
+    text = collector.render()[0].decode()
+    assert "# HELP lock_acquire_wait_ms Time from acquire to grant, waits included, ms." in text
+    assert "# HELP lock_acquire_timeouts_total Acquires that ran out of wait." in text
+    assert "# HELP lock_lost_total Leases found lost while held." in text
+    assert 'lock_acquire_wait_ms_count{component="exposed"} 2.0' in text
+    assert 'lock_acquire_timeouts_total{component="exposed"} 1.0' in text
+    assert 'lock_lost_total{component="exposed"} 1.0' in text
