@@ -28,9 +28,18 @@ from infra.testing.embedded import (
     external_endpoint,
     open_qdrant_client,
 )
-from infra.testing.embedded._process import port_accepts
+from infra.testing.embedded._process import port_accepts, wait_until
 from infra.testing.embedded._watchdog import DIR_PREFIX, OWNER_FILE, record_server, sweep_stale
 from infra.testing.embedded.backends import BackendEndpoints
+
+
+def _listening(port: int) -> bool:
+    """Whether any process has a TCP socket listening on ``port``."""
+    return any(
+        conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port
+        for conn in psutil.net_connections(kind="tcp")
+    )
+
 
 if TYPE_CHECKING:
     import asyncpg
@@ -345,10 +354,13 @@ async def test_redis_kill_and_restart_reuse_the_port_and_data_dir() -> None:
         client = Redis.from_url(server.url)
         try:
             await client.set("survives", "yes")
+            assert _listening(port)  # the check below can see a listener
             server.kill()  # SIGKILL; returns once the process is gone
             assert not server.alive
             assert _gone(first_pid)
-            assert not port_accepts(LOOPBACK, port)
+            # Nobody listens on the port any more. (A bare connect() is no proof here: a
+            # port in the ephemeral range can connect to itself once nothing listens.)
+            assert wait_until(lambda: not _listening(port), timeout=5.0)
             assert server.running  # still owns its directory and endpoints
             server.restart()
             assert (server.port, server.scratch_dir) == (port, scratch)
