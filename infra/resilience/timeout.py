@@ -353,6 +353,14 @@ class Timeout:
             # A virtual clock passed the deadline while the body ran: same decision as real.
             raise self.make_error() from exc
 
+    @property
+    def open_scopes(self) -> int:
+        """Scopes entered and not yet left, on every loop (``0`` once every call under
+        this timeout has finished, however it finished: a leak check for tests)."""
+        entered = sum(len(stack) for stack in self._active.values())
+        queued = sum(1 for wheel in self._wheels.values() for s in wheel.scopes if not s.done)
+        return entered + queued
+
     def _wheel_for(self, loop: asyncio.AbstractEventLoop) -> _Wheel:
         """The shared timer for ``loop`` (slow path: first use, or another loop)."""
         wheel = self._wheels.get(loop)

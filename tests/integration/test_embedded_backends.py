@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -28,7 +29,7 @@ from infra.testing.embedded import (
     external_endpoint,
     open_qdrant_client,
 )
-from infra.testing.embedded._process import port_accepts, wait_until
+from infra.testing.embedded._process import port_accepts
 from infra.testing.embedded._watchdog import DIR_PREFIX, OWNER_FILE, record_server, sweep_stale
 from infra.testing.embedded.backends import BackendEndpoints
 
@@ -360,7 +361,11 @@ async def test_redis_kill_and_restart_reuse_the_port_and_data_dir() -> None:
             assert _gone(first_pid)
             # Nobody listens on the port any more. (A bare connect() is no proof here: a
             # port in the ephemeral range can connect to itself once nothing listens.)
-            assert wait_until(lambda: not _listening(port), timeout=5.0)
+            for _ in range(250):  # up to ~5 s for the kernel to drop the socket
+                if not _listening(port):
+                    break
+                await asyncio.sleep(0.02)
+            assert not _listening(port)
             assert server.running  # still owns its directory and endpoints
             server.restart()
             assert (server.port, server.scratch_dir) == (port, scratch)
@@ -437,10 +442,11 @@ def test_the_url_round_trips_any_password(password: str) -> None:
     --requirepass of extra_args wins, as in redis-server."""
     from redis.asyncio.connection import parse_url
 
+    from infra.testing.embedded.redis import redis_url
+
     server = EmbeddedRedis(graph=False, extra_args=("--requirepass", "first"), password=password)
-    server._running, server._port = True, 6379  # the URL only; nothing is started
-    assert parse_url(server.url)["password"] == password
-    assert server.password == password
+    assert server.password == password  # nothing is started
+    assert parse_url(redis_url(6379, server.password))["password"] == password
 
 
 @pytest.mark.postgres

@@ -228,9 +228,8 @@ async def test_transactions_and_reads_at_twice_the_pool_all_succeed(
     assert results == [i + 1 for i in range(2 * POOL)] + [2 * i for i in range(2 * POOL)]
     no_retries(observer)
     assert {outcome.value for _, outcome in observer.calls} == {"success"}
-    pool = store._pool.pool
-    assert pool is not None
-    assert pool.get_size() <= POOL
+    _, details = await store.health_check(latency_threshold_ms=1e6)
+    assert 0 < details["pool_size"] <= POOL
 
 
 @hypothesis_settings(max_examples=10)

@@ -53,7 +53,7 @@ from infra.testing.embedded._process import (
 )
 from infra.testing.embedded._watchdog import record_server
 
-__all__ = ["BOLT_PORT_RANGE", "FALKORDB_AUTH", "EmbeddedRedis"]
+__all__ = ["BOLT_PORT_RANGE", "FALKORDB_AUTH", "EmbeddedRedis", "redis_url"]
 
 #: FalkorDB's Bolt listener only starts on ports below 32768 (measured).
 BOLT_PORT_RANGE = (20000, 32767)
@@ -62,6 +62,13 @@ FALKORDB_AUTH = ("falkordb", "")
 _PORT_CLASH = ("Address already in use", "Failed to bind to port")
 _STOP_GRACE_S = 5.0
 _RELAY_SCRIPT = Path(__file__).with_name("_bolt_relay.py")
+
+
+def redis_url(port: int, password: str | None = None) -> str:
+    """``redis://127.0.0.1:PORT/0``, with ``password`` percent-encoded into the user info
+    so that any password reads back exactly (a secret: never log the result)."""
+    auth = "" if password is None else f":{quote(password, safe='')}@"
+    return f"redis://{auth}{LOOPBACK}:{port}/0"
 
 
 class EmbeddedRedis(EmbeddedProcessServer):
@@ -130,8 +137,7 @@ class EmbeddedRedis(EmbeddedProcessServer):
     def url(self) -> str:
         """``redis://127.0.0.1:PORT/0`` for redis-py (``redis://:PASSWORD@...`` with a
         password: treat it as a secret)."""
-        auth = "" if self._password is None else f":{quote(self._password, safe='')}@"
-        return f"redis://{auth}{LOOPBACK}:{self.port}/0"
+        return redis_url(self.port, self._password)
 
     @property
     def password(self) -> str | None:

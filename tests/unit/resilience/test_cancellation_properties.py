@@ -187,9 +187,7 @@ async def test_cancelling_a_policy_call_anywhere_leaves_no_permit_held(  # noqa:
     if s.limiter is not None:
         assert s.limiter.waiting == 0
     for timeout in s.timeouts:
-        assert not timeout._active  # no scope left behind (private: no public view)
-        wheel = timeout._wheel
-        assert wheel is None or all(scope.done for scope in wheel.scopes)
+        assert timeout.open_scopes == 0  # no scope left behind
     if s.breaker is not None:
         snapshot = s.breaker.snapshot()
         assert snapshot.half_open_in_flight == 0
@@ -241,8 +239,7 @@ async def test_cancelling_each_layer_used_on_its_own_leaves_nothing_held(
     assert breaker.snapshot().half_open_in_flight == 0
     assert (bulkhead.in_flight, bulkhead.queued) == (0, 0)
     assert limiter.waiting == 0
-    assert not timeout._active
-    assert timeout._wheel is None or all(s.done for s in timeout._wheel.scopes)
+    assert timeout.open_scopes == 0
     clock.advance(1.0)
     assert await runs[layer](Backend(0, 0)) in ("ok", None)
 

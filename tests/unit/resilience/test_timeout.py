@@ -180,7 +180,7 @@ async def test_one_instance_serves_many_concurrent_calls() -> None:
             assert isinstance(result, OperationTimeoutError)
         else:
             assert result == i
-    assert timeout._active == {}
+    assert timeout.open_scopes == 0
 
 
 async def test_current_deadline_is_the_tightest_enclosing_one() -> None:

@@ -104,7 +104,7 @@ async def test_nested_scopes_of_one_instance_raise_one_timeout_and_balance_cance
     with pytest.raises(OperationTimeoutError):
         await nested()
     assert task.cancelling() == before
-    assert timeout._active == {}
+    assert timeout.open_scopes == 0
 
 
 async def test_the_same_instance_works_on_another_event_loop() -> None:
