@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from config import Settings
+from containers.lifecycle import resolve
 from containers.postgres import PostgresContainer
 from containers.redis import RedisContainer
 from infra.cache import RedisCache, build_redis_client, close_redis_client
@@ -121,7 +122,9 @@ async def redis_app(redis_url: str) -> AsyncIterator[tuple[RedisContainer, Recor
     try:
         yield container, observer
     finally:
-        await container.shutdown_resources()
+        stopping = container.shutdown_resources()
+        assert stopping is not None  # async resources: an awaitable
+        await stopping
 
 
 async def test_cache_and_lock_at_twice_the_pool_are_not_retried(
@@ -130,8 +133,8 @@ async def test_cache_and_lock_at_twice_the_pool_are_not_retried(
     """The cache's and the lock's policies each admit 4 calls onto one pool of 4: 8 in
     flight. Every call succeeds on the first attempt; the pool never grows past 4."""
     container, observer = redis_app
-    cache: RedisCache = await container.cache()
-    lock = await container.lock()
+    cache: RedisCache = await resolve(container.cache)
+    lock = await resolve(container.lock)
     settings: Settings = container.settings()
     assert settings.resilience.bulkhead_max_concurrent == POOL
     await cache.set("shared", {"n": 1})
@@ -196,7 +199,9 @@ async def postgres_app(
     try:
         yield container, observer
     finally:
-        await container.shutdown_resources()
+        stopping = container.shutdown_resources()
+        assert stopping is not None  # async resources: an awaitable
+        await stopping
 
 
 async def test_transactions_and_reads_at_twice_the_pool_all_succeed(
@@ -208,7 +213,7 @@ async def test_transactions_and_reads_at_twice_the_pool_all_succeed(
     holding the connections queued for bulkhead slots held by BEGINs waiting for those
     connections, until both timed out."""
     container, observer = postgres_app
-    store = await container.store()
+    store = await resolve(container.store)
     assert store.policy.bulkhead is not None
     assert store.policy.bulkhead.max_concurrent == POOL
 

@@ -66,8 +66,9 @@ class Scripted(LeaseLockBase):
 
 async def test_refused_tries_back_off_exponentially_in_the_upper_half() -> None:
     clock = ManualClock()
+    grants: list[tuple[int | None, float] | BaseException] = [(None, 0.0)] * 4 + [(9, 0.0)]
     lock = Scripted(
-        [(None, 0.0)] * 4 + [(9, 0.0)],
+        grants,
         clock=clock,
         backoff=LockBackoff(initial=0.1, maximum=10.0, multiplier=2.0),
     )
