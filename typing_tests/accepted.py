@@ -33,6 +33,7 @@ async def handler(
     registry: HealthRegistry = provide(ApplicationContainer.health),
 ) -> str | None:
     """An ``@inject`` handler whose parameters are typed by the providers they come from."""
+    registry.register("postgres", store, critical=True)
     cached = await cache.get(f"user:{user_id}")
     if cached is not None:
         return str(cached)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from typing import Any
 
 import pytest
 from dependency_injector import providers
@@ -69,6 +68,7 @@ async def test_redis_commands_beyond_the_pool_wait_for_a_connection(redis_url: s
         Settings(redis_url=redis_url, redis_max_connections=POOL, service_name=name)
     )
     try:
+        assert isinstance(client, Redis)
         assert isinstance(client.connection_pool, BlockingConnectionPool)
         lists = [f"{name}:{i}" for i in range(2 * POOL)]
         # Each BLPOP holds its connection for 50 ms: all four are busy at once.
@@ -95,7 +95,9 @@ def test_any_burst_up_to_three_pools_is_served(
         )
         try:
             if hold:
-                calls = [client.blpop([f"{name}:{i}"], timeout=hold) for i in range(tasks)]
+                calls: list[Awaitable[object]] = [
+                    client.blpop([f"{name}:{i}"], timeout=hold) for i in range(tasks)
+                ]
             else:
                 calls = [client.get(f"{name}:{i}") for i in range(tasks)]
             assert await asyncio.gather(*calls) == [None] * tasks
@@ -164,7 +166,7 @@ async def test_redis_pool_wait_timeout_is_typed_and_not_retried(redis_url: str) 
     policy = ResiliencePolicy.from_settings(settings, component="redis", hooks=[observer])
     async with RedisCache.from_settings(settings, policy, namespace="pw") as cache:
         key = f"held-{uuid.uuid4().hex}"
-        holder = asyncio.create_task(cache.client.blpop([key], timeout=5))
+        holder = asyncio.ensure_future(cache.client.blpop([key], timeout=5))
         await asyncio.sleep(0.05)  # let the holder take the only connection
         with pytest.raises(PoolExhaustedError) as caught:
             await cache.get("anything")
@@ -178,7 +180,9 @@ async def test_redis_pool_wait_timeout_is_typed_and_not_retried(redis_url: str) 
         assert policy.breaker.failure_count == 0
         async with Redis.from_url(redis_url) as other:
             await other.rpush(key, "go")  # releases the holder's connection
-        assert list(await holder) == [key.encode(), b"go"]
+        popped = await holder
+        assert popped is not None
+        assert list(popped) == [key.encode(), b"go"]
         assert await cache.get("anything") is None  # served again
 
 
@@ -266,7 +270,7 @@ def test_any_mix_of_transactions_and_reads_completes(
                     value: int = await tx.fetchval("SELECT $1::int", worker)
                     return value
 
-            calls: list[Awaitable[Any]] = [in_transaction(i) for i in range(transactions)]
+            calls: list[Awaitable[int]] = [in_transaction(i) for i in range(transactions)]
             calls += [store.fetchval("SELECT $1::int", -i) for i in range(reads)]
             return await asyncio.gather(*calls)
 

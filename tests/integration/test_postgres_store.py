@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from asyncpg.pool import PoolConnectionProxy
 from dependency_injector import providers
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -95,7 +96,9 @@ async def schema_dsn(postgres_dsn: str) -> AsyncIterator[str]:
         await conn.close()
 
 
-async def backend_pid_running(admin: asyncpg.Connection, marker: str) -> int:
+async def backend_pid_running(
+    admin: asyncpg.Connection | PoolConnectionProxy[asyncpg.Record], marker: str
+) -> int:
     """Wait until a query containing ``marker`` is active on another backend; its pid."""
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:

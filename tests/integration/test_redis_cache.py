@@ -108,6 +108,7 @@ async def test_from_settings_round_trips_on_the_embedded_server(redis_url: str) 
         assert raw == b'J{"name":"Ada"}'
         assert 0 < await cache.client.pttl(cache.key("user:1")) <= 5000
         await cache.delete("user:1")
+        assert isinstance(cache.client, Redis)
         pool = cache.client.connection_pool
         assert pool.max_connections == 4
         assert [c.is_connected for c in pool._get_free_connections()] == [True]
@@ -327,6 +328,7 @@ async def test_container_cache_works_and_shutdown_closes_its_connections(
     assert [c["name"] for c in listed].count(name) == 1
     await cache.delete("container-key")
     client = cache.client
+    assert isinstance(client, Redis)
     stopping = container.shutdown_resources()
     assert stopping is not None  # async resources: an awaitable
     await stopping

@@ -432,7 +432,11 @@ class RoundTrips:
         command, pipeline = client.execute_command, client.pipeline
 
         async def execute_command(*args: Any, **options: Any) -> Any:
-            return await self._trip(str(args[0]).upper(), lambda: command(*args, **options))
+            # redis-py leaves execute_command unannotated.
+            return await self._trip(
+                str(args[0]).upper(),
+                lambda: command(*args, **options),  # type: ignore[no-untyped-call]
+            )
 
         def make_pipeline(*args: Any, **options: Any) -> Any:
             pipe = pipeline(*args, **options)

@@ -66,7 +66,8 @@ class Scripted(LeaseLockBase):
 
 async def test_refused_tries_back_off_exponentially_in_the_upper_half() -> None:
     clock = ManualClock()
-    grants: list[tuple[int | None, float] | BaseException] = [(None, 0.0)] * 4 + [(9, 0.0)]
+    refused: tuple[int | None, float] = (None, 0.0)
+    grants: list[tuple[int | None, float] | BaseException] = [*[refused] * 4, (9, 0.0)]
     lock = Scripted(
         grants,
         clock=clock,
