@@ -108,12 +108,12 @@ async def readme_block_5() -> None:
     from containers.lifecycle import resolve, stop
     from containers.testing import use_fakes
     from containers.typed import provide
-    from infra.storage import EnhancedPostgresStore
+    from infra.ports import RelationalStore
 
 
     @inject
     async def user_name(
-        user_id: int, store: EnhancedPostgresStore = provide(ApplicationContainer.postgres.store)
+        user_id: int, store: RelationalStore = provide(ApplicationContainer.postgres.store)
     ) -> str | None:
         name = await store.fetchval("select name from users where id = $1", user_id)
         return None if name is None else str(name)
@@ -121,8 +121,8 @@ async def readme_block_5() -> None:
 
     app = ApplicationContainer()
     with use_fakes(app):
-        store = await resolve(app.postgres.store)  # EnhancedPostgresStore, for mypy too
-        cache = await resolve(app.redis.cache)  # RedisCache
+        store = await resolve(app.postgres.store)  # typed EnhancedPostgresStore (a fake here)
+        cache = await resolve(app.redis.cache)  # typed RedisCache
         await store.execute("create table users (id integer primary key, name text)")
         await store.execute("insert into users values ($1, $2)", 1, "ada")
         # Passed explicitly here; in a wired module @inject supplies it.
