@@ -41,6 +41,7 @@ import uuid
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterator
 from itertools import accumulate
+from typing import cast
 
 from redis.asyncio import Redis
 
@@ -108,7 +109,8 @@ async def bench_l2(url: str, namespace: str, n: int) -> None:
 
     async def raw_decoded(name: str) -> object:
         data = await client.get(name)
-        return None if data is None else loads(data)
+        # The benchmark client does not decode responses: a value is bytes.
+        return None if data is None else loads(cast("bytes", data))
 
     await cache.start()
     keys = [f"l2:{i}" for i in range(1000)]
@@ -251,6 +253,7 @@ async def bench_miss(url: str, dsn: str, namespace: str, n: int) -> None:
 
     async def load(i: int) -> dict[str, object]:
         row = await pool.fetchrow("SELECT $1::int AS id, 'Ada' AS name", i)
+        assert row is not None
         return dict(row)
 
     async def miss(i: int) -> None:

@@ -42,6 +42,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from containers.application import ApplicationContainer
+from containers.lifecycle import resolve
 from infra.exceptions import CircuitBreakerOpenError
 from infra.resilience import CircuitBreaker, CircuitBreakerConfig, ResiliencePolicy
 
@@ -75,11 +76,11 @@ def _forced_open(policy: ResiliencePolicy) -> None:
 
 async def _variants(app: ApplicationContainer) -> dict[str, Body]:
     """Every variant's body, with its breaker OPEN."""
-    await app.observability.metrics()
-    await app.observability.logging()
-    await app.observability.tracing()
-    store = await app.postgres.store()
-    cache = await app.redis.cache()
+    await resolve(app.observability.metrics)
+    await resolve(app.observability.logging)
+    await resolve(app.observability.tracing)
+    store = await resolve(app.postgres.store)
+    cache = await resolve(app.redis.cache)
     policy = store.policy
     _forced_open(policy)
     _forced_open(cache.policy)
@@ -108,7 +109,9 @@ async def measure(calls: int, rounds: int) -> dict[str, tuple[list[float], list[
                 samples[name][1].append(cpu)
         return samples
     finally:
-        await app.shutdown_resources()
+        stopping = app.shutdown_resources()
+        assert stopping is not None  # async resources: an awaitable
+        await stopping
 
 
 async def profile(calls: int) -> str:
@@ -123,7 +126,9 @@ async def profile(calls: int) -> str:
         await _rejected_calls(body, calls)
         profiler.disable()
     finally:
-        await app.shutdown_resources()
+        stopping = app.shutdown_resources()
+        assert stopping is not None  # async resources: an awaitable
+        await stopping
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
     return out.getvalue()

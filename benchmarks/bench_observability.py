@@ -51,7 +51,7 @@ from infra.observability import (
     use_tracer_provider,
 )
 
-ATTRS = {
+ATTRS: dict[str, str | int] = {
     "db.system.name": "postgresql",
     "db.operation.name": "fetch",
     "server.address": "localhost",

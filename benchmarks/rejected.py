@@ -16,6 +16,7 @@ breaker with no observers), **store (container)** (``store.fetchval``) and **cac
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from benchmarks.environment import Environment
@@ -58,6 +59,7 @@ async def run(env: Environment, plan: Plan, progress: Any = print) -> ScenarioRe
     open_all()
     try:
         with env.logs_to_devnull():
+            call: Callable[[], Awaitable[Any]]
             for call in (lambda: store.fetchval("SELECT 1"), lambda: cache.get("k")):
                 try:
                     await call()

@@ -34,7 +34,7 @@ __all__ = ["BASELINE", "LEVELS", "run"]
 
 BASELINE = "raw GET + json.loads"
 LEVELS = (1, 8, 32, 128)
-VALUE = {"id": 7, "name": "Grace Hopper", "tags": ["navy", "cobol"], "score": 8.25}
+VALUE: dict[str, Any] = {"id": 7, "name": "Grace Hopper", "tags": ["navy", "cobol"], "score": 8.25}
 RAW_KEY = "bench:raw:l2"
 PROBE_KEY = "bench:l2probe"
 #: Keys are rewritten when older than this: well inside the default L2 TTL (300 s, less

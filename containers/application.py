@@ -37,6 +37,7 @@ from containers.core import CoreContainer
 from containers.observability import ObservabilityContainer
 from containers.postgres import PostgresContainer
 from containers.redis import RedisContainer
+from containers.typed import nested
 
 if TYPE_CHECKING:
     from infra.observability import HealthRegistry
@@ -59,18 +60,20 @@ async def register_health_checks(
 class ApplicationContainer(containers.DeclarativeContainer):
     """Everything an application needs, built lazily; see the module docstring."""
 
-    core = providers.Container(CoreContainer)
-    observability = providers.Container(ObservabilityContainer, settings=core.settings)
-    postgres = providers.Container(
+    # ``nested`` is ``providers.Container`` typed as the container class, so mypy checks
+    # ``app.postgres.store`` and its value (see :mod:`containers.typed`).
+    core = nested(CoreContainer)
+    observability = nested(ObservabilityContainer, settings=core.settings)
+    postgres = nested(
         PostgresContainer,
         settings=core.settings,
         resilience_hooks=providers.List(observability.resilience_observer),
     )
-    redis = providers.Container(
+    redis = nested(
         RedisContainer,
         settings=core.settings,
         resilience_hooks=providers.List(observability.resilience_observer),
     )
-    health = providers.Resource(
+    health: providers.Resource[HealthRegistry] = providers.Resource(
         register_health_checks, observability.health, postgres.store, redis.cache
     )

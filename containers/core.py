@@ -85,4 +85,4 @@ class CoreContainer(containers.DeclarativeContainer):
         core.settings.override(providers.Object(Settings(database_url="postgresql://...")))
     """
 
-    settings = providers.Singleton(Settings)
+    settings: providers.Singleton[Settings] = providers.Singleton(Settings)

@@ -189,7 +189,7 @@ def validate(container: containers.Container) -> None:
     _Graph(container).validate()
 
 
-async def resolve(provider: providers.Provider[T] | providers.Provider[Any]) -> T:
+async def resolve(provider: providers.Provider[T]) -> T:
     """The provider's value, whether the container is started (a plain value) or not (an
     awaitable that initialises the resources it needs on first use)."""
     value: Any = provider()

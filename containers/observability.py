@@ -26,6 +26,8 @@ from dependency_injector import containers, providers
 from config import Settings
 
 if TYPE_CHECKING:
+    from logging import Handler
+
     from opentelemetry.sdk.trace import TracerProvider
 
     from infra.observability import (
@@ -111,13 +113,19 @@ class ObservabilityContainer(containers.DeclarativeContainer):
     per process, so test suites building many containers set it ``False``.
     """
 
-    settings = providers.Dependency(instance_of=Settings)
-    tracing_global = providers.Object(True)
+    settings: providers.Dependency[Settings] = providers.Dependency(instance_of=Settings)
+    tracing_global: providers.Object[bool] = providers.Object(True)
 
-    metrics = providers.Resource(metrics_collector)
-    logging = providers.Resource(structured_logging, settings)
-    tracing = providers.Resource(tracer_provider, settings, tracing_global)
+    metrics: providers.Resource[MetricsCollector] = providers.Resource(metrics_collector)
+    logging: providers.Resource[Handler] = providers.Resource(structured_logging, settings)
+    tracing: providers.Resource[TracerProvider] = providers.Resource(
+        tracer_provider, settings, tracing_global
+    )
 
-    health = providers.Singleton(_health_registry, settings, collector=metrics)
-    cost = providers.Singleton(_cost_tracker, settings, metrics)
-    resilience_observer = providers.Singleton(_resilience_observer, metrics)
+    health: providers.Singleton[HealthRegistry] = providers.Singleton(
+        _health_registry, settings, collector=metrics
+    )
+    cost: providers.Singleton[CostTracker] = providers.Singleton(_cost_tracker, settings, metrics)
+    resilience_observer: providers.Singleton[MetricsResilienceObserver] = providers.Singleton(
+        _resilience_observer, metrics
+    )

@@ -72,13 +72,15 @@ async def postgres_store(
 class PostgresContainer(containers.DeclarativeContainer):
     """PostgreSQL for the application; see the module docstring."""
 
-    settings = providers.Dependency(instance_of=Settings)
+    settings: providers.Dependency[Settings] = providers.Dependency(instance_of=Settings)
     resilience_hooks = providers.List()
-    policy = providers.Singleton(
+    policy: providers.Singleton[ResiliencePolicy] = providers.Singleton(
         resilience_policy,
         settings,
         component="postgres",
         timeout_error=QueryTimeoutError,
         hooks=resilience_hooks,
     )
-    store = providers.Resource(postgres_store, settings, policy)
+    store: providers.Resource[EnhancedPostgresStore] = providers.Resource(
+        postgres_store, settings, policy
+    )

@@ -129,24 +129,28 @@ def _redis_lock(client: RedisClient, policy: ResiliencePolicy) -> RedisDistribut
 class RedisContainer(containers.DeclarativeContainer):
     """Redis for the application; see the module docstring."""
 
-    settings = providers.Dependency(instance_of=Settings)
+    settings: providers.Dependency[Settings] = providers.Dependency(instance_of=Settings)
     resilience_hooks = providers.List()
-    policy = providers.Singleton(
+    policy: providers.Singleton[ResiliencePolicy] = providers.Singleton(
         resilience_policy, settings, component="redis", hooks=resilience_hooks
     )
     #: The lock's own policy: its breaker must not share state with cache reads.
-    lock_policy = providers.Singleton(
+    lock_policy: providers.Singleton[ResiliencePolicy] = providers.Singleton(
         resilience_policy, settings, component="redis_lock", hooks=resilience_hooks
     )
-    serializer = providers.Singleton(JsonSerializer)
-    namespace = providers.Object("")
-    client = providers.Resource(redis_client, settings)
-    cache = providers.Singleton(
+    serializer: providers.Singleton[Serializer] = providers.Singleton(JsonSerializer)
+    namespace: providers.Object[str] = providers.Object("")
+    client: providers.Resource[RedisClient] = providers.Resource(redis_client, settings)
+    cache: providers.Singleton[RedisCache] = providers.Singleton(
         _redis_cache,
         client=client,
         policy=policy,
         serializer=serializer,
         namespace=namespace,
     )
-    lock = providers.Singleton(_redis_lock, client, policy=lock_policy)
-    three_tier = providers.Resource(three_tier_cache, settings, cache, client)
+    lock: providers.Singleton[RedisDistributedLock] = providers.Singleton(
+        _redis_lock, client, policy=lock_policy
+    )
+    three_tier: providers.Resource[ThreeTierCache] = providers.Resource(
+        three_tier_cache, settings, cache, client
+    )

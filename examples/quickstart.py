@@ -25,7 +25,8 @@ abandons the graceful stop).
 What it shows:
 
 * ``ApplicationContainer`` wired once at startup; handlers take their dependencies with
-  ``@inject`` and ``Provide[...]`` -- no globals, nothing connects until first use.
+  ``@inject`` and ``provide(...)`` (the typed ``Provide[...]``) -- no globals, nothing
+  connects until first use.
 * PostgreSQL through ``EnhancedPostgresStore`` (breaker, retry, timeouts, metrics).
 * Reads through the coherent 3-tier cache (L1 memory -> L2 Redis -> L3 PostgreSQL).
 * A Redis distributed lock with a fencing token guarding a read-modify-write.
@@ -51,11 +52,12 @@ from typing import Any
 
 from aiohttp import ClientSession, web
 from dependency_injector import providers
-from dependency_injector.wiring import Provide, inject
+from dependency_injector.wiring import inject
 
 from config import Settings
 from containers.application import ApplicationContainer
 from containers.lifecycle import start, stop
+from containers.typed import provide
 from infra.cache import RedisDistributedLock, ThreeTierCache
 from infra.exceptions import (
     CallerError,
@@ -137,7 +139,7 @@ def user_id(request: web.Request) -> int:
 @inject
 async def create_user(
     request: web.Request,
-    store: RelationalStore = Provide[App.postgres.store],
+    store: RelationalStore = provide(App.postgres.store),
 ) -> web.Response:
     """POST /users {"id": ..., "name": ...}; a duplicate is 409 (a write: attempted once)."""
     body = await json_object(request)
@@ -152,8 +154,8 @@ async def create_user(
 @inject
 async def get_user(
     request: web.Request,
-    store: RelationalStore = Provide[App.postgres.store],
-    cache: ThreeTierCache = Provide[App.redis.three_tier],
+    store: RelationalStore = provide(App.postgres.store),
+    cache: ThreeTierCache = provide(App.redis.three_tier),
 ) -> web.Response:
     """GET /users/{id}: L1 -> L2 -> PostgreSQL, with negative caching of unknown ids."""
     uid = user_id(request)
@@ -171,9 +173,9 @@ async def get_user(
 @inject
 async def record_visit(
     request: web.Request,
-    store: RelationalStore = Provide[App.postgres.store],
-    lock: RedisDistributedLock = Provide[App.redis.lock],
-    cache: ThreeTierCache = Provide[App.redis.three_tier],
+    store: RelationalStore = provide(App.postgres.store),
+    lock: RedisDistributedLock = provide(App.redis.lock),
+    cache: ThreeTierCache = provide(App.redis.three_tier),
 ) -> web.Response:
     """POST /users/{id}/visits: read-modify-write under a lock; the write is fenced."""
     uid = user_id(request)
@@ -192,7 +194,7 @@ async def record_visit(
 
 @inject
 async def health(
-    request: web.Request, registry: HealthRegistry = Provide[App.health]
+    request: web.Request, registry: HealthRegistry = provide(App.health)
 ) -> web.Response:
     """GET /health (liveness) and /ready (readiness): per-check status and latency."""
     report = await (registry.liveness() if request.path == "/health" else registry.readiness())
@@ -201,7 +203,7 @@ async def health(
 
 @inject
 async def metrics(
-    request: web.Request, collector: MetricsCollector = Provide[App.observability.metrics]
+    request: web.Request, collector: MetricsCollector = provide(App.observability.metrics)
 ) -> web.Response:
     """GET /metrics: Prometheus text exposition."""
     body, content_type = collector.render()

@@ -14,10 +14,11 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import quote
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from dependency_injector import providers
 from hypothesis import given
@@ -30,6 +31,8 @@ from containers.lifecycle import stop
 from containers.testing import Fakes, use_fakes
 from infra.exceptions import CircuitBreakerOpenError, DatabaseConnectionError
 
+#: aiohttp's test client for the example's web application.
+Client: TypeAlias = "TestClient[web.Request, web.Application]"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -69,7 +72,7 @@ def semantica_settings(semantica_settings: Settings) -> Settings:
 @pytest.fixture
 async def served_by_kit(
     semantica_container: ApplicationContainer,
-) -> AsyncIterator[tuple[TestClient, ApplicationContainer]]:
+) -> AsyncIterator[tuple[Client, ApplicationContainer]]:
     """The example's web app on the session's backends, with no users and no cached ones."""
     store = semantica_container.postgres.store()
     await store.execute(EXAMPLE.SCHEMA)
@@ -85,12 +88,12 @@ async def served_by_kit(
 
 
 @pytest.fixture
-async def served() -> AsyncIterator[tuple[TestClient, Fakes]]:
+async def served() -> AsyncIterator[tuple[Client, Fakes]]:
     async for pair in served_app():
         yield pair
 
 
-async def served_app() -> AsyncIterator[tuple[TestClient, Fakes]]:
+async def served_app() -> AsyncIterator[tuple[Client, Fakes]]:
     """The example's web app on the fakes, served on loopback by aiohttp's test server."""
     example = load_example()
     app = ApplicationContainer()
@@ -109,7 +112,7 @@ async def served_app() -> AsyncIterator[tuple[TestClient, Fakes]]:
 
 
 async def test_handlers_run_on_the_sessions_backends(
-    served_by_kit: tuple[TestClient, ApplicationContainer],
+    served_by_kit: tuple[Client, ApplicationContainer],
 ) -> None:
     """Create, read through the cache, update under the lock: on the verified fakes, or on
     real servers with ``--semantica-backends=embedded|external``."""
@@ -127,7 +130,7 @@ async def test_handlers_run_on_the_sessions_backends(
 
 
 async def test_scripted_outage_surfaces_as_503_and_opens_the_breaker(
-    served: tuple[TestClient, Fakes],
+    served: tuple[Client, Fakes],
 ) -> None:
     """A scripted outage: 503s, then the breaker opens and the fake is no longer called."""
     client, fakes = served
@@ -160,7 +163,7 @@ def test_application_container_declares_all_inputs() -> None:
 
 
 # ----------------------------------------------------------------------- bad input
-async def answer(client: TestClient, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+async def answer(client: Client, method: str, path: str, **kw: Any) -> tuple[int, Any]:
     """Status and JSON body; fails if the body is not JSON."""
     response = await client.request(method, path, **kw)
     assert response.content_type == "application/json", await response.text()
@@ -168,12 +171,12 @@ async def answer(client: TestClient, method: str, path: str, **kw: Any) -> tuple
 
 
 async def test_bad_input_answers_a_json_client_error_never_500(
-    served_by_kit: tuple[TestClient, ApplicationContainer],
+    served_by_kit: tuple[Client, ApplicationContainer],
 ) -> None:
     """A missing field, a non-JSON body, a mistyped field, ``/users/abc``, an unknown
     route and a wrong method: each a 4xx with an ``{"error": ...}`` that says why."""
     client, _ = served_by_kit
-    cases = [
+    cases: list[tuple[str, str, dict[str, Any], int, str]] = [
         ("POST", "/users", {"json": {"id": 1}}, 422, "missing field 'name'"),
         ("POST", "/users", {"data": b"not json"}, 400, "the body must be a JSON object"),
         ("POST", "/users", {"json": [1, 2]}, 400, "the body must be a JSON object, got list"),

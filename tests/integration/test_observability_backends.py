@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 
 from config import Settings
 from containers.application import ApplicationContainer
+from containers.lifecycle import resolve
 from infra.calls import BackendCalls
 from infra.exceptions import InfraError
 from infra.observability import (
@@ -206,10 +207,10 @@ async def test_no_span_is_created_without_an_exporter(
 
     app = _app(Settings(database_url=postgres_dsn, redis_url=redis_url))
     try:
-        await app.observability.metrics()
-        await app.observability.tracing()
-        store = await app.postgres.store()
-        cache = await app.redis.cache()
+        await resolve(app.observability.metrics)
+        await resolve(app.observability.tracing)
+        store = await resolve(app.postgres.store)
+        cache = await resolve(app.redis.cache)
         assert await store.fetchval("select 41 + 1") == 42
         await cache.set("obs:no-span", {"v": 1})
         assert await cache.get("obs:no-span") == {"v": 1}
@@ -225,7 +226,9 @@ async def test_no_span_is_created_without_an_exporter(
         assert [s.name for s in exporter.get_finished_spans()] == ["get"]
     finally:
         reset_tracing()
-        await app.shutdown_resources()
+        stopping = app.shutdown_resources()
+        assert stopping is not None  # async resources: an awaitable
+        await stopping
 
 
 async def test_a_four_second_outage_under_load_writes_a_bounded_log_and_counts_add_up(
@@ -251,9 +254,9 @@ async def test_a_four_second_outage_under_load_writes_a_bounded_log_and_counts_a
         app = _app(settings)
         seen: Counter[str] = Counter()
         try:
-            await app.observability.logging()
-            collector = await app.observability.metrics()
-            cache = await app.redis.cache()
+            await resolve(app.observability.logging)
+            collector = await resolve(app.observability.metrics)
+            cache = await resolve(app.redis.cache)
             await cache.set("obs:outage", 1)
 
             async def reader(until: float) -> None:
@@ -283,7 +286,9 @@ async def test_a_four_second_outage_under_load_writes_a_bounded_log_and_counts_a
             }
             transitions = collector.get_counter("circuit_breaker_transitions_total")
         finally:
-            await app.shutdown_resources()  # writes the pending summaries
+            stopping = app.shutdown_resources()
+            assert stopping is not None  # async resources: an awaitable
+            await stopping  # writes the pending summaries
     lines = [json.loads(line) for line in stderr.getvalue().splitlines() if line.strip()]
     assert len(lines) <= 120, f"{len(lines)} lines for a {OUTAGE_S:g} s outage"
     assert sum(seen.values()) >= 2_000, "not enough load to flood anything"

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from typing import Any
 
 import pytest
 from dependency_injector import providers
@@ -28,6 +27,7 @@ from hypothesis import strategies as st
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from config import Settings
+from containers.lifecycle import resolve
 from containers.postgres import PostgresContainer
 from containers.redis import RedisContainer
 from infra.cache import RedisCache, build_redis_client, close_redis_client
@@ -68,6 +68,7 @@ async def test_redis_commands_beyond_the_pool_wait_for_a_connection(redis_url: s
         Settings(redis_url=redis_url, redis_max_connections=POOL, service_name=name)
     )
     try:
+        assert isinstance(client, Redis)
         assert isinstance(client.connection_pool, BlockingConnectionPool)
         lists = [f"{name}:{i}" for i in range(2 * POOL)]
         # Each BLPOP holds its connection for 50 ms: all four are busy at once.
@@ -94,7 +95,9 @@ def test_any_burst_up_to_three_pools_is_served(
         )
         try:
             if hold:
-                calls = [client.blpop([f"{name}:{i}"], timeout=hold) for i in range(tasks)]
+                calls: list[Awaitable[object]] = [
+                    client.blpop([f"{name}:{i}"], timeout=hold) for i in range(tasks)
+                ]
             else:
                 calls = [client.get(f"{name}:{i}") for i in range(tasks)]
             assert await asyncio.gather(*calls) == [None] * tasks
@@ -121,7 +124,9 @@ async def redis_app(redis_url: str) -> AsyncIterator[tuple[RedisContainer, Recor
     try:
         yield container, observer
     finally:
-        await container.shutdown_resources()
+        stopping = container.shutdown_resources()
+        assert stopping is not None  # async resources: an awaitable
+        await stopping
 
 
 async def test_cache_and_lock_at_twice_the_pool_are_not_retried(
@@ -130,8 +135,8 @@ async def test_cache_and_lock_at_twice_the_pool_are_not_retried(
     """The cache's and the lock's policies each admit 4 calls onto one pool of 4: 8 in
     flight. Every call succeeds on the first attempt; the pool never grows past 4."""
     container, observer = redis_app
-    cache: RedisCache = await container.cache()
-    lock = await container.lock()
+    cache: RedisCache = await resolve(container.cache)
+    lock = await resolve(container.lock)
     settings: Settings = container.settings()
     assert settings.resilience.bulkhead_max_concurrent == POOL
     await cache.set("shared", {"n": 1})
@@ -161,7 +166,7 @@ async def test_redis_pool_wait_timeout_is_typed_and_not_retried(redis_url: str) 
     policy = ResiliencePolicy.from_settings(settings, component="redis", hooks=[observer])
     async with RedisCache.from_settings(settings, policy, namespace="pw") as cache:
         key = f"held-{uuid.uuid4().hex}"
-        holder = asyncio.create_task(cache.client.blpop([key], timeout=5))
+        holder = asyncio.ensure_future(cache.client.blpop([key], timeout=5))
         await asyncio.sleep(0.05)  # let the holder take the only connection
         with pytest.raises(PoolExhaustedError) as caught:
             await cache.get("anything")
@@ -175,7 +180,9 @@ async def test_redis_pool_wait_timeout_is_typed_and_not_retried(redis_url: str) 
         assert policy.breaker.failure_count == 0
         async with Redis.from_url(redis_url) as other:
             await other.rpush(key, "go")  # releases the holder's connection
-        assert list(await holder) == [key.encode(), b"go"]
+        popped = await holder
+        assert popped is not None
+        assert list(popped) == [key.encode(), b"go"]
         assert await cache.get("anything") is None  # served again
 
 
@@ -196,7 +203,9 @@ async def postgres_app(
     try:
         yield container, observer
     finally:
-        await container.shutdown_resources()
+        stopping = container.shutdown_resources()
+        assert stopping is not None  # async resources: an awaitable
+        await stopping
 
 
 async def test_transactions_and_reads_at_twice_the_pool_all_succeed(
@@ -208,7 +217,7 @@ async def test_transactions_and_reads_at_twice_the_pool_all_succeed(
     holding the connections queued for bulkhead slots held by BEGINs waiting for those
     connections, until both timed out."""
     container, observer = postgres_app
-    store = await container.store()
+    store = await resolve(container.store)
     assert store.policy.bulkhead is not None
     assert store.policy.bulkhead.max_concurrent == POOL
 
@@ -261,7 +270,7 @@ def test_any_mix_of_transactions_and_reads_completes(
                     value: int = await tx.fetchval("SELECT $1::int", worker)
                     return value
 
-            calls: list[Awaitable[Any]] = [in_transaction(i) for i in range(transactions)]
+            calls: list[Awaitable[int]] = [in_transaction(i) for i in range(transactions)]
             calls += [store.fetchval("SELECT $1::int", -i) for i in range(reads)]
             return await asyncio.gather(*calls)
 

@@ -23,10 +23,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from asyncpg.pool import PoolConnectionProxy
 from dependency_injector import providers
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from config import Settings
+from containers.lifecycle import resolve
 from containers.postgres import PostgresContainer
 from infra.exceptions import (
     CircuitBreakerOpenError,
@@ -94,7 +96,9 @@ async def schema_dsn(postgres_dsn: str) -> AsyncIterator[str]:
         await conn.close()
 
 
-async def backend_pid_running(admin: asyncpg.Connection, marker: str) -> int:
+async def backend_pid_running(
+    admin: asyncpg.Connection | PoolConnectionProxy[asyncpg.Record], marker: str
+) -> int:
     """Wait until a query containing ``marker`` is active on another backend; its pid."""
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
@@ -510,10 +514,12 @@ async def test_container_connects_nothing_until_the_store_is_used() -> None:
         settings=providers.Object(Settings(database_url=dead_dsn("unused-pw")))
     )
     container.check_dependencies()
-    store = await container.store()
+    store = await resolve(container.store)
     assert isinstance(store, EnhancedPostgresStore)
     assert store.is_initialized is False
-    await container.shutdown_resources()
+    stopping = container.shutdown_resources()
+    assert stopping is not None  # async resources: an awaitable
+    await stopping
     assert store.is_closed
 
 
@@ -525,12 +531,14 @@ async def test_container_store_works_and_shutdown_closes_its_pool(
         database_url=postgres_dsn, postgres_min_pool_size=1, postgres_max_pool_size=2
     )
     container = PostgresContainer(settings=providers.Object(settings))
-    store = await container.store()
+    store = await resolve(container.store)
     assert await store.fetchval("SELECT 40 + 2") == 42
     assert collector.get_gauge("postgres_pool_size", pool="default") == 1
     assert store.policy is container.policy()
     assert store.policy.bulkhead is not None  # the settings' policy, not the default one
-    await container.shutdown_resources()
+    stopping = container.shutdown_resources()
+    assert stopping is not None  # async resources: an awaitable
+    await stopping
     assert store.is_closed
     assert collector.get_gauge("postgres_pool_size", pool="default") == 0
     with pytest.raises(DatabaseConnectionError, match="closed"):
@@ -542,9 +550,11 @@ async def test_container_policy_override_reaches_the_store(postgres_dsn: str) ->
     container = PostgresContainer(settings=providers.Object(Settings(database_url=postgres_dsn)))
     instant = ResiliencePolicy.instant("postgres")
     with container.policy.override(providers.Object(instant)):
-        store = await container.store()
+        store = await resolve(container.store)
         assert store.policy is instant
-    await container.shutdown_resources()
+    stopping = container.shutdown_resources()
+    assert stopping is not None  # async resources: an awaitable
+    await stopping
 
 
 # ------------------------------------------------------------------------------ docs

@@ -20,6 +20,7 @@ from dependency_injector import providers
 from redis.asyncio import Redis
 
 from config import Settings
+from containers.lifecycle import resolve
 from containers.redis import RedisContainer
 from infra.cache import RedisCache
 from infra.exceptions import (
@@ -107,6 +108,7 @@ async def test_from_settings_round_trips_on_the_embedded_server(redis_url: str) 
         assert raw == b'J{"name":"Ada"}'
         assert 0 < await cache.client.pttl(cache.key("user:1")) <= 5000
         await cache.delete("user:1")
+        assert isinstance(cache.client, Redis)
         pool = cache.client.connection_pool
         assert pool.max_connections == 4
         assert [c.is_connected for c in pool._get_free_connections()] == [True]
@@ -292,12 +294,16 @@ async def test_container_connects_nothing_until_a_command_runs(
     """Construction, init_resources and building the cache open no connection."""
     container = _container(dead_settings(dropping_server.url))
     container.check_dependencies()
-    await container.init_resources()
-    cache = await container.cache()
+    started = container.init_resources()
+    assert started is not None  # async resources: an awaitable
+    await started
+    cache = await resolve(container.cache)
     assert isinstance(cache, RedisCache)
     await asyncio.sleep(0.01)
     assert dropping_server.accepted == 0
-    await container.shutdown_resources()
+    stopping = container.shutdown_resources()
+    assert stopping is not None  # async resources: an awaitable
+    await stopping
     assert dropping_server.accepted == 0
 
 
@@ -314,7 +320,7 @@ async def test_container_cache_works_and_shutdown_closes_its_connections(
     the server no longer lists our connection."""
     name = f"svc-{uuid.uuid4().hex[:12]}"
     container = _container(Settings(redis_url=redis_url, service_name=name))
-    cache = await container.cache()
+    cache = await resolve(container.cache)
     await cache.set("container-key", {"ok": True})
     assert await cache.get("container-key") == {"ok": True}
     assert collector.get_gauge("redis_pool_size", pool="default") == 1
@@ -322,7 +328,10 @@ async def test_container_cache_works_and_shutdown_closes_its_connections(
     assert [c["name"] for c in listed].count(name) == 1
     await cache.delete("container-key")
     client = cache.client
-    await container.shutdown_resources()
+    assert isinstance(client, Redis)
+    stopping = container.shutdown_resources()
+    assert stopping is not None  # async resources: an awaitable
+    await stopping
     async with RedisCache.from_settings(Settings(redis_url=redis_url)) as observer:
         names = [c["name"] for c in await observer.client.client_list()]
     assert name not in names
@@ -334,15 +343,17 @@ async def test_container_policy_override_reaches_the_cache(redis_url: str) -> No
     """Overriding the policy provider changes the policy the cache runs under; the cache
     is one instance per container, so the override goes in before it is (re)built."""
     container = _container(Settings(redis_url=redis_url))
-    default_cache = await container.cache()
+    default_cache = await resolve(container.cache)
     assert "retry(3 attempts" in default_cache.policy.describe()
-    assert await container.cache() is default_cache
+    assert await resolve(container.cache) is default_cache
     custom = ResiliencePolicy.passthrough("redis")
     with container.policy.override(providers.Object(custom)):
         container.cache.reset()
-        cache = await container.cache()
+        cache = await resolve(container.cache)
         assert cache.policy is custom
-    await container.shutdown_resources()
+    stopping = container.shutdown_resources()
+    assert stopping is not None  # async resources: an awaitable
+    await stopping
 
 
 # ----------------------------------------------------------------------------- docs

@@ -105,9 +105,11 @@ WAITS = st.one_of(st.just(0), st.just(0), HOSTILE)
 def _args(query: object, draw: Draw) -> list[Any]:
     """Any number of arguments, or -- half the time -- as many as ``query`` has."""
     if not isinstance(query, str) or draw(st.booleans()):
-        return draw(ARGS)
+        drawn: list[Any] = draw(ARGS)
+        return drawn
     arity = max((int(n) for n in re.findall(r"\$(\d+)", query)), default=0)
-    return draw(st.lists(st.one_of(HOSTILE, PLAIN), min_size=arity, max_size=arity))
+    exact: list[Any] = draw(st.lists(st.one_of(HOSTILE, PLAIN), min_size=arity, max_size=arity))
+    return exact
 
 
 async def _sql(store: Any, draw: Draw) -> object:

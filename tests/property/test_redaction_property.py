@@ -47,7 +47,7 @@ import re
 import traceback
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -344,21 +344,21 @@ async def _render_offline(case: Case, password: str) -> str:
     texts += [repr(client), repr(cache)]
 
     driver = ConnectionRefusedError(f"could not connect to {dsn} with {password}")
-    for cls in (
+    for error_type in (
         DatabaseConnectionError,
         CacheConnectionError,
         QuerySyntaxError,
         LLMAuthenticationError,
     ):
-        error = cls(
+        made = error_type(
             f"cannot use {dsn}",
             component="test",
             details={"dsn": dsn, "password": password, "url": case.redis_url(password)},
         )
-        error.add_note(f"while connecting to {dsn}")
-        errors.append(raised(error, driver))
-    for error in errors:
-        texts += error_texts(error)
+        made.add_note(f"while connecting to {dsn}")
+        errors.append(raised(made, driver))
+    for failure in errors:
+        texts += error_texts(failure)
 
     with json_logs(app_settings) as logged:
         log_everything(password, dsn, errors, [app_settings, *stores, cache])
@@ -463,6 +463,7 @@ async def _render_against_servers(
     )
     with json_logs(redis_settings) as logged:
         stores: list[Any] = []
+        build: Callable[[], PostgresStore]
         for build in (
             lambda: PostgresStore(dsn, min_size=1, max_size=1),
             lambda: EnhancedPostgresStore(dsn, min_size=1, max_size=1, enable_retry=False),
@@ -485,8 +486,8 @@ async def _render_against_servers(
             errors.append(failed.value)
             texts += [repr(cache), repr(stores)]
         log_everything(password, dsn, errors, stores)
-    for error in errors:
-        texts += error_texts(error)
+    for failure in errors:
+        texts += error_texts(failure)
     return "\n".join([*texts, *logged])
 
 

@@ -73,7 +73,7 @@ class Flaky:
 
 
 @pytest.fixture
-def collector() -> MetricsCollector:
+def collector() -> Iterator[MetricsCollector]:
     fresh = MetricsCollector()
     set_metrics_collector(fresh)
     yield fresh

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from dependency_injector import containers, providers
+from dependency_injector import containers, errors, providers
 
 from config import Settings
 from containers import CoreContainer
+from containers.lifecycle import resolve
 
 
 def test_settings_are_a_singleton_built_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,10 +49,12 @@ async def test_backend_pattern_connects_nothing_until_used_and_closes_on_shutdow
     backend = Backend(settings=core.settings)
     backend.check_dependencies()
     assert events == []
-    value = await backend.client()
+    value = await resolve(backend.client)
     assert value.startswith("client for redis://")
     assert events == ["open"]
-    await backend.shutdown_resources()
+    stopping = backend.shutdown_resources()
+    assert stopping is not None  # async resources: an awaitable
+    await stopping
     assert events == ["open", "close"]
 
 
@@ -61,5 +64,5 @@ def test_missing_dependency_is_reported() -> None:
     class Backend(containers.DeclarativeContainer):
         settings = providers.Dependency(instance_of=Settings)
 
-    with pytest.raises(providers.Error, match="settings"):
+    with pytest.raises(errors.Error, match="settings"):
         Backend().check_dependencies()

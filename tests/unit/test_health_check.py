@@ -71,8 +71,8 @@ def test_the_result_unpacks_and_is_truthy_exactly_when_healthy() -> None:
     assert not bad
     ok, details = good
     assert (ok, details) == (True, {"status": "healthy"})
-    assert bad == (False, {})
     assert (good.ok, bad.details) == (True, {})
+    assert bad == (False, {})
 
 
 @pytest.mark.parametrize(

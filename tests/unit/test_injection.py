@@ -111,7 +111,7 @@ def wired(app: ApplicationContainer) -> Iterator[ApplicationContainer]:
         app.unwire()
 
 
-def provider(app: ApplicationContainer, path: str) -> providers.Provider:
+def provider(app: ApplicationContainer, path: str) -> providers.Provider[Any]:
     node: Any = app
     for name in path.split("."):
         node = getattr(node, name)
@@ -136,9 +136,10 @@ def pending(value: object) -> bool:
     return isinstance(value, asyncio.Future) or inspect.iscoroutine(value)
 
 
-def modes(app: ApplicationContainer) -> dict[providers.Provider, tuple[bool, bool]]:
+def modes(app: ApplicationContainer) -> dict[providers.Provider[Any], tuple[bool, bool]]:
     """Every provider's async mode (enabled?, disabled?; neither means undefined)."""
-    return {p: (p.is_async_mode_enabled(), p.is_async_mode_disabled()) for p in app.traverse()}
+    everything: Iterator[providers.Provider[Any]] = app.traverse()
+    return {p: (p.is_async_mode_enabled(), p.is_async_mode_disabled()) for p in everything}
 
 
 async def resolve(app: ApplicationContainer, path: str) -> Any:
@@ -177,8 +178,8 @@ async def test_before_start_providers_stay_lazy_and_awaitable(app: ApplicationCo
     store = app.postgres.store()
     assert inspect.isawaitable(store)
     first = await store
-    assert await app.postgres.store() is first
-    assert await app.redis.cache() is await app.redis.cache()
+    assert await provider(app, "postgres.store")() is first
+    assert await provider(app, "redis.cache")() is await provider(app, "redis.cache")()
     assert await get_lock() is await get_lock()
 
 
@@ -255,6 +256,7 @@ def lifecycle_scenario(lazily_used: list[str], starts: int, restarts: int, fakes
                 for path, value in handed_out.items():
                     assert not pending(value), path
                     assert provider(app, path)() is value, path
+                stored: providers.Provider[Any]
                 for stored in app.traverse(types=[providers.Resource, providers.Singleton]):
                     assert not pending(stored()), stored
                 together = without_suspending(get_all())
@@ -290,7 +292,7 @@ async def test_resolve_returns_the_same_value_before_and_after_start(
 
     lazy = await resolve_value(app.postgres.store)
     assert not pending(lazy)
-    assert lazy is await app.postgres.store()
+    assert lazy is await provider(app, "postgres.store")()
     await start(app)
     started = await resolve_value(app.redis.cache)
     assert started is app.redis.cache()

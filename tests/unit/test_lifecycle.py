@@ -69,6 +69,11 @@ def inits(events: Events) -> list[str]:
     return [name for kind, name in events if kind == "init"]
 
 
+def initialized(resource: providers.Resource[Any]) -> bool:
+    """Read afresh: mypy would keep ``resource.initialized`` narrowed across awaits."""
+    return resource.initialized
+
+
 # ------------------------------------------------------------------------- order
 async def test_shutdown_order_follows_dependencies_through_a_factory() -> None:
     """A flusher built on ``Factory(Repo, db=db)`` is shut down before ``db``, and
@@ -124,7 +129,7 @@ async def test_order_through_every_provider_kind_and_nested_containers() -> None
     await stop(app)
     assert closes(events) == ["last", "top", "base"]
     assert telemetry_at_close == {"metrics": True, "logging": True, "tracing": True}
-    assert not app.observability.metrics.initialized
+    assert not initialized(app.observability.metrics)
     app.postgres.store.reset_override()
     for provider in (*backends, app.redis.three_tier, app.health):
         provider.reset_override()
@@ -427,7 +432,7 @@ def resource_graphs(draw: st.DrawFn) -> tuple[list[list[tuple[int, str]]], set[i
 
 
 def _dependency(target: Any) -> Any:
-    via = providers.Dependency()
+    via: providers.Dependency[Any] = providers.Dependency()
     via.override(target)
     return via
 

@@ -7,6 +7,7 @@ import logging
 from dependency_injector import providers
 
 from config import Settings
+from containers.lifecycle import resolve
 from containers.observability import ObservabilityContainer
 from infra.observability import (
     HealthRegistry,
@@ -27,24 +28,32 @@ async def test_metrics_resource_is_the_collector_get_metrics_collector_returns()
     """After start, the design's accessor returns the container's collector; after stop, not."""
     container = make()
     container.check_dependencies()
-    await container.init_resources()
+    started = container.init_resources()
+    assert started is not None  # async resources: an awaitable
+    await started
     try:
-        collector = await container.metrics()
+        collector = await resolve(container.metrics)
         assert isinstance(collector, MetricsCollector)
         assert get_metrics_collector() is collector
-        assert isinstance(await container.health(), HealthRegistry)
-        assert isinstance(await container.resilience_observer(), MetricsResilienceObserver)
+        registry = await resolve(container.health)
+        assert isinstance(registry, HealthRegistry)
+        observer = await resolve(container.resilience_observer)
+        assert isinstance(observer, MetricsResilienceObserver)
     finally:
-        await container.shutdown_resources()
+        stopping = container.shutdown_resources()
+        assert stopping is not None  # async resources: an awaitable
+        await stopping
     assert get_metrics_collector() is not collector
 
 
 async def test_logging_handler_is_installed_and_removed() -> None:
     """The logging resource adds one root handler and removes it on shutdown."""
     container = make()
-    handler = await container.logging()
+    handler = await resolve(container.logging)
     assert handler in logging.getLogger().handlers
-    await container.shutdown_resources()
+    stopping = container.shutdown_resources()
+    assert stopping is not None  # async resources: an awaitable
+    await stopping
     assert handler not in logging.getLogger().handlers
 
 

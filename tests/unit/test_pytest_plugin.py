@@ -14,6 +14,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
@@ -48,6 +49,13 @@ def doc_files() -> dict[str, str]:
     return dict(blocks)
 
 
+class Spy(TypedDict, total=False):
+    """What the spy conftest recorded (nothing when the inner session did not finish)."""
+
+    setup: list[str]
+    servers: dict[str, int]
+
+
 @pytest.fixture
 def app_dir(pytester: pytest.Pytester) -> pytest.Pytester:
     """The documented application and its tests, plus a spy in a root conftest."""
@@ -65,7 +73,7 @@ def run(
     *args: str,
     env: dict[str, str] | None = None,
     path: tuple[Path, ...] = (),
-) -> tuple[pytest.RunResult, dict[str, object]]:
+) -> tuple[pytest.RunResult, Spy]:
     """One pytest process on the app, with our packages importable; its result and spy log."""
     for name in list(os.environ):
         if name.startswith("SEMANTICA_"):
@@ -76,7 +84,7 @@ def run(
     for name, value in (env or {}).items():
         monkeypatch.setenv(name, value)
     result = pytester.runpytest_subprocess("-p", PLUGIN, "-p", "no:cacheprovider", *args)
-    spy = json.loads(log.read_text()) if log.exists() else {}
+    spy: Spy = json.loads(log.read_text()) if log.exists() else {}
     return result, spy
 
 

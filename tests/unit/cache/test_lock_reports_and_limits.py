@@ -130,7 +130,9 @@ async def test_the_redis_lock_writes_its_keys_under_its_namespace(redis_client: 
     assert lock.key("job") == "t:lock:{job}"
     lease = await lock.acquire("job", lease=5)
     assert await redis_client.get("t:lock:{job}") == lease.owner.encode()
-    assert int(await redis_client.get("t:lock:{job}:fence")) == lease.fencing_token
+    fence = await redis_client.get("t:lock:{job}:fence")
+    assert fence is not None
+    assert int(fence) == lease.fencing_token
     assert 0 < await redis_client.pttl("t:lock:{job}") <= 5000
     await lock.release(lease)
     assert await redis_client.exists("t:lock:{job}") == 0

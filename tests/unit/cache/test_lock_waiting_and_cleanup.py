@@ -66,8 +66,10 @@ class Scripted(LeaseLockBase):
 
 async def test_refused_tries_back_off_exponentially_in_the_upper_half() -> None:
     clock = ManualClock()
+    refused: tuple[int | None, float] = (None, 0.0)
+    grants: list[tuple[int | None, float] | BaseException] = [*[refused] * 4, (9, 0.0)]
     lock = Scripted(
-        [(None, 0.0)] * 4 + [(9, 0.0)],
+        grants,
         clock=clock,
         backoff=LockBackoff(initial=0.1, maximum=10.0, multiplier=2.0),
     )

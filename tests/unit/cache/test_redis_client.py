@@ -64,7 +64,8 @@ def test_standalone_maps_pool_size_timeouts_db_and_no_retries(
     assert kwargs["retry"].get_retries() == 0
     assert kwargs["client_name"] == "my-service"
     assert "retry_on_error" not in kwargs
-    connection = pool.make_connection()  # built, not connected
+    # built, not connected (redis-py leaves make_connection unannotated)
+    connection = pool.make_connection()  # type: ignore[no-untyped-call]
     assert connection.retry.get_retries() == 0
     assert connection.retry_on_error == []
     assert connection.retry_on_timeout is False

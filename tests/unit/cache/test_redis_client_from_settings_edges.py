@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import SentinelConnectionPool
 
 from config import Settings
 from infra.cache import RedisClient, build_redis_client, close_redis_client, redis_pool_stats
@@ -126,6 +127,7 @@ async def test_a_sentinel_client_from_a_bare_url(
     )
     assert isinstance(client, Redis)
     pool = client.connection_pool
+    assert isinstance(pool, SentinelConnectionPool)
     assert pool.connection_kwargs["username"] == "ops"
     assert ("SSL" in pool.connection_class.__name__) is tls
     [sentinel] = pool.sentinel_manager.sentinels
@@ -141,6 +143,8 @@ async def test_closing_a_sentinel_client_closes_the_sentinels_and_logs_a_failure
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     client = build_redis_client(Settings(redis_mode="sentinel", redis_url="redis://s1:26379/0"))
+    assert isinstance(client, Redis)
+    assert isinstance(client.connection_pool, SentinelConnectionPool)
     manager = client.connection_pool.sentinel_manager
     closed: list[bool] = []
 
@@ -164,7 +168,7 @@ async def test_the_pool_sampler_counts_a_connection_in_use(redis_url: str) -> No
     try:
         sample = redis_pool_stats(client)
         assert sample is not None
-        waiting = asyncio.create_task(client.blpop(["semantica:never-pushed"], timeout=5))
+        waiting = asyncio.ensure_future(client.blpop(["semantica:never-pushed"], timeout=5))
         for _ in range(500):  # until the BLPOP holds its connection (bounded, no clock)
             if sample().used == 1:
                 break
@@ -188,6 +192,7 @@ async def test_a_sentinel_port_in_the_url_is_used(
         build_redis_client(Settings(redis_mode="sentinel", redis_url="redis://s9:26390/0"))
     )
     assert isinstance(client, Redis)
+    assert isinstance(client.connection_pool, SentinelConnectionPool)
     [sentinel] = client.connection_pool.sentinel_manager.sentinels
     kwargs = sentinel.connection_pool.connection_kwargs
     assert (kwargs["host"], kwargs["port"]) == ("s9", 26390)

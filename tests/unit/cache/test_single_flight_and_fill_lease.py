@@ -10,6 +10,7 @@ lock key ends the holder's claim.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -131,7 +132,12 @@ async def test_a_writer_deleting_the_lock_ends_the_holders_claim(redis_client: R
     token = RedisFillLease.new_token()
     assert await lease.lease_or_read("v:k", "fill:k", token) == (LEASE_GRANTED, None)
     await redis_client.delete("fill:k")  # what a set()/delete() of the key does
-    fill = {"payload": b"late", "ttl_ms": 60_000, "channel": "filled", "message": "k"}
+    fill: dict[str, Any] = {
+        "payload": b"late",
+        "ttl_ms": 60_000,
+        "channel": "filled",
+        "message": "k",
+    }
     assert await lease.fill("v:k", "fill:k", token, **fill) is False
     assert await redis_client.exists("v:k") == 0  # nothing written
     assert await lease.release([("fill:k", token)]) == 0

@@ -181,7 +181,12 @@ def test_scraped_histogram_buckets_inf_and_count_agree_with_a_worker_thread() ->
     metrics = MetricsCollector()
     series = metrics.histogram("lat_ms", buckets=(1.0, 10.0)).labels()
     series.observe(0.5)
-    worker = threading.Thread(target=lambda: [series.observe(50.0) for _ in range(3)])
+
+    def observe_three() -> None:
+        for _ in range(3):
+            series.observe(50.0)
+
+    worker = threading.Thread(target=observe_three)
     worker.start()
     worker.join()
     exported = _samples(metrics)

@@ -73,7 +73,7 @@ def test_otlp_endpoint_without_exporter_package_is_a_configuration_error(
 ) -> None:
     """Configuring OTLP without its package names the package to install."""
     try:
-        import opentelemetry.exporter.otlp.proto.http  # noqa: F401
+        import opentelemetry.exporter.otlp.proto.http  # type: ignore[import-not-found]  # noqa: F401
     except ImportError:
         pass
     else:

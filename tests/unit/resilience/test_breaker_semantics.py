@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -22,6 +22,11 @@ from infra.resilience.policy import ResiliencePolicy
 from infra.resilience.retry import RetryConfig
 
 State = BreakerState
+
+
+def state_of(breaker: CircuitBreaker) -> BreakerState:
+    """The state read afresh: mypy would keep ``breaker.state`` narrowed across awaits."""
+    return breaker.state
 
 
 def make(
@@ -171,7 +176,9 @@ def test_decorating_twice_with_the_same_breaker_is_decorating_once() -> None:
     assert other(once) is not once
 
 
-NESTINGS: dict[str, Callable[[CircuitBreaker, Callable[[], Awaitable[Any]]], Awaitable[Any]]] = {}
+NESTINGS: dict[
+    str, Callable[[CircuitBreaker, Callable[[], Coroutine[Any, Any, Any]]], Awaitable[Any]]
+] = {}
 
 
 def nesting(name: str) -> Callable[[Any], Any]:
@@ -183,29 +190,39 @@ def nesting(name: str) -> Callable[[Any], Any]:
 
 
 @nesting("call(decorated)")
-async def _call_decorated(breaker: CircuitBreaker, inner: Callable[[], Awaitable[Any]]) -> Any:
+async def _call_decorated(
+    breaker: CircuitBreaker, inner: Callable[[], Coroutine[Any, Any, Any]]
+) -> Any:
     return await breaker.call(breaker(inner))
 
 
 @nesting("decorated(decorated)")
-async def _double_decorated(breaker: CircuitBreaker, inner: Callable[[], Awaitable[Any]]) -> Any:
+async def _double_decorated(
+    breaker: CircuitBreaker, inner: Callable[[], Coroutine[Any, Any, Any]]
+) -> Any:
     return await breaker(breaker(inner))()
 
 
 @nesting("async with + call")
-async def _block_call(breaker: CircuitBreaker, inner: Callable[[], Awaitable[Any]]) -> Any:
+async def _block_call(
+    breaker: CircuitBreaker, inner: Callable[[], Coroutine[Any, Any, Any]]
+) -> Any:
     async with breaker:
         return await breaker.call(inner)
 
 
 @nesting("async with + decorated")
-async def _block_decorated(breaker: CircuitBreaker, inner: Callable[[], Awaitable[Any]]) -> Any:
+async def _block_decorated(
+    breaker: CircuitBreaker, inner: Callable[[], Coroutine[Any, Any, Any]]
+) -> Any:
     async with breaker:
         return await breaker(inner)()
 
 
 @nesting("async with + async with")
-async def _block_block(breaker: CircuitBreaker, inner: Callable[[], Awaitable[Any]]) -> Any:
+async def _block_block(
+    breaker: CircuitBreaker, inner: Callable[[], Coroutine[Any, Any, Any]]
+) -> Any:
     async with breaker, breaker:
         return await inner()
 
@@ -298,20 +315,26 @@ async def test_tasks_started_inside_a_block_are_guarded_on_their_own() -> None:
 
 
 # ------------------------------------------- a cancelled probe frees its slot, always
-async def _style_call(breaker: CircuitBreaker, body: Callable[[], Awaitable[Any]]) -> Any:
+async def _style_call(breaker: CircuitBreaker, body: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     return await breaker.call(body)
 
 
-async def _style_decorated(breaker: CircuitBreaker, body: Callable[[], Awaitable[Any]]) -> Any:
+async def _style_decorated(
+    breaker: CircuitBreaker, body: Callable[[], Coroutine[Any, Any, Any]]
+) -> Any:
     return await breaker(body)()
 
 
-async def _style_block(breaker: CircuitBreaker, body: Callable[[], Awaitable[Any]]) -> Any:
+async def _style_block(
+    breaker: CircuitBreaker, body: Callable[[], Coroutine[Any, Any, Any]]
+) -> Any:
     async with breaker:
         return await body()
 
 
-async def _style_record(breaker: CircuitBreaker, body: Callable[[], Awaitable[Any]]) -> Any:
+async def _style_record(
+    breaker: CircuitBreaker, body: Callable[[], Coroutine[Any, Any, Any]]
+) -> Any:
     ticket = breaker.admit()
     try:
         result = await body()
@@ -322,7 +345,9 @@ async def _style_record(breaker: CircuitBreaker, body: Callable[[], Awaitable[An
     return result
 
 
-async def _style_record_attempt(breaker: CircuitBreaker, body: Callable[[], Awaitable[Any]]) -> Any:
+async def _style_record_attempt(
+    breaker: CircuitBreaker, body: Callable[[], Coroutine[Any, Any, Any]]
+) -> Any:
     ticket = breaker.admit()
     try:
         result = await body()
@@ -333,7 +358,9 @@ async def _style_record_attempt(breaker: CircuitBreaker, body: Callable[[], Awai
     return result
 
 
-async def _style_policy(breaker: CircuitBreaker, body: Callable[[], Awaitable[Any]]) -> Any:
+async def _style_policy(
+    breaker: CircuitBreaker, body: Callable[[], Coroutine[Any, Any, Any]]
+) -> Any:
     policy = ResiliencePolicy("svc", breaker=breaker, clock=ManualClock())
     return await policy.execute(body)
 
@@ -374,7 +401,7 @@ async def test_a_cancelled_half_open_probe_frees_its_slot_in_every_call_style(
     assert rec.outcomes()[-1] is CallOutcome.CANCELLED
     assert breaker.failure_count == 1
     assert await STYLES[style](breaker, ok) == "ok"
-    assert breaker.state is State.CLOSED
+    assert state_of(breaker) is State.CLOSED
 
 
 # --------------------------------------------------- the count across a recovery
@@ -418,7 +445,8 @@ def test_name_first_positional_form_and_the_keyword_form_build_the_same_breaker(
         CircuitBreaker("redis", config),
         CircuitBreaker(config, name="redis"),
         CircuitBreaker(config=config, name="redis"),
-        CircuitBreaker("redis", config=config),
+        # Accepted at run time; the typed overloads advertise the three forms above.
+        CircuitBreaker("redis", config=config),  # type: ignore[call-overload]
     ]
     for breaker in forms:
         assert (breaker.name, breaker.config) == ("redis", config)
@@ -455,7 +483,7 @@ async def test_misusing_a_breaker_is_a_clear_error_that_counts_nothing() -> None
     with pytest.raises(TypeError, match="decorates a callable"):
         breaker(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="config must be a CircuitBreakerConfig"):
-        CircuitBreaker(config={"failure_threshold": 5}, name="x")  # type: ignore[arg-type]
+        CircuitBreaker(config={"failure_threshold": 5}, name="x")  # type: ignore[call-overload]
     with pytest.raises(RuntimeError, match="without a matching __aenter__"):
         await breaker.__aexit__(None, None, None)
     assert (breaker.state, breaker.failure_count, rec.calls) == (State.CLOSED, 0, [])

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -224,7 +225,7 @@ async def test_cancelling_each_layer_used_on_its_own_leaves_nothing_held(
     bulkhead = Bulkhead(1, max_queue=2)
     limiter = TokenBucketLimiter(rate=1.0, capacity=1.0, clock=clock)
     await limiter.acquire()
-    runs: dict[str, Callable[[Backend], Awaitable[str | None]]] = {
+    runs: dict[str, Callable[[Backend], Coroutine[Any, Any, str | None]]] = {
         "breaker": breaker.call,
         "retry": retry.execute,
         "timeout": timeout.call,

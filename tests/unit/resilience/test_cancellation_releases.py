@@ -11,7 +11,7 @@ it pin each call style of the breaker and the bulkhead on their own.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -215,20 +215,28 @@ def half_open_breaker() -> tuple[CircuitBreaker, ManualClock, RecordingObserver]
     return breaker, clock, rec
 
 
-async def _via_call(breaker: CircuitBreaker, blocker: Callable[[], Awaitable[None]]) -> None:
+async def _via_call(
+    breaker: CircuitBreaker, blocker: Callable[[], Coroutine[Any, Any, None]]
+) -> None:
     await breaker.call(blocker)
 
 
-async def _via_context(breaker: CircuitBreaker, blocker: Callable[[], Awaitable[None]]) -> None:
+async def _via_context(
+    breaker: CircuitBreaker, blocker: Callable[[], Coroutine[Any, Any, None]]
+) -> None:
     async with breaker:
         await blocker()
 
 
-async def _via_decorator(breaker: CircuitBreaker, blocker: Callable[[], Awaitable[None]]) -> None:
+async def _via_decorator(
+    breaker: CircuitBreaker, blocker: Callable[[], Coroutine[Any, Any, None]]
+) -> None:
     await breaker(blocker)()
 
 
-async def _via_admit(breaker: CircuitBreaker, blocker: Callable[[], Awaitable[None]]) -> None:
+async def _via_admit(
+    breaker: CircuitBreaker, blocker: Callable[[], Coroutine[Any, Any, None]]
+) -> None:
     ticket = breaker.admit()
     try:
         await blocker()
@@ -239,7 +247,7 @@ async def _via_admit(breaker: CircuitBreaker, blocker: Callable[[], Awaitable[No
 
 
 async def _via_record_attempt(
-    breaker: CircuitBreaker, blocker: Callable[[], Awaitable[None]]
+    breaker: CircuitBreaker, blocker: Callable[[], Coroutine[Any, Any, None]]
 ) -> None:
     ticket = breaker.admit()
     try:
@@ -255,7 +263,9 @@ STYLES = [_via_call, _via_context, _via_decorator, _via_admit, _via_record_attem
 
 @pytest.mark.parametrize("style", STYLES, ids=lambda f: f.__name__)
 async def test_a_cancelled_half_open_probe_frees_its_slot(
-    style: Callable[[CircuitBreaker, Callable[[], Awaitable[None]]], Awaitable[None]],
+    style: Callable[
+        [CircuitBreaker, Callable[[], Coroutine[Any, Any, None]]], Coroutine[Any, Any, None]
+    ],
 ) -> None:
     breaker, _clock, rec = half_open_breaker()
     never = asyncio.Event()
@@ -280,7 +290,9 @@ async def test_a_cancelled_half_open_probe_frees_its_slot(
 
 @pytest.mark.parametrize("style", STYLES, ids=lambda f: f.__name__)
 async def test_a_cancelled_call_in_a_closed_breaker_counts_nothing(
-    style: Callable[[CircuitBreaker, Callable[[], Awaitable[None]]], Awaitable[None]],
+    style: Callable[
+        [CircuitBreaker, Callable[[], Coroutine[Any, Any, None]]], Coroutine[Any, Any, None]
+    ],
 ) -> None:
     rec = RecordingObserver()
     breaker = CircuitBreaker(
@@ -313,11 +325,15 @@ async def test_a_probe_that_never_reached_the_backend_frees_its_slot() -> None:
 
 
 # ----------------------------------------------------------------- bulkhead alone
-async def _bulkhead_call(bulkhead: Bulkhead, blocker: Callable[[], Awaitable[None]]) -> None:
+async def _bulkhead_call(
+    bulkhead: Bulkhead, blocker: Callable[[], Coroutine[Any, Any, None]]
+) -> None:
     await bulkhead.call(blocker)
 
 
-async def _bulkhead_context(bulkhead: Bulkhead, blocker: Callable[[], Awaitable[None]]) -> None:
+async def _bulkhead_context(
+    bulkhead: Bulkhead, blocker: Callable[[], Coroutine[Any, Any, None]]
+) -> None:
     async with bulkhead:
         await blocker()
 
@@ -325,7 +341,8 @@ async def _bulkhead_context(bulkhead: Bulkhead, blocker: Callable[[], Awaitable[
 @pytest.mark.parametrize("style", [_bulkhead_call, _bulkhead_context], ids=lambda f: f.__name__)
 @pytest.mark.parametrize("queued", [False, True], ids=["running", "queued"])
 async def test_a_cancelled_bulkhead_call_returns_its_slot(
-    style: Callable[[Bulkhead, Callable[[], Awaitable[None]]], Awaitable[None]], queued: bool
+    style: Callable[[Bulkhead, Callable[[], Coroutine[Any, Any, None]]], Coroutine[Any, Any, None]],
+    queued: bool,
 ) -> None:
     bulkhead = Bulkhead(1, max_queue=2, name="db")
     never, release = asyncio.Event(), asyncio.Event()

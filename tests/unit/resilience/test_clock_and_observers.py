@@ -100,7 +100,8 @@ def test_notify_delivers_to_every_observer_and_logs_a_failing_one(
 ) -> None:
     first, broken, last = RecordingObserver(), Exploding(), RecordingObserver()
     with caplog.at_level(logging.WARNING, logger="infra.resilience"):
-        notify([first, broken, last], lambda o: o.on_call("db", CallOutcome.SUCCESS))
+        observers: list[ResilienceObserver] = [first, broken, last]
+        notify(observers, lambda o: o.on_call("db", CallOutcome.SUCCESS))
     assert first.calls == last.calls == [("db", CallOutcome.SUCCESS)]
     [record] = [r for r in caplog.records if r.name == "infra.resilience"]
     assert record.levelno == logging.WARNING

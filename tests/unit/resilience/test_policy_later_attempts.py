@@ -9,6 +9,7 @@ nothing of it may cancel the caller later. The presets are the documented values
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -25,7 +26,7 @@ from infra.resilience.presets import BreakerPresets, RetryPresets, breaker_prese
 from infra.resilience.rate_limit import TokenBucketLimiter
 
 
-def flaky(failures: int) -> tuple[list[int], object]:
+def flaky(failures: int) -> tuple[list[int], Callable[[], Awaitable[str]]]:
     calls = [0]
 
     async def fn() -> str:
