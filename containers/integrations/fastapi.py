@@ -257,8 +257,7 @@ def provided(target: Target) -> Any:
     if isinstance(target, str):
         if not target or not all(part.isidentifier() for part in target.split(".")):
             raise InvalidArgumentError(
-                f"target must be a dotted provider path such as 'postgres.store', got "
-                f"{target!r}",
+                f"target must be a dotted provider path such as 'postgres.store', got {target!r}",
                 argument="target",
                 component=_COMPONENT,
             )
@@ -284,7 +283,7 @@ ContainerDep = Annotated[Any, Depends(container_of)]
 
 
 # -------------------------------------------------------------------------------- errors
-async def _answer_infra_error(request: Request, exc: Exception) -> Response:
+async def _answer_infra_error(_request: Request, exc: Exception) -> Response:
     answer = error_answer(exc)
     if answer is None:  # registered for InfraError only; anything else is not ours
         raise exc

@@ -413,9 +413,7 @@ class ThreeTierCache:
         if self._bus is None or self._closed:
             return
         if self._starting is None:
-            self._starting = asyncio.ensure_future(
-                self._bus.wait_connected(self._first_use_wait)
-            )
+            self._starting = asyncio.ensure_future(self._bus.wait_connected(self._first_use_wait))
         starting = self._starting
         try:
             # Shielded: a first caller cancelled while waiting must not end the others' wait.
