@@ -53,8 +53,9 @@ def retry_after_seconds(exc: InfraError) -> int | None:
     """Whole seconds until a retry may succeed (at least 1), when ``exc`` says."""
     for key in _RETRY_AFTER_KEYS:
         value = exc.details.get(key)
-        usable = isinstance(value, int | float) and not isinstance(value, bool)
-        if usable and 0 <= value < math.inf:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if 0 <= value < math.inf:
             return max(1, math.ceil(value))
     return None
 
