@@ -30,7 +30,8 @@ provided("repo")]`` or ``provided(MyContainer.repo)``) -- are ``async`` dependen
 read the container of the app serving the request (``request.app.state.container``), so
 two apps in one process (or a test's app under fakes) each get their own, and nothing
 is global. The provider is looked up once per container and remembered; a request then
-costs one call of the started provider (:func:`containers.lifecycle.resolve`).
+costs one call of the started provider (what :func:`containers.lifecycle.resolve` does:
+the same on fakes and real servers, started or not).
 
 Why not dependency-injector's ``Depends(Provide[...])`` idiom: FastAPI sees the
 ``Provide`` marker as a *synchronous* dependency and runs it in its worker-thread pool,
@@ -57,6 +58,7 @@ FastAPI and Starlette are imported by this module only (``pip install
 from __future__ import annotations
 
 import difflib
+import inspect
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -72,7 +74,7 @@ from starlette.responses import Response
 
 from containers.integrations.http_errors import error_answer
 from containers.integrations.serving import StartupHook, serving
-from containers.lifecycle import DEFAULT_PING_TIMEOUT, DEFAULT_TIMEOUT, resolve
+from containers.lifecycle import DEFAULT_PING_TIMEOUT, DEFAULT_TIMEOUT
 from infra.cache import ThreeTierCache
 from infra.exceptions import ConfigurationError, InfraError, InvalidArgumentError, StartupError
 from infra.ports import CacheStore, DistributedLock, RelationalStore
@@ -240,7 +242,11 @@ def _dependency(target: Target) -> Dependency:
         if provider is None or cached_for is None or cached_for() is not container:
             provider = cached = _find(container, target)
             cached_for = weakref.ref(container)
-        return await resolve(provider)
+        # lifecycle.resolve() inlined: this runs on every request.
+        value = provider()
+        if inspect.isawaitable(value):
+            value = await value
+        return value
 
     _TARGETS[resolve_from_app_container] = target
     return resolve_from_app_container
