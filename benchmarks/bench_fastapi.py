@@ -65,7 +65,7 @@ BARE = "bare async Depends"
 TRANSPORTS = ("http", "asgi")
 LEVELS = (1, 32)
 #: Requests per batch of a full run, per transport.
-FULL_CALLS = {"http": 3000, "asgi": 4000}
+FULL_CALLS = {"http": 1000, "asgi": 2000}
 #: The aiohttp client's connection limit: the highest level.
 MAX_CONNECTIONS = max(LEVELS)
 NOTE = {"id": 1, "title": "groceries", "body": "milk, eggs, flour", "done": False}

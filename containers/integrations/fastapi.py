@@ -85,6 +85,7 @@ __all__ = [
     "LockDep",
     "StoreDep",
     "ThreeTierDep",
+    "check_dependencies",
     "container_of",
     "install_error_handlers",
     "lifespan",
