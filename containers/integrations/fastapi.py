@@ -21,7 +21,9 @@ first request), then wires ``wire``, starts the container with rollback (``ping=
 every backend must answer its health check within ``ping_timeout`` before the server
 accepts traffic), starts the 3-tier caches, awaits ``on_startup(container)``, and puts
 the container on ``app.state.container``. On shutdown it stops the container (reverse
-order, every resource attempted) and takes it off ``app.state``.
+order, every resource attempted) and takes it off ``app.state``. A container that is
+already started (the test kit's ``semantica_container``) is used as it is -- ``start()``
+is then a no-op -- and is stopped with the app all the same (``stop()`` is idempotent).
 
 **The dependency aliases** -- ``StoreDep`` (``postgres.store``), ``CacheDep``
 (``redis.cache``), ``ThreeTierDep`` (``redis.three_tier``), ``LockDep`` (``redis.lock``),
