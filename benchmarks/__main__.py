@@ -22,14 +22,22 @@ import traceback
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
 
-from benchmarks import postgres_fetchval, redis_get, rejected, three_tier, tpcb
+from benchmarks import bench_fastapi, postgres_fetchval, redis_get, rejected, three_tier, tpcb
 from benchmarks.environment import environment, servers
 from benchmarks.goals import goal_for, judge, missed
 from benchmarks.harness import VariantResult
 from benchmarks.report import RunInfo, commit, machine, now, write_json, write_markdown
 from benchmarks.scenario import Plan, ScenarioResult
 
-SCENARIOS = ("redis_get", "postgres_fetchval", "tpcb", "three_tier_l2", "rejected")
+SCENARIOS = (
+    "redis_get",
+    "postgres_fetchval",
+    "tpcb",
+    "three_tier_l2",
+    "rejected",
+    "fastapi_http",
+    "fastapi_asgi",
+)
 FULL = Plan(rounds=15, scale=1.0)
 QUICK = Plan(rounds=3, scale=0.1)
 
@@ -86,6 +94,10 @@ async def measure_all(plan: Plan, only: Sequence[str], info: RunInfo) -> list[Sc
                 await attempt("three_tier_l2", three_tier.run(env, plan))
             if "rejected" in only:
                 await attempt("rejected", rejected.run(env, plan))
+            for transport in bench_fastapi.TRANSPORTS:
+                if f"fastapi_{transport}" in only:
+                    scenario = bench_fastapi.run(env, plan, transport)
+                    await attempt(f"fastapi_{transport}", scenario)
     return results
 
 

@@ -65,6 +65,11 @@ GOALS: tuple[Goal, ...] = (
     *_row(
         "L2 hit through ThreeTierCache vs raw GET + decoding", "three_tier_l2", {1: 1.15, 32: 1.20}
     ),
+    *_row(
+        "FastAPI cache-hit route: ThreeTierDep vs a module-level object",
+        "fastapi_http",
+        {1: 1.10, 32: 1.10},
+    ),
     Goal("rejected call while OPEN, store", "rejected", rejected.STORE, 1, 20.0, "us"),
     Goal("rejected call while OPEN, cache", "rejected", rejected.CACHE, 1, 20.0, "us"),
 )

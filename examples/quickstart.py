@@ -56,16 +56,11 @@ from dependency_injector.wiring import inject
 
 from config import Settings
 from containers.application import ApplicationContainer
+from containers.integrations.http_errors import error_answer
 from containers.lifecycle import start, stop
 from containers.typed import provide
 from infra.cache import RedisDistributedLock, ThreeTierCache
-from infra.exceptions import (
-    CallerError,
-    CircuitBreakerOpenError,
-    InfraError,
-    ResilienceError,
-    UniqueViolationError,
-)
+from infra.exceptions import UniqueViolationError
 from infra.observability import HealthRegistry, MetricsCollector
 from infra.ports import RelationalStore
 from infra.testing.embedded import start_embedded_backends
@@ -216,10 +211,10 @@ _BODY_HEADERS = {"content-type", "content-length"}
 @web.middleware
 async def infra_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every error answers JSON. Client errors keep their status (400/404/405/413/422,
-    including aiohttp's own for an unknown route); a caller error from a backend (data it
-    refuses) answers 422. Other typed errors: 503 (+ Retry-After
-    when known) if the backend is down or shedding load -- retryable errors, an open
-    breaker, a full bulkhead -- else 500; anything else is logged and answers 500."""
+    including aiohttp's own for an unknown route); our own errors are answered as the
+    library's web integrations answer them (``containers.integrations.http_errors``: a
+    caller error 409/422, a backend outage or an overload 503 with ``Retry-After`` when
+    known, else 500); anything else is logged and answers 500."""
     try:
         response: web.StreamResponse = await handler(request)
     except BadInputError as exc:
@@ -229,17 +224,10 @@ async def infra_errors(request: web.Request, handler: Any) -> web.StreamResponse
             raise
         kept = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
         return web.json_response({"error": exc.reason}, status=exc.status, headers=kept)
-    except CallerError as exc:
-        # The request carried data the backend refuses (e.g. a NUL character in a text
-        # value): the client's to fix, never a server error.
-        return web.json_response(exc.to_dict(), status=422)
-    except InfraError as exc:
-        unavailable = exc.retryable or isinstance(exc, ResilienceError)
-        headers = {}
-        if isinstance(exc, CircuitBreakerOpenError) and exc.retry_after_s is not None:
-            headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
-        return web.json_response(exc.to_dict(), status=503 if unavailable else 500, headers=headers)
-    except Exception:  # noqa: BLE001 - the last line of defence: logged, then a JSON 500
+    except Exception as exc:  # noqa: BLE001 - ours are mapped; the rest: logged, a JSON 500
+        answer = error_answer(exc)
+        if answer is not None:
+            return web.json_response(answer.body, status=answer.status, headers=answer.headers)
         _log.exception("unhandled error in %s %s", request.method, request.path)
         return web.json_response({"error": "internal error"}, status=500)
     return response

@@ -79,6 +79,7 @@ Limits
 
 from __future__ import annotations
 
+import asyncio
 import random
 import secrets
 from collections.abc import Sequence
@@ -225,6 +226,12 @@ class ThreeTierCache:
         # Whether L1 hears invalidations: always without Redis, else while subscribed.
         self._coherent = self._bus is None
         self._closed = False
+        # Start on first use: the first operation that misses L1 waits (once, shared by
+        # every concurrent first caller) for the subscription, so L1 serves from the
+        # first value on instead of voiding the fills that raced the subscription.
+        self._warm = self._bus is None
+        self._starting: asyncio.Future[bool] | None = None
+        self._first_use_wait = fallback_timeout
 
     @classmethod
     def from_settings(
@@ -277,7 +284,8 @@ class ThreeTierCache:
 
     async def _get_slow(self, key: str, loader: Loader[Any] | None) -> Any:
         _check_key(key)
-        self._start()
+        if not self._warm:
+            await self._warm_up()
         self._metrics.l1_misses.value += 1.0
         if loader is None:
             value = await self._fill(key, None)
@@ -338,7 +346,8 @@ class ThreeTierCache:
         _check_tags(tags)
         if ttl is not None:
             check_seconds("ttl", ttl)
-        self._start()
+        if not self._warm:
+            await self._warm_up()
         l2_ttl = self.ttls.l2(value, ttl)
         await self._l2.write(key, value, l2_ttl, tags)
         if self._closed:
@@ -349,7 +358,8 @@ class ThreeTierCache:
     async def delete(self, key: str) -> bool:
         """Remove ``key`` from every tier and other processes' L1; whether L2 had it."""
         _check_key(key)
-        self._start()
+        if not self._warm:
+            await self._warm_up()
         existed = await self._l2.delete([key])
         self._l1.discard(key)  # after L2: voids fills that read the old value
         return existed > 0
@@ -364,7 +374,8 @@ class ThreeTierCache:
                 argument="prefix" if prefix is None else "tag",
                 component=_COMPONENT,
             )
-        self._start()
+        if not self._warm:
+            await self._warm_up()
         if tag is not None:
             _check_tags((tag,))
             keys, removed = await self._l2.invalidate_tag(tag)
@@ -391,19 +402,41 @@ class ThreeTierCache:
         return await self.invalidate(prefix="")
 
     # -------------------------------------------------------------------- lifecycle
-    def _start(self) -> None:
-        if self._bus is not None and not self._closed:
-            self._bus.start()
+    async def _warm_up(self) -> None:
+        """The first use: start the subscription and wait for it, once for every
+        concurrent first caller, at most ``fallback_timeout`` seconds (the time the cache
+        already grants a failing Redis operation before it falls back). A fill made before
+        the subscription is confirmed is voided by that confirmation (messages may have
+        been missed until then), so without this wait L1 stayed empty until ``start()``
+        was awaited. If Redis does not answer in time the operation goes on as before the
+        subscription (L1 entries capped at ``max_staleness``, or degraded)."""
+        if self._bus is None or self._closed:
+            return
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._bus.wait_connected(self._first_use_wait))
+        starting = self._starting
+        try:
+            # Shielded: a first caller cancelled while waiting must not end the others' wait.
+            await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not starting.cancelled() or (task is not None and task.cancelling()):
+                raise  # this caller was cancelled
+            return  # close() ended the wait: go on closed (L2 and the loader only)
+        self._warm = True
 
     async def start(self, timeout: float = 1.0) -> bool:
         """Start the coherence subscription now and wait up to ``timeout`` s for it;
-        whether L1 is in use. (Otherwise the first call starts it and L1 joins in as
-        soon as the subscription is confirmed.)"""
+        whether L1 is in use. Optional: the first operation that misses L1 starts it and
+        waits for it (at most ``fallback_timeout``); a lifespan calls this to pay that
+        wait before the first request."""
         if self._bus is None:
             return True
         if self._closed:
             return False
-        return await self._bus.wait_connected(timeout)
+        connected = await self._bus.wait_connected(timeout)
+        self._warm = self._warm or connected
+        return connected
 
     async def close(self) -> None:
         """Stop the coherence subscription and drop L1 (the clients belong to the caller).
@@ -412,6 +445,8 @@ class ThreeTierCache:
         can no longer hear invalidations).
         """
         self._closed = True
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
         if self._bus is not None:
             await self._bus.close()
             self._coherent = False
