@@ -33,11 +33,14 @@ from infra.exceptions import (
     ResilienceError,
 )
 
-__all__ = ["ErrorAnswer", "error_answer", "retry_after_seconds"]
+__all__ = ["MAX_RETRY_AFTER_S", "ErrorAnswer", "error_answer", "retry_after_seconds"]
 
 # Where our errors carry "when to try again": the breaker and the rate limiters use
 # ``retry_after_s``, a provider's throttling answer ``retry_after``.
 _RETRY_AFTER_KEYS = ("retry_after_s", "retry_after")
+# A hint longer than a day is not a plan a client can act on (and a huge float would
+# print as a 300-digit header): such a hint is ignored, as a missing one is.
+MAX_RETRY_AFTER_S = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +58,7 @@ def retry_after_seconds(exc: InfraError) -> int | None:
         value = exc.details.get(key)
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
-        if 0 <= value < math.inf:
+        if 0 <= value <= MAX_RETRY_AFTER_S:
             return max(1, math.ceil(value))
     return None
 

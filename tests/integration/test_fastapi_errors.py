@@ -14,7 +14,11 @@ from hypothesis import strategies as st
 
 import infra.exceptions as errors
 from containers.integrations.fastapi import install_error_handlers
-from containers.integrations.http_errors import error_answer, retry_after_seconds
+from containers.integrations.http_errors import (
+    MAX_RETRY_AFTER_S,
+    error_answer,
+    retry_after_seconds,
+)
 from infra.exceptions import (
     CallerError,
     CircuitBreakerOpenError,
@@ -71,7 +75,11 @@ def usable_seconds(exc: InfraError) -> list[float]:
     found = []
     for key in ("retry_after_s", "retry_after"):
         value = exc.details.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1e308:
+        if (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and 0 <= value <= MAX_RETRY_AFTER_S
+        ):
             found.append(float(value))
     return found
 
