@@ -41,19 +41,19 @@ _log = logging.getLogger("containers.observability")
 
 
 async def metrics_collector() -> AsyncIterator[MetricsCollector]:
-    """The application's collector, installed as the one ``get_metrics_collector()``."""
+    """The application's own collector, passed to everything the application container
+    wires, and active for ``get_metrics_collector()`` while this resource runs."""
     from infra.observability import (  # noqa: PLC0415 - loaded on first start
         MetricsCollector,
-        reset_metrics_collector,
-        set_metrics_collector,
+        activate_metrics_collector,
     )
 
     collector = MetricsCollector()
-    set_metrics_collector(collector)
+    deactivate = activate_metrics_collector(collector)
     try:
         yield collector
     finally:
-        reset_metrics_collector()
+        deactivate()
 
 
 async def structured_logging(settings: Settings) -> AsyncIterator[logging.Handler]:
@@ -82,7 +82,7 @@ async def tracer_provider(settings: Settings, set_global: bool) -> AsyncIterator
     try:
         yield provider
     finally:
-        shutdown_tracing()
+        shutdown_tracing(provider)
 
 
 def _health_registry(settings: Settings, collector: MetricsCollector) -> HealthRegistry:
