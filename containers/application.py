@@ -52,10 +52,15 @@ _log = logging.getLogger("containers.application")
 async def register_health_checks(
     registry: HealthRegistry, postgres: RelationalStore, redis: CacheStore
 ) -> AsyncIterator[HealthRegistry]:
-    """The registry with each backend's check; PostgreSQL and Redis are critical."""
+    """The registry with each backend's check; PostgreSQL and Redis are critical. The
+    checks are unregistered on shutdown, so a restart registers the new adapters."""
     registry.register("postgres", postgres, critical=True)
     registry.register("redis", redis, critical=True)
-    yield registry
+    try:
+        yield registry
+    finally:
+        registry.unregister("postgres")
+        registry.unregister("redis")
 
 
 class ApplicationContainer(containers.DeclarativeContainer):
