@@ -107,9 +107,7 @@ def backend(request: pytest.FixtureRequest) -> str:
         pytest.param("real", marks=[pytest.mark.postgres, pytest.mark.redis]),
     ]
 )
-async def side(
-    request: pytest.FixtureRequest, backend: str, no_retry: bool
-) -> AsyncIterator[Side]:
+async def side(request: pytest.FixtureRequest, backend: str, no_retry: bool) -> AsyncIterator[Side]:
     """The started container (fakes or real servers behind a chaos proxy)."""
     app = ApplicationContainer()
     if no_retry:  # overridden before anything is built, as a test of an app would
@@ -120,6 +118,7 @@ async def side(
         if request.param == "fake":
             app.core.settings.override(providers.Object(Settings(**SETTINGS)))
             fakes = stack.enter_context(use_fakes(app))
+
             def script() -> None:
                 reset = ConnectionError("connection reset by peer")
                 if backend == "postgres":
@@ -189,3 +188,61 @@ async def test_a_policy_override_without_retries_surfaces_the_failure(
     assert caught.value.retryable
     metrics = collector(side.app)
     assert metrics.get_counter("retry_attempts_total", policy=BACKENDS[backend][0]) == 0
+
+
+#: What one ``call()`` records: (component, db.system.name, operations it runs).
+RECORDED: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "postgres": ("postgres", "postgresql", ("fetchval",)),
+    "cache": ("redis", "redis", ("set", "get")),
+    "lock": ("redis_lock", "redis", ("acquire", "release")),
+}
+
+
+async def test_calls_are_recorded_alike_on_fake_and_real(side: Side, backend: str) -> None:
+    """Metrics under the fakes are the real adapter's: one call counter and one
+    duration sample per logical call, under the same component, system and operation
+    names, in the application's own collector."""
+    component, system, operations = RECORDED[backend]
+    metrics = collector(side.app)
+    before = {op: metrics.get_counter("backend_calls_total", operation=op) for op in operations}
+    assert await call(side.app, backend) == EXPECTED[backend]
+    for op in operations:
+        calls = metrics.get_counter(
+            "backend_calls_total", component=component, operation=op, outcome="ok"
+        )
+        assert calls - before[op] == 1, op
+        duration = metrics.get_histogram_stats(
+            "db_client_operation_duration_seconds", db_system_name=system, db_operation_name=op
+        )
+        assert duration.count == 1, op
+        assert duration.max >= 0.0
+
+
+@pytest.mark.parametrize("no_retry", [True])
+async def test_a_failed_call_is_recorded_alike_on_fake_and_real(
+    side: Side, backend: str, no_retry: bool
+) -> None:
+    """The surfaced failure is recorded the same way on both: one call with outcome
+    ``error`` and one error counted under the backend's connection error type."""
+    assert no_retry
+    component, _, operations = RECORDED[backend]
+    side.fail_next_call_once()
+    with pytest.raises(BACKENDS[backend][1]):
+        await call(side.app, backend)
+    metrics = collector(side.app)
+    first = operations[0]
+    assert (
+        metrics.get_counter(
+            "backend_calls_total", component=component, operation=first, outcome="error"
+        )
+        == 1
+    )
+    assert (
+        metrics.get_counter(
+            "backend_errors_total",
+            component=component,
+            operation=first,
+            error_type=BACKENDS[backend][1].__name__,
+        )
+        == 1
+    )
