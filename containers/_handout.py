@@ -198,7 +198,11 @@ def started_since(container: containers.Container, taken: ModeSnapshot) -> bool:
     return entry is not None and entry is not taken.started
 
 
-def restore_modes(container: containers.Container, taken: ModeSnapshot) -> None:
+def restore_modes(
+    container: containers.Container,
+    taken: ModeSnapshot,
+    replaced: Iterable[AnyProvider] = (),
+) -> None:
     """Put the providers of ``taken`` back in their modes without undoing a ``start()``:
 
     * not started now: every provider gets the mode it has while not started;
@@ -207,6 +211,10 @@ def restore_modes(container: containers.Container, taken: ModeSnapshot) -> None:
       ones ``start()`` found, which the block may have changed); the others get theirs;
     * started across: the providers it hands out stay as they are, the others get the
       mode they had in ``taken``.
+
+    ``replaced`` are providers whose override just ended: if a start since ``taken``
+    pinned them, it pinned the override's value, so they are unpinned and go back to
+    lazy (their real value is built on first use and closed by ``stop()``).
     """
     entry = _records.get(container)
     if entry is None:
@@ -216,6 +224,9 @@ def restore_modes(container: containers.Container, taken: ModeSnapshot) -> None:
     same_start = entry is taken.started
     if not same_start:
         entry.found.update(taken.base)
+        for provider in replaced:
+            if entry.started.pop(provider, None) is not None and provider in entry.singletons:
+                entry.singletons.remove(provider)
     for provider, mode in taken.modes.items():
         if provider not in entry.started:
             set_mode(provider, mode if same_start else taken.base[provider])

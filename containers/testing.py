@@ -445,6 +445,14 @@ class use_fakes:  # noqa: N801 - used as a function: ``with use_fakes(app) as fa
         app = self._app
         running = set(_handout.handed_out(app))
         started_inside = self._modes is not None and _handout.started_since(app, self._modes)
+        if started_inside:
+            warnings.warn(
+                "lifecycle.start() ran inside use_fakes and the container is still running "
+                "at its end: what it started on the fakes (health, singletons) keeps them "
+                "until stop(); stop the container inside the block",
+                FakesWarning,
+                stacklevel=3,
+            )
         targets = set(self._overridden)
         for registry, name, previous in reversed(self._health):
             if name in registry.names():
@@ -459,17 +467,10 @@ class use_fakes:  # noqa: N801 - used as a function: ``with use_fakes(app) as fa
             if provider in targets or not _depends_on(provider, targets):
                 continue
             if provider in running:
-                if started_inside:
-                    warnings.warn(
-                        f"{self._name(provider)} was built on the fakes by a start() inside "
-                        "use_fakes that is still running; it keeps them until stop()",
-                        FakesWarning,
-                        stacklevel=3,
-                    )
                 continue
             provider.reset()  # built on the fakes, or on what they replaced: rebuilt lazily
         if self._modes is not None:
-            _handout.restore_modes(app, self._modes)
+            _handout.restore_modes(app, self._modes, targets)
             self._modes = None
 
     def _name(self, provider: AnyProvider) -> str:
