@@ -1,9 +1,24 @@
 """The observability container: metrics collector, logging, tracing, health, cost, hooks.
 
-Everything here is a provider of the container, never a module-level global. The one
-accessor the design asks for, ``get_metrics_collector()``, returns the collector this
-container built: the ``metrics`` resource installs it with
-``set_metrics_collector`` when it starts and removes it on shutdown.
+Everything here is a provider of the container, never a module-level global, and flows
+into the rest of the application as constructor arguments: the application container
+passes ``metrics`` to every backend container (adapters, pool gauges, the 3-tier cache)
+and ``resilience_observer`` (built on ``metrics``) to every policy, so each application
+records into its own collector. Two applications in one process are independent:
+stopping one leaves the other recording.
+
+The one accessor for code that is not wired, ``get_metrics_collector()``, returns the
+*active* application's collector: the ``metrics`` resource activates its collector when
+it starts (:func:`~infra.observability.activate_metrics_collector`) and deactivates it on
+shutdown; with several applications running, the most recently started one is active,
+in whatever order they stop.
+
+Tracing: each container builds its own provider and shuts exactly that one down;
+``tracing_global`` asks for OpenTelemetry's global provider, which is set only if no SDK
+provider is installed yet (OpenTelemetry allows it once per process), so a second
+application logs no "Overriding of current TracerProvider" warning. Logging is
+process-wide by nature (one root logger): each container installs its handler and
+removes it on shutdown.
 
 Start order matters only in one way: ``metrics`` must start before the first backend call
 so adapters record into the container's collector, not a default one.

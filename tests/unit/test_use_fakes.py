@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import warnings
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -420,3 +422,20 @@ def test_any_sequence_leaves_a_container_that_starts_and_stops_cleanly() -> None
         LifecycleWithFakes,
         settings=hypothesis_settings(max_examples=40, stateful_step_count=12),
     )
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "testing.md"
+
+
+async def test_the_documented_fault_scripting_example_runs() -> None:
+    """docs/testing.md's fault-scripting example, executed as written."""
+    doc = DOC.read_text()
+    section = doc.split("### Scripting faults", 1)[1].split("\n### ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 1
+    namespace: dict[str, Any] = {}
+    exec(compile(blocks[0], "docs/testing.md", "exec"), namespace)  # noqa: S102 - our doc
+    tests = [v for k, v in namespace.items() if k.startswith("test_")]
+    assert len(tests) == 2
+    for test in tests:
+        await test()
