@@ -89,7 +89,10 @@ class FaultScript:
         """
         is_class = isinstance(error, type) and issubclass(error, BaseException)
         if not (isinstance(error, BaseException) or is_class):
-            raise TypeError(f"error must be an exception instance or class (a BaseException subclass), got {error!r}")
+            raise TypeError(
+                "error must be an exception instance or class (a BaseException subclass), "
+                f"got {error!r}"
+            )
         if isinstance(times, bool) or not isinstance(times, int) or times < 1:
             raise ValueError(f"times must be a positive int, got {times!r}")
         if isinstance(operations, str):
