@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dependency_injector import containers, providers
@@ -71,19 +72,40 @@ async def metrics_collector() -> AsyncIterator[MetricsCollector]:
         deactivate()
 
 
+@dataclass(eq=False, slots=True)
+class _Logging:
+    """One running application's logging: its settings and the handler installed for it."""
+
+    settings: Settings
+    handler: logging.Handler
+
+
+# The running applications' logging, oldest first. Logging is process-wide (one root
+# logger): the newest application's configuration is the one in effect, and when it
+# stops, the previous still-running application's configuration is installed again.
+_running_logging: list[_Logging] = []
+
+
 async def structured_logging(settings: Settings) -> AsyncIterator[logging.Handler]:
-    """JSON (or console) logging per ``settings.observability``; handler removed on exit."""
+    """JSON (or console) logging per ``settings.observability``; on exit its handler is
+    removed and, if another application is still running, that one's logging returns."""
     from infra.observability import (  # noqa: PLC0415 - loaded on first start
         configure_logging_from_settings,
         flush_log_sampling,
     )
 
-    handler = configure_logging_from_settings(settings)
+    entry = _Logging(settings, configure_logging_from_settings(settings))
+    _running_logging.append(entry)
     try:
-        yield handler
+        yield entry.handler
     finally:
         flush_log_sampling()  # "suppressed N similar" lines still pending, before it goes
-        logging.getLogger().removeHandler(handler)
+        logging.getLogger().removeHandler(entry.handler)
+        newest = _running_logging[-1] is entry
+        _running_logging.remove(entry)
+        if newest and _running_logging:
+            previous = _running_logging[-1]
+            previous.handler = configure_logging_from_settings(previous.settings)
 
 
 async def tracer_provider(settings: Settings, set_global: bool) -> AsyncIterator[TracerProvider]:

@@ -10,12 +10,14 @@ OpenTelemetry provider is set once, without the SDK's "Overriding" warning.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator
 
 import pytest
+import structlog
 from dependency_injector import providers
 
 from config import Settings
@@ -171,3 +173,27 @@ def test_two_applications_tracing_globally_log_no_override_warning() -> None:
     assert result.returncode == 0, result.stderr
     assert "Overriding" not in result.stdout + result.stderr
     assert result.stdout.strip().endswith("done")
+
+
+def structured_handlers() -> list[logging.Handler]:
+    """Root handlers rendering through our structlog formatter."""
+    return [
+        handler
+        for handler in logging.getLogger().handlers
+        if isinstance(handler.formatter, structlog.stdlib.ProcessorFormatter)
+    ]
+
+
+async def test_stopping_the_newest_application_brings_back_the_others_logging() -> None:
+    """Logging is process-wide: the newest application's is in effect; when it stops,
+    the application still running logs again (it used to be left with no handler)."""
+    first, second = make_app(Settings(log_level="WARNING")), make_app(Settings(log_level="ERROR"))
+    with use_fakes(first), use_fakes(second):
+        await start(first)
+        await start(second)
+        assert logging.getLogger().level == logging.ERROR
+        await stop(second)
+        assert len(structured_handlers()) == 1
+        assert logging.getLogger().level == logging.WARNING
+        await stop(first)
+    assert structured_handlers() == []
