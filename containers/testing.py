@@ -458,8 +458,9 @@ class use_fakes:  # noqa: N801 - used as a function: ``with use_fakes(app) as fa
             if name in registry.names():
                 registry.replace(name, previous)
         self._health.clear()
-        for provider in reversed(self._overridden):
-            provider.reset_last_overriding()
+        pairs = list(zip(self._overridden, self._replacements, strict=True))
+        for provider, replacement in reversed(pairs):
+            _remove_override(provider, replacement)
         self._overridden.clear()
         _ours.difference_update(self._replacements)
         self._replacements.clear()
@@ -481,6 +482,19 @@ class use_fakes:  # noqa: N801 - used as a function: ``with use_fakes(app) as fa
 
     def __repr__(self) -> str:
         return f"use_fakes({type(self._app).__name__}, active={self._entered})"
+
+
+def _remove_override(provider: AnyProvider, replacement: AnyProvider) -> None:
+    """Remove ``replacement`` from ``provider``'s overrides, keeping any override the
+    test made on top of it (dependency-injector can only drop the last one or all)."""
+    stack = list(provider.overridden)
+    if stack and stack[-1] is replacement:
+        provider.reset_last_overriding()
+    elif replacement in stack:
+        provider.reset_override()
+        for other in stack:
+            if other is not replacement:
+                provider.override(other)
 
 
 def _depends_on(provider: AnyProvider, targets: set[AnyProvider]) -> bool:

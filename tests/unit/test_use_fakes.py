@@ -439,3 +439,15 @@ async def test_the_documented_fault_scripting_example_runs() -> None:
     assert len(tests) == 2
     for test in tests:
         await test()
+
+
+async def test_an_override_the_test_made_inside_the_block_survives_it(
+    app: ApplicationContainer,
+) -> None:
+    """Leaving the block removes only use_fakes' own overrides."""
+    mine = providers.Object("the test's cache")
+    with use_fakes(app):
+        app.redis.cache.override(mine)
+    assert app.redis.cache.last_overriding is mine
+    assert app.redis.cache.overridden == (mine,)
+    app.redis.cache.reset_last_overriding()
