@@ -42,7 +42,19 @@ from typing import Any, Literal, TypeAlias
 
 from dependency_injector import containers, providers
 
-__all__ = ["BuildError", "handed_out", "mode_of", "pin", "record", "set_mode", "unpin"]
+__all__ = [
+    "BuildError",
+    "ModeSnapshot",
+    "handed_out",
+    "mode_of",
+    "pin",
+    "record",
+    "restore_modes",
+    "set_mode",
+    "snapshot",
+    "started_since",
+    "unpin",
+]
 
 Mode = Literal["enabled", "disabled", "undefined"]
 AnyProvider: TypeAlias = "providers.Provider[Any]"
@@ -59,6 +71,9 @@ class _Record:
 
     found: dict[AnyProvider, Mode]
     started: dict[AnyProvider, Mode] = field(default_factory=dict)
+    #: Other providers on a started resource (List, Factory, ...) whose async mode was
+    #: put back to "undefined", with the mode they had.
+    relaxed: dict[AnyProvider, Mode] = field(default_factory=dict)
     singletons: list[providers.BaseSingleton[Any]] = field(default_factory=list)
 
 
@@ -105,7 +120,8 @@ async def pin(container: containers.Container, *, timeout: float | None = None) 
     """Build and pin what depends on a started async resource; see the module docstring.
     Each build waits at most ``timeout`` seconds; a failure raises :class:`BuildError`."""
     entry = _records[container]
-    for provider in _resource_bound(_graph(container)):
+    bound = list(_resource_bound(_graph(container)))
+    for provider in bound:
         if not isinstance(provider, _STORED):
             continue
         try:
@@ -121,6 +137,14 @@ async def pin(container: containers.Container, *, timeout: float | None = None) 
                 entry.singletons.append(provider)
     for provider in entry.started:
         provider.disable_async_mode()
+    # A List, Dict, Factory ... on the started resources stays in async mode after its
+    # first call before start(): it would wrap every later (now synchronous) value in a
+    # Future, and so would anything built on it after start(), e.g. an override entered
+    # then. Its dependencies are plain values now: let its next call decide again.
+    for provider in bound:
+        if provider not in entry.started and provider.is_async_mode_enabled():
+            entry.relaxed.setdefault(provider, "enabled")
+            provider.reset_async_mode()
 
 
 def handed_out(container: containers.Container) -> list[AnyProvider]:
@@ -137,7 +161,7 @@ async def unpin(container: containers.Container, shutdown: Callable[[], Awaitabl
     if entry is None:
         await shutdown()
         return
-    for provider, mode in entry.started.items():
+    for provider, mode in [*entry.started.items(), *entry.relaxed.items()]:
         set_mode(provider, mode)  # async again, so the shutdown awaits their cleanup
     try:
         await shutdown()
@@ -146,6 +170,66 @@ async def unpin(container: containers.Container, shutdown: Callable[[], Awaitabl
             singleton.reset()
         for provider, mode in entry.found.items():
             set_mode(provider, mode)
+
+
+@dataclass(frozen=True, slots=True)
+class ModeSnapshot:
+    """Every provider's async mode at one moment, and the ``start()`` in effect then; for
+    code that changes providers for a while and must put them back (``use_fakes``)."""
+
+    modes: dict[AnyProvider, Mode]
+    started: _Record | None
+    #: The modes to have while not started: for a started container, what its stop()
+    #: will restore.
+    base: dict[AnyProvider, Mode]
+
+
+def snapshot(container: containers.Container) -> ModeSnapshot:
+    """The async mode of every provider of ``container`` now (see :func:`restore_modes`)."""
+    entry = _records.get(container)
+    modes = {p: mode_of(p) for p in _graph(container)}
+    base = modes if entry is None else {p: entry.found.get(p, m) for p, m in modes.items()}
+    return ModeSnapshot(modes, entry, base)
+
+
+def started_since(container: containers.Container, taken: ModeSnapshot) -> bool:
+    """Whether a ``start()`` that began after ``taken`` is in effect."""
+    entry = _records.get(container)
+    return entry is not None and entry is not taken.started
+
+
+def restore_modes(
+    container: containers.Container,
+    taken: ModeSnapshot,
+    replaced: Iterable[AnyProvider] = (),
+) -> None:
+    """Put the providers of ``taken`` back in their modes without undoing a ``start()``:
+
+    * not started now: every provider gets the mode it has while not started;
+    * started since ``taken`` (inside the block): the providers ``start()`` hands out keep
+      their mode until ``stop()``, which then restores the modes of ``taken`` (not the
+      ones ``start()`` found, which the block may have changed); the others get theirs;
+    * started across: the providers it hands out stay as they are, the others get the
+      mode they had in ``taken``.
+
+    ``replaced`` are providers whose override just ended: if a start since ``taken``
+    pinned them, it pinned the override's value, so they are unpinned and go back to
+    lazy (their real value is built on first use and closed by ``stop()``).
+    """
+    entry = _records.get(container)
+    if entry is None:
+        for provider, mode in taken.base.items():
+            set_mode(provider, mode)
+        return
+    same_start = entry is taken.started
+    if not same_start:
+        entry.found.update(taken.base)
+        for provider in replaced:
+            if entry.started.pop(provider, None) is not None and provider in entry.singletons:
+                entry.singletons.remove(provider)
+    for provider, mode in taken.modes.items():
+        if provider not in entry.started:
+            set_mode(provider, mode if same_start else taken.base[provider])
 
 
 def _graph(container: containers.Container) -> list[AnyProvider]:

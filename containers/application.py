@@ -13,8 +13,10 @@ How the pieces meet:
 * ``core.settings`` is the one ``Settings``; every backend container declares it as a
   ``Dependency`` and receives it here.
 * Each backend policy's observers are the observability container's
-  ``resilience_observer`` (breaker state, retries, bulkhead gauges), so resilience
-  decisions reach the same metrics as the calls they guard.
+  ``resilience_observer`` (breaker state, retries, bulkhead gauges), and each backend
+  container's ``collector`` is the observability container's ``metrics``: adapters,
+  policies and pool gauges record into this application's own collector, passed in,
+  never looked up in a global -- two applications in one process stay independent.
 * ``health`` registers each backend's own latency-aware ``health_check`` with the
   observability container's registry; ``/health`` and ``/ready`` read it.
 
@@ -51,10 +53,15 @@ _log = logging.getLogger("containers.application")
 async def register_health_checks(
     registry: HealthRegistry, postgres: RelationalStore, redis: CacheStore
 ) -> AsyncIterator[HealthRegistry]:
-    """The registry with each backend's check; PostgreSQL and Redis are critical."""
+    """The registry with each backend's check; PostgreSQL and Redis are critical. The
+    checks are unregistered on shutdown, so a restart registers the new adapters."""
     registry.register("postgres", postgres, critical=True)
     registry.register("redis", redis, critical=True)
-    yield registry
+    try:
+        yield registry
+    finally:
+        registry.unregister("postgres")
+        registry.unregister("redis")
 
 
 class ApplicationContainer(containers.DeclarativeContainer):
@@ -68,11 +75,13 @@ class ApplicationContainer(containers.DeclarativeContainer):
         PostgresContainer,
         settings=core.settings,
         resilience_hooks=providers.List(observability.resilience_observer),
+        collector=observability.metrics,
     )
     redis = nested(
         RedisContainer,
         settings=core.settings,
         resilience_hooks=providers.List(observability.resilience_observer),
+        collector=observability.metrics,
     )
     health: providers.Resource[HealthRegistry] = providers.Resource(
         register_health_checks, observability.health, postgres.store, redis.cache

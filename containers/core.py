@@ -55,7 +55,7 @@ from config import Settings
 from infra.exceptions import InfraTimeoutError, OperationTimeoutError
 
 if TYPE_CHECKING:
-    from infra.resilience import ResilienceObserver, ResiliencePolicy
+    from infra.resilience import Clock, ResilienceObserver, ResiliencePolicy
 
 __all__ = ["CoreContainer", "resilience_policy"]
 
@@ -66,13 +66,15 @@ def resilience_policy(
     component: str,
     timeout_error: type[InfraTimeoutError] = OperationTimeoutError,
     hooks: Sequence[ResilienceObserver] = (),
+    clock: Clock | None = None,
 ) -> ResiliencePolicy:
     """``ResiliencePolicy.from_settings`` for one backend ``component``, imported (with
-    aiobreaker and tenacity) when the first policy is built."""
+    aiobreaker and tenacity) when the first policy is built. ``clock`` (default: real
+    time) is what ``containers.testing.use_fakes`` replaces with a virtual one."""
     from infra.resilience import ResiliencePolicy  # noqa: PLC0415 - loaded on first start
 
     return ResiliencePolicy.from_settings(
-        settings, component=component, timeout_error=timeout_error, hooks=hooks
+        settings, component=component, timeout_error=timeout_error, hooks=hooks, clock=clock
     )
 
 

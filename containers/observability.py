@@ -1,9 +1,24 @@
 """The observability container: metrics collector, logging, tracing, health, cost, hooks.
 
-Everything here is a provider of the container, never a module-level global. The one
-accessor the design asks for, ``get_metrics_collector()``, returns the collector this
-container built: the ``metrics`` resource installs it with
-``set_metrics_collector`` when it starts and removes it on shutdown.
+Everything here is a provider of the container, never a module-level global, and flows
+into the rest of the application as constructor arguments: the application container
+passes ``metrics`` to every backend container (adapters, pool gauges, the 3-tier cache)
+and ``resilience_observer`` (built on ``metrics``) to every policy, so each application
+records into its own collector. Two applications in one process are independent:
+stopping one leaves the other recording.
+
+The one accessor for code that is not wired, ``get_metrics_collector()``, returns the
+*active* application's collector: the ``metrics`` resource activates its collector when
+it starts (:func:`~infra.observability.activate_metrics_collector`) and deactivates it on
+shutdown; with several applications running, the most recently started one is active,
+in whatever order they stop.
+
+Tracing: each container builds its own provider and shuts exactly that one down;
+``tracing_global`` asks for OpenTelemetry's global provider, which is set only if no SDK
+provider is installed yet (OpenTelemetry allows it once per process), so a second
+application logs no "Overriding of current TracerProvider" warning. Logging is
+process-wide by nature (one root logger): each container installs its handler and
+removes it on shutdown.
 
 Start order matters only in one way: ``metrics`` must start before the first backend call
 so adapters record into the container's collector, not a default one.
@@ -19,6 +34,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dependency_injector import containers, providers
@@ -43,34 +59,55 @@ _log = logging.getLogger("containers.observability")
 
 
 async def metrics_collector() -> AsyncIterator[MetricsCollector]:
-    """The application's collector, installed as the one ``get_metrics_collector()``."""
+    """The application's own collector, passed to everything the application container
+    wires, and active for ``get_metrics_collector()`` while this resource runs."""
     from infra.observability import (  # noqa: PLC0415 - loaded on first start
         MetricsCollector,
-        reset_metrics_collector,
-        set_metrics_collector,
+        activate_metrics_collector,
     )
 
     collector = MetricsCollector()
-    set_metrics_collector(collector)
+    deactivate = activate_metrics_collector(collector)
     try:
         yield collector
     finally:
-        reset_metrics_collector()
+        deactivate()
+
+
+@dataclass(eq=False, slots=True)
+class _Logging:
+    """One running application's logging: its settings and the handler installed for it."""
+
+    settings: Settings
+    handler: logging.Handler
+
+
+# The running applications' logging, oldest first. Logging is process-wide (one root
+# logger): the newest application's configuration is the one in effect, and when it
+# stops, the previous still-running application's configuration is installed again.
+_running_logging: list[_Logging] = []
 
 
 async def structured_logging(settings: Settings) -> AsyncIterator[logging.Handler]:
-    """JSON (or console) logging per ``settings.observability``; handler removed on exit."""
+    """JSON (or console) logging per ``settings.observability``; on exit its handler is
+    removed and, if another application is still running, that one's logging returns."""
     from infra.observability import (  # noqa: PLC0415 - loaded on first start
         configure_logging_from_settings,
         flush_log_sampling,
     )
 
-    handler = configure_logging_from_settings(settings)
+    entry = _Logging(settings, configure_logging_from_settings(settings))
+    _running_logging.append(entry)
     try:
-        yield handler
+        yield entry.handler
     finally:
         flush_log_sampling()  # "suppressed N similar" lines still pending, before it goes
-        logging.getLogger().removeHandler(handler)
+        logging.getLogger().removeHandler(entry.handler)
+        newest = _running_logging[-1] is entry
+        _running_logging.remove(entry)
+        if newest and _running_logging:
+            previous = _running_logging[-1]
+            previous.handler = configure_logging_from_settings(previous.settings)
 
 
 async def tracer_provider(settings: Settings, set_global: bool) -> AsyncIterator[TracerProvider]:
@@ -84,7 +121,7 @@ async def tracer_provider(settings: Settings, set_global: bool) -> AsyncIterator
     try:
         yield provider
     finally:
-        shutdown_tracing()
+        shutdown_tracing(provider)
 
 
 def _health_registry(settings: Settings, collector: MetricsCollector) -> HealthRegistry:

@@ -26,6 +26,10 @@ resource first starts). Decisions:
 
   ``resilience_hooks`` (empty by default) feeds the policy's observers; the application
   container overrides it with the observability container's ``resilience_observer``.
+* **Telemetry is injected**: ``collector`` (``None`` by default: the store then records
+  into ``get_metrics_collector()``) is the metrics collector the store records every call
+  and its pool gauges into; the application container passes its observability
+  container's ``metrics``, so two applications in one process never share series.
 * **Health**: the store's ``health_check`` is the check; the application container
   registers it with the observability container's ``HealthRegistry``
   (``registry.register("postgres", store)``), so this container needs no registry.
@@ -44,6 +48,7 @@ from containers.core import resilience_policy
 from infra.exceptions import QueryTimeoutError
 
 if TYPE_CHECKING:
+    from infra.observability import MetricsCollector
     from infra.resilience import ResiliencePolicy
     from infra.storage import EnhancedPostgresStore
 
@@ -53,12 +58,13 @@ _log = logging.getLogger("containers.postgres")
 
 
 async def postgres_store(
-    settings: Settings, policy: ResiliencePolicy
+    settings: Settings, policy: ResiliencePolicy, collector: MetricsCollector | None = None
 ) -> AsyncIterator[EnhancedPostgresStore]:
-    """The store ``settings.db`` describes, under ``policy``; its pool closed on exit."""
+    """The store ``settings.db`` describes, under ``policy``, recording into
+    ``collector``; its pool closed on exit."""
     from infra.storage import EnhancedPostgresStore  # noqa: PLC0415 - loaded on first start
 
-    store = EnhancedPostgresStore.from_settings(settings, policy=policy)
+    store = EnhancedPostgresStore.from_settings(settings, policy=policy, collector=collector)
     try:
         yield store
     finally:
@@ -74,6 +80,8 @@ class PostgresContainer(containers.DeclarativeContainer):
 
     settings: providers.Dependency[Settings] = providers.Dependency(instance_of=Settings)
     resilience_hooks = providers.List()
+    #: The metrics collector the store records into (``None``: the current one).
+    collector: providers.Provider[MetricsCollector | None] = providers.Object(None)
     policy: providers.Singleton[ResiliencePolicy] = providers.Singleton(
         resilience_policy,
         settings,
@@ -82,5 +90,5 @@ class PostgresContainer(containers.DeclarativeContainer):
         hooks=resilience_hooks,
     )
     store: providers.Resource[EnhancedPostgresStore] = providers.Resource(
-        postgres_store, settings, policy
+        postgres_store, settings, policy, collector
     )

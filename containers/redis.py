@@ -19,6 +19,9 @@ is first built::
 
 While the client resource is alive its connection pool is sampled into the pool gauges
 (``redis_pool_size``, ``redis_pool_active``, ...; standalone and Sentinel clients).
+Telemetry is injected: every adapter here records into ``collector`` (``None`` by
+default: ``get_metrics_collector()``); the application container passes its
+observability container's ``metrics``.
 ``lock`` is the :class:`~infra.cache.RedisDistributedLock` on the same client, with a
 policy of its own (``lock_policy``): lock calls must not trip the cache's breaker, nor the
 other way round. ``three_tier`` is the coherent :class:`~infra.cache.ThreeTierCache`
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
         Serializer,
         ThreeTierCache,
     )
+    from infra.observability import MetricsCollector
     from infra.resilience import ResiliencePolicy
 
 __all__ = ["RedisContainer", "redis_client", "three_tier_cache"]
@@ -59,7 +63,9 @@ __all__ = ["RedisContainer", "redis_client", "three_tier_cache"]
 _log = logging.getLogger("containers.redis")
 
 
-async def redis_client(settings: Settings) -> AsyncIterator[RedisClient]:
+async def redis_client(
+    settings: Settings, collector: MetricsCollector | None = None
+) -> AsyncIterator[RedisClient]:
     """The ``redis.asyncio`` client ``settings.redis`` describes, closed on shutdown."""
     # Loaded on first start, with redis-py itself.
     from infra.cache import (  # noqa: PLC0415
@@ -71,7 +77,9 @@ async def redis_client(settings: Settings) -> AsyncIterator[RedisClient]:
 
     client = build_redis_client(settings)
     sampler = redis_pool_stats(client)
-    unregister = None if sampler is None else register_pool("redis", "default", sampler)
+    unregister = (
+        None if sampler is None else register_pool("redis", "default", sampler, collector=collector)
+    )
     try:
         yield client
     finally:
@@ -85,7 +93,10 @@ async def redis_client(settings: Settings) -> AsyncIterator[RedisClient]:
 
 
 async def three_tier_cache(
-    settings: Settings, l2: RedisCache, client: RedisClient
+    settings: Settings,
+    l2: RedisCache,
+    client: RedisClient,
+    collector: MetricsCollector | None = None,
 ) -> AsyncIterator[ThreeTierCache]:
     """The coherent L1 -> L2 cache ``settings.cache`` describes; its subscription
     (cross-process L1 invalidation) stopped on shutdown."""
@@ -101,7 +112,7 @@ async def three_tier_cache(
             "SEMANTICA_REDIS_MODE=cluster is not supported for it yet",
             component="cache",
         )
-    cache = ThreeTierCache.from_settings(settings, l2=l2, redis=client)
+    cache = ThreeTierCache.from_settings(settings, l2=l2, redis=client, metrics=collector)
     try:
         yield cache
     finally:
@@ -113,17 +124,25 @@ async def three_tier_cache(
 
 
 def _redis_cache(
-    client: RedisClient, policy: ResiliencePolicy, serializer: Serializer, namespace: str
+    client: RedisClient,
+    policy: ResiliencePolicy,
+    serializer: Serializer,
+    namespace: str,
+    collector: MetricsCollector | None,
 ) -> RedisCache:
     from infra.cache import RedisCache  # noqa: PLC0415 - loaded on first start
 
-    return RedisCache(client, policy=policy, serializer=serializer, namespace=namespace)
+    return RedisCache(
+        client, policy=policy, serializer=serializer, namespace=namespace, collector=collector
+    )
 
 
-def _redis_lock(client: RedisClient, policy: ResiliencePolicy) -> RedisDistributedLock:
+def _redis_lock(
+    client: RedisClient, policy: ResiliencePolicy, collector: MetricsCollector | None
+) -> RedisDistributedLock:
     from infra.cache import RedisDistributedLock  # noqa: PLC0415 - loaded on first start
 
-    return RedisDistributedLock(client, policy=policy)
+    return RedisDistributedLock(client, policy=policy, collector=collector)
 
 
 class RedisContainer(containers.DeclarativeContainer):
@@ -140,17 +159,20 @@ class RedisContainer(containers.DeclarativeContainer):
     )
     serializer: providers.Singleton[Serializer] = providers.Singleton(JsonSerializer)
     namespace: providers.Object[str] = providers.Object("")
-    client: providers.Resource[RedisClient] = providers.Resource(redis_client, settings)
+    #: The metrics collector every adapter here records into (``None``: the current one).
+    collector: providers.Provider[MetricsCollector | None] = providers.Object(None)
+    client: providers.Resource[RedisClient] = providers.Resource(redis_client, settings, collector)
     cache: providers.Singleton[RedisCache] = providers.Singleton(
         _redis_cache,
         client=client,
         policy=policy,
         serializer=serializer,
         namespace=namespace,
+        collector=collector,
     )
     lock: providers.Singleton[RedisDistributedLock] = providers.Singleton(
-        _redis_lock, client, policy=lock_policy
+        _redis_lock, client, policy=lock_policy, collector=collector
     )
     three_tier: providers.Resource[ThreeTierCache] = providers.Resource(
-        three_tier_cache, settings, cache, client
+        three_tier_cache, settings, cache, client, collector
     )

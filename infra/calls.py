@@ -51,6 +51,7 @@ from typing import Any, TypeVar
 
 from infra.exceptions import InfraError
 from infra.observability.instrument import CallSite
+from infra.observability.metrics import MetricsCollector
 from infra.resilience import ResiliencePolicy
 from infra.translation import Family, translate_exception
 
@@ -75,9 +76,12 @@ class BackendCalls:
         server_address: Span attribute ``server.address`` (never includes credentials).
         server_port: Span attribute ``server.port``.
         record: ``False`` disables telemetry for this adapter (benchmarks of the raw path).
+        collector: The collector calls are recorded into -- the application container
+            injects its own; ``None`` = whatever ``get_metrics_collector()`` returns.
     """
 
     __slots__ = (
+        "_collector",
         "_component",
         "_family",
         "_operations",
@@ -98,6 +102,7 @@ class BackendCalls:
         server_address: str | None = None,
         server_port: int | None = None,
         record: bool = True,
+        collector: MetricsCollector | None = None,
     ) -> None:
         if not component:
             raise ValueError("component must be a non-empty string, e.g. 'postgres'")
@@ -108,6 +113,7 @@ class BackendCalls:
         self._server_address = server_address
         self._server_port = server_port
         self._record = record
+        self._collector = collector
         self._operations: dict[str, BackendOperation] = {}
 
     # Read-only: operation handles bind these when they are built.
@@ -140,6 +146,11 @@ class BackendCalls:
     def record(self) -> bool:
         """Whether calls are recorded (telemetry on)."""
         return self._record
+
+    @property
+    def collector(self) -> MetricsCollector | None:
+        """The injected collector (``None``: the current one at call time)."""
+        return self._collector
 
     @property
     def policy(self) -> ResiliencePolicy:
@@ -218,6 +229,7 @@ class BackendOperation:
                 system=calls.system,
                 server_address=calls.server_address,
                 server_port=calls.server_port,
+                collector=calls.collector,
             )
 
     def run(

@@ -89,6 +89,7 @@ def probe_calls(calls: BackendCalls) -> BackendCalls:
         server_address=calls.server_address,
         server_port=calls.server_port,
         record=calls.record,
+        collector=calls.collector,
     )
 
 

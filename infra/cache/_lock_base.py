@@ -47,6 +47,7 @@ from infra.exceptions import (
     LockNotOwnedError,
     RateLimitExceededError,
 )
+from infra.observability.metrics import MetricsCollector
 from infra.ports import LockLease
 from infra.resilience.clock import Clock, MonotonicClock
 from infra.validation import check_key, shown
@@ -209,6 +210,7 @@ class LeaseLockBase(ABC):
         clock: Clock | None,
         watchdog: bool,
         backoff: LockBackoff | None,
+        collector: MetricsCollector | None = None,
     ) -> None:
         if not isinstance(component, str) or not component:
             raise ValueError(f"component must be a non-empty string, got {component!r}")
@@ -224,7 +226,7 @@ class LeaseLockBase(ABC):
         #: from inside the body is the hold's own (see :mod:`infra.cache._hold`).
         self._holds: dict[str, Hold] = {}
         #: Wait/timeout/lost metrics, labelled by ``component`` (never by lock name).
-        self.metrics = LockMetrics(component)
+        self.metrics = LockMetrics(component, collector)
 
     # ------------------------------------------------------------ backend primitives
     @abstractmethod

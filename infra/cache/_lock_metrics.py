@@ -52,10 +52,11 @@ class _Families:
 class LockMetrics:
     """Records one lock's events under ``component``."""
 
-    __slots__ = ("_component", "_families")
+    __slots__ = ("_collector", "_component", "_families")
 
-    def __init__(self, component: str) -> None:
+    def __init__(self, component: str, collector: MetricsCollector | None = None) -> None:
         self._component = component
+        self._collector = collector  # injected by the container; None: the current one
         self._families: _Families | None = None
 
     def granted(self, waited_ms: float) -> None:
@@ -71,7 +72,7 @@ class LockMetrics:
         self._current().lost.labels(self._component).inc()
 
     def _current(self) -> _Families:
-        collector = get_metrics_collector()
+        collector = self._collector or get_metrics_collector()
         families = self._families
         if families is None or families.collector is not collector:
             families = self._families = _Families(collector)

@@ -91,6 +91,7 @@ from infra.cache._lock_scripts import (
     lock_key,
 )
 from infra.calls import BackendCalls
+from infra.observability.metrics import MetricsCollector
 from infra.resilience import ResiliencePolicy
 from infra.resilience.clock import Clock
 
@@ -120,6 +121,8 @@ class RedisDistributedLock(LeaseLockBase):
         watchdog: Default for ``hold(..., watchdog=)``.
         backoff: Pause between refused grants (default :class:`LockBackoff`).
         component: Names metrics and errors.
+        collector: Where calls are recorded (the application container injects its
+            own); default: ``get_metrics_collector()`` at call time.
 
     Construction talks to nothing: scripts are registered locally and loaded by
     redis-py on first use (``EVALSHA``, falling back to ``SCRIPT LOAD`` on ``NOSCRIPT``).
@@ -148,6 +151,7 @@ class RedisDistributedLock(LeaseLockBase):
         watchdog: bool = False,
         backoff: LockBackoff | None = None,
         component: str = "redis_lock",
+        collector: MetricsCollector | None = None,
     ) -> None:
         super().__init__(
             component=component,
@@ -156,6 +160,7 @@ class RedisDistributedLock(LeaseLockBase):
             clock=clock,
             watchdog=watchdog,
             backoff=backoff,
+            collector=collector,
         )
         if not isinstance(namespace, str) or not namespace:
             raise ValueError(
@@ -171,6 +176,7 @@ class RedisDistributedLock(LeaseLockBase):
             policy=policy,
             server_address=kwargs.get("host"),
             server_port=kwargs.get("port"),
+            collector=collector,
         )
         # Operation handles bound once: acquire/release run on every lock use.
         self._acquire_op = self._calls.operation("acquire")

@@ -63,6 +63,7 @@ from infra.cache._ttl import ttl_to_ms
 from infra.cache.serialization import JsonSerializer, Serializer
 from infra.calls import BackendCalls
 from infra.health_check import HealthCheckResult, check_health, probe_calls
+from infra.observability.metrics import MetricsCollector
 from infra.redaction import register_secret
 from infra.resilience import ResiliencePolicy
 from infra.validation import (
@@ -90,6 +91,8 @@ class RedisCache:
         namespace: Optional key prefix; keys become ``"<namespace>:<key>"``.
         record: ``False`` turns telemetry off (benchmarks of the bare path).
         owns_client: :meth:`aclose` closes ``client`` (set by :meth:`from_settings`).
+        collector: Where calls are recorded (the application container injects its
+            own); default: ``get_metrics_collector()`` at call time.
     """
 
     __slots__ = (
@@ -121,6 +124,7 @@ class RedisCache:
         namespace: str = "",
         record: bool = True,
         owns_client: bool = False,
+        collector: MetricsCollector | None = None,
     ) -> None:
         _check_client(client)
         if not isinstance(namespace, str):
@@ -142,6 +146,7 @@ class RedisCache:
             server_address=address,
             server_port=port,
             record=record,
+            collector=collector,
         )
         # Health pings bypass the policy (see infra.health_check) but are recorded.
         self._health_calls = probe_calls(self._calls)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from config import Settings
@@ -167,6 +167,21 @@ class HealthRegistry:
             self._checks[name] = _Registration(
                 name, check, critical, liveness, latency_threshold_ms
             )
+
+    def replace(
+        self, name: str, check: HealthCheckable | CheckFunction
+    ) -> HealthCheckable | CheckFunction:
+        """Swap the check registered under ``name`` for ``check``, keeping its options;
+        returns the previous check (``containers.testing.use_fakes`` points a started
+        registry at the fakes and back).
+
+        Raises:
+            KeyError: nothing is registered under ``name``.
+        """
+        with self._lock:
+            previous = self._checks[name]
+            self._checks[name] = replace(previous, check=check)
+        return previous.check
 
     def unregister(self, name: str) -> None:
         """Remove the check ``name`` (no error if absent)."""

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from time import perf_counter
 from types import TracebackType
@@ -210,13 +211,23 @@ class Instrumenter:
 
 
 _current: Instrumenter | None = None
+# Instrumenters of collectors injected into call sites (an application container's own
+# collector), one per collector; weak, so a stopped application's collector is freed.
+_injected: weakref.WeakKeyDictionary[MetricsCollector, Instrumenter] = weakref.WeakKeyDictionary()
 
 
-def _instrumenter() -> Instrumenter:
-    """The instrumenter of the current collector, rebuilt when the metrics epoch moved."""
+def _instrumenter(collector: MetricsCollector | None = None) -> Instrumenter:
+    """The instrumenter of ``collector`` (default: the current one, see
+    :func:`~infra.observability.get_metrics_collector`), rebuilt when the metrics epoch
+    moved."""
     global _current  # noqa: PLW0603 - per-collector cache, rebuilt when the collector changes
-    current = _current
     epoch = _metrics._epoch  # read before the collector: a race costs a rebuild, never a mixup
+    if collector is not None:
+        bound = _injected.get(collector)
+        if bound is None or bound.epoch is not epoch:
+            bound = _injected[collector] = Instrumenter(collector, epoch)
+        return bound
+    current = _current
     if current is None or current.epoch is not epoch:
         current = _current = Instrumenter(get_metrics_collector(), epoch)
     return current
@@ -263,7 +274,10 @@ class CallSite:
     hot path is :meth:`untraced` (one identity check of the metrics epoch, one tracing
     decision) followed by ``series.succeeded(elapsed)`` or ``series.failed(exc,
     elapsed)``. Calls that may be traced go through :meth:`record`, which records exactly
-    what :func:`record_call` would. Arguments as for :func:`record_call`.
+    what :func:`record_call` would. Arguments as for :func:`record_call`, plus
+    ``collector``: the collector to record into (an application container passes its
+    own, so two applications in one process never share series); ``None`` records into
+    whatever :func:`~infra.observability.get_metrics_collector` returns at call time.
 
     ::
 
@@ -282,7 +296,7 @@ class CallSite:
             series.succeeded(perf_counter() - start)
     """
 
-    __slots__ = ("_key", "_series")
+    __slots__ = ("_collector", "_key", "_series")
 
     def __init__(
         self,
@@ -294,6 +308,7 @@ class CallSite:
         target: str | None = None,
         server_address: str | None = None,
         server_port: int | None = None,
+        collector: MetricsCollector | None = None,
     ) -> None:
         if not component or not operation:
             raise ValueError("component and operation must be non-empty strings")
@@ -307,6 +322,7 @@ class CallSite:
             server_port,
         )
         self._series: CallSeries | None = None
+        self._collector = collector
 
     @property
     def component(self) -> str:
@@ -322,7 +338,7 @@ class CallSite:
         """The series of the current collector (re-resolved after it changed)."""
         series = self._series
         if series is None or series.epoch is not _metrics._epoch:
-            series = self._series = _instrumenter().series(self._key)
+            series = self._series = _instrumenter(self._collector).series(self._key)
         return series
 
     def untraced(self) -> CallSeries | None:

@@ -27,10 +27,15 @@ Design decisions:
   distinct values cannot grow memory).
 * **Counters end in ``_total``** in-process and on the wire (prometheus-client strips and
   re-adds the suffix), so ``get_counter("llm_cost_usd_total")`` names what Prometheus shows.
-* **One collector per container**. :func:`get_metrics_collector` returns
-  the instance the core container installed with :func:`set_metrics_collector`; if none was
-  installed it creates a default one on first call (and keeps it) so scripts and REPL use
-  work; tests call :func:`reset_metrics_collector`.
+* **One collector per application, injected.** The observability container builds one
+  collector per application and passes it to every adapter, policy observer and pool
+  gauge it wires (constructor arguments), so two applications in one process never share
+  a series. :func:`get_metrics_collector` is the accessor for code that is not wired: it
+  returns the collector of the *active* application -- the most recently started one
+  still running (:func:`activate_metrics_collector`, which the container calls on start
+  and undoes on stop, in any order) -- or else the process default: the one
+  :func:`set_metrics_collector` installed, or one created on first call (and kept) so
+  scripts and REPL use work; tests call :func:`reset_metrics_collector`.
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ __all__ = [
     "HistogramSeries",
     "MetricSource",
     "MetricsCollector",
+    "activate_metrics_collector",
     "get_metrics_collector",
     "reset_metrics_collector",
     "set_metrics_collector",
@@ -330,7 +336,13 @@ class MetricsCollector:
 
 
 # ------------------------------------------------------------------ the container slot
+#: What get_metrics_collector() returns: the last active collector, else the default.
 _current: MetricsCollector | None = None
+#: The process default (set_metrics_collector, or made on first use).
+_default: MetricsCollector | None = None
+#: Collectors of running applications, in activation order, each with its own token (one
+#: collector may be activated twice).
+_activations: list[tuple[object, MetricsCollector]] = []
 _slot_lock = threading.Lock()
 
 #: Replaced whenever the current collector changes or any collector is reset. Hot paths
@@ -345,32 +357,69 @@ def _new_epoch() -> None:
 
 
 def get_metrics_collector() -> MetricsCollector:
-    """The collector the container installed; a default one is created on first call if
-    none was (so scripts work), and kept until :func:`reset_metrics_collector`."""
-    global _current  # noqa: PLW0603 - the one documented slot (docs/design.md)
+    """The active application's collector (see :func:`activate_metrics_collector`), else
+    the process default: the one :func:`set_metrics_collector` installed, or one created
+    on first call (so scripts work) and kept until :func:`reset_metrics_collector`."""
     current = _current
     if current is None:
         with _slot_lock:
-            if _current is None:
-                _current = MetricsCollector()
-                _new_epoch()
             current = _current
+            if current is None:
+                _set_default(MetricsCollector())
+                current = _current
+    assert current is not None  # noqa: S101 -- _set_default just resolved it
     return current
 
 
-def set_metrics_collector(collector: MetricsCollector) -> None:
-    """Install ``collector`` as the one :func:`get_metrics_collector` returns (the core
-    container calls this when it builds its collector provider)."""
-    global _current  # noqa: PLW0603 - the one documented slot (docs/design.md)
+def activate_metrics_collector(collector: MetricsCollector) -> Callable[[], None]:
+    """Make ``collector`` the one :func:`get_metrics_collector` returns while it is the
+    most recently activated one still active; returns the function that deactivates it
+    (idempotent; applications may stop in any order). The observability container calls
+    this when its ``metrics`` resource starts and deactivates on shutdown; adapters it
+    wires get the collector passed in and do not depend on it being active."""
     if not isinstance(collector, MetricsCollector):
         raise TypeError(f"expected a MetricsCollector, got {type(collector).__name__}")
-    _current = collector
-    _new_epoch()
+    token = object()
+    entry = (token, collector)
+    with _slot_lock:
+        _activations.append(entry)
+        _resolve()
+
+    def deactivate() -> None:
+        with _slot_lock:
+            if entry in _activations:
+                _activations.remove(entry)
+                _resolve()
+
+    return deactivate
+
+
+def set_metrics_collector(collector: MetricsCollector) -> None:
+    """Install ``collector`` as the process default: what :func:`get_metrics_collector`
+    returns while no application's collector is active (scripts, tests)."""
+    if not isinstance(collector, MetricsCollector):
+        raise TypeError(f"expected a MetricsCollector, got {type(collector).__name__}")
+    with _slot_lock:
+        _set_default(collector)
 
 
 def reset_metrics_collector() -> None:
-    """Forget the installed collector; the next :func:`get_metrics_collector` makes a
-    fresh one (tests)."""
+    """Forget the process default; the next :func:`get_metrics_collector` without an
+    active application makes a fresh one (tests). Active applications are not affected."""
+    with _slot_lock:
+        _set_default(None)
+
+
+def _set_default(collector: MetricsCollector | None) -> None:
+    global _default  # noqa: PLW0603 - the process default documented above
+    _default = collector
+    _resolve()
+
+
+def _resolve() -> None:
+    """Recompute the current collector (call with ``_slot_lock`` held)."""
     global _current  # noqa: PLW0603 - the one documented slot (docs/design.md)
-    _current = None
-    _new_epoch()
+    current = _activations[-1][1] if _activations else _default
+    if current is not _current:
+        _current = current
+        _new_epoch()

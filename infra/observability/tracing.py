@@ -23,6 +23,14 @@ Design decisions:
   at all). The slot exists because
   OpenTelemetry's global provider can be set only once per process: tests install a fresh
   in-memory provider per test here, and :func:`reset_tracing` clears it.
+* **One provider per application, shut down on its own.** Each observability container
+  builds its own provider (:func:`setup_tracing`) and shuts exactly that one down
+  (``shutdown_tracing(provider)``); the instrument helper uses the most recently set-up
+  provider still running, so stopping one application leaves another's tracing on.
+  OpenTelemetry's *global* provider can be set once per process: ``set_global=True``
+  installs ours only when no SDK provider was installed yet, and otherwise leaves the
+  global alone (no "Overriding of current TracerProvider" warning; the first one wins,
+  as OpenTelemetry requires).
 * **The root sampling ratio is remembered** when we built the provider, so the hot path
   can skip the SDK entirely for a call that would be sampled out (ratio 0, or a parent
   span that is not sampled). The SDK's own ``start_span`` costs ~5 µs even when it drops
@@ -78,7 +86,9 @@ class TracingState:
 
 _OFF = TracingState(None, None)
 _state: TracingState | None = None
-_owned: TracerProvider | None = None
+#: Providers setup_tracing() built and did not shut down yet, oldest first, each with
+#: the state the instrument helper uses while it is the newest.
+_owned: list[tuple[TracerProvider, TracingState]] = []
 _lock = threading.Lock()
 
 
@@ -179,16 +189,25 @@ def setup_tracing(
     elif console:
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     else:  # nothing would receive our spans: off (unless the app installed a global SDK one)
-        reset_tracing()
+        with _lock:
+            running = bool(_owned)
+        if not running:  # another application's exporting provider stays in use
+            reset_tracing()
         return provider
-    global _owned
-    previous, _owned = _owned, provider
-    if previous is not None:
-        previous.shutdown()
     if set_global:
-        trace.set_tracer_provider(provider)
-    use_tracer_provider(provider, root_sample_ratio=sample_ratio)
+        _install_global(provider)
+    state = TracingState(provider.get_tracer(TRACER_NAME), sample_ratio)
+    with _lock:
+        _owned.append((provider, state))
+    _install(state)
     return provider
+
+
+def _install_global(provider: TracerProvider) -> None:
+    """Make ``provider`` OpenTelemetry's global one unless an SDK provider already is
+    (allowed once per process; a second attempt would only log a warning)."""
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        trace.set_tracer_provider(provider)
 
 
 def setup_tracing_from_settings(
@@ -212,14 +231,23 @@ def setup_tracing_from_settings(
     )
 
 
-def shutdown_tracing() -> None:
-    """Flush and shut down the provider :func:`setup_tracing` built, and turn tracing off
-    for the instrument helper (the container calls this on shutdown)."""
-    global _owned
-    owned, _owned = _owned, None
-    if owned is not None:
+def shutdown_tracing(provider: TracerProvider | None = None) -> None:
+    """Flush and shut down ``provider`` (one :func:`setup_tracing` built; the container
+    passes its own on shutdown): the instrument helper goes back to the newest provider
+    still running, or tracing is off. Without ``provider``, every provider
+    :func:`setup_tracing` built is shut down and tracing is turned off."""
+    with _lock:
+        if provider is None:
+            ending = [owned for owned, _ in _owned]
+            _owned.clear()
+        else:
+            ending = [owned for owned, _ in _owned if owned is provider]
+            _owned[:] = [(owned, state) for owned, state in _owned if owned is not provider]
+        newest = _owned[-1][1] if _owned else _OFF
+    for owned in ending:
         owned.shutdown()
-    _install(_OFF)
+    if provider is None or ending:
+        _install(newest)
 
 
 def reset_tracing() -> None:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypedDict
 
+from infra.observability.metrics import MetricsCollector
 from infra.resilience import ResiliencePolicy
 from infra.storage._statements import CLIENT_GRACE_S, Timeouts, statement_timeout_setting
 
@@ -27,6 +28,7 @@ class StoreOptions(TypedDict, total=False):
     health_timeout: float
     server_settings: Mapping[str, str] | None
     name: str
+    collector: MetricsCollector | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ import asyncpg
 
 from infra.exceptions import PoolExhaustedError
 from infra.lazy import LazyClientInitializer
+from infra.observability.metrics import MetricsCollector
 from infra.observability.pools import asyncpg_pool_stats, register_pool
 from infra.storage._deadpeer import DeadPeerWatchdog
 from infra.storage._statements import Connection, Timeouts
@@ -71,6 +72,7 @@ class ManagedPool:
     __slots__ = (
         "_borrowed",
         "_closed_error",
+        "_collector",
         "_component",
         "_connect",
         "_lazy",
@@ -96,7 +98,9 @@ class ManagedPool:
         component: str,
         name: str,
         closed_error: Callable[[], Exception],
+        collector: MetricsCollector | None = None,
     ) -> None:
+        self._collector = collector  # where the pool gauges go (None: the current one)
         self._connect: dict[str, Any] = {
             "dsn": dsn,
             "min_size": min_size,
@@ -161,7 +165,9 @@ class ManagedPool:
         pool: Pool = await asyncpg.create_pool(**self._connect)
         self.pool = pool
         sampler = asyncpg_pool_stats(pool, pending=self._pending_count)
-        self._unregister = register_pool(self._component, self._name, sampler)
+        self._unregister = register_pool(
+            self._component, self._name, sampler, collector=self._collector
+        )
         return pool
 
     async def _close(self, pool: Pool) -> None:

@@ -57,6 +57,7 @@ from config import Settings
 from infra.calls import BackendCalls
 from infra.exceptions import DatabaseConnectionError
 from infra.health_check import HealthCheckResult, check_health, probe_calls
+from infra.observability.metrics import MetricsCollector
 from infra.ports import Row
 from infra.redaction import register_secrets_in
 from infra.resilience import ResiliencePolicy
@@ -121,6 +122,7 @@ class PostgresStore:
         server_settings: Mapping[str, str] | None = None,
         policy: ResiliencePolicy | None = None,
         name: str = "default",
+        collector: MetricsCollector | None = None,
     ) -> None:
         self._dsn = check_dsn(dsn)
         register_secrets_in(dsn, owner=self)  # masked by value wherever it is printed
@@ -148,6 +150,7 @@ class PostgresStore:
             policy=policy,
             server_address=address,
             server_port=port,
+            collector=collector,
         )
         # Statements of an open transaction run on the connection it holds: the pool
         # bounds them, so they skip the bulkhead (see infra.storage._transaction).
@@ -162,6 +165,7 @@ class PostgresStore:
                 policy=held_policy,
                 server_address=address,
                 server_port=port,
+                collector=collector,
             )
         )
         # Operation handles, bound once: each statement method resolves nothing per call.
@@ -182,6 +186,7 @@ class PostgresStore:
             component=self.component,
             name=name,
             closed_error=self._closed_error,
+            collector=collector,
         )
         watched = self._pool.watchdog is not None
         client, reported = self._timeouts.limits(None)
@@ -190,9 +195,15 @@ class PostgresStore:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, policy: ResiliencePolicy | None = None, name: str = "default"
+        cls,
+        settings: Settings,
+        *,
+        policy: ResiliencePolicy | None = None,
+        name: str = "default",
+        collector: MetricsCollector | None = None,
     ) -> Self:
-        """A store configured by ``settings.db`` (URL, pool sizes, timeouts)."""
+        """A store configured by ``settings.db`` (URL, pool sizes, timeouts), recording
+        into ``collector`` (default: ``get_metrics_collector()`` at call time)."""
         db = settings.db
         return cls(
             db.url,
@@ -203,6 +214,7 @@ class PostgresStore:
             command_timeout=db.command_timeout,
             policy=policy,
             name=name,
+            collector=collector,
         )
 
     # ----------------------------------------------------------------- introspection

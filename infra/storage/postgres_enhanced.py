@@ -38,6 +38,7 @@ from typing import Self, Unpack
 
 from config import Settings
 from infra.exceptions import QueryTimeoutError
+from infra.observability.metrics import MetricsCollector
 from infra.observability.resilience_hooks import MetricsResilienceObserver
 from infra.resilience import CircuitBreakerConfig, ResiliencePolicy, RetryConfig
 from infra.storage._options import StoreOptions
@@ -133,7 +134,12 @@ class EnhancedPostgresStore(PostgresStore):
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, policy: ResiliencePolicy | None = None, name: str = "default"
+        cls,
+        settings: Settings,
+        *,
+        policy: ResiliencePolicy | None = None,
+        name: str = "default",
+        collector: MetricsCollector | None = None,
     ) -> Self:
         """A store configured by ``settings.db``, under ``policy`` or else the policy
         ``settings.resilience`` describes (``SEMANTICA_CIRCUIT_BREAKER_*``,
@@ -143,6 +149,6 @@ class EnhancedPostgresStore(PostgresStore):
                 settings,
                 component=cls.component,
                 timeout_error=QueryTimeoutError,
-                hooks=(MetricsResilienceObserver(),),
+                hooks=(MetricsResilienceObserver(collector),),
             )
-        return super().from_settings(settings, policy=policy, name=name)
+        return super().from_settings(settings, policy=policy, name=name, collector=collector)

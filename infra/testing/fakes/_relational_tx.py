@@ -190,10 +190,7 @@ class FakeTransactionScope:
             except sqlite3.Error as exc:
                 raise store._translate(exc, operation) from exc
 
-        if store.policy is None:
-            await attempt()
-        else:
-            await store.policy.execute(attempt, idempotent=retry)
+        await store._calls.run(operation, attempt, idempotent=retry)
 
     async def _begin(self) -> None:
         if self._nested:

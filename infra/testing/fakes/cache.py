@@ -25,9 +25,17 @@ What makes it trustworthy rather than a dict:
 * **Time is injected** (:class:`~infra.resilience.clock.Clock`): with a
   :class:`~infra.resilience.ManualClock`, ``clock.advance(s)`` expires keys instantly and
   deterministically.
-* **Fault injection**: :meth:`fail_next` makes the next *n* backend operations (optionally
-  only one kind, e.g. ``"get"``) raise the given error, as a broken connection would;
-  validation and encoding still happen first, as in the real adapter.
+* **Same call path.** Every operation runs through :class:`~infra.calls.BackendCalls` under
+  the real adapter's names (component ``"redis"``, system ``"redis"``, operations
+  ``get``/``set``/``delete``/``mget``/``mset``/``exists``/``ttl``, ``ping`` for the health
+  check outside the policy): the injected ``policy`` retries and breaks exactly as for
+  ``RedisCache``, and the calls are recorded in the injected ``collector`` (see
+  :mod:`infra.testing.fakes._backend`).
+* **Fault injection**: :meth:`fail_next` makes the next *n* attempts (optionally only
+  one kind, e.g. ``"get"``) raise the given error where the driver would, inside the
+  policy: ``fail_next(ConnectionError())`` becomes a retryable ``CacheConnectionError``
+  and is retried by a retrying policy, as a dropped connection to Redis is. Validation
+  and encoding still happen first, as in the real adapter.
 * Each operation yields to the event loop once, as network I/O would, so races in the
   code under test are not hidden by a fake that never suspends.
 * It imports no driver.
@@ -37,14 +45,16 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections import deque
-from collections.abc import Mapping, Sequence
-from time import perf_counter
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from infra.cache._ttl import ttl_to_ms
 from infra.cache.serialization import JsonSerializer, Serializer
+from infra.health_check import HealthCheckResult, check_health, probe_calls
+from infra.observability.metrics import MetricsCollector
+from infra.resilience import ResiliencePolicy
 from infra.resilience.clock import Clock, MonotonicClock
+from infra.testing.fakes._backend import Fault, FaultScript, fake_calls
 from infra.validation import (
     check_key,
     check_key_list,
@@ -55,6 +65,9 @@ from infra.validation import (
 
 __all__ = ["FakeCache"]
 
+T = TypeVar("T")
+_OPERATIONS = ("get", "set", "delete", "mget", "mset", "exists", "ttl", "ping")
+
 
 class FakeCache:
     """In-memory cache with TTLs on an injectable clock and scripted failures.
@@ -62,16 +75,32 @@ class FakeCache:
     Args:
         clock: Time source for expiry (default: real monotonic time).
         serializer: Same role as in ``RedisCache`` (default: JSON).
+        policy: Resilience policy every operation runs under, as in ``RedisCache``
+            (default: none).
+        collector: Where calls are recorded (default: ``get_metrics_collector()`` at
+            call time).
+        component: Component name of metrics and errors (``RedisCache``'s: ``"redis"``).
     """
 
-    def __init__(self, *, clock: Clock | None = None, serializer: Serializer | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        serializer: Serializer | None = None,
+        policy: ResiliencePolicy | None = None,
+        collector: MetricsCollector | None = None,
+        component: str = "redis",
+    ) -> None:
         if serializer is not None and not isinstance(serializer, Serializer):
             raise TypeError("serializer must have dumps(value) -> bytes and loads(bytes)")
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         self._serializer: Serializer = serializer if serializer is not None else JsonSerializer()
         self._data: dict[str, tuple[bytes, float | None]] = {}
-        self._faults: deque[tuple[BaseException | type[BaseException], str | None]] = deque()
-        #: Operation names in the order they reached the "backend" (failed ones included).
+        self._faults = FaultScript(_OPERATIONS)
+        self._component = component
+        self.attach(policy=policy, collector=collector)
+        #: Attempts in the order they reached the "backend" (failed ones and retries
+        #: included).
         self.calls: list[str] = []
 
     # ------------------------------------------------------------------ test controls
@@ -85,20 +114,27 @@ class FakeCache:
         """The value serializer."""
         return self._serializer
 
-    def fail_next(
-        self,
-        exc: BaseException | type[BaseException],
-        *,
-        times: int = 1,
-        operation: str | None = None,
+    @property
+    def policy(self) -> ResiliencePolicy:
+        """The resilience policy calls run under."""
+        return self._calls.policy
+
+    def attach(
+        self, *, policy: ResiliencePolicy | None, collector: MetricsCollector | None = None
     ) -> None:
-        """Make the next ``times`` operations (only ``operation`` ones, e.g. ``"get"``,
-        when given) raise ``exc`` -- an instance, or a class instantiated per failure."""
-        if not (isinstance(exc, BaseException) or _is_exception_class(exc)):
-            raise TypeError(f"exc must be an exception or exception class, got {exc!r}")
-        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
-            raise ValueError(f"times must be a positive int, got {times!r}")
-        self._faults.extend([(exc, operation)] * times)
+        """Run later operations under ``policy`` and record them into ``collector``
+        (what ``containers.testing.use_fakes`` does with the container's own providers);
+        data and scripted faults are kept."""
+        self._calls = fake_calls(
+            self._component, family="cache", system="redis", policy=policy, collector=collector
+        )
+        self._probe = probe_calls(self._calls)
+
+    def fail_next(self, exc: Fault, *, times: int = 1, operation: str | None = None) -> None:
+        """Make the next ``times`` attempts (only ``operation`` ones, e.g. ``"get"``, when
+        given) raise ``exc`` -- an instance, or a class instantiated per failure -- where
+        the driver would, inside the policy (see the module docstring)."""
+        self._faults.add(exc, times=times, operations=None if operation is None else (operation,))
 
     def clear(self) -> None:
         """Forget every key and every pending fault."""
@@ -117,8 +153,7 @@ class FakeCache:
     async def get(self, key: str) -> Any | None:
         """The value, or ``None`` when absent or expired."""
         check_key(key)
-        await self._backend("get")
-        entry = self._live(key)
+        entry = await self._calls.run("get", self._io, "get", self._live, key)
         return None if entry is None else self._serializer.loads(entry)
 
     async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
@@ -126,8 +161,7 @@ class FakeCache:
         check_key(key)
         px = ttl_to_ms(ttl)
         payload = self._serializer.dumps(value)
-        await self._backend("set")
-        self._data[key] = (payload, self._expiry(px))
+        await self._calls.run("set", self._io, "set", self._store, {key: payload}, px)
 
     async def delete(self, *keys: str) -> int:
         """Remove keys; returns how many existed."""
@@ -135,13 +169,7 @@ class FakeCache:
             check_key(key)
         if not keys:
             return 0
-        await self._backend("delete")
-        removed = 0
-        for key in dict.fromkeys(keys):  # Redis counts a repeated key once
-            if self._live(key) is not None:
-                del self._data[key]
-                removed += 1
-        return removed
+        return await self._calls.run("delete", self._io, "delete", self._delete, keys)
 
     async def mget(self, keys: Sequence[str]) -> list[Any | None]:
         """Values in the order of ``keys`` (``None`` for misses)."""
@@ -150,9 +178,9 @@ class FakeCache:
             check_key(key)
         if not keys:
             return []
-        await self._backend("mget")
+        entries = await self._calls.run("mget", self._io, "mget", self._live_many, keys)
         loads = self._serializer.loads
-        return [None if (entry := self._live(k)) is None else loads(entry) for k in keys]
+        return [None if entry is None else loads(entry) for entry in entries]
 
     async def mset(self, items: Mapping[str, Any], *, ttl: float | None = None) -> None:
         """Store several values with one TTL (all encoded before anything is stored)."""
@@ -163,49 +191,41 @@ class FakeCache:
         pairs = {key: self._serializer.dumps(value) for key, value in items.items()}
         if not pairs:
             return
-        await self._backend("mset")
-        expiry = self._expiry(px)
-        for key, payload in pairs.items():
-            self._data[key] = (payload, expiry)
+        await self._calls.run("mset", self._io, "mset", self._store, pairs, px)
 
     async def exists(self, key: str) -> bool:
         """Whether ``key`` is stored (tells a stored ``None`` from a miss)."""
         check_key(key)
-        await self._backend("exists")
-        return self._live(key) is not None
+        return await self._calls.run("exists", self._io, "exists", self._exists, key)
 
     async def ttl(self, key: str) -> float | None:
         """Seconds ``key`` has left; ``math.inf`` if it never expires, ``None`` if absent."""
         check_key(key)
-        await self._backend("ttl")
-        if self._live(key) is None:
-            return None
-        expires_at = self._data[key][1]
-        if expires_at is None:
-            return math.inf
-        return round(expires_at - self._clock.now(), 3)
+        return await self._calls.run("ttl", self._io, "ttl", self._ttl, key)
 
     async def health_check(
         self,
         latency_threshold_ms: float = 100.0,
         *,
         timeout: float = 2.0,
-    ) -> tuple[bool, dict[str, Any]]:
-        """Same shape as ``RedisCache.health_check``; a pending fault makes it unhealthy."""
+    ) -> HealthCheckResult:
+        """``RedisCache.health_check``, by the same code (:mod:`infra.health_check`): a
+        ``ping`` outside the policy, recorded; a fault scripted for it makes it
+        unhealthy."""
         check_latency_threshold(latency_threshold_ms)
         check_timeout(timeout)
-        details: dict[str, Any] = {"latency_threshold_ms": latency_threshold_ms}
-        start = perf_counter()
-        try:
-            await self._backend("ping")
-        # Like the real check: report the failure, never raise it.
-        except Exception as exc:  # noqa: BLE001
-            details.update(status="unhealthy", error=type(exc).__name__, message=str(exc))
-        else:
-            details["status"] = "healthy"
-        details["latency_ms"] = round((perf_counter() - start) * 1000.0, 3)
-        details["circuit_breaker"] = None
-        return details["status"] != "unhealthy", details
+        return await check_health(
+            self._send_ping,
+            latency_threshold_ms=latency_threshold_ms,
+            timeout=timeout,
+            breaker=self._calls.policy.breaker,
+            probe_name="PING",
+            backend="Redis",
+            extra={"latency_threshold_ms": latency_threshold_ms},
+        )
+
+    async def _send_ping(self) -> None:
+        await self._probe.run("ping", self._io, "ping", _nothing, idempotent=False)
 
     async def aclose(self) -> None:
         """Nothing to close; present so code written for ``RedisCache`` runs unchanged."""
@@ -214,14 +234,42 @@ class FakeCache:
         return f"FakeCache(keys={len(self._data)}, serializer={self._serializer.name!r})"
 
     # --------------------------------------------------------------------- internals
-    async def _backend(self, operation: str) -> None:
-        """Where the real adapter does I/O: yield once, then fail if a fault is due."""
+    async def _io(self, operation: str, apply: Callable[..., T], *args: Any) -> T:
+        """The driver step of one attempt: yield once, as network I/O would, fail if a
+        fault is due, else apply the change to the stored data."""
         await asyncio.sleep(0)
         self.calls.append(operation)
-        for index, (exc, only) in enumerate(self._faults):
-            if only is None or only == operation:
-                del self._faults[index]
-                raise exc() if isinstance(exc, type) else exc
+        fault = self._faults.take(operation)
+        if fault is not None:
+            raise fault
+        return apply(*args)
+
+    def _store(self, pairs: Mapping[str, bytes], px: int | None) -> None:
+        expiry = self._expiry(px)
+        for key, payload in pairs.items():
+            self._data[key] = (payload, expiry)
+
+    def _delete(self, keys: Sequence[str]) -> int:
+        removed = 0
+        for key in dict.fromkeys(keys):  # Redis counts a repeated key once
+            if self._live(key) is not None:
+                del self._data[key]
+                removed += 1
+        return removed
+
+    def _live_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [self._live(key) for key in keys]
+
+    def _exists(self, key: str) -> bool:
+        return self._live(key) is not None
+
+    def _ttl(self, key: str) -> float | None:
+        if self._live(key) is None:
+            return None
+        expires_at = self._data[key][1]
+        if expires_at is None:
+            return math.inf
+        return round(expires_at - self._clock.now(), 3)
 
     def _expiry(self, px: int | None) -> float | None:
         return None if px is None else self._clock.now() + px / 1000.0
@@ -242,5 +290,5 @@ class FakeCache:
             del self._data[key]
 
 
-def _is_exception_class(exc: object) -> bool:
-    return isinstance(exc, type) and issubclass(exc, BaseException)
+def _nothing() -> None:
+    return None

@@ -26,22 +26,32 @@ processes sharing one Redis. Each fake lock can also misbehave on purpose:
   waits for an event before answering (a reply in flight; cancel the caller meanwhile);
 * :meth:`FakeLockServer.delete` -- the key vanishes, as if an operator deleted it.
 
-Every call yields to the event loop once before it reaches the server, like real I/O.
+Every call yields to the event loop once before it reaches the server, like real I/O,
+and runs through :class:`~infra.calls.BackendCalls` as the Redis lock's calls do
+(operations ``acquire``, ``release``, ``extend``, ``abandon``, with the same retry rules:
+``acquire`` and ``extend`` may be retried, ``release`` and ``abandon`` never): the
+injected ``policy`` retries and breaks, and the injected ``collector`` records, exactly as
+for :class:`~infra.cache.RedisDistributedLock` (see :mod:`infra.testing.fakes._backend`).
 This module imports no driver.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 from infra.cache._lock_base import LeaseLockBase, LockBackoff
+from infra.cache._lock_metrics import LockMetrics
 from infra.exceptions import CacheConnectionError
+from infra.observability.metrics import MetricsCollector
+from infra.resilience import ResiliencePolicy
 from infra.resilience.clock import Clock, MonotonicClock
+from infra.testing.fakes._backend import FaultScript, fake_calls
 
 __all__ = ["FakeDistributedLock", "FakeLockServer", "LockOperation"]
 
+T = TypeVar("T")
 LockOperation = Literal["acquire", "release", "extend", "abandon"]
 _OPERATIONS: frozenset[str] = frozenset({"acquire", "release", "extend", "abandon"})
 
@@ -136,14 +146,6 @@ class FakeLockServer:
         return f"FakeLockServer(locks={len(self._holders)}, clock={self._clock!r})"
 
 
-@dataclass(slots=True)
-class _Fault:
-    operation: str | None
-    error: BaseException
-    times: int
-    after_apply: bool
-
-
 class FakeDistributedLock(LeaseLockBase):
     """In-process lock with the Redis adapter's semantics; see the module docstring.
 
@@ -152,11 +154,13 @@ class FakeDistributedLock(LeaseLockBase):
             same server to model several processes.
         clock: Time for leases, waits, backoff and the watchdog (default: the server's
             clock, else real monotonic time). Must be the server's clock if both are given.
-        default_lease, default_wait, watchdog, backoff, component: As for
-            :class:`~infra.cache.distributed_lock.RedisDistributedLock`.
+        default_lease, default_wait, watchdog, backoff, component, policy, collector: As
+            for :class:`~infra.cache.distributed_lock.RedisDistributedLock`
+            (``containers.testing.use_fakes`` passes the Redis lock's component name,
+            ``"redis_lock"``, so metrics read the same).
     """
 
-    __slots__ = ("_faults", "_server", "_stalls", "calls", "unavailable")
+    __slots__ = ("_calls", "_faults", "_server", "_stalls", "calls", "unavailable")
 
     def __init__(
         self,
@@ -168,6 +172,8 @@ class FakeDistributedLock(LeaseLockBase):
         watchdog: bool = False,
         backoff: LockBackoff | None = None,
         component: str = "fake_lock",
+        policy: ResiliencePolicy | None = None,
+        collector: MetricsCollector | None = None,
     ) -> None:
         if server is not None and clock is not None and server.clock is not clock:
             raise ValueError("clock must be the server's clock (or omit it to use that one)")
@@ -179,8 +185,10 @@ class FakeDistributedLock(LeaseLockBase):
             clock=self._server.clock,
             watchdog=watchdog,
             backoff=backoff,
+            collector=collector,
         )
-        self._faults: list[_Fault] = []
+        self.attach(policy=policy, collector=collector)
+        self._faults = FaultScript(_OPERATIONS)
         self._stalls: dict[str, asyncio.Event] = {}
         #: Every operation that reached this fake, in order (``"acquire"``, ...).
         self.calls: list[str] = []
@@ -191,6 +199,22 @@ class FakeDistributedLock(LeaseLockBase):
     def server(self) -> FakeLockServer:
         """The shared state this lock acts on."""
         return self._server
+
+    @property
+    def policy(self) -> ResiliencePolicy:
+        """The resilience policy calls run under."""
+        return self._calls.policy
+
+    def attach(
+        self, *, policy: ResiliencePolicy | None, collector: MetricsCollector | None = None
+    ) -> None:
+        """Run later calls under ``policy`` and record them into ``collector`` (what
+        ``containers.testing.use_fakes`` does with the container's own providers); the
+        server, held leases and scripted faults are kept."""
+        self._calls = fake_calls(
+            self._component, family="cache", system="redis", policy=policy, collector=collector
+        )
+        self.metrics = LockMetrics(self._component, collector)
 
     def fail_next(
         self,
@@ -203,12 +227,9 @@ class FakeDistributedLock(LeaseLockBase):
         """Make the next ``times`` calls of ``operation`` (any, if ``None``) raise ``error``
         (default ``CacheConnectionError``), before -- or with ``after_apply`` after -- the
         server applied them."""
-        if operation is not None and operation not in _OPERATIONS:
-            raise ValueError(f"operation must be one of {sorted(_OPERATIONS)}, got {operation!r}")
-        if times < 1:
-            raise ValueError(f"times must be >= 1, got {times!r}")
         fault = error if error is not None else self._connection_error(operation or "any")
-        self._faults.append(_Fault(operation, fault, times, after_apply))
+        operations = None if operation is None else (operation,)
+        self._faults.add(fault, times=times, operations=operations, after_apply=after_apply)
 
     def stall_next(self, operation: LockOperation) -> asyncio.Event:
         """The next ``operation`` applies its change, then waits for the returned event
@@ -219,54 +240,50 @@ class FakeDistributedLock(LeaseLockBase):
         return event
 
     # --------------------------------------------------------- backend primitives
+    # Same operation names and retry rules as RedisDistributedLock's primitives.
     async def _grant(self, name: str, owner: str, lease_ms: int) -> tuple[int | None, float]:
-        await self._before("acquire")
-        result = self._server.grant(name, owner, lease_ms)
-        await self._after("acquire")
-        return result
+        server = self._server
+        return await self._calls.run(
+            "acquire", self._io, "acquire", server.grant, name, owner, lease_ms, idempotent=True
+        )
 
     async def _release(self, name: str, owner: str) -> bool:
-        await self._before("release")
-        result = self._server.release(name, owner)
-        await self._after("release")
-        return result
+        server = self._server
+        return await self._calls.run(
+            "release", self._io, "release", server.release, name, owner, idempotent=False
+        )
 
     async def _extend(self, name: str, owner: str, lease_ms: int) -> bool:
-        await self._before("extend")
-        result = self._server.extend(name, owner, lease_ms)
-        await self._after("extend")
-        return result
+        server = self._server
+        return await self._calls.run(
+            "extend", self._io, "extend", server.extend, name, owner, lease_ms, idempotent=True
+        )
 
     async def _abandon(self, name: str, owner: str, lease_ms: int) -> None:
-        await self._before("abandon")
-        self._server.abandon(name, owner, lease_ms)
-        await self._after("abandon")
+        server = self._server
+        await self._calls.run(
+            "abandon", self._io, "abandon", server.abandon, name, owner, lease_ms, idempotent=False
+        )
 
-    async def _before(self, operation: str) -> None:
-        await asyncio.sleep(0)  # like real I/O: other tasks run, cancellation lands here
+    async def _io(self, operation: str, apply: Callable[..., T], *args: Any) -> T:
+        """The driver step of one attempt: yield (like real I/O: other tasks run,
+        cancellation lands here), fail if a fault is due, apply the change on the
+        server, then maybe stall or lose the reply."""
+        await asyncio.sleep(0)
         self.calls.append(operation)
         if self.unavailable:
             raise self._connection_error(operation)
-        fault = self._take_fault(operation, after_apply=False)
+        fault = self._faults.take(operation)
         if fault is not None:
             raise fault
-
-    async def _after(self, operation: str) -> None:
+        result = apply(*args)
         stall = self._stalls.pop(operation, None)
         if stall is not None:
             await stall.wait()
-        fault = self._take_fault(operation, after_apply=True)
+        fault = self._faults.take(operation, after_apply=True)
         if fault is not None:
             raise fault
-
-    def _take_fault(self, operation: str, *, after_apply: bool) -> BaseException | None:
-        for fault in self._faults:
-            if fault.after_apply == after_apply and fault.operation in (None, operation):
-                fault.times -= 1
-                if fault.times == 0:
-                    self._faults.remove(fault)
-                return fault.error
-        return None
+        return result
 
     def _connection_error(self, operation: str) -> CacheConnectionError:
         return CacheConnectionError(

@@ -27,9 +27,14 @@ What behaves like the real store:
   statement aborts the transaction (later statements raise ``DatabaseError`` 25P02, and
   a block that caught the error and ended normally is rolled back with a
   ``DatabaseError``).
-* With a ``policy``, calls run under it with the real store's retry rules: reads and
-  ``BEGIN`` may be retried, ``execute``/``executemany`` only with ``idempotent=True``,
-  statements inside a transaction never. ``health_check`` has the real shape.
+* Every call runs through :class:`~infra.calls.BackendCalls` under the real store's
+  names (component ``"postgres"``, system ``"postgresql"``, operations ``fetch``,
+  ``execute``, ``begin``, ``commit`` ... and ``health_check`` outside the policy), so the
+  injected ``policy`` applies the real store's retry rules -- reads and ``BEGIN`` may be
+  retried, ``execute``/``executemany`` only with ``idempotent=True``, statements inside a
+  transaction never -- and every call is recorded in the injected ``collector`` as the
+  real store's would be (see :mod:`infra.testing.fakes._backend`). ``health_check`` is
+  the real one's code (:mod:`infra.health_check`).
 * After ``close()`` every call raises ``DatabaseConnectionError`` (not retryable).
 
 Test controls: :meth:`FakeRelationalStore.fail_next` scripts failures per operation (an
@@ -61,15 +66,15 @@ import asyncio
 import functools
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
-from time import perf_counter
 from types import TracebackType
 from typing import Any, NamedTuple, Self, TypeVar
 
 from infra.exceptions import DatabaseConnectionError, InfraError, PoolExhaustedError
+from infra.health_check import HealthCheckResult, check_health, probe_calls
+from infra.observability.metrics import MetricsCollector
 from infra.ports import Row
-from infra.redaction import redact_text
-from infra.resilience import BreakerState, ResiliencePolicy
+from infra.resilience import ResiliencePolicy
+from infra.testing.fakes._backend import FaultScript, fake_calls
 from infra.testing.fakes._relational_sql import (
     refuse_nul_text,
     run_many,
@@ -94,6 +99,21 @@ __all__ = ["FakeCall", "FakeRelationalStore", "FakeTransaction"]
 
 T = TypeVar("T")
 Fault = InfraError | Exception | type[Exception]
+_OPERATIONS = (
+    "fetch",
+    "fetchrow",
+    "fetchval",
+    "execute",
+    "executemany",
+    "begin",
+    "commit",
+    "rollback",
+    "savepoint",
+    "release_savepoint",
+    "rollback_to_savepoint",
+    "connect",
+    "health_check",
+)
 
 
 class FakeCall(NamedTuple):
@@ -105,13 +125,6 @@ class FakeCall(NamedTuple):
     args: tuple[Any, ...]
 
 
-@dataclass(slots=True)
-class _ScriptedFault:
-    error: Fault
-    remaining: int
-    operations: frozenset[str] | None
-
-
 class FakeRelationalStore:
     """In-memory relational store; see the module docstring.
 
@@ -121,6 +134,8 @@ class FakeRelationalStore:
         component: ``component`` of the errors raised (the real store's is ``"postgres"``).
         acquire_timeout: How long a statement waits for an open transaction to finish.
         name: Shown in ``repr``.
+        collector: Where calls are recorded (default: ``get_metrics_collector()`` at
+            call time).
     """
 
     def __init__(
@@ -130,21 +145,20 @@ class FakeRelationalStore:
         component: str = "postgres",
         acquire_timeout: float = 1.0,
         name: str = "fake",
+        collector: MetricsCollector | None = None,
     ) -> None:
-        if policy is not None and not isinstance(policy, ResiliencePolicy):
-            raise TypeError(f"policy must be a ResiliencePolicy or None, got {policy!r}")
         if not isinstance(acquire_timeout, int | float) or not acquire_timeout > 0:
             raise ValueError(f"acquire_timeout must be > 0 seconds, got {acquire_timeout!r}")
         if not component:
             raise ValueError("component must be a non-empty string, e.g. 'postgres'")
-        self._policy = policy
         self._component = component
+        self.attach(policy=policy, collector=collector)
         self._acquire_timeout = float(acquire_timeout)
         self._name = name
         self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA foreign_keys = ON")
         self._connection = asyncio.Lock()  # held by an open top-level transaction
-        self._faults: list[_ScriptedFault] = []
+        self._faults = FaultScript(_OPERATIONS)
         self._closed = False
         #: Every attempt, in order (retries appear once per attempt).
         self.calls: list[FakeCall] = []
@@ -161,23 +175,32 @@ class FakeRelationalStore:
         ``rollback_to_savepoint``, ``connect`` (``initialize``), ``health_check``.
         ``error`` may be an instance or a class (instantiated without arguments).
         """
-        if not isinstance(times, int) or times < 1:
-            raise ValueError(f"times must be an int >= 1, got {times!r}")
-        is_class = isinstance(error, type) and issubclass(error, Exception)
-        if not (isinstance(error, Exception) or is_class):
-            raise TypeError(f"error must be an Exception instance or class, got {error!r}")
-        ops = None if operations is None else frozenset(operations)
-        self._faults.append(_ScriptedFault(error, times, ops))
+        self._faults.add(error, times=times, operations=operations)
 
     def clear_faults(self) -> None:
         """Forget every scripted failure not yet used."""
         self._faults.clear()
 
+    def attach(
+        self, *, policy: ResiliencePolicy | None, collector: MetricsCollector | None = None
+    ) -> None:
+        """Run later calls under ``policy`` and record them into ``collector`` (what
+        ``containers.testing.use_fakes`` does with the container's own providers); data
+        and scripted faults are kept."""
+        self._calls = fake_calls(
+            self._component,
+            family="database",
+            system="postgresql",
+            policy=policy,
+            collector=collector,
+        )
+        self._probe = probe_calls(self._calls)
+
     # ----------------------------------------------------------------- introspection
     @property
-    def policy(self) -> ResiliencePolicy | None:
-        """The policy calls run under, if any."""
-        return self._policy
+    def policy(self) -> ResiliencePolicy:
+        """The policy calls run under (a passthrough one when none was given)."""
+        return self._calls.policy
 
     @property
     def is_closed(self) -> bool:
@@ -186,7 +209,7 @@ class FakeRelationalStore:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        policy = self._policy.describe() if self._policy is not None else None
+        policy = self.policy.describe()
         return f"FakeRelationalStore(name={self._name!r}, state={state}, policy={policy!r})"
 
     # --------------------------------------------------------------------- lifecycle
@@ -275,41 +298,40 @@ class FakeRelationalStore:
     # ---------------------------------------------------------------------- health
     async def health_check(
         self, latency_threshold_ms: float = 100.0, *, timeout: float | None = None
-    ) -> tuple[bool, dict[str, Any]]:
-        """The real store's shape: ``status``, ``latency_ms``, ``pool_size``,
-        ``pool_free``, ``circuit_breaker`` (+ ``error``); never raises for a failure.
-        ``timeout`` is accepted for signature parity; the fake answers at once."""
+    ) -> HealthCheckResult:
+        """The real store's check, by the same code (:mod:`infra.health_check`): a
+        ``select 1`` outside the policy, recorded as ``health_check``; ``details``:
+        ``status``, ``latency_ms``, ``circuit_breaker``, ``pool_size``, ``pool_free``
+        (+ ``error``, ``message``); never raises for a failure."""
         check_timeout(timeout, component=self._component)
         check_latency_threshold(latency_threshold_ms, component=self._component)
-        breaker = self._policy.breaker if self._policy is not None else None
-        state = breaker.state if breaker is not None else None
+        return await check_health(
+            self._ping,
+            latency_threshold_ms=latency_threshold_ms,
+            timeout=5.0 if timeout is None else timeout,
+            breaker=self.policy.breaker,
+            probe_name="'select 1'",
+            backend="the database",
+            closed=self._closed,
+            pool=self._pool_details,
+        )
+
+    def _pool_details(self) -> dict[str, int]:
         busy = self._connection.locked()
-        details: dict[str, Any] = {
-            "status": "unhealthy",
-            "latency_ms": None,
+        return {
             "pool_size": 0 if self._closed else 1,
             "pool_free": 0 if self._closed or busy else 1,
-            "circuit_breaker": None if state is None else state.value,
         }
-        error = None
-        if self._closed:
-            error = "the store is closed"
-        elif state is BreakerState.OPEN:
-            error = "circuit breaker is open; the database is failing"
-        else:
-            start = perf_counter()
-            try:
-                self._attempted("health_check", None, ())
-                self._db.execute("select 1").fetchall()
-            except Exception as exc:  # noqa: BLE001 -- a health check reports, never raises
-                error = f"{type(exc).__name__}: {redact_text(str(exc))}"
-            latency_ms = (perf_counter() - start) * 1000.0
-            details["latency_ms"] = round(latency_ms, 3)
-            if error is None:
-                details["status"] = "healthy" if latency_ms <= latency_threshold_ms else "degraded"
-        if error is not None:
-            details["error"] = error
-        return error is None, details
+
+    async def _ping(self) -> None:
+        await self._probe.run("health_check", self._select_one)
+
+    async def _select_one(self) -> None:
+        """The probe's driver step: like the real pool's, it does not wait for the
+        connection an open transaction holds."""
+        self._check_open()
+        self._attempted("health_check", "select 1", ())
+        self._db.execute("select 1").fetchall()
 
     # ------------------------------------------------------------------ internals
     def _check_statement(self, query: object, timeout: object) -> None:
@@ -336,12 +358,11 @@ class FakeRelationalStore:
         idempotent: bool,
         tx: FakeTransaction | None,
     ) -> T:
-        """One call: the policy (if any) around :meth:`_attempt`."""
+        """One call, through the real store's path: telemetry, the policy, then
+        :meth:`_attempt` (the driver step)."""
         self._check_open()
-        if self._policy is None:
-            return await self._attempt(operation, query, args, run, tx)
-        return await self._policy.execute(
-            self._attempt, operation, query, args, run, tx, idempotent=idempotent
+        return await self._calls.run(
+            operation, self._attempt, operation, query, args, run, tx, idempotent=idempotent
         )
 
     async def _attempt(
@@ -383,18 +404,14 @@ class FakeRelationalStore:
     def _attempted(self, operation: str, query: str | None, args: tuple[Any, ...]) -> None:
         """Record the attempt and raise a scripted fault that applies to it."""
         self.calls.append(FakeCall(operation, query, args))
-        for fault in self._faults:
-            if fault.operations is None or operation in fault.operations:
-                fault.remaining -= 1
-                if fault.remaining == 0:
-                    self._faults.remove(fault)
-                error = fault.error
-                exc = error() if isinstance(error, type) else error
-                if isinstance(exc, InfraError):
-                    raise exc
-                raise translate_exception(
-                    exc, component=self._component, family="database", operation=operation
-                ) from exc
+        exc = self._faults.take(operation)
+        if exc is None:
+            return
+        if isinstance(exc, InfraError) or not isinstance(exc, Exception):
+            raise exc
+        raise translate_exception(
+            exc, component=self._component, family="database", operation=operation
+        ) from exc
 
     async def _wait_for_connection(self) -> None:
         """Wait (bounded) while a transaction holds the one connection."""

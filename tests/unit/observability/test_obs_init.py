@@ -30,6 +30,7 @@ def test_public_api_is_pinned() -> None:
         "PoolStats",
         "Pricer",
         "Reservation",
+        "activate_metrics_collector",
         "asyncpg_pool_stats",
         "configure_log_sampling",
         "configure_logging",

@@ -123,14 +123,18 @@ def test_without_an_exporter_tracing_stays_off(
 def test_an_exporter_turns_tracing_on_and_replaces_the_off_state(
     tracing_factory: Callable[..., TracerProvider],
 ) -> None:
-    """Off, then with the console exporter: our calls get a tracer with the known ratio."""
+    """Off, then with the console exporter: our calls get a tracer with the known ratio.
+    A later setup without an exporter (another application's) leaves it on; shutting
+    that provider down turns tracing off."""
     tracing_factory()
     assert current_tracing().tracer is None
-    tracing_factory(console=True, sample_ratio=0.5)
+    exporting = tracing_factory(console=True, sample_ratio=0.5)
     state = current_tracing()
     assert state.tracer is not None
     assert state.root_sample_ratio == 0.5
-    tracing_factory()  # and back off: the exporting provider is shut down
+    tracing_factory()
+    assert current_tracing() == state
+    shutdown_tracing(exporting)
     assert current_tracing().tracer is None
 
 
