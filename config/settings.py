@@ -97,7 +97,8 @@ FLAT_NAMES: Final[dict[str, tuple[str, str]]] = {
     for group in GROUPS
     for name, alias in group.aliases().items()
 }
-_GROUP_NAMES: Final = frozenset(group.settings_attribute for group in GROUPS)
+_GROUPS: Final = {group.settings_attribute: group for group in GROUPS}
+_GROUP_NAMES: Final = frozenset(_GROUPS)
 _SECRET_FLAT_NAMES: Final = frozenset(
     alias
     for group in GROUPS
@@ -127,15 +128,25 @@ _Variables: Final[type[BaseSettings]] = create_model(
 )
 
 
-def _regroup(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"database_url": u, "db": {...}}`` -> ``{"db": {..., "database_url": u}}``."""
-    groups: dict[str, Any] = {key: value for key, value in flat.items() if key in _GROUP_NAMES}
-    for key, value in flat.items():
+def _regroup(given: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat names and groups -> groups keyed by flat name, so that sources merge key by key:
+    ``{"database_url": u, "db": {"max_pool_size": 9}}`` ->
+    ``{"db": {"postgres_max_pool_size": 9, "database_url": u}}``. A whole group object is
+    kept as it is (it replaces what lower-priority sources say about that group) unless
+    flat names amend it."""
+    groups: dict[str, Any] = {}
+    for key, value in given.items():
+        if key in _GROUPS and isinstance(value, Mapping):
+            aliases = _GROUPS[key].aliases()
+            groups[key] = {aliases.get(k, k): v for k, v in value.items()}
+        elif key in _GROUPS:
+            groups[key] = value
+    for key, value in given.items():
         owner = FLAT_NAMES.get(key.lower())
         if owner is None:
             continue
         group = groups.get(owner[0], {})
-        if isinstance(group, SettingsGroup):  # a whole group plus flat keys: merge them
+        if isinstance(group, SettingsGroup):
             group = group.model_dump(by_alias=True)
         groups[owner[0]] = {**group, key.lower(): value}
     return groups
@@ -437,8 +448,7 @@ class Settings(BaseSettings):
     @classmethod
     def variables(cls) -> dict[str, tuple[type[SettingsGroup], str]]:
         """Every setting: environment variable -> (its group, its field name there)."""
-        by_attribute = {group.settings_attribute: group for group in GROUPS}
-        return {env_var(a): (by_attribute[g], n) for a, (g, n) in FLAT_NAMES.items()}
+        return {env_var(a): (_GROUPS[g], n) for a, (g, n) in FLAT_NAMES.items()}
 
     def safe_dump(self) -> dict[str, Any]:
         """Every setting by flat name as JSON-ready data, secrets masked (for logs)."""
@@ -475,7 +485,7 @@ for _alias, (_group, _name) in FLAT_NAMES.items():
 
 def render_flat_reads() -> str:
     """The type checkers' declaration of the flat reads (the marked block of ``Settings``)."""
-    lines = ["    if TYPE_CHECKING:"]
+    lines = ["    if TYPE_CHECKING:", ""]
     for group in GROUPS:
         for name, alias in group.aliases().items():
             annotation = _annotation_text(group, name)

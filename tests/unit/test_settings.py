@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
 import config
+import config.settings
 from config import (
     CacheSettings,
     DatabaseSettings,
@@ -711,3 +712,66 @@ def test_docs_view_attributes_match_the_views() -> None:
             continue  # the view holds the effective value; checked by their own tests
         view_value = getattr(getattr(defaults, row["view"]), row["attr"])
         assert view_value == getattr(defaults, field), row["env"]
+
+
+# ------------------------------------------------------------- one declaration
+
+
+def test_flat_reads_for_type_checkers_are_generated_from_the_groups() -> None:
+    """The marked block of config/settings.py is exactly what the groups generate
+    (rewrite it with ``python tools/write_flat_reads.py``)."""
+    source = (REPO_ROOT / "config" / "settings.py").read_text(encoding="utf-8")
+    block = source.split(config.settings.FLAT_READS_BEGIN)[1]
+    block = block.split(config.settings.FLAT_READS_END)[0]
+    assert block == config.settings.render_flat_reads()
+
+
+def test_every_flat_name_reads_its_group_attribute() -> None:
+    """settings.<flat name> and settings.<group>.<attribute> are one value for every
+    variable, and every group attribute has exactly one variable."""
+    settings = secret_settings()
+    variables = Settings.variables()
+    for env, (group, name) in variables.items():
+        flat = env.removeprefix("SEMANTICA_").lower()
+        assert getattr(settings, flat) is getattr(getattr(settings, group.settings_attribute), name)
+    grouped = {(group, name) for group, name in variables.values()}
+    assert grouped == {(cls, field) for cls in VIEWS.values() for field in cls.model_fields}
+
+
+def test_a_whole_group_can_be_given_and_wins_over_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Settings(db=DatabaseSettings(...)) is a keyword argument like the flat ones."""
+    monkeypatch.setenv("SEMANTICA_POSTGRES_MAX_POOL_SIZE", "7")
+    monkeypatch.setenv("SEMANTICA_REDIS_PORT", "6390")
+    group = DatabaseSettings(url="postgresql://app@db/app", max_pool_size=30)
+    settings = Settings(db=group)
+    assert settings.db == group
+    assert settings.postgres_max_pool_size == 30
+    assert settings.redis_port == 6390
+    assert Settings(db={"max_pool_size": 9}).postgres_max_pool_size == 9
+
+
+def test_a_group_given_by_attribute_names_is_checked_under_its_variables() -> None:
+    """Errors inside a group given whole still name the environment variable."""
+    error = settings_error(db={"max_pool_size": 0}, redis={"redis_port": 0})
+    assert envs_of(error) == ["SEMANTICA_POSTGRES_MAX_POOL_SIZE", "SEMANTICA_REDIS_PORT"]
+
+
+def test_groups_built_alone_resolve_like_the_settings() -> None:
+    """A group on its own validates its fields and resolves what it can."""
+    assert RedisSettings(port=6380, ssl=True).url == "rediss://localhost:6380/0"
+    assert RedisSettings(redis_url="unix:///run/r.sock").url == "unix:///run/r.sock"
+    assert ResilienceSettings().bulkhead_max_concurrent == 20  # the pools' defaults
+    with pytest.raises(ValidationError, match="postgres_min_pool_size"):
+        DatabaseSettings(min_pool_size=30)
+
+
+def test_model_copy_takes_flat_names_and_groups() -> None:
+    """model_copy(update=...) accepts flat names and whole groups, and refuses typos."""
+    settings = Settings()
+    copy = settings.model_copy(update={"redis_port": 6390, "cache": CacheSettings(l1_ttl=5.0)})
+    assert (copy.redis.port, copy.cache.l1_ttl, copy.cache_l1_ttl) == (6390, 5.0, 5.0)
+    assert settings.redis.port == 6379
+    with pytest.raises(ValueError, match="'redis_portt' is not a setting"):
+        settings.model_copy(update={"redis_portt": 1})
