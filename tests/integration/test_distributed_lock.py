@@ -21,10 +21,9 @@ from urllib.parse import urlsplit
 import pytest
 from redis.asyncio import Redis
 
-from infra.cache._hold import Hold
-from infra.cache._lock_base import LockBackoff
-from infra.cache._lock_scripts import fence_key
-from infra.cache.distributed_lock import LOCK_ACQUIRE_WAIT_MS, RedisDistributedLock
+from infra.cache.distributed_lock import LOCK_ACQUIRE_WAIT_MS, RedisDistributedLock, fence_key
+from infra.cache.lease_hold import Hold
+from infra.cache.lease_lock import LockBackoff
 from infra.exceptions import (
     CacheConnectionError,
     CircuitBreakerOpenError,
