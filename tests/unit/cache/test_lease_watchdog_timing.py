@@ -1,10 +1,11 @@
 """The lease watchdog's schedule and its loss reports, on virtual time.
 
 It renews every ``lease / 3``; a failed renewal is retried after half the time left,
-within ``[lease / 30, lease / 9]`` and never past the lease's end, while the lease (minus the drift margin: 1 % + 2 ms) lasts; it reports a loss once,
-with the lock, fence and renewal count and the last error as ``__cause__``: at once when
-the backend says the lease is no longer ours, at the lease's end when renewals keep
-failing, and if the watchdog itself breaks.
+within ``[lease / 30, lease / 9]`` and never past the lease's end, while the lease (minus
+the drift margin: 1 % + 2 ms) lasts; it reports a loss once, with the lock, fence and
+renewal count and the last error as ``__cause__``: at once when the backend says the
+lease is no longer ours, at the lease's end when renewals keep failing, and if the
+watchdog itself breaks.
 """
 
 from __future__ import annotations
