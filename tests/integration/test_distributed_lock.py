@@ -38,7 +38,7 @@ from infra.resilience import (
     RetryConfig,
     redis_no_retry_kwargs,
 )
-from infra.testing.embedded._process import free_port
+from infra.testing.embedded import free_port
 
 pytestmark = pytest.mark.redis
 
