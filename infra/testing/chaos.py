@@ -32,6 +32,10 @@ Design decisions:
 * **Blackhole stalls rather than drops.** Bytes already read are held, not discarded,
   and flow again after :meth:`ChaosProxy.heal`; dropping them would corrupt the
   protocol stream and test the parser instead of the timeouts.
+* **A client's EOF is passed on as a half-close**: the upstream still answers what it
+  was sent (a request held by a blackhole and let through after the client left is
+  executed, as it would be on a real network), then the connection ends. An upstream
+  that closes ends the connection at once.
 * **Latency is per chunk and per direction**, applied in order, so a request/response
   round trip gains about twice the latency.
 * **Clean exit.** :meth:`ChaosProxy.aclose` (or leaving ``async with``) stops listening,
@@ -65,6 +69,9 @@ __all__ = ["ChaosMode", "ChaosProxy", "ChaosStats", "Direction", "Upstream", "up
 Direction: TypeAlias = Literal["both", "to_upstream", "to_client"]
 
 _CHUNK = 64 * 1024
+#: Longest a connection whose client has finished sending waits for the upstream's
+#: answer (the upstream closes at once after answering, so this bounds a hung one only).
+_HALF_CLOSE_GRACE = 1.0
 
 
 class ChaosMode(Enum):
@@ -91,16 +98,23 @@ class ChaosStats:
     """Bytes delivered from clients to the upstream."""
     bytes_to_client: int
     """Bytes delivered from the upstream to clients."""
+    stalled: int = 0
+    """Chunks read and held by a blackhole right now (they flow on :meth:`ChaosProxy.heal`)."""
 
 
 class _Link:
-    """One proxied connection: the client's and the upstream's stream writers."""
+    """One proxied connection: the client's and the upstream's stream writers, and
+    whether each direction of this connection may move (besides the proxy-wide mode)."""
 
-    __slots__ = ("client", "upstream")
+    __slots__ = ("client", "to_client", "to_upstream", "upstream")
 
     def __init__(self, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter) -> None:
         self.client = client
         self.upstream = upstream
+        self.to_upstream = asyncio.Event()
+        self.to_client = asyncio.Event()
+        self.to_upstream.set()
+        self.to_client.set()
 
     def abort(self) -> None:
         _abort(self.client)
@@ -135,6 +149,7 @@ class ChaosProxy:
         self._pumps: set[asyncio.Future[None]] = set()
         self._accepted = self._refused = self._resets = 0
         self._bytes_up = self._bytes_down = 0
+        self._stalled = 0
 
     @classmethod
     def for_url(cls, url: str) -> Self:
@@ -231,17 +246,32 @@ class ChaosProxy:
         """Forward traffic normally (latency, if any, stays; :meth:`heal` clears it)."""
         self._set_mode(ChaosMode.FORWARD)
 
-    def blackhole(self, direction: Direction = "both") -> None:
-        """Stop moving bytes: connections (open and new) stay up but nothing arrives.
+    def blackhole(
+        self, direction: Direction = "both", *, connections: Literal["all", "open"] = "all"
+    ) -> None:
+        """Stop moving bytes: connections stay up but nothing arrives.
 
         ``direction="to_client"`` holds only the replies (the server has executed a
         request, the client has not heard back); ``"to_upstream"`` only the requests.
+        ``connections="open"`` holds only the connections open now, while new ones flow
+        (a request stuck on one connection, overtaken by another).
         """
         if direction not in ("both", "to_upstream", "to_client"):
             raise ValueError(
                 f"direction must be 'both', 'to_upstream' or 'to_client', got {direction!r}"
             )
-        self._set_mode(ChaosMode.BLACKHOLE, direction)
+        if connections == "all":
+            self._set_mode(ChaosMode.BLACKHOLE, direction)
+        elif connections == "open":
+            for link in self._links:
+                for flow, name in (
+                    (link.to_upstream, "to_upstream"),
+                    (link.to_client, "to_client"),
+                ):
+                    if direction in ("both", name):
+                        flow.clear()
+        else:
+            raise ValueError(f"connections must be 'all' or 'open', got {connections!r}")
 
     def refuse(self) -> None:
         """Reset every *new* connection at once; pair with :meth:`reset_all` for an outage."""
@@ -270,6 +300,9 @@ class ChaosProxy:
         """Back to a clean pass-through: no latency, no blackhole, no refusal."""
         self._latency = 0.0
         self._set_mode(ChaosMode.FORWARD)
+        for link in self._links:
+            link.to_upstream.set()
+            link.to_client.set()
 
     @property
     def stats(self) -> ChaosStats:
@@ -281,6 +314,7 @@ class ChaosProxy:
             active=len(self._links),
             bytes_to_upstream=self._bytes_up,
             bytes_to_client=self._bytes_down,
+            stalled=self._stalled,
         )
 
     def __repr__(self) -> str:
@@ -325,14 +359,20 @@ class ChaosProxy:
             return
         self._links.add(link)
         try:
-            pumps = (
-                asyncio.ensure_future(self._pump(reader, up_writer, upstream=True)),
-                asyncio.ensure_future(self._pump(up_reader, writer, upstream=False)),
-            )
+            to_upstream = asyncio.ensure_future(self._pump(reader, up_writer, link, upstream=True))
+            to_client = asyncio.ensure_future(self._pump(up_reader, writer, link, upstream=False))
+            pumps = (to_upstream, to_client)
             self._pumps.update(pumps)
             try:
-                # Either side ending (EOF, reset) ends the connection.
                 await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+                if to_upstream.done() and not to_client.done() and self._replies_flow(link):
+                    # The client finished sending (EOF): pass the half-close on and let
+                    # the upstream answer what it was sent -- perhaps a request a
+                    # blackhole held until after the client left -- as TCP would.
+                    with contextlib.suppress(OSError):
+                        if up_writer.can_write_eof():
+                            up_writer.write_eof()
+                    await asyncio.wait([to_client], timeout=_HALF_CLOSE_GRACE)
             finally:
                 for pump in pumps:
                     pump.cancel()
@@ -342,21 +382,33 @@ class ChaosProxy:
             self._links.discard(link)
             link.abort()
 
+    def _replies_flow(self, link: _Link) -> bool:
+        return self._flowing_down.is_set() and link.to_client.is_set()
+
     async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if isinstance(self._upstream, tuple):
             return await asyncio.open_connection(*self._upstream)
         return await asyncio.open_unix_connection(self._upstream)
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        link: _Link,
+        *,
+        upstream: bool,
     ) -> None:
-        flowing = self._flowing_up if upstream else self._flowing_down
+        flows = (
+            (self._flowing_up, link.to_upstream)
+            if upstream
+            else (self._flowing_down, link.to_client)
+        )
         with contextlib.suppress(OSError):  # a reset on either side simply ends the pump
             while chunk := await reader.read(_CHUNK):
-                await flowing.wait()
+                await self._until_flowing(flows)
                 if self._latency:
                     await asyncio.sleep(self._latency)
-                    await flowing.wait()
+                    await self._until_flowing(flows)
                 if writer.is_closing():
                     return
                 writer.write(chunk)
@@ -365,6 +417,18 @@ class ChaosProxy:
                     self._bytes_up += len(chunk)
                 else:
                     self._bytes_down += len(chunk)
+
+    async def _until_flowing(self, flows: tuple[asyncio.Event, ...]) -> None:
+        """Wait until this direction may move, proxy-wide and on this connection."""
+        if all(flow.is_set() for flow in flows):
+            return
+        self._stalled += 1
+        try:
+            while not all(flow.is_set() for flow in flows):
+                for flow in flows:
+                    await flow.wait()
+        finally:
+            self._stalled -= 1
 
 
 def _abort(writer: asyncio.StreamWriter) -> None:
