@@ -42,8 +42,8 @@ from collections.abc import Mapping, Sequence
 from time import perf_counter
 from typing import Any
 
-from infra.cache._ttl import ttl_to_ms
 from infra.cache.serialization import JsonSerializer, Serializer
+from infra.cache.ttl_policy import ttl_to_ms
 from infra.resilience.clock import Clock, MonotonicClock
 from infra.validation import (
     check_key,
