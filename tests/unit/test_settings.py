@@ -634,6 +634,7 @@ def test_public_api_is_pinned() -> None:
         "ResilienceSettings",
         "Settings",
         "SettingsError",
+        "VectorBackend",
         "VectorSettings",
     ]
 
