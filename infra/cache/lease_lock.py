@@ -225,6 +225,7 @@ class LeaseLockBase(ABC):
         clock: Clock | None,
         watchdog: bool,
         backoff: LockBackoff | None,
+        collector: MetricsCollector | None = None,
     ) -> None:
         if not isinstance(component, str) or not component:
             raise ValueError(f"component must be a non-empty string, got {component!r}")
@@ -240,7 +241,7 @@ class LeaseLockBase(ABC):
         #: from inside the body is the hold's own (see :mod:`infra.cache.lease_hold`).
         self._holds: dict[str, Hold] = {}
         #: Wait/timeout/lost metrics, labelled by ``component`` (never by lock name).
-        self.metrics = LockMetrics(component)
+        self.metrics = LockMetrics(component, collector)
 
     # ------------------------------------------------------------ backend primitives
     @abstractmethod
@@ -453,10 +454,11 @@ class _Families:
 class LockMetrics:
     """Records one lock's events under ``component``."""
 
-    __slots__ = ("_component", "_families")
+    __slots__ = ("_collector", "_component", "_families")
 
-    def __init__(self, component: str) -> None:
+    def __init__(self, component: str, collector: MetricsCollector | None = None) -> None:
         self._component = component
+        self._collector = collector  # injected by the container; None: the current one
         self._families: _Families | None = None
 
     def granted(self, waited_ms: float) -> None:
@@ -472,7 +474,7 @@ class LockMetrics:
         self._current().lost.labels(self._component).inc()
 
     def _current(self) -> _Families:
-        collector = get_metrics_collector()
+        collector = self._collector or get_metrics_collector()
         families = self._families
         if families is None or families.collector is not collector:
             families = self._families = _Families(collector)
