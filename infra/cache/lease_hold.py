@@ -35,7 +35,7 @@ A ``Hold`` is single-use; call ``lock.hold()`` again for another round.
 The watchdog
 ------------
 
-The lease watchdog: renews a held lock every ``lease / 3`` and reports when it cannot.
+:class:`LeaseWatchdog` renews a held lock every ``lease / 3`` and reports when it cannot.
 
 Renewal is the owner-checked ``extend`` of the lock itself, so a renewal can never
 resurrect a lock someone else now holds. What counts as *lost*:
@@ -65,7 +65,7 @@ the error of the last renewal attempt.
 
 The watchdog only detects and reports (``on_lost`` is called at most once, with a
 :class:`~infra.exceptions.LockLostError` whose ``__cause__`` is the last error); what to
-do about it -- cancel the critical section -- is :class:`infra.cache.lease_hold.Hold`'s job.
+do about it -- cancel the critical section -- is :class:`Hold`'s job.
 Time comes from the lock's injectable clock; the per-attempt bound uses the event loop's
 timer (``asyncio.timeout``), which under a ``ManualClock`` is merely generous.
 """
