@@ -471,7 +471,8 @@ class ResilienceSettings(SettingsGroup):
     retry_budget_ratio: Ratio = Field(0.2, alias="retry_budget_ratio")
     """Retries allowed as a fraction of recent calls (0..1)."""
     bulkhead_max_concurrent: PositiveInt = Field(None, alias="bulkhead_max_concurrent")  # type: ignore[assignment]
-    """Calls in flight per backend; at most either pool size; unset: the smaller one."""
+    """Calls in flight per backend; at most either pool size; unset: the smaller one (reads
+    give the effective limit)."""
     bulkhead_max_queue: NonNegativeInt = Field(1000, alias="bulkhead_max_queue")
     """Calls allowed to wait for a slot."""
     bulkhead_max_wait: NonNegativeFloat = Field(5.0, alias="bulkhead_max_wait")

@@ -662,7 +662,7 @@ def test_config_imports_no_driver() -> None:
 
 _ROW = re.compile(
     r"^\|\s*`(?P<env>SEMANTICA_\w+)`\s*\|\s*`(?P<view>\w+)\.(?P<attr>\w+)`\s*\|"
-    r"[^|]*\|\s*(?P<default>[^|]*?)\s*\|"
+    r"[^|]*\|\s*(?P<default>[^|]*?)\s*\|\s*(?P<meaning>.*?)\s*\|$"
 )
 
 
@@ -683,14 +683,17 @@ def rendered_default(value: object) -> str:
 
 
 def test_docs_list_exactly_the_settings_fields() -> None:
-    """docs/configuration.md has one row per field: same names, same defaults."""
+    """docs/configuration.md has one row per setting: same names, same defaults, and the
+    meaning is the declaration's docstring."""
     rows = documented_rows()
     documented = [row["env"] for row in rows]
     assert len(documented) == len(set(documented)), "a variable is documented twice"
     assert set(documented) == set(Settings.variables())
     for row in rows:
         group, name = Settings.variables()[row["env"]]
-        assert row["default"] == rendered_default(group.model_fields[name].default), row["env"]
+        declared = group.model_fields[name]
+        assert row["default"] == rendered_default(declared.default), row["env"]
+        assert row["meaning"] == " ".join((declared.description or "").split()), row["env"]
 
 
 #: View attributes resolved from other settings when their variable is unset.
