@@ -35,8 +35,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from redis.asyncio import Redis
 
 from config import Settings
-from infra.cache._lock_scripts import ACQUIRE, RELEASE, abandoned_key, fence_key, lock_key
-from infra.cache.distributed_lock import RedisDistributedLock
+from infra.cache.distributed_lock import (
+    ACQUIRE,
+    RELEASE,
+    RedisDistributedLock,
+    abandoned_key,
+    fence_key,
+    lock_key,
+)
 from infra.resilience import ResiliencePolicy, redis_no_retry_kwargs
 from infra.testing.embedded.redis import EmbeddedRedis
 

@@ -1,8 +1,17 @@
 """Typed settings of Semantica Infra: ``from config import Settings``.
 
 ``Settings()`` reads ``SEMANTICA_*`` environment variables (and an optional ``.env``),
-validates all of them at once and offers grouped views such as ``settings.db.url``.
-See ``docs/configuration.md`` for every variable.
+validates all of them at once and nests one group per backend family
+(``settings.db.url``; ``settings.database_url`` reads the same value). See
+``docs/configuration.md`` for every variable.
+
+Public names: :class:`Settings`; its groups :class:`DatabaseSettings`,
+:class:`RedisSettings`, :class:`VectorSettings`, :class:`GraphSettings`,
+:class:`LLMSettings`, :class:`CacheSettings`, :class:`ResilienceSettings`,
+:class:`ObservabilitySettings` (each declares its settings once, :mod:`config.groups`);
+the value types :class:`RedisMode`, :class:`VectorBackend`, :class:`LogFormat`,
+:data:`LogLevel`; and
+:class:`SettingsError`, the one error naming every invalid variable.
 """
 
 from config.errors import SettingsError
@@ -17,6 +26,7 @@ from config.groups import (
     RedisMode,
     RedisSettings,
     ResilienceSettings,
+    VectorBackend,
     VectorSettings,
 )
 from config.settings import Settings
@@ -34,5 +44,6 @@ __all__ = [
     "ResilienceSettings",
     "Settings",
     "SettingsError",
+    "VectorBackend",
     "VectorSettings",
 ]

@@ -16,24 +16,23 @@ secrets, so :meth:`SettingsError.from_validation_error` re-renders pydantic's
 ``Settings`` sets pydantic's ``hide_input_in_errors`` too, so the chained original
 ``ValidationError`` (kept as ``__cause__`` for debugging) cannot print a secret either.
 
-Two small helpers live here as well: :func:`secret_field_names` (which values to mask) and
-:func:`reject_unknown_keywords` (a typo in a keyword argument is a programming error, so
-it raises ``TypeError`` at once instead of being silently ignored like an unknown
-environment variable).
+A small helper lives here as well: :func:`reject_unknown_keywords` (a typo in a keyword
+argument is a programming error, so it raises ``TypeError`` at once instead of being
+silently ignored like an unknown environment variable).
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Collection, Mapping
-from typing import Any, Final, get_args
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Final
 
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import ValidationError
 
 from infra.exceptions import ConfigurationError
 from infra.redaction import REDACTED, redact_chained, redact_value
 
-__all__ = ["SettingsError", "reject_unknown_keywords", "secret_field_names"]
+__all__ = ["SettingsError", "reject_unknown_keywords"]
 
 # pydantic phrases messages as "Input should be X" / "Value error, X"; we print
 # "expected X", so those lead-ins are dropped.
@@ -69,6 +68,7 @@ class SettingsError(ConfigurationError):
         *,
         env_prefix: str,
         secret_fields: Collection[str] = (),
+        field_of: Callable[[tuple[int | str, ...]], str] | None = None,
     ) -> SettingsError:
         """Translate pydantic's error into one ``SettingsError`` naming env variables.
 
@@ -76,8 +76,12 @@ class SettingsError(ConfigurationError):
             exc: The error raised while validating the settings.
             env_prefix: Prefix of the environment variables (``"SEMANTICA_"``).
             secret_fields: Fields whose rejected value must never be shown.
+            field_of: The field (flat name) an error location points at; by default
+                its first part.
         """
-        problems = [_problem(err, env_prefix, secret_fields) for err in exc.errors()]
+        problems = [
+            _problem(err, env_prefix, secret_fields, field_of or _first) for err in exc.errors()
+        ]
         lines = [
             f"  {p['env']} ({p['field']}): expected {p['expected']}; got {p['got']!r}"
             for p in problems
@@ -95,11 +99,17 @@ class SettingsError(ConfigurationError):
         return cls(message, component="config", details={"errors": problems})
 
 
+def _first(loc: tuple[int | str, ...]) -> str:
+    return str(loc[0]) if loc else ""
+
+
 def _problem(
-    err: Mapping[str, Any], env_prefix: str, secret_fields: Collection[str]
+    err: Mapping[str, Any],
+    env_prefix: str,
+    secret_fields: Collection[str],
+    field_of: Callable[[tuple[int | str, ...]], str],
 ) -> dict[str, Any]:
-    loc = err.get("loc", ())
-    field = str(loc[0]) if loc else ""
+    field = field_of(tuple(err.get("loc", ())))
     env = f"{env_prefix}{field}".upper() if field else f"{env_prefix}*"
     expected = str(err.get("msg", "a valid value"))
     for lead_in in _LEAD_INS:
@@ -112,21 +122,11 @@ def _problem(
     return {"env": env, "field": field, "expected": expected, "got": got}
 
 
-def secret_field_names(cls: type[BaseModel]) -> frozenset[str]:
-    """Fields of ``cls`` typed ``SecretStr`` (optional or not): values never shown."""
-    return frozenset(
-        name
-        for name, info in cls.model_fields.items()
-        if SecretStr in (info.annotation, *get_args(info.annotation))
-    )
-
-
-def reject_unknown_keywords(cls: type[BaseModel], values: dict[str, Any]) -> None:
-    """``TypeError`` for keyword arguments that name no field (``_env_file`` etc. pass)."""
-    fields = list(cls.model_fields)
+def reject_unknown_keywords(owner: str, values: Mapping[str, Any], known: Collection[str]) -> None:
+    """``TypeError`` for keyword arguments not in ``known`` (``_env_file`` etc. pass)."""
     for key in values:
-        if key.startswith("_") or key.lower() in cls.model_fields:
+        if key.startswith("_") or key.lower() in known:
             continue
-        close = difflib.get_close_matches(key.lower(), fields, n=1)
+        close = difflib.get_close_matches(key.lower(), list(known), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise TypeError(f"{cls.__name__}() got an unexpected keyword argument {key!r}{hint}")
+        raise TypeError(f"{owner}() got an unexpected keyword argument {key!r}{hint}")

@@ -1,483 +1,543 @@
 """Typed settings for every backend, read from ``SEMANTICA_*`` environment variables.
 
-:class:`Settings` is a flat pydantic-settings model (one field per environment variable,
-``SEMANTICA_`` + the upper-cased field name) with grouped read-only views
-(``settings.db``, ``.redis``, ``.vector``, ``.graph``, ``.llm``, ``.cache``,
-``.resilience``, ``.observability``; see :mod:`config.groups`). ``docs/configuration.md``
-lists every variable.
+:class:`Settings` nests one group per backend family (``settings.db``, ``.redis``,
+``.vector``, ``.graph``, ``.llm``, ``.cache``, ``.resilience``, ``.observability``). Each
+setting is declared once, in its group (:mod:`config.groups`), with an alias: its flat
+name. Everything flat is derived from those declarations:
+
+* the environment variable is ``SEMANTICA_`` + the upper-cased flat name;
+* ``Settings(database_url=..., redis_port=...)`` accepts flat keyword arguments (and
+  whole groups: ``Settings(db=DatabaseSettings(...))``);
+* ``settings.database_url`` reads the same value as ``settings.db.url``: one read-only
+  property per flat name is generated from the groups when this module is imported. For
+  type checkers, the block between the ``flat reads`` markers below declares them; it is
+  written by :func:`render_flat_reads` (``python tools/write_flat_reads.py`` rewrites it) and a
+  test fails when it is out of date.
 
 Sources, highest priority first: keyword arguments, environment variables, a ``.env``
-file in the working directory, the defaults below. The defaults are a working local
-setup (PostgreSQL, Redis, Qdrant and a Bolt server on localhost).
+file in the working directory, the defaults in :mod:`config.groups`. The defaults are a
+working local setup (PostgreSQL, Redis, Qdrant and a Bolt server on localhost).
 
 Design decisions:
 
-* **Unknown ``SEMANTICA_*`` variables and ``.env`` keys are ignored** (``extra="ignore"``):
-  a deployment configured for a newer release, with variables this release does not know,
-  must still start. Unknown *keyword arguments* are different -- they are a typo in code --
-  and raise ``TypeError`` naming the closest field.
+* **Unknown ``SEMANTICA_*`` variables and ``.env`` keys are ignored**: a deployment
+  configured for a newer release, with variables this release does not know, must still
+  start. Unknown *keyword arguments* are different -- they are a typo in code -- and raise
+  ``TypeError`` naming the closest flat name.
 * **An empty variable counts as unset** (``env_ignore_empty``): ``SEMANTICA_REDIS_URL=`` in
   a compose file means "no URL", not "invalid URL".
-* **One error for everything wrong**: pydantic collects every problem; ``Settings()``
-  re-raises them as a single :class:`~config.errors.SettingsError` (a
+* **One error for everything wrong**: pydantic collects every problem of every group;
+  ``Settings()`` re-raises them as a single :class:`~config.errors.SettingsError` (a
   ``ConfigurationError``) naming each environment variable, with secrets masked.
-* **Secrets**: passwords and API keys are ``SecretStr``. ``database_url`` stays a plain
-  ``str`` because the connection string, password included, is what asyncpg consumes and
-  what other modules pass on; instead ``repr``/``str`` of the settings, of every view and
-  :meth:`Settings.safe_dump` mask URL passwords and secret query parameters via
-  :mod:`infra.redaction`. Every secret value the settings hold (secret fields, URL
-  passwords, ``?password=`` parameters) is also **registered** there when the settings
-  are built, so it is masked wherever it is printed -- a driver error, a log line --
-  for as long as the settings live. A URL whose password a parser would misread (a raw
-  ``/``, ``?`` or ``#`` in it; for ``database_url`` a second ``@``) is rejected with the
-  fix, never quoted.
-* **Frozen**: settings are read once at startup; use ``model_copy(update=...)`` or build a
-  new ``Settings`` to change one. Views are rebuilt on each access (a few attributes
-  copied), so they can never disagree with the settings they came from.
-* Nothing here imports a driver: ``config`` is importable without asyncpg, redis or litellm.
+* **Reading flat variables into groups** is pydantic-settings' own environment and
+  ``.env`` sources, run over a class generated from the aliases (``_Variables``), whose
+  flat output is regrouped; pydantic-settings has no per-field environment name for
+  fields of a nested model, only ``env_nested_delimiter`` names such as
+  ``SEMANTICA_DB__URL``, which would rename every variable.
+* **Secrets**: passwords and API keys are ``SecretStr``. ``repr``/``str`` of the settings,
+  of every group and :meth:`Settings.safe_dump` mask URL passwords and secret query
+  parameters via :mod:`infra.redaction`. Every secret value the settings hold is also
+  **registered** there when the settings are built, so it is masked wherever it is
+  printed -- a driver error, a log line -- for as long as the settings live.
+* **Frozen**: settings are read once at startup; use ``model_copy(update=...)`` (flat
+  names or groups) or build a new ``Settings`` to change one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, Final, Self
-from urllib.parse import urlsplit
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import UnionType
+from typing import TYPE_CHECKING, Annotated, Any, Final, Self, Union, get_args, get_origin
 
 from pydantic import (
     Field,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
+    ModelWrapValidatorHandler,
     SecretStr,
-    StringConstraints,
     ValidationError,
-    ValidationInfo,
-    field_validator,
+    create_model,
+    model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
-from config.errors import SettingsError, reject_unknown_keywords, secret_field_names
+from config.errors import SettingsError, reject_unknown_keywords
 from config.groups import (
+    ENV_PREFIX,
+    GROUPS,
     CacheSettings,
     DatabaseSettings,
     GraphSettings,
     LLMSettings,
-    LogFormat,
     LogLevel,
     ObservabilitySettings,
-    RedisMode,
     RedisSettings,
     ResilienceSettings,
+    SettingsGroup,
     VectorSettings,
+    env_var,
+    pool_limits,
 )
-from infra.redaction import (
-    redact_mapping,
-    redact_value,
-    register_secret,
-    register_secrets_in,
-    userinfo_problem,
-)
+from infra.redaction import redact_mapping, register_secret, register_secrets_in
 
-__all__ = ["Settings"]
+if TYPE_CHECKING:
+    from config.groups import LogFormat, RedisMode, VectorBackend
 
-ENV_PREFIX: Final = "SEMANTICA_"
+__all__ = ["Settings", "render_flat_reads", "write_flat_reads"]
 
-Port = Annotated[int, Field(ge=1, le=65535)]
-Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
-NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
-
-_HTTP: Final = frozenset({"http", "https"})
-# field -> (allowed schemes, whether a host is required). Written by hand rather than with
-# pydantic's Dsn/Url types: those require a host (a libpq socket DSN such as
-# ``postgresql:///db?host=/run/pg`` has none) and re-serialise the string, while drivers
-# must receive exactly what the operator wrote.
-_URL_RULES: Final[dict[str, tuple[frozenset[str], bool]]] = {
-    "database_url": (frozenset({"postgresql", "postgres"}), False),
-    "redis_url": (frozenset({"redis", "rediss", "unix"}), False),
-    "qdrant_url": (_HTTP, True),
-    "graph_uri": (
-        frozenset({"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"}),
-        True,
-    ),
-    "llm_api_base": (_HTTP, True),
-    "embedding_api_base": (_HTTP, True),
-    "otlp_endpoint": (_HTTP, True),
+#: flat name -> (group attribute, field name), every setting in declaration order.
+FLAT_NAMES: Final[dict[str, tuple[str, str]]] = {
+    alias: (group.settings_attribute, name)
+    for group in GROUPS
+    for name, alias in group.aliases().items()
 }
-_LEVEL_ALIASES: Final = {"WARN": "WARNING", "FATAL": "CRITICAL"}
-# asyncpg splits a URL's user info at its first '@' (others at the last): one '@' only.
-_SINGLE_AT: Final = frozenset({"database_url"})
+_GROUPS: Final = {group.settings_attribute: group for group in GROUPS}
+_GROUP_NAMES: Final = frozenset(_GROUPS)
+_SECRET_FLAT_NAMES: Final = frozenset(
+    alias
+    for group in GROUPS
+    for name, alias in group.aliases().items()
+    if SecretStr
+    in (group.model_fields[name].annotation, *get_args(group.model_fields[name].annotation))
+)
+_CONFIG: Final = SettingsConfigDict(
+    env_prefix=ENV_PREFIX,
+    env_file=".env",
+    env_file_encoding="utf-8",
+    extra="ignore",
+    env_ignore_empty=True,
+)
+
+
+class _VariablesBase(BaseSettings):
+    model_config = _CONFIG
+
+
+# One field per flat name, only so pydantic-settings' sources know which variables to read;
+# never validated here (the groups validate), hence ``Any``.
+_Variables: Final[type[BaseSettings]] = create_model(
+    "_Variables",
+    __base__=_VariablesBase,
+    **dict.fromkeys(FLAT_NAMES, (Any, None)),  # type: ignore[call-overload]
+)
+
+
+def _regroup(given: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat names and groups -> groups keyed by flat name, so that sources merge key by key:
+    ``{"database_url": u, "db": {"max_pool_size": 9}}`` ->
+    ``{"db": {"postgres_max_pool_size": 9, "database_url": u}}``. A whole group object is
+    kept as it is (it replaces what lower-priority sources say about that group) unless
+    flat names amend it."""
+    groups: dict[str, Any] = {}
+    for key, value in given.items():
+        if key in _GROUPS and isinstance(value, Mapping):
+            aliases = _GROUPS[key].aliases()
+            groups[key] = {aliases.get(k, k): v for k, v in value.items()}
+        elif key in _GROUPS:
+            groups[key] = value
+    for key, value in given.items():
+        owner = FLAT_NAMES.get(key.lower())
+        if owner is None:
+            continue
+        group = groups.get(owner[0], {})
+        if isinstance(group, SettingsGroup):
+            group = group.model_dump(by_alias=True)
+        groups[owner[0]] = {**group, key.lower(): value}
+    return groups
+
+
+class _GroupedSource(PydanticBaseSettingsSource):
+    """A pydantic-settings source over flat names, handing its values over grouped."""
+
+    def __init__(self, settings_cls: type[BaseSettings], flat: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self._flat = flat
+
+    def get_field_value(
+        self,
+        field: FieldInfo,  # noqa: ARG002 -- the abstract method's signature
+        field_name: str,
+    ) -> tuple[Any, str, bool]:
+        return self().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return _regroup(self._flat())
 
 
 class Settings(BaseSettings):
-    """All settings of Semantica Infra; see the module docstring and the views below."""
+    """All settings of Semantica Infra: one group per backend family (module docstring)."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        env_ignore_empty=True,
+        **_CONFIG,
         frozen=True,
         hide_input_in_errors=True,  # a rejected value may be a secret
-        allow_inf_nan=False,  # an infinite timeout is "wait forever", which we never do
-        validate_default=True,  # so cross-field checks run when only one side is set
         use_attribute_docstrings=True,
     )
 
-    # -------------------------------------------------------- settings.db -- PostgreSQL
-    database_url: str = "postgresql://postgres@localhost:5432/postgres"
-    """PostgreSQL connection string (libpq URL); may contain the password."""
-    postgres_min_pool_size: PositiveInt = 5
-    """Connections the pool keeps open."""
-    postgres_max_pool_size: PositiveInt = 20
-    """Upper bound of pooled connections; at least postgres_min_pool_size."""
-    postgres_statement_timeout: PositiveFloat = 30.0
-    """Server-side statement timeout, seconds."""
-    postgres_pool_acquire_timeout: PositiveFloat = 5.0
-    """Longest wait for a free pooled connection, seconds."""
-    postgres_command_timeout: PositiveFloat = 30.0
-    """Client-side timeout per command, seconds."""
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    """PostgreSQL settings."""
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    """Redis settings; ``url`` is resolved from redis_url or host/port/db/ssl."""
+    vector: VectorSettings = Field(default_factory=VectorSettings)
+    """Qdrant settings."""
+    graph: GraphSettings = Field(default_factory=GraphSettings)
+    """Bolt graph database settings."""
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    """LLM and embedding settings."""
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    """Cache TTLs and sizes."""
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    """Breaker, retry, bulkhead and timeout defaults."""
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    """Logging, tracing, metrics and health settings."""
 
-    # ---------------------------------------------------------- settings.redis -- Redis
-    redis_url: str | None = None
-    """Full Redis URL; overrides host, port, db and ssl when set."""
-    redis_host: NonEmptyStr = "localhost"
-    """Redis (or Sentinel) host."""
-    redis_port: Port = 6379
-    """Redis (or Sentinel) port."""
-    redis_db: NonNegativeInt = 0
-    """Logical database number."""
-    redis_password: SecretStr | None = None
-    """Redis password (AUTH)."""
-    redis_mode: RedisMode = RedisMode.STANDALONE
-    """standalone, cluster or sentinel."""
-    redis_sentinel_master: NonEmptyStr = "mymaster"
-    """Primary name monitored by Sentinel (sentinel mode)."""
-    redis_ssl: bool = False
-    """Use TLS (rediss://) when the URL is built from host and port."""
-    redis_max_connections: PositiveInt = 50
-    """Connection pool size."""
-    redis_pool_acquire_timeout: PositiveFloat = 5.0
-    """Longest wait for a free pooled connection, seconds (standalone mode)."""
-    redis_socket_timeout: PositiveFloat = 5.0
-    """Socket read/write timeout, seconds."""
+    # --- flat reads: generated by render_flat_reads() from config.groups; do not edit ---
+    if TYPE_CHECKING:
 
-    # -------------------------------------------------------- settings.vector -- Qdrant
-    qdrant_url: str | None = None
-    """Qdrant server URL; overrides host and port when set."""
-    qdrant_host: NonEmptyStr = "localhost"
-    """Qdrant host."""
-    qdrant_port: Port = 6333
-    """Qdrant HTTP port."""
-    qdrant_grpc_port: Port = 6334
-    """Qdrant gRPC port."""
-    qdrant_prefer_grpc: bool = False
-    """Talk gRPC instead of HTTP."""
-    qdrant_api_key: SecretStr | None = None
-    """Qdrant API key."""
-    qdrant_location: NonEmptyStr | None = None
-    """Local mode: ':memory:' or a directory; excludes qdrant_url."""
-    qdrant_upsert_batch_size: PositiveInt = 256
-    """Points per upsert batch."""
-    qdrant_upsert_concurrency: PositiveInt = 4
-    """Upsert batches in flight at once."""
-    qdrant_vector_size: PositiveInt = 384
-    """Dimension of stored vectors."""
-    qdrant_timeout: PositiveFloat = 10.0
-    """Request timeout, seconds."""
-
-    # ----------------------------------------------------- settings.graph -- Bolt graph
-    graph_uri: str = "bolt://localhost:7687"
-    """Bolt URI of the graph database."""
-    graph_user: str = ""
-    """User name; empty means no authentication."""
-    graph_password: SecretStr | None = None
-    """Password for graph_user."""
-    graph_database: NonEmptyStr | None = None
-    """Database name; unset means the server's default."""
-    graph_max_pool_size: PositiveInt = 50
-    """Driver connection pool size."""
-
-    # ----------------------------------------------- settings.llm -- LLM and embeddings
-    llm_model: NonEmptyStr = "gpt-4o-mini"
-    """litellm model name for completions."""
-    llm_api_base: str | None = None
-    """Base URL of an OpenAI-compatible endpoint."""
-    llm_api_key: SecretStr | None = None
-    """Provider API key."""
-    llm_request_timeout: PositiveFloat = 60.0
-    """Timeout per LLM request, seconds."""
-    llm_max_retries_inner: NonNegativeInt = 0
-    """Retries inside litellm; 0 leaves retrying to our retry policy."""
-    llm_rpm_limit: PositiveInt | None = None
-    """Requests per minute allowed; unset means unlimited."""
-    llm_tpm_limit: PositiveInt | None = None
-    """Tokens per minute allowed; unset means unlimited."""
-    llm_monthly_budget_usd: NonNegativeFloat | None = None
-    """Spend limit per calendar month, USD; unset means none."""
-    embedding_model: NonEmptyStr = "text-embedding-3-small"
-    """litellm model name for embeddings."""
-    embedding_api_base: str | None = None
-    """Base URL of the embedding endpoint; unset means llm_api_base / provider default."""
-    embedding_dimensions: PositiveInt | None = None
-    """Requested embedding size, for models that support it."""
-
-    # -------------------------------------------------------- settings.cache -- caching
-    cache_l1_ttl: PositiveFloat = 60.0
-    """In-process (L1) entry lifetime, seconds."""
-    cache_l1_max_size: PositiveInt = 10000
-    """In-process (L1) entry limit."""
-    cache_l2_ttl: PositiveFloat = 300.0
-    """Redis (L2) entry lifetime, seconds."""
-    cache_negative_ttl: PositiveFloat = 30.0
-    """Lifetime of cached misses, seconds."""
-    cache_ttl_jitter: Ratio = 0.1
-    """Random TTL spread, as a fraction of the TTL (0..1)."""
-    cache_max_staleness: PositiveFloat = 1.0
-    """Longest an L1 entry is served while invalidations cannot be heard, seconds."""
-    cache_fallback_timeout: PositiveFloat = 0.25
-    """Longest an L2 call keeps retrying after a connection error, seconds."""
-    embedding_cache_ttl: PositiveFloat = 86400.0
-    """Lifetime of cached embeddings, seconds."""
-
-    # -------------------------------------------------- settings.resilience -- policies
-    circuit_breaker_enabled: bool = True
-    """Wrap backend calls in a circuit breaker."""
-    circuit_breaker_failure_threshold: PositiveInt = 5
-    """Consecutive failed calls (after their retries) that open the breaker."""
-    circuit_breaker_timeout: PositiveFloat = 60.0
-    """Time open before a half-open probe, seconds."""
-    circuit_breaker_half_open_max_calls: PositiveInt = 1
-    """Probe calls allowed while half-open."""
-    retry_enabled: bool = True
-    """Retry retryable failures."""
-    retry_max_attempts: PositiveInt = 3
-    """Attempts in total, the first included."""
-    retry_base_delay: NonNegativeFloat = 1.0
-    """Delay before the first retry, seconds."""
-    retry_max_delay: NonNegativeFloat = 30.0
-    """Cap on any single retry delay, seconds."""
-    retry_exponential_base: Annotated[float, Field(ge=1.0)] = 2.0
-    """Growth factor of successive delays."""
-    retry_jitter: bool = True
-    """Randomise delays against thundering herds."""
-    retry_budget_ratio: Ratio = 0.2
-    """Retries allowed as a fraction of recent calls (0..1)."""
-    bulkhead_max_concurrent: PositiveInt | None = None
-    """Calls in flight per backend; at most either pool size; unset: the smaller one."""
-    bulkhead_max_queue: NonNegativeInt = 1000
-    """Calls allowed to wait for a slot."""
-    bulkhead_max_wait: NonNegativeFloat = 5.0
-    """Longest wait for a slot, seconds."""
-    operation_timeout: PositiveFloat = 30.0
-    """Overall deadline of one operation, retries included, seconds."""
-    attempt_timeout: PositiveFloat = 10.0
-    """Deadline of one attempt, seconds."""
-
-    # ----------------------------------------------------------- settings.observability
-    service_name: NonEmptyStr = "semantica"
-    """service.name on logs, metrics and traces."""
-    environment: NonEmptyStr = "development"
-    """Deployment environment name."""
-    log_level: LogLevel = "INFO"
-    """DEBUG, INFO, WARNING, ERROR or CRITICAL (case-insensitive)."""
-    log_format: LogFormat = LogFormat.JSON
-    """json or console."""
-    log_sample_burst: PositiveInt = 5
-    """Failure log lines written per (component, operation, error type) and window; the
-    rest are summed up in one line."""
-    log_sample_window: PositiveFloat = 10.0
-    """Length of a log sampling window, seconds."""
-    otlp_endpoint: str | None = None
-    """OTLP/HTTP collector URL; unset means traces are not exported."""
-    trace_sample_ratio: Ratio = 1.0
-    """Fraction of traces sampled (0..1)."""
-    metrics_enabled: bool = True
-    """Record and export metrics."""
-    metrics_port: Port = 9464
-    """Port of the Prometheus exporter."""
-    health_check_timeout: PositiveFloat = 2.0
-    """Deadline of the aggregated health check, seconds."""
+        @property
+        def database_url(self) -> str: ...
+        @property
+        def postgres_min_pool_size(self) -> int: ...
+        @property
+        def postgres_max_pool_size(self) -> int: ...
+        @property
+        def postgres_statement_timeout(self) -> float: ...
+        @property
+        def postgres_pool_acquire_timeout(self) -> float: ...
+        @property
+        def postgres_command_timeout(self) -> float: ...
+        @property
+        def redis_url(self) -> str: ...
+        @property
+        def redis_host(self) -> str: ...
+        @property
+        def redis_port(self) -> int: ...
+        @property
+        def redis_db(self) -> int: ...
+        @property
+        def redis_password(self) -> SecretStr | None: ...
+        @property
+        def redis_mode(self) -> RedisMode: ...
+        @property
+        def redis_sentinel_master(self) -> str: ...
+        @property
+        def redis_ssl(self) -> bool: ...
+        @property
+        def redis_max_connections(self) -> int: ...
+        @property
+        def redis_pool_acquire_timeout(self) -> float: ...
+        @property
+        def redis_socket_timeout(self) -> float: ...
+        @property
+        def vector_backend(self) -> VectorBackend: ...
+        @property
+        def qdrant_url(self) -> str | None: ...
+        @property
+        def qdrant_host(self) -> str: ...
+        @property
+        def qdrant_port(self) -> int: ...
+        @property
+        def qdrant_grpc_port(self) -> int: ...
+        @property
+        def qdrant_prefer_grpc(self) -> bool: ...
+        @property
+        def qdrant_api_key(self) -> SecretStr | None: ...
+        @property
+        def qdrant_location(self) -> str | None: ...
+        @property
+        def qdrant_upsert_batch_size(self) -> int: ...
+        @property
+        def qdrant_upsert_concurrency(self) -> int: ...
+        @property
+        def qdrant_vector_size(self) -> int: ...
+        @property
+        def qdrant_timeout(self) -> float: ...
+        @property
+        def graph_uri(self) -> str: ...
+        @property
+        def graph_user(self) -> str: ...
+        @property
+        def graph_password(self) -> SecretStr | None: ...
+        @property
+        def graph_database(self) -> str | None: ...
+        @property
+        def graph_max_pool_size(self) -> int: ...
+        @property
+        def llm_model(self) -> str: ...
+        @property
+        def llm_api_base(self) -> str | None: ...
+        @property
+        def llm_api_key(self) -> SecretStr | None: ...
+        @property
+        def llm_request_timeout(self) -> float: ...
+        @property
+        def llm_max_retries_inner(self) -> int: ...
+        @property
+        def llm_rpm_limit(self) -> int | None: ...
+        @property
+        def llm_tpm_limit(self) -> int | None: ...
+        @property
+        def llm_monthly_budget_usd(self) -> float | None: ...
+        @property
+        def llm_first_token_timeout(self) -> float | None: ...
+        @property
+        def llm_default_max_tokens(self) -> int: ...
+        @property
+        def llm_rate_limit_max_wait(self) -> float: ...
+        @property
+        def llm_rate_limit_shared(self) -> bool: ...
+        @property
+        def embedding_model(self) -> str: ...
+        @property
+        def embedding_api_base(self) -> str | None: ...
+        @property
+        def embedding_dimensions(self) -> int | None: ...
+        @property
+        def embedding_api_key(self) -> SecretStr | None: ...
+        @property
+        def cache_l1_ttl(self) -> float: ...
+        @property
+        def cache_l1_max_size(self) -> int: ...
+        @property
+        def cache_l2_ttl(self) -> float: ...
+        @property
+        def cache_negative_ttl(self) -> float: ...
+        @property
+        def cache_ttl_jitter(self) -> float: ...
+        @property
+        def cache_max_staleness(self) -> float: ...
+        @property
+        def cache_fallback_timeout(self) -> float: ...
+        @property
+        def embedding_cache_ttl(self) -> float: ...
+        @property
+        def circuit_breaker_enabled(self) -> bool: ...
+        @property
+        def circuit_breaker_failure_threshold(self) -> int: ...
+        @property
+        def circuit_breaker_timeout(self) -> float: ...
+        @property
+        def circuit_breaker_half_open_max_calls(self) -> int: ...
+        @property
+        def retry_enabled(self) -> bool: ...
+        @property
+        def retry_max_attempts(self) -> int: ...
+        @property
+        def retry_base_delay(self) -> float: ...
+        @property
+        def retry_max_delay(self) -> float: ...
+        @property
+        def retry_exponential_base(self) -> float: ...
+        @property
+        def retry_jitter(self) -> bool: ...
+        @property
+        def retry_budget_ratio(self) -> float: ...
+        @property
+        def bulkhead_max_concurrent(self) -> int: ...
+        @property
+        def bulkhead_max_queue(self) -> int: ...
+        @property
+        def bulkhead_max_wait(self) -> float: ...
+        @property
+        def operation_timeout(self) -> float: ...
+        @property
+        def attempt_timeout(self) -> float: ...
+        @property
+        def service_name(self) -> str: ...
+        @property
+        def environment(self) -> str: ...
+        @property
+        def log_level(self) -> LogLevel: ...
+        @property
+        def log_format(self) -> LogFormat: ...
+        @property
+        def log_sample_burst(self) -> int: ...
+        @property
+        def log_sample_window(self) -> float: ...
+        @property
+        def otlp_endpoint(self) -> str | None: ...
+        @property
+        def trace_sample_ratio(self) -> float: ...
+        @property
+        def metrics_enabled(self) -> bool: ...
+        @property
+        def metrics_port(self) -> int: ...
+        @property
+        def health_check_timeout(self) -> float: ...
+    # --- end of flat reads ---
 
     def __init__(self, **values: Any) -> None:
         """Read the sources and validate; raise one ``SettingsError`` listing all problems.
 
         Raises:
-            TypeError: A keyword argument names no field (a typo in code).
+            TypeError: A keyword argument names no setting (a typo in code).
             SettingsError: Any value is invalid, wherever it came from.
         """
-        reject_unknown_keywords(type(self), values)
+        reject_unknown_keywords(type(self).__name__, values, {*FLAT_NAMES, *_GROUP_NAMES})
+        options = {key: value for key, value in values.items() if key.startswith("_")}
+        given = {key: value for key, value in values.items() if not key.startswith("_")}
         try:
-            super().__init__(**values)
+            super().__init__(**options, **_regroup(given))
         except ValidationError as exc:
             raise SettingsError.from_validation_error(
-                exc, env_prefix=ENV_PREFIX, secret_fields=secret_field_names(type(self))
+                exc, env_prefix=ENV_PREFIX, secret_fields=_SECRET_FLAT_NAMES, field_of=_flat_name
             ) from exc
         self._register_secrets()
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _groups_see_the_pools(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        # The bulkhead limit depends on two other groups' pool sizes (config.groups).
+        with pool_limits(data if isinstance(data, dict) else {}):
+            return handler(data)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then the environment, then ``.env``; read by flat name.
+
+        pydantic-settings' environment source is replaced by one over the flat names;
+        there is no secrets-directory source (none was ever configured)."""
+        del env_settings, file_secret_settings
+        env_file = getattr(dotenv_settings, "env_file", _CONFIG["env_file"])
+        return (
+            init_settings,
+            _GroupedSource(settings_cls, EnvSettingsSource(_Variables)),
+            _GroupedSource(settings_cls, DotEnvSettingsSource(_Variables, env_file=env_file)),
+        )
 
     def _register_secrets(self) -> None:
         """Mask every secret these settings hold wherever it is printed, for as long as
         they live (see :mod:`infra.redaction`): secret fields by value, and passwords or
         secret parameters inside any string (``database_url``'s password ...)."""
-        for name in type(self).model_fields:
-            value = getattr(self, name)
+        for value in self._values():
             if isinstance(value, SecretStr):
                 register_secret(value, owner=self)
             elif isinstance(value, str):
                 register_secrets_in(value, owner=self)
 
+    def _values(self) -> Iterator[Any]:
+        for group, name in FLAT_NAMES.values():
+            yield getattr(getattr(self, group), name)
+
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
-        """A copy (pydantic's, unvalidated) whose secrets are registered like ours."""
-        copy = super().model_copy(update=update, deep=deep)
+        """A copy (pydantic's, unvalidated) with ``update`` applied by flat name or group;
+        its secrets are registered like ours."""
+        groups: dict[str, Any] = {}
+        for key, value in (update or {}).items():
+            if key in _GROUP_NAMES:
+                groups[key] = value
+                continue
+            if key.lower() not in FLAT_NAMES:
+                raise ValueError(f"{key!r} is not a setting; see docs/configuration.md")
+            group, name = FLAT_NAMES[key.lower()]
+            current = groups.get(group, getattr(self, group))
+            groups[group] = current.model_copy(update={name: value})
+        copy = super().model_copy(update=groups, deep=deep)
         copy._register_secrets()
         return copy
 
     @classmethod
     def env_var(cls, field: str) -> str:
-        """The environment variable that sets ``field`` (``"SEMANTICA_REDIS_PORT"``)."""
-        if field not in cls.model_fields:
+        """The environment variable of a flat name (``"redis_port"`` ->
+        ``"SEMANTICA_REDIS_PORT"``)."""
+        if field not in FLAT_NAMES:
             raise ValueError(f"{field!r} is not a Settings field")
-        return f"{ENV_PREFIX}{field.upper()}"
+        return env_var(field)
+
+    @classmethod
+    def variables(cls) -> dict[str, tuple[type[SettingsGroup], str]]:
+        """Every setting: environment variable -> (its group, its field name there)."""
+        return {env_var(a): (_GROUPS[g], n) for a, (g, n) in FLAT_NAMES.items()}
 
     def safe_dump(self) -> dict[str, Any]:
-        """Every field as JSON-ready data with secrets masked, for logs and diagnostics."""
-        return redact_mapping(self.model_dump(mode="json"))
-
-    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
-        # Drives pydantic's __repr__ and __str__: mask URL passwords and secret fields.
-        for name, value in super().__repr_args__():
-            yield name, redact_value(name, value) if name else value
-
-    # ----------------------------------------------------------------------- validators
-    @field_validator(*_URL_RULES)
-    @classmethod
-    def _validate_url(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and info.field_name is not None:
-            schemes, needs_host = _URL_RULES[info.field_name]
-            _check_url(
-                value, schemes, needs_host=needs_host, single_at=info.field_name in _SINGLE_AT
-            )
-        return value
-
-    @field_validator("redis_mode", "log_format", mode="before")
-    @classmethod
-    def _lowercase(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _canonical_level(cls, value: object) -> object:
-        if isinstance(value, str):
-            upper = value.strip().upper()
-            return _LEVEL_ALIASES.get(upper, upper)
-        return value
-
-    @field_validator("postgres_max_pool_size")
-    @classmethod
-    def _max_pool_not_below_min(cls, value: int, info: ValidationInfo) -> int:
-        low = info.data.get("postgres_min_pool_size")  # absent when itself invalid
-        if low is not None and value < low:
-            env = cls.env_var("postgres_min_pool_size")
-            raise ValueError(f"at least {env} (postgres_min_pool_size) = {low}")
-        return value
-
-    @field_validator("bulkhead_max_concurrent")
-    @classmethod
-    def _bulkhead_within_pools(cls, value: int | None, info: ValidationInfo) -> int | None:
-        # Every call the bulkhead admits holds a pooled connection: a bulkhead larger than
-        # a pool only moves the queue into the pool, where calls wait (or, in pools that
-        # do not wait, fail) outside the bulkhead's queue limits and metrics.
-        if value is None:
-            return value
-        exceeded = [
-            (field, size)
-            for field in ("postgres_max_pool_size", "redis_max_connections")
-            if (size := info.data.get(field)) is not None and value > size  # absent: invalid
-        ]
-        if exceeded:
-            limits = " and ".join(f"{cls.env_var(f)} ({f}) = {size}" for f, size in exceeded)
-            raises = " and ".join(cls.env_var(f) for f, _ in exceeded)
-            smallest = min(size for _, size in exceeded)
-            raise ValueError(
-                f"at most {limits}: each call in flight holds a pooled connection. Lower "
-                f"{cls.env_var('bulkhead_max_concurrent')} to {smallest} or less (or unset "
-                f"it to follow the pool sizes), or raise {raises}"
-            )
-        return value
-
-    @field_validator("qdrant_location")
-    @classmethod
-    def _location_excludes_url(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and info.data.get("qdrant_url") is not None:
-            env = cls.env_var("qdrant_url")
-            raise ValueError(f"unset while {env} (qdrant_url) is set: choose local or server")
-        return value
-
-    # ---------------------------------------------------------------------------- views
-    @property
-    def db(self) -> DatabaseSettings:
-        """PostgreSQL settings."""
-        return DatabaseSettings.from_settings(self)
-
-    @property
-    def redis(self) -> RedisSettings:
-        """Redis settings; ``url`` is resolved from redis_url or host/port/db/ssl."""
-        return RedisSettings.from_settings(self)
-
-    @property
-    def vector(self) -> VectorSettings:
-        """Qdrant settings."""
-        return VectorSettings.from_settings(self)
-
-    @property
-    def graph(self) -> GraphSettings:
-        """Bolt graph database settings."""
-        return GraphSettings.from_settings(self)
-
-    @property
-    def llm(self) -> LLMSettings:
-        """LLM and embedding settings."""
-        return LLMSettings.from_settings(self)
-
-    @property
-    def cache(self) -> CacheSettings:
-        """Cache TTLs and sizes."""
-        return CacheSettings.from_settings(self)
-
-    @property
-    def resilience(self) -> ResilienceSettings:
-        """Breaker, retry, bulkhead and timeout defaults."""
-        return ResilienceSettings.from_settings(self)
-
-    @property
-    def observability(self) -> ObservabilitySettings:
-        """Logging, tracing, metrics and health settings."""
-        return ObservabilitySettings.from_settings(self)
+        """Every setting by flat name as JSON-ready data, secrets masked (for logs)."""
+        flat: dict[str, Any] = {}
+        for group in GROUPS:
+            values = getattr(self, group.settings_attribute)
+            flat.update(values.model_dump(mode="json", by_alias=True))
+        return redact_mapping(flat)
 
 
-def _check_url(
-    value: str, schemes: frozenset[str], *, needs_host: bool, single_at: bool = False
-) -> None:
-    """Raise ``ValueError`` (phrased as what is expected) unless ``value`` fits.
+def _flat_name(loc: tuple[int | str, ...]) -> str:
+    """The flat name an error location points at: ``("db", "database_url")`` or
+    ``("db", "url")`` -> ``"database_url"``."""
+    if len(loc) >= 2 and loc[0] in _GROUP_NAMES:
+        name = str(loc[1])
+        for alias, (group, field) in FLAT_NAMES.items():
+            if group == loc[0] and name in (alias, field):
+                return alias
+        return name
+    return str(loc[0]) if loc else ""
 
-    The message never quotes the URL: a malformed one may be malformed because of its
-    password (a raw ``/`` makes the password look like a port)."""
-    allowed = " or ".join(f"{scheme}://" for scheme in sorted(schemes))
-    problem = userinfo_problem(value, single_at=single_at)
-    if problem is not None:
-        raise ValueError(
-            f"a {allowed} URL whose user name and password a parser can find: {problem}"
-        )
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        # urlsplit's own message may quote part of the URL; ours never does.
-        raise ValueError(f"a {allowed} URL with a numeric port in 1..65535") from None
-    if parts.scheme.lower() not in schemes:
-        raise ValueError(f"a URL starting with {allowed}")
-    if needs_host and not parts.hostname:
-        raise ValueError(f"a {allowed} URL that names a host")
-    if port == 0:
-        raise ValueError(f"a {allowed} URL with a numeric port in 1..65535")
+
+def _flat_read(group: str, name: str) -> property:
+    def read(self: Settings) -> Any:
+        return getattr(getattr(self, group), name)
+
+    read.__doc__ = f"Same as ``settings.{group}.{name}``."
+    return property(read)
+
+
+for _alias, (_group, _name) in FLAT_NAMES.items():
+    setattr(Settings, _alias, _flat_read(_group, _name))
+
+
+def render_flat_reads() -> str:
+    """The type checkers' declaration of the flat reads (the marked block of ``Settings``)."""
+    lines = ["    if TYPE_CHECKING:", ""]
+    for group in GROUPS:
+        for name, alias in group.aliases().items():
+            annotation = _annotation_text(group, name)
+            lines += [
+                "        @property",
+                f"        def {alias}(self) -> {annotation}: ...",
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def _annotation_text(group: type[SettingsGroup], name: str) -> str:
+    return _type_text(group.model_fields[name].annotation)
+
+
+def _type_text(hint: Any) -> str:
+    """``Optional[Annotated[str, ...]]`` -> ``"str | None"``: the type a reader gets."""
+    if hint is type(None):
+        return "None"
+    if hint == LogLevel:
+        return "LogLevel"
+    origin = get_origin(hint)
+    if origin is Annotated:
+        return _type_text(get_args(hint)[0])
+    if origin in (Union, UnionType):
+        return " | ".join(_type_text(arg) for arg in get_args(hint))
+    return str(hint.__name__)
+
+
+FLAT_READS_BEGIN: Final = (
+    "    # --- flat reads: generated by render_flat_reads() from config.groups; do not edit ---\n"
+)
+FLAT_READS_END: Final = "    # --- end of flat reads ---\n"
+
+
+def write_flat_reads(path: Path) -> bool:
+    """Write the current flat reads into the marked block of ``path`` (this module's
+    source); whether anything changed. ``python tools/write_flat_reads.py`` calls it."""
+    text = path.read_text(encoding="utf-8")
+    head, rest = text.split(FLAT_READS_BEGIN, 1)
+    _, tail = rest.split(FLAT_READS_END, 1)
+    new = head + FLAT_READS_BEGIN + render_flat_reads() + FLAT_READS_END + tail
+    path.write_text(new, encoding="utf-8")
+    return new != text

@@ -8,15 +8,26 @@
         await cache.set("user:42", {"name": "Ada"}, ttl=30)
         assert await cache.get("user:42") == {"name": "Ada"}
 
+Public names (``__all__``):
+
 * :class:`RedisCache` -- the :class:`~infra.ports.CacheStore` port on ``redis.asyncio``
   (see :mod:`infra.cache.redis`); its fake is ``infra.testing.fakes.cache.FakeCache``.
-* Serializers (:mod:`infra.cache.serialization`): :class:`JsonSerializer` (default),
-  :class:`MsgpackSerializer` (needs the optional ``msgpack`` package),
-  :class:`SignedPickleSerializer` (opt-in, HMAC-verified before unpickling).
-* :func:`build_redis_client` / :func:`close_redis_client` -- standalone, cluster or
-  Sentinel client from ``settings.redis``, with redis-py's own retries off.
-* :class:`RedisDistributedLock` (:mod:`infra.cache.distributed_lock`) and
-  :class:`ThreeTierCache` (:mod:`infra.cache.three_tier_cache`).
+* Serializers (:mod:`infra.cache.serialization`): :class:`Serializer` (the protocol),
+  :class:`JsonSerializer` (default), :class:`MsgpackSerializer` (needs the optional
+  ``msgpack`` package), :class:`SignedPickleSerializer` (opt-in, HMAC-verified before
+  unpickling), and ``RAW_BYTES_TAG``.
+* :func:`build_redis_client` / :func:`close_redis_client` / :func:`redis_pool_stats` and
+  the :data:`RedisClient` type -- standalone, cluster or Sentinel client from
+  ``settings.redis``, with redis-py's own retries off.
+* :func:`ttl_to_ms` -- TTL validation shared by the adapter and its fake
+  (:mod:`infra.cache.ttl_policy`, which also holds the 3-tier cache's TTL rules).
+* :class:`RedisDistributedLock` -- the lease lock on Redis. The lock is three modules by
+  concept: :mod:`infra.cache.lease_lock` (the lock over four backend primitives, shared
+  with the fake; its metrics), :mod:`infra.cache.lease_hold` (``lock.hold()``: the
+  critical section and the watchdog renewing its lease), :mod:`infra.cache.distributed_lock`
+  (the Redis primitives: Lua scripts and keys).
+* :class:`ThreeTierCache` (:mod:`infra.cache.three_tier_cache`): L1 in process, L2 in
+  Redis, the loader as L3, kept coherent by invalidation messages.
 
 Exports are resolved lazily (module ``__getattr__``): importing a driver-free module of
 this package -- ``infra.cache.serialization``, which the in-memory fake uses -- must not
@@ -37,7 +48,6 @@ if TYPE_CHECKING:
         close_redis_client,
         redis_pool_stats,
     )
-    from infra.cache._ttl import ttl_to_ms
     from infra.cache.distributed_lock import RedisDistributedLock
     from infra.cache.redis import RedisCache
     from infra.cache.serialization import (
@@ -48,6 +58,7 @@ if TYPE_CHECKING:
         SignedPickleSerializer,
     )
     from infra.cache.three_tier_cache import ThreeTierCache
+    from infra.cache.ttl_policy import ttl_to_ms
 
 __all__ = [
     "RAW_BYTES_TAG",
@@ -71,7 +82,7 @@ _MODULE_OF: dict[str, str] = {
     "MsgpackSerializer": "infra.cache.serialization",
     "Serializer": "infra.cache.serialization",
     "SignedPickleSerializer": "infra.cache.serialization",
-    "ttl_to_ms": "infra.cache._ttl",
+    "ttl_to_ms": "infra.cache.ttl_policy",
     "RedisCache": "infra.cache.redis",
     "RedisClient": "infra.cache._client",
     "build_redis_client": "infra.cache._client",

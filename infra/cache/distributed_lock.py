@@ -38,10 +38,10 @@ What it guarantees, and how:
 * **Bounded waiting** with jittered exponential backoff, ``wait=0`` = one try; then
   :class:`~infra.exceptions.LockAcquireTimeoutError` (``details["lock"]``). Lock names
   appear in errors, never as metric labels.
-* **Cancellation-safe** and the ``hold`` exit rules: see :mod:`infra.cache._lock_base`
-  and :mod:`infra.cache._hold`. Optional **watchdog** (``watchdog=True``): renews at
+* **Cancellation-safe** and the ``hold`` exit rules: see :mod:`infra.cache.lease_lock`
+  and :mod:`infra.cache.lease_hold`. Optional **watchdog** (``watchdog=True``): renews at
   lease/3, cancels the body and raises ``LockLostError`` when the lease is lost (see
-  :mod:`infra.cache._watchdog`).
+  :mod:`infra.cache.lease_hold`).
 
 What the policy may retry (``idempotent=`` per operation):
 
@@ -67,6 +67,26 @@ Limits -- read before relying on it (docs/distributed_lock.md has the long versi
   is paused (GC, swap, a blocked event loop) longer than its lease can still believe it
   holds the lock. The lock alone is therefore an efficiency tool; for correctness the
   resource must check the fencing token.
+
+The scripts
+-----------
+
+The Lua scripts behind :class:`~infra.cache.distributed_lock.RedisDistributedLock`.
+
+Each lock operation is one script, so it is atomic on the server and costs one round trip.
+Keys, for a lock ``name`` under ``namespace``::
+
+    {namespace}{{{name}}}                      the lock: value = owner token, PX = lease
+    {namespace}{{{name}}}:fence                fencing counter (INCR), never expires
+    {namespace}{{{name}}}:abandoned:{owner}    marker: this owner gave up (PX = lease)
+
+The braces make ``{name}`` a Redis Cluster hash tag, so the keys of one lock always share
+a slot, as a multi-key script requires. (Whatever the namespace or name contain, every
+key starts with the same ``namespace{name}`` prefix, which holds a complete ``{...}``
+pair, so the slot is the same for all of them.)
+
+Replies are integers or arrays of integers, which redis-py returns as ``int`` whatever
+the client's ``decode_responses`` and RESP version.
 """
 
 from __future__ import annotations
@@ -75,20 +95,13 @@ from typing import Final
 
 from redis.asyncio import Redis, RedisCluster
 
-from infra.cache._lock_base import LeaseLockBase, LockBackoff, check_lock_name
-from infra.cache._lock_metrics import (
+from infra.cache.lease_lock import (
     LOCK_ACQUIRE_TIMEOUTS_TOTAL,
     LOCK_ACQUIRE_WAIT_MS,
     LOCK_LOST_TOTAL,
-)
-from infra.cache._lock_scripts import (
-    ABANDON,
-    ACQUIRE,
-    EXTEND,
-    RELEASE,
-    abandoned_key,
-    fence_key,
-    lock_key,
+    LeaseLockBase,
+    LockBackoff,
+    check_lock_name,
 )
 from infra.calls import BackendCalls
 from infra.observability.metrics import MetricsCollector
@@ -96,12 +109,88 @@ from infra.resilience import ResiliencePolicy
 from infra.resilience.clock import Clock
 
 __all__ = [
+    "ABANDON",
+    "ACQUIRE",
     "DEFAULT_LOCK_NAMESPACE",
+    "EXTEND",
     "LOCK_ACQUIRE_TIMEOUTS_TOTAL",
     "LOCK_ACQUIRE_WAIT_MS",
     "LOCK_LOST_TOTAL",
+    "RELEASE",
     "RedisDistributedLock",
+    "abandoned_key",
+    "fence_key",
+    "lock_key",
 ]
+
+# KEYS: lock, fence, abandoned-marker.  ARGV: owner, lease_ms.
+# Reply: {1, fencing_token} granted | {0, holder_pttl_ms} refused (pttl -1/-2 = unknown).
+# * SET NX PX grants and starts the lease atomically; INCR runs only on a grant, so every
+#   grant -- also after an expiry -- gets a larger token than any before it.
+# * A request from an owner that already holds the lock (the policy retried a call whose
+#   reply was lost) is granted again with the same token and a fresh lease: replaying
+#   acquire can neither double-grant nor leak the lock.
+# * An abandoned owner (its caller was cancelled; see ABANDON) is refused, so a request
+#   still in flight when the cleanup ran cannot grant a lock nobody will release.
+ACQUIRE: Final = """
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return {0, -2}
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, redis.call('INCR', KEYS[2])}
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  local token = redis.call('GET', KEYS[2])
+  if not token then
+    token = redis.call('INCR', KEYS[2])
+  end
+  return {1, tonumber(token)}
+end
+return {0, redis.call('PTTL', KEYS[1])}
+"""
+
+# KEYS: lock.  ARGV: owner.  Reply: 1 released | 0 not the owner (expired or taken over).
+RELEASE: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# KEYS: lock.  ARGV: owner, lease_ms.  Reply: 1 extended | 0 not the owner.
+EXTEND: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# KEYS: lock, abandoned-marker.  ARGV: owner, lease_ms.  Reply: 1 if a grant was undone.
+# The marker outlives any request of this owner that could still arrive (one lease).
+ABANDON: Final = """
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def lock_key(namespace: str, name: str) -> str:
+    """The key holding the lock's owner token."""
+    return f"{namespace}{{{name}}}"
+
+
+def fence_key(lock: str) -> str:
+    """The fencing counter of the lock whose key is ``lock``."""
+    return f"{lock}:fence"
+
+
+def abandoned_key(lock: str, owner: str) -> str:
+    """The marker that refuses ``owner`` further grants of ``lock``."""
+    return f"{lock}:abandoned:{owner}"
+
 
 DEFAULT_LOCK_NAMESPACE: Final = "semantica:lock:"
 

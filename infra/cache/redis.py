@@ -59,8 +59,8 @@ from infra.cache._client import (
     close_redis_client,
     redis_pool_stats,
 )
-from infra.cache._ttl import ttl_to_ms
 from infra.cache.serialization import JsonSerializer, Serializer
+from infra.cache.ttl_policy import ttl_to_ms
 from infra.calls import BackendCalls
 from infra.health_check import HealthCheckResult, check_health, probe_calls
 from infra.observability.metrics import MetricsCollector

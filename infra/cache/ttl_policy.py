@@ -1,4 +1,6 @@
-"""TTLs of the three-tier cache: validation, the L1 <= L2 rule, negative TTLs and jitter.
+"""TTLs: validation and conversion to Redis milliseconds (:func:`ttl_to_ms`, shared by
+the Redis adapter and its fake), and the three-tier cache's rules -- the L1 <= L2 rule,
+negative TTLs and jitter.
 
 * ``l1_ttl <= l2_ttl`` is checked once, at construction (``ValueError`` naming both
   arguments; ``ConfigurationError`` naming both variables when the numbers come from
@@ -14,12 +16,45 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Final
 
 from config.groups import CacheSettings
 from infra.cache.l1 import ABSENT
 from infra.exceptions import ConfigurationError, InvalidArgumentError
+from infra.validation import shown
 
-__all__ = ["TtlPolicy", "check_cache_settings", "check_seconds"]
+__all__ = ["MAX_TTL_S", "TtlPolicy", "check_cache_settings", "check_seconds", "ttl_to_ms"]
+
+#: Longest TTL accepted (~31,700 years). Redis refuses ``PX`` beyond a signed 64-bit
+#: millisecond count with a server error; a TTL that long is a mistake (``None`` means
+#: "no expiry"), so it is refused here, as the caller's error.
+MAX_TTL_S: Final = 1e12
+
+
+def ttl_to_ms(ttl: float | None) -> int | None:
+    """Validate a TTL in seconds and convert it to ``PX`` milliseconds (``None`` = none).
+
+    Rounded to the nearest millisecond, at least 1 ms (Redis rejects ``PX 0``).
+
+    Raises:
+        InvalidArgumentError: ``ttl`` is not an int or float (``bool`` included), or is
+            zero, negative, NaN, infinite or above :data:`MAX_TTL_S` (also a
+            ``TypeError`` and a ``ValueError``).
+    """
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+        raise InvalidArgumentError(
+            f"ttl must be seconds as int or float (or None), got {type(ttl).__name__}",
+            argument="ttl",
+        )
+    if not math.isfinite(ttl) or not 0 < ttl <= MAX_TTL_S:
+        raise InvalidArgumentError(
+            f"ttl must be a positive, finite number of seconds up to {MAX_TTL_S:g} or None "
+            f"(no expiry), got {shown(ttl)}",
+            argument="ttl",
+        )
+    return max(1, round(ttl * 1000))
 
 
 def check_seconds(arg: str, value: float) -> None:

@@ -143,6 +143,11 @@ class HealthRegistry:
         """A registry whose deadline is ``settings.observability.health_check_timeout``."""
         return cls(timeout=settings.observability.health_check_timeout, collector=collector)
 
+    @property
+    def timeout(self) -> float:
+        """The shared deadline of one run, seconds."""
+        return self._timeout
+
     def register(
         self,
         name: str,

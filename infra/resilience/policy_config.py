@@ -1,17 +1,22 @@
 """What a ResiliencePolicy is built from: layer configs, and how settings map onto them.
 
-:func:`configs_from_settings` is the one place that maps ``settings.resilience`` fields
-onto layer configs. It reads the settings structurally (the :class:`ResilienceSettingsLike`
-protocol lists exactly the fields used), so importing ``infra.resilience`` does not import
-``config`` (pydantic-settings), and type hints resolve at run time.
+:func:`configs_from_settings` builds the layer configs from ``settings.resilience``
+without a list of names: a layer's settings are the group's fields named
+``<layer>_<config field>`` (``breaker_failure_threshold`` is
+``CircuitBreakerConfig.failure_threshold``, ``retry_max_delay`` is ``RetryConfig.max_delay``,
+``bulkhead_max_wait`` is ``BulkheadConfig.max_wait``), so a setting added to the group
+under that name reaches its layer with no edit here. It reads the settings structurally
+(the :class:`ResilienceSettingsLike` protocol lists the fields), so importing
+``infra.resilience`` does not import ``config`` (pydantic-settings), and type hints
+resolve at run time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Protocol, cast
+from dataclasses import dataclass, fields, replace
+from typing import Any, Final, Protocol, cast
 
 from infra.exceptions import ConfigurationError
 from infra.resilience.breaker import CircuitBreakerConfig
@@ -122,33 +127,32 @@ def configs_from_settings(
     breaker = retry = None
     with settings_errors(component, "SEMANTICA_CIRCUIT_BREAKER_*"):
         if res.breaker_enabled:
-            breaker = CircuitBreakerConfig(
-                failure_threshold=res.breaker_failure_threshold,
-                timeout=res.breaker_timeout,
-                half_open_max_calls=res.breaker_half_open_max_calls,
-            )
+            breaker = CircuitBreakerConfig(**_layer_settings(res, "breaker", CircuitBreakerConfig))
     with settings_errors(component, "SEMANTICA_RETRY_*"):
         if res.retry_enabled:
-            retry = RetryConfig(
-                max_attempts=res.retry_max_attempts,
-                base_delay=res.retry_base_delay,
-                max_delay=res.retry_max_delay,
-                exponential_base=res.retry_exponential_base,
-                jitter=res.retry_jitter,
-            )
-    no_wait = res.bulkhead_max_wait == 0
+            retry = RetryConfig(**_layer_settings(res, "retry", RetryConfig))
+    bulkhead = BulkheadConfig(**_layer_settings(res, "bulkhead", BulkheadConfig))
+    if bulkhead.max_wait == 0:  # "do not queue"
+        bulkhead = replace(bulkhead, max_queue=0, max_wait=None)
     return LayerConfigs(
         breaker=breaker,
         retry=retry,
         retry_budget_ratio=res.retry_budget_ratio if retry is not None else None,
-        bulkhead=BulkheadConfig(
-            res.bulkhead_max_concurrent,
-            max_queue=0 if no_wait else res.bulkhead_max_queue,
-            max_wait=None if no_wait else res.bulkhead_max_wait,
-        ),
+        bulkhead=bulkhead,
         timeout=res.operation_timeout,
         attempt_timeout=res.attempt_timeout,
     )
+
+
+def _layer_settings(res: ResilienceSettingsLike, layer: str, config: type[Any]) -> dict[str, Any]:
+    """The settings of one layer: each field of ``config`` that the group declares as
+    ``<layer>_<field>`` (``breaker_timeout`` -> ``CircuitBreakerConfig.timeout``); the
+    config's own defaults cover the rest."""
+    values = {f.name: getattr(res, f"{layer}_{f.name}", _UNSET) for f in fields(config)}
+    return {name: value for name, value in values.items() if value is not _UNSET}
+
+
+_UNSET: Final = object()
 
 
 @contextmanager

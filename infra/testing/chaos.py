@@ -32,6 +32,10 @@ Design decisions:
 * **Blackhole stalls rather than drops.** Bytes already read are held, not discarded,
   and flow again after :meth:`ChaosProxy.heal`; dropping them would corrupt the
   protocol stream and test the parser instead of the timeouts.
+* **A client's EOF is passed on as a half-close**: the upstream still answers what it
+  was sent (a request held by a blackhole and let through after the client left is
+  executed, as it would be on a real network), then the connection ends. An upstream
+  that closes ends the connection at once.
 * **Latency is per chunk and per direction**, applied in order, so a request/response
   round trip gains about twice the latency.
 * **Clean exit.** :meth:`ChaosProxy.aclose` (or leaving ``async with``) stops listening,
@@ -49,18 +53,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import socket
 import struct
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self, TypeAlias
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from infra.testing._chaos_urls import Upstream, check_upstream, rewrite_url, upstream_of
+__all__ = ["ChaosMode", "ChaosProxy", "ChaosStats", "Direction", "Upstream", "upstream_of"]
 
-__all__ = ["ChaosMode", "ChaosProxy", "ChaosStats", "Upstream", "upstream_of"]
+#: Which traffic a blackhole stops: requests, replies, or both.
+Direction: TypeAlias = Literal["both", "to_upstream", "to_client"]
 
 _CHUNK = 64 * 1024
+#: Longest a connection whose client has finished sending waits for the upstream's
+#: answer (the upstream closes at once after answering, so this bounds a hung one only).
+_HALF_CLOSE_GRACE = 1.0
 
 
 class ChaosMode(Enum):
@@ -87,16 +98,23 @@ class ChaosStats:
     """Bytes delivered from clients to the upstream."""
     bytes_to_client: int
     """Bytes delivered from the upstream to clients."""
+    stalled: int = 0
+    """Chunks read and held by a blackhole right now (they flow on :meth:`ChaosProxy.heal`)."""
 
 
 class _Link:
-    """One proxied connection: the client's and the upstream's stream writers."""
+    """One proxied connection: the client's and the upstream's stream writers, and
+    whether each direction of this connection may move (besides the proxy-wide mode)."""
 
-    __slots__ = ("client", "upstream")
+    __slots__ = ("client", "to_client", "to_upstream", "upstream")
 
     def __init__(self, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter) -> None:
         self.client = client
         self.upstream = upstream
+        self.to_upstream = asyncio.Event()
+        self.to_client = asyncio.Event()
+        self.to_upstream.set()
+        self.to_client.set()
 
     def abort(self) -> None:
         _abort(self.client)
@@ -113,7 +131,7 @@ class ChaosProxy:
     """
 
     def __init__(self, upstream: Upstream, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._upstream = check_upstream(upstream)
+        self._upstream = _check_upstream(upstream)
         if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an int in 0..65535 (0 = any free port), got {port!r}")
         self._host = host
@@ -121,18 +139,25 @@ class ChaosProxy:
         self._server: asyncio.Server | None = None
         self._mode = ChaosMode.FORWARD
         self._latency = 0.0
-        self._flowing = asyncio.Event()
-        self._flowing.set()
+        self._url: str | None = None
+        self._flowing_up = asyncio.Event()  # requests may move
+        self._flowing_down = asyncio.Event()  # replies may move
+        self._flowing_up.set()
+        self._flowing_down.set()
         self._links: set[_Link] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self._pumps: set[asyncio.Future[None]] = set()
         self._accepted = self._refused = self._resets = 0
         self._bytes_up = self._bytes_down = 0
+        self._stalled = 0
 
     @classmethod
     def for_url(cls, url: str) -> Self:
-        """A proxy in front of the server a PostgreSQL DSN or Redis URL points at."""
-        return cls(upstream_of(url))
+        """A proxy in front of the server a PostgreSQL DSN or Redis URL points at; once
+        started, :attr:`url` is that URL pointed at the proxy."""
+        proxy = cls(upstream_of(url))
+        proxy._url = url
+        return proxy
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> Self:
@@ -149,7 +174,8 @@ class ChaosProxy:
             server.close()
         for link in list(self._links):
             link.abort()
-        self._flowing.set()  # wake stalled pumps so they see the aborted streams
+        self._flowing_up.set()  # wake stalled pumps so they see the aborted streams
+        self._flowing_down.set()
         # Pumps are ours to cancel; connection handlers are asyncio's tasks (it inspects
         # their outcome, and logs a cancelled one as an error), so they end on their own
         # once their pumps have.
@@ -183,6 +209,17 @@ class ChaosProxy:
         """``(host, port)`` clients connect to."""
         return self._host, self.port
 
+    @property
+    def url(self) -> str:
+        """The URL :meth:`for_url` was given, pointed at the proxy (see :meth:`url_for`).
+
+        Raises:
+            RuntimeError: The proxy was not made by :meth:`for_url`, or is not started.
+        """
+        if self._url is None:
+            raise RuntimeError("ChaosProxy.url needs a proxy made by ChaosProxy.for_url()")
+        return self.url_for(self._url)
+
     def url_for(self, url: str) -> str:
         """``url`` (a PostgreSQL DSN or Redis URL) rewritten to connect through the proxy.
 
@@ -192,7 +229,7 @@ class ChaosProxy:
         Raises:
             ValueError: ``url`` is neither ``postgres(ql)://`` nor ``redis(s)://``.
         """
-        return rewrite_url(url, self._host, self.port)
+        return _rewrite_url(url, self._host, self.port)
 
     # ------------------------------------------------------------------- controls
     @property
@@ -209,9 +246,32 @@ class ChaosProxy:
         """Forward traffic normally (latency, if any, stays; :meth:`heal` clears it)."""
         self._set_mode(ChaosMode.FORWARD)
 
-    def blackhole(self) -> None:
-        """Stop moving bytes: connections (open and new) stay up but nothing arrives."""
-        self._set_mode(ChaosMode.BLACKHOLE)
+    def blackhole(
+        self, direction: Direction = "both", *, connections: Literal["all", "open"] = "all"
+    ) -> None:
+        """Stop moving bytes: connections stay up but nothing arrives.
+
+        ``direction="to_client"`` holds only the replies (the server has executed a
+        request, the client has not heard back); ``"to_upstream"`` only the requests.
+        ``connections="open"`` holds only the connections open now, while new ones flow
+        (a request stuck on one connection, overtaken by another).
+        """
+        if direction not in ("both", "to_upstream", "to_client"):
+            raise ValueError(
+                f"direction must be 'both', 'to_upstream' or 'to_client', got {direction!r}"
+            )
+        if connections == "all":
+            self._set_mode(ChaosMode.BLACKHOLE, direction)
+        elif connections == "open":
+            for link in self._links:
+                for flow, name in (
+                    (link.to_upstream, "to_upstream"),
+                    (link.to_client, "to_client"),
+                ):
+                    if direction in ("both", name):
+                        flow.clear()
+        else:
+            raise ValueError(f"connections must be 'all' or 'open', got {connections!r}")
 
     def refuse(self) -> None:
         """Reset every *new* connection at once; pair with :meth:`reset_all` for an outage."""
@@ -240,6 +300,9 @@ class ChaosProxy:
         """Back to a clean pass-through: no latency, no blackhole, no refusal."""
         self._latency = 0.0
         self._set_mode(ChaosMode.FORWARD)
+        for link in self._links:
+            link.to_upstream.set()
+            link.to_client.set()
 
     @property
     def stats(self) -> ChaosStats:
@@ -251,6 +314,7 @@ class ChaosProxy:
             active=len(self._links),
             bytes_to_upstream=self._bytes_up,
             bytes_to_client=self._bytes_down,
+            stalled=self._stalled,
         )
 
     def __repr__(self) -> str:
@@ -258,12 +322,16 @@ class ChaosProxy:
         return f"<ChaosProxy {where} mode={self._mode.value} latency={self._latency:g}s>"
 
     # ------------------------------------------------------------------ internals
-    def _set_mode(self, mode: ChaosMode) -> None:
+    def _set_mode(self, mode: ChaosMode, held: Direction = "both") -> None:
         self._mode = mode
-        if mode is ChaosMode.BLACKHOLE:
-            self._flowing.clear()
-        else:
-            self._flowing.set()
+        for flowing, direction in (
+            (self._flowing_up, "to_upstream"),
+            (self._flowing_down, "to_client"),
+        ):
+            if mode is ChaosMode.BLACKHOLE and held in ("both", direction):
+                flowing.clear()
+            else:
+                flowing.set()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()  # asyncio runs this callback as a task of its own
@@ -291,14 +359,20 @@ class ChaosProxy:
             return
         self._links.add(link)
         try:
-            pumps = (
-                asyncio.ensure_future(self._pump(reader, up_writer, upstream=True)),
-                asyncio.ensure_future(self._pump(up_reader, writer, upstream=False)),
-            )
+            to_upstream = asyncio.ensure_future(self._pump(reader, up_writer, link, upstream=True))
+            to_client = asyncio.ensure_future(self._pump(up_reader, writer, link, upstream=False))
+            pumps = (to_upstream, to_client)
             self._pumps.update(pumps)
             try:
-                # Either side ending (EOF, reset) ends the connection.
                 await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+                if to_upstream.done() and not to_client.done() and self._replies_flow(link):
+                    # The client finished sending (EOF): pass the half-close on and let
+                    # the upstream answer what it was sent -- perhaps a request a
+                    # blackhole held until after the client left -- as TCP would.
+                    with contextlib.suppress(OSError):
+                        if up_writer.can_write_eof():
+                            up_writer.write_eof()
+                    await asyncio.wait([to_client], timeout=_HALF_CLOSE_GRACE)
             finally:
                 for pump in pumps:
                     pump.cancel()
@@ -308,20 +382,33 @@ class ChaosProxy:
             self._links.discard(link)
             link.abort()
 
+    def _replies_flow(self, link: _Link) -> bool:
+        return self._flowing_down.is_set() and link.to_client.is_set()
+
     async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if isinstance(self._upstream, tuple):
             return await asyncio.open_connection(*self._upstream)
         return await asyncio.open_unix_connection(self._upstream)
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        link: _Link,
+        *,
+        upstream: bool,
     ) -> None:
+        flows = (
+            (self._flowing_up, link.to_upstream)
+            if upstream
+            else (self._flowing_down, link.to_client)
+        )
         with contextlib.suppress(OSError):  # a reset on either side simply ends the pump
             while chunk := await reader.read(_CHUNK):
-                await self._flowing.wait()
+                await self._until_flowing(flows)
                 if self._latency:
                     await asyncio.sleep(self._latency)
-                    await self._flowing.wait()
+                    await self._until_flowing(flows)
                 if writer.is_closing():
                     return
                 writer.write(chunk)
@@ -330,6 +417,18 @@ class ChaosProxy:
                     self._bytes_up += len(chunk)
                 else:
                     self._bytes_down += len(chunk)
+
+    async def _until_flowing(self, flows: tuple[asyncio.Event, ...]) -> None:
+        """Wait until this direction may move, proxy-wide and on this connection."""
+        if all(flow.is_set() for flow in flows):
+            return
+        self._stalled += 1
+        try:
+            while not all(flow.is_set() for flow in flows):
+                for flow in flows:
+                    await flow.wait()
+        finally:
+            self._stalled -= 1
 
 
 def _abort(writer: asyncio.StreamWriter) -> None:
@@ -343,3 +442,94 @@ def _abort(writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
+
+
+# ------------------------------------------------------------------ URLs and upstreams
+# Parsing only, no I/O. Only the two URL families the chaos tier needs are understood:
+# PostgreSQL DSNs in URL form (what asyncpg accepts) and redis:// / rediss:// URLs.
+Upstream: TypeAlias = tuple[str, int] | str | os.PathLike[str]
+"""Where a :class:`~infra.testing.chaos.ChaosProxy` forwards to: ``(host, port)`` or a
+Unix socket path."""
+
+_PG_SCHEMES = ("postgres", "postgresql")
+_REDIS_SCHEMES = ("redis", "rediss")
+
+
+def _rewrite_url(url: str, host: str, port: int) -> str:
+    """``url`` pointed at ``host:port`` over TCP; see :meth:`ChaosProxy.url_for
+    <infra.testing.chaos.ChaosProxy.url_for>`.
+
+    Raises:
+        ValueError: ``url`` is neither ``postgres(ql)://`` nor ``redis(s)://``.
+    """
+    parts = urlsplit(url)
+    _check_scheme(parts.scheme.lower())
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    netloc = f"{userinfo}{at}{host}:{port}"
+    query = [
+        (key, value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        if key.lower() not in ("host", "port")
+    ]
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def upstream_of(url: str) -> Upstream:
+    """The server a PostgreSQL DSN or Redis URL points at, as a :data:`Upstream`.
+
+    A DSN whose host is a directory (``?host=/run/postgresql`` or ``@%2Frun%2Fpostgresql``)
+    names the Unix socket ``<dir>/.s.PGSQL.<port>`` (port default 5432).
+
+    Raises:
+        ValueError: An unsupported scheme, or a URL without a host.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    _check_scheme(scheme)
+    query = dict(parse_qsl(parts.query))
+    if scheme in _PG_SCHEMES:
+        first = parts.netloc.rpartition("@")[2].split(",")[0]  # several hosts: the first
+        if first.startswith("["):  # [IPv6]:port
+            host, _, rest = first[1:].partition("]")
+            port_text = rest.removeprefix(":")
+        else:
+            host, _, port_text = first.partition(":")
+        host = unquote(query.get("host", host))
+        port = int(query.get("port") or port_text or 5432)
+        if host.startswith("/"):
+            return str(Path(host) / f".s.PGSQL.{port}")
+        if not host:
+            raise ValueError("the DSN names no host: add @host:port or ?host=/socket/dir")
+        return host, port
+    if not parts.hostname:  # redis:// or rediss://
+        raise ValueError("the Redis URL names no host: use redis://host:port/db")
+    return parts.hostname, parts.port or 6379
+
+
+def _check_upstream(upstream: object) -> tuple[str, int] | str:
+    """``upstream`` normalised to ``(host, port)`` or a path string.
+
+    Raises:
+        TypeError: Neither a ``(str, int)`` pair nor a path.
+    """
+    if isinstance(upstream, tuple):
+        if (
+            len(upstream) == 2
+            and isinstance(upstream[0], str)
+            and isinstance(upstream[1], int)
+            and not isinstance(upstream[1], bool)
+        ):
+            return upstream[0], upstream[1]
+        raise TypeError(f"upstream must be (host: str, port: int), got {upstream!r}")
+    if isinstance(upstream, str | os.PathLike):
+        return os.fspath(upstream)
+    raise TypeError(
+        f"upstream must be (host, port) or a Unix socket path, got {type(upstream).__name__}"
+    )
+
+
+def _check_scheme(scheme: str) -> None:
+    if scheme not in _PG_SCHEMES + _REDIS_SCHEMES:
+        raise ValueError(
+            f"url must be a postgresql:// DSN or a redis:// URL, got scheme {scheme!r}"
+        )

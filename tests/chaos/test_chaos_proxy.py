@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -214,3 +214,96 @@ async def test_each_proxy_gets_its_own_free_port(echo: tuple[str, int]) -> None:
         assert second.port > 0
         assert first.port != second.port
         assert f"127.0.0.1:{first.port}" in repr(first)
+
+
+async def until(check: Callable[[], bool]) -> None:
+    """Let the proxy's tasks run until ``check()`` holds (fail after a second)."""
+    async with asyncio.timeout(1.0):
+        while not check():  # noqa: ASYNC110 -- polling the proxy's counters
+            await asyncio.sleep(0.001)
+
+
+async def test_a_one_way_blackhole_holds_only_that_direction(proxy: ChaosProxy) -> None:
+    """to_client: the echo server receives the request (counted upstream) but the reply
+    is held; stalled counts it, and heal() delivers it."""
+    reader, writer = await asyncio.open_connection(*proxy.address)
+    try:
+        proxy.blackhole("to_client")
+        writer.write(b"ping")
+        await writer.drain()
+        await until(lambda: proxy.stats.stalled == 1)
+        assert proxy.stats.bytes_to_upstream == 4
+        assert proxy.stats.bytes_to_client == 0
+        proxy.heal()
+        assert await reader.readexactly(4) == b"ping"
+        assert proxy.stats.stalled == 0
+    finally:
+        await _close(writer)
+
+
+async def test_holding_open_connections_lets_new_ones_flow(proxy: ChaosProxy) -> None:
+    """connections='open' stalls the connections open now; a new one round-trips."""
+    old_reader, old_writer = await asyncio.open_connection(*proxy.address)
+    await until(lambda: proxy.stats.active == 1)
+    proxy.blackhole("to_upstream", connections="open")
+    assert proxy.mode is ChaosMode.FORWARD  # the proxy as a whole still forwards
+    new_reader, new_writer = await asyncio.open_connection(*proxy.address)
+    try:
+        old_writer.write(b"ping")
+        await old_writer.drain()
+        await until(lambda: proxy.stats.stalled == 1)
+        assert await _round_trip(new_writer, new_reader) == b"ping"
+        proxy.heal()
+        assert await old_reader.readexactly(4) == b"ping"
+    finally:
+        await _close(old_writer)
+        await _close(new_writer)
+
+
+async def test_a_request_held_until_after_the_client_left_is_still_answered(
+    echo: tuple[str, int],
+) -> None:
+    """The client's EOF is passed on as a half-close: held bytes reach the upstream after
+    the client is gone, the upstream answers them, then the connection ends."""
+    received: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read())  # until EOF
+        writer.write(b"answer")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(record, "127.0.0.1", 0)
+    try:
+        async with ChaosProxy(("127.0.0.1", server.sockets[0].getsockname()[1])) as proxy:
+            _, writer = await asyncio.open_connection(*proxy.address)
+            await until(lambda: proxy.stats.active == 1)
+            proxy.blackhole("to_upstream")
+            writer.write(b"late request")
+            await writer.drain()
+            await until(lambda: proxy.stats.stalled == 1)
+            await _close(writer)  # the client gives up
+            proxy.heal()
+            await until(lambda: proxy.stats.active == 0)
+            assert received == [b"late request"]
+            assert proxy.stats.bytes_to_upstream == len(b"late request")
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_url_is_the_url_it_was_made_for_pointed_at_the_proxy() -> None:
+    """for_url() remembers the URL; url rewrites it like url_for()."""
+    async with ChaosProxy.for_url("redis://:pw@127.0.0.1:6390/3") as proxy:
+        assert proxy.url == f"redis://:pw@127.0.0.1:{proxy.port}/3"
+    async with ChaosProxy(("127.0.0.1", 6390)) as plain:
+        with pytest.raises(RuntimeError, match="for_url"):
+            _ = plain.url
+
+
+def test_blackhole_arguments_are_checked() -> None:
+    proxy = ChaosProxy(("127.0.0.1", 6390))
+    with pytest.raises(ValueError, match="direction"):
+        proxy.blackhole("sideways")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="connections"):
+        proxy.blackhole(connections="some")  # type: ignore[arg-type]

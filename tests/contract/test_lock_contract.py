@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from infra.cache._lock_base import LeaseLockBase, LockBackoff
 from infra.cache.distributed_lock import RedisDistributedLock
+from infra.cache.lease_lock import LeaseLockBase, LockBackoff
 from infra.exceptions import (
     CallerError,
     InvalidArgumentError,

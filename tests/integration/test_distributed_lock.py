@@ -1,9 +1,9 @@
 """RedisDistributedLock on a real Redis: mutual exclusion, fencing, cancellation, watchdog.
 
-Several tests put a small TCP relay (:class:`Relay`) between the lock's client and Redis.
-It forwards bytes both ways but can *hold* replies (the server has executed a request,
-the client has not heard back), *hold* requests on the connections open at that moment
-(a request still in flight), or *drop* the next reply and cut the connection (a lost
+Several tests put a :class:`~infra.testing.chaos.ChaosProxy` between the lock's client and
+Redis. It forwards bytes both ways but can *hold* replies (the server has executed a
+request, the client has not heard back), *hold* requests on the connections open at that
+moment (a request still in flight), or reset connections while a reply is held (a lost
 reply). That turns the races around cancellation and retries into deterministic tests.
 """
 
@@ -16,15 +16,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import cast
-from urllib.parse import urlsplit
 
 import pytest
 from redis.asyncio import Redis
 
-from infra.cache._hold import Hold
-from infra.cache._lock_base import LockBackoff
-from infra.cache._lock_scripts import fence_key
-from infra.cache.distributed_lock import LOCK_ACQUIRE_WAIT_MS, RedisDistributedLock
+from infra.cache.distributed_lock import LOCK_ACQUIRE_WAIT_MS, RedisDistributedLock, fence_key
+from infra.cache.lease_hold import Hold
+from infra.cache.lease_lock import LockBackoff
 from infra.exceptions import (
     CacheConnectionError,
     CircuitBreakerOpenError,
@@ -39,7 +37,8 @@ from infra.resilience import (
     RetryConfig,
     redis_no_retry_kwargs,
 )
-from infra.testing.embedded._process import free_port
+from infra.testing.chaos import ChaosProxy
+from infra.testing.embedded import free_port
 
 pytestmark = pytest.mark.redis
 
@@ -47,107 +46,15 @@ FAST = LockBackoff(initial=0.0005, maximum=0.004)
 DOC = Path(__file__).resolve().parents[2] / "docs" / "distributed_lock.md"
 
 
-class Relay:
-    """A loopback TCP relay to Redis that can hold or drop traffic on demand."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._target = (host, port)
-        self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
-        self._open: list[dict[str, object]] = []
-        self.replies_flow = asyncio.Event()
-        self.replies_flow.set()
-        self.drop_next_reply = False
-        self.reply_dropped = asyncio.Event()
-        self.request_held = asyncio.Event()
-        self.release_requests = asyncio.Event()
-        self.late_request_answered = asyncio.Event()
-
-    async def __aenter__(self) -> Relay:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._handlers):
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
-        await self._server.wait_closed()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        port = self._server.sockets[0].getsockname()[1]
-        return f"redis://127.0.0.1:{port}/0"
-
-    def hold_requests(self) -> None:
-        """From now on, buffer what clients send on the connections open right now."""
-        for state in self._open:
-            state["hold"] = True
-
-    async def _handle(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        state: dict[str, object] = {"hold": False, "gone": False}
-        self._open.append(state)
-        u_reader, u_writer = await asyncio.open_connection(*self._target)
-        held: list[bytes] = []
-
-        async def upstream() -> None:
-            while data := await c_reader.read(65536):
-                if state["hold"]:
-                    held.append(data)
-                    self.request_held.set()
-                    continue
-                u_writer.write(data)
-                await u_writer.drain()
-            state["gone"] = True
-            if held:  # the client left; deliver its request late, then wait for the answer
-                await self.release_requests.wait()
-                u_writer.write(b"".join(held))
-                await u_writer.drain()
-                await self.late_request_answered.wait()
-
-        async def downstream() -> None:
-            while data := await u_reader.read(65536):
-                if state["gone"]:
-                    self.late_request_answered.set()
-                    continue
-                await self.replies_flow.wait()
-                if self.drop_next_reply:
-                    self.drop_next_reply = False
-                    c_writer.transport.abort()
-                    self.reply_dropped.set()
-                    continue
-                c_writer.write(data)
-                await c_writer.drain()
-
-        down = asyncio.create_task(downstream())
-        try:
-            await upstream()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            self._open.remove(state)
-            down.cancel()
-            await asyncio.gather(down, return_exceptions=True)
-            u_writer.close()
-            c_writer.close()
-            self._handlers.discard(task)
+@pytest.fixture
+async def relay(redis_url: str) -> AsyncIterator[ChaosProxy]:
+    """A fault-injecting proxy in front of the test Redis."""
+    async with ChaosProxy.for_url(redis_url) as proxy:
+        yield proxy
 
 
 @pytest.fixture
-async def relay(redis_url: str) -> AsyncIterator[Relay]:
-    """A relay in front of the test Redis."""
-    parts = urlsplit(redis_url)
-    async with Relay(parts.hostname or "127.0.0.1", parts.port or 6379) as running:
-        yield running
-
-
-@pytest.fixture
-async def relayed(relay: Relay) -> AsyncIterator[Redis]:
+async def relayed(relay: ChaosProxy) -> AsyncIterator[Redis]:
     """A client whose every connection passes through the relay."""
     client = Redis.from_url(relay.url, **redis_no_retry_kwargs())
     try:
@@ -230,13 +137,13 @@ async def test_cancelling_waiters_at_random_points_leaves_the_lock_free(
 
 # ----------------------------------------------------------------------- cancellation
 async def test_cancel_after_the_server_granted_releases_the_lock(
-    relay: Relay, relayed: Redis, redis_client: Redis
+    relay: ChaosProxy, relayed: Redis, redis_client: Redis
 ) -> None:
     """The grant executed on the server but its reply was in flight when the waiter was
     cancelled: the cleanup deletes the lock before CancelledError propagates."""
     lock = RedisDistributedLock(relayed, backoff=FAST)
     await warm(lock)
-    relay.replies_flow.clear()
+    relay.blackhole("to_client")
     acquiring = asyncio.create_task(lock.acquire("job", lease=30, wait=0))
 
     async def granted_on_server() -> bool:
@@ -244,7 +151,7 @@ async def test_cancel_after_the_server_granted_releases_the_lock(
 
     await eventually(granted_on_server)
     acquiring.cancel()
-    relay.replies_flow.set()
+    relay.heal()
     with pytest.raises(asyncio.CancelledError):
         await acquiring
     assert await redis_client.exists(lock.key("job")) == 0
@@ -253,34 +160,51 @@ async def test_cancel_after_the_server_granted_releases_the_lock(
 
 
 async def test_grant_request_arriving_after_the_cleanup_is_refused(
-    relay: Relay, relayed: Redis, redis_client: Redis
+    relay: ChaosProxy, relayed: Redis, redis_client: Redis
 ) -> None:
     """The grant request of a cancelled waiter reaches Redis only after the cleanup ran
     (another connection overtook it): it must not grant a lock nobody would release."""
     lock = RedisDistributedLock(relayed, backoff=FAST)
     await warm(lock)
-    relay.hold_requests()
+    relay.blackhole("to_upstream", connections="open")  # the cleanup's new one flows
     acquiring = asyncio.create_task(lock.acquire("job", lease=30, wait=0))
-    await asyncio.wait_for(relay.request_held.wait(), 1)
+
+    async def request_held() -> bool:
+        return relay.stats.stalled == 1
+
+    await eventually(request_held)
     acquiring.cancel()
     with pytest.raises(asyncio.CancelledError):
         await acquiring
-    relay.release_requests.set()
-    await asyncio.wait_for(relay.late_request_answered.wait(), 1)
+    connections = relay.stats.active
+    relay.heal()  # the grant request reaches Redis now, after the cleanup
+
+    async def late_request_answered() -> bool:
+        # The held connection ends once Redis has answered the late request.
+        return relay.stats.active == connections - 1
+
+    await eventually(late_request_answered)
     assert await redis_client.exists(lock.key("job")) == 0
 
 
 async def test_policy_retry_after_a_lost_reply_returns_the_same_grant(
-    relay: Relay, relayed: Redis, redis_client: Redis
+    relay: ChaosProxy, relayed: Redis, redis_client: Redis
 ) -> None:
     """The grant's reply is lost and the policy retries: the replay is recognised as the
     same owner -- same fencing token, counter incremented once, lock held once."""
     policy = ResiliencePolicy.instant("redis_lock", retry=RetryConfig(max_attempts=3))
     lock = RedisDistributedLock(relayed, policy=policy, backoff=FAST)
     await warm(lock)
-    relay.drop_next_reply = True
-    lease = await lock.acquire("job", lease=30, wait=0)
-    assert relay.reply_dropped.is_set()
+    relay.blackhole("to_client")
+    acquiring = asyncio.create_task(lock.acquire("job", lease=30, wait=0))
+
+    async def granted_on_server() -> bool:
+        return bool(await redis_client.exists(lock.key("job")))
+
+    await eventually(granted_on_server)
+    assert relay.reset_all() == 1  # the reply is lost with its connection
+    relay.heal()
+    lease = await acquiring
     assert lease.fencing_token == 1
     assert int(await redis_client.get(fence_key(lock.key("job"))) or 0) == 1
     assert await redis_client.get(lock.key("job")) == lease.owner.encode()
@@ -329,7 +253,7 @@ async def test_watchdog_cancels_the_body_when_the_key_is_deleted(redis_client: R
 
 
 async def test_watchdog_cancels_the_body_when_redis_stops_answering(
-    relay: Relay, relayed: Redis
+    relay: ChaosProxy, relayed: Redis
 ) -> None:
     """Renewals that get no answer: the body is cancelled before its lease ends."""
     lock = RedisDistributedLock(relayed, backoff=FAST)
@@ -338,12 +262,12 @@ async def test_watchdog_cancels_the_body_when_redis_stops_answering(
 
     async def critical_section() -> None:
         async with lock.hold("job", lease=0.15, watchdog=True):
-            relay.replies_flow.clear()
+            relay.blackhole("to_client")
             await asyncio.sleep(1.0)
 
     with pytest.raises(LockLostError) as caught:
         await critical_section()
-    relay.replies_flow.set()
+    relay.heal()
     assert loop.time() - started < 0.3
     assert isinstance(caught.value.__cause__, TimeoutError)
 

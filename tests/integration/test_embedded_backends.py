@@ -28,10 +28,10 @@ from infra.testing.embedded import (
     QdrantLocal,
     external_endpoint,
     open_qdrant_client,
+    port_accepts,
 )
-from infra.testing.embedded._process import port_accepts
-from infra.testing.embedded._watchdog import DIR_PREFIX, OWNER_FILE, record_server, sweep_stale
 from infra.testing.embedded.backends import BackendEndpoints
+from infra.testing.embedded.reaper import DIR_PREFIX, OWNER_FILE, record_server, sweep_stale
 
 
 def _alive(server: EmbeddedRedis) -> bool:

@@ -53,6 +53,7 @@ from infra.resilience import (
     RetryConfig,
 )
 from infra.storage import EnhancedPostgresStore, PostgresStore
+from infra.testing.chaos import ChaosProxy
 
 pytestmark = pytest.mark.postgres
 
@@ -183,86 +184,16 @@ async def test_a_per_call_timeout_shorter_than_the_statement_timeout(postgres_ds
         assert await store.fetchval("SELECT 2") == 2
 
 
-class FreezableProxy:
-    """A TCP proxy to the server that can hold back the server's answers: a dead peer
-    on demand (the server keeps running; nothing reaches the client)."""
-
-    def __init__(self, dsn: str) -> None:
-        self._parts = urlsplit(dsn)
-        query = dict(parse_qsl(self._parts.query))
-        host = self._parts.hostname or query.get("host", "localhost")
-        port = self._parts.port or int(query.get("port", "5432"))
-        self._target = (host, port)
-        self._flowing = asyncio.Event()
-        self._flowing.set()
-        self.dsn = ""
-        self._handlers: set[asyncio.Task[Any]] = set()
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def __aenter__(self) -> FreezableProxy:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        userinfo = self._parts.netloc.rpartition("@")[0]
-        self.dsn = f"postgresql://{userinfo}@127.0.0.1:{port}{self._parts.path}?sslmode=disable"
-        return self
-
-    def freeze(self) -> None:
-        """Stop passing the server's answers on."""
-        self._flowing.clear()
-
-    def thaw(self) -> None:
-        """Pass answers on again."""
-        self._flowing.set()
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.thaw()
-        self._server.close()
-        for writer in self._writers:
-            writer.close()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        host, port = self._target
-        if host.startswith("/"):
-            up_reader, up_writer = await asyncio.open_unix_connection(f"{host}/.s.PGSQL.{port}")
-        else:
-            up_reader, up_writer = await asyncio.open_connection(host, port)
-        self._writers += [writer, up_writer]
-        await asyncio.gather(
-            self._pipe(reader, up_writer, hold=False), self._pipe(up_reader, writer, hold=True)
-        )
-
-    async def _pipe(
-        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, hold: bool
-    ) -> None:
-        try:
-            while data := await source.read(65536):
-                if hold:
-                    await self._flowing.wait()
-                if sink.is_closing():
-                    break
-                sink.write(data)
-                await sink.drain()
-        except OSError:
-            pass  # the other side went away: stop forwarding
-        finally:
-            sink.close()
-
-
 async def test_a_dead_peer_is_cut_off_at_the_client_deadline(postgres_dsn: str) -> None:
     """No answer at all (the server's own timeout cannot help): the watchdog terminates
     the connection at command_timeout, QueryTimeoutError, in or out of a transaction;
     the pool recovers."""
     async with (
-        FreezableProxy(postgres_dsn) as proxy,
-        PostgresStore(proxy.dsn, 1, 1, statement_timeout=0.05, command_timeout=0.3) as store,
+        ChaosProxy.for_url(postgres_dsn) as proxy,
+        PostgresStore(proxy.url, 1, 1, statement_timeout=0.05, command_timeout=0.3) as store,
     ):
         assert await store.fetchval("SELECT 1") == 1
-        proxy.freeze()
+        proxy.blackhole("to_client")
         started = time.monotonic()
         with pytest.raises(QueryTimeoutError) as caught:
             await store.fetchval("SELECT 1")
@@ -270,17 +201,17 @@ async def test_a_dead_peer_is_cut_off_at_the_client_deadline(postgres_dsn: str) 
         assert 0.3 <= elapsed < 0.3 + 0.075 + 0.3  # limit + resolution + slack
         assert caught.value.details["timeout"] == 0.3
         assert caught.value.retryable is True
-        proxy.thaw()
+        proxy.heal()
         assert await store.fetchval("SELECT 2") == 2  # a fresh connection replaced it
 
         async def statement_in_a_transaction() -> None:
             async with store.transaction() as tx:
-                proxy.freeze()
+                proxy.blackhole("to_client")
                 await tx.fetchval("SELECT 3")
 
         with pytest.raises(QueryTimeoutError):  # the same inside a transaction
             await statement_in_a_transaction()
-        proxy.thaw()
+        proxy.heal()
         assert await store.fetchval("SELECT 4") == 4
 
 

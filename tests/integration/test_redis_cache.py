@@ -30,52 +30,20 @@ from infra.exceptions import (
 )
 from infra.observability import MetricsCollector, reset_metrics_collector, set_metrics_collector
 from infra.resilience import ManualClock, ResiliencePolicy
+from infra.testing.chaos import ChaosProxy
 
 pytestmark = pytest.mark.redis
 
 SECRET = "pw-Zq81-never-shown"
 
 
-class LoopbackServer:
-    """A TCP server on 127.0.0.1 that counts connections; it either closes each one at
-    once (a Redis that drops us) or holds it open without answering (a hung Redis)."""
-
-    def __init__(self, *, silent: bool = False) -> None:
-        self.silent = silent
-        self.accepted = 0
-        self._server: asyncio.Server | None = None
-        self._held: list[asyncio.StreamWriter] = []
-
-    async def __aenter__(self) -> LoopbackServer:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._held:
-            writer.close()
-        await self._server.wait_closed()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        port = self._server.sockets[0].getsockname()[1]
-        return f"redis://127.0.0.1:{port}/0"
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        if self.silent:
-            self._held.append(writer)
-            return
-        writer.close()
-
-
 @pytest.fixture
-async def dropping_server() -> AsyncIterator[LoopbackServer]:
-    """A 'Redis' that accepts and immediately closes every connection."""
-    async with LoopbackServer() as server:
-        yield server
+async def dropping_server(redis_url: str) -> AsyncIterator[ChaosProxy]:
+    """A Redis that drops us: a proxy in front of the real one that accepts each
+    connection, counts it (``stats.accepted``) and resets it at once."""
+    async with ChaosProxy.for_url(redis_url) as proxy:
+        proxy.refuse()
+        yield proxy
 
 
 @pytest.fixture
@@ -98,9 +66,20 @@ def virtual_policy(settings: Settings) -> ResiliencePolicy:
 
 
 # -------------------------------------------------------------------------- basics
-async def test_from_settings_round_trips_on_the_embedded_server(redis_url: str) -> None:
+async def until_connections(server: Redis, name: str, count: int) -> None:
+    """Wait until the server has ``count`` connections named ``name`` (a client's close
+    reaches the server a moment after the client closed); fail after a second."""
+    async with asyncio.timeout(1.0):
+        while len([c for c in await server.client_list() if c["name"] == name]) != count:  # noqa: ASYNC110 -- polling the server; no event to await
+            await asyncio.sleep(0.005)
+
+
+async def test_from_settings_round_trips_on_the_embedded_server(
+    redis_url: str, redis_client: Redis
+) -> None:
     """from_settings builds a working, pooled client and closes it on exit."""
-    settings = Settings(redis_url=redis_url, redis_max_connections=4)
+    name = f"svc-{uuid.uuid4().hex[:12]}"  # the client's connection name
+    settings = Settings(redis_url=redis_url, redis_max_connections=4, service_name=name)
     async with RedisCache.from_settings(settings, namespace=f"t-{uuid.uuid4().hex}") as cache:
         await cache.set("user:1", {"name": "Ada"}, ttl=5)
         assert await cache.get("user:1") == {"name": "Ada"}
@@ -109,10 +88,9 @@ async def test_from_settings_round_trips_on_the_embedded_server(redis_url: str) 
         assert 0 < await cache.client.pttl(cache.key("user:1")) <= 5000
         await cache.delete("user:1")
         assert isinstance(cache.client, Redis)
-        pool = cache.client.connection_pool
-        assert pool.max_connections == 4
-        assert [c.is_connected for c in pool._get_free_connections()] == [True]
-    assert [c.is_connected for c in pool._get_free_connections()] == [False]
+        assert cache.client.connection_pool.max_connections == 4
+        await until_connections(redis_client, name, 1)  # pooled: one, reused
+    await until_connections(redis_client, name, 0)  # closed on exit
 
 
 @pytest.mark.parametrize("protocol", [2, 3])
@@ -143,7 +121,7 @@ async def test_get_set_mget_mset_under_resp2_and_resp3(redis_url: str, protocol:
 
 # ------------------------------------------------------------ our retries, not theirs
 async def test_refused_connection_is_retryable_after_exactly_the_configured_attempts(
-    dropping_server: LoopbackServer,
+    dropping_server: ChaosProxy,
 ) -> None:
     """retry_max_attempts=3: three TCP connections arrive, then CacheConnectionError."""
     settings = dead_settings(dropping_server.url, retry_max_attempts=3)
@@ -152,22 +130,22 @@ async def test_refused_connection_is_retryable_after_exactly_the_configured_atte
             await cache.get("k")
     assert info.value.retryable is True
     assert info.value.component == "redis"
-    assert dropping_server.accepted == 3
+    assert dropping_server.stats.accepted == 3
 
 
-async def test_without_retries_one_attempt_is_made(dropping_server: LoopbackServer) -> None:
+async def test_without_retries_one_attempt_is_made(dropping_server: ChaosProxy) -> None:
     """retry_enabled=False means one connection attempt, not redis-py's eleven."""
     settings = dead_settings(dropping_server.url, retry_enabled=False)
     async with RedisCache.from_settings(settings, virtual_policy(settings)) as cache:
         with pytest.raises(CacheConnectionError):
             await cache.set("k", 1)
-    assert dropping_server.accepted == 1
+    assert dropping_server.stats.accepted == 1
 
 
-async def test_a_closed_port_is_a_retryable_connection_error() -> None:
+async def test_a_closed_port_is_a_retryable_connection_error(redis_url: str) -> None:
     """Nothing listening at all (ECONNREFUSED) is also a retryable CacheConnectionError."""
-    async with LoopbackServer() as server:
-        url = server.url
+    async with ChaosProxy.for_url(redis_url) as proxy:
+        url = proxy.url  # a port that was ours and is closed now
     settings = dead_settings(url, retry_enabled=False)
     async with RedisCache.from_settings(settings, virtual_policy(settings)) as cache:
         with pytest.raises(CacheConnectionError) as info:
@@ -176,7 +154,7 @@ async def test_a_closed_port_is_a_retryable_connection_error() -> None:
 
 
 async def test_breaker_opens_on_a_dead_server_then_fails_fast(
-    dropping_server: LoopbackServer,
+    dropping_server: ChaosProxy,
 ) -> None:
     """After the threshold, calls are rejected without touching the network; after the
     breaker timeout one probe goes out."""
@@ -194,7 +172,7 @@ async def test_breaker_opens_on_a_dead_server_then_fails_fast(
         for _ in range(5):
             with pytest.raises(CircuitBreakerOpenError) as info:
                 await cache.get("k")
-        assert dropping_server.accepted == 2
+        assert dropping_server.stats.accepted == 2
         assert info.value.details["failure_count"] == 2
         ok, details = await cache.health_check()
         assert (ok, details["circuit_breaker"]) == (False, "open")
@@ -202,7 +180,7 @@ async def test_breaker_opens_on_a_dead_server_then_fails_fast(
         policy.clock.advance(30.0)
         with pytest.raises(CacheConnectionError):
             await cache.get("k")
-        assert dropping_server.accepted == 3
+        assert dropping_server.stats.accepted == 3
 
 
 async def test_wrong_password_is_an_authentication_error_without_the_password(
@@ -227,7 +205,7 @@ async def test_wrong_password_is_an_authentication_error_without_the_password(
 
 # ---------------------------------------------------------------- metrics and health
 async def test_calls_record_latency_and_outcomes(
-    redis_url: str, collector: MetricsCollector, dropping_server: LoopbackServer
+    redis_url: str, collector: MetricsCollector, dropping_server: ChaosProxy
 ) -> None:
     """Each call adds one redis_command_latency_ms sample and one outcome count."""
     settings = Settings(redis_url=redis_url)
@@ -261,7 +239,7 @@ async def test_health_check_healthy_then_degraded_by_threshold(redis_url: str) -
 
 
 async def test_health_check_of_a_dead_server_reports_instead_of_raising(
-    dropping_server: LoopbackServer,
+    dropping_server: ChaosProxy,
 ) -> None:
     """A dead server: (False, {"status": "unhealthy", "error": ...})."""
     settings = dead_settings(dropping_server.url)
@@ -270,13 +248,14 @@ async def test_health_check_of_a_dead_server_reports_instead_of_raising(
     assert ok is False
     assert details["status"] == "unhealthy"
     assert details["error"] == "CacheConnectionError"
-    assert dropping_server.accepted == 1  # a health check never retries
+    assert dropping_server.stats.accepted == 1  # a health check never retries
 
 
-async def test_health_check_of_a_hung_server_gives_up_at_its_timeout() -> None:
+async def test_health_check_of_a_hung_server_gives_up_at_its_timeout(redis_url: str) -> None:
     """A server that never answers is unhealthy after ``timeout``, not socket_timeout."""
-    async with LoopbackServer(silent=True) as server:
-        settings = Settings(redis_url=server.url, redis_socket_timeout=30.0)
+    async with ChaosProxy.for_url(redis_url) as hung:
+        hung.blackhole()  # connections open, nothing ever answers
+        settings = Settings(redis_url=hung.url, redis_socket_timeout=30.0)
         async with RedisCache.from_settings(settings, virtual_policy(settings)) as cache:
             ok, details = await asyncio.wait_for(cache.health_check(timeout=0.05), 5.0)
     assert (ok, details["status"], details["error"]) == (False, "unhealthy", "TimeoutError")
@@ -289,7 +268,7 @@ def _container(settings: Settings) -> RedisContainer:
 
 
 async def test_container_connects_nothing_until_a_command_runs(
-    dropping_server: LoopbackServer,
+    dropping_server: ChaosProxy,
 ) -> None:
     """Construction, init_resources and building the cache open no connection."""
     container = _container(dead_settings(dropping_server.url))
@@ -300,11 +279,11 @@ async def test_container_connects_nothing_until_a_command_runs(
     cache = await resolve(container.cache)
     assert isinstance(cache, RedisCache)
     await asyncio.sleep(0.01)
-    assert dropping_server.accepted == 0
+    assert dropping_server.stats.accepted == 0
     stopping = container.shutdown_resources()
     assert stopping is not None  # async resources: an awaitable
     await stopping
-    assert dropping_server.accepted == 0
+    assert dropping_server.stats.accepted == 0
 
 
 def test_container_requires_settings() -> None:
@@ -327,15 +306,12 @@ async def test_container_cache_works_and_shutdown_closes_its_connections(
     listed = await cache.client.client_list()
     assert [c["name"] for c in listed].count(name) == 1
     await cache.delete("container-key")
-    client = cache.client
-    assert isinstance(client, Redis)
     stopping = container.shutdown_resources()
     assert stopping is not None  # async resources: an awaitable
     await stopping
     async with RedisCache.from_settings(Settings(redis_url=redis_url)) as observer:
         names = [c["name"] for c in await observer.client.client_list()]
     assert name not in names
-    assert list(client.connection_pool._get_in_use_connections()) == []
     assert collector.get_gauge("redis_pool_size", pool="default") == 0
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -17,7 +16,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given, settings
@@ -36,6 +34,7 @@ from infra.cache.three_tier_cache import ThreeTierCache
 from infra.observability.metrics import MetricsCollector
 from infra.resilience import RecordingObserver, ResiliencePolicy, RetryConfig, redis_no_retry
 from infra.resilience.clock import ManualClock
+from infra.testing.chaos import ChaosProxy
 
 pytestmark = pytest.mark.redis
 
@@ -261,71 +260,23 @@ async def test_redis_down_falls_through_to_the_loader_without_errors(
     assert collector.get_counter("cache_degraded_total") == 1
 
 
-class SwitchableProxy:
-    """TCP forwarder to Redis that can drop every connection and later listen again, or
-    freeze: keep connections open but forward nothing (a silent network failure)."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = 0
-        self.frozen = False
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for writer in list(self._writers):
-            writer.close()
-        self._writers.clear()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self._writers |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError):
-                while data := await src.read(65536):
-                    if not self.frozen:
-                        dst.write(data)
-                        await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-
 async def test_a_silently_dead_subscription_is_found_by_the_heartbeat(
     make: Factory, redis_url: str
 ) -> None:
     """Traffic stops without a disconnect: within two heartbeats the loss is noticed and
     L1 keeps serving within the staleness bound (no network: the proxy is frozen); once
     traffic flows again the cache resubscribes and clears L1."""
-    target = urlsplit(redis_url)
-    proxy = SwitchableProxy(target.hostname or "127.0.0.1", target.port or 6379)
-    await proxy.start()
-    try:
-        cache = make(
-            url=f"redis://127.0.0.1:{proxy.port}/0",
-            heartbeat_interval=0.05,
-            clock=ManualClock(),
-        )
+    async with ChaosProxy.for_url(redis_url) as proxy:
+        cache = make(url=proxy.url, heartbeat_interval=0.05, clock=ManualClock())
         assert await cache.start()
         await cache.set("k", "v")
         assert cache.l1_size == 1
-        proxy.frozen = True
+        proxy.blackhole()
         await eventually(lambda: not cache.coherent, timeout=1.0)
         assert await cache.get("k") == "v"  # from L1: a read of L2 would hang here
-        proxy.frozen = False
+        proxy.heal()
         await eventually(lambda: cache.coherent)
         assert cache.l1_size == 0
-    finally:
-        await proxy.stop()
 
 
 async def test_outage_then_recovery_resumes_and_clears_l1(
@@ -334,36 +285,27 @@ async def test_outage_then_recovery_resumes_and_clears_l1(
     """Through a proxy we switch off and on: while Redis is away L1 serves for the
     staleness bound, then the loader answers; when Redis is back the subscription and L2
     return, L1 is cleared and a missed write is seen. Virtual time: no sleeps."""
-    target = urlsplit(redis_url)
-    proxy = SwitchableProxy(target.hostname or "127.0.0.1", target.port or 6379)
-    await proxy.start()
     clock = ManualClock()
-    try:
-        cache = make(
-            url=f"redis://127.0.0.1:{proxy.port}/0",
-            probe_interval=1.0,
-            max_staleness=2.0,
-            clock=clock,
-        )
+    async with ChaosProxy.for_url(redis_url) as proxy:
+        cache = make(url=proxy.url, probe_interval=1.0, max_staleness=2.0, clock=clock)
         direct = make()
         assert await cache.start()
         assert await cache.get("k", _constant("v1")) == "v1"
-        await proxy.stop()
+        proxy.refuse()  # an outage: open connections reset, new ones refused
+        proxy.reset_all()
         await eventually(lambda: not cache.coherent)
         assert await cache.get("k", _constant("from-db")) == "v1"  # L1, within the bound
         clock.advance(2.0)  # the staleness bound has passed: L1 no longer serves it
         assert await cache.get("k", _constant("from-db")) == "from-db"  # no error
         assert cache.degraded
         await direct.set("k", "v2")  # published while the cache cannot hear it
-        await proxy.start()
+        proxy.heal()
         # Resubscribed: L1 cleared, and a probe runs when due (virtual time: at once).
         await eventually(lambda: cache.coherent and not cache.degraded)
         assert await cache.get("k", _constant("unused")) == "v2"
         assert collector.get_counter("cache_degraded_total") == 1
         assert collector.get_counter("cache_l1_resets_total", reason="recovered") == 1
         assert collector.get_counter("cache_l1_resets_total", reason="lost") == 1
-    finally:
-        await proxy.stop()
 
 
 def _constant(value: str) -> Callable[[], Any]:

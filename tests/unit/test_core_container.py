@@ -66,3 +66,22 @@ def test_missing_dependency_is_reported() -> None:
 
     with pytest.raises(errors.Error, match="settings"):
         Backend().check_dependencies()
+
+
+def test_the_package_exports_every_container_an_application_needs() -> None:
+    """``import containers`` gives the application container, its parts and lifecycle."""
+    import containers as package  # this module's `containers` is the library's
+    from containers import application, lifecycle
+
+    assert package.__all__ == [
+        "ApplicationContainer",
+        "CoreContainer",
+        "ObservabilityContainer",
+        "PostgresContainer",
+        "RedisContainer",
+        "lifecycle",
+    ]
+    assert package.ApplicationContainer is application.ApplicationContainer
+    assert package.lifecycle is lifecycle
+    settings = package.ApplicationContainer().core.settings()
+    assert isinstance(settings, Settings)

@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from infra.cache._lock_base import LockBackoff
 from infra.cache.distributed_lock import RedisDistributedLock
+from infra.cache.lease_lock import LockBackoff
 from infra.exceptions import (
     CacheConnectionError,
     CircuitBreakerOpenError,

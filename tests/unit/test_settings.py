@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -20,6 +19,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
 import config
+import config.settings
 from config import (
     CacheSettings,
     DatabaseSettings,
@@ -172,7 +172,7 @@ def test_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("SEMANTICA_LLM_RPM_LIMIT", "")
     monkeypatch.setenv("SEMANTICA_REDIS_PORT", "")
     settings = Settings()
-    assert settings.redis_url is None
+    assert settings.redis_url == settings.redis.url == "redis://localhost:6379/0"  # built
     assert settings.llm_rpm_limit is None
     assert settings.redis_port == 6379
 
@@ -255,7 +255,7 @@ def test_settings_and_views_are_read_only() -> None:
     settings = Settings()
     with pytest.raises(ValidationError, match="frozen"):
         settings.redis_port = 1  # type: ignore[misc]
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError, match="frozen"):
         settings.db.url = "postgresql://elsewhere/db"  # type: ignore[misc]
 
 
@@ -396,8 +396,7 @@ POOLS = ("SEMANTICA_POSTGRES_MAX_POOL_SIZE", "SEMANTICA_REDIS_MAX_CONNECTIONS")
 def test_default_bulkhead_fits_both_default_pools() -> None:
     """Unset, the bulkhead is the smaller pool (20): the old default of 100 exceeded both."""
     settings = Settings()
-    assert settings.bulkhead_max_concurrent is None
-    assert settings.resilience.bulkhead_max_concurrent == 20
+    assert settings.bulkhead_max_concurrent == settings.resilience.bulkhead_max_concurrent == 20
     assert settings.resilience.bulkhead_max_concurrent <= settings.db.max_pool_size
     assert settings.resilience.bulkhead_max_concurrent <= settings.redis.max_connections
     for component in ("postgres", "redis"):
@@ -529,7 +528,7 @@ def test_secrets_absent_from_settings_repr_str_and_safe_dump() -> None:
     dump = settings.safe_dump()
     assert dump["database_url"] == "postgresql://app:***@db:5432/app"
     assert dump["redis_password"] == "***"
-    assert set(dump) == set(Settings.model_fields)
+    assert {Settings.env_var(name) for name in dump} == set(Settings.variables())
 
 
 def test_secrets_absent_from_every_view_repr() -> None:
@@ -635,6 +634,7 @@ def test_public_api_is_pinned() -> None:
         "ResilienceSettings",
         "Settings",
         "SettingsError",
+        "VectorBackend",
         "VectorSettings",
     ]
 
@@ -662,7 +662,7 @@ def test_config_imports_no_driver() -> None:
 
 _ROW = re.compile(
     r"^\|\s*`(?P<env>SEMANTICA_\w+)`\s*\|\s*`(?P<view>\w+)\.(?P<attr>\w+)`\s*\|"
-    r"[^|]*\|\s*(?P<default>[^|]*?)\s*\|"
+    r"[^|]*\|\s*(?P<default>[^|]*?)\s*\|\s*(?P<meaning>.*?)\s*\|$"
 )
 
 
@@ -683,14 +683,17 @@ def rendered_default(value: object) -> str:
 
 
 def test_docs_list_exactly_the_settings_fields() -> None:
-    """docs/configuration.md has one row per field: same names, same defaults."""
+    """docs/configuration.md has one row per setting: same names, same defaults, and the
+    meaning is the declaration's docstring."""
     rows = documented_rows()
     documented = [row["env"] for row in rows]
     assert len(documented) == len(set(documented)), "a variable is documented twice"
-    assert set(documented) == {Settings.env_var(field) for field in Settings.model_fields}
+    assert set(documented) == set(Settings.variables())
     for row in rows:
-        field = row["env"].removeprefix("SEMANTICA_").lower()
-        assert row["default"] == rendered_default(Settings.model_fields[field].default), field
+        group, name = Settings.variables()[row["env"]]
+        declared = group.model_fields[name]
+        assert row["default"] == rendered_default(declared.default), row["env"]
+        assert row["meaning"] == " ".join((declared.description or "").split()), row["env"]
 
 
 #: View attributes resolved from other settings when their variable is unset.
@@ -701,8 +704,11 @@ def test_docs_view_attributes_match_the_views() -> None:
     """The documented view attribute of each variable exists and covers every view field."""
     rows = documented_rows()
     documented = {(row["view"], row["attr"]) for row in rows}
-    actual = {(name, f.name) for name, cls in VIEWS.items() for f in dataclasses.fields(cls)}
+    actual = {(name, field) for name, cls in VIEWS.items() for field in cls.model_fields}
     assert documented == actual
+    for row in rows:
+        group, name = Settings.variables()[row["env"]]
+        assert (row["view"], row["attr"]) == (group.settings_attribute, name), row["env"]
     defaults = Settings()
     for row in rows:
         field = row["env"].removeprefix("SEMANTICA_").lower()
@@ -710,3 +716,69 @@ def test_docs_view_attributes_match_the_views() -> None:
             continue  # the view holds the effective value; checked by their own tests
         view_value = getattr(getattr(defaults, row["view"]), row["attr"])
         assert view_value == getattr(defaults, field), row["env"]
+
+
+# ------------------------------------------------------------- one declaration
+
+
+def test_flat_reads_for_type_checkers_are_generated_from_the_groups() -> None:
+    """The marked block of config/settings.py is exactly what the groups generate
+    (rewrite it with ``python tools/write_flat_reads.py``)."""
+    source = (REPO_ROOT / "config" / "settings.py").read_text(encoding="utf-8")
+    block = source.split(config.settings.FLAT_READS_BEGIN)[1]
+    block = block.split(config.settings.FLAT_READS_END)[0]
+    assert block == config.settings.render_flat_reads()
+
+
+def test_every_flat_name_reads_its_group_attribute() -> None:
+    """settings.<flat name> and settings.<group>.<attribute> are one value for every
+    variable, and every group attribute has exactly one variable."""
+    settings = secret_settings()
+    variables = Settings.variables()
+    for env, (group, name) in variables.items():
+        flat = env.removeprefix("SEMANTICA_").lower()
+        assert getattr(settings, flat) is getattr(getattr(settings, group.settings_attribute), name)
+    grouped = {(group, name) for group, name in variables.values()}
+    assert grouped == {(cls, field) for cls in VIEWS.values() for field in cls.model_fields}
+
+
+def test_a_whole_group_can_be_given_and_wins_over_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Settings(db=DatabaseSettings(...)) is a keyword argument like the flat ones."""
+    monkeypatch.setenv("SEMANTICA_POSTGRES_MAX_POOL_SIZE", "7")
+    monkeypatch.setenv("SEMANTICA_REDIS_PORT", "6390")
+    group = DatabaseSettings(url="postgresql://app@db/app", max_pool_size=30)
+    settings = Settings(db=group)
+    assert settings.db == group
+    assert settings.postgres_max_pool_size == 30
+    assert settings.redis_port == 6390
+    assert Settings(db={"max_pool_size": 9}).postgres_max_pool_size == 9
+
+
+def test_a_group_given_by_attribute_names_is_checked_under_its_variables() -> None:
+    """Errors inside a group given whole still name the environment variable."""
+    error = settings_error(db={"max_pool_size": 0}, redis={"redis_port": 0})
+    assert envs_of(error) == ["SEMANTICA_POSTGRES_MAX_POOL_SIZE", "SEMANTICA_REDIS_PORT"]
+
+
+def test_groups_built_alone_resolve_like_the_settings() -> None:
+    """A group on its own validates its fields and resolves what it can."""
+    assert RedisSettings(port=6380, ssl=True).url == "rediss://localhost:6380/0"
+    assert (
+        RedisSettings.model_validate({"redis_url": "unix:///run/r.sock"}).url
+        == "unix:///run/r.sock"
+    )
+    assert ResilienceSettings().bulkhead_max_concurrent == 20  # the pools' defaults
+    with pytest.raises(ValidationError, match="postgres_min_pool_size"):
+        DatabaseSettings(min_pool_size=30)
+
+
+def test_model_copy_takes_flat_names_and_groups() -> None:
+    """model_copy(update=...) accepts flat names and whole groups, and refuses typos."""
+    settings = Settings()
+    copy = settings.model_copy(update={"redis_port": 6390, "cache": CacheSettings(l1_ttl=5.0)})
+    assert (copy.redis.port, copy.cache.l1_ttl, copy.cache_l1_ttl) == (6390, 5.0, 5.0)
+    assert settings.redis.port == 6379
+    with pytest.raises(ValueError, match="'redis_portt' is not a setting"):
+        settings.model_copy(update={"redis_portt": 1})

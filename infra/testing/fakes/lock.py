@@ -10,7 +10,7 @@
 
 :class:`FakeDistributedLock` shares its waiting, cancellation, ``hold`` and watchdog
 code with :class:`~infra.cache.distributed_lock.RedisDistributedLock` (both build on
-:class:`~infra.cache._lock_base.LeaseLockBase`); only the four primitive operations
+:class:`~infra.cache.lease_lock.LeaseLockBase`); only the four primitive operations
 differ, and here they act on a :class:`FakeLockServer` -- the state Redis would hold,
 with leases measured on an injectable clock. The contract suite
 (``tests/contract/test_lock_contract.py``) runs the same tests on both.
@@ -41,8 +41,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
-from infra.cache._lock_base import LeaseLockBase, LockBackoff
-from infra.cache._lock_metrics import LockMetrics
+from infra.cache.lease_lock import LeaseLockBase, LockBackoff, LockMetrics
 from infra.exceptions import CacheConnectionError
 from infra.observability.metrics import MetricsCollector
 from infra.resilience import ResiliencePolicy

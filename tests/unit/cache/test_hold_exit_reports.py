@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.cache._lock_metrics import LOCK_LOST_TOTAL
+from infra.cache.lease_lock import LOCK_LOST_TOTAL
 from infra.exceptions import LockLostError, LockNotOwnedError
 from infra.observability import MetricsCollector, reset_metrics_collector, set_metrics_collector
 from infra.resilience import ManualClock

@@ -1,10 +1,11 @@
 """The lease watchdog's schedule and its loss reports, on virtual time.
 
-It renews every ``lease / 3``; a failed renewal is retried after ``min(lease / 9, left /
-2)`` while the lease (minus the drift margin: 1 % + 2 ms) lasts; it reports a loss once,
-with the lock, fence and renewal count and the last error as ``__cause__``: at once when
-the backend says the lease is no longer ours, at the lease's end when renewals keep
-failing, and if the watchdog itself breaks.
+It renews every ``lease / 3``; a failed renewal is retried after half the time left,
+within ``[lease / 30, lease / 9]`` and never past the lease's end, while the lease (minus
+the drift margin: 1 % + 2 ms) lasts; it reports a loss once, with the lock, fence and
+renewal count and the last error as ``__cause__``: at once when the backend says the
+lease is no longer ours, at the lease's end when renewals keep failing, and if the
+watchdog itself breaks.
 """
 
 from __future__ import annotations
@@ -13,8 +14,17 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from infra.cache._watchdog import DRIFT_FACTOR, DRIFT_FLOOR_S, LeaseWatchdog
+from infra.cache.lease_hold import (
+    DRIFT_FACTOR,
+    DRIFT_FLOOR_S,
+    RETRY_CEILING,
+    RETRY_FLOOR,
+    LeaseWatchdog,
+    retry_delay,
+)
 from infra.exceptions import CacheConnectionError, LockLostError, LockNotOwnedError
 from infra.ports import LockLease
 from infra.resilience import ManualClock
@@ -172,3 +182,73 @@ async def test_a_broken_watchdog_reports_the_lease_lost() -> None:
     [error] = lost
     assert isinstance(error.__cause__, RuntimeError)
     assert "was lost while it was held: the lock watchdog failed (" in str(error)
+
+
+# ------------------------------------------------------------ retry schedule floor
+
+LEASES = st.floats(0.01, 10_000.0, allow_nan=False, allow_infinity=False)
+
+
+@given(lease=LEASES, fraction=st.floats(0.0, 1.0))
+def test_a_retry_wait_is_half_the_time_left_within_a_floor_and_a_ceiling(
+    lease: float, fraction: float
+) -> None:
+    """Never past the lease's end, never above lease/9, and never below lease/30 unless
+    less than that is left (then exactly what is left: the last wait)."""
+    left = lease * fraction
+    delay = retry_delay(lease, left)
+    assert 0.0 <= delay <= left
+    assert delay <= lease * RETRY_CEILING
+    if left >= lease * RETRY_FLOOR:
+        assert delay >= lease * RETRY_FLOOR
+        assert delay == pytest.approx(min(lease / 9, max(lease / 30, left / 2)))
+    else:
+        assert delay == left
+
+
+class FailingRenewals:
+    """Every renewal fails after taking the scripted time (on the manual clock)."""
+
+    def __init__(self, clock: ManualClock, durations: list[float]) -> None:
+        self.clock = clock
+        self.durations = durations
+        self.calls: list[float] = []
+        self.errors: list[CacheConnectionError] = []
+
+    async def __call__(self, lease: LockLease) -> LockLease:
+        self.calls.append(self.clock.now())
+        self.clock.advance(self.durations[(len(self.calls) - 1) % len(self.durations)])
+        self.errors.append(CacheConnectionError("down", component="locks"))
+        raise self.errors[-1]
+
+
+@given(
+    lease_seconds=st.floats(0.01, 600.0),
+    durations=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=8),
+)
+async def test_failing_renewals_are_never_retried_faster_than_a_thirtieth_of_the_lease(
+    lease_seconds: float, durations: list[float]
+) -> None:
+    """However long failing attempts take (up to 1/30 of the lease each), retries are at
+    least lease/30 apart, so at most 31 follow the first failure; the loss is declared at
+    the lease's end (minus the drift margin), with the last attempt's error as cause."""
+    clock = ManualClock()
+    renew = FailingRenewals(clock, [d * lease_seconds / 30 for d in durations])
+    lost: list[LockLostError] = []
+    lease = LockLease("job", "owner", 7, lease_seconds)
+    dog = LeaseWatchdog(
+        lease, renew, clock=clock, granted_at=0.0, on_lost=lost.append, component="locks"
+    )
+    dog.start()
+    for _ in range(1_000):
+        if lost:
+            break
+        await asyncio.sleep(0)
+    await dog.stop()
+    [error] = lost
+    gaps = [b - a for a, b in zip(renew.calls, renew.calls[1:], strict=False)]
+    assert all(gap >= lease_seconds * RETRY_FLOOR * (1 - 1e-9) for gap in gaps)
+    assert len(renew.calls) <= 32
+    end = lease_seconds - (lease_seconds * DRIFT_FACTOR + DRIFT_FLOOR_S)
+    assert clock.now() >= end * (1 - 1e-9)
+    assert error.__cause__ is renew.errors[-1]

@@ -15,19 +15,17 @@ import pytest
 from redis.asyncio import Redis
 
 from infra.cache import RedisDistributedLock
-from infra.cache._lock_base import (
+from infra.cache.distributed_lock import abandoned_key, fence_key, lock_key
+from infra.cache.lease_lock import (
+    LOCK_ACQUIRE_TIMEOUTS_TOTAL,
+    LOCK_ACQUIRE_WAIT_MS,
+    LOCK_LOST_TOTAL,
     MAX_LOCK_NAME_LENGTH,
     LockBackoff,
     check_lease_seconds,
     check_lock_name,
     check_wait_seconds,
 )
-from infra.cache._lock_metrics import (
-    LOCK_ACQUIRE_TIMEOUTS_TOTAL,
-    LOCK_ACQUIRE_WAIT_MS,
-    LOCK_LOST_TOTAL,
-)
-from infra.cache._lock_scripts import abandoned_key, fence_key, lock_key
 from infra.exceptions import LockAcquireTimeoutError, LockLostError, LockNotOwnedError
 from infra.observability import MetricsCollector, reset_metrics_collector, set_metrics_collector
 from infra.resilience import ManualClock

@@ -15,7 +15,7 @@ import logging
 
 import pytest
 
-from infra.cache._lock_base import LeaseLockBase, LockBackoff
+from infra.cache.lease_lock import LeaseLockBase, LockBackoff
 from infra.exceptions import BulkheadFullError, CacheConnectionError
 from infra.resilience import ManualClock
 

@@ -7,7 +7,6 @@ with (its public ``connection_kwargs``/``startup_nodes``) and close it afterward
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -60,7 +59,7 @@ async def test_an_explicit_client_name_wins_and_blanks_are_joined(
 
 
 def test_an_unparsable_url_is_a_configuration_error_naming_the_variable() -> None:
-    view = dataclasses.replace(Settings().redis, url="redis://host:not-a-port/0")
+    view = Settings().redis.model_copy(update={"url": "redis://host:not-a-port/0"})
     with pytest.raises(ConfigurationError, match="SEMANTICA_REDIS_URL is not usable: ") as raised:
         build_redis_client(view)
     assert raised.value.component == "redis"

@@ -191,7 +191,7 @@ def test_registration_errors() -> None:
 def test_from_settings_uses_the_health_check_timeout() -> None:
     """settings.observability.health_check_timeout is the deadline."""
     registry = HealthRegistry.from_settings(Settings(health_check_timeout=0.5))
-    assert registry._timeout == 0.5
+    assert registry.timeout == 0.5
 
 
 def _returns(value: bool | tuple[bool, Mapping[str, Any]] | None) -> CheckFunction:

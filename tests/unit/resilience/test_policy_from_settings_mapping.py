@@ -9,8 +9,6 @@ combination is a ``ConfigurationError`` naming the variables and the component.
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from config import Settings
@@ -104,7 +102,7 @@ def test_contradicting_retry_settings_name_the_variables_and_component() -> None
 
 def test_a_layer_refusing_its_values_is_named_by_the_policy_factory() -> None:
     """A view with values the layers refuse (built by hand: Settings would refuse first)."""
-    view = dataclasses.replace(Settings().resilience, bulkhead_max_concurrent=0)
+    view = Settings().resilience.model_copy(update={"bulkhead_max_concurrent": 0})
     with pytest.raises(ConfigurationError) as raised:
         ResiliencePolicy.from_settings(view, component="pg", clock=ManualClock())
     assert raised.value.component == "pg"
@@ -113,7 +111,7 @@ def test_a_layer_refusing_its_values_is_named_by_the_policy_factory() -> None:
 
 
 def test_contradicting_breaker_settings_name_the_breaker_variables() -> None:
-    view = dataclasses.replace(Settings().resilience, breaker_failure_threshold=0)
+    view = Settings().resilience.model_copy(update={"breaker_failure_threshold": 0})
     with pytest.raises(ConfigurationError) as raised:
         configs_from_settings(view, component="redis")
     assert raised.value.details["settings"] == "SEMANTICA_CIRCUIT_BREAKER_*"

@@ -1,4 +1,4 @@
-"""Reaping of embedded servers: by their owner, by a watchdog, or by a later run.
+"""Reaping of embedded servers: by their owner, by a reaper, or by a later run.
 
 Every embedded server lives in its own *scratch directory* under the system temp dir,
 named ``semantica-embedded-<kind>-<random>``. The directory holds two small JSON records:
@@ -13,18 +13,18 @@ signal, then ``SIGKILL`` after a grace period -- and deletes the directory. Thre
 callers use it, so a server cannot outlive its owner for long:
 
 1. the owner's own ``stop()`` (normally, and from ``atexit``);
-2. a **watchdog** process started per server (``python -I _watchdog.py watch DIR``). It
+2. a **reaper** process started per server (``python -I reaper.py watch DIR``). It
    blocks reading a pipe whose only writer is the owner; when the owner dies in any way
-   (``SIGKILL``, OOM, ``os._exit``), the kernel closes the pipe and the watchdog reaps.
+   (``SIGKILL``, OOM, ``os._exit``), the kernel closes the pipe and the reaper reaps.
    It also reaps on ``SIGTERM``. We chose this over ``prctl(PR_SET_PDEATHSIG)`` because
    that signal follows the *thread* that forked the child (servers are often started from
    ``asyncio.to_thread`` workers) and because PostgreSQL is daemonised by ``pg_ctl``, so it
    is never our child and a death signal could not reach it anyway;
 3. :func:`sweep_stale`, run before a new server starts, which reaps directories whose
-   owner is gone -- the fallback when the watchdog itself was killed.
+   owner is gone -- the fallback when the reaper itself was killed.
 
 Process identity is (pid, start time), so a recycled pid is never signalled. This module
-imports nothing from ``infra`` (the watchdog runs it by path, in isolated mode) and uses
+imports nothing from ``infra`` (the reaper runs it by path, in isolated mode) and uses
 ``psutil`` -- already installed with the ``embedded`` extra, it ships no type information,
 hence the ignore -- for portable process inspection.
 """
@@ -119,7 +119,7 @@ def _processes_using(directory: Path) -> list[Any]:
     """Processes with an argument *inside* ``directory`` (e.g. ``postgres -D DIR/pgdata``).
 
     Catches a server that started but was never recorded (the owner died mid-start). The
-    watchdog, whose argument is ``DIR`` itself, deliberately does not match.
+    reaper, whose argument is ``DIR`` itself, deliberately does not match.
     """
     inside = f"{directory}{os.sep}"
     found = []
@@ -179,6 +179,6 @@ def _watch(directory: Path) -> int:
 
 if __name__ == "__main__":  # pragma: no cover - exercised through a subprocess
     if len(sys.argv) != 3 or sys.argv[1] != "watch":
-        sys.stderr.write("usage: _watchdog.py watch DIRECTORY\n")
+        sys.stderr.write("usage: reaper.py watch DIRECTORY\n")
         sys.exit(2)
     sys.exit(_watch(Path(sys.argv[2])))

@@ -23,6 +23,13 @@ cancellation during that cleanup leaves it running in the background (referenced
 is not garbage-collected). Any other failure of a grant (timeout, lost connection) is
 just as ambiguous, so it gets the same cleanup, best effort -- except a rejection by our
 own policy (open breaker, full bulkhead, rate limit), where nothing was sent.
+
+Metrics: the lock's own, labelled by ``component`` only -- never by lock name.
+Per-call latency, call and error counts come from :class:`~infra.calls.BackendCalls`;
+these add what only the lock knows: how long acquiring took including waits, how often
+``wait`` ran out, and how often a held lease was found lost (alert on that one).
+Families are looked up once per collector (``get_metrics_collector()`` may be replaced
+by a container or a test), so a grant costs one dict lookup and one ``observe``.
 """
 
 from __future__ import annotations
@@ -37,8 +44,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from typing import Final
 
-from infra.cache._hold import Hold
-from infra.cache._lock_metrics import LockMetrics
+from infra.cache.lease_hold import Hold
 from infra.exceptions import (
     BulkheadFullError,
     CircuitBreakerOpenError,
@@ -47,15 +53,24 @@ from infra.exceptions import (
     LockNotOwnedError,
     RateLimitExceededError,
 )
-from infra.observability.metrics import MetricsCollector
+from infra.observability.metrics import (
+    Counter,
+    Histogram,
+    MetricsCollector,
+    get_metrics_collector,
+)
 from infra.ports import LockLease
 from infra.resilience.clock import Clock, MonotonicClock
 from infra.validation import check_key, shown
 
 __all__ = [
+    "LOCK_ACQUIRE_TIMEOUTS_TOTAL",
+    "LOCK_ACQUIRE_WAIT_MS",
+    "LOCK_LOST_TOTAL",
     "MAX_LOCK_NAME_LENGTH",
     "LeaseLockBase",
     "LockBackoff",
+    "LockMetrics",
     "check_lease",
     "check_lease_seconds",
     "check_lock_name",
@@ -223,7 +238,7 @@ class LeaseLockBase(ABC):
         self._random = random.Random()  # noqa: S311 -- jitter, not security
         self._cleanups: set[asyncio.Task[None]] = set()
         #: The ``hold()`` blocks running now, by owner token: a release of their lease
-        #: from inside the body is the hold's own (see :mod:`infra.cache._hold`).
+        #: from inside the body is the hold's own (see :mod:`infra.cache.lease_hold`).
         self._holds: dict[str, Hold] = {}
         #: Wait/timeout/lost metrics, labelled by ``component`` (never by lock name).
         self.metrics = LockMetrics(component, collector)
@@ -323,7 +338,7 @@ class LeaseLockBase(ABC):
 
         ``watchdog`` (default: the lock's setting) renews the lease every ``lease / 3``
         while the body runs and cancels the body if the lease is lost; see
-        :mod:`infra.cache._hold` for the exact exit rules.
+        :mod:`infra.cache.lease_hold` for the exact exit rules.
         """
         lease_s, wait_s = self._arguments(name, lease, wait)
         return Hold(self, name, lease_s, wait_s, self._watchdog if watchdog is None else watchdog)
@@ -409,3 +424,58 @@ class LeaseLockBase(ABC):
 def _to_ms(seconds: float) -> int:
     """Lease in whole milliseconds (rounded up, at least 1)."""
     return max(1, math.ceil(seconds * 1000.0 - 1e-6))  # 0.15 s -> 150, not 151
+
+
+# ---------------------------------------------------------------------- metrics
+#: Histogram: time from ``acquire`` to grant, waits included, in milliseconds.
+LOCK_ACQUIRE_WAIT_MS: Final = "lock_acquire_wait_ms"
+#: Counter: ``acquire`` calls that ran out of ``wait``.
+LOCK_ACQUIRE_TIMEOUTS_TOTAL: Final = "lock_acquire_timeouts_total"
+#: Counter: leases found lost while held (watchdog, or release at ``hold`` exit).
+LOCK_LOST_TOTAL: Final = "lock_lost_total"
+
+
+class _Families:
+    __slots__ = ("collector", "lost", "timeouts", "wait")
+
+    def __init__(self, collector: MetricsCollector) -> None:
+        self.collector = collector
+        self.wait: Histogram = collector.histogram(
+            LOCK_ACQUIRE_WAIT_MS, "Time from acquire to grant, waits included, ms.", ("component",)
+        )
+        self.timeouts: Counter = collector.counter(
+            LOCK_ACQUIRE_TIMEOUTS_TOTAL, "Acquires that ran out of wait.", ("component",)
+        )
+        self.lost: Counter = collector.counter(
+            LOCK_LOST_TOTAL, "Leases found lost while held.", ("component",)
+        )
+
+
+class LockMetrics:
+    """Records one lock's events under ``component``."""
+
+    __slots__ = ("_collector", "_component", "_families")
+
+    def __init__(self, component: str, collector: MetricsCollector | None = None) -> None:
+        self._component = component
+        self._collector = collector  # injected by the container; None: the current one
+        self._families: _Families | None = None
+
+    def granted(self, waited_ms: float) -> None:
+        """A grant, ``waited_ms`` after ``acquire`` was called."""
+        self._current().wait.labels(self._component).observe(waited_ms)
+
+    def timed_out(self) -> None:
+        """An ``acquire`` ran out of ``wait``."""
+        self._current().timeouts.labels(self._component).inc()
+
+    def lost(self) -> None:
+        """A held lease was found lost."""
+        self._current().lost.labels(self._component).inc()
+
+    def _current(self) -> _Families:
+        collector = self._collector or get_metrics_collector()
+        families = self._families
+        if families is None or families.collector is not collector:
+            families = self._families = _Families(collector)
+        return families
