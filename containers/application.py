@@ -16,7 +16,8 @@ How the pieces meet:
   ``resilience_observer`` (breaker state, retries, bulkhead gauges), so resilience
   decisions reach the same metrics as the calls they guard.
 * ``health`` registers each backend's own latency-aware ``health_check`` with the
-  observability container's registry; ``/health`` and ``/ready`` read it.
+  observability container's registry; ``/health`` and ``/ready`` read it. The graph
+  (:mod:`containers.graph`) is there only when ``SEMANTICA_GRAPH_URI`` is set.
 
 Importing this module imports no driver or telemetry SDK: each is imported when the
 resource that needs it first starts (see :mod:`containers.core`).
@@ -34,13 +35,15 @@ from typing import TYPE_CHECKING
 from dependency_injector import containers, providers
 
 from containers.core import CoreContainer
+from containers.graph import GraphContainer, graph_enabled
 from containers.observability import ObservabilityContainer
 from containers.postgres import PostgresContainer
 from containers.redis import RedisContainer
 
 if TYPE_CHECKING:
     from infra.observability import HealthRegistry
-    from infra.ports import CacheStore, RelationalStore
+    from config import Settings
+    from infra.ports import CacheStore, GraphStore, RelationalStore
 
 __all__ = ["ApplicationContainer", "register_health_checks"]
 
@@ -48,12 +51,22 @@ _log = logging.getLogger("containers.application")
 
 
 async def register_health_checks(
-    registry: HealthRegistry, postgres: RelationalStore, redis: CacheStore
+    registry: HealthRegistry,
+    postgres: RelationalStore,
+    redis: CacheStore,
+    graph: GraphStore | None = None,
 ) -> AsyncIterator[HealthRegistry]:
-    """The registry with each backend's check; PostgreSQL and Redis are critical."""
+    """The registry with each backend's check; PostgreSQL and Redis are critical, the
+    graph (when the application has one) is optional: it degrades, never fails, ``/ready``."""
     registry.register("postgres", postgres, critical=True)
     registry.register("redis", redis, critical=True)
+    if graph is not None:
+        registry.register("graph", graph, critical=False)
     yield registry
+
+
+def _graph_check(settings: Settings) -> str:
+    return "on" if graph_enabled(settings) else "off"
 
 
 class ApplicationContainer(containers.DeclarativeContainer):
@@ -71,6 +84,21 @@ class ApplicationContainer(containers.DeclarativeContainer):
         settings=core.settings,
         resilience_hooks=providers.List(observability.resilience_observer),
     )
+    graph = providers.Container(
+        GraphContainer,
+        settings=core.settings,
+        three_tier=redis.three_tier,
+        resilience_hooks=providers.List(observability.resilience_observer),
+    )
     health = providers.Resource(
-        register_health_checks, observability.health, postgres.store, redis.cache
+        register_health_checks,
+        observability.health,
+        postgres.store,
+        redis.cache,
+        # The graph store is built (and checked) only when the application has a graph.
+        providers.Selector(
+            providers.Callable(_graph_check, core.settings),
+            on=graph.store,
+            off=providers.Object(None),
+        ),
     )

@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 from infra.graph.batching import ProgressCallback
 from infra.graph.identifiers import Direction, NodeId
 from infra.graph.results import Neighbour, Node, Path
+from infra.health_check import HealthCheckResult
 from infra.ports import GraphStore
 
 __all__ = ["EdgeInput", "PropertyGraphStore"]
@@ -26,6 +27,22 @@ EdgeInput = tuple[NodeId, NodeId] | tuple[NodeId, NodeId, Mapping[str, Any]]
 class PropertyGraphStore(GraphStore, Protocol):
     """A property graph: nodes with a graph-wide unique ``id``, labels and properties;
     directed, typed relationships (one per start, type and end)."""
+
+    async def write(
+        self,
+        cypher: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        idempotent: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Run a write statement; retried only when ``idempotent``."""
+        ...
+
+    async def health_check(
+        self, latency_threshold_ms: float = 100.0, *, timeout: float | None = None
+    ) -> HealthCheckResult:
+        """The shared latency-aware health check."""
+        ...
 
     async def upsert_nodes(
         self,

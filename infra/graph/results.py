@@ -121,9 +121,12 @@ def _rel(data: Mapping[str, Any]) -> Relationship:
 
 
 def to_plain(value: Any) -> Any:
-    """A result (a node, ``None``, or a list of neighbours/paths/rows) as JSON-able data."""
+    """A result (a node, ``None``, a count, or a list of neighbours or paths) as JSON-able
+    data."""
     if value is None:
         return {"kind": "none"}
+    if isinstance(value, int) and not isinstance(value, bool):
+        return {"kind": "count", "value": value}
     if isinstance(value, Node):
         return {"kind": "node", "node": _node_plain(value)}
     items = list(value)
@@ -156,6 +159,8 @@ def from_plain(data: Mapping[str, Any]) -> Any:
     kind = data["kind"]
     if kind == "none":
         return None
+    if kind == "count":
+        return int(data["value"])
     if kind == "node":
         return _node(data["node"])
     if kind == "empty":
