@@ -13,8 +13,12 @@ What ``use_fakes`` overrides (one call, reset on exit, nestable):
 * backend adapters: ``postgres.store`` -> :class:`FakeRelationalStore`,
   ``redis.cache`` -> :class:`FakeCache`, ``redis.lock`` -> :class:`FakeDistributedLock`,
   ``redis.three_tier`` -> a :class:`ThreeTierCache` over the fake cache (single-process:
-  no Redis pub/sub or leases);
-* every policy -> ``ResiliencePolicy.instant(...)``: the same breaker and retry decisions
+  no Redis pub/sub or leases); ``graph.store`` -> :class:`FakeGraphStore` and
+  ``graph.cached_store`` -> a :class:`CachedGraphStore` over it and that cache (the graph
+  fake is there whether or not the settings configure a graph);
+* every policy -> ``ResiliencePolicy.instant(...)`` (the graph policy only if the test
+  has not overridden ``graph.policy`` already; the graph fake runs under that provider's
+  policy either way): the same breaker and retry decisions
   on a virtual clock, so a test of backoff or breaker recovery never sleeps (the fake
   relational store runs under the PostgreSQL one, so scripted failures are retried and
   counted by its breaker exactly as the real store's would be);
@@ -36,8 +40,10 @@ from dependency_injector import providers
 
 from containers.application import ApplicationContainer
 from infra.cache import ThreeTierCache
+from infra.graph.cached_store import CachedGraphStore
 from infra.resilience import ManualClock, ResiliencePolicy
 from infra.testing.fakes import FakeCache, FakeDistributedLock, FakeRelationalStore
+from infra.testing.fakes.graph import FakeGraphStore
 
 __all__ = ["Fakes", "use_fakes"]
 
@@ -51,6 +57,7 @@ class Fakes:
     lock: FakeDistributedLock
     three_tier: ThreeTierCache
     clock: ManualClock
+    graph: FakeGraphStore
 
 
 @contextmanager
@@ -59,12 +66,18 @@ def use_fakes(app: ApplicationContainer) -> Iterator[Fakes]:
     clock = ManualClock()
     cache = FakeCache(clock=clock)
     postgres_policy = ResiliencePolicy.instant("postgres")
+    # The graph fake runs under the container's graph policy: one the test installed
+    # before (app.graph.policy.override(...)), else an instant one installed here.
+    graph_policy = (
+        app.graph.policy() if app.graph.policy.overridden else ResiliencePolicy.instant("graph")
+    )
     fakes = Fakes(
         relational=FakeRelationalStore(policy=postgres_policy),
         cache=cache,
         lock=FakeDistributedLock(clock=clock),
         three_tier=ThreeTierCache(cache, clock=clock),
         clock=clock,
+        graph=FakeGraphStore(policy=graph_policy),
     )
     with ExitStack() as stack:
         for provider, value in (
@@ -75,6 +88,10 @@ def use_fakes(app: ApplicationContainer) -> Iterator[Fakes]:
             (app.postgres.policy, postgres_policy),
             (app.redis.policy, ResiliencePolicy.instant("redis")),
             (app.redis.lock_policy, ResiliencePolicy.instant("redis_lock")),
+            (app.graph.policy, graph_policy),
+            (app.graph.driver, None),
+            (app.graph.store, fakes.graph),
+            (app.graph.cached_store, CachedGraphStore(fakes.graph, fakes.three_tier)),
         ):
             stack.enter_context(provider.override(providers.Object(value)))
         yield fakes
