@@ -41,8 +41,8 @@ from containers.postgres import PostgresContainer
 from containers.redis import RedisContainer
 
 if TYPE_CHECKING:
-    from infra.observability import HealthRegistry
     from config import Settings
+    from infra.observability import HealthRegistry
     from infra.ports import CacheStore, GraphStore, RelationalStore
 
 __all__ = ["ApplicationContainer", "register_health_checks"]
