@@ -111,7 +111,7 @@ class GraphContainer(containers.DeclarativeContainer):
     """The graph database for the application; see the module docstring."""
 
     settings = providers.Dependency(instance_of=Settings)
-    three_tier = providers.Dependency()
+    three_tier: providers.Dependency[Any] = providers.Dependency()
     resilience_hooks = providers.List()
     policy = providers.Singleton(
         resilience_policy, settings, component="graph", hooks=resilience_hooks

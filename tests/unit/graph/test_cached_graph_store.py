@@ -5,7 +5,7 @@ including a read whose load overlaps the write."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -110,7 +110,7 @@ class GatedGraph(FakeGraphStore):
         return node
 
 
-Write = Callable[[CachedGraphStore], Awaitable[Any]]
+Write = Callable[[CachedGraphStore], Coroutine[Any, Any, Any]]
 
 
 @pytest.mark.parametrize(

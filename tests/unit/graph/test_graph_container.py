@@ -10,11 +10,11 @@ from dependency_injector import providers
 
 from config import Settings
 from containers.application import ApplicationContainer
-from containers.lifecycle import start, stop
+from containers.lifecycle import resolve, start, stop
 from containers.testing import use_fakes
 from infra.exceptions import GraphConnectionError
 from infra.graph.cached_store import CachedGraphStore
-from infra.observability import get_metrics_collector
+from infra.observability import HealthRegistry, get_metrics_collector
 from infra.resilience import ResiliencePolicy, RetryConfig
 from infra.testing.fakes import FakeCache, FakeRelationalStore
 from infra.testing.fakes.graph import FakeGraphStore
@@ -52,7 +52,7 @@ async def test_a_configured_graph_builds_the_store_and_registers_an_optional_che
         store = await app.graph.store()
         assert isinstance(store, MemgraphGraphStore)
         assert store.policy is await app.graph.policy()
-        registry = await app.health()
+        registry: HealthRegistry = await resolve(app.health)
         report = await registry.readiness()
         checks = report.to_dict()["checks"]
         assert checks["graph"]["critical"] is False
