@@ -64,7 +64,13 @@ from infra.calls import BackendCalls
 from infra.exceptions import GraphConnectionError, GraphError
 from infra.graph import cypher
 from infra.graph._decode import decode_neighbours, decode_node, decode_paths, plain_row
-from infra.graph._params import PROBE_QUERY, PROBE_VALUE, escape_strings
+from infra.graph._params import (
+    PROBE_QUERY,
+    PROBE_VALUE,
+    check_inline_size,
+    escape_strings,
+    fit,
+)
 from infra.graph._pool import driver_pool_stats
 from infra.graph.batching import ProgressCallback, run_batches
 from infra.graph.driver import build_graph_driver
@@ -258,9 +264,8 @@ class MemgraphGraphStore:
         transaction timeout. An auto-commit ``RUN`` would carry them in its own metadata,
         which FalkorDB misreads as the graph name (see docs/graph.md).
         """
-        if self._inlines is None:
-            self._inlines = await self._probe_inlining()
-        if self._inlines:
+        if await self._server_inlines():
+            check_inline_size(parameters)
             parameters = escape_strings(parameters)
         mode = self._write_mode if write else self._read_mode
         async with (
@@ -273,6 +278,17 @@ class MemgraphGraphStore:
                 records = [record async for record in result]
                 await tx.commit()
                 return records
+
+    async def _server_inlines(self) -> bool:
+        """Whether the server inlines parameters; probed once, outside the policy."""
+        if self._inlines is None:
+            self._inlines = await self._health_calls.run("probe", self._probe_inlining)
+        return self._inlines
+
+    async def _parts(self, rows: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """One batch as the statements to send: itself, or for an inlining server cut to
+        its size limit (see :mod:`infra.graph._params`)."""
+        return fit(rows) if await self._server_inlines() else [list(rows)]
 
     async def _probe_inlining(self) -> bool:
         """Whether the server inlines string parameters (see :mod:`infra.graph._params`)."""
@@ -378,8 +394,11 @@ class MemgraphGraphStore:
         statement = cypher.upsert_nodes(label)
 
         async def send(batch: Sequence[dict[str, Any]]) -> int:
-            records = await self._run("upsert_nodes", statement, {"rows": list(batch)}, write=True)
-            return int(records[0]["written"]) if records else 0
+            written = 0
+            for part in await self._parts(batch):
+                records = await self._run("upsert_nodes", statement, {"rows": part}, write=True)
+                written += int(records[0]["written"]) if records else 0
+            return written
 
         return await run_batches(rows, size, send, on_progress)
 
@@ -399,8 +418,11 @@ class MemgraphGraphStore:
         statement = cypher.upsert_edges(rel_type)
 
         async def send(batch: Sequence[dict[str, Any]]) -> int:
-            records = await self._run("upsert_edges", statement, {"rows": list(batch)}, write=True)
-            return int(records[0]["written"]) if records else 0
+            written = 0
+            for part in await self._parts(batch):
+                records = await self._run("upsert_edges", statement, {"rows": part}, write=True)
+                written += int(records[0]["written"]) if records else 0
+            return written
 
         return await run_batches(rows, size, send, on_progress)
 
