@@ -186,10 +186,10 @@ async def main(args: argparse.Namespace) -> None:
         driver = open_driver(server.bolt_uri, user=FALKORDB_AUTH[0])
         try:
             await store.ensure_index()
+            speedup = await bulk(store, driver, nodes, args.quick)
             await store.upsert_nodes("P", [{"id": "n42", "name": "Ada", "born": 1815}])
             read_ratio = await reads(store, driver, rounds, n)
             l1_ratio, l2_ratio = await cached_reads(store, server.url, rounds, n)
-            speedup = await bulk(store, driver, nodes, args.quick)
         finally:
             await driver.close()
             await store.close()
