@@ -18,7 +18,8 @@ How the pieces meet:
   policies and pool gauges record into this application's own collector, passed in,
   never looked up in a global -- two applications in one process stay independent.
 * ``health`` registers each backend's own latency-aware ``health_check`` with the
-  observability container's registry; ``/health`` and ``/ready`` read it.
+  observability container's registry; ``/health`` and ``/ready`` read it. The graph
+  (:mod:`containers.graph`) is there only when ``SEMANTICA_GRAPH_URI`` is set.
 
 Importing this module imports no driver or telemetry SDK: each is imported when the
 resource that needs it first starts (see :mod:`containers.core`).
@@ -36,14 +37,16 @@ from typing import TYPE_CHECKING
 from dependency_injector import containers, providers
 
 from containers.core import CoreContainer
+from containers.graph import GraphContainer, graph_enabled
 from containers.observability import ObservabilityContainer
 from containers.postgres import PostgresContainer
 from containers.redis import RedisContainer
 from containers.typed import nested
 
 if TYPE_CHECKING:
+    from config import Settings
     from infra.observability import HealthRegistry
-    from infra.ports import CacheStore, RelationalStore
+    from infra.ports import CacheStore, GraphStore, RelationalStore
 
 __all__ = ["ApplicationContainer", "register_health_checks"]
 
@@ -51,17 +54,29 @@ _log = logging.getLogger("containers.application")
 
 
 async def register_health_checks(
-    registry: HealthRegistry, postgres: RelationalStore, redis: CacheStore
+    registry: HealthRegistry,
+    postgres: RelationalStore,
+    redis: CacheStore,
+    graph: GraphStore | None = None,
 ) -> AsyncIterator[HealthRegistry]:
-    """The registry with each backend's check; PostgreSQL and Redis are critical. The
-    checks are unregistered on shutdown, so a restart registers the new adapters."""
+    """The registry with each backend's check; PostgreSQL and Redis are critical, the
+    graph (when the application has one) is optional: it degrades, never fails, ``/ready``.
+    The checks are unregistered on shutdown, so a restart registers the new adapters."""
     registry.register("postgres", postgres, critical=True)
     registry.register("redis", redis, critical=True)
+    if graph is not None:
+        registry.register("graph", graph, critical=False)
     try:
         yield registry
     finally:
         registry.unregister("postgres")
         registry.unregister("redis")
+        if graph is not None:
+            registry.unregister("graph")
+
+
+def _graph_check(settings: Settings) -> str:
+    return "on" if graph_enabled(settings) else "off"
 
 
 class ApplicationContainer(containers.DeclarativeContainer):
@@ -83,6 +98,22 @@ class ApplicationContainer(containers.DeclarativeContainer):
         resilience_hooks=providers.List(observability.resilience_observer),
         collector=observability.metrics,
     )
+    graph = nested(
+        GraphContainer,
+        settings=core.settings,
+        three_tier=redis.three_tier,
+        resilience_hooks=providers.List(observability.resilience_observer),
+        collector=observability.metrics,
+    )
     health: providers.Resource[HealthRegistry] = providers.Resource(
-        register_health_checks, observability.health, postgres.store, redis.cache
+        register_health_checks,
+        observability.health,
+        postgres.store,
+        redis.cache,
+        # The graph store is built (and checked) only when the application has a graph.
+        providers.Selector(
+            providers.Callable(_graph_check, core.settings),
+            on=graph.store,
+            off=providers.Object(None),
+        ),
     )

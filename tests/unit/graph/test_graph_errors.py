@@ -1,0 +1,89 @@
+"""Driver errors on the graph call path (the fake runs the store's: BackendCalls, the
+policy, the neo4j translation table): auth and client errors are final and not counted by
+the breaker, connection and transient errors are retried."""
+
+from __future__ import annotations
+
+import pytest
+from neo4j import exceptions as nx
+
+from infra.exceptions import (
+    BackendAuthenticationError,
+    CallerError,
+    GraphConnectionError,
+    GraphQueryError,
+    GraphTransientError,
+    InfraError,
+)
+from infra.resilience import BreakerState, CircuitBreakerConfig, ResiliencePolicy, RetryConfig
+from infra.testing.fakes.graph import FakeGraphStore
+
+
+def neo4j_error(code: str) -> Exception:
+    """A neo4j error as the driver builds it from a server status code."""
+    error: Exception = nx.Neo4jError._hydrate_neo4j(code=code, message="boom")
+    return error
+
+
+def store() -> FakeGraphStore:
+    policy = ResiliencePolicy.instant(
+        "graph",
+        breaker=CircuitBreakerConfig(failure_threshold=2, timeout=60.0),
+        retry=RetryConfig(max_attempts=3),
+    )
+    return FakeGraphStore(policy=policy)
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (neo4j_error("Neo.ClientError.Security.Unauthorized"), BackendAuthenticationError),
+        (neo4j_error("Neo.ClientError.Statement.SyntaxError"), GraphQueryError),
+        (neo4j_error("Neo.ClientError.Schema.ConstraintValidationFailed"), GraphQueryError),
+    ],
+    ids=["auth", "syntax", "constraint"],
+)
+async def test_final_errors_are_typed_tried_once_and_leave_the_breaker_closed(
+    error: Exception, expected: type[InfraError]
+) -> None:
+    """Three calls each failing with a final error: one attempt each, the breaker stays
+    closed for caller errors (and auth is not retried either)."""
+    graph = store()
+    for _ in range(3):
+        graph.fail_next(error)
+        with pytest.raises(expected) as caught:
+            await graph.get_node(1)
+        assert caught.value.retryable is False
+    assert len(graph.calls) == 3
+    breaker = graph.policy.breaker
+    assert breaker is not None
+    if issubclass(expected, CallerError):
+        assert breaker.state is BreakerState.CLOSED
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (nx.ServiceUnavailable("gone"), GraphConnectionError),
+        (nx.SessionExpired("expired"), GraphConnectionError),
+        (neo4j_error("Neo.TransientError.Transaction.DeadlockDetected"), GraphTransientError),
+        (ConnectionResetError(), GraphConnectionError),
+    ],
+    ids=["unavailable", "session-expired", "transient", "reset"],
+)
+async def test_connection_and_transient_errors_are_retried(
+    error: Exception, expected: type[InfraError]
+) -> None:
+    """Two failures then success: the read returns; a write that is not idempotent fails
+    on the first with the typed, retryable error."""
+    graph = store()
+    await graph.upsert_nodes("P", [{"id": 1}])
+    graph.fail_next(error, times=2, operations={"get_node"})
+    assert await graph.get_node(1) is not None
+    assert [c.operation for c in graph.calls[1:]] == ["get_node"] * 3
+    graph.respond("CREATE (:X)", [])
+    graph.fail_next(error, operations={"write"})
+    with pytest.raises(expected) as caught:
+        await graph.write("CREATE (:X)")
+    assert caught.value.retryable is True
+    assert [c.operation for c in graph.calls].count("write") == 1
