@@ -63,8 +63,10 @@ def create_table_sql(
     """The table and, when the dimension allows, its HNSW index."""
     table = table_name(collection)
     statements = [
-        f"CREATE TABLE IF NOT EXISTS {table} (id text PRIMARY KEY, "
-        f"embedding vector({size}) NOT NULL, payload jsonb NOT NULL DEFAULT '{{}}')"
+        (
+            f"CREATE TABLE IF NOT EXISTS {table} (id text PRIMARY KEY, "
+            f"embedding vector({size}) NOT NULL, payload jsonb NOT NULL DEFAULT '{{}}')"
+        )
     ]
     if size <= MAX_INDEXED_DIMENSION:
         options = {"m": m, "ef_construction": ef_construct}
@@ -105,9 +107,7 @@ def _path(condition: Condition) -> str:
     return "@" + "".join(f".{json.dumps(part)}" for part in condition.path)
 
 
-def filter_sql(
-    conditions: Sequence[Condition], first_parameter: int
-) -> tuple[str, list[Any]]:
+def filter_sql(conditions: Sequence[Condition], first_parameter: int) -> tuple[str, list[Any]]:
     """``(sql, parameters)`` of the filter: ``TRUE`` and none without conditions."""
     if not conditions:
         return "TRUE", []

@@ -21,6 +21,7 @@ A ``model=`` passed to ``upsert`` or ``search`` must equal the recorded one
 from __future__ import annotations
 
 import asyncio
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -184,6 +185,7 @@ class VectorStoreBase(ABC):
         self,
         spec: CollectionSpec,
         vector: list[float],
+        *,
         limit: int,
         conditions: tuple[Condition, ...],
         score_threshold: float | None,
@@ -195,8 +197,9 @@ class VectorStoreBase(ABC):
     async def _delete_ids(self, spec: CollectionSpec, ids: list[str | int]) -> None: ...
 
     @abstractmethod
-    async def _delete_where(self, spec: CollectionSpec, conditions: tuple[Condition, ...]) -> None:
-        ...
+    async def _delete_where(
+        self, spec: CollectionSpec, conditions: tuple[Condition, ...]
+    ) -> None: ...
 
     @abstractmethod
     async def _count(self, spec: CollectionSpec, conditions: tuple[Condition, ...]) -> int: ...
@@ -205,6 +208,7 @@ class VectorStoreBase(ABC):
     async def _scroll(
         self,
         spec: CollectionSpec,
+        *,
         conditions: tuple[Condition, ...],
         limit: int,
         offset: str | int | None,
@@ -411,12 +415,19 @@ class VectorStoreBase(ABC):
         threshold = self._check_threshold(score_threshold)
         spec = await self._spec(collection, model)
         query = check_vector(vector, spec.size, component=self.component)
-        return await self._search(spec, query, limit, conditions, threshold, bool(exact))
+        return await self._search(
+            spec,
+            query,
+            limit=limit,
+            conditions=conditions,
+            score_threshold=threshold,
+            exact=bool(exact),
+        )
 
     def _check_threshold(self, value: object) -> float | None:
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
             raise InvalidArgumentError(
                 f"score_threshold must be None or a number, got {shown(value)}",
                 argument="score_threshold",
@@ -480,7 +491,13 @@ class VectorStoreBase(ABC):
             else check_point_id(offset, argument="offset", component=self.component)
         )
         spec = await self._spec(collection)
-        return await self._scroll(spec, conditions, limit, start, bool(with_vectors))
+        return await self._scroll(
+            spec,
+            conditions=conditions,
+            limit=limit,
+            offset=start,
+            with_vectors=bool(with_vectors),
+        )
 
     # ---------------------------------------------------------------------------- health
     async def health_check(

@@ -132,7 +132,14 @@ async def run_batches(
             ledger.written.append(batch)
             ledger.done += 1
             ledger.points += len(batch)
-            _report(ledger, total, len(batches), on_progress, log_every, component)
+            _report(
+                ledger,
+                total=total,
+                batches_total=len(batches),
+                on_progress=on_progress,
+                log_every=log_every,
+                component=component,
+            )
 
     workers = min(concurrency, len(batches))
     if workers <= 1:
@@ -160,6 +167,7 @@ async def run_batches(
 
 def _report(
     ledger: _Ledger,
+    *,
     total: int,
     batches_total: int,
     on_progress: ProgressCallback | None,
@@ -167,16 +175,19 @@ def _report(
     component: str | None,
 ) -> None:
     progress = UpsertProgress(ledger.points, total, ledger.done, batches_total)
-    if log_every and (ledger.done % log_every == 0 or ledger.done == batches_total):
-        if batches_total >= log_every:
-            _log.info(
-                "upsert progress: %d of %d points in %d of %d batches",
-                progress.written,
-                total,
-                progress.batches_done,
-                batches_total,
-                extra={"component": component},
-            )
+    if (
+        log_every
+        and batches_total >= log_every
+        and (ledger.done % log_every == 0 or ledger.done == batches_total)
+    ):
+        _log.info(
+            "upsert progress: %d of %d points in %d of %d batches",
+            progress.written,
+            total,
+            progress.batches_done,
+            batches_total,
+            extra={"component": component},
+        )
     if on_progress is not None:
         try:
             on_progress(progress)

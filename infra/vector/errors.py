@@ -67,8 +67,8 @@ class VectorUpsertError(VectorStoreError):
         cause: InfraError,
         component: str | None = None,
     ) -> None:
-        self.written_ranges = [tuple(r) for r in written_ranges]
-        self.failed_ranges = [tuple(r) for r in failed_ranges]
+        self.written_ranges: list[IdRange] = [(start, stop) for start, stop in written_ranges]
+        self.failed_ranges: list[IdRange] = [(start, stop) for start, stop in failed_ranges]
         self.failed_ids = list(failed_ids)
         self.written = sum(stop - start for start, stop in self.written_ranges)
         self.failed = sum(stop - start for start, stop in self.failed_ranges)

@@ -20,6 +20,7 @@ a PostgreSQL ``jsonpath``), and :func:`matches` evaluates them in Python for the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -77,7 +78,7 @@ def _scalar(field: str, value: object) -> Scalar:
 
 
 def _number(field: str, name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         raise _error(field, f"range bound {name!r} must be a number, got {shown(value)}")
     return float(value)
 
@@ -93,8 +94,14 @@ def _condition(field: object, rule: object) -> Condition:
         unknown = set(rule) - _RANGE_KEYS
         if unknown or not rule:
             raise _error(field, f"range must use keys {sorted(_RANGE_KEYS)}, got {shown(rule)}")
-        bounds = {name: _number(field, name, value) for name, value in rule.items()}
-        return Condition(path, **bounds)
+        bounds = {str(name): _number(field, name, value) for name, value in rule.items()}
+        return Condition(
+            path,
+            gt=bounds.get("gt"),
+            gte=bounds.get("gte"),
+            lt=bounds.get("lt"),
+            lte=bounds.get("lte"),
+        )
     if isinstance(rule, Sequence) and not isinstance(rule, str | bytes):
         if not rule:
             raise _error(field, "must list at least one value")

@@ -67,9 +67,7 @@ _FLOAT_BYTES: Final = 20
 def point_id(key: str) -> str:
     """A stable UUID string for ``key``: the same key gives the same point id forever."""
     if not isinstance(key, str) or not key:
-        raise InvalidArgumentError(
-            f"key must be a non-empty str, got {shown(key)}", argument="key"
-        )
+        raise InvalidArgumentError(f"key must be a non-empty str, got {shown(key)}", argument="key")
     return str(uuid.uuid5(_KEY_NAMESPACE, key))
 
 
@@ -78,8 +76,7 @@ def check_collection_name(name: object, *, component: str | None = None) -> str:
     and as a PostgreSQL table name with our prefix)."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidArgumentError(
-            f"collection must be 1-48 characters of letters, digits, '_' or '-', got "
-            f"{shown(name)}",
+            f"collection must be 1-48 characters of letters, digits, '_' or '-', got {shown(name)}",
             argument="collection",
             component=component,
         )
@@ -131,9 +128,7 @@ def check_point_id(
     )
 
 
-def check_point_ids(
-    ids: object, *, component: str | None = None
-) -> list[str | int]:
+def check_point_ids(ids: object, *, component: str | None = None) -> list[str | int]:
     """A list or tuple of point ids, each checked with :func:`check_point_id`."""
     if isinstance(ids, str | bytes) or not isinstance(ids, Sequence):
         raise InvalidArgumentError(
@@ -211,9 +206,8 @@ def _scan(values: list[Any], argument: str, component: str | None) -> None:
 
 
 def _payload_json(payload: object, argument: str, component: str | None) -> str:
-    if not payload:
-        if isinstance(payload, Mapping):
-            return "{}"
+    if not payload and isinstance(payload, Mapping):
+        return "{}"
     if not isinstance(payload, Mapping) or not all(isinstance(k, str) for k in payload):
         raise InvalidArgumentError(
             f"{argument} must be a mapping with str keys, got {shown(payload)}",

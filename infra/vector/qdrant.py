@@ -73,11 +73,12 @@ def _models() -> Any:
 
 def _distance(name: str) -> qmodels.Distance:
     models = _models()
-    return {
+    distances: dict[str, qmodels.Distance] = {
         "cosine": models.Distance.COSINE,
         "dot": models.Distance.DOT,
         "euclid": models.Distance.EUCLID,
-    }[name]
+    }
+    return distances[name]
 
 
 def qdrant_filter(conditions: tuple[Condition, ...]) -> qmodels.Filter | None:
@@ -103,7 +104,18 @@ def qdrant_filter(conditions: tuple[Condition, ...]) -> qmodels.Filter | None:
                 for value in condition.values
             ]
             must.append(models.Filter(should=options))
-    return models.Filter(must=must)
+    built: qmodels.Filter = models.Filter(must=must)
+    return built
+
+
+def _id(value: object) -> str | int:
+    """A point id as the port has it (REST and local mode give int or str already)."""
+    return value if isinstance(value, int | str) else str(value)
+
+
+def _vector(value: object) -> list[float]:
+    """A record's (unnamed) vector as floats; ``[]`` when absent."""
+    return [float(x) for x in value] if isinstance(value, list) else []
 
 
 class QdrantVectorStore(VectorStoreBase):
@@ -179,7 +191,9 @@ class QdrantVectorStore(VectorStoreBase):
         )
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open" if self._client is not None else "not connected"
+        state = (
+            "closed" if self._closed else "open" if self._client is not None else "not connected"
+        )
         return (
             f"QdrantVectorStore(state={state}, batch_size={self._batch_size}, "
             f"concurrency={self._concurrency}, policy={self.policy.describe()!r})"
@@ -193,6 +207,12 @@ class QdrantVectorStore(VectorStoreBase):
             assert self._factory is not None  # noqa: S101 -- one of the two is always set
             self._client = self._factory()
         return self._client
+
+    @property
+    def _local(self) -> bool:
+        """Whether the client runs qdrant-client's local mode (``location``/``path``)."""
+        options = self.client.init_options
+        return options.get("location") == ":memory:" or options.get("path") is not None
 
     async def _release(self) -> None:
         if self._factory is not None and self._client is not None:
@@ -261,6 +281,7 @@ class QdrantVectorStore(VectorStoreBase):
         self,
         spec: CollectionSpec,
         vector: list[float],
+        *,
         limit: int,
         conditions: tuple[Condition, ...],
         score_threshold: float | None,
@@ -275,10 +296,15 @@ class QdrantVectorStore(VectorStoreBase):
                 query_filter=qdrant_filter(conditions),
                 score_threshold=score_threshold,
                 with_payload=True,
-                search_params=_models().SearchParams(exact=True) if exact else None,
+                # Local mode is always exact (and warns about search_params).
+                search_params=(
+                    _models().SearchParams(exact=True) if exact and not self._local else None
+                ),
             )
         )
-        return [VectorHit(hit.id, float(hit.score), hit.payload or {}) for hit in response.points]
+        return [
+            VectorHit(_id(hit.id), float(hit.score), hit.payload or {}) for hit in response.points
+        ]
 
     async def _delete_ids(self, spec: CollectionSpec, ids: list[str | int]) -> None:
         selector = _models().PointIdsList(points=ids)
@@ -297,6 +323,7 @@ class QdrantVectorStore(VectorStoreBase):
     async def _scroll(
         self,
         spec: CollectionSpec,
+        *,
         conditions: tuple[Condition, ...],
         limit: int,
         offset: str | int | None,
@@ -316,13 +343,13 @@ class QdrantVectorStore(VectorStoreBase):
         )
         page = [
             VectorPoint(
-                record.id,
-                [float(x) for x in record.vector] if with_vectors and record.vector else [],
+                _id(record.id),
+                _vector(record.vector) if with_vectors else [],
                 record.payload or {},
             )
             for record in records
         ]
-        return ScrollPage(page, next_offset)
+        return ScrollPage(page, None if next_offset is None else _id(next_offset))
 
     async def _probe(self) -> None:
         await self._health_calls.run("health_check", self.client.get_collections)

@@ -77,7 +77,8 @@ class FakeVectorStore(VectorStoreBase):
         policy: The resilience policy every request runs under (the container passes the
             real store's policy provider, so overriding it changes both).
         component: ``component`` of errors and metrics (the Qdrant store's is ``"qdrant"``).
-        batch_size / concurrency: As for the real stores.
+        batch_size / concurrency / max_request_bytes / threaded_above: As for the real
+            stores.
     """
 
     def __init__(
@@ -88,6 +89,7 @@ class FakeVectorStore(VectorStoreBase):
         batch_size: int = 256,
         concurrency: int = 4,
         max_request_bytes: int = 4_000_000,
+        threaded_above: int = 2_048,
     ) -> None:
         if policy is not None and not isinstance(policy, ResiliencePolicy):
             raise TypeError(f"policy must be a ResiliencePolicy or None, got {policy!r}")
@@ -96,6 +98,7 @@ class FakeVectorStore(VectorStoreBase):
             batch_size=batch_size,
             concurrency=concurrency,
             max_request_bytes=max_request_bytes,
+            threaded_above=threaded_above,
         )
         self._collections: dict[str, _Collection] = {}
         self._faults: list[_ScriptedFault] = []
@@ -103,7 +106,10 @@ class FakeVectorStore(VectorStoreBase):
         self.calls: list[tuple[str, str | None]] = []
 
     def __repr__(self) -> str:
-        return f"FakeVectorStore(collections={len(self._collections)}, policy={self.policy.describe()!r})"
+        return (
+            f"FakeVectorStore(collections={len(self._collections)}, "
+            f"policy={self.policy.describe()!r})"
+        )
 
     # ---------------------------------------------------------------------- test controls
     def fail_next(
@@ -129,9 +135,7 @@ class FakeVectorStore(VectorStoreBase):
                 return fault.error
         return None
 
-    async def _run(
-        self, operation: str, collection: str | None, fn: Callable[[], T]
-    ) -> T:
+    async def _run(self, operation: str, collection: str | None, fn: Callable[[], T]) -> T:
         async def attempt() -> T:
             self.calls.append((operation, collection))
             fault = self._take_fault(operation)
@@ -166,6 +170,8 @@ class FakeVectorStore(VectorStoreBase):
         return await self._run("get_collection", name, read)
 
     async def _create(self, spec: CollectionSpec, options: HnswOptions) -> bool:
+        del options  # no index to configure: search is always exact
+
         def create() -> bool:
             if spec.name in self._collections:
                 return False
@@ -205,24 +211,32 @@ class FakeVectorStore(VectorStoreBase):
         self,
         spec: CollectionSpec,
         vector: list[float],
+        *,
         limit: int,
         conditions: tuple[Condition, ...],
         score_threshold: float | None,
         exact: bool,
     ) -> list[VectorHit]:
+        del exact  # always exact
         query = _norm([float(x) for x in vector]) if spec.distance == "cosine" else vector
         smaller_first = spec.distance == "euclid"
 
         def search() -> list[VectorHit]:
             hits = [
-                VectorHit(pid, _score(spec.distance, stored, query), json.loads(json.dumps(payload)))
+                VectorHit(
+                    pid, _score(spec.distance, stored, query), json.loads(json.dumps(payload))
+                )
                 for pid, stored, payload in self._matching(spec, conditions)
             ]
             if score_threshold is not None:
                 hits = [
                     hit
                     for hit in hits
-                    if (hit.score <= score_threshold if smaller_first else hit.score >= score_threshold)
+                    if (
+                        hit.score <= score_threshold
+                        if smaller_first
+                        else hit.score >= score_threshold
+                    )
                 ]
             hits.sort(key=lambda hit: hit.score, reverse=not smaller_first)
             return hits[:limit]
@@ -251,6 +265,7 @@ class FakeVectorStore(VectorStoreBase):
     async def _scroll(
         self,
         spec: CollectionSpec,
+        *,
         conditions: tuple[Condition, ...],
         limit: int,
         offset: str | int | None,
@@ -262,7 +277,9 @@ class FakeVectorStore(VectorStoreBase):
                 start = id_order(offset)
                 found = [item for item in found if id_order(item[0]) >= start]
             page = [
-                VectorPoint(pid, list(vector) if with_vectors else [], json.loads(json.dumps(payload)))
+                VectorPoint(
+                    pid, list(vector) if with_vectors else [], json.loads(json.dumps(payload))
+                )
                 for pid, vector, payload in found[:limit]
             ]
             return ScrollPage(page, found[limit][0] if len(found) > limit else None)
