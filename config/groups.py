@@ -47,6 +47,7 @@ __all__ = [
     "RedisMode",
     "RedisSettings",
     "ResilienceSettings",
+    "VectorBackend",
     "VectorSettings",
 ]
 
@@ -60,6 +61,14 @@ class RedisMode(StrEnum):
     STANDALONE = "standalone"
     CLUSTER = "cluster"
     SENTINEL = "sentinel"
+
+
+class VectorBackend(StrEnum):
+    """Which engine the container's vector store runs on: Qdrant (a server, or local mode
+    when ``qdrant_location`` is set) or pgvector in the application's PostgreSQL."""
+
+    QDRANT = "qdrant"
+    PGVECTOR = "pgvector"
 
 
 class LogFormat(StrEnum):
@@ -160,6 +169,7 @@ class VectorSettings(_MaskedRepr):
     both ``location`` and ``url`` are rejected as ambiguous.
     """
 
+    backend: VectorBackend
     url: str | None
     host: str
     port: int
@@ -176,6 +186,7 @@ class VectorSettings(_MaskedRepr):
     def from_settings(cls, settings: Settings) -> Self:
         """The view of ``settings`` (what ``settings.vector`` returns)."""
         return cls(
+            backend=settings.vector_backend,
             url=settings.qdrant_url,
             host=settings.qdrant_host,
             port=settings.qdrant_port,

@@ -69,6 +69,7 @@ from config.groups import (
     RedisMode,
     RedisSettings,
     ResilienceSettings,
+    VectorBackend,
     VectorSettings,
 )
 from infra.redaction import (
@@ -164,6 +165,8 @@ class Settings(BaseSettings):
     """Socket read/write timeout, seconds."""
 
     # -------------------------------------------------------- settings.vector -- Qdrant
+    vector_backend: VectorBackend = VectorBackend.QDRANT
+    """qdrant or pgvector (in the application's PostgreSQL)."""
     qdrant_url: str | None = None
     """Qdrant server URL; overrides host and port when set."""
     qdrant_host: NonEmptyStr = "localhost"
@@ -360,7 +363,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("redis_mode", "log_format", mode="before")
+    @field_validator("redis_mode", "log_format", "vector_backend", mode="before")
     @classmethod
     def _lowercase(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

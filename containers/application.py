@@ -17,6 +17,8 @@ How the pieces meet:
   decisions reach the same metrics as the calls they guard.
 * ``health`` registers each backend's own latency-aware ``health_check`` with the
   observability container's registry; ``/health`` and ``/ready`` read it.
+* ``vector`` is the vector store (:mod:`containers.vector`): Qdrant, or pgvector on
+  ``postgres.store`` when ``SEMANTICA_VECTOR_BACKEND=pgvector``.
 
 Importing this module imports no driver or telemetry SDK: each is imported when the
 resource that needs it first starts (see :mod:`containers.core`).
@@ -37,10 +39,12 @@ from containers.core import CoreContainer
 from containers.observability import ObservabilityContainer
 from containers.postgres import PostgresContainer
 from containers.redis import RedisContainer
+from containers.vector import VectorContainer, vector_configured
 
 if TYPE_CHECKING:
+    from config import Settings
     from infra.observability import HealthRegistry
-    from infra.ports import CacheStore, RelationalStore
+    from infra.ports import CacheStore, RelationalStore, VectorStore
 
 __all__ = ["ApplicationContainer", "register_health_checks"]
 
@@ -48,11 +52,18 @@ _log = logging.getLogger("containers.application")
 
 
 async def register_health_checks(
-    registry: HealthRegistry, postgres: RelationalStore, redis: CacheStore
+    registry: HealthRegistry,
+    postgres: RelationalStore,
+    redis: CacheStore,
+    vector: VectorStore | None = None,
+    settings: Settings | None = None,
 ) -> AsyncIterator[HealthRegistry]:
-    """The registry with each backend's check; PostgreSQL and Redis are critical."""
+    """The registry with each backend's check; PostgreSQL and Redis are critical. The
+    vector store is registered (not critical) when settings configure one."""
     registry.register("postgres", postgres, critical=True)
     registry.register("redis", redis, critical=True)
+    if vector is not None and settings is not None and vector_configured(settings):
+        registry.register("vector", vector, critical=False)
     yield registry
 
 
@@ -71,6 +82,17 @@ class ApplicationContainer(containers.DeclarativeContainer):
         settings=core.settings,
         resilience_hooks=providers.List(observability.resilience_observer),
     )
+    vector = providers.Container(
+        VectorContainer,
+        settings=core.settings,
+        relational=postgres.store,
+        resilience_hooks=providers.List(observability.resilience_observer),
+    )
     health = providers.Resource(
-        register_health_checks, observability.health, postgres.store, redis.cache
+        register_health_checks,
+        observability.health,
+        postgres.store,
+        redis.cache,
+        vector.store,
+        core.settings,
     )

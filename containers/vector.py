@@ -1,0 +1,109 @@
+"""The vector container: the store as a lazy resource, its policy as its own provider.
+
+::
+
+    vector = VectorContainer(settings=core.settings, relational=postgres.store)
+    store = await vector.store()           # built; no client and no connection yet
+    await store.ensure_collection("docs", vector_size=384)   # first use builds the client
+    await vector.shutdown_resources()      # closes the client
+
+Follows :mod:`containers.core`'s pattern. Decisions:
+
+* **The engine is chosen by settings** (``settings.vector``): ``backend="qdrant"`` gives a
+  :class:`~infra.vector.qdrant.QdrantVectorStore` -- local mode when ``location`` is set
+  (``":memory:"`` or a directory: the embedded default, no server), else the server at
+  ``url`` or ``host``/``port``; ``backend="pgvector"`` gives a
+  :class:`~infra.vector.pgvector.PgVectorStore` on the application's PostgreSQL store
+  (``relational``: its pool, policy and telemetry; no client of its own).
+* **The resource is the store, and its client is built on first use**, inside the policy,
+  like the PostgreSQL store's pool: starting the application imports no qdrant-client
+  (an application that never searches need not install the ``vector`` extra), starts
+  while Qdrant is down, and reports it through the health check. Shutdown closes the
+  client the store built (the PostgreSQL store is closed by its own container).
+* **The policy is a provider of its own** (``component="qdrant"``), so a deployment or a
+  test swaps it alone, before the store is first built::
+
+      vector.policy.override(providers.Object(ResiliencePolicy.instant("qdrant")))
+
+  The fake that :func:`containers.testing.use_fakes` installs is built from this same
+  provider, so such an override changes outcomes on the fake and on the real store alike.
+* **Health**: the application container registers the store's ``health_check`` as
+  ``"vector"`` (not critical) when a vector store is configured (see
+  :func:`vector_configured`): a default application that uses no vectors must not report
+  a Qdrant on ``localhost`` as down.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from dependency_injector import containers, providers
+
+from config import Settings
+from config.groups import VectorBackend
+from containers.core import resilience_policy
+
+if TYPE_CHECKING:
+    from infra.resilience import ResiliencePolicy
+    from infra.vector import VectorStoreBase
+
+__all__ = ["VectorContainer", "vector_configured", "vector_store"]
+
+_log = logging.getLogger("containers.vector")
+
+
+def vector_configured(settings: Settings) -> bool:
+    """Whether settings name a vector store: pgvector, a Qdrant location, or a URL."""
+    vector = settings.vector
+    return (
+        vector.backend is VectorBackend.PGVECTOR
+        or vector.location is not None
+        or vector.url is not None
+    )
+
+
+async def vector_store(
+    settings: Settings, policy: ResiliencePolicy, relational: Any = None
+) -> AsyncIterator[VectorStoreBase]:
+    """The store ``settings.vector`` describes; the client it built closed on exit."""
+    store: VectorStoreBase
+    if settings.vector.backend is VectorBackend.PGVECTOR:
+        from infra.vector.pgvector import PgVectorStore  # noqa: PLC0415 - on first start
+
+        if relational is None:
+            raise ValueError(
+                "SEMANTICA_VECTOR_BACKEND=pgvector needs the PostgreSQL store: compose "
+                "VectorContainer with relational=postgres.store (ApplicationContainer does)"
+            )
+        store = PgVectorStore(
+            relational,
+            batch_size=settings.vector.upsert_batch_size,
+            concurrency=settings.vector.upsert_concurrency,
+        )
+    else:
+        from infra.vector.qdrant import QdrantVectorStore  # noqa: PLC0415 - on first start
+
+        store = QdrantVectorStore.from_settings(settings, policy=policy)
+    try:
+        yield store
+    finally:
+        try:
+            await store.close()
+        # Shutdown logs a failing cleanup and carries on with the other resources.
+        except Exception:  # noqa: BLE001
+            _log.warning("closing the vector store failed", exc_info=True)
+
+
+class VectorContainer(containers.DeclarativeContainer):
+    """The vector store for the application; see the module docstring."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    #: The PostgreSQL store pgvector runs on (``None``: pgvector unavailable).
+    relational: providers.Dependency[Any] = providers.Dependency(default=None)
+    resilience_hooks = providers.List()
+    policy = providers.Singleton(
+        resilience_policy, settings, component="qdrant", hooks=resilience_hooks
+    )
+    store = providers.Resource(vector_store, settings, policy, relational)
