@@ -101,7 +101,7 @@ class VectorContainer(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
     #: The PostgreSQL store pgvector runs on (``None``: pgvector unavailable).
-    relational: providers.Dependency[Any] = providers.Dependency(default=None)
+    relational: providers.Dependency[Any] = providers.Dependency(default=providers.Object(None))
     resilience_hooks = providers.List()
     policy = providers.Singleton(
         resilience_policy, settings, component="qdrant", hooks=resilience_hooks
