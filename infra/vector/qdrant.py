@@ -21,10 +21,11 @@ Decisions (the shared ones -- checks before I/O, bookkeeping, batching -- are in
   ``ValueError`` texts are read too).
 * **Upsert is ``await client.upsert(...)``**, never ``upload_points`` /
   ``upload_collection``: those are blocking (they fan out to processes) and retry on
-  their own without backoff. Each batch is a ``models.Batch`` of ids, vectors and
-  payloads, built without pydantic re-validation (``model_construct``): every value was
-  checked by :func:`~infra.vector.points.prepare_points` already. All upserts are
-  idempotent (ids fixed), so the policy may retry a batch.
+  their own without backoff. Each batch is a list of ``PointStruct`` built without
+  pydantic re-validation (``model_construct``, ~4x cheaper): every value was checked by
+  :func:`~infra.vector.points.prepare_points` already. (A ``models.Batch`` would be one
+  object, but local mode re-validates it point by point.) All upserts are idempotent
+  (ids fixed), so the policy may retry a batch.
 * **The client is built on first use** when the store is made ``from_settings`` (or from
   a factory): the application starts, and its health check reports, while Qdrant is
   down; qdrant-client (~1.4 s to import) is imported then, not at startup. The store
@@ -269,13 +270,10 @@ class QdrantVectorStore(VectorStoreBase):
         return bool(await self._calls.run("delete_collection", self.client.delete_collection, name))
 
     async def _write(self, spec: CollectionSpec, points: PreparedPoints, batch: range) -> None:
-        start, stop = batch.start, batch.stop
-        payload = _models().Batch.model_construct(
-            ids=points.ids[start:stop],
-            vectors=points.vectors[start:stop],
-            payloads=points.payloads[start:stop],
-        )
-        await self._upsert_op.run(self.client.upsert, spec.name, payload, True)
+        construct = _models().PointStruct.model_construct
+        ids, vectors, payloads = points.ids, points.vectors, points.payloads
+        structs = [construct(id=ids[i], vector=vectors[i], payload=payloads[i]) for i in batch]
+        await self._upsert_op.run(self.client.upsert, spec.name, structs, True)
 
     async def _search(
         self,
