@@ -40,11 +40,12 @@ from containers.observability import ObservabilityContainer
 from containers.postgres import PostgresContainer
 from containers.redis import RedisContainer
 from containers.vector import VectorContainer, vector_configured
+from infra.ports import HealthCheckable
 
 if TYPE_CHECKING:
     from config import Settings
     from infra.observability import HealthRegistry
-    from infra.ports import CacheStore, RelationalStore, VectorStore
+    from infra.ports import CacheStore, RelationalStore
 
 __all__ = ["ApplicationContainer", "register_health_checks"]
 
@@ -55,14 +56,16 @@ async def register_health_checks(
     registry: HealthRegistry,
     postgres: RelationalStore,
     redis: CacheStore,
-    vector: VectorStore | None = None,
+    vector: object = None,
     settings: Settings | None = None,
 ) -> AsyncIterator[HealthRegistry]:
     """The registry with each backend's check; PostgreSQL and Redis are critical. The
-    vector store is registered (not critical) when settings configure one."""
+    vector store is registered (not critical) when settings configure one (under
+    ``use_fakes`` too: the fake stands in for what the settings describe)."""
     registry.register("postgres", postgres, critical=True)
     registry.register("redis", redis, critical=True)
-    if vector is not None and settings is not None and vector_configured(settings):
+    configured = settings is not None and vector_configured(settings)
+    if configured and isinstance(vector, HealthCheckable):
         registry.register("vector", vector, critical=False)
     yield registry
 

@@ -27,48 +27,83 @@ Follows :mod:`containers.core`'s pattern. Decisions:
 
   The fake that :func:`containers.testing.use_fakes` installs is built from this same
   provider, so such an override changes outcomes on the fake and on the real store alike.
-* **Health**: the application container registers the store's ``health_check`` as
-  ``"vector"`` (not critical) when a vector store is configured (see
-  :func:`vector_configured`): a default application that uses no vectors must not report
-  a Qdrant on ``localhost`` as down.
+* **Nothing configured, no store.** When settings name no vector store (see
+  :func:`vector_configured`: pgvector, a location, a URL, or a non-default host/port),
+  ``store`` is a :class:`VectorStoreNotConfigured` whose methods say what to set: an
+  application that uses no vectors must neither report nor ping (``start(ping=True)``)
+  a Qdrant on ``localhost`` it never meant to run.
+* **Health**: the application container registers a configured store's
+  ``health_check`` as ``"vector"`` (not critical).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from dependency_injector import containers, providers
 
 from config import Settings
 from config.groups import VectorBackend
 from containers.core import resilience_policy
+from infra.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from infra.resilience import ResiliencePolicy
     from infra.vector import VectorStoreBase
 
-__all__ = ["VectorContainer", "vector_configured", "vector_store"]
+__all__ = ["VectorContainer", "VectorStoreNotConfigured", "vector_configured", "vector_store"]
 
 _log = logging.getLogger("containers.vector")
 
 
 def vector_configured(settings: Settings) -> bool:
-    """Whether settings name a vector store: pgvector, a Qdrant location, or a URL."""
+    """Whether settings name a vector store: pgvector, a Qdrant location, a URL, or a
+    host or port other than the defaults."""
     vector = settings.vector
+    fields = Settings.model_fields
     return (
         vector.backend is VectorBackend.PGVECTOR
         or vector.location is not None
         or vector.url is not None
+        or vector.host != fields["qdrant_host"].default
+        or vector.port != fields["qdrant_port"].default
     )
+
+
+class VectorStoreNotConfigured:
+    """What ``app.vector.store`` is when settings name no vector store: every method
+    raises a ``ConfigurationError`` saying what to set. It has no ``health_check``, so
+    an application that uses no vectors neither reports nor pings a Qdrant it never
+    meant to run."""
+
+    def _refuse(self, *_args: object, **_kwargs: object) -> NoReturn:
+        raise ConfigurationError(
+            "no vector store is configured: set SEMANTICA_QDRANT_URL (or _HOST/_PORT), "
+            "SEMANTICA_QDRANT_LOCATION=:memory: (local mode), or "
+            "SEMANTICA_VECTOR_BACKEND=pgvector",
+            component="vector",
+        )
+
+    ensure_collection = upsert = search = delete = delete_by_filter = _refuse
+    count = scroll = collection_info = delete_collection = _refuse
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+    def __repr__(self) -> str:
+        return "VectorStoreNotConfigured()"
 
 
 async def vector_store(
     settings: Settings, policy: ResiliencePolicy, relational: Any = None
-) -> AsyncIterator[VectorStoreBase]:
+) -> AsyncIterator[VectorStoreBase | VectorStoreNotConfigured]:
     """The store ``settings.vector`` describes; the client it built closed on exit."""
     store: VectorStoreBase
+    if not vector_configured(settings):
+        yield VectorStoreNotConfigured()
+        return
     if settings.vector.backend is VectorBackend.PGVECTOR:
         from infra.vector.pgvector import PgVectorStore  # noqa: PLC0415 - on first start
 

@@ -15,20 +15,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config import Settings
-from containers.application import ApplicationContainer
+from containers.application import ApplicationContainer, register_health_checks
 from containers.lifecycle import resolve, start, stop
 from containers.testing import use_fakes
-from containers.vector import VectorContainer, vector_configured
+from containers.vector import VectorContainer, VectorStoreNotConfigured, vector_configured
 from infra.exceptions import (
     CacheConnectionError,
+    ConfigurationError,
     GraphError,
     InfraError,
     VectorStoreConnectionError,
     VectorStoreError,
 )
-from infra.observability import get_metrics_collector
+from infra.observability import HealthRegistry, get_metrics_collector
 from infra.ports import VectorPoint
 from infra.resilience import ResiliencePolicy, RetryConfig, RetryPolicy
+from infra.testing.fakes import FakeCache, FakeRelationalStore
 from infra.testing.fakes.vector import FakeVectorStore
 from infra.vector import VectorStoreBase
 from infra.vector.qdrant import QdrantVectorStore
@@ -220,3 +222,33 @@ def test_the_retry_waits_at_least_the_servers_retry_after(
     error = error_type("throttled", retryable=True, details={"retry_after": retry_after})
     assert policy.delay_for(attempt, error) >= retry_after
     assert policy.delay_for(attempt, error_type("no header", retryable=True)) <= 2.0
+
+
+async def test_with_no_vector_store_configured_using_it_says_what_to_set() -> None:
+    """Default settings: the container's store is a placeholder with no health check
+    (nothing to report or ping), whose methods raise a ConfigurationError naming the
+    variables to set."""
+    container = VectorContainer(settings=Settings())
+    store: object = await resolve(container.store)
+    try:
+        assert isinstance(store, VectorStoreNotConfigured)
+        assert not hasattr(store, "health_check")
+        with pytest.raises(ConfigurationError, match="SEMANTICA_QDRANT_URL"):
+            await store.search("docs", [1.0])
+    finally:
+        await stop(container)
+    assert vector_configured(Settings(qdrant_host="qdrant.internal"))
+    assert vector_configured(Settings(qdrant_port=7333))
+
+
+async def test_an_unconfigured_vector_store_is_neither_pinged_nor_registered() -> None:
+    container = VectorContainer(settings=Settings())
+    await start(container, ping=True)  # a Qdrant on localhost is not running: no ping
+    try:
+        registry = HealthRegistry()
+        async for _ in register_health_checks(
+            registry, FakeRelationalStore(), FakeCache(), container.store(), Settings()
+        ):
+            assert registry.names() == ["postgres", "redis"]
+    finally:
+        await stop(container)
