@@ -63,6 +63,16 @@ _ROUTES = [
 ]
 
 
+def upserted(body: dict[str, Any]) -> dict[Any, dict[str, Any]]:
+    """Id -> payload of an upsert body, in either of Qdrant's forms (a points list, or a
+    batch of parallel lists)."""
+    if "batch" in body:
+        batch = body["batch"]
+        payloads = batch.get("payloads") or [{}] * len(batch["ids"])
+        return dict(zip(batch["ids"], payloads, strict=True))
+    return {point["id"]: point.get("payload") or {} for point in body["points"]}
+
+
 class QdrantFaultServer:
     """A scripted Qdrant REST endpoint on loopback; see the module docstring."""
 
@@ -101,11 +111,10 @@ class QdrantFaultServer:
         if operation == "get_collection":
             return 404, {"status": {"error": "Not found: Collection doesn't exist!"}}
         if operation == "upsert":
-            batch = body["batch"]
-            if self.failing_ids.intersection(batch["ids"]):
+            sent = upserted(body)
+            if self.failing_ids.intersection(sent):
                 return 503, {"status": {"error": "scripted: this batch always fails"}}
-            for index, pid in enumerate(batch["ids"]):
-                self.points[pid] = (batch.get("payloads") or [{}] * len(batch["ids"]))[index]
+            self.points.update(sent)
             return 200, {"operation_id": 1, "status": "completed"}
         if operation == "query":
             hits = [

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from infra.calls import BackendCalls
-from infra.exceptions import InfraError
+from infra.exceptions import CollectionNotFoundError, InfraError
 from infra.ports import VectorHit, VectorPoint
 from infra.resilience import ResiliencePolicy
 from infra.translation import translate_exception
@@ -152,8 +152,6 @@ class FakeVectorStore(VectorStoreBase):
         return await self._calls.run(operation, run)
 
     def _collection(self, name: str) -> _Collection:
-        from infra.exceptions import CollectionNotFoundError  # noqa: PLC0415 - rare path
-
         found = self._collections.get(name)
         if found is None:
             raise CollectionNotFoundError(
