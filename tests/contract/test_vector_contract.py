@@ -115,6 +115,22 @@ async def test_ensure_collection_is_idempotent_and_records_its_configuration(
     assert await store.delete_collection(name) is False
 
 
+async def test_index_options_are_accepted_and_the_collection_works(
+    store: VectorStoreBase,
+) -> None:
+    """HNSW ``m``/``ef_construct`` and ``on_disk`` are passed to the engine (Qdrant's
+    collection config, pgvector's index ``WITH``); the collection behaves the same."""
+    name = unique()
+    await store.ensure_collection(
+        name, vector_size=3, distance="dot", hnsw_m=8, hnsw_ef_construct=32, on_disk=True
+    )
+    try:
+        await store.upsert(name, [VectorPoint(1, [1, 0, 0]), VectorPoint(2, [2, 0, 0])])
+        assert [hit.id for hit in await store.search(name, [1, 0, 0], exact=True)] == [2, 1]
+    finally:
+        await store.delete_collection(name)
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
