@@ -20,6 +20,8 @@ How the pieces meet:
 * ``health`` registers each backend's own latency-aware ``health_check`` with the
   observability container's registry; ``/health`` and ``/ready`` read it. The graph
   (:mod:`containers.graph`) is there only when ``SEMANTICA_GRAPH_URI`` is set.
+* ``vector`` is the vector store (:mod:`containers.vector`): Qdrant, or pgvector on
+  ``postgres.store`` when ``SEMANTICA_VECTOR_BACKEND=pgvector``.
 
 Importing this module imports no driver or telemetry SDK: each is imported when the
 resource that needs it first starts (see :mod:`containers.core`).
@@ -42,6 +44,8 @@ from containers.observability import ObservabilityContainer
 from containers.postgres import PostgresContainer
 from containers.redis import RedisContainer
 from containers.typed import nested
+from containers.vector import VectorContainer, vector_configured
+from infra.ports import HealthCheckable
 
 if TYPE_CHECKING:
     from config import Settings
@@ -57,22 +61,30 @@ async def register_health_checks(
     registry: HealthRegistry,
     postgres: RelationalStore,
     redis: CacheStore,
+    *,
     graph: GraphStore | None = None,
+    vector: object = None,
+    settings: Settings | None = None,
 ) -> AsyncIterator[HealthRegistry]:
-    """The registry with each backend's check; PostgreSQL and Redis are critical, the
-    graph (when the application has one) is optional: it degrades, never fails, ``/ready``.
-    The checks are unregistered on shutdown, so a restart registers the new adapters."""
+    """The registry with each backend's check; PostgreSQL and Redis are critical. The
+    graph (when the application has one) and the vector store (when settings configure
+    one -- under ``use_fakes`` too: the fake stands in for what the settings describe)
+    are optional: they degrade, never fail, ``/ready``. The checks are unregistered on
+    shutdown, so a restart registers the new adapters."""
+    registered = ["postgres", "redis"]
     registry.register("postgres", postgres, critical=True)
     registry.register("redis", redis, critical=True)
     if graph is not None:
         registry.register("graph", graph, critical=False)
+        registered.append("graph")
+    if settings is not None and vector_configured(settings) and isinstance(vector, HealthCheckable):
+        registry.register("vector", vector, critical=False)
+        registered.append("vector")
     try:
         yield registry
     finally:
-        registry.unregister("postgres")
-        registry.unregister("redis")
-        if graph is not None:
-            registry.unregister("graph")
+        for name in registered:
+            registry.unregister(name)
 
 
 def _graph_check(settings: Settings) -> str:
@@ -105,15 +117,24 @@ class ApplicationContainer(containers.DeclarativeContainer):
         resilience_hooks=providers.List(observability.resilience_observer),
         collector=observability.metrics,
     )
+    vector = nested(
+        VectorContainer,
+        settings=core.settings,
+        relational=postgres.store,
+        resilience_hooks=providers.List(observability.resilience_observer),
+        collector=observability.metrics,
+    )
     health: providers.Resource[HealthRegistry] = providers.Resource(
         register_health_checks,
         observability.health,
         postgres.store,
         redis.cache,
         # The graph store is built (and checked) only when the application has a graph.
-        providers.Selector(
+        graph=providers.Selector(
             providers.Callable(_graph_check, core.settings),
             on=graph.store,
             off=providers.Object(None),
         ),
+        vector=vector.store,
+        settings=core.settings,
     )

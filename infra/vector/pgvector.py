@@ -1,0 +1,279 @@
+"""``PgVectorStore``: the :class:`~infra.ports.VectorStore` on PostgreSQL with pgvector.
+
+::
+
+    pg = EnhancedPostgresStore.from_settings(settings, policy=policy)
+    store = PgVectorStore(pg)                     # or PgVectorStore.from_settings(settings)
+    await store.ensure_collection("docs", vector_size=384, model="bge-small-en")
+    await store.upsert("docs", points)            # batches of 256, 4 in flight
+    hits = await store.search("docs", query, filter={"lang": "en"})
+
+For users who already run PostgreSQL: vectors next to their data, no new server. It runs
+over a :class:`~infra.storage.PostgresStore` -- its pool, its policy and its telemetry
+(``postgres_query_latency_ms{operation}``); errors the database reports are the
+relational store's (``DatabaseConnectionError`` ...), caller errors are the shared vector
+ones. Decisions (SQL details in :mod:`infra.vector._pg_sql`):
+
+* **A table per collection** ``semantica_vec_<name>`` (``id text``, ``embedding
+  vector(n)``, ``payload jsonb``) with an HNSW index for the collection's distance, and a
+  side table ``semantica_vector_collections`` recording size, distance and embedding
+  model. ``ensure_collection`` creates the extension, both tables and the index in one
+  transaction. Above 2,000 dimensions pgvector cannot index a ``vector`` column: such a
+  collection is stored and searched exactly, without an index.
+* **Batched upsert**: each batch is one ``executemany`` of ``INSERT ... ON CONFLICT (id)
+  DO UPDATE`` (asyncpg pipelines it: one round trip), idempotent, so the policy may retry
+  it; batches run ``concurrency`` at a time on the pool's connections.
+* **Search** uses the HNSW index (approximate, like Qdrant's default; with a selective
+  filter it can return fewer than ``limit`` hits -- pgvector 0.8's ``hnsw.iterative_scan``
+  setting lifts that). ``exact=True`` scans.
+* **Health** is the relational store's (``select 1`` outside the policy).
+"""
+
+# S608: table names are built only from checked collection names (see _pg_sql), never
+# from values; values always travel as $n parameters.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Self
+
+from infra.calls import BackendCalls
+from infra.exceptions import DatabaseError
+from infra.health_check import HealthCheckResult
+from infra.observability.metrics import MetricsCollector
+from infra.ports import VectorHit, VectorPoint
+from infra.vector import _pg_sql as sql
+from infra.vector.base import CollectionSpec, HnswOptions, ScrollPage, VectorStoreBase
+from infra.vector.filters import Condition
+from infra.vector.points import PreparedPoints
+
+if TYPE_CHECKING:
+    from config import Settings
+    from infra.resilience import ResiliencePolicy
+    from infra.storage import PostgresStore
+
+__all__ = ["PgVectorStore"]
+
+_UNDEFINED_TABLE = "42P01"
+
+
+class PgVectorStore(VectorStoreBase):
+    """A vector store in PostgreSQL tables; see the module docstring.
+
+    Args:
+        store: The relational store to run on (its pool, policy and telemetry).
+        owns_store: Close ``store`` on :meth:`close` (``from_settings`` does).
+        batch_size / concurrency / max_request_bytes / threaded_above: See
+            :class:`~infra.vector.base.VectorStoreBase`.
+    """
+
+    def __init__(
+        self,
+        store: PostgresStore,
+        *,
+        owns_store: bool = False,
+        batch_size: int = 256,
+        concurrency: int = 4,
+        max_request_bytes: int = 4_000_000,
+        threaded_above: int = 2_048,
+        collector: MetricsCollector | None = None,
+    ) -> None:
+        super().__init__(
+            calls=BackendCalls(
+                "pgvector",
+                family="vector",
+                system="postgresql",
+                policy=store.policy,
+                collector=collector,
+            ),
+            batch_size=batch_size,
+            concurrency=concurrency,
+            max_request_bytes=max_request_bytes,
+            threaded_above=threaded_above,
+        )
+        self._store = store
+        self._owns_store = owns_store
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, policy: ResiliencePolicy | None = None) -> Self:
+        """A store on its own ``EnhancedPostgresStore`` for ``settings.db`` (closed with it);
+        batch size and concurrency from ``settings.vector``."""
+        from infra.storage import EnhancedPostgresStore  # noqa: PLC0415 - asyncpg on first use
+
+        vector = settings.vector
+        return cls(
+            EnhancedPostgresStore.from_settings(settings, policy=policy, name="pgvector"),
+            owns_store=True,
+            batch_size=vector.upsert_batch_size,
+            concurrency=vector.upsert_concurrency,
+        )
+
+    @property
+    def relational(self) -> PostgresStore:
+        """The relational store underneath."""
+        return self._store
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"PgVectorStore(store={self._store!r}, state={state})"
+
+    async def _release(self) -> None:
+        if self._owns_store:
+            await self._store.close()
+
+    # -------------------------------------------------------------------------- primitives
+    async def _describe(self, name: str) -> CollectionSpec | None:
+        try:
+            row = await self._store.fetchrow(
+                f"SELECT dimension, distance, model FROM {sql.COLLECTIONS_TABLE} WHERE name = $1",
+                name,
+            )
+        except DatabaseError as exc:
+            if exc.details.get("sqlstate") == _UNDEFINED_TABLE:
+                return None  # no collection was ever created in this database
+            raise
+        if row is None:
+            return None
+        return CollectionSpec(name, int(row["dimension"]), str(row["distance"]), row["model"])
+
+    async def _create(self, spec: CollectionSpec, options: HnswOptions) -> bool:
+        async with self._store.transaction() as tx:
+            await tx.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            await tx.execute(sql.CREATE_COLLECTIONS_TABLE)
+            # Serialises concurrent creators of one name (the row lock is held to commit).
+            added = await tx.fetchval(
+                f"INSERT INTO {sql.COLLECTIONS_TABLE} (name, dimension, distance, model) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING RETURNING true",
+                spec.name,
+                spec.size,
+                spec.distance,
+                spec.model,
+            )
+            if not added:
+                return False
+            for statement in sql.create_table_sql(
+                spec.name, spec.size, spec.distance, options.m, options.ef_construct
+            ):
+                await tx.execute(statement)
+        return True
+
+    async def _drop(self, name: str) -> bool:
+        if await self._describe(name) is None:
+            return False
+        async with self._store.transaction() as tx:
+            await tx.execute(f"DROP TABLE IF EXISTS {sql.table_name(name)}")
+            status = await tx.execute(f"DELETE FROM {sql.COLLECTIONS_TABLE} WHERE name = $1", name)
+        return status != "DELETE 0"
+
+    async def _write(self, spec: CollectionSpec, points: PreparedPoints, batch: range) -> None:
+        rows = [
+            (sql.id_text(points.ids[i]), points.vectors[i], points.payload_json[i]) for i in batch
+        ]
+        await self._store.executemany(
+            f"INSERT INTO {sql.table_name(spec.name)} (id, embedding, payload) "
+            "VALUES ($1, $2::real[]::vector, $3::jsonb) ON CONFLICT (id) DO UPDATE "
+            "SET embedding = EXCLUDED.embedding, payload = EXCLUDED.payload",
+            rows,
+            idempotent=True,
+        )
+
+    async def _search(
+        self,
+        spec: CollectionSpec,
+        vector: list[float],
+        *,
+        limit: int,
+        conditions: tuple[Condition, ...],
+        score_threshold: float | None,
+        exact: bool,
+    ) -> list[VectorHit]:
+        where, params = sql.filter_sql(conditions, 3)
+        score = sql.score_sql(spec.distance, 1)
+        if score_threshold is not None:
+            compare = "<=" if spec.distance == "euclid" else ">="
+            where += f" AND {score} {compare} ${3 + len(params)}"
+            params.append(score_threshold)
+        rows = await self._store.fetch(
+            f"SELECT id, payload, {score} AS score FROM {sql.table_name(spec.name)} "
+            f"WHERE {where} ORDER BY {sql.order_sql(spec.distance, 1, exact=exact)} LIMIT $2",
+            vector,
+            limit,
+            *params,
+        )
+        return [
+            VectorHit(sql.id_from_text(row["id"]), float(row["score"]), _payload(row["payload"]))
+            for row in rows
+        ]
+
+    async def _delete_ids(self, spec: CollectionSpec, ids: list[str | int]) -> None:
+        await self._store.execute(
+            f"DELETE FROM {sql.table_name(spec.name)} WHERE id = ANY($1::text[])",
+            [sql.id_text(pid) for pid in ids],
+            idempotent=True,
+        )
+
+    async def _delete_where(self, spec: CollectionSpec, conditions: tuple[Condition, ...]) -> None:
+        where, params = sql.filter_sql(conditions, 1)
+        await self._store.execute(
+            f"DELETE FROM {sql.table_name(spec.name)} WHERE {where}", *params, idempotent=True
+        )
+
+    async def _count(self, spec: CollectionSpec, conditions: tuple[Condition, ...]) -> int:
+        where, params = sql.filter_sql(conditions, 1)
+        value = await self._store.fetchval(
+            f"SELECT count(*) FROM {sql.table_name(spec.name)} WHERE {where}", *params
+        )
+        return int(value)
+
+    async def _scroll(
+        self,
+        spec: CollectionSpec,
+        *,
+        conditions: tuple[Condition, ...],
+        limit: int,
+        offset: str | int | None,
+        with_vectors: bool,
+    ) -> ScrollPage:
+        where, params = sql.filter_sql(conditions, 2)
+        if offset is not None:
+            first = len(params) + 2
+            key = sql.id_text(offset)
+            where += (
+                f" AND ROW({sql.ORDER_KEY}) >= "
+                f"ROW(${first}::int, ${first + 1}::int, ${first + 2}::text)"
+            )
+            params += [0 if isinstance(offset, int) else 1, len(key), key]
+        stored = "l2_normalize(embedding)" if spec.distance == "cosine" else "embedding"
+        vectors = f", {stored}::real[] AS vector" if with_vectors else ""
+        rows = await self._store.fetch(
+            f"SELECT id, payload{vectors} FROM {sql.table_name(spec.name)} WHERE {where} "
+            f"ORDER BY {sql.ORDER_KEY} LIMIT $1",
+            limit + 1,
+            *params,
+        )
+        page = [
+            VectorPoint(
+                sql.id_from_text(row["id"]),
+                [float(x) for x in row["vector"]] if with_vectors else [],
+                _payload(row["payload"]),
+            )
+            for row in rows[:limit]
+        ]
+        return ScrollPage(page, sql.id_from_text(rows[limit]["id"]) if len(rows) > limit else None)
+
+    async def _probe(self) -> None:  # pragma: no cover - health_check delegates instead
+        await self._store.fetchval("select 1")
+
+    async def health_check(
+        self, latency_threshold_ms: float = 100.0, *, timeout: float | None = None
+    ) -> HealthCheckResult:
+        """The relational store's health check (``select 1`` outside the policy)."""
+        if self._closed:
+            return await super().health_check(latency_threshold_ms, timeout=timeout)
+        return await self._store.health_check(latency_threshold_ms, timeout=timeout)
+
+
+def _payload(raw: Any) -> dict[str, Any]:
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    return dict(value) if isinstance(value, dict) else {}

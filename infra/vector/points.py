@@ -1,0 +1,292 @@
+"""Caller input of the vector stores, checked before any I/O (shared by every store).
+
+* **Ids** (:func:`check_point_id`): an unsigned 64-bit ``int`` or a UUID string -- what
+  Qdrant accepts -- on every store, so code moves between engines unchanged. UUID
+  strings are normalised to the canonical lower-case, hyphenated form the engines return.
+  :func:`point_id` derives a stable UUID from any caller key, so re-upserting the same
+  key replaces the point instead of adding one (idempotent writes).
+* **Vectors** (:func:`check_vector`): a sequence of real numbers of the collection's
+  dimension, all finite. A wrong length is a :class:`DimensionMismatchError` with
+  ``expected_dim``/``got_dim``; NaN, infinity or a non-number an ``InvalidArgumentError``
+  naming the point and position. The common case costs one C-level pass per vector:
+  ``sum`` (a NaN or an infinity makes it non-finite, a non-number makes it fail); only a
+  vector failing it is scanned in Python for the position, so checking 10,000 x 384
+  floats takes tens of milliseconds. (A ``bool`` is an ``int`` in Python and passes as
+  0 or 1; an element-type check would cost four times the ``sum``.)
+* **Payloads**: a mapping with ``str`` keys that encodes as JSON (no NaN); its encoded
+  length also sizes the request (see :mod:`infra.vector.batching`).
+* **Duplicates** in one upsert are refused: batches run concurrently, so which of two
+  points with one id would win is not defined.
+
+Nothing here imports a client.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from infra.exceptions import DimensionMismatchError, InvalidArgumentError
+from infra.ports import VectorPoint
+from infra.validation import shown
+
+__all__ = [
+    "DISTANCES",
+    "MAX_POINT_ID",
+    "PreparedPoints",
+    "check_collection_name",
+    "check_distance",
+    "check_limit",
+    "check_point_id",
+    "check_point_ids",
+    "check_vector",
+    "point_id",
+    "prepare_points",
+]
+
+#: Largest integer id (Qdrant ids are unsigned 64-bit).
+MAX_POINT_ID: Final = 2**64 - 1
+#: Distance names accepted, mapped to the canonical one.
+DISTANCES: Final = {
+    "cosine": "cosine",
+    "dot": "dot",
+    "euclid": "euclid",
+    "euclidean": "euclid",
+    "l2": "euclid",
+}
+_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,48}")
+#: Fixed namespace of :func:`point_id` (a constant: changing it would re-key every point).
+_KEY_NAMESPACE: Final = uuid.UUID("4d8c1f0e-5b7a-4c39-9a43-2b1e3f6d7a10")
+#: Bytes a float takes in a JSON request, roughly ("-0.123456789012345,").
+_FLOAT_BYTES: Final = 20
+#: One encoder for every payload: ``json.dumps`` with options builds a new one per call.
+_JSON: Final = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
+def point_id(key: str) -> str:
+    """A stable UUID string for ``key``: the same key gives the same point id forever."""
+    if not isinstance(key, str) or not key:
+        raise InvalidArgumentError(f"key must be a non-empty str, got {shown(key)}", argument="key")
+    return str(uuid.uuid5(_KEY_NAMESPACE, key))
+
+
+def check_collection_name(name: object, *, component: str | None = None) -> str:
+    """A collection name: 1-48 characters of ``A-Z a-z 0-9 _ -`` (safe on every engine,
+    and as a PostgreSQL table name with our prefix)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidArgumentError(
+            f"collection must be 1-48 characters of letters, digits, '_' or '-', got {shown(name)}",
+            argument="collection",
+            component=component,
+        )
+    return name
+
+
+def check_distance(distance: object, *, component: str | None = None) -> str:
+    """The canonical distance name: ``"cosine"``, ``"dot"`` or ``"euclid"``."""
+    canonical = DISTANCES.get(distance.lower()) if isinstance(distance, str) else None
+    if canonical is None:
+        raise InvalidArgumentError(
+            f"distance must be one of {sorted(DISTANCES)}, got {shown(distance)}",
+            argument="distance",
+            component=component,
+        )
+    return canonical
+
+
+def check_limit(
+    value: object, *, argument: str = "limit", component: str | None = None, most: int = 10_000
+) -> int:
+    """A positive ``int`` up to ``most``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= most:
+        raise InvalidArgumentError(
+            f"{argument} must be an int in 1..{most}, got {shown(value)}",
+            argument=argument,
+            component=component,
+        )
+    return value
+
+
+def check_point_id(
+    value: object, *, argument: str = "id", component: str | None = None
+) -> str | int:
+    """``value`` as a point id: an ``int`` in 0..2**64-1, or a canonical UUID string."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value <= MAX_POINT_ID:
+            return value
+    elif isinstance(value, str):
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    raise InvalidArgumentError(
+        f"{argument} must be an unsigned int (0..2**64-1) or a UUID string, got "
+        f"{shown(value)}; derive a stable UUID from any key with infra.vector.point_id(key)",
+        argument=argument,
+        component=component,
+    )
+
+
+def check_point_ids(ids: object, *, component: str | None = None) -> list[str | int]:
+    """A list or tuple of point ids, each checked with :func:`check_point_id`."""
+    if isinstance(ids, str | bytes) or not isinstance(ids, Sequence):
+        raise InvalidArgumentError(
+            f"ids must be a list or tuple of point ids, got {type(ids).__name__}",
+            argument="ids",
+            component=component,
+        )
+    return [
+        check_point_id(value, argument=f"ids[{index}]", component=component)
+        for index, value in enumerate(ids)
+    ]
+
+
+def check_vector(
+    vector: object,
+    dimension: int,
+    *,
+    argument: str = "vector",
+    component: str | None = None,
+) -> list[float]:
+    """``vector`` as a list of numbers of length ``dimension``, all finite."""
+    values = _as_list(vector, argument, component)
+    if len(values) != dimension:
+        raise DimensionMismatchError(
+            f"{argument} has {len(values)} dimensions, the collection expects {dimension}; "
+            "embed with the collection's model or use a collection of that size",
+            component=component,
+            details={"argument": argument, "expected_dim": dimension, "got_dim": len(values)},
+        )
+    try:
+        total = sum(values)
+    except TypeError:
+        total = math.nan  # a non-number inside: found by the scan below
+    if not (isinstance(total, int | float) and math.isfinite(total)):
+        _scan(values, argument, component)
+    return values
+
+
+def _as_list(vector: object, argument: str, component: str | None) -> list[Any]:
+    if type(vector) is list:
+        return vector
+    tolist = getattr(vector, "tolist", None)  # numpy arrays, without importing numpy
+    if callable(tolist):
+        values = tolist()
+        if isinstance(values, list):
+            return values
+    if isinstance(vector, str | bytes | Mapping) or not isinstance(vector, Sequence):
+        raise InvalidArgumentError(
+            f"{argument} must be a sequence of numbers, got {type(vector).__name__}",
+            argument=argument,
+            component=component,
+        )
+    return list(vector)
+
+
+def _scan(values: list[Any], argument: str, component: str | None) -> None:
+    """Name the first element that is not a finite real number (an overflowing sum of
+    finite numbers passes)."""
+    for index, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise InvalidArgumentError(
+                f"{argument}[{index}] must be a number, got {type(value).__name__}",
+                argument=argument,
+                component=component,
+                details={"position": index},
+            )
+        if not math.isfinite(value):
+            raise InvalidArgumentError(
+                f"{argument}[{index}] is {value!r}; vectors must be finite (no NaN or "
+                "infinity): check the embedding that produced it",
+                argument=argument,
+                component=component,
+                details={"position": index},
+            )
+
+
+def _payload_json(payload: object, argument: str, component: str | None) -> str:
+    if not payload and isinstance(payload, Mapping):
+        return "{}"
+    if not isinstance(payload, Mapping) or not all(isinstance(k, str) for k in payload):
+        raise InvalidArgumentError(
+            f"{argument} must be a mapping with str keys, got {shown(payload)}",
+            argument=argument,
+            component=component,
+        )
+    try:
+        return _JSON.encode(payload)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(
+            f"{argument} must encode as JSON (str keys; str, number, bool, None, lists "
+            f"and mappings; no NaN): {exc}",
+            argument=argument,
+            component=component,
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedPoints:
+    """Checked points as parallel lists (what every engine sends)."""
+
+    ids: list[str | int]
+    vectors: list[list[float]]
+    payloads: list[dict[str, Any]]
+    payload_json: list[str]
+    sizes: list[int]
+    """Estimated request bytes of each point."""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def prepare_points(
+    points: object, dimension: int, *, component: str | None = None
+) -> PreparedPoints:
+    """Check every point of an upsert (see the module docstring)."""
+    if isinstance(points, str | bytes) or not isinstance(points, Sequence):
+        raise InvalidArgumentError(
+            f"points must be a list of VectorPoint, got {type(points).__name__}",
+            argument="points",
+            component=component,
+        )
+    ids: list[str | int] = []
+    vectors: list[list[float]] = []
+    payloads: list[dict[str, Any]] = []
+    payload_json: list[str] = []
+    sizes: list[int] = []
+    seen: dict[str | int, int] = {}
+    vector_bytes = dimension * _FLOAT_BYTES
+    for index, point in enumerate(points):
+        if not isinstance(point, VectorPoint):
+            raise InvalidArgumentError(
+                f"points[{index}] must be a VectorPoint(id, vector, payload), got "
+                f"{type(point).__name__}",
+                argument=f"points[{index}]",
+                component=component,
+            )
+        pid = check_point_id(point.id, argument=f"points[{index}].id", component=component)
+        first = seen.setdefault(pid, index)
+        if first != index:
+            raise InvalidArgumentError(
+                f"points[{index}] repeats the id {pid!r} of points[{first}]; batches run "
+                "concurrently, so keep one point per id",
+                argument=f"points[{index}].id",
+                component=component,
+            )
+        vectors.append(
+            check_vector(
+                point.vector, dimension, argument=f"points[{index}].vector", component=component
+            )
+        )
+        text = _payload_json(point.payload, f"points[{index}].payload", component)
+        ids.append(pid)
+        payloads.append(dict(point.payload))
+        payload_json.append(text)
+        sizes.append(vector_bytes + len(text) + 64)
+    return PreparedPoints(ids, vectors, payloads, payload_json, sizes)

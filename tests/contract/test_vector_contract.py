@@ -1,0 +1,511 @@
+"""VectorStore contract: FakeVectorStore, QdrantVectorStore (local mode, or the server in
+``SEMANTICA_TEST_QDRANT_URL``) and PgVectorStore (embedded PostgreSQL + pgvector) behave
+the same.
+
+Every test works in a collection of its own (``c_<uuid>``), dropped afterwards, so tests
+never see each other's points on a shared server. Stores run under
+``ResiliencePolicy.instant`` (the design's breaker and retry on a virtual clock).
+Searches pass ``exact=True`` where the test counts hits: HNSW (pgvector, a Qdrant server)
+is approximate by design.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from infra.exceptions import (
+    CallerError,
+    CollectionNotFoundError,
+    DimensionMismatchError,
+    InvalidArgumentError,
+)
+from infra.ports import VectorPoint, VectorStore
+from infra.resilience import ResiliencePolicy
+from infra.testing.fakes.vector import FakeVectorStore
+from infra.vector import (
+    CollectionConfigMismatchError,
+    EmbeddingModelMismatchError,
+    UpsertProgress,
+    VectorStoreBase,
+    point_id,
+)
+
+ENGINES = [
+    "fake",
+    pytest.param("qdrant", marks=pytest.mark.qdrant),
+    pytest.param("pgvector", marks=pytest.mark.postgres),
+]
+Factory = Callable[..., VectorStoreBase]
+
+
+@pytest.fixture(params=ENGINES)
+def make_store(request: pytest.FixtureRequest) -> Factory:
+    """Builds a store of the engine under test (call it inside the test's event loop)."""
+    engine: str = request.param
+    if engine == "fake":
+        return lambda **options: FakeVectorStore(
+            policy=ResiliencePolicy.instant("qdrant"), **options
+        )
+    if engine == "qdrant":
+        from infra.testing.embedded import open_qdrant_client
+        from infra.vector.qdrant import QdrantVectorStore
+
+        location: str = request.getfixturevalue("qdrant_location")
+        return lambda **options: QdrantVectorStore(
+            lambda: open_qdrant_client(location),
+            policy=ResiliencePolicy.instant("qdrant"),
+            **options,
+        )
+    from infra.storage import EnhancedPostgresStore
+    from infra.vector.pgvector import PgVectorStore
+
+    dsn: str = request.getfixturevalue("postgres_dsn")
+    return lambda **options: PgVectorStore(
+        EnhancedPostgresStore(dsn, 1, 4, policy=ResiliencePolicy.instant("postgres")),
+        owns_store=True,
+        **options,
+    )
+
+
+@pytest.fixture
+async def store(make_store: Factory) -> AsyncIterator[VectorStoreBase]:
+    built = make_store()
+    yield built
+    await built.close()
+
+
+@pytest.fixture
+async def collection(store: VectorStoreBase) -> AsyncIterator[str]:
+    """A fresh 3-dimensional cosine collection."""
+    name = f"c_{uuid.uuid4().hex[:16]}"
+    await store.ensure_collection(name, vector_size=3)
+    yield name
+    if not store.is_closed:
+        await store.delete_collection(name)
+
+
+def unique() -> str:
+    return f"c_{uuid.uuid4().hex[:16]}"
+
+
+# ------------------------------------------------------------------------ collections
+async def test_satisfies_the_port(store: VectorStoreBase) -> None:
+    assert isinstance(store, VectorStore)
+
+
+async def test_ensure_collection_is_idempotent_and_records_its_configuration(
+    store: VectorStoreBase,
+) -> None:
+    name = unique()
+    await store.ensure_collection(name, vector_size=4, distance="dot", model="m-1")
+    await store.ensure_collection(name, vector_size=4, distance="dot", model="m-1")
+    await store.ensure_collection(name, vector_size=4, distance="dot")  # model unstated: fine
+    info = await store.collection_info(name)
+    assert (info.size, info.distance, info.model) == (4, "dot", "m-1")
+    assert await store.delete_collection(name) is True
+    assert await store.delete_collection(name) is False
+
+
+async def test_index_options_are_accepted_and_the_collection_works(
+    store: VectorStoreBase,
+) -> None:
+    """HNSW ``m``/``ef_construct`` and ``on_disk`` are passed to the engine (Qdrant's
+    collection config, pgvector's index ``WITH``); the collection behaves the same."""
+    name = unique()
+    await store.ensure_collection(
+        name, vector_size=3, distance="dot", hnsw_m=8, hnsw_ef_construct=32, on_disk=True
+    )
+    try:
+        await store.upsert(name, [VectorPoint(1, [1, 0, 0]), VectorPoint(2, [2, 0, 0])])
+        assert [hit.id for hit in await store.search(name, [1, 0, 0], exact=True)] == [2, 1]
+    finally:
+        await store.delete_collection(name)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"vector_size": 5}, "vector_size"),
+        ({"distance": "euclid"}, "distance"),
+        ({"model": "other-model"}, "model"),
+    ],
+)
+async def test_ensure_collection_refuses_another_configuration(
+    store: VectorStoreBase, change: dict[str, Any], field: str
+) -> None:
+    """Size, distance or model differing from an existing collection: a typed error,
+    never a silent reuse -- also for a store that has not seen the collection before."""
+    name = unique()
+    await store.ensure_collection(name, vector_size=4, distance="cosine", model="m-1")
+    options: dict[str, Any] = {"vector_size": 4, "distance": "cosine", "model": "m-1"} | change
+    try:
+        with pytest.raises(CollectionConfigMismatchError) as caught:
+            await store.ensure_collection(name, **options)
+        assert set(caught.value.details["differences"]) == {field}
+        assert isinstance(caught.value, CallerError)
+    finally:
+        await store.delete_collection(name)
+
+
+async def test_a_missing_collection_is_collection_not_found(store: VectorStoreBase) -> None:
+    name = unique()
+    with pytest.raises(CollectionNotFoundError):
+        await store.search(name, [1.0, 0.0, 0.0])
+    with pytest.raises(CollectionNotFoundError):
+        await store.upsert(name, [VectorPoint(1, [1.0, 0.0, 0.0])])
+    with pytest.raises(CollectionNotFoundError):
+        await store.count(name)
+
+
+# ----------------------------------------------------------------------------- points
+async def test_upsert_is_idempotent_and_replaces_by_id(
+    store: VectorStoreBase, collection: str
+) -> None:
+    points = [VectorPoint(i, [1.0, float(i), 0.5], {"v": 1}) for i in range(5)]
+    assert await store.upsert(collection, points) == 5
+    assert await store.upsert(collection, points) == 5
+    await store.upsert(collection, [VectorPoint(2, [1.0, 2.0, 0.5], {"v": 2})])
+    assert await store.count(collection) == 5
+    page = await store.scroll(collection, filter={"v": 2})
+    assert [(p.id, p.payload) for p in page.points] == [(2, {"v": 2})]
+
+
+async def test_uuid_ids_come_back_canonical_and_point_id_is_stable(
+    store: VectorStoreBase, collection: str
+) -> None:
+    upper = str(uuid.uuid4()).upper()
+    keyed = point_id("doc-42")
+    assert keyed == point_id("doc-42") != point_id("doc-43")
+    await store.upsert(collection, [VectorPoint(upper, [1, 0, 0]), VectorPoint(keyed, [0, 1, 0])])
+    hits = await store.search(collection, [1.0, 0.0, 0.0], limit=2, exact=True)
+    assert [hit.id for hit in hits] == [upper.lower(), keyed]
+
+
+@pytest.mark.parametrize(
+    ("distance", "expected"),
+    [
+        # query (1, 0, 0) against a=(1,0,0) b=(3,4,0) c=(0,0,2)
+        ("cosine", [("a", 1.0), ("b", 0.6), ("c", 0.0)]),
+        ("dot", [("b", 3.0), ("a", 1.0), ("c", 0.0)]),
+        ("euclid", [("a", 0.0), ("c", math.sqrt(5)), ("b", math.sqrt(20))]),
+    ],
+)
+async def test_search_orders_best_first_with_the_distance_s_score(
+    store: VectorStoreBase, distance: str, expected: list[tuple[str, float]]
+) -> None:
+    name = unique()
+    ids = {"a": 1, "b": 2, "c": 3}
+    await store.ensure_collection(name, vector_size=3, distance=distance)
+    try:
+        await store.upsert(
+            name,
+            [
+                VectorPoint(1, [1, 0, 0], {"n": "a"}),
+                VectorPoint(2, [3, 4, 0], {"n": "b"}),
+                VectorPoint(3, [0, 0, 2], {"n": "c"}),
+            ],
+        )
+        hits = await store.search(name, [1, 0, 0], limit=3, exact=True)
+        assert [hit.id for hit in hits] == [ids[key] for key, _ in expected]
+        assert [hit.score for hit in hits] == pytest.approx(
+            [score for _, score in expected], abs=1e-5
+        )
+        assert [hit.payload["n"] for hit in hits] == [key for key, _ in expected]
+        # The threshold keeps the first two: >= for similarities, <= for a distance.
+        threshold = (expected[1][1] + expected[2][1]) / 2
+        kept = await store.search(name, [1, 0, 0], score_threshold=threshold, exact=True)
+        assert [hit.id for hit in kept] == [ids[key] for key, _ in expected[:2]]
+    finally:
+        await store.delete_collection(name)
+
+
+PAYLOADS: list[dict[str, Any]] = [
+    {
+        "lang": "en",
+        "year": 2020,
+        "tags": ["news", "sport"],
+        "flag": True,
+        "author": {"name": "ada"},
+    },
+    {"lang": "de", "year": 2022, "tags": ["news"], "flag": False, "n": 1},
+    {"lang": "en", "year": 2024.5, "tags": [], "n": "1"},
+    {"lang": "fr", "tags": ["sport"], "n": True, "years": [2001, 2030]},
+]
+
+
+@pytest.mark.parametrize(
+    ("flt", "expected"),
+    [
+        ({"lang": "en"}, [0, 2]),
+        ({"lang": ["de", "fr"]}, [1, 3]),
+        ({"tags": "sport"}, [0, 3]),
+        ({"tags": ["sport", "news"]}, [0, 1, 3]),
+        ({"year": {"gte": 2021}}, [1, 2]),
+        ({"year": {"gt": 2020, "lt": 2024}}, [1]),
+        ({"lang": "en", "year": {"lte": 2020}}, [0]),
+        ({"flag": True}, [0]),
+        ({"n": 1}, [1]),
+        ({"n": "1"}, [2]),
+        ({"n": True}, [3]),
+        ({"author.name": "ada"}, [0]),
+        ({"missing": "x"}, []),
+        # an array matches when one element is inside the whole range
+        ({"years": {"gte": 2010, "lte": 2020}}, []),
+        ({"years": {"gte": 2025}}, [3]),
+    ],
+)
+async def test_filters_mean_the_same_on_every_engine(
+    store: VectorStoreBase, collection: str, flt: dict[str, Any], expected: list[int]
+) -> None:
+    await store.upsert(
+        collection,
+        [VectorPoint(i, [1.0, float(i), 1.0], payload) for i, payload in enumerate(PAYLOADS)],
+    )
+    hits = await store.search(collection, [1, 1, 1], limit=10, filter=flt, exact=True)
+    assert sorted(hit.id for hit in hits) == expected
+    assert await store.count(collection, filter=flt) == len(expected)
+    page = await store.scroll(collection, filter=flt)
+    assert [p.id for p in page.points] == expected
+
+
+async def test_delete_by_ids_and_by_filter(store: VectorStoreBase, collection: str) -> None:
+    await store.upsert(
+        collection, [VectorPoint(i, [1.0, float(i), 0.0], {"odd": i % 2 == 1}) for i in range(10)]
+    )
+    await store.delete(collection, [0, 2, 99])
+    assert await store.count(collection) == 8
+    await store.delete_by_filter(collection, {"odd": True})
+    page = await store.scroll(collection)
+    assert [p.id for p in page.points] == [4, 6, 8]
+
+
+async def test_scroll_pages_cover_every_point_once_in_id_order(
+    store: VectorStoreBase, collection: str
+) -> None:
+    ids = [7, 3, 1000, 12, 5, 40, 1, 999, 2**40, 64]
+    await store.upsert(collection, [VectorPoint(i, [1.0, 0.5, float(i % 7)]) for i in ids])
+    seen: list[str | int] = []
+    offset: str | int | None = None
+    while True:
+        page = await store.scroll(collection, limit=3, offset=offset)
+        seen += [p.id for p in page.points]
+        if page.next_offset is None:
+            break
+        offset = page.next_offset
+    assert seen == sorted(ids)
+
+
+async def test_scroll_returns_vectors_as_stored(store: VectorStoreBase) -> None:
+    """Euclid keeps vectors as given; cosine stores them normalised (as Qdrant does)."""
+    name = unique()
+    await store.ensure_collection(name, vector_size=2, distance="euclid")
+    cosine = unique()
+    await store.ensure_collection(cosine, vector_size=2)
+    try:
+        await store.upsert(name, [VectorPoint(1, [3.0, 4.0])])
+        await store.upsert(cosine, [VectorPoint(1, [3.0, 4.0])])
+        (point,) = (await store.scroll(name, with_vectors=True)).points
+        assert point.vector == pytest.approx([3.0, 4.0])
+        (point,) = (await store.scroll(cosine, with_vectors=True)).points
+        assert point.vector == pytest.approx([0.6, 0.8], abs=1e-6)
+        (point,) = (await store.scroll(cosine)).points
+        assert list(point.vector) == []
+    finally:
+        await store.delete_collection(name)
+        await store.delete_collection(cosine)
+
+
+# ------------------------------------------------------------------ caller errors
+@pytest.mark.parametrize(
+    ("bad", "error", "argument"),
+    [
+        (VectorPoint(9, [1.0, 2.0]), DimensionMismatchError, "points[2].vector"),
+        (VectorPoint(9, [1.0, math.nan, 0.0]), InvalidArgumentError, "points[2].vector"),
+        (VectorPoint(9, [1.0, math.inf, 0.0]), InvalidArgumentError, "points[2].vector"),
+        (VectorPoint("doc-9", [1.0, 2.0, 0.0]), InvalidArgumentError, "points[2].id"),
+        (VectorPoint(-1, [1.0, 2.0, 0.0]), InvalidArgumentError, "points[2].id"),
+        (VectorPoint(0, [1.0, 2.0, 0.0]), InvalidArgumentError, "points[2].id"),
+        (
+            VectorPoint(9, [1.0, 2.0, 0.0], {"x": math.nan}),
+            InvalidArgumentError,
+            "points[2].payload",
+        ),
+    ],
+)
+async def test_bad_points_are_refused_before_anything_is_written(
+    store: VectorStoreBase,
+    collection: str,
+    bad: VectorPoint,
+    error: type[CallerError],
+    argument: str,
+) -> None:
+    """The whole upsert is refused, naming the point, and nothing of it is written."""
+    good = [VectorPoint(0, [1.0, 0.0, 0.0]), VectorPoint(1, [0.0, 1.0, 0.0])]
+    with pytest.raises(error) as caught:
+        await store.upsert(collection, [*good, bad])
+    assert isinstance(caught.value, CallerError)
+    details = caught.value.details
+    assert details.get("argument") == argument
+    if error is DimensionMismatchError:
+        assert (details["expected_dim"], details["got_dim"]) == (3, 2)
+    assert await store.count(collection) == 0
+
+
+async def test_search_checks_the_query_vector_and_arguments(
+    store: VectorStoreBase, collection: str
+) -> None:
+    with pytest.raises(DimensionMismatchError) as caught:
+        await store.search(collection, [1.0, 2.0, 3.0, 4.0])
+    assert (caught.value.details["expected_dim"], caught.value.details["got_dim"]) == (3, 4)
+    with pytest.raises(InvalidArgumentError, match="vector"):
+        await store.search(collection, [1.0, math.nan, 0.0])
+    with pytest.raises(InvalidArgumentError, match="limit"):
+        await store.search(collection, [1.0, 0.0, 0.0], limit=0)
+    with pytest.raises(InvalidArgumentError, match="filter"):
+        await store.search(collection, [1.0, 0.0, 0.0], filter={"x": 1.5})
+    with pytest.raises(InvalidArgumentError, match="collection"):
+        await store.search("bad name!", [1.0, 0.0, 0.0])
+
+
+async def test_vectors_of_another_model_are_refused(store: VectorStoreBase) -> None:
+    name = unique()
+    await store.ensure_collection(name, vector_size=3, model="model-a")
+    try:
+        await store.upsert(name, [VectorPoint(1, [1, 0, 0])], model="model-a")
+        with pytest.raises(EmbeddingModelMismatchError) as caught:
+            await store.search(name, [1, 0, 0], model="model-b")
+        assert caught.value.details["expected_model"] == "model-a"
+        with pytest.raises(EmbeddingModelMismatchError):
+            await store.upsert(name, [VectorPoint(2, [1, 0, 0])], model="model-b")
+        assert [hit.id for hit in await store.search(name, [1, 0, 0], model="model-a")] == [1]
+    finally:
+        await store.delete_collection(name)
+
+
+async def test_duplicate_ids_in_one_upsert_are_refused(
+    store: VectorStoreBase, collection: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"points\[2\] repeats"):
+        await store.upsert(
+            collection,
+            [VectorPoint(1, [1, 0, 0]), VectorPoint(2, [0, 1, 0]), VectorPoint(1, [0, 0, 1])],
+        )
+
+
+# ---------------------------------------------------------------- batches, progress
+async def test_many_batches_all_written_with_progress(make_store: Factory) -> None:
+    """53 points in batches of 7, 3 in flight: every point written, progress reported
+    after each of the 8 batches, ending at 53 of 53."""
+    store = make_store(batch_size=7, concurrency=3)
+    name = unique()
+    try:
+        await store.ensure_collection(name, vector_size=3)
+        seen: list[UpsertProgress] = []
+        points = [VectorPoint(i, [1.0, float(i), 2.0], {"i": i}) for i in range(53)]
+        assert await store.upsert(name, points, on_progress=seen.append) == 53
+        assert await store.count(name) == 53
+        assert [p.batches_done for p in seen] == list(range(1, 9))
+        assert seen[-1] == UpsertProgress(53, 53, 8, 8)
+        assert all(a.written < b.written for a, b in itertools.pairwise(seen))
+        await store.delete_collection(name)
+    finally:
+        await store.close()
+
+
+async def test_a_large_upsert_is_prepared_off_the_event_loop(make_store: Factory) -> None:
+    """Above ``threaded_above`` the points are checked in a worker thread: same result."""
+    store = make_store(threaded_above=10)
+    name = unique()
+    try:
+        await store.ensure_collection(name, vector_size=3)
+        points = [VectorPoint(i, [1.0, float(i), 2.0]) for i in range(40)]
+        assert await store.upsert(name, points) == 40
+        with pytest.raises(DimensionMismatchError):
+            await store.upsert(name, [*points, VectorPoint(99, [1.0])])
+        assert await store.count(name) == 40
+        await store.delete_collection(name)
+    finally:
+        await store.close()
+
+
+async def test_health_check_and_closed_store(make_store: Factory) -> None:
+    store = make_store()
+    ok, details = await store.health_check(latency_threshold_ms=10_000)
+    assert ok
+    assert details["status"] == "healthy"
+    await store.close()
+    ok, details = await store.health_check()
+    assert not ok
+    assert details["status"] == "unhealthy"
+    with pytest.raises(Exception, match="closed"):
+        await store.count("anything")
+
+
+# --------------------------------------------------------------- property: vs oracle
+def oracle_score(distance: str, stored: list[float], query: list[float]) -> float:
+    if distance == "euclid":
+        return math.dist(stored, query)
+    if distance == "cosine":
+        norm = math.hypot(*stored) * math.hypot(*query)
+        return sum(a * b for a, b in zip(stored, query, strict=True)) / norm
+    return sum(a * b for a, b in zip(stored, query, strict=True))
+
+
+finite = st.floats(-10, 10, allow_nan=False).filter(lambda x: abs(x) > 1e-3)
+vectors = st.lists(finite, min_size=4, max_size=4)
+
+
+@settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    distance=st.sampled_from(["cosine", "dot", "euclid"]),
+    stored=st.lists(st.tuples(vectors, st.sampled_from(["x", "y"])), min_size=1, max_size=25),
+    query=vectors,
+    limit=st.integers(1, 8),
+    tag=st.sampled_from([None, "x", "y"]),
+)
+def test_exact_search_matches_a_brute_force_oracle(  # noqa: PLR0917 - hypothesis arguments
+    make_store: Factory,
+    distance: str,
+    stored: list[tuple[list[float], str]],
+    query: list[float],
+    limit: int,
+    tag: str | None,
+) -> None:
+    """For any points, query, limit and filter, exact search returns the oracle's top
+    ``limit`` scores, each hit carrying its own point's score, best first."""
+
+    async def scenario() -> None:
+        store = make_store()
+        name = unique()
+        try:
+            await store.ensure_collection(name, vector_size=4, distance=distance)
+            await store.upsert(
+                name,
+                [VectorPoint(i, vector, {"tag": t}) for i, (vector, t) in enumerate(stored)],
+            )
+            flt = None if tag is None else {"tag": tag}
+            hits = await store.search(name, query, limit=limit, filter=flt, exact=True)
+            scores = {
+                i: oracle_score(distance, vector, query)
+                for i, (vector, t) in enumerate(stored)
+                if tag is None or t == tag
+            }
+            best = sorted(scores.values(), reverse=distance != "euclid")[:limit]
+            assert [hit.score for hit in hits] == pytest.approx(best, rel=1e-3, abs=1e-3)
+            for hit in hits:
+                assert hit.score == pytest.approx(scores[int(hit.id)], rel=1e-3, abs=1e-3)
+            assert await store.count(name, filter=flt) == len(scores)
+            await store.delete_collection(name)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())

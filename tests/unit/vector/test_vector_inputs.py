@@ -1,0 +1,190 @@
+"""Caller input of the vector stores is checked before any I/O, the same way everywhere:
+ids, vectors, payloads and filters (properties over generated input)."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from infra.exceptions import CallerError, DimensionMismatchError, InvalidArgumentError
+from infra.ports import VectorPoint
+from infra.vector import point_id
+from infra.vector.filters import Condition, matches, parse_filter
+from infra.vector.points import MAX_POINT_ID, check_point_id, check_vector, prepare_points
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=32)
+
+
+@given(vector=st.lists(finite, min_size=1, max_size=64))
+def test_any_finite_vector_of_the_right_size_passes_unchanged(vector: list[float]) -> None:
+    assert check_vector(vector, len(vector)) == vector
+
+
+@given(
+    vector=st.lists(finite, min_size=1, max_size=64),
+    data=st.data(),
+    bad=st.sampled_from([math.nan, math.inf, -math.inf]),
+)
+def test_a_non_finite_value_anywhere_is_named_by_position(
+    vector: list[float], data: st.DataObject, bad: float
+) -> None:
+    position = data.draw(st.integers(0, len(vector) - 1))
+    vector[position] = bad
+    with pytest.raises(InvalidArgumentError) as caught:
+        check_vector(vector, len(vector), argument="points[3].vector")
+    assert caught.value.details["position"] == position
+    assert caught.value.details["argument"] == "points[3].vector"
+
+
+@given(size=st.integers(1, 50), expected=st.integers(1, 50))
+def test_a_wrong_length_is_a_dimension_mismatch_with_both_sizes(size: int, expected: int) -> None:
+    vector = [0.5] * size
+    if size == expected:
+        assert check_vector(vector, expected) == vector
+        return
+    with pytest.raises(DimensionMismatchError) as caught:
+        check_vector(vector, expected)
+    assert (caught.value.details["expected_dim"], caught.value.details["got_dim"]) == (
+        expected,
+        size,
+    )
+    assert isinstance(caught.value, CallerError)
+
+
+def test_sums_that_overflow_are_not_mistaken_for_infinity() -> None:
+    assert check_vector([1e308, 1e308], 2) == [1e308, 1e308]
+
+
+@pytest.mark.parametrize("bad", ["x", None, [1.0], {"a": 1}])
+def test_a_non_number_element_is_named(bad: object) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"vector\[1\] must be a number"):
+        check_vector([1.0, bad, 2.0], 3)
+
+
+@pytest.mark.parametrize("bad", ["abc", b"\x00\x01", {"a": 1}, 3, None])
+def test_a_non_sequence_vector_is_refused(bad: object) -> None:
+    with pytest.raises(InvalidArgumentError):
+        check_vector(bad, 3)
+
+
+@given(value=st.integers(0, MAX_POINT_ID))
+def test_unsigned_64_bit_ints_are_ids(value: int) -> None:
+    assert check_point_id(value) == value
+
+
+@given(value=st.one_of(st.integers(max_value=-1), st.integers(min_value=MAX_POINT_ID + 1)))
+def test_ints_outside_64_bits_are_refused(value: int) -> None:
+    with pytest.raises(InvalidArgumentError, match="point_id"):
+        check_point_id(value)
+
+
+@given(value=st.uuids())
+def test_uuid_strings_in_any_spelling_become_canonical(value: uuid.UUID) -> None:
+    for spelling in (str(value).upper(), value.hex, f"{{{value}}}", f"urn:uuid:{value}"):
+        assert check_point_id(spelling) == str(value)
+
+
+@given(text=st.text(max_size=40))
+def test_other_strings_are_refused_with_the_way_out(text: str) -> None:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        with pytest.raises(InvalidArgumentError, match=r"point_id\(key\)"):
+            check_point_id(text)
+
+
+@pytest.mark.parametrize("bad", [True, 1.0, None, b"1"])
+def test_other_id_types_are_refused(bad: object) -> None:
+    with pytest.raises(InvalidArgumentError):
+        check_point_id(bad)
+
+
+@given(a=st.text(min_size=1), b=st.text(min_size=1))
+def test_point_id_is_a_stable_uuid_per_key(a: str, b: str) -> None:
+    assert point_id(a) == point_id(a) == check_point_id(point_id(a))
+    assert (point_id(a) == point_id(b)) == (a == b)
+
+
+@given(payload=st.dictionaries(st.text(max_size=5), st.floats(allow_nan=True), min_size=1))
+def test_payloads_must_encode_as_json_without_nan(payload: dict[str, float]) -> None:
+    point = VectorPoint(1, [1.0], payload)
+    if any(math.isnan(v) or math.isinf(v) for v in payload.values()):
+        with pytest.raises(InvalidArgumentError, match="JSON"):
+            prepare_points([point], 1)
+    else:
+        assert prepare_points([point], 1).payloads == [payload]
+
+
+def test_prepare_refuses_non_points_and_strings() -> None:
+    with pytest.raises(InvalidArgumentError, match="points must be a list"):
+        prepare_points("abc", 1)
+    with pytest.raises(InvalidArgumentError, match=r"points\[0\] must be a VectorPoint"):
+        prepare_points([(1, [1.0])], 1)
+
+
+# -------------------------------------------------------------------------- filters
+scalars = st.one_of(st.text(max_size=4), st.integers(-5, 5), st.booleans())
+json_values = st.recursive(
+    st.one_of(st.none(), scalars, st.floats(-10, 10)),
+    lambda inner: st.lists(inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@given(stored=json_values, wanted=scalars)
+def test_equality_is_typed_and_arrays_match_by_element(stored: Any, wanted: Any) -> None:
+    """The fake's filter semantics: a value equals only a value of the same type; an array
+    matches when one of its elements does."""
+    expected = (
+        any(type(e) is type(wanted) and e == wanted for e in stored)
+        if isinstance(stored, list)
+        else type(stored) is type(wanted) and stored == wanted
+    )
+    assert matches({"f": stored}, parse_filter({"f": wanted})) == expected
+
+
+@given(
+    stored=st.lists(st.floats(-10, 10), max_size=4),
+    low=st.floats(-10, 10),
+    high=st.floats(-10, 10),
+)
+def test_an_array_is_in_a_range_when_one_element_is_inside_it(
+    stored: list[float], low: float, high: float
+) -> None:
+    conditions = parse_filter({"f": {"gte": low, "lt": high}})
+    assert matches({"f": stored}, conditions) == any(low <= x < high for x in stored)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"f": 1.5},
+        {"f": {"gte": "a"}},
+        {"f": {"between": 1}},
+        {"f": {}},
+        {"f": []},
+        {"": 1},
+        {"a..b": 1},
+        {"f": None},
+        {"f": {"gt": math.nan}},
+        ["f"],
+        "f",
+    ],
+)
+def test_bad_filters_are_refused_naming_the_filter(bad: object) -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        parse_filter(bad)
+    assert caught.value.details["argument"] == "filter"
+
+
+def test_a_dotted_key_reads_nested_objects() -> None:
+    (condition,) = parse_filter({"a.b": 1})
+    assert condition == Condition(("a", "b"), (1,))
+    assert matches({"a": {"b": 1}}, [condition])
+    assert not matches({"a": 1}, [condition])
+    assert not matches({"a.b": 1}, [condition])
