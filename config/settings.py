@@ -216,12 +216,22 @@ class Settings(BaseSettings):
     """Tokens per minute allowed; unset means unlimited."""
     llm_monthly_budget_usd: NonNegativeFloat | None = None
     """Spend limit per calendar month, USD; unset means none."""
+    llm_first_token_timeout: PositiveFloat | None = None
+    """Longest wait for a stream's first chunk, seconds; unset means llm_request_timeout."""
+    llm_default_max_tokens: PositiveInt = 1024
+    """max_tokens of a completion that names none (bounds the budget's worst case)."""
+    llm_rate_limit_max_wait: PositiveFloat = 30.0
+    """Longest a call waits for the RPM/TPM limiter before RateLimitExceededError, seconds."""
+    llm_rate_limit_shared: bool = False
+    """Share the RPM/TPM buckets through Redis across processes (else per process)."""
     embedding_model: NonEmptyStr = "text-embedding-3-small"
     """litellm model name for embeddings."""
     embedding_api_base: str | None = None
     """Base URL of the embedding endpoint; unset means llm_api_base / provider default."""
     embedding_dimensions: PositiveInt | None = None
     """Requested embedding size, for models that support it."""
+    embedding_api_key: SecretStr | None = None
+    """Key of the embedding provider; unset means llm_api_key."""
 
     # -------------------------------------------------------- settings.cache -- caching
     cache_l1_ttl: PositiveFloat = 60.0
