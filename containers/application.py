@@ -34,13 +34,14 @@ from typing import TYPE_CHECKING
 from dependency_injector import containers, providers
 
 from containers.core import CoreContainer
+from containers.llm import LLMContainer
 from containers.observability import ObservabilityContainer
 from containers.postgres import PostgresContainer
 from containers.redis import RedisContainer
 
 if TYPE_CHECKING:
     from infra.observability import HealthRegistry
-    from infra.ports import CacheStore, RelationalStore
+    from infra.ports import CacheStore, HealthCheckable, RelationalStore
 
 __all__ = ["ApplicationContainer", "register_health_checks"]
 
@@ -48,11 +49,17 @@ _log = logging.getLogger("containers.application")
 
 
 async def register_health_checks(
-    registry: HealthRegistry, postgres: RelationalStore, redis: CacheStore
+    registry: HealthRegistry,
+    postgres: RelationalStore,
+    redis: CacheStore,
+    llm: HealthCheckable | None = None,
 ) -> AsyncIterator[HealthRegistry]:
-    """The registry with each backend's check; PostgreSQL and Redis are critical."""
+    """The registry with each backend's check; PostgreSQL and Redis are critical, the LLM
+    adapter is not (an application without a chat provider still serves)."""
     registry.register("postgres", postgres, critical=True)
     registry.register("redis", redis, critical=True)
+    if llm is not None:
+        registry.register("llm", llm, critical=False)
     yield registry
 
 
@@ -71,6 +78,13 @@ class ApplicationContainer(containers.DeclarativeContainer):
         settings=core.settings,
         resilience_hooks=providers.List(observability.resilience_observer),
     )
+    llm = providers.Container(
+        LLMContainer,
+        settings=core.settings,
+        redis_client=redis.client,
+        three_tier=redis.three_tier,
+        resilience_hooks=providers.List(observability.resilience_observer),
+    )
     health = providers.Resource(
-        register_health_checks, observability.health, postgres.store, redis.cache
+        register_health_checks, observability.health, postgres.store, redis.cache, llm.adapter
     )

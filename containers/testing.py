@@ -13,7 +13,9 @@ What ``use_fakes`` overrides (one call, reset on exit, nestable):
 * backend adapters: ``postgres.store`` -> :class:`FakeRelationalStore`,
   ``redis.cache`` -> :class:`FakeCache`, ``redis.lock`` -> :class:`FakeDistributedLock`,
   ``redis.three_tier`` -> a :class:`ThreeTierCache` over the fake cache (single-process:
-  no Redis pub/sub or leases);
+  no Redis pub/sub or leases), ``llm.adapter`` -> :class:`FakeLLM` (deterministic chat
+  and embeddings; ``llm.embeddings`` caches it in the fake 3-tier cache), (the local embedding
+  server is never started: only the real adapter would start it);
 * every policy -> ``ResiliencePolicy.instant(...)``: the same breaker and retry decisions
   on a virtual clock, so a test of backoff or breaker recovery never sleeps (the fake
   relational store runs under the PostgreSQL one, so scripted failures are retried and
@@ -37,7 +39,7 @@ from dependency_injector import providers
 from containers.application import ApplicationContainer
 from infra.cache import ThreeTierCache
 from infra.resilience import ManualClock, ResiliencePolicy
-from infra.testing.fakes import FakeCache, FakeDistributedLock, FakeRelationalStore
+from infra.testing.fakes import FakeCache, FakeDistributedLock, FakeLLM, FakeRelationalStore
 
 __all__ = ["Fakes", "use_fakes"]
 
@@ -50,6 +52,7 @@ class Fakes:
     cache: FakeCache
     lock: FakeDistributedLock
     three_tier: ThreeTierCache
+    llm: FakeLLM
     clock: ManualClock
 
 
@@ -59,11 +62,13 @@ def use_fakes(app: ApplicationContainer) -> Iterator[Fakes]:
     clock = ManualClock()
     cache = FakeCache(clock=clock)
     postgres_policy = ResiliencePolicy.instant("postgres")
+    llm_policy = ResiliencePolicy.instant("llm")
     fakes = Fakes(
         relational=FakeRelationalStore(policy=postgres_policy),
         cache=cache,
         lock=FakeDistributedLock(clock=clock),
         three_tier=ThreeTierCache(cache, clock=clock),
+        llm=FakeLLM(policy=llm_policy),
         clock=clock,
     )
     with ExitStack() as stack:
@@ -75,6 +80,9 @@ def use_fakes(app: ApplicationContainer) -> Iterator[Fakes]:
             (app.postgres.policy, postgres_policy),
             (app.redis.policy, ResiliencePolicy.instant("redis")),
             (app.redis.lock_policy, ResiliencePolicy.instant("redis_lock")),
+            (app.llm.adapter, fakes.llm),
+            (app.llm.policy, llm_policy),
+            (app.llm.embedding_policy, ResiliencePolicy.instant("llm_embeddings")),
         ):
             stack.enter_context(provider.override(providers.Object(value)))
         yield fakes

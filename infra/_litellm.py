@@ -31,5 +31,5 @@ def import_litellm() -> ModuleType:
     os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     litellm = require("litellm", extra="llm")
-    litellm.suppress_debug_info = True
+    litellm.suppress_debug_info = True  # type: ignore[attr-defined]
     return litellm

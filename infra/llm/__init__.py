@@ -16,4 +16,4 @@ it on its first call. See ``docs/llm.md``.
 from infra.llm.litellm_adapter import LiteLLMAdapter
 from infra.llm.rate_limiter import LLMRateLimiter
 
-__all__ = ["LiteLLMAdapter", "LLMRateLimiter"]
+__all__ = ["LLMRateLimiter", "LiteLLMAdapter"]

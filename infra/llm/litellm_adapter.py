@@ -62,6 +62,7 @@ from pydantic import SecretStr
 from infra._litellm import import_litellm
 from infra.calls import BackendCalls
 from infra.exceptions import ConfigurationError, InvalidArgumentError, RateLimitedError
+from infra.llm.local_embeddings import LOCAL_DOCUMENT_MODEL, LOCAL_QUERY_MODEL
 from infra.llm.responses import (
     CONTENT_FILTER,
     check_messages,
@@ -77,6 +78,7 @@ from infra.observability.instrument import CallSite
 from infra.ports import ChatMessage, Completion, TokenUsage
 from infra.resilience import BreakerState, ResiliencePolicy, litellm_no_retry_kwargs
 from infra.translation import translate_exception
+from infra.validation import check_latency_threshold
 
 if TYPE_CHECKING:
     from config import Settings
@@ -219,9 +221,10 @@ class LiteLLMAdapter:
             model=llm.model if chat_configured else None,
             api_base=llm.api_base,
             api_key=llm.api_key,
-            embedding_model="openai/e5-passage" if local else llm.embedding_model,
-            embedding_query_model="openai/e5-query" if local else None,
+            embedding_model=LOCAL_DOCUMENT_MODEL if local else llm.embedding_model,
+            embedding_query_model=LOCAL_QUERY_MODEL if local else None,
             embedding_api_base=llm.embedding_api_base,
+            embedding_api_key=llm.embedding_api_key,
             embedding_endpoint=embedding_endpoint,
             embedding_dimensions=LOCAL_E5_DIMENSIONS if local else llm.embedding_dimensions,
             send_dimensions=not local,
@@ -278,9 +281,7 @@ class LiteLLMAdapter:
             self._release(reservation)
             raise
         text, finish = first_choice(response)
-        usage = usage_of(response) or TokenUsage(
-            prompt_tokens, _count_text(litellm, name, text)
-        )
+        usage = usage_of(response) or TokenUsage(prompt_tokens, _count_text(litellm, name, text))
         cost = self._spend(name, usage, who, reservation)
         if finish == CONTENT_FILTER:
             raise content_filtered(name)
@@ -342,7 +343,10 @@ class LiteLLMAdapter:
                     break
                 except Exception as exc:
                     raise translate_exception(
-                        exc, component=COMPONENT, family="llm", operation="chat",
+                        exc,
+                        component=COMPONENT,
+                        family="llm",
+                        operation="chat",
                         timeout=self._timeout,
                     ) from exc
         finally:
@@ -354,6 +358,11 @@ class LiteLLMAdapter:
             raise content_filtered(name)
 
     # -------------------------------------------------------------- embeddings
+    @property
+    def embedding_model(self) -> str | None:
+        """The model documents are embedded with (``None``: no embedding provider)."""
+        return self._embedding_model
+
     @property
     def dimensions(self) -> int:
         """Length of every returned vector (configured, or learned from the first call).
@@ -427,9 +436,12 @@ class LiteLLMAdapter:
         self._spend(name, TokenUsage(usage.prompt_tokens, 0), caller or "default", None)
         return vectors
 
-    async def health_check(self, latency_threshold_ms: float = 100.0) -> tuple[bool, dict[str, Any]]:
+    async def health_check(
+        self, latency_threshold_ms: float = 100.0
+    ) -> tuple[bool, dict[str, Any]]:
         """Configuration and breaker state only: a provider round trip would cost money.
         Healthy unless the chat breaker is open."""
+        check_latency_threshold(latency_threshold_ms)
         started = time.perf_counter()
         breaker = self._policy.breaker
         state = None if breaker is None else breaker.state
@@ -525,14 +537,12 @@ class LiteLLMAdapter:
         return kwargs
 
     def _chat(self, model: str) -> BackendCalls:
-        return self._backend("chat", model, self._policy, self._api_base)
+        return self._backend("chat", model, self._policy)
 
     def _embeddings(self, model: str) -> BackendCalls:
-        return self._backend("embeddings", model, self._embedding_policy, self._embedding_api_base)
+        return self._backend("embeddings", model, self._embedding_policy)
 
-    def _backend(
-        self, kind: str, model: str, policy: ResiliencePolicy, api_base: str | None
-    ) -> BackendCalls:
+    def _backend(self, kind: str, model: str, policy: ResiliencePolicy) -> BackendCalls:
         calls = self._calls.get((kind, model))
         if calls is None:
             calls = BackendCalls(
@@ -653,13 +663,13 @@ def _count_text(litellm: Any, model: str, text: str) -> int:
         return len(text) // 4 + 1
 
 
-def _record_usage(calls: BackendCalls, operation: str, response: Any, usage: TokenUsage | None) -> None:
+def _record_usage(
+    calls: BackendCalls, operation: str, response: Any, usage: TokenUsage | None
+) -> None:
     """Token histogram and ``gen_ai.response.model``/usage span attributes of one call."""
     if usage is None or not calls.record:
         return
-    series = CallSite(
-        COMPONENT, operation, system=calls.system, model=calls.model
-    ).series()
+    series = CallSite(COMPONENT, operation, system=calls.system, model=calls.model).series()
     tokens = series.tokens
     if tokens is not None:
         tokens.labels(*series.duration_prefix, "input").observe(usage.prompt_tokens)

@@ -42,7 +42,7 @@ from infra.exceptions import InvalidArgumentError, RateLimitExceededError
 from infra.resilience import Clock, MonotonicClock, RateLimiter, TokenBucketLimiter
 
 if TYPE_CHECKING:
-    from infra.cache import RedisClient
+    from redis.asyncio import Redis
 
 __all__ = ["LLMRateLimiter"]
 
@@ -128,7 +128,7 @@ class LLMRateLimiter:
     @classmethod
     def shared(
         cls,
-        client: RedisClient,
+        client: Redis,
         *,
         rpm: float | None = None,
         tpm: float | None = None,

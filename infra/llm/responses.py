@@ -16,6 +16,7 @@ from infra.ports import ChatMessage, TokenUsage
 __all__ = [
     "CONTENT_FILTER",
     "check_messages",
+    "check_texts",
     "content_filtered",
     "embedding_vectors",
     "first_choice",
@@ -30,7 +31,8 @@ _ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 def check_messages(messages: Sequence[ChatMessage]) -> None:
     """Refuse an empty or ill-typed conversation before any I/O."""
-    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence) or not messages:
+    candidate: object = messages
+    if isinstance(candidate, str | bytes) or not isinstance(candidate, Sequence) or not candidate:
         raise InvalidArgumentError(
             "messages must be a non-empty sequence of ChatMessage, e.g. "
             "[ChatMessage('user', 'hello')]",

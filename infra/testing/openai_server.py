@@ -268,6 +268,7 @@ class OpenAITestServer:
     async def _models(self, request: web.Request) -> web.StreamResponse:
         from aiohttp import web  # noqa: PLC0415
 
+        del request  # every GET route answers the same
         return web.json_response({"object": "list", "data": [{"id": "test-chat"}]})
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
@@ -342,7 +343,16 @@ class OpenAITestServer:
                 }
             )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return await _stream(request, fault, ident, model, text, finish, usage, include_usage)
+        return await _stream(
+            request,
+            fault,
+            ident=ident,
+            model=model,
+            text=text,
+            finish=finish,
+            usage=usage,
+            include_usage=include_usage,
+        )
 
 
 async def _apply_fault(fault: Fault | None) -> web.StreamResponse | None:
@@ -375,6 +385,7 @@ def _error(
 async def _stream(
     request: web.Request,
     fault: Fault | None,
+    *,
     ident: str,
     model: str,
     text: str,
