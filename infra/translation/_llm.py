@@ -11,8 +11,8 @@ listed explicitly.
 Facts: ``status_code``, ``llm_provider``, ``model`` and ``retry_after`` (seconds, from
 litellm's explicit ``headers`` or the response's ``retry-after``/``retry-after-ms``).
 litellm's ``ContentPolicyViolationError`` -> ``ContentFilteredError`` (a caller error: the
-same prompt is refused again). litellm's ``BudgetExceededError`` (its own spend limit) -> our ``BudgetExceededError``
-with ``current_cost`` and ``max_budget``.
+same prompt is refused again). litellm's ``BudgetExceededError`` (its own spend limit) ->
+our ``BudgetExceededError`` with ``current_cost`` and ``max_budget``.
 
 Neither module is imported here except inside the loaders, which only run once an
 exception from them exists (``import litellm`` takes seconds).
