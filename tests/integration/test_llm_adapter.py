@@ -39,7 +39,7 @@ from infra.testing.openai_server import (
 
 pytestmark = pytest.mark.llm
 USER = ChatMessage("user", "one two three four five")
-SECRET = "sk-test-0123456789abcdef"  # noqa: S105 - a fake key, checked never to leak
+SECRET = "sk-test-0123456789abcdef"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -100,9 +100,13 @@ async def test_a_stream_cut_after_its_first_chunk_fails_typed_and_is_not_retried
     server.script(TruncatedStream(after_chunks=2))
     cost = CostTracker(pricer=_Flat())
     received: list[str] = []
-    with pytest.raises(ProviderUnavailableError):
+
+    async def consume() -> None:
         async for piece in adapter(server, cost=cost).stream([USER]):
-            received.append(piece)
+            received.append(piece)  # noqa: PERF401 - keeps what came before the failure
+
+    with pytest.raises(ProviderUnavailableError):
+        await consume()
     assert received == ["echo:", " one"]
     assert len(server.requests) == 1
     assert cost.spent() > 0  # what was produced is billed: counted tokens, not lost
