@@ -198,6 +198,12 @@ class LLMRateLimiter:
         self._paused_until = max(self._paused_until, self._clock.now() + seconds)
 
     @property
+    def carried_tokens(self) -> float:
+        """Tokens carried into the next charge: positive when calls used more than
+        estimated (or a large request exceeded the bucket), negative as credit."""
+        return self._carry
+
+    @property
     def paused_for(self) -> float:
         """Seconds the limiter stays paused (0 when not paused)."""
         return max(0.0, self._paused_until - self._clock.now())
