@@ -121,10 +121,10 @@ async def test_hits_are_counted_as_saved_spend_not_spend() -> None:
 
 class BrokenCache:
     async def get(self, key: str) -> Any:
-        raise CacheConnectionError()
+        raise CacheConnectionError
 
     async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
-        raise CacheConnectionError()
+        raise CacheConnectionError
 
 
 async def test_a_broken_cache_is_a_miss_not_an_outage() -> None:
