@@ -263,7 +263,7 @@ class LiteLLMAdapter:
         name, limit, who = self._chat_call(messages, model, max_tokens, caller)
         litellm = import_litellm()
         payload = message_dicts(messages)
-        prompt_tokens = _count_prompt(litellm, name, payload)
+        prompt_tokens = self._estimate_prompt(litellm, name, payload)
         reservation = self._reserve(name, prompt_tokens, limit, who)
         kwargs = self._chat_kwargs(name, payload, limit)
         if temperature is not None:
@@ -281,7 +281,7 @@ class LiteLLMAdapter:
             self._release(reservation)
             raise
         text, finish = first_choice(response)
-        usage = usage_of(response) or TokenUsage(prompt_tokens, _count_text(litellm, name, text))
+        usage = usage_of(response) or _counted_usage(litellm, name, payload, text)
         cost = self._spend(name, usage, who, reservation)
         if finish == CONTENT_FILTER:
             raise content_filtered(name)
@@ -311,7 +311,7 @@ class LiteLLMAdapter:
     ) -> AsyncIterator[str]:
         litellm = import_litellm()
         payload = message_dicts(messages)
-        prompt_tokens = _count_prompt(litellm, name, payload)
+        prompt_tokens = self._estimate_prompt(litellm, name, payload)
         reservation = self._reserve(name, prompt_tokens, limit, who)
         kwargs = self._chat_kwargs(name, payload, limit)
         kwargs["stream"] = True
@@ -352,7 +352,7 @@ class LiteLLMAdapter:
         finally:
             await _close_stream(chunks)
             text = "".join(state.text)
-            usage = state.usage or TokenUsage(prompt_tokens, _count_text(litellm, name, text))
+            usage = state.usage or _counted_usage(litellm, name, payload, text)
             self._spend(name, usage, who, reservation)
         if state.finish == CONTENT_FILTER:
             raise content_filtered(name)
@@ -520,6 +520,13 @@ class LiteLLMAdapter:
             )
         return model or self._model, max_tokens or self._default_max_tokens, caller or "default"
 
+    def _estimate_prompt(self, litellm: Any, name: str, payload: list[dict[str, str]]) -> int:
+        """Prompt tokens for the budget and the TPM bucket; not counted (a tokenizer pass
+        per call) when neither is in use."""
+        if self._cost is None and self._limiter is None:
+            return 0
+        return _count_prompt(litellm, name, payload)
+
     def _chat_kwargs(self, name: str, payload: list[dict[str, str]], limit: int) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": name,
@@ -652,6 +659,13 @@ def _count_prompt(litellm: Any, model: str, payload: list[dict[str, str]]) -> in
     # An unknown tokenizer must not fail the call: estimate ~4 characters per token.
     except Exception:  # noqa: BLE001
         return sum(len(m["content"]) // 4 + 4 for m in payload)
+
+
+def _counted_usage(
+    litellm: Any, model: str, payload: list[dict[str, str]], text: str
+) -> TokenUsage:
+    """Usage counted locally, for a provider that reported none."""
+    return TokenUsage(_count_prompt(litellm, model, payload), _count_text(litellm, model, text))
 
 
 def _count_text(litellm: Any, model: str, text: str) -> int:
