@@ -195,9 +195,8 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"goal adapter <= 1.05x raw: {'met' if overhead <= 1.05 else 'NOT met'} ({overhead:.3f}x)"
     )
-    print(
-        f"goal limiter within 2 %: {'met' if abs(accuracy - 1) <= 0.02 else 'NOT met'} ({accuracy:.4f})"
-    )
+    verdict = "met" if abs(accuracy - 1) <= 0.02 else "NOT met"
+    print(f"goal limiter within 2 %: {verdict} ({accuracy:.4f})")
 
 
 if __name__ == "__main__":
