@@ -24,7 +24,7 @@ The tree (``+`` marks a second base class)::
     │   ├── (QuerySyntaxError, QueryDataError, ConstraintViolationError)
     │   ├── (TransactionStateError, CacheSerializationError, GraphQueryError)
     │   ├── (CollectionNotFoundError, DimensionMismatchError)
-    │   └── (LLMBadRequestError, ContextWindowExceededError)
+    │   └── (LLMBadRequestError, ContentFilteredError, ContextWindowExceededError)
     ├── BackendConnectionError                 retryable
     │   ├── DatabaseConnectionError  +DatabaseError
     │   ├── CacheConnectionError     +CacheError

@@ -353,6 +353,7 @@ class LiteLLMAdapter:
             await _close_stream(chunks)
             text = "".join(state.text)
             usage = state.usage or _counted_usage(litellm, name, payload, text)
+            self._settle(float(prompt_tokens + limit), usage)
             self._spend(name, usage, who, reservation)
         if state.finish == CONTENT_FILTER:
             raise content_filtered(name)
@@ -471,8 +472,7 @@ class LiteLLMAdapter:
     async def _open_stream(
         self, litellm: Any, kwargs: dict[str, Any], estimate: int
     ) -> tuple[AsyncIterator[Any], Any]:
-        charged = await self._acquire(estimate)
-        self._settle(charged, None)
+        await self._acquire(estimate)  # settled when the stream ends (see _stream)
         chunks: AsyncIterator[Any] | None = None
         try:
             response = await litellm.acompletion(**kwargs)
