@@ -40,6 +40,7 @@ from dependency_injector import containers, providers
 
 from containers.core import CoreContainer
 from containers.graph import GraphContainer, graph_enabled
+from containers.llm import LLMContainer
 from containers.observability import ObservabilityContainer
 from containers.postgres import PostgresContainer
 from containers.redis import RedisContainer
@@ -65,11 +66,13 @@ async def register_health_checks(
     graph: GraphStore | None = None,
     vector: object = None,
     settings: Settings | None = None,
+    llm: HealthCheckable | None = None,
 ) -> AsyncIterator[HealthRegistry]:
     """The registry with each backend's check; PostgreSQL and Redis are critical. The
     graph (when the application has one) and the vector store (when settings configure
     one -- under ``use_fakes`` too: the fake stands in for what the settings describe)
-    are optional: they degrade, never fail, ``/ready``. The checks are unregistered on
+    and the LLM adapter are optional: they degrade, never fail, ``/ready`` (an application
+    without a chat provider still serves). The checks are unregistered on
     shutdown, so a restart registers the new adapters."""
     registered = ["postgres", "redis"]
     registry.register("postgres", postgres, critical=True)
@@ -80,6 +83,9 @@ async def register_health_checks(
     if settings is not None and vector_configured(settings) and isinstance(vector, HealthCheckable):
         registry.register("vector", vector, critical=False)
         registered.append("vector")
+    if llm is not None:
+        registry.register("llm", llm, critical=False)
+        registered.append("llm")
     try:
         yield registry
     finally:
@@ -124,6 +130,14 @@ class ApplicationContainer(containers.DeclarativeContainer):
         resilience_hooks=providers.List(observability.resilience_observer),
         collector=observability.metrics,
     )
+    llm = nested(
+        LLMContainer,
+        settings=core.settings,
+        redis_client=redis.client,
+        three_tier=redis.three_tier,
+        resilience_hooks=providers.List(observability.resilience_observer),
+        collector=observability.metrics,
+    )
     health: providers.Resource[HealthRegistry] = providers.Resource(
         register_health_checks,
         observability.health,
@@ -137,4 +151,5 @@ class ApplicationContainer(containers.DeclarativeContainer):
         ),
         vector=vector.store,
         settings=core.settings,
+        llm=llm.adapter,
     )

@@ -77,7 +77,7 @@ from infra.graph.cached_store import CachedGraphStore
 from infra.observability import HealthRegistry, MetricsCollector
 from infra.ports import HealthCheckable
 from infra.resilience import ManualClock, ResiliencePolicy
-from infra.testing.fakes import FakeCache, FakeDistributedLock, FakeRelationalStore
+from infra.testing.fakes import FakeCache, FakeDistributedLock, FakeLLM, FakeRelationalStore
 from infra.testing.fakes.graph import FakeGraphStore
 from infra.testing.fakes.vector import FakeVectorStore
 
@@ -205,6 +205,11 @@ class Fakes:
         return self._typed("vector", FakeVectorStore)
 
     @property
+    def llm(self) -> FakeLLM:
+        """The fake behind ``llm.adapter``."""
+        return self._typed("llm", FakeLLM)
+
+    @property
     def three_tier(self) -> ThreeTierCache:
         """The 3-tier cache ``redis.three_tier`` hands out (over the fake cache)."""
         return self._typed("three_tier", ThreeTierCache)
@@ -318,10 +323,37 @@ def _vector(app: ApplicationContainer, clock: ManualClock) -> FakeSwap:
     )
 
 
+def _rebuilt(provider: providers.Singleton[T]) -> providers.Singleton[T]:
+    """A fresh singleton declared as ``provider`` is: built on whatever its dependencies
+    are overridden with when it is first used."""
+    return providers.Singleton(provider.provides, *provider.args, **provider.kwargs)
+
+
+def _llm(app: ApplicationContainer, clock: ManualClock) -> FakeSwap:
+    # The local embedding server is never started under the fakes: only the real adapter
+    # would start it. ``llm.embeddings`` is built by the container over the fake adapter
+    # and the fakes' 3-tier cache.
+    del clock  # the fake has no time of its own; its policy is on the clock
+    llm = FakeLLM()
+    return FakeSwap(
+        fakes={"llm": llm},
+        adapters={
+            app.llm.adapter: attached(llm, app.llm.policy, app),
+            # Built again for the block, on the fakes (start() builds them on the real
+            # adapter and Redis client).
+            app.llm.embeddings: _rebuilt(app.llm.embeddings),
+            app.llm.limiter: _rebuilt(app.llm.limiter),
+        },
+        policies=(app.llm.policy, app.llm.embedding_policy),
+        health={"llm": llm},
+    )
+
+
 register_fake_backend("postgres", _postgres)
 register_fake_backend("redis", _redis)
 register_fake_backend("graph", _graph)
 register_fake_backend("vector", _vector)
+register_fake_backend("llm", _llm)
 
 # The overriding providers of the active use_fakes blocks: an inner block re-twins a
 # policy an outer block put on its clock (it is not the test's own override). Each block
@@ -390,7 +422,7 @@ class use_fakes:  # noqa: N801 - used as a function: ``with use_fakes(app) as fa
             return None  # the test's own policy wins
         if last is not None:
             policy = last  # an outer block's twin: re-twin the same declaration
-        if isinstance(policy, providers.Singleton) and policy.provides is resilience_policy:
+        if isinstance(policy, providers.Singleton) and _takes_clock(policy.provides):
             return providers.Singleton(
                 resilience_policy, *policy.args, **{**policy.kwargs, "clock": clock}
             )
@@ -409,7 +441,7 @@ class use_fakes:  # noqa: N801 - used as a function: ``with use_fakes(app) as fa
         for provider in _handout.handed_out(self._app):
             if provider in targets or provider in _ours or provider is self._app.health:
                 continue
-            if provider() is None:
+            if isinstance(provider, providers.Resource) and provider() is None:
                 continue  # an optional backend the settings leave off: nothing to keep
             if _depends_on(provider, targets):
                 warnings.warn(
@@ -530,6 +562,17 @@ class use_fakes:  # noqa: N801 - used as a function: ``with use_fakes(app) as fa
 
     def __repr__(self) -> str:
         return f"use_fakes({type(self._app).__name__}, active={self._entered})"
+
+
+def _takes_clock(factory: object) -> bool:
+    """Whether a policy factory is :func:`containers.core.resilience_policy` or one built
+    on it that forwards a ``clock=`` (e.g. :func:`containers.llm.llm_policy`)."""
+    if factory is resilience_policy:
+        return True
+    try:
+        return "clock" in inspect.signature(factory).parameters  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
 
 
 def _remove_override(provider: AnyProvider, replacement: AnyProvider) -> None:

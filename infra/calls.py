@@ -75,6 +75,8 @@ class BackendCalls:
         policy: The injected resilience policy; ``None`` = passthrough.
         server_address: Span attribute ``server.address`` (never includes credentials).
         server_port: Span attribute ``server.port``.
+        model: GenAI calls: the requested model; spans and histograms then follow the
+            ``gen_ai.*`` conventions (``system`` is the provider, e.g. ``"openai"``).
         record: ``False`` disables telemetry for this adapter (benchmarks of the raw path).
         collector: The collector calls are recorded into -- the application container
             injects its own; ``None`` = whatever ``get_metrics_collector()`` returns.
@@ -84,6 +86,7 @@ class BackendCalls:
         "_collector",
         "_component",
         "_family",
+        "_model",
         "_operations",
         "_policy",
         "_record",
@@ -101,6 +104,7 @@ class BackendCalls:
         policy: ResiliencePolicy | None = None,
         server_address: str | None = None,
         server_port: int | None = None,
+        model: str | None = None,
         record: bool = True,
         collector: MetricsCollector | None = None,
     ) -> None:
@@ -112,6 +116,7 @@ class BackendCalls:
         self._policy = policy if policy is not None else ResiliencePolicy.passthrough(component)
         self._server_address = server_address
         self._server_port = server_port
+        self._model = model
         self._record = record
         self._collector = collector
         self._operations: dict[str, BackendOperation] = {}
@@ -141,6 +146,11 @@ class BackendCalls:
     def server_port(self) -> int | None:
         """``server.port`` of the spans."""
         return self._server_port
+
+    @property
+    def model(self) -> str | None:
+        """The GenAI model of the spans (``None`` for database calls)."""
+        return self._model
 
     @property
     def record(self) -> bool:
@@ -230,6 +240,7 @@ class BackendOperation:
                 server_address=calls.server_address,
                 server_port=calls.server_port,
                 collector=calls.collector,
+                model=calls.model,
             )
 
     def run(

@@ -24,7 +24,7 @@ The tree (``+`` marks a second base class)::
     │   ├── (QuerySyntaxError, QueryDataError, ConstraintViolationError)
     │   ├── (TransactionStateError, CacheSerializationError, GraphQueryError)
     │   ├── (CollectionNotFoundError, DimensionMismatchError)
-    │   └── (LLMBadRequestError, ContextWindowExceededError)
+    │   └── (LLMBadRequestError, ContentFilteredError, ContextWindowExceededError)
     ├── BackendConnectionError                 retryable
     │   ├── DatabaseConnectionError  +DatabaseError
     │   ├── CacheConnectionError     +CacheError
@@ -65,6 +65,7 @@ The tree (``+`` marks a second base class)::
     │   ├── RateLimitedError                   retryable, retry_after
     │   ├── ContextWindowExceededError +CallerError
     │   ├── LLMBadRequestError       +CallerError
+    │   │   └── ContentFilteredError
     │   ├── BudgetExceededError
     │   ├── ProviderUnavailableError           retryable
     │   └── (LLMAuthenticationError, LLMTimeoutError)
@@ -123,6 +124,7 @@ __all__ = [
     "CollectionNotFoundError",
     "ConfigurationError",
     "ConstraintViolationError",
+    "ContentFilteredError",
     "ContextWindowExceededError",
     "DatabaseConnectionError",
     "DatabaseError",
@@ -612,6 +614,13 @@ class LLMBadRequestError(CallerError, LLMError):
     """The provider rejected the request as malformed or disallowed."""
 
     default_message = "LLM request rejected"
+
+
+class ContentFilteredError(LLMBadRequestError):
+    """The provider's content filter refused the prompt or cut the answer."""
+
+    default_message = "LLM content filter triggered"
+    hint = "rephrase the prompt; the provider's content policy refused it"
 
 
 class BudgetExceededError(LLMError):

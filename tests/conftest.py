@@ -59,6 +59,8 @@ if TYPE_CHECKING:  # heavy imports (qdrant_client ~1.4 s) happen only in the fix
     import neo4j
     from qdrant_client import AsyncQdrantClient
 
+    from infra.testing.openai_server import OpenAITestServer
+
 # The application test kit; the entry point registers it too when the package is
 # installed, under this same name, so the two registrations are one.
 pytest_plugins = ["infra.testing.pytest_plugin"]
@@ -69,6 +71,7 @@ BACKEND_FIXTURES = {
     "redis": "redis_url",
     "graph": "bolt_uri",
     "qdrant": "qdrant_location",
+    "llm": "openai_server",
 }
 
 
@@ -137,6 +140,12 @@ def bolt_uri(request: pytest.FixtureRequest) -> str:
         return external
     server: EmbeddedRedis = request.getfixturevalue("embedded_redis_server")
     return server.bolt_uri
+
+
+@pytest.fixture(scope="session")
+def openai_server(semantica_openai_server: OpenAITestServer) -> OpenAITestServer:
+    """The scripted OpenAI-compatible server on loopback (the test kit's)."""
+    return semantica_openai_server
 
 
 @pytest.fixture(scope="session")

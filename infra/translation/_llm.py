@@ -10,8 +10,9 @@ listed explicitly.
 
 Facts: ``status_code``, ``llm_provider``, ``model`` and ``retry_after`` (seconds, from
 litellm's explicit ``headers`` or the response's ``retry-after``/``retry-after-ms``).
-litellm's ``BudgetExceededError`` (its own spend limit) -> our ``BudgetExceededError``
-with ``current_cost`` and ``max_budget``.
+litellm's ``ContentPolicyViolationError`` -> ``ContentFilteredError`` (a caller error: the
+same prompt is refused again). litellm's ``BudgetExceededError`` (its own spend limit) ->
+our ``BudgetExceededError`` with ``current_cost`` and ``max_budget``.
 
 Neither module is imported here except inside the loaders, which only run once an
 exception from them exists (``import litellm`` takes seconds).
@@ -23,6 +24,7 @@ from typing import Any
 
 from infra.exceptions import (
     BudgetExceededError,
+    ContentFilteredError,
     ContextWindowExceededError,
     InfraError,
     LLMAuthenticationError,
@@ -119,7 +121,7 @@ def load_litellm() -> DriverTable:
     unavailable = _llm(ProviderUnavailableError)
     return [
         (lx.ContextWindowExceededError, _llm(ContextWindowExceededError)),
-        (lx.ContentPolicyViolationError, bad_request),
+        (lx.ContentPolicyViolationError, _llm(ContentFilteredError)),
         (lx.RateLimitError, _rate_limited),
         (lx.AuthenticationError, _llm(LLMAuthenticationError)),
         (lx.BadRequestError, bad_request),

