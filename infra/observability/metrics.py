@@ -17,7 +17,7 @@ Design decisions:
   and call ``observe``/``inc`` directly: no per-call dict or label work. Such a cache is
   valid while the module's epoch token is unchanged (it changes when the current
   collector is replaced or a collector is reset). Series writes take no lock on the
-  thread that owns the series (see :mod:`~infra.observability.recording` for why that is
+  thread that owns the series (see :mod:`~infra.observability.series` for why that is
   safe and what a scrape from another thread may see).
 * **Bounded labels.** Each metric declares its label names up front; names that would
   carry unbounded values (:data:`~infra.observability.attributes.FORBIDDEN_LABEL_NAMES`:
@@ -25,6 +25,13 @@ Design decisions:
   keeps at most ``max_label_values`` distinct values; further values, and any value
   longer than 64 characters, are folded into ``"other"`` (never cached, so a flood of
   distinct values cannot grow memory).
+* **Views: the design's millisecond names read the one duration histogram.** Every
+  backend call is recorded once, into the semantic-convention duration histogram in
+  seconds (``db_client_operation_duration_seconds``, labelled by ``component``). A
+  :class:`HistogramView` registered under a name such as ``postgres_query_latency_ms``
+  makes ``get_histogram_stats`` read that histogram's series of one component, in
+  milliseconds, with ``operation`` meaning ``db_operation_name``. Views are never
+  exported: Prometheus sees each call once.
 * **Counters end in ``_total``** in-process and on the wire (prometheus-client strips and
   re-adds the suffix), so ``get_counter("llm_cost_usd_total")`` names what Prometheus shows.
 * **One collector per container**. :func:`get_metrics_collector` returns
@@ -75,6 +82,7 @@ __all__ = [
     "GaugeSeries",
     "Histogram",
     "HistogramSeries",
+    "HistogramView",
     "MetricSource",
     "MetricsCollector",
     "get_metrics_collector",
@@ -95,6 +103,24 @@ class GaugeSample:
     description: str
     labels: Mapping[str, str]
     value: float
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramView:
+    """Another name for part of a histogram, read by :meth:`MetricsCollector.get_histogram_stats`.
+
+    Args:
+        source: The histogram family read.
+        fixed: Labels every series read must carry (``{"component": "postgres"}``).
+        rename: The view's label names to the source's (``{"operation":
+            "db_operation_name"}``); other names are passed through.
+        scale: Multiplies bounds, sum, min and max (``1000.0``: seconds read as ms).
+    """
+
+    source: str
+    fixed: Mapping[str, str]
+    rename: Mapping[str, str]
+    scale: float = 1.0
 
 
 @runtime_checkable
@@ -163,6 +189,7 @@ class MetricsCollector:
         self._max_label_values = max_label_values
         self._families: dict[str, Counter | Gauge | Histogram] = {}
         self._sources: list[MetricSource] = []
+        self._views: dict[str, HistogramView] = {}
         self._lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_PrometheusBridge(self))
@@ -237,6 +264,12 @@ class MetricsCollector:
             )
         return existing
 
+    def add_view(self, name: str, view: HistogramView) -> None:
+        """Let :meth:`get_histogram_stats` read ``view`` under ``name`` (a family of that
+        name, if one is defined, takes precedence); never exported."""
+        with self._lock:
+            self._views[name] = view
+
     def families(self) -> list[Counter | Gauge | Histogram]:
         """Every defined family."""
         with self._lock:
@@ -295,11 +328,20 @@ class MetricsCollector:
         )
 
     def get_histogram_stats(self, name: str, **labels: str) -> HistogramStats:
-        """count/sum/min/max/mean and p50/p95/p99 of histogram ``name``, merged over the
-        series matching ``labels``; all zero if nothing was recorded yet."""
+        """count/sum/min/max/mean and p50/p95/p99 of histogram ``name`` (or of the
+        :class:`HistogramView` registered under it), merged over the series matching
+        ``labels``; all zero if nothing was recorded yet."""
         family = self._families.get(name)
+        scale = 1.0
         if family is None:
-            return stats_from_buckets((), [0], 0.0, 0.0, 0.0)
+            view = self._views.get(name)
+            if view is None:
+                return stats_from_buckets((), [0], 0.0, 0.0, 0.0)
+            family = self._families.get(view.source)
+            if family is None:
+                return stats_from_buckets((), [0], 0.0, 0.0, 0.0)
+            labels = {view.rename.get(k, k): v for k, v in labels.items()} | dict(view.fixed)
+            scale = view.scale
         if not isinstance(family, Histogram):
             raise TypeError(f"metric {name!r} is a {family.kind}, not a histogram")
         counts = [0] * (len(family.buckets) + 1)
@@ -309,7 +351,8 @@ class MetricsCollector:
             counts = [a + b for a, b in zip(counts, snap.counts, strict=True)]
             total += snap.sum
             low, high = min(low, snap.min), max(high, snap.max)
-        return stats_from_buckets(family.buckets, counts, total, low, high)
+        bounds = family.buckets if scale == 1.0 else tuple(b * scale for b in family.buckets)
+        return stats_from_buckets(bounds, counts, total * scale, low * scale, high * scale)
 
     # ---------------------------------------------------------------------- export
     def render(self) -> tuple[bytes, str]:
