@@ -57,7 +57,7 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 
 from infra.observability.quantiles import (
-    LATENCY_BUCKETS_MS,
+    DEFAULT_BUCKETS_MS,
     HistogramStats,
     stats_from_buckets,
     validate_buckets,
@@ -232,7 +232,7 @@ class MetricsCollector:
         name: str,
         description: str = "",
         labels: Sequence[str] = (),
-        buckets: Sequence[float] = LATENCY_BUCKETS_MS,
+        buckets: Sequence[float] = DEFAULT_BUCKETS_MS,
     ) -> Histogram:
         """Define (or fetch the identical) histogram ``name`` with ``buckets`` bounds."""
         label_names, bounds = tuple(labels), validate_buckets(buckets)
