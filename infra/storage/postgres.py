@@ -64,6 +64,8 @@ from infra.storage._dsn import check_dsn, mask_dsn, server_endpoint
 from infra.storage._options import validate_options
 from infra.storage._pool import ManagedPool
 from infra.storage._statements import (
+    CallLimits,
+    Statement,
     Timeouts,
     execute_many,
     execute_status,
@@ -82,6 +84,9 @@ from infra.validation import (
 )
 
 __all__ = ["PostgresStore"]
+
+#: The health probe: no client limit of asyncpg's, no watchdog (``check_health`` bounds it).
+_PING = Statement("select 1", ())
 
 
 class PostgresStore:
@@ -183,9 +188,7 @@ class PostgresStore:
             name=name,
             closed_error=self._closed_error,
         )
-        watched = self._pool.watchdog is not None
-        client, reported = self._timeouts.limits(None)
-        self._default_limits = (watched, None if watched else client, reported)
+        self._default_limits = self._timeouts.limits(None, watchdog=self._pool.watchdog is not None)
         self._closed = False
 
     @classmethod
@@ -275,46 +278,33 @@ class PostgresStore:
         if self._closed:
             raise self._closed_error()
 
-    def _limits(self, timeout: float | None) -> tuple[bool, float | None, float | None]:
-        """``(watched, client limit for asyncpg, reported limit)`` of one call.
-
-        The default is computed once: under the dead-peer watchdog when the server's
-        ``statement_timeout`` fires first (no timer per call), else asyncpg's timer. An
-        explicit ``timeout=`` always gets asyncpg's precise timer."""
+    def _limits(self, timeout: float | None) -> CallLimits:
+        """The limits of one call (see :meth:`Timeouts.limits`); the default is computed
+        once: under the dead-peer watchdog when the server's ``statement_timeout`` fires
+        first (no timer per call), else asyncpg's timer."""
         if timeout is None:
             return self._default_limits
-        limit, reported = self._timeouts.limits(timeout)
-        return False, limit, reported
+        return self._timeouts.limits(timeout)
 
     # ------------------------------------------------------------------ statements
     async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Row]:
         """All rows of ``query`` as dicts (retried under the policy: a read)."""
         self._check_open()
         check_query(query, component=self.component)
-        watched, limit, reported = self._limits(timeout)
+        limits = self._limits(timeout)
+        statement = Statement(query, args, timeout=limits.client, watched=limits.watched)
         return await self._fetch_op.run(
-            self._pool.run,
-            fetch_rows,
-            watched,
-            query,
-            args,
-            limit,
-            timeout=reported,
+            self._pool.run, fetch_rows, statement, timeout=limits.reported
         )
 
     async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Row | None:
         """The first row as a dict, or ``None`` (a read)."""
         self._check_open()
         check_query(query, component=self.component)
-        watched, limit, reported = self._limits(timeout)
+        limits = self._limits(timeout)
+        statement = Statement(query, args, timeout=limits.client, watched=limits.watched)
         return await self._fetchrow_op.run(
-            self._pool.run,
-            fetch_row,
-            watched,
-            query,
-            args,
-            limit,
-            timeout=reported,
+            self._pool.run, fetch_row, statement, timeout=limits.reported
         )
 
     async def fetchval(
@@ -324,16 +314,12 @@ class PostgresStore:
         self._check_open()
         check_query(query, component=self.component)
         check_column(column, component=self.component)
-        watched, limit, reported = self._limits(timeout)
+        limits = self._limits(timeout)
+        statement = Statement(
+            query, args, column=column, timeout=limits.client, watched=limits.watched
+        )
         return await self._fetchval_op.run(
-            self._pool.run,
-            fetch_value,
-            watched,
-            query,
-            args,
-            column,
-            limit,
-            timeout=reported,
+            self._pool.run, fetch_value, statement, timeout=limits.reported
         )
 
     async def execute(
@@ -343,16 +329,14 @@ class PostgresStore:
         ``idempotent=True``."""
         self._check_open()
         check_query(query, component=self.component)
-        watched, limit, reported = self._limits(timeout)
+        limits = self._limits(timeout)
+        statement = Statement(query, args, timeout=limits.client, watched=limits.watched)
         return await self._execute_op.run(
             self._pool.run,
             execute_status,
-            watched,
-            query,
-            args,
-            limit,
+            statement,
             idempotent=idempotent,
-            timeout=reported,
+            timeout=limits.reported,
         )
 
     async def executemany(
@@ -368,16 +352,10 @@ class PostgresStore:
         self._check_open()
         check_query(query, component=self.component)
         rows = check_rows(args, component=self.component)
-        watched, limit, reported = self._limits(timeout)
+        limits = self._limits(timeout)
+        statement = Statement(query, rows, timeout=limits.client, watched=limits.watched)
         await self._executemany_op.run(
-            self._pool.run,
-            execute_many,
-            watched,
-            query,
-            rows,
-            limit,
-            idempotent=idempotent,
-            timeout=reported,
+            self._pool.run, execute_many, statement, idempotent=idempotent, timeout=limits.reported
         )
 
     def transaction(
@@ -430,6 +408,4 @@ class PostgresStore:
         return {"pool_size": size, "pool_free": free}
 
     async def _ping(self) -> None:
-        await self._health_calls.run(
-            "health_check", self._pool.run, fetch_value, False, "select 1", (), 0, None
-        )
+        await self._health_calls.run("health_check", self._pool.run, fetch_value, _PING)
