@@ -83,7 +83,7 @@ from infra.exceptions import (
     ResilienceError,
     SerializationFailureError,
 )
-from infra.resilience._calls import NOTHING, misuse
+from infra.resilience._awaitables import NOTHING, misuse
 from infra.resilience.clock import Clock, MonotonicClock
 from infra.resilience.hooks import BreakerObserver, BreakerState, CallOutcome, notify
 

@@ -88,7 +88,7 @@ from dataclasses import replace
 from typing import Any, Self, TypeVar
 
 from infra.exceptions import CircuitBreakerOpenError, InfraTimeoutError, OperationTimeoutError
-from infra.resilience._calls import NOTHING, misuse
+from infra.resilience._awaitables import NOTHING, misuse
 from infra.resilience.breaker import CircuitBreaker, CircuitBreakerConfig
 from infra.resilience.budget import RetryBudget
 from infra.resilience.bulkhead import Bulkhead, BulkheadHooks
