@@ -501,7 +501,7 @@ class ResiliencePolicy:
             if self._limiter is not None:
                 await self._limiter.acquire(1, timeout=self._limiter_wait)
             bulkhead = self._bulkhead
-            if bulkhead is not None:
+            if bulkhead is not None and not bulkhead.try_acquire():
                 await bulkhead.acquire()
             try:
                 called = True
