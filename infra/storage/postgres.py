@@ -16,7 +16,8 @@ Design decisions:
   build those from a fixed allow-list, never from input.)
 * **One call path.** Every method that touches the server goes through
   :class:`~infra.calls.BackendCalls` (telemetry → injected policy → translation), so
-  each records ``postgres_query_latency_ms{operation}`` and a span, and raises only
+  each records one ``db_client_operation_duration_seconds`` sample (read in ms as
+  ``postgres_query_latency_ms{operation}``) and a span, and raises only
   :mod:`infra.exceptions` types. The basic store's policy is a passthrough;
   :class:`~infra.storage.EnhancedPostgresStore` adds breaker and retry.
 * **Retries only where safe.** ``fetch``/``fetchrow``/``fetchval`` are reads and may be
