@@ -223,9 +223,9 @@ class ManagedPool:
         self, op: Callable[[Connection, Statement], Awaitable[T]], statement: Statement
     ) -> T:
         """``op(conn, statement)`` on a borrowed connection, under the dead-peer watchdog
-        when ``statement.watched`` (its ``timeout`` is then ``None``)."""
+        when ``statement.limits.watched`` (asyncpg then applies no timer of its own)."""
         conn = await self.acquire()
-        watchdog = self._watchdog if statement.watched else None
+        watchdog = self._watchdog if statement.limits.watched else None
         if watchdog is not None:
             watchdog.watch(conn)
         try:

@@ -71,16 +71,15 @@ class CallLimits(NamedTuple):
 
 
 class Statement(NamedTuple):
-    """One statement for the functions below: immutable, built once per call."""
+    """One statement for the functions below: immutable, built once per call (a
+    NamedTuple: the cheapest immutable object to build, next to a loopback round trip)."""
 
     query: str
     args: Sequence[Any]
-    #: asyncpg's ``timeout=`` (``CallLimits.client``).
-    timeout: float | None = None
+    #: Its time limits; ``limits.client`` is asyncpg's ``timeout=``.
+    limits: CallLimits
     #: ``fetchval``'s column.
     column: int = 0
-    #: Run under the dead-peer watchdog (``CallLimits.watched``).
-    watched: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,13 +121,15 @@ def check_call_timeout(timeout: float | None) -> None:
 
 async def fetch_rows(conn: Connection, statement: Statement) -> list[Row]:
     """All rows as dicts."""
-    records = await conn.fetch(statement.query, *statement.args, timeout=statement.timeout)
+    query, args, limits, _ = statement
+    records = await conn.fetch(query, *args, timeout=limits.client)
     return [dict(record.items()) for record in records]
 
 
 async def fetch_row(conn: Connection, statement: Statement) -> Row | None:
     """The first row as a dict, or ``None``."""
-    record = await conn.fetchrow(statement.query, *statement.args, timeout=statement.timeout)
+    query, args, limits, _ = statement
+    record = await conn.fetchrow(query, *args, timeout=limits.client)
     return None if record is None else dict(record.items())
 
 
@@ -142,16 +143,16 @@ def fetch_value(conn: Connection, statement: Statement) -> Awaitable[Any]:
     for another column than the first pay the frame that tells them apart (a row without
     any column, ``SELECT FROM t``, read at column 0, stays a plain ``DatabaseError``).
     """
-    query, args, timeout, column, _ = statement
+    query, args, limits, column = statement
     if column == 0:
-        return conn.fetchval(query, *args, column=0, timeout=timeout)
+        return conn.fetchval(query, *args, column=0, timeout=limits.client)
     return _fetch_value_at(conn, statement)
 
 
 async def _fetch_value_at(conn: Connection, statement: Statement) -> Any:
-    query, args, timeout, column, _ = statement
+    query, args, limits, column = statement
     try:
-        return await conn.fetchval(query, *args, column=column, timeout=timeout)
+        return await conn.fetchval(query, *args, column=column, timeout=limits.client)
     except IndexError:
         raise QueryArgumentError(
             f"column={column} is out of range for the row the query returned; "
@@ -163,10 +164,12 @@ async def _fetch_value_at(conn: Connection, statement: Statement) -> Any:
 
 def execute_status(conn: Connection, statement: Statement) -> Awaitable[str]:
     """The server's status tag (``"INSERT 0 1"``)."""
-    return conn.execute(statement.query, *statement.args, timeout=statement.timeout)
+    query, args, limits, _ = statement
+    return conn.execute(query, *args, timeout=limits.client)
 
 
 def execute_many(conn: Connection, statement: Statement) -> Awaitable[None]:
     """One statement per argument tuple (``statement.args`` holds the rows), pipelined by
     asyncpg."""
-    return conn.executemany(statement.query, statement.args, timeout=statement.timeout)
+    query, rows, limits, _ = statement
+    return conn.executemany(query, rows, timeout=limits.client)

@@ -154,9 +154,7 @@ class PostgresTransaction:
     ) -> T:
         self._check_active()
         limits = self._timeouts.limits(limit, watchdog=self._watchdog is not None)
-        statement = Statement(
-            query, args, column=column, timeout=limits.client, watched=limits.watched
-        )
+        statement = Statement(query, args, limits, column)
         try:
             if self._watchdog is not None and limits.watched:  # see infra.storage._pool
                 return await self._calls.run(

@@ -87,7 +87,7 @@ from infra.validation import (
 __all__ = ["PostgresStore"]
 
 #: The health probe: no client limit of asyncpg's, no watchdog (``check_health`` bounds it).
-_PING = Statement("select 1", ())
+_PING = Statement("select 1", (), CallLimits(watched=False, client=None, reported=None))
 
 
 class PostgresStore:
@@ -293,7 +293,7 @@ class PostgresStore:
         self._check_open()
         check_query(query, component=self.component)
         limits = self._limits(timeout)
-        statement = Statement(query, args, timeout=limits.client, watched=limits.watched)
+        statement = Statement(query, args, limits)
         return await self._fetch_op.run(
             self._pool.run, fetch_rows, statement, timeout=limits.reported
         )
@@ -303,7 +303,7 @@ class PostgresStore:
         self._check_open()
         check_query(query, component=self.component)
         limits = self._limits(timeout)
-        statement = Statement(query, args, timeout=limits.client, watched=limits.watched)
+        statement = Statement(query, args, limits)
         return await self._fetchrow_op.run(
             self._pool.run, fetch_row, statement, timeout=limits.reported
         )
@@ -316,9 +316,7 @@ class PostgresStore:
         check_query(query, component=self.component)
         check_column(column, component=self.component)
         limits = self._limits(timeout)
-        statement = Statement(
-            query, args, column=column, timeout=limits.client, watched=limits.watched
-        )
+        statement = Statement(query, args, limits, column)
         return await self._fetchval_op.run(
             self._pool.run, fetch_value, statement, timeout=limits.reported
         )
@@ -331,7 +329,7 @@ class PostgresStore:
         self._check_open()
         check_query(query, component=self.component)
         limits = self._limits(timeout)
-        statement = Statement(query, args, timeout=limits.client, watched=limits.watched)
+        statement = Statement(query, args, limits)
         return await self._execute_op.run(
             self._pool.run,
             execute_status,
@@ -354,7 +352,7 @@ class PostgresStore:
         check_query(query, component=self.component)
         rows = check_rows(args, component=self.component)
         limits = self._limits(timeout)
-        statement = Statement(query, rows, timeout=limits.client, watched=limits.watched)
+        statement = Statement(query, rows, limits)
         await self._executemany_op.run(
             self._pool.run, execute_many, statement, idempotent=idempotent, timeout=limits.reported
         )
