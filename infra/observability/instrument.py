@@ -413,7 +413,8 @@ class CallRecord:
 
 
 class Instrumenter:
-    """Builds :class:`CallRecord` s against one collector, caching per-call-kind series."""
+    """The :class:`CallSeries` of one collector, cached per call kind (``record_call`` and
+    :class:`CallSite` resolve through it)."""
 
     def __init__(self, collector: MetricsCollector, epoch: object | None = None) -> None:
         self.collector = collector
@@ -447,21 +448,6 @@ class Instrumenter:
                     )
                     self.bindings[key] = binding
         return binding
-
-    def record_call(
-        self,
-        component: str,
-        operation: str,
-        *,
-        system: str | None = None,
-        model: str | None = None,
-        target: str | None = None,
-        server_address: str | None = None,
-        server_port: int | None = None,
-    ) -> CallRecord:
-        """See :func:`record_call`."""
-        key = (component, operation, system, model, target, server_address, server_port)
-        return CallRecord(self.series(key))
 
 
 _current: Instrumenter | None = None

@@ -87,23 +87,8 @@ CALL_DURATION_BUCKETS_S: Final[tuple[float, ...]] = (
 #: 0.1 ms .. 10 s, so every latency histogram costs 19 series per label set.
 #: :data:`LATENCY_BUCKETS_MS` (81 bounds, p99 within 19 %) is there for a histogram that
 #: needs the finer estimate and can afford its series.
-DEFAULT_BUCKETS_MS: Final[tuple[float, ...]] = (
-    0.1,
-    0.2,
-    0.5,
-    1.0,
-    2.0,
-    5.0,
-    10.0,
-    20.0,
-    50.0,
-    100.0,
-    200.0,
-    500.0,
-    1000.0,
-    2000.0,
-    5000.0,
-    10000.0,
+DEFAULT_BUCKETS_MS: Final[tuple[float, ...]] = tuple(
+    round(bound * 1000.0, 6) for bound in CALL_DURATION_BUCKETS_S
 )
 
 #: Advised boundaries for ``gen_ai.client.token.usage`` (powers of 4).
