@@ -97,12 +97,19 @@ F = TypeVar("F", Counter, Gauge, Histogram)
 
 @dataclass(frozen=True, slots=True)
 class GaugeSample:
-    """One gauge value produced on demand by a :class:`MetricSource`."""
+    """One gauge value produced on demand by a :class:`MetricSource`.
+
+    ``exported=False`` makes it an in-process read only (``get_gauge``), left out of the
+    Prometheus exposition: another name for a value that is exported once under its
+    own family (the design's ``postgres_pool_utilization`` next to the semantic-convention
+    pool gauges).
+    """
 
     name: str
     description: str
     labels: Mapping[str, str]
     value: float
+    exported: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +150,8 @@ class _PrometheusBridge:
             yield _to_prometheus(family)
         grouped: dict[str, GaugeMetricFamily] = {}
         for sample in self._owner.sampled():
+            if not sample.exported:
+                continue
             metric = grouped.get(sample.name)
             if metric is None:
                 metric = GaugeMetricFamily(
