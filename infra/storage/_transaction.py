@@ -106,7 +106,16 @@ class PostgresTransaction:
     Made by ``transaction()``; valid until its ``async with`` block ends.
     """
 
-    __slots__ = ("_active", "_calls", "_conn", "_health", "_state", "_timeouts", "_watchdog")
+    __slots__ = (
+        "_active",
+        "_calls",
+        "_conn",
+        "_default_limits",
+        "_health",
+        "_state",
+        "_timeouts",
+        "_watchdog",
+    )
 
     def __init__(
         self,
@@ -122,6 +131,7 @@ class PostgresTransaction:
         self._watchdog = watchdog
         self._calls = calls
         self._timeouts = timeouts
+        self._default_limits = timeouts.limits(None, watchdog=watchdog is not None)
         self._health = health
         self._state = state
         self._active = True
@@ -153,7 +163,7 @@ class PostgresTransaction:
         limit: float | None,
     ) -> T:
         self._check_active()
-        limits = self._timeouts.limits(limit, watchdog=self._watchdog is not None)
+        limits = self._default_limits if limit is None else self._timeouts.limits(limit)
         statement = Statement(query, args, limits, column)
         try:
             if self._watchdog is not None and limits.watched:  # see infra.storage._pool
