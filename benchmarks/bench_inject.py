@@ -36,9 +36,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from dependency_injector import containers, providers
 from dependency_injector.wiring import Provide, inject
 
+from benchmarks import inject_reference
+from benchmarks.inject_reference import Reference, inject_object
 from containers.application import ApplicationContainer
 from containers.lifecycle import start, stop
 
@@ -46,18 +47,7 @@ App = ApplicationContainer
 GOAL_US = 2.0
 
 
-class Reference(containers.DeclarativeContainer):
-    """A provider with nothing behind it: the floor of ``@inject`` itself."""
-
-    value = providers.Object(object())
-
-
 async def plain(adapter: Any) -> Any:
-    return adapter
-
-
-@inject
-async def inject_object(adapter: Any = Provide[Reference.value]) -> Any:
     return adapter
 
 
@@ -163,7 +153,7 @@ async def main(argv: list[str]) -> int:
     rounds, calls = (5, 2_000) if args.quick else (args.rounds, args.calls)
 
     reference = Reference()
-    reference.wire(modules=[sys.modules[__name__]])
+    reference.wire(modules=[inject_reference])
     app = ApplicationContainer()
     app.wire(modules=[sys.modules[__name__]])
 

@@ -19,9 +19,10 @@ added.
 What happens, outermost first:
 
 1. **Telemetry** (:class:`infra.observability.instrument.CallSite`, the same records as
-   :func:`~infra.observability.record_call`): one span, one latency sample per histogram,
-   one outcome counter and (on failure) one sampled log line per *logical* call -- retries
-   included in its duration, breaker rejections recorded with their ``error.type``.
+   :func:`~infra.observability.record_call`, written by the same ``CallSeries``): one
+   span, one duration sample, one outcome counter and (on failure) one sampled log line
+   per *logical* call -- retries included in its duration, breaker rejections recorded
+   with their ``error.type``.
    Retries and breaker transitions are counted by the policy's observer hooks, not here.
 2. **Policy** (:class:`infra.resilience.ResiliencePolicy`): overall timeout, retry
    (only when ``idempotent``), breaker, bulkhead, attempt timeout.
@@ -40,7 +41,11 @@ two coroutines per call), and a passthrough policy (one with no layers: ``layers
 empty) is skipped altogether (its ``execute`` would only add a frame: translation is then
 inlined too). Calls that may be traced (a
 sampled span is wanted) take :meth:`BackendOperation._traced`, which records through a
-:class:`~infra.observability.CallRecord` exactly as ``record_call`` does.
+:class:`~infra.observability.CallRecord` exactly as ``record_call`` does. The untraced
+path is the one fast path of call recording: it saves the record object and its
+enter/exit calls (``benchmarks/bench_observability.py`` measures both), and
+``tests/unit/observability/test_obs_call_recording.py`` runs it against ``record_call``
+on the same inputs.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ call gives the same answer, so a caller error is
 
 * never retried (not retryable, and a raise site cannot make it so),
 * never counted by a circuit breaker (the breaker's configuration always excludes it, see
-  :mod:`infra.resilience.breaker_config`), so one caller's bad input cannot open the
+  :mod:`infra.resilience.breaker`), so one caller's bad input cannot open the
   breaker for everyone,
 * never a reason for a cache to consider its backend unreachable,
 * logged at DEBUG by the call path (metrics still count it by error type).

@@ -154,8 +154,9 @@ RATE_LIMITER_WAIT_MS: Final = "rate_limiter_wait_ms"
 HEALTH_CHECK_STATUS: Final = "health_check_status"
 HEALTH_CHECK_LATENCY_MS: Final = "health_check_latency_ms"
 
-#: Latency histogram (milliseconds) per component. Only ``postgres`` is named by the design; the
-#: others follow the same pattern so dashboards can be templated over the component.
+#: The millisecond name under which ``get_histogram_stats`` reads a component's calls from
+#: the one duration histogram (a view, never exported; see ``metrics.HistogramView``).
+#: Only ``postgres`` is named by the design; the others follow the same pattern.
 _LATENCY_METRIC_BY_COMPONENT: Final[dict[str, str]] = {
     "postgres": POSTGRES_QUERY_LATENCY_MS,
     "redis": "redis_command_latency_ms",
@@ -195,7 +196,8 @@ FORBIDDEN_LABEL_NAMES: Final[frozenset[str]] = frozenset(
 
 
 def latency_metric_for(component: str) -> str:
-    """The millisecond latency histogram name for ``component`` (the design's for postgres)."""
+    """The millisecond latency view of ``component``'s calls (the design's name for
+    postgres), read with ``get_histogram_stats``."""
     return _LATENCY_METRIC_BY_COMPONENT.get(component, f"{component}_call_latency_ms")
 
 

@@ -17,7 +17,7 @@ Design decisions:
   and call ``observe``/``inc`` directly: no per-call dict or label work. Such a cache is
   valid while the module's epoch token is unchanged (it changes when the current
   collector is replaced or a collector is reset). Series writes take no lock on the
-  thread that owns the series (see :mod:`~infra.observability.recording` for why that is
+  thread that owns the series (see :mod:`~infra.observability.series` for why that is
   safe and what a scrape from another thread may see).
 * **Bounded labels.** Each metric declares its label names up front; names that would
   carry unbounded values (:data:`~infra.observability.attributes.FORBIDDEN_LABEL_NAMES`:
@@ -25,6 +25,13 @@ Design decisions:
   keeps at most ``max_label_values`` distinct values; further values, and any value
   longer than 64 characters, are folded into ``"other"`` (never cached, so a flood of
   distinct values cannot grow memory).
+* **Views: the design's millisecond names read the one duration histogram.** Every
+  backend call is recorded once, into the semantic-convention duration histogram in
+  seconds (``db_client_operation_duration_seconds``, labelled by ``component``). A
+  :class:`HistogramView` registered under a name such as ``postgres_query_latency_ms``
+  makes ``get_histogram_stats`` read that histogram's series of one component, in
+  milliseconds, with ``operation`` meaning ``db_operation_name``. Views are never
+  exported: Prometheus sees each call once.
 * **Counters end in ``_total``** in-process and on the wire (prometheus-client strips and
   re-adds the suffix), so ``get_counter("llm_cost_usd_total")`` names what Prometheus shows.
 * **One collector per application, injected.** The observability container builds one
@@ -55,7 +62,7 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 
 from infra.observability.quantiles import (
-    LATENCY_BUCKETS_MS,
+    DEFAULT_BUCKETS_MS,
     HistogramStats,
     stats_from_buckets,
     validate_buckets,
@@ -80,6 +87,7 @@ __all__ = [
     "GaugeSeries",
     "Histogram",
     "HistogramSeries",
+    "HistogramView",
     "MetricSource",
     "MetricsCollector",
     "activate_metrics_collector",
@@ -95,12 +103,37 @@ F = TypeVar("F", Counter, Gauge, Histogram)
 
 @dataclass(frozen=True, slots=True)
 class GaugeSample:
-    """One gauge value produced on demand by a :class:`MetricSource`."""
+    """One gauge value produced on demand by a :class:`MetricSource`.
+
+    ``exported=False`` makes it an in-process read only (``get_gauge``), left out of the
+    Prometheus exposition: another name for a value that is exported once under its
+    own family (the design's ``postgres_pool_utilization`` next to the semantic-convention
+    pool gauges).
+    """
 
     name: str
     description: str
     labels: Mapping[str, str]
     value: float
+    exported: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramView:
+    """Another name for part of a histogram, read by :meth:`MetricsCollector.get_histogram_stats`.
+
+    Args:
+        source: The histogram family read.
+        fixed: Labels every series read must carry (``{"component": "postgres"}``).
+        rename: The view's label names to the source's (``{"operation":
+            "db_operation_name"}``); other names are passed through.
+        scale: Multiplies bounds, sum, min and max (``1000.0``: seconds read as ms).
+    """
+
+    source: str
+    fixed: Mapping[str, str]
+    rename: Mapping[str, str]
+    scale: float = 1.0
 
 
 @runtime_checkable
@@ -123,6 +156,8 @@ class _PrometheusBridge:
             yield _to_prometheus(family)
         grouped: dict[str, GaugeMetricFamily] = {}
         for sample in self._owner.sampled():
+            if not sample.exported:
+                continue
             metric = grouped.get(sample.name)
             if metric is None:
                 metric = GaugeMetricFamily(
@@ -169,6 +204,7 @@ class MetricsCollector:
         self._max_label_values = max_label_values
         self._families: dict[str, Counter | Gauge | Histogram] = {}
         self._sources: list[MetricSource] = []
+        self._views: dict[str, HistogramView] = {}
         self._lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_PrometheusBridge(self))
@@ -211,7 +247,7 @@ class MetricsCollector:
         name: str,
         description: str = "",
         labels: Sequence[str] = (),
-        buckets: Sequence[float] = LATENCY_BUCKETS_MS,
+        buckets: Sequence[float] = DEFAULT_BUCKETS_MS,
     ) -> Histogram:
         """Define (or fetch the identical) histogram ``name`` with ``buckets`` bounds."""
         label_names, bounds = tuple(labels), validate_buckets(buckets)
@@ -242,6 +278,12 @@ class MetricsCollector:
                 f"labels {list(label_names)}"
             )
         return existing
+
+    def add_view(self, name: str, view: HistogramView) -> None:
+        """Let :meth:`get_histogram_stats` read ``view`` under ``name`` (a family of that
+        name, if one is defined, takes precedence); never exported."""
+        with self._lock:
+            self._views[name] = view
 
     def families(self) -> list[Counter | Gauge | Histogram]:
         """Every defined family."""
@@ -301,11 +343,20 @@ class MetricsCollector:
         )
 
     def get_histogram_stats(self, name: str, **labels: str) -> HistogramStats:
-        """count/sum/min/max/mean and p50/p95/p99 of histogram ``name``, merged over the
-        series matching ``labels``; all zero if nothing was recorded yet."""
+        """count/sum/min/max/mean and p50/p95/p99 of histogram ``name`` (or of the
+        :class:`HistogramView` registered under it), merged over the series matching
+        ``labels``; all zero if nothing was recorded yet."""
         family = self._families.get(name)
+        scale = 1.0
         if family is None:
-            return stats_from_buckets((), [0], 0.0, 0.0, 0.0)
+            view = self._views.get(name)
+            if view is None:
+                return stats_from_buckets((), [0], 0.0, 0.0, 0.0)
+            family = self._families.get(view.source)
+            if family is None:
+                return stats_from_buckets((), [0], 0.0, 0.0, 0.0)
+            labels = {view.rename.get(k, k): v for k, v in labels.items()} | dict(view.fixed)
+            scale = view.scale
         if not isinstance(family, Histogram):
             raise TypeError(f"metric {name!r} is a {family.kind}, not a histogram")
         counts = [0] * (len(family.buckets) + 1)
@@ -315,7 +366,8 @@ class MetricsCollector:
             counts = [a + b for a, b in zip(counts, snap.counts, strict=True)]
             total += snap.sum
             low, high = min(low, snap.min), max(high, snap.max)
-        return stats_from_buckets(family.buckets, counts, total, low, high)
+        bounds = family.buckets if scale == 1.0 else tuple(b * scale for b in family.buckets)
+        return stats_from_buckets(bounds, counts, total * scale, low * scale, high * scale)
 
     # ---------------------------------------------------------------------- export
     def render(self) -> tuple[bytes, str]:

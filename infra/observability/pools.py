@@ -9,13 +9,15 @@ Adapters register a *sampler* (a cheap, synchronous callable returning
 
 :class:`PoolMetrics` is a :class:`~infra.observability.metrics.MetricSource`: each
 Prometheus scrape and each ``get_gauge`` call samples every pool once, so values are
-current and nothing runs between reads. Per pool it yields the design's gauges
-(``postgres_pool_size``, ``postgres_pool_active``, ``postgres_pool_utilization`` in
-percent, plus ``_idle``, ``_max``, ``_pending``; the prefix is the component) and the
-OpenTelemetry ones (``db_client_connection_count{state=idle|used}``,
-``db_client_connection_max``, ``db_client_connection_pending_requests``), labelled with
-the pool name. A sampler that raises is skipped for that read and logged once, so one
-broken pool cannot fail a scrape.
+current and nothing runs between reads. Per pool it exports the OpenTelemetry gauges
+(``db_client_connection_count{state=idle|used}``, ``db_client_connection_max``,
+``db_client_connection_pending_requests``), labelled with the pool name
+``<component>/<pool>``: one family per concept, whatever the component. The design's
+gauges (``postgres_pool_size``, ``postgres_pool_active``, ``postgres_pool_utilization``
+in percent, plus ``_idle``, ``_max``, ``_pending``; the prefix is the component, the
+label ``pool``) are the same values under other names, so they are in-process reads
+(``get_gauge``) and not exported (``GaugeSample.exported=False``). A sampler that raises
+is skipped for that read and logged once, so one broken pool cannot fail a scrape.
 
 asyncpg exposes no count of waiting acquirers, so :func:`asyncpg_pool_stats` takes an
 optional ``pending`` callable the adapter can back with its own counter.
@@ -107,7 +109,8 @@ class PoolMetrics:
         return result
 
     def collect_samples(self) -> Iterator[GaugeSample]:
-        """Design and semantic-convention gauges for every registered pool."""
+        """Semantic-convention gauges (exported) and the design's (read in-process) for
+        every registered pool."""
         for (component, name), stats in self.sample().items():
             pool = {"pool": name}
             for field, value, doc in (
@@ -119,7 +122,11 @@ class PoolMetrics:
                 ("utilization", stats.utilization_percent, "connections in use, % of max"),
             ):
                 yield GaugeSample(
-                    attr.pool_metric(component, field), f"{component} pool: {doc}", pool, value
+                    attr.pool_metric(component, field),
+                    f"{component} pool: {doc}",
+                    pool,
+                    value,
+                    exported=False,
                 )
             semconv = {_POOL_LABEL: f"{component}/{name}"}
             for state, value in (("idle", stats.idle), ("used", stats.used)):

@@ -14,8 +14,11 @@ the error is at most 19 % of the true value; below it the error is at most
 ``0.031 ms - min`` and above it at most ``max - 32.8 s``. ``test_quantiles.py`` checks this
 against exact quantiles of a known distribution.
 
-Why not finer: every bucket is one exported time series per label set; 81 bounds keep a
-scrape of a few dozen series small while keeping p99 within a fifth of the truth.
+Why not finer, and why the default is coarser: every bucket is one exported time series
+per label set. 81 bounds keep p99 within a fifth of the truth but cost 84 series per label
+set; the defaults (:data:`CALL_DURATION_BUCKETS_S`, :data:`DEFAULT_BUCKETS_MS`, 1-2-5 per
+decade) cost 19 and keep the estimate within its bucket (a factor of at most 2.5, narrowed
+by the exact min and max).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Final
 
 __all__ = [
+    "CALL_DURATION_BUCKETS_S",
+    "DEFAULT_BUCKETS_MS",
     "LATENCY_BUCKETS_MS",
     "SEMCONV_DURATION_BUCKETS_S",
     "TOKEN_BUCKETS",
@@ -40,8 +45,7 @@ __all__ = [
 LATENCY_BUCKETS_MS: Final[tuple[float, ...]] = tuple(2.0 ** (k / 4) for k in range(-20, 61))
 
 #: The boundaries OpenTelemetry advises for ``db.client.operation.duration`` and
-#: ``gen_ai.client.operation.duration`` (seconds). Quantiles are read from the fine
-#: millisecond histogram; this one exists for semconv-based dashboards.
+#: ``gen_ai.client.operation.duration`` (seconds).
 SEMCONV_DURATION_BUCKETS_S: Final[tuple[float, ...]] = (
     0.001,
     0.005,
@@ -52,6 +56,39 @@ SEMCONV_DURATION_BUCKETS_S: Final[tuple[float, ...]] = (
     1.0,
     5.0,
     10.0,
+)
+
+#: The one duration histogram every backend call records (seconds): 1-2-5 steps per decade
+#: from 0.1 ms to 10 s, a superset of :data:`SEMCONV_DURATION_BUCKETS_S` (so dashboards
+#: built on the advised boundaries keep working) fine enough for the millisecond
+#: quantiles read from it. 16 bounds: 19 exported series per label set (buckets, ``+Inf``,
+#: ``_sum``, ``_count``). The estimate error is at most the width of the bucket holding
+#: the quantile: a factor 2.5 between neighbouring bounds, narrowed by the exact min/max.
+CALL_DURATION_BUCKETS_S: Final[tuple[float, ...]] = (
+    0.0001,
+    0.0002,
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+)
+
+#: The default of ``MetricsCollector.histogram`` (milliseconds): the same 1-2-5 steps,
+#: 0.1 ms .. 10 s, so every latency histogram costs 19 series per label set.
+#: :data:`LATENCY_BUCKETS_MS` (81 bounds, p99 within 19 %) is there for a histogram that
+#: needs the finer estimate and can afford its series.
+DEFAULT_BUCKETS_MS: Final[tuple[float, ...]] = tuple(
+    round(bound * 1000.0, 6) for bound in CALL_DURATION_BUCKETS_S
 )
 
 #: Advised boundaries for ``gen_ai.client.token.usage`` (powers of 4).

@@ -135,12 +135,21 @@ class Bulkhead:
         """Calls waiting for a slot."""
         return len(self._waiters)
 
-    async def acquire(self) -> None:
-        """Take a slot, waiting in the queue if allowed; pair with :meth:`release`."""
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free and nobody queues for it (no waiting); ``True`` when
+        taken -- pair it with :meth:`release`. A caller on a hot path tries this first
+        and awaits :meth:`acquire` only when it returns ``False``: no coroutine per call
+        while the bulkhead is not full."""
         if self._in_flight < self._max_concurrent and not self._waiters:
             self._in_flight += 1
             if self._hooks is not None:
                 self._notify_change()
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Take a slot, waiting in the queue if allowed; pair with :meth:`release`."""
+        if self.try_acquire():
             return
         if len(self._waiters) >= self.max_queue:
             self._reject("full")

@@ -30,7 +30,7 @@ when Redis cannot be asked. The bucket script may be retried by that policy: a r
 after a lost reply can only charge the bucket twice (fewer grants, never more). Used as
 the rate-limit layer of another component's ``ResiliencePolicy``, the limiter's errors
 never count against that component's breaker -- the attempt never reached its backend
-(see :mod:`infra.resilience.policy_run`).
+(see :mod:`infra.resilience.policy`).
 
 This module imports ``redis``; :mod:`infra.resilience.rate_limit` does not.
 """

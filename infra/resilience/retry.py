@@ -60,7 +60,7 @@ from typing import Any, TypeVar
 from tenacity import AsyncRetrying, RetryCallState
 
 from infra.exceptions import InfraError, RateLimitedError
-from infra.resilience._calls import NOTHING, AsyncCallable, misuse
+from infra.resilience._awaitables import NOTHING, AsyncCallable, misuse
 from infra.resilience.budget import RetryBudget
 from infra.resilience.clock import Clock, MonotonicClock
 from infra.resilience.hooks import GiveUpReason, RetryObserver, notify

@@ -44,7 +44,7 @@ from infra.lazy import LazyClientInitializer
 from infra.observability.metrics import MetricsCollector
 from infra.observability.pools import asyncpg_pool_stats, register_pool
 from infra.storage._deadpeer import DeadPeerWatchdog
-from infra.storage._statements import Connection, Timeouts
+from infra.storage._statements import Connection, Statement, Timeouts
 
 __all__ = ["ManagedPool", "Pool"]
 
@@ -225,15 +225,17 @@ class ManagedPool:
         finally:
             self._borrowed -= 1
 
-    async def run(self, op: Callable[..., Awaitable[T]], watched: bool, *args: Any) -> T:
-        """``op(conn, *args)`` on a borrowed connection; ``watched``: under the dead-peer
-        watchdog (the caller then passes no client timeout to asyncpg)."""
+    async def run(
+        self, op: Callable[[Connection, Statement], Awaitable[T]], statement: Statement
+    ) -> T:
+        """``op(conn, statement)`` on a borrowed connection, under the dead-peer watchdog
+        when ``statement.limits.watched`` (asyncpg then applies no timer of its own)."""
         conn = await self.acquire()
-        watchdog = self._watchdog if watched else None
+        watchdog = self._watchdog if statement.limits.watched else None
         if watchdog is not None:
             watchdog.watch(conn)
         try:
-            return await op(conn, *args)
+            return await op(conn, statement)
         except Exception as exc:
             if watchdog is not None and watchdog.expired(conn):
                 raise watchdog.timeout_error(self._component) from exc

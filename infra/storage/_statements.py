@@ -1,8 +1,10 @@
 """Statement functions shared by the pooled store and the transaction-bound store.
 
-Each takes the connection first, so the pooled store passes one it acquired and the
+Each takes the connection and one :class:`Statement` (text, arguments, column, and the
+client limit asyncpg applies), so the pooled store passes a connection it acquired and the
 transaction store passes its own; the call itself (telemetry, policy, translation) is
-:class:`infra.calls.BackendCalls`' job.
+:class:`infra.calls.BackendCalls`' job. The limits of one call are a :class:`CallLimits`,
+worked out by :meth:`Timeouts.limits`.
 
 Rows: ``asyncpg.Record`` is *not* a :class:`~collections.abc.Mapping` -- iterating one
 yields its values, not its keys, and ``isinstance(record, Mapping)`` is false -- so rows
@@ -17,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from asyncpg.pool import PoolConnectionProxy
 
@@ -26,7 +28,9 @@ from infra.ports import Row
 from infra.validation import check_timeout
 
 __all__ = [
+    "CallLimits",
     "Connection",
+    "Statement",
     "Timeouts",
     "check_call_timeout",
     "execute_many",
@@ -54,6 +58,30 @@ def statement_timeout_setting(seconds: float) -> str:
     return str(max(1, math.ceil(seconds * 1000.0)))
 
 
+class CallLimits(NamedTuple):
+    """The time limits of one call (seconds; ``None`` = none of that kind)."""
+
+    #: The store's default client limit is enforced by the dead-peer watchdog (no timer
+    #: per call; ``client`` is then ``None``).
+    watched: bool
+    #: The limit asyncpg applies to the statement with its own timer.
+    client: float | None
+    #: The limit a timeout error reports (the smaller of the client and server limits).
+    reported: float | None
+
+
+class Statement(NamedTuple):
+    """One statement for the functions below: immutable, built once per call (a
+    NamedTuple: the cheapest immutable object to build, next to a loopback round trip)."""
+
+    query: str
+    args: Sequence[Any]
+    #: Its time limits; ``limits.client`` is asyncpg's ``timeout=``.
+    limits: CallLimits
+    #: ``fetchval``'s column.
+    column: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """The time limits of one store, in seconds (``None`` = no limit of that kind)."""
@@ -62,12 +90,17 @@ class Timeouts:
     client: float | None
     acquire: float
 
-    def limits(self, per_call: float | None) -> tuple[float | None, float | None]:
-        """``(client limit to apply, limit a timeout error reports)`` for one call."""
+    def limits(self, per_call: float | None, *, watchdog: bool = False) -> CallLimits:
+        """The limits of one call with ``timeout=per_call``.
+
+        Without a per-call timeout the client limit is the store's default, enforced by the
+        dead-peer watchdog when ``watchdog`` (one applies), else by asyncpg's timer. An
+        explicit ``timeout=`` always gets asyncpg's precise timer.
+        """
         if per_call is None:
-            return self.client, self.reported(None)
+            return CallLimits(watchdog, None if watchdog else self.client, self.reported(None))
         check_call_timeout(per_call)
-        return per_call, self.reported(per_call)
+        return CallLimits(False, per_call, self.reported(per_call))
 
     def reported(self, per_call: float | None) -> float | None:
         """The limit a timeout error reports: the smaller of the client limit in effect
@@ -86,27 +119,23 @@ def check_call_timeout(timeout: float | None) -> None:
     check_timeout(timeout, component="postgres")
 
 
-async def fetch_rows(
-    conn: Connection, query: str, args: Sequence[Any], timeout: float | None
-) -> list[Row]:
+async def fetch_rows(conn: Connection, statement: Statement) -> list[Row]:
     """All rows as dicts."""
-    records = await conn.fetch(query, *args, timeout=timeout)
+    query, args, limits, _ = statement
+    records = await conn.fetch(query, *args, timeout=limits.client)
     return [dict(record.items()) for record in records]
 
 
-async def fetch_row(
-    conn: Connection, query: str, args: Sequence[Any], timeout: float | None
-) -> Row | None:
+async def fetch_row(conn: Connection, statement: Statement) -> Row | None:
     """The first row as a dict, or ``None``."""
-    record = await conn.fetchrow(query, *args, timeout=timeout)
+    query, args, limits, _ = statement
+    record = await conn.fetchrow(query, *args, timeout=limits.client)
     return None if record is None else dict(record.items())
 
 
 # The three below return the driver's coroutine instead of awaiting it: one coroutine
 # frame fewer per call on the hot path (the caller awaits it).
-def fetch_value(
-    conn: Connection, query: str, args: Sequence[Any], column: int, timeout: float | None
-) -> Awaitable[Any]:
+def fetch_value(conn: Connection, statement: Statement) -> Awaitable[Any]:
     """One value of the first row, or ``None``.
 
     A ``column`` the row does not have is the caller's mistake (``QueryArgumentError``),
@@ -114,16 +143,16 @@ def fetch_value(
     for another column than the first pay the frame that tells them apart (a row without
     any column, ``SELECT FROM t``, read at column 0, stays a plain ``DatabaseError``).
     """
+    query, args, limits, column = statement
     if column == 0:
-        return conn.fetchval(query, *args, column=0, timeout=timeout)
-    return _fetch_value_at(conn, query, args, column, timeout)
+        return conn.fetchval(query, *args, column=0, timeout=limits.client)
+    return _fetch_value_at(conn, statement)
 
 
-async def _fetch_value_at(
-    conn: Connection, query: str, args: Sequence[Any], column: int, timeout: float | None
-) -> Any:
+async def _fetch_value_at(conn: Connection, statement: Statement) -> Any:
+    query, args, limits, column = statement
     try:
-        return await conn.fetchval(query, *args, column=column, timeout=timeout)
+        return await conn.fetchval(query, *args, column=column, timeout=limits.client)
     except IndexError:
         raise QueryArgumentError(
             f"column={column} is out of range for the row the query returned; "
@@ -133,15 +162,14 @@ async def _fetch_value_at(
         ) from None
 
 
-def execute_status(
-    conn: Connection, query: str, args: Sequence[Any], timeout: float | None
-) -> Awaitable[str]:
+def execute_status(conn: Connection, statement: Statement) -> Awaitable[str]:
     """The server's status tag (``"INSERT 0 1"``)."""
-    return conn.execute(query, *args, timeout=timeout)
+    query, args, limits, _ = statement
+    return conn.execute(query, *args, timeout=limits.client)
 
 
-def execute_many(
-    conn: Connection, query: str, args: Sequence[Sequence[Any]], timeout: float | None
-) -> Awaitable[None]:
-    """One statement per argument tuple, pipelined by asyncpg."""
-    return conn.executemany(query, args, timeout=timeout)
+def execute_many(conn: Connection, statement: Statement) -> Awaitable[None]:
+    """One statement per argument tuple (``statement.args`` holds the rows), pipelined by
+    asyncpg."""
+    query, rows, limits, _ = statement
+    return conn.executemany(query, rows, timeout=limits.client)

@@ -62,6 +62,7 @@ from infra.redaction import redact_text
 from infra.storage._deadpeer import DeadPeerWatchdog
 from infra.storage._statements import (
     Connection,
+    Statement,
     Timeouts,
     execute_many,
     execute_status,
@@ -105,7 +106,16 @@ class PostgresTransaction:
     Made by ``transaction()``; valid until its ``async with`` block ends.
     """
 
-    __slots__ = ("_active", "_calls", "_conn", "_health", "_state", "_timeouts", "_watchdog")
+    __slots__ = (
+        "_active",
+        "_calls",
+        "_conn",
+        "_default_limits",
+        "_health",
+        "_state",
+        "_timeouts",
+        "_watchdog",
+    )
 
     def __init__(
         self,
@@ -121,6 +131,7 @@ class PostgresTransaction:
         self._watchdog = watchdog
         self._calls = calls
         self._timeouts = timeouts
+        self._default_limits = timeouts.limits(None, watchdog=watchdog is not None)
         self._health = health
         self._state = state
         self._active = True
@@ -142,25 +153,32 @@ class PostgresTransaction:
             )
 
     async def _run(
-        self, operation: str, fn: Callable[..., Awaitable[T]], *args: Any, limit: float | None
+        self,
+        operation: str,
+        fn: Callable[[Connection, Statement], Awaitable[T]],
+        query: str,
+        args: Sequence[Any],
+        *,
+        column: int = 0,
+        limit: float | None,
     ) -> T:
         self._check_active()
-        client, reported = self._timeouts.limits(limit)
+        limits = self._default_limits if limit is None else self._timeouts.limits(limit)
+        statement = Statement(query, args, limits, column)
         try:
-            if limit is None and self._watchdog is not None:  # see infra.storage._pool
+            if self._watchdog is not None and limits.watched:  # see infra.storage._pool
                 return await self._calls.run(
                     operation,
                     self._watchdog.call,
                     self._calls.component,
                     self._conn,
                     fn,
-                    *args,
-                    None,
+                    statement,
                     idempotent=False,
-                    timeout=reported,
+                    timeout=limits.reported,
                 )
             return await self._calls.run(
-                operation, fn, self._conn, *args, client, idempotent=False, timeout=reported
+                operation, fn, self._conn, statement, idempotent=False, timeout=limits.reported
             )
         except InfraError as exc:
             self._state.failure = exc
@@ -184,7 +202,7 @@ class PostgresTransaction:
         """One value of the first row, or ``None``."""
         check_query(query, component=self._calls.component)
         check_column(column, component=self._calls.component)
-        return await self._run("fetchval", fetch_value, query, args, column, limit=timeout)
+        return await self._run("fetchval", fetch_value, query, args, column=column, limit=timeout)
 
     async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
         """Run a statement; returns the server's status tag."""

@@ -16,7 +16,8 @@ Design decisions:
   build those from a fixed allow-list, never from input.)
 * **One call path.** Every method that touches the server goes through
   :class:`~infra.calls.BackendCalls` (telemetry → injected policy → translation), so
-  each records ``postgres_query_latency_ms{operation}`` and a span, and raises only
+  each records one ``db_client_operation_duration_seconds`` sample (read in ms as
+  ``postgres_query_latency_ms{operation}``) and a span, and raises only
   :mod:`infra.exceptions` types. The basic store's policy is a passthrough;
   :class:`~infra.storage.EnhancedPostgresStore` adds breaker and retry.
 * **Retries only where safe.** ``fetch``/``fetchrow``/``fetchval`` are reads and may be
@@ -65,6 +66,8 @@ from infra.storage._dsn import check_dsn, mask_dsn, server_endpoint
 from infra.storage._options import validate_options
 from infra.storage._pool import ManagedPool
 from infra.storage._statements import (
+    CallLimits,
+    Statement,
     Timeouts,
     execute_many,
     execute_status,
@@ -83,6 +86,9 @@ from infra.validation import (
 )
 
 __all__ = ["PostgresStore"]
+
+#: The health probe: no client limit of asyncpg's, no watchdog (``check_health`` bounds it).
+_PING = Statement("select 1", (), CallLimits(watched=False, client=None, reported=None))
 
 
 class PostgresStore:
@@ -188,9 +194,7 @@ class PostgresStore:
             closed_error=self._closed_error,
             collector=collector,
         )
-        watched = self._pool.watchdog is not None
-        client, reported = self._timeouts.limits(None)
-        self._default_limits = (watched, None if watched else client, reported)
+        self._default_limits = self._timeouts.limits(None, watchdog=self._pool.watchdog is not None)
         self._closed = False
 
     @classmethod
@@ -287,46 +291,33 @@ class PostgresStore:
         if self._closed:
             raise self._closed_error()
 
-    def _limits(self, timeout: float | None) -> tuple[bool, float | None, float | None]:
-        """``(watched, client limit for asyncpg, reported limit)`` of one call.
-
-        The default is computed once: under the dead-peer watchdog when the server's
-        ``statement_timeout`` fires first (no timer per call), else asyncpg's timer. An
-        explicit ``timeout=`` always gets asyncpg's precise timer."""
+    def _limits(self, timeout: float | None) -> CallLimits:
+        """The limits of one call (see :meth:`Timeouts.limits`); the default is computed
+        once: under the dead-peer watchdog when the server's ``statement_timeout`` fires
+        first (no timer per call), else asyncpg's timer."""
         if timeout is None:
             return self._default_limits
-        limit, reported = self._timeouts.limits(timeout)
-        return False, limit, reported
+        return self._timeouts.limits(timeout)
 
     # ------------------------------------------------------------------ statements
     async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Row]:
         """All rows of ``query`` as dicts (retried under the policy: a read)."""
         self._check_open()
         check_query(query, component=self.component)
-        watched, limit, reported = self._limits(timeout)
+        limits = self._limits(timeout)
+        statement = Statement(query, args, limits)
         return await self._fetch_op.run(
-            self._pool.run,
-            fetch_rows,
-            watched,
-            query,
-            args,
-            limit,
-            timeout=reported,
+            self._pool.run, fetch_rows, statement, timeout=limits.reported
         )
 
     async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Row | None:
         """The first row as a dict, or ``None`` (a read)."""
         self._check_open()
         check_query(query, component=self.component)
-        watched, limit, reported = self._limits(timeout)
+        limits = self._limits(timeout)
+        statement = Statement(query, args, limits)
         return await self._fetchrow_op.run(
-            self._pool.run,
-            fetch_row,
-            watched,
-            query,
-            args,
-            limit,
-            timeout=reported,
+            self._pool.run, fetch_row, statement, timeout=limits.reported
         )
 
     async def fetchval(
@@ -336,16 +327,10 @@ class PostgresStore:
         self._check_open()
         check_query(query, component=self.component)
         check_column(column, component=self.component)
-        watched, limit, reported = self._limits(timeout)
+        limits = self._limits(timeout)
+        statement = Statement(query, args, limits, column)
         return await self._fetchval_op.run(
-            self._pool.run,
-            fetch_value,
-            watched,
-            query,
-            args,
-            column,
-            limit,
-            timeout=reported,
+            self._pool.run, fetch_value, statement, timeout=limits.reported
         )
 
     async def execute(
@@ -355,16 +340,14 @@ class PostgresStore:
         ``idempotent=True``."""
         self._check_open()
         check_query(query, component=self.component)
-        watched, limit, reported = self._limits(timeout)
+        limits = self._limits(timeout)
+        statement = Statement(query, args, limits)
         return await self._execute_op.run(
             self._pool.run,
             execute_status,
-            watched,
-            query,
-            args,
-            limit,
+            statement,
             idempotent=idempotent,
-            timeout=reported,
+            timeout=limits.reported,
         )
 
     async def executemany(
@@ -380,16 +363,10 @@ class PostgresStore:
         self._check_open()
         check_query(query, component=self.component)
         rows = check_rows(args, component=self.component)
-        watched, limit, reported = self._limits(timeout)
+        limits = self._limits(timeout)
+        statement = Statement(query, rows, limits)
         await self._executemany_op.run(
-            self._pool.run,
-            execute_many,
-            watched,
-            query,
-            rows,
-            limit,
-            idempotent=idempotent,
-            timeout=reported,
+            self._pool.run, execute_many, statement, idempotent=idempotent, timeout=limits.reported
         )
 
     def transaction(
@@ -442,6 +419,4 @@ class PostgresStore:
         return {"pool_size": size, "pool_free": free}
 
     async def _ping(self) -> None:
-        await self._health_calls.run(
-            "health_check", self._pool.run, fetch_value, False, "select 1", (), 0, None
-        )
+        await self._health_calls.run("health_check", self._pool.run, fetch_value, _PING)

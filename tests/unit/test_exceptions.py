@@ -20,7 +20,7 @@ from infra.exceptions import (
     RateLimitedError,
 )
 from infra.resilience import BreakerState, CircuitBreaker, CircuitBreakerConfig
-from infra.resilience.breaker_config import DEFAULT_EXCLUDED
+from infra.resilience.breaker import DEFAULT_EXCLUDED
 
 EXPORTED: list[type[InfraError]] = [getattr(exc_module, name) for name in exc_module.__all__]
 

@@ -5,16 +5,16 @@ A test file has the shape ``promtool test rules`` reads::
     rule_files: [semantica.rules.yml]       # relative to the test file
     evaluation_interval: 1m
     tests:
-      - name: a saturated PostgreSQL pool warns once
+      - name: a saturated pool warns once
         interval: 15s                        # time between input samples
         input_series:
-          - series: 'postgres_pool_utilization{pool="default"}'
+          - series: 'pool_used_percent{pool="redis"}'
             values: '100x40'                 # 41 samples of 100
         alert_rule_test:
           - eval_time: 6m
-            alertname: PostgresPoolUtilizationHigh
+            alertname: PoolUtilizationHigh
             exp_alerts:
-              - exp_labels: {severity: warning, pool: default}
+              - exp_labels: {severity: warning, pool: redis}
 
 and the same meaning: input sample *i* is at ``i * interval``; the rule group is
 evaluated every ``evaluation_interval`` from 0 to ``eval_time``; an alert becomes

@@ -9,8 +9,7 @@ import pytest
 
 from infra.exceptions import BackendConnectionError
 from infra.observability import MetricsCollector, MetricsResilienceObserver
-from infra.resilience.breaker import CircuitBreaker
-from infra.resilience.breaker_config import CircuitBreakerConfig
+from infra.resilience.breaker import CircuitBreaker, CircuitBreakerConfig
 from infra.resilience.bulkhead import Bulkhead
 from infra.resilience.clock import ManualClock
 from infra.resilience.hooks import BreakerState, ResilienceObserver

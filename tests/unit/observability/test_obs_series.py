@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any
 
 import pytest
 
 from infra.observability import MetricsCollector
-from infra.observability.series import OTHER, DurationRecorder, HistogramSnapshot
+from infra.observability.series import OTHER, HistogramSnapshot
 
 
 def test_counter_name_must_end_with_total() -> None:
@@ -165,52 +164,6 @@ def test_snapshot_count_is_the_sum_of_the_bucket_counts() -> None:
     assert snap.counts == [2, 1, 1]  # le=1 holds 0.5 and 1.0; the overflow bucket holds 50
     assert snap.count == hist.count == 4
     assert (snap.sum, snap.min, snap.max) == (56.5, 0.5, 50.0)
-
-
-def _success_series(metrics: MetricsCollector) -> tuple[Any, Any, Any]:
-    return (
-        metrics.histogram("lat_ms").labels(),
-        metrics.histogram("dur_seconds", buckets=(0.001, 0.01, 0.1)).labels(),
-        metrics.counter("ok_total").labels(),
-    )
-
-
-def test_duration_recorder_writes_what_the_three_series_methods_would() -> None:
-    """One record(s) equals observe(s*1000), observe(s) and inc() on the three series."""
-    fused, separate = MetricsCollector(), MetricsCollector()
-    recorder = DurationRecorder(*_success_series(fused))
-    ms, seconds, counter = _success_series(separate)
-    for value in (0.0004, 0.002, 0.2, 0.002):
-        recorder.record(value)
-        ms.observe(value * 1000.0)
-        seconds.observe(value)
-        counter.inc()
-    recorder.record(math.nan)  # ignored by both histograms, still a counted call
-    counter.inc()
-    for name in ("lat_ms", "dur_seconds"):
-        assert fused.get_histogram_stats(name) == separate.get_histogram_stats(name)
-    assert fused.get_counter("ok_total") == separate.get_counter("ok_total") == 5
-
-
-def test_duration_recorder_from_another_thread_uses_the_locked_shard() -> None:
-    """Off the owning thread the recorder falls back to the thread-safe methods."""
-    metrics = MetricsCollector()
-    recorder = DurationRecorder(*_success_series(metrics))
-
-    def work() -> None:
-        for _ in range(5_000):
-            recorder.record(0.002)
-
-    threads = [threading.Thread(target=work) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for _ in range(5_000):
-        recorder.record(0.002)
-    for t in threads:
-        t.join()
-    assert metrics.get_histogram_stats("lat_ms").count == 15_000
-    assert metrics.get_histogram_stats("dur_seconds").count == 15_000
-    assert metrics.get_counter("ok_total") == 15_000
 
 
 def test_values_the_owner_buffered_are_seen_by_a_reader_on_another_thread() -> None:

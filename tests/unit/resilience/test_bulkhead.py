@@ -322,3 +322,23 @@ def test_properties_and_repr_report_configuration() -> None:
     assert "redis" in text
     assert "max_concurrent=4" in text
     assert "max_queue=8" in text
+
+
+async def test_try_acquire_takes_a_free_slot_and_never_jumps_the_queue() -> None:
+    """try_acquire is acquire's no-wait half: a free slot is taken, a full bulkhead or a
+    queue with waiters answers False and changes nothing."""
+    bulkhead = Bulkhead(2, max_queue=5, name="try")
+    assert bulkhead.try_acquire()
+    assert bulkhead.try_acquire()
+    assert not bulkhead.try_acquire()  # full
+    assert bulkhead.in_flight == 2
+    waiter = asyncio.create_task(bulkhead.acquire())
+    await asyncio.sleep(0)
+    bulkhead.release()  # the slot goes to the waiter, not to the next try_acquire
+    assert not bulkhead.try_acquire()
+    await waiter
+    bulkhead.release()
+    assert bulkhead.try_acquire()  # the queue is empty again: a slot is free
+    bulkhead.release()
+    bulkhead.release()
+    assert bulkhead.in_flight == 0
