@@ -29,9 +29,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from config import Settings
-from infra._litellm import import_litellm
 from infra.cache import ThreeTierCache
-from infra.llm import LiteLLMAdapter, LLMRateLimiter
+from infra.llm import LiteLLMAdapter, LLMRateLimiter, import_litellm
 from infra.llm.embedding_cache import CachedEmbeddings
 from infra.llm.local_embeddings import LocalEmbeddingServer
 from infra.observability import CostTracker

@@ -696,9 +696,9 @@ def _record_usage(
     ).series()
     tokens = series.tokens
     if tokens is not None:
-        tokens.labels(*series.duration_prefix, "input").observe(usage.prompt_tokens)
+        tokens.labels(*series.token_prefix, "input").observe(usage.prompt_tokens)
         if operation == "chat":
-            tokens.labels(*series.duration_prefix, "output").observe(usage.completion_tokens)
+            tokens.labels(*series.token_prefix, "output").observe(usage.completion_tokens)
     span = trace.get_current_span()
     # Only the call's own span (the call path makes it current when it is sampled).
     if span.is_recording() and getattr(span, "name", None) == series.span_name:
