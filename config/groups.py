@@ -325,6 +325,10 @@ class GraphSettings(SettingsGroup):
     """Database name; unset means the server's default."""
     max_pool_size: PositiveInt = Field(50, alias="graph_max_pool_size")
     """Driver connection pool size."""
+    batch_size: PositiveInt = Field(1000, alias="graph_batch_size")
+    """Items per UNWIND statement in node and edge upserts."""
+    query_timeout: PositiveFloat = Field(30.0, alias="graph_query_timeout")
+    """Per-statement limit (the transaction timeout sent with it), seconds."""
 
 
 class LLMSettings(SettingsGroup):

@@ -94,6 +94,8 @@ async def graph_store(
         database=view.database,
         policy=policy,
         max_pool_size=view.max_pool_size,
+        batch_size=view.batch_size,
+        query_timeout=view.query_timeout,
         collector=collector,
     )
     try:

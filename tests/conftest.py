@@ -9,7 +9,7 @@ run starts nothing):
 * ``postgres_dsn``     -- embedded PostgreSQL 18 + pgvector, or ``SEMANTICA_TEST_POSTGRES_DSN``;
 * ``redis_url``        -- embedded Redis 8, or ``SEMANTICA_TEST_REDIS_URL``;
 * ``bolt_uri``         -- FalkorDB's Bolt listener in that same Redis process, or
-  ``SEMANTICA_TEST_BOLT_URI`` (``bolt_auth`` gives the credentials to use with it);
+  ``SEMANTICA_TEST_GRAPH_URI`` (``bolt_auth`` gives the credentials to use with it);
 * ``qdrant_location``  -- ``":memory:"`` (qdrant-client local mode), or
   ``SEMANTICA_TEST_QDRANT_URL``.
 
@@ -150,10 +150,10 @@ def openai_server(semantica_openai_server: OpenAITestServer) -> OpenAITestServer
 
 @pytest.fixture(scope="session")
 def bolt_auth() -> tuple[str, str]:
-    """Bolt credentials: ``SEMANTICA_TEST_BOLT_USER``/``_PASSWORD`` if set, else FalkorDB's."""
-    user = os.environ.get("SEMANTICA_TEST_BOLT_USER")
+    """Bolt credentials: ``SEMANTICA_TEST_GRAPH_USER``/``_PASSWORD`` if set, else FalkorDB's."""
+    user = os.environ.get("SEMANTICA_TEST_GRAPH_USER")
     if user:
-        return user, os.environ.get("SEMANTICA_TEST_BOLT_PASSWORD", "")
+        return user, os.environ.get("SEMANTICA_TEST_GRAPH_PASSWORD", "")
     return FALKORDB_AUTH
 
 

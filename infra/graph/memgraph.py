@@ -179,19 +179,20 @@ class MemgraphGraphStore:
         settings: Settings,
         *,
         policy: ResiliencePolicy | None = None,
-        batch_size: int = 1000,
-        query_timeout: float = 30.0,
+        batch_size: int | None = None,
+        query_timeout: float | None = None,
         name: str = "default",
     ) -> Self:
         """A store on a new driver ``settings.graph`` describes (URI, user, password,
-        database, pool size); :meth:`close` closes that driver."""
+        database, pool size, batch size, query timeout; ``batch_size``/``query_timeout``
+        given here win); :meth:`close` closes that driver."""
         graph = settings.graph
         return cls(
             build_graph_driver(settings),
             database=graph.database,
             policy=policy,
-            batch_size=batch_size,
-            query_timeout=query_timeout,
+            batch_size=graph.batch_size if batch_size is None else batch_size,
+            query_timeout=graph.query_timeout if query_timeout is None else query_timeout,
             name=name,
             owns_driver=True,
             max_pool_size=graph.max_pool_size,
@@ -212,6 +213,11 @@ class MemgraphGraphStore:
     def batch_size(self) -> int:
         """Default items per upsert statement."""
         return self._batch_size
+
+    @property
+    def query_timeout(self) -> float:
+        """Per-statement limit, seconds."""
+        return self._query_timeout
 
     @property
     def is_closed(self) -> bool:

@@ -15,7 +15,7 @@ mode           what the application container talks to
                local mode (in-process, in memory); the LLM (chat and embeddings) is
                the scripted OpenAI-compatible test server on loopback
 ``external``   the servers named by ``SEMANTICA_TEST_POSTGRES_DSN`` and
-               ``SEMANTICA_TEST_REDIS_URL`` (and ``SEMANTICA_TEST_BOLT_URI`` for a
+               ``SEMANTICA_TEST_REDIS_URL`` (and ``SEMANTICA_TEST_GRAPH_URI`` for a
                graph, optional; ``SEMANTICA_TEST_LLM_API_BASE``, else the loopback
                test server); nothing else is started. Qdrant: the server in
                ``SEMANTICA_TEST_QDRANT_URL`` when set, else local mode (no Qdrant
@@ -34,7 +34,7 @@ Fixtures (see ``docs/testing.md``, "Testing your application"):
   endpoint. In ``external`` mode the ``SEMANTICA_TEST_*`` variable, which must then be set;
   otherwise that variable when set, else the embedded server. A test that asks for an
   endpoint gets a real server in every mode;
-* ``semantica_bolt_uri`` (session) -- a real Bolt graph server: ``SEMANTICA_TEST_BOLT_URI``
+* ``semantica_bolt_uri`` (session) -- a real Bolt graph server: ``SEMANTICA_TEST_GRAPH_URI``
   if set, else the embedded Redis' FalkorDB Bolt listener (``external`` mode requires
   the variable);
 * ``semantica_openai_server`` (session) -- the scripted OpenAI-compatible server
@@ -44,7 +44,7 @@ Fixtures (see ``docs/testing.md``, "Testing your application"):
   ``SEMANTICA_TEST_LLM_API_BASE`` if set, else the test server's;
 * ``semantica_settings`` -- :class:`config.Settings` (environment included) pointed at the
   mode's servers -- the graph too, in ``embedded`` mode and in ``external`` mode when
-  ``SEMANTICA_TEST_BOLT_URI`` is set (in ``fake`` mode the graph fake is always there),
+  ``SEMANTICA_TEST_GRAPH_URI`` is set (in ``fake`` mode the graph fake is always there),
   and its vector store (:func:`qdrant_test_settings`); override it to change other
   settings;
 * ``semantica_container_factory`` -- builds the application container (default
@@ -209,23 +209,23 @@ def semantica_redis_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def semantica_bolt_uri(request: pytest.FixtureRequest) -> str:
-    """A real Bolt graph server's URI: ``SEMANTICA_TEST_BOLT_URI`` if set, else the
+    """A real Bolt graph server's URI: ``SEMANTICA_TEST_GRAPH_URI`` if set, else the
     embedded FalkorDB (``external`` mode requires the variable)."""
     return _endpoint(request, "graph", "semantica_embedded_redis", "bolt_uri")
 
 
 def _graph_settings(request: pytest.FixtureRequest, mode: str) -> dict[str, Any]:
     """The graph settings of ``mode``: embedded always, external when a server is named
-    (``SEMANTICA_TEST_BOLT_USER``/``_PASSWORD`` give credentials for it)."""
+    (``SEMANTICA_TEST_GRAPH_USER``/``_PASSWORD`` give credentials for it)."""
     from infra.testing.embedded import FALKORDB_AUTH, external_endpoint
 
     external = external_endpoint("graph")
     if mode == "external" and external is None:
         return {}
     user, password = FALKORDB_AUTH
-    if external is not None and os.environ.get("SEMANTICA_TEST_BOLT_USER"):
-        user = os.environ["SEMANTICA_TEST_BOLT_USER"]
-        password = os.environ.get("SEMANTICA_TEST_BOLT_PASSWORD", "")
+    if external is not None and os.environ.get("SEMANTICA_TEST_GRAPH_USER"):
+        user = os.environ["SEMANTICA_TEST_GRAPH_USER"]
+        password = os.environ.get("SEMANTICA_TEST_GRAPH_PASSWORD", "")
     values: dict[str, Any] = {
         "graph_uri": request.getfixturevalue("semantica_bolt_uri"),
         "graph_user": user,

@@ -1,5 +1,5 @@
 """MemgraphGraphStore under network faults: a ChaosProxy between the neo4j driver and
-the embedded FalkorDB's Bolt relay (or the server ``SEMANTICA_TEST_BOLT_URI`` names).
+the embedded FalkorDB's Bolt relay (or the server ``SEMANTICA_TEST_GRAPH_URI`` names).
 
 The design's claims, on real connections: a connection reset in the middle of a read is
 retried and the read succeeds; in the middle of an idempotent MERGE upsert it is retried

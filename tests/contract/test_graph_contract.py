@@ -1,5 +1,5 @@
 """PropertyGraphStore contract: FakeGraphStore and MemgraphGraphStore (on the embedded
-FalkorDB Bolt engine, or the server ``SEMANTICA_TEST_BOLT_URI`` names -- a real Memgraph
+FalkorDB Bolt engine, or the server ``SEMANTICA_TEST_GRAPH_URI`` names -- a real Memgraph
 or Neo4j) behave the same.
 
 Both run under ``ResiliencePolicy.instant("graph")`` (the design's breaker and retry on a

@@ -307,7 +307,7 @@ def test_external_endpoints_replace_embedded_servers() -> None:
     env = {
         "SEMANTICA_TEST_POSTGRES_DSN": "postgresql://app:s3cret@db:5432/app",
         "SEMANTICA_TEST_REDIS_URL": "redis://cache:6379/0",
-        "SEMANTICA_TEST_BOLT_URI": "bolt://graph:7687",
+        "SEMANTICA_TEST_GRAPH_URI": "bolt://graph:7687",
         "SEMANTICA_TEST_QDRANT_URL": "http://qdrant:6333",
     }
     with EmbeddedBackends(env=env) as endpoints:

@@ -1,5 +1,5 @@
 """MemgraphGraphStore on a real Bolt engine (embedded FalkorDB, or the server
-``SEMANTICA_TEST_BOLT_URI`` names): what the contract suite cannot share with the fake --
+``SEMANTICA_TEST_GRAPH_URI`` names): what the contract suite cannot share with the fake --
 raw Cypher, driver objects turned into ours, parameters the server must not misread,
 construction from settings, the index, pool gauges and engine errors."""
 

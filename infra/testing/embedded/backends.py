@@ -9,7 +9,7 @@ variable                      value                                       replac
 ============================  ==========================================  ==============
 ``SEMANTICA_TEST_POSTGRES_DSN``  ``postgresql://user:pw@host:5432/db``    EmbeddedPostgres
 ``SEMANTICA_TEST_REDIS_URL``     ``redis://host:6379/0``                  EmbeddedRedis
-``SEMANTICA_TEST_BOLT_URI``      ``bolt://host:7687``                     FalkorDB Bolt
+``SEMANTICA_TEST_GRAPH_URI``      ``bolt://host:7687``                     FalkorDB Bolt
 ``SEMANTICA_TEST_QDRANT_URL``    ``http://host:6333`` (or ``:memory:``)   local mode
 ============================  ==========================================  ==============
 
@@ -46,7 +46,7 @@ __all__ = [
 ENV_VARS: Final[Mapping[str, str]] = {
     "postgres": "SEMANTICA_TEST_POSTGRES_DSN",
     "redis": "SEMANTICA_TEST_REDIS_URL",
-    "graph": "SEMANTICA_TEST_BOLT_URI",
+    "graph": "SEMANTICA_TEST_GRAPH_URI",
     "qdrant": "SEMANTICA_TEST_QDRANT_URL",
 }
 _SCHEMES: Final[Mapping[str, tuple[str, ...]]] = {

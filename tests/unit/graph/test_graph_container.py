@@ -72,6 +72,26 @@ async def test_a_configured_graph_builds_the_store_and_registers_an_optional_che
         app.redis.cache.reset_override()
 
 
+@pytest.mark.parametrize(("batch", "timeout"), [(1, 0.5), (7, 3.5), (5000, 120.0)])
+async def test_the_container_builds_the_store_with_the_graph_settings(
+    app: ApplicationContainer, batch: int, timeout: float
+) -> None:
+    """SEMANTICA_GRAPH_BATCH_SIZE and _QUERY_TIMEOUT reach the store the container builds
+    (and from_settings, where an explicit argument wins)."""
+    settings = Settings(
+        graph_uri="bolt://127.0.0.1:1", graph_batch_size=batch, graph_query_timeout=timeout
+    )
+    app.core.settings.override(providers.Object(settings))
+    store = await resolve(app.graph.store)
+    assert isinstance(store, MemgraphGraphStore)
+    assert (store.batch_size, store.query_timeout) == (batch, timeout)
+    direct = MemgraphGraphStore.from_settings(settings, batch_size=batch + 1)
+    try:
+        assert (direct.batch_size, direct.query_timeout) == (batch + 1, timeout)
+    finally:
+        await direct.close()
+
+
 async def test_use_fakes_installs_the_graph_fake_under_the_container_policy(
     app: ApplicationContainer,
 ) -> None:
