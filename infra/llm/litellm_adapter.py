@@ -62,6 +62,7 @@ from pydantic import SecretStr
 from infra._litellm import import_litellm
 from infra.calls import BackendCalls
 from infra.exceptions import ConfigurationError, InvalidArgumentError, RateLimitedError
+from infra.llm import costing
 from infra.llm.local_embeddings import LOCAL_DOCUMENT_MODEL, LOCAL_QUERY_MODEL
 from infra.llm.responses import (
     CONTENT_FILTER,
@@ -84,7 +85,7 @@ from infra.validation import check_latency_threshold
 if TYPE_CHECKING:
     from config import Settings
     from infra.llm.rate_limiter import LLMRateLimiter
-    from infra.observability.cost import CostTracker, Reservation
+    from infra.observability.cost import CostTracker
 
 __all__ = ["EmbeddingEndpoint", "LiteLLMAdapter"]
 
@@ -271,7 +272,7 @@ class LiteLLMAdapter:
         litellm = import_litellm()
         payload = message_dicts(messages)
         prompt_tokens = self._estimate_prompt(litellm, name, payload)
-        reservation = self._reserve(name, prompt_tokens, limit, who)
+        reservation = costing.reserve(self._cost, name, prompt_tokens, limit, who)
         kwargs = self._chat_kwargs(name, payload, limit)
         if temperature is not None:
             kwargs["temperature"] = temperature
@@ -285,11 +286,11 @@ class LiteLLMAdapter:
                 timeout=self._timeout,
             )
         except BaseException:
-            self._release(reservation)
+            costing.release(self._cost, reservation)
             raise
         text, finish = first_choice(response)
         usage = usage_of(response) or _counted_usage(litellm, name, payload, text)
-        cost = self._spend(name, usage, who, reservation)
+        cost = costing.spend(self._cost, name, usage, who, reservation)
         if finish == CONTENT_FILTER:
             raise content_filtered(name)
         return Completion(
@@ -319,7 +320,7 @@ class LiteLLMAdapter:
         litellm = import_litellm()
         payload = message_dicts(messages)
         prompt_tokens = self._estimate_prompt(litellm, name, payload)
-        reservation = self._reserve(name, prompt_tokens, limit, who)
+        reservation = costing.reserve(self._cost, name, prompt_tokens, limit, who)
         kwargs = self._chat_kwargs(name, payload, limit)
         kwargs["stream"] = True
         kwargs["stream_options"] = {"include_usage": True}
@@ -334,7 +335,7 @@ class LiteLLMAdapter:
                 timeout=self._first_token_timeout,
             )
         except BaseException:
-            self._release(reservation)
+            costing.release(self._cost, reservation)
             raise
         state = _StreamState()
         try:
@@ -361,7 +362,7 @@ class LiteLLMAdapter:
             text = "".join(state.text)
             usage = state.usage or _counted_usage(litellm, name, payload, text)
             self._settle(float(prompt_tokens + limit), usage)
-            self._spend(name, usage, who, reservation)
+            costing.spend(self._cost, name, usage, who, reservation)
         if state.finish == CONTENT_FILTER:
             raise content_filtered(name)
 
@@ -441,7 +442,9 @@ class LiteLLMAdapter:
         if self._dimensions is None and vectors:
             self._dimensions = len(vectors[0])
         usage = usage_of(response) or TokenUsage(estimate, 0)
-        self._spend(name, TokenUsage(usage.prompt_tokens, 0), caller or "default", None)
+        costing.spend(
+            self._cost, name, TokenUsage(usage.prompt_tokens, 0), caller or "default", None
+        )
         return vectors
 
     async def health_check(
@@ -588,30 +591,6 @@ class LiteLLMAdapter:
     def _settle(self, charged: float, usage: TokenUsage | None) -> None:
         if self._limiter is not None and usage is not None:
             self._limiter.settle(charged, used=usage.total_tokens)
-
-    def _reserve(self, model: str, prompt_tokens: int, limit: int, who: str) -> Reservation | None:
-        if self._cost is None:
-            return None
-        return self._cost.reserve(
-            model, input_tokens=prompt_tokens, max_output_tokens=limit, caller=who
-        )
-
-    def _release(self, reservation: Reservation | None) -> None:
-        if self._cost is not None and reservation is not None:
-            self._cost.release(reservation)
-
-    def _spend(
-        self, model: str, usage: TokenUsage, who: str, reservation: Reservation | None
-    ) -> float | None:
-        if self._cost is None:
-            return None
-        return self._cost.record(
-            model,
-            input_tokens=usage.prompt_tokens,
-            output_tokens=usage.completion_tokens,
-            caller=who,
-            reservation=reservation,
-        )
 
     def __repr__(self) -> str:
         return (

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from infra.calls import BackendCalls
 from infra.exceptions import ConfigurationError, InfraError, InvalidArgumentError
+from infra.llm import costing
 from infra.llm.responses import (
     CONTENT_FILTER,
     check_messages,
@@ -53,7 +54,7 @@ from infra.translation import translate_exception
 from infra.validation import check_latency_threshold
 
 if TYPE_CHECKING:
-    from infra.observability.cost import CostTracker, Reservation
+    from infra.observability.cost import CostTracker
 
 __all__ = ["FakeLLM", "FakeLLMCall"]
 
@@ -144,16 +145,16 @@ class FakeLLM:
         del temperature
         name, limit, who = self._chat_call(messages, model, max_tokens, caller)
         prompt_tokens = count_tokens([m.content for m in messages])
-        reservation = self._reserve(name, prompt_tokens, limit, who)
+        reservation = costing.reserve(self._cost, name, prompt_tokens, limit, who)
         try:
             text, tokens, finish = await self._calls(name).run(
                 "chat", self._chat_attempt, name, messages, limit
             )
         except BaseException:
-            self._release(reservation)
+            costing.release(self._cost, reservation)
             raise
         usage = TokenUsage(prompt_tokens, tokens)
-        cost = self._spend(name, usage, who, reservation)
+        cost = costing.spend(self._cost, name, usage, who, reservation)
         if finish == CONTENT_FILTER:
             raise content_filtered(name)
         return Completion(text=text, model=name, usage=usage, cost_usd=cost, finish_reason=finish)
@@ -174,13 +175,13 @@ class FakeLLM:
         self, messages: Sequence[ChatMessage], name: str, limit: int, who: str
     ) -> AsyncIterator[str]:
         prompt_tokens = count_tokens([m.content for m in messages])
-        reservation = self._reserve(name, prompt_tokens, limit, who)
+        reservation = costing.reserve(self._cost, name, prompt_tokens, limit, who)
         try:  # the attempt (retried by the policy) ends with the first chunk
             text, tokens, finish = await self._calls(name).run(
                 "chat", self._chat_attempt, name, messages, limit
             )
         except BaseException:
-            self._release(reservation)
+            costing.release(self._cost, reservation)
             raise
         sent = 0
         try:
@@ -189,7 +190,7 @@ class FakeLLM:
                 yield piece
         finally:
             used = tokens if sent == len(answer_chunks(text) if text else []) else sent
-            self._spend(name, TokenUsage(prompt_tokens, used), who, reservation)
+            costing.spend(self._cost, name, TokenUsage(prompt_tokens, used), who, reservation)
         if finish == CONTENT_FILTER:
             raise content_filtered(name)
 
@@ -323,30 +324,6 @@ class FakeLLM:
             if len(self._backends) < 64:
                 self._backends[model] = calls
         return calls
-
-    def _reserve(self, model: str, prompt_tokens: int, limit: int, who: str) -> Reservation | None:
-        if self._cost is None:
-            return None
-        return self._cost.reserve(
-            model, input_tokens=prompt_tokens, max_output_tokens=limit, caller=who
-        )
-
-    def _release(self, reservation: Reservation | None) -> None:
-        if self._cost is not None and reservation is not None:
-            self._cost.release(reservation)
-
-    def _spend(
-        self, model: str, usage: TokenUsage, who: str, reservation: Reservation | None
-    ) -> float | None:
-        if self._cost is None:
-            return None
-        return self._cost.record(
-            model,
-            input_tokens=usage.prompt_tokens,
-            output_tokens=usage.completion_tokens,
-            caller=who,
-            reservation=reservation,
-        )
 
     def __repr__(self) -> str:
         return f"FakeLLM(model={self._model!r}, policy={self._policy.describe()!r})"
