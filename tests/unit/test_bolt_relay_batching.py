@@ -19,7 +19,6 @@ import importlib.util
 import itertools
 from pathlib import Path
 from types import ModuleType
-from typing import Any, cast
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -33,7 +32,8 @@ GOODBYE = b"\x00\x02\xb0\x02\x00\x00"
 def load_relay() -> ModuleType:
     path = Path(infra.testing.embedded.__file__).with_name("_bolt_relay.py")
     spec = importlib.util.spec_from_file_location("bolt_relay_script", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -124,7 +124,7 @@ def expected_writes(msgs: list[bytes], reads: list[bytes]) -> list[bytes]:
 def pump(pieces: list[bytes]) -> list[bytes]:
     writer = RecordingWriter()
     reader = ScriptedReader([HANDSHAKE, *pieces])
-    asyncio.run(RELAY.relay_client_messages(cast(Any, reader), cast(Any, writer)))
+    asyncio.run(RELAY.relay_client_messages(reader, writer))
     assert writer.writes[0] == HANDSHAKE
     return writer.writes[1:]
 
