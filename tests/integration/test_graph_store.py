@@ -100,6 +100,24 @@ async def test_a_syntax_error_is_a_graph_error_that_is_not_retried(
     assert after == before + 1
 
 
+async def test_a_connection_that_saw_a_failure_keeps_answering(
+    bolt_uri: str, bolt_auth: tuple[str, str]
+) -> None:
+    """With one pooled connection, every failed statement is followed by the driver's
+    RESET on that same connection, and the next statement is answered. (FalkorDB drops a
+    RESET it reads behind an unprocessed message; the embedded relay keeps the driver's
+    RUN + PULL together so that never happens -- see docs/graph.md.)"""
+    user, password = bolt_auth
+    driver = open_driver(bolt_uri, user=user, password=password, max_pool_size=1)
+    async with MemgraphGraphStore(
+        driver, policy=ResiliencePolicy.instant("graph"), owns_driver=True, query_timeout=10.0
+    ) as store:
+        for attempt in range(25):
+            with pytest.raises(GraphError):
+                await store.query("RETURN RETURN")
+            assert await store.query("RETURN $n AS n", {"n": attempt}) == [{"n": attempt}]
+
+
 async def test_from_settings_builds_an_owned_driver(
     bolt_uri: str, bolt_auth: tuple[str, str]
 ) -> None:

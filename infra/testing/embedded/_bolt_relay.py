@@ -8,10 +8,24 @@ fails, and the connection hangs: the driver waits out its full connection timeou
 and a Redis client that draws the stale descriptor is affected the same way. A client
 that simply closes its socket takes FalkorDB's clean "client disconnected" path instead.
 
+A second defect decides how messages are forwarded: FalkorDB only treats ``RESET`` as
+the interrupt it is when ``RESET`` is the first unread message in its input buffer. A
+``RESET`` read together with an earlier message it has not processed yet falls through to
+its ordinary dispatcher, which has no case for it: no reply, and the connection stays
+"busy" for good (the driver waits out its timeout; FalkorDB keeps the socket even after
+the client closes it). The driver sends a failing statement's ``RUN`` and ``PULL`` in one
+write; FalkorDB answers the ``RUN`` with ``FAILURE`` and consumes the ``PULL`` (which it
+never answers) in the same step -- but only when both arrived together. Forwarded one
+message per write, the ``PULL`` could still be unread when the ``FAILURE`` reached the
+driver, whose ``RESET`` then landed behind it: the flaky hang of ``ensure_index`` (its
+first, Neo4j-only spelling fails on FalkorDB). So the relay keeps the client's batching:
+the complete messages of one read go upstream in ONE write, never split.
+
 So this relay copies bytes both ways between the clients and FalkorDB's Bolt port, parses
 the client's chunked messages (Bolt framing: 2-byte big-endian chunk size, 0 ends a
 message) and, on ``GOODBYE`` (tiny struct marker ``0xB0``, signature ``0x02``), closes the
-upstream socket instead of forwarding it. Everything else passes unchanged.
+upstream socket instead of forwarding it. Everything else passes unchanged, with the
+client's write boundaries kept (see :func:`split_messages`).
 
 It runs as a separate process (``python -I _bolt_relay.py UPSTREAM_PORT PORT_FILE``),
 stdlib only, binds an ephemeral loopback port, writes it to ``PORT_FILE`` (atomically),
@@ -28,7 +42,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-__all__ = ["GOODBYE", "HANDSHAKE_SIZE", "relay_client_messages", "serve"]
+__all__ = ["GOODBYE", "HANDSHAKE_SIZE", "relay_client_messages", "serve", "split_messages"]
 
 LOOPBACK = "127.0.0.1"
 #: A Bolt handshake: 4 magic bytes and four 4-byte version proposals.
@@ -38,33 +52,59 @@ GOODBYE = b"\xb0\x02"
 _COPY_SIZE = 65536
 
 
+def split_messages(buffer: bytes | bytearray) -> tuple[list[bytes], int]:
+    """The complete Bolt messages at the start of ``buffer`` (raw chunks, end marker
+    included) and how many bytes they take; an incomplete tail is left for later."""
+    messages: list[bytes] = []
+    start = pos = 0
+    while pos + 2 <= len(buffer):
+        size = int.from_bytes(buffer[pos : pos + 2], "big")
+        if pos + 2 + size > len(buffer):
+            break
+        pos += 2 + size
+        if size == 0:  # the end marker closes the message
+            messages.append(bytes(buffer[start:pos]))
+            start = pos
+    return messages, start
+
+
+def message_body(message: bytes) -> bytes:
+    """A message's payload: its chunks without their size headers and end marker."""
+    body = bytearray()
+    pos = 0
+    while size := int.from_bytes(message[pos : pos + 2], "big"):
+        body += message[pos + 2 : pos + 2 + size]
+        pos += 2 + size
+    return bytes(body)
+
+
 async def relay_client_messages(
     client: asyncio.StreamReader, upstream: asyncio.StreamWriter
 ) -> None:
     """Forward the client's handshake and messages upstream, dropping ``GOODBYE``.
 
-    Returns when the client closes its side or says GOODBYE; the caller then closes the
-    upstream socket, which FalkorDB handles cleanly.
+    The complete messages of each read are written upstream in one write (FalkorDB must
+    see a pipelined ``RUN`` + ``PULL`` together, see the module docstring). Returns when
+    the client closes its side or says GOODBYE; the caller then closes the upstream
+    socket, which FalkorDB handles cleanly.
     """
     with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
         upstream.write(await client.readexactly(HANDSHAKE_SIZE))
-        message = bytearray()  # the raw chunks of the message being read
-        body = bytearray()  # its payload, to recognise GOODBYE
-        while True:
-            header = await client.readexactly(2)
-            message += header
-            size = int.from_bytes(header, "big")
-            if size:
-                chunk = await client.readexactly(size)
-                message += chunk
-                body += chunk
-                continue
-            if bytes(body) == GOODBYE:
-                return
-            upstream.write(bytes(message))
-            await upstream.drain()
-            message.clear()
-            body.clear()
+        pending = bytearray()  # bytes read but not yet forwarded (an incomplete message)
+        while data := await client.read(_COPY_SIZE):
+            pending += data
+            messages, used = split_messages(pending)
+            del pending[:used]
+            batch = bytearray()
+            for message in messages:
+                if message_body(message) == GOODBYE:
+                    upstream.write(bytes(batch))  # what came before it still goes
+                    await upstream.drain()
+                    return
+                batch += message
+            if batch:
+                upstream.write(bytes(batch))
+                await upstream.drain()
 
 
 async def _copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
