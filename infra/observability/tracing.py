@@ -63,6 +63,7 @@ __all__ = [
     "setup_tracing",
     "setup_tracing_from_settings",
     "shutdown_tracing",
+    "tracing_state_of",
     "use_tracer_provider",
 ]
 
@@ -105,6 +106,18 @@ def current_tracing() -> TracingState:
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
         return _install(_OFF)
     return _install(TracingState(provider.get_tracer(TRACER_NAME), None))
+
+
+def tracing_state_of(provider: TracerProvider) -> TracingState | None:
+    """The state :func:`setup_tracing` made for ``provider`` while it runs, to inject into
+    call sites (an application container passes its own, so its calls trace into its own
+    exporter whichever application started last); ``None`` when the provider exports
+    nowhere (or was shut down): call sites then use :func:`current_tracing`."""
+    with _lock:
+        for owned, state in _owned:
+            if owned is provider:
+                return state
+    return None
 
 
 def _install(state: TracingState) -> TracingState:
