@@ -16,6 +16,10 @@ Design decisions:
   itself is still used, as below: it has the application's exporter.) Log lines still
   carry the trace id of a context the application propagates (an incoming
   ``traceparent`` read by its own instrumentation).
+* **Injected first.** An application container passes its own provider's state
+  (:func:`tracing_state_of`) to its adapters' call sites, like its collector, so each
+  application's calls are traced into its own exporter. A call site given none (an
+  adapter built by hand) falls back to :func:`current_tracing`, below.
 * **Our own slot, then the global one.** The instrument helper asks :func:`current_tracing`
   for a tracer. :func:`setup_tracing` / :func:`use_tracer_provider` fill a module slot; if
   nobody did, the global OpenTelemetry provider is used when the application installed an
