@@ -17,6 +17,8 @@ How the pieces meet:
   container's ``collector`` is the observability container's ``metrics``: adapters,
   policies and pool gauges record into this application's own collector, passed in,
   never looked up in a global -- two applications in one process stay independent.
+  Likewise each backend container's ``tracing`` is the observability container's
+  ``tracing_state``: adapters' spans go to this application's own exporter.
 * ``health`` registers each backend's own latency-aware ``health_check`` with the
   observability container's registry; ``/health`` and ``/ready`` read it. The graph
   (:mod:`containers.graph`) is there only when ``SEMANTICA_GRAPH_URI`` is set.
@@ -109,12 +111,14 @@ class ApplicationContainer(containers.DeclarativeContainer):
         settings=core.settings,
         resilience_hooks=providers.List(observability.resilience_observer),
         collector=observability.metrics,
+        tracing=observability.tracing_state,
     )
     redis = nested(
         RedisContainer,
         settings=core.settings,
         resilience_hooks=providers.List(observability.resilience_observer),
         collector=observability.metrics,
+        tracing=observability.tracing_state,
     )
     graph = nested(
         GraphContainer,
@@ -122,6 +126,7 @@ class ApplicationContainer(containers.DeclarativeContainer):
         three_tier=redis.three_tier,
         resilience_hooks=providers.List(observability.resilience_observer),
         collector=observability.metrics,
+        tracing=observability.tracing_state,
     )
     vector = nested(
         VectorContainer,
@@ -129,6 +134,7 @@ class ApplicationContainer(containers.DeclarativeContainer):
         relational=postgres.store,
         resilience_hooks=providers.List(observability.resilience_observer),
         collector=observability.metrics,
+        tracing=observability.tracing_state,
     )
     llm = nested(
         LLMContainer,
@@ -137,6 +143,7 @@ class ApplicationContainer(containers.DeclarativeContainer):
         three_tier=redis.three_tier,
         resilience_hooks=providers.List(observability.resilience_observer),
         collector=observability.metrics,
+        tracing=observability.tracing_state,
     )
     health: providers.Resource[HealthRegistry] = providers.Resource(
         register_health_checks,

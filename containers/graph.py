@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from infra.cache import ThreeTierCache
     from infra.graph import CachedGraphStore, MemgraphGraphStore
     from infra.observability import MetricsCollector
+    from infra.observability.tracing import TracingState
     from infra.resilience import ResiliencePolicy
 
 __all__ = ["GraphContainer", "graph_cached_store", "graph_driver", "graph_enabled", "graph_store"]
@@ -80,6 +81,7 @@ async def graph_store(
     policy: ResiliencePolicy,
     settings: Settings,
     collector: MetricsCollector | None = None,
+    tracing: TracingState | None = None,
 ) -> AsyncIterator[MemgraphGraphStore | None]:
     """The store on ``driver`` under ``policy`` (``None`` without a graph); closed (pool
     gauges unregistered) on shutdown, before the driver."""
@@ -97,6 +99,7 @@ async def graph_store(
         batch_size=view.batch_size,
         query_timeout=view.query_timeout,
         collector=collector,
+        tracing=tracing,
     )
     try:
         yield store
@@ -125,12 +128,14 @@ class GraphContainer(containers.DeclarativeContainer):
     resilience_hooks = providers.List()
     #: The metrics collector the store records into (``None``: the current one).
     collector: providers.Provider[MetricsCollector | None] = providers.Object(None)
+    #: The tracing state the adapters' spans start from (``None``: the current one).
+    tracing: providers.Provider[TracingState | None] = providers.Object(None)
     policy: providers.Singleton[ResiliencePolicy] = providers.Singleton(
         resilience_policy, settings, component="graph", hooks=resilience_hooks
     )
     driver: providers.Resource[Any] = providers.Resource(graph_driver, settings)
     store: providers.Resource[MemgraphGraphStore | None] = providers.Resource(
-        graph_store, driver, policy, settings, collector
+        graph_store, driver, policy, settings, collector, tracing
     )
     cached_store: providers.Resource[CachedGraphStore | None] = providers.Resource(
         graph_cached_store, store, three_tier

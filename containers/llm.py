@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from infra.llm.local_embeddings import LocalEmbeddingServer
     from infra.observability import MetricsCollector
     from infra.observability.cost import CostTracker
+    from infra.observability.tracing import TracingState
     from infra.resilience import Clock, ResilienceObserver, ResiliencePolicy
 
 __all__ = ["LLMContainer", "llm_policy", "local_embedding_server"]
@@ -131,6 +132,7 @@ def _adapter(
     limiter: LLMRateLimiter,
     embedding_server: LocalEmbeddingServer,
     collector: MetricsCollector | None = None,
+    tracing: TracingState | None = None,
 ) -> LiteLLMAdapter:
     from infra.llm import LiteLLMAdapter  # noqa: PLC0415
 
@@ -142,6 +144,7 @@ def _adapter(
         limiter=limiter,
         embedding_endpoint=None if settings.llm.embedding_configured else embedding_server,
         collector=collector,
+        tracing=tracing,
     )
 
 
@@ -167,6 +170,8 @@ class LLMContainer(containers.DeclarativeContainer):
     resilience_hooks = providers.List()
     #: The metrics collector the adapter records into (``None``: the current one).
     collector: providers.Provider[MetricsCollector | None] = providers.Object(None)
+    #: The tracing state the adapters' spans start from (``None``: the current one).
+    tracing: providers.Provider[TracingState | None] = providers.Object(None)
     policy = providers.Singleton(llm_policy, settings, component="llm", hooks=resilience_hooks)
     embedding_policy = providers.Singleton(
         llm_policy, settings, component="llm_embeddings", hooks=resilience_hooks
@@ -183,5 +188,6 @@ class LLMContainer(containers.DeclarativeContainer):
         limiter=limiter,
         embedding_server=embedding_server,
         collector=collector,
+        tracing=tracing,
     )
     embeddings = providers.Singleton(_embeddings, settings, adapter, three_tier, cost)

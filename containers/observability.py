@@ -4,8 +4,10 @@ Everything here is a provider of the container, never a module-level global, and
 into the rest of the application as constructor arguments: the application container
 passes ``metrics`` to every backend container (adapters, pool gauges, the 3-tier cache)
 and ``resilience_observer`` (built on ``metrics``) to every policy, so each application
-records into its own collector. Two applications in one process are independent:
-stopping one leaves the other recording.
+records into its own collector; likewise ``tracing_state`` (this container's own tracer
+provider, as call sites use it) goes to every backend container, so each application's
+spans reach its own exporter, whichever application started last. Two applications in
+one process are independent: stopping one leaves the other recording.
 
 The one accessor for code that is not wired, ``get_metrics_collector()``, returns the
 *active* application's collector: the ``metrics`` resource activates its collector when
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
         HealthRegistry,
         MetricsCollector,
         MetricsResilienceObserver,
+        TracingState,
     )
 
 __all__ = ["ObservabilityContainer"]
@@ -124,6 +127,12 @@ async def tracer_provider(settings: Settings, set_global: bool) -> AsyncIterator
         shutdown_tracing(provider)
 
 
+def _tracing_state(provider: TracerProvider) -> TracingState | None:
+    from infra.observability import tracing_state_of  # noqa: PLC0415 - loaded on first start
+
+    return tracing_state_of(provider)
+
+
 def _health_registry(settings: Settings, collector: MetricsCollector) -> HealthRegistry:
     from infra.observability import HealthRegistry  # noqa: PLC0415 - loaded on first start
 
@@ -157,6 +166,11 @@ class ObservabilityContainer(containers.DeclarativeContainer):
     logging: providers.Resource[Handler] = providers.Resource(structured_logging, settings)
     tracing: providers.Resource[TracerProvider] = providers.Resource(
         tracer_provider, settings, tracing_global
+    )
+    #: What the adapters' spans start from: this container's own provider (``None`` when
+    #: it exports nowhere: call sites then fall back to ``current_tracing()``).
+    tracing_state: providers.Callable[TracingState | None] = providers.Callable(
+        _tracing_state, tracing
     )
 
     health: providers.Singleton[HealthRegistry] = providers.Singleton(

@@ -49,6 +49,7 @@ from infra.exceptions import QueryTimeoutError
 
 if TYPE_CHECKING:
     from infra.observability import MetricsCollector
+    from infra.observability.tracing import TracingState
     from infra.resilience import ResiliencePolicy
     from infra.storage import EnhancedPostgresStore
 
@@ -58,13 +59,18 @@ _log = logging.getLogger("containers.postgres")
 
 
 async def postgres_store(
-    settings: Settings, policy: ResiliencePolicy, collector: MetricsCollector | None = None
+    settings: Settings,
+    policy: ResiliencePolicy,
+    collector: MetricsCollector | None = None,
+    tracing: TracingState | None = None,
 ) -> AsyncIterator[EnhancedPostgresStore]:
     """The store ``settings.db`` describes, under ``policy``, recording into
     ``collector``; its pool closed on exit."""
     from infra.storage import EnhancedPostgresStore  # noqa: PLC0415 - loaded on first start
 
-    store = EnhancedPostgresStore.from_settings(settings, policy=policy, collector=collector)
+    store = EnhancedPostgresStore.from_settings(
+        settings, policy=policy, collector=collector, tracing=tracing
+    )
     try:
         yield store
     finally:
@@ -82,6 +88,8 @@ class PostgresContainer(containers.DeclarativeContainer):
     resilience_hooks = providers.List()
     #: The metrics collector the store records into (``None``: the current one).
     collector: providers.Provider[MetricsCollector | None] = providers.Object(None)
+    #: The tracing state the adapters' spans start from (``None``: the current one).
+    tracing: providers.Provider[TracingState | None] = providers.Object(None)
     policy: providers.Singleton[ResiliencePolicy] = providers.Singleton(
         resilience_policy,
         settings,
@@ -90,5 +98,5 @@ class PostgresContainer(containers.DeclarativeContainer):
         hooks=resilience_hooks,
     )
     store: providers.Resource[EnhancedPostgresStore] = providers.Resource(
-        postgres_store, settings, policy, collector
+        postgres_store, settings, policy, collector, tracing
     )

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
         ThreeTierCache,
     )
     from infra.observability import MetricsCollector
+    from infra.observability.tracing import TracingState
     from infra.resilience import ResiliencePolicy
 
 __all__ = ["RedisContainer", "redis_client", "three_tier_cache"]
@@ -128,21 +129,31 @@ def _redis_cache(
     policy: ResiliencePolicy,
     serializer: Serializer,
     namespace: str,
+    *,
     collector: MetricsCollector | None,
+    tracing: TracingState | None = None,
 ) -> RedisCache:
     from infra.cache import RedisCache  # noqa: PLC0415 - loaded on first start
 
     return RedisCache(
-        client, policy=policy, serializer=serializer, namespace=namespace, collector=collector
+        client,
+        policy=policy,
+        serializer=serializer,
+        namespace=namespace,
+        collector=collector,
+        tracing=tracing,
     )
 
 
 def _redis_lock(
-    client: RedisClient, policy: ResiliencePolicy, collector: MetricsCollector | None
+    client: RedisClient,
+    policy: ResiliencePolicy,
+    collector: MetricsCollector | None,
+    tracing: TracingState | None = None,
 ) -> RedisDistributedLock:
     from infra.cache import RedisDistributedLock  # noqa: PLC0415 - loaded on first start
 
-    return RedisDistributedLock(client, policy=policy, collector=collector)
+    return RedisDistributedLock(client, policy=policy, collector=collector, tracing=tracing)
 
 
 class RedisContainer(containers.DeclarativeContainer):
@@ -161,6 +172,8 @@ class RedisContainer(containers.DeclarativeContainer):
     namespace: providers.Object[str] = providers.Object("")
     #: The metrics collector every adapter here records into (``None``: the current one).
     collector: providers.Provider[MetricsCollector | None] = providers.Object(None)
+    #: The tracing state the adapters' spans start from (``None``: the current one).
+    tracing: providers.Provider[TracingState | None] = providers.Object(None)
     client: providers.Resource[RedisClient] = providers.Resource(redis_client, settings, collector)
     cache: providers.Singleton[RedisCache] = providers.Singleton(
         _redis_cache,
@@ -169,9 +182,10 @@ class RedisContainer(containers.DeclarativeContainer):
         serializer=serializer,
         namespace=namespace,
         collector=collector,
+        tracing=tracing,
     )
     lock: providers.Singleton[RedisDistributedLock] = providers.Singleton(
-        _redis_lock, client, policy=lock_policy, collector=collector
+        _redis_lock, client, policy=lock_policy, collector=collector, tracing=tracing
     )
     three_tier: providers.Resource[ThreeTierCache] = providers.Resource(
         three_tier_cache, settings, cache, client, collector

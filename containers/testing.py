@@ -74,7 +74,7 @@ from containers.application import ApplicationContainer
 from containers.core import resilience_policy
 from infra.cache import ThreeTierCache
 from infra.graph.cached_store import CachedGraphStore
-from infra.observability import HealthRegistry, MetricsCollector
+from infra.observability import HealthRegistry, MetricsCollector, TracingState
 from infra.ports import HealthCheckable
 from infra.resilience import ManualClock, ResiliencePolicy
 from infra.testing.fakes import FakeCache, FakeDistributedLock, FakeLLM, FakeRelationalStore
@@ -104,13 +104,23 @@ class Attachable(Protocol):
     :mod:`infra.testing.fakes`)."""
 
     def attach(
-        self, *, policy: ResiliencePolicy | None, collector: MetricsCollector | None = None
+        self,
+        *,
+        policy: ResiliencePolicy | None,
+        collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
-        """Run later calls under ``policy`` and record them into ``collector``."""
+        """Run later calls under ``policy``, record them into ``collector`` and trace
+        them with ``tracing``."""
 
 
-def _attach(fake: Attachable, policy: ResiliencePolicy, collector: MetricsCollector) -> Any:
-    fake.attach(policy=policy, collector=collector)
+def _attach(
+    fake: Attachable,
+    policy: ResiliencePolicy,
+    collector: MetricsCollector,
+    tracing: TracingState | None,
+) -> Any:
+    fake.attach(policy=policy, collector=collector, tracing=tracing)
     return fake
 
 
@@ -118,9 +128,12 @@ def attached(
     fake: Attachable, policy: AnyProvider, app: ApplicationContainer
 ) -> providers.Singleton[Any]:
     """The provider that hands out ``fake`` attached to the policy of the container
-    provider ``policy`` and to ``app``'s collector -- resolved when the container first
-    resolves the adapter, so a policy override made before then reaches the fake."""
-    return providers.Singleton(_attach, fake, policy, app.observability.metrics)
+    provider ``policy`` and to ``app``'s collector and tracing state -- resolved when the
+    container first resolves the adapter, so a policy override made before then reaches
+    the fake."""
+    return providers.Singleton(
+        _attach, fake, policy, app.observability.metrics, app.observability.tracing_state
+    )
 
 
 @dataclass(slots=True)

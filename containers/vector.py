@@ -51,6 +51,7 @@ from infra.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from infra.observability import MetricsCollector
+    from infra.observability.tracing import TracingState
     from infra.resilience import ResiliencePolicy
     from infra.vector import VectorStoreBase
 
@@ -102,6 +103,7 @@ async def vector_store(
     policy: ResiliencePolicy,
     relational: Any = None,
     collector: MetricsCollector | None = None,
+    tracing: TracingState | None = None,
 ) -> AsyncIterator[VectorStoreBase | VectorStoreNotConfigured]:
     """The store ``settings.vector`` describes; the client it built closed on exit."""
     store: VectorStoreBase
@@ -121,11 +123,14 @@ async def vector_store(
             batch_size=settings.vector.upsert_batch_size,
             concurrency=settings.vector.upsert_concurrency,
             collector=collector,
+            tracing=tracing,
         )
     else:
         from infra.vector.qdrant import QdrantVectorStore  # noqa: PLC0415 - on first start
 
-        store = QdrantVectorStore.from_settings(settings, policy=policy, collector=collector)
+        store = QdrantVectorStore.from_settings(
+            settings, policy=policy, collector=collector, tracing=tracing
+        )
     try:
         yield store
     finally:
@@ -145,9 +150,11 @@ class VectorContainer(containers.DeclarativeContainer):
     resilience_hooks = providers.List()
     #: The metrics collector the store records into (``None``: the current one).
     collector: providers.Provider[MetricsCollector | None] = providers.Object(None)
+    #: The tracing state the adapters' spans start from (``None``: the current one).
+    tracing: providers.Provider[TracingState | None] = providers.Object(None)
     policy: providers.Singleton[ResiliencePolicy] = providers.Singleton(
         resilience_policy, settings, component="qdrant", hooks=resilience_hooks
     )
     store: providers.Resource[VectorStoreBase | VectorStoreNotConfigured] = providers.Resource(
-        vector_store, settings, policy, relational, collector
+        vector_store, settings, policy, relational, collector, tracing
     )

@@ -57,6 +57,7 @@ from typing import Any, TypeVar
 from infra.exceptions import InfraError
 from infra.observability.instrument import CallSite
 from infra.observability.metrics import MetricsCollector
+from infra.observability.tracing import TracingState
 from infra.resilience import ResiliencePolicy
 from infra.translation import Family, translate_exception
 
@@ -85,6 +86,9 @@ class BackendCalls:
         record: ``False`` disables telemetry for this adapter (benchmarks of the raw path).
         collector: The collector calls are recorded into -- the application container
             injects its own; ``None`` = whatever ``get_metrics_collector()`` returns.
+        tracing: The tracing state spans start from -- the application container
+            injects its own provider's (``tracing_state_of``); ``None`` =
+            ``current_tracing()`` at call time.
     """
 
     __slots__ = (
@@ -98,6 +102,7 @@ class BackendCalls:
         "_server_address",
         "_server_port",
         "_system",
+        "_tracing",
     )
 
     def __init__(
@@ -112,6 +117,7 @@ class BackendCalls:
         model: str | None = None,
         record: bool = True,
         collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
         if not component:
             raise ValueError("component must be a non-empty string, e.g. 'postgres'")
@@ -124,6 +130,7 @@ class BackendCalls:
         self._model = model
         self._record = record
         self._collector = collector
+        self._tracing = tracing
         self._operations: dict[str, BackendOperation] = {}
 
     # Read-only: operation handles bind these when they are built.
@@ -166,6 +173,11 @@ class BackendCalls:
     def collector(self) -> MetricsCollector | None:
         """The injected collector (``None``: the current one at call time)."""
         return self._collector
+
+    @property
+    def tracing(self) -> TracingState | None:
+        """The injected tracing state (``None``: the current one at call time)."""
+        return self._tracing
 
     @property
     def policy(self) -> ResiliencePolicy:
@@ -245,6 +257,7 @@ class BackendOperation:
                 server_address=calls.server_address,
                 server_port=calls.server_port,
                 collector=calls.collector,
+                tracing=calls.tracing,
                 model=calls.model,
             )
 

@@ -90,6 +90,7 @@ def probe_calls(calls: BackendCalls) -> BackendCalls:
         server_port=calls.server_port,
         record=calls.record,
         collector=calls.collector,
+        tracing=calls.tracing,
     )
 
 

@@ -105,6 +105,7 @@ from infra.cache.lease_lock import (
 )
 from infra.calls import BackendCalls
 from infra.observability.metrics import MetricsCollector
+from infra.observability.tracing import TracingState
 from infra.resilience import ResiliencePolicy
 from infra.resilience.clock import Clock
 
@@ -241,6 +242,7 @@ class RedisDistributedLock(LeaseLockBase):
         backoff: LockBackoff | None = None,
         component: str = "redis_lock",
         collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
         super().__init__(
             component=component,
@@ -266,6 +268,7 @@ class RedisDistributedLock(LeaseLockBase):
             server_address=kwargs.get("host"),
             server_port=kwargs.get("port"),
             collector=collector,
+            tracing=tracing,
         )
         # Operation handles bound once: acquire/release run on every lock use.
         self._acquire_op = self._calls.operation("acquire")

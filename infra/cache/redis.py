@@ -64,6 +64,7 @@ from infra.cache.ttl_policy import ttl_to_ms
 from infra.calls import BackendCalls
 from infra.health_check import HealthCheckResult, check_health, probe_calls
 from infra.observability.metrics import MetricsCollector
+from infra.observability.tracing import TracingState
 from infra.redaction import register_secret
 from infra.resilience import ResiliencePolicy
 from infra.validation import (
@@ -125,6 +126,7 @@ class RedisCache:
         record: bool = True,
         owns_client: bool = False,
         collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
         _check_client(client)
         if not isinstance(namespace, str):
@@ -147,6 +149,7 @@ class RedisCache:
             server_port=port,
             record=record,
             collector=collector,
+            tracing=tracing,
         )
         # Health pings bypass the policy (see infra.health_check) but are recorded.
         self._health_calls = probe_calls(self._calls)

@@ -94,6 +94,7 @@ from infra.graph.port import EdgeInput
 from infra.graph.results import Neighbour, Node, Path
 from infra.health_check import HealthCheckResult, check_health, probe_calls
 from infra.observability import MetricsCollector, register_pool
+from infra.observability.tracing import TracingState
 from infra.resilience import ResiliencePolicy
 from infra.validation import check_latency_threshold, check_timeout
 
@@ -137,6 +138,7 @@ class MemgraphGraphStore:
         owns_driver: bool = False,
         max_pool_size: int = 100,
         collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
         import neo4j  # noqa: PLC0415 - imported already: a driver exists
 
@@ -166,6 +168,7 @@ class MemgraphGraphStore:
             server_address=host if isinstance(host, str) else None,
             server_port=port if isinstance(port, int) else None,
             collector=collector,
+            tracing=tracing,
         )
         self._health_calls = probe_calls(self._calls)
         self._sampler = driver_pool_stats(driver, max_pool_size)

@@ -77,6 +77,7 @@ from infra.llm.responses import (
 from infra.observability import attributes as attr
 from infra.observability.instrument import CallSite
 from infra.observability.metrics import MetricsCollector
+from infra.observability.tracing import TracingState
 from infra.ports import ChatMessage, Completion, TokenUsage
 from infra.resilience import BreakerState, ResiliencePolicy, litellm_no_retry_kwargs
 from infra.translation import translate_exception
@@ -145,6 +146,8 @@ class LiteLLMAdapter:
         record: ``False`` turns telemetry off (benchmarks).
         collector: Where calls are recorded (the application container injects its own);
             default: ``get_metrics_collector()`` at call time.
+        tracing: The tracing state spans start from (the application container injects
+            its own); default: ``current_tracing()`` at call time.
     """
 
     def __init__(
@@ -169,6 +172,7 @@ class LiteLLMAdapter:
         limiter: LLMRateLimiter | None = None,
         record: bool = True,
         collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
         if not request_timeout > 0:
             raise InvalidArgumentError(
@@ -205,6 +209,7 @@ class LiteLLMAdapter:
         self._limiter = limiter
         self._record = record
         self._collector = collector
+        self._tracing = tracing
         self._calls: dict[tuple[str, str], BackendCalls] = {}
 
     @classmethod
@@ -218,6 +223,7 @@ class LiteLLMAdapter:
         limiter: LLMRateLimiter | None = None,
         embedding_endpoint: EmbeddingEndpoint | None = None,
         collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> LiteLLMAdapter:
         """The adapter ``settings.llm`` describes. With an ``embedding_endpoint`` (the
         local E5 server) embeddings go there as ``openai/e5-passage`` / ``openai/e5-query``."""
@@ -243,6 +249,7 @@ class LiteLLMAdapter:
             cost=cost,
             limiter=limiter,
             collector=collector,
+            tracing=tracing,
         )
 
     # -------------------------------------------------------------------- chat
@@ -570,6 +577,7 @@ class LiteLLMAdapter:
                 policy=policy,
                 record=self._record,
                 collector=self._collector,
+                tracing=self._tracing,
             )
             if len(self._calls) < 64:  # models are few; never grow without bound
                 self._calls[(kind, model)] = calls

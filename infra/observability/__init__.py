@@ -55,10 +55,12 @@ from infra.observability.pools import (
 from infra.observability.quantiles import HistogramStats
 from infra.observability.resilience_hooks import MetricsResilienceObserver
 from infra.observability.tracing import (
+    TracingState,
     reset_tracing,
     setup_tracing,
     setup_tracing_from_settings,
     shutdown_tracing,
+    tracing_state_of,
     use_tracer_provider,
 )
 
@@ -80,6 +82,7 @@ __all__ = [
     "PoolStats",
     "Pricer",
     "Reservation",
+    "TracingState",
     "activate_metrics_collector",
     "asyncpg_pool_stats",
     "configure_log_sampling",
@@ -98,5 +101,6 @@ __all__ = [
     "setup_tracing",
     "setup_tracing_from_settings",
     "shutdown_tracing",
+    "tracing_state_of",
     "use_tracer_provider",
 ]

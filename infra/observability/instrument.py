@@ -332,10 +332,11 @@ class CallRecord:
     """One call being recorded; use as ``async with`` (or ``with``). Made by
     :func:`record_call` and :meth:`CallSite.record`."""
 
-    __slots__ = ("_series", "_span", "_start", "_token", "duration_s")
+    __slots__ = ("_series", "_span", "_start", "_token", "_tracing", "duration_s")
 
-    def __init__(self, series: CallSeries) -> None:
+    def __init__(self, series: CallSeries, tracing: TracingState | None = None) -> None:
         self._series = series
+        self._tracing = tracing  # injected by the call site; None: current_tracing()
         self._span: trace.Span | None = None
         self._token: object | None = None
         self._start = 0.0
@@ -366,9 +367,11 @@ class CallRecord:
 
     # -------------------------------------------------------------- context manager
     def __enter__(self) -> CallRecord:
-        state = _tracing._state  # current_tracing()'s fast case, without the call
+        state = self._tracing
         if state is None:
-            state = current_tracing()
+            state = _tracing._state  # current_tracing()'s fast case, without the call
+            if state is None:
+                state = current_tracing()
         if state.tracer is not None:
             ctx = sampling_context(state)
             if ctx is not None:
@@ -519,6 +522,10 @@ class CallSite:
     ``collector``: the collector to record into (an application container passes its
     own, so two applications in one process never share series); ``None`` records into
     whatever :func:`~infra.observability.get_metrics_collector` returns at call time.
+    ``tracing``: the tracing state spans start from (an application container passes
+    its own, :func:`~infra.observability.tracing_state_of` its provider, so its spans go
+    to its own exporter); ``None`` uses :func:`~infra.observability.tracing.current_tracing`
+    at call time.
 
     ::
 
@@ -537,7 +544,7 @@ class CallSite:
             series.succeeded(perf_counter() - start)
     """
 
-    __slots__ = ("_collector", "_key", "_series")
+    __slots__ = ("_collector", "_key", "_series", "_tracing")
 
     def __init__(
         self,
@@ -550,9 +557,15 @@ class CallSite:
         server_address: str | None = None,
         server_port: int | None = None,
         collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
         if not component or not operation:
             raise ValueError("component and operation must be non-empty strings")
+        if tracing is not None and not isinstance(tracing, TracingState):
+            raise TypeError(
+                f"tracing must be a TracingState (tracing_state_of(provider)) or None, "
+                f"got {tracing!r}"
+            )
         self._key: CallKey = (
             component,
             operation,
@@ -564,6 +577,7 @@ class CallSite:
         )
         self._series: CallSeries | None = None
         self._collector = collector
+        self._tracing = tracing
 
     @property
     def component(self) -> str:
@@ -588,16 +602,18 @@ class CallSite:
         series = self._series
         if series is None or series.epoch is not _metrics._epoch:
             series = self.series()
-        state = _tracing._state  # current_tracing()'s fast case, without the call
+        state = self._tracing
         if state is None:
-            state = current_tracing()
+            state = _tracing._state  # current_tracing()'s fast case, without the call
+            if state is None:
+                state = current_tracing()
         if state.tracer is None:
             return series
         return None if sampling_context(state) is not None else series
 
     def record(self) -> CallRecord:
         """A :class:`CallRecord` for one call of this kind (``with``/``async with``)."""
-        return CallRecord(self.series())
+        return CallRecord(self.series(), self._tracing)
 
     def __repr__(self) -> str:
         return f"CallSite({self._key[0]!r}, {self._key[1]!r})"

@@ -16,6 +16,10 @@ Design decisions:
   itself is still used, as below: it has the application's exporter.) Log lines still
   carry the trace id of a context the application propagates (an incoming
   ``traceparent`` read by its own instrumentation).
+* **Injected first.** An application container passes its own provider's state
+  (:func:`tracing_state_of`) to its adapters' call sites, like its collector, so each
+  application's calls are traced into its own exporter. A call site given none (an
+  adapter built by hand) falls back to :func:`current_tracing`, below.
 * **Our own slot, then the global one.** The instrument helper asks :func:`current_tracing`
   for a tracer. :func:`setup_tracing` / :func:`use_tracer_provider` fill a module slot; if
   nobody did, the global OpenTelemetry provider is used when the application installed an
@@ -63,6 +67,7 @@ __all__ = [
     "setup_tracing",
     "setup_tracing_from_settings",
     "shutdown_tracing",
+    "tracing_state_of",
     "use_tracer_provider",
 ]
 
@@ -105,6 +110,18 @@ def current_tracing() -> TracingState:
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
         return _install(_OFF)
     return _install(TracingState(provider.get_tracer(TRACER_NAME), None))
+
+
+def tracing_state_of(provider: TracerProvider) -> TracingState | None:
+    """The state :func:`setup_tracing` made for ``provider`` while it runs, to inject into
+    call sites (an application container passes its own, so its calls trace into its own
+    exporter whichever application started last); ``None`` when the provider exports
+    nowhere (or was shut down): call sites then use :func:`current_tracing`."""
+    with _lock:
+        for owned, state in _owned:
+            if owned is provider:
+                return state
+    return None
 
 
 def _install(state: TracingState) -> TracingState:

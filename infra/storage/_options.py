@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from infra.observability.metrics import MetricsCollector
+from infra.observability.tracing import TracingState
 from infra.resilience import ResiliencePolicy
 from infra.storage._statements import CLIENT_GRACE_S, Timeouts, statement_timeout_setting
 
@@ -29,6 +30,7 @@ class StoreOptions(TypedDict, total=False):
     server_settings: Mapping[str, str] | None
     name: str
     collector: MetricsCollector | None
+    tracing: TracingState | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,7 @@ from infra.calls import BackendCalls
 from infra.exceptions import DatabaseConnectionError
 from infra.health_check import HealthCheckResult, check_health, probe_calls
 from infra.observability.metrics import MetricsCollector
+from infra.observability.tracing import TracingState
 from infra.ports import Row
 from infra.redaction import register_secrets_in
 from infra.resilience import ResiliencePolicy
@@ -129,6 +130,7 @@ class PostgresStore:
         policy: ResiliencePolicy | None = None,
         name: str = "default",
         collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
         self._dsn = check_dsn(dsn)
         register_secrets_in(dsn, owner=self)  # masked by value wherever it is printed
@@ -157,6 +159,7 @@ class PostgresStore:
             server_address=address,
             server_port=port,
             collector=collector,
+            tracing=tracing,
         )
         # Statements of an open transaction run on the connection it holds: the pool
         # bounds them, so they skip the bulkhead (see infra.storage._transaction).
@@ -172,6 +175,7 @@ class PostgresStore:
                 server_address=address,
                 server_port=port,
                 collector=collector,
+                tracing=tracing,
             )
         )
         # Operation handles, bound once: each statement method resolves nothing per call.
@@ -205,6 +209,7 @@ class PostgresStore:
         policy: ResiliencePolicy | None = None,
         name: str = "default",
         collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> Self:
         """A store configured by ``settings.db`` (URL, pool sizes, timeouts), recording
         into ``collector`` (default: ``get_metrics_collector()`` at call time)."""
@@ -219,6 +224,7 @@ class PostgresStore:
             policy=policy,
             name=name,
             collector=collector,
+            tracing=tracing,
         )
 
     # ----------------------------------------------------------------- introspection

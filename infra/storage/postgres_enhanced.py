@@ -40,6 +40,7 @@ from config import Settings
 from infra.exceptions import QueryTimeoutError
 from infra.observability.metrics import MetricsCollector
 from infra.observability.resilience_hooks import MetricsResilienceObserver
+from infra.observability.tracing import TracingState
 from infra.resilience import CircuitBreakerConfig, ResiliencePolicy, RetryConfig
 from infra.storage._options import StoreOptions
 from infra.storage.postgres import PostgresStore
@@ -140,6 +141,7 @@ class EnhancedPostgresStore(PostgresStore):
         policy: ResiliencePolicy | None = None,
         name: str = "default",
         collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> Self:
         """A store configured by ``settings.db``, under ``policy`` or else the policy
         ``settings.resilience`` describes (``SEMANTICA_CIRCUIT_BREAKER_*``,
@@ -151,4 +153,6 @@ class EnhancedPostgresStore(PostgresStore):
                 timeout_error=QueryTimeoutError,
                 hooks=(MetricsResilienceObserver(collector),),
             )
-        return super().from_settings(settings, policy=policy, name=name, collector=collector)
+        return super().from_settings(
+            settings, policy=policy, name=name, collector=collector, tracing=tracing
+        )

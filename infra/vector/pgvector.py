@@ -42,6 +42,7 @@ from infra.calls import BackendCalls
 from infra.exceptions import DatabaseError
 from infra.health_check import HealthCheckResult
 from infra.observability.metrics import MetricsCollector
+from infra.observability.tracing import TracingState
 from infra.ports import VectorHit, VectorPoint
 from infra.vector import _pg_sql as sql
 from infra.vector.base import CollectionSpec, HnswOptions, ScrollPage, VectorStoreBase
@@ -78,6 +79,7 @@ class PgVectorStore(VectorStoreBase):
         max_request_bytes: int = 4_000_000,
         threaded_above: int = 2_048,
         collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
         super().__init__(
             calls=BackendCalls(
@@ -86,6 +88,7 @@ class PgVectorStore(VectorStoreBase):
                 system="postgresql",
                 policy=store.policy,
                 collector=collector,
+                tracing=tracing,
             ),
             batch_size=batch_size,
             concurrency=concurrency,

@@ -47,6 +47,7 @@ from urllib.parse import urlsplit
 from infra.calls import BackendCalls
 from infra.exceptions import CollectionNotFoundError, VectorStoreError
 from infra.observability.metrics import MetricsCollector
+from infra.observability.tracing import TracingState
 from infra.ports import VectorHit, VectorPoint
 from infra.resilience import ResiliencePolicy
 from infra.vector.base import CollectionSpec, HnswOptions, ScrollPage, VectorStoreBase
@@ -149,6 +150,7 @@ class QdrantVectorStore(VectorStoreBase):
         server_port: int | None = None,
         record: bool = True,
         collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
         super().__init__(
             calls=BackendCalls(
@@ -160,6 +162,7 @@ class QdrantVectorStore(VectorStoreBase):
                 server_port=server_port,
                 record=record,
                 collector=collector,
+                tracing=tracing,
             ),
             batch_size=batch_size,
             concurrency=concurrency,
@@ -182,6 +185,7 @@ class QdrantVectorStore(VectorStoreBase):
         *,
         policy: ResiliencePolicy | None = None,
         collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> Self:
         """A store for ``settings.vector`` (local mode when ``location`` is set); the client
         is built on first use."""
@@ -201,6 +205,7 @@ class QdrantVectorStore(VectorStoreBase):
             server_address=address,
             server_port=port,
             collector=collector,
+            tracing=tracing,
         )
 
     def __repr__(self) -> str:

@@ -5,11 +5,14 @@ observability container built -- passed in, not looked up in a global -- so two
 applications never share a series, and stopping one leaves the other recording.
 ``get_metrics_collector()`` returns the active application's collector (the most recently
 started one still running). Tracing: one provider per application; the global
-OpenTelemetry provider is set once, without the SDK's "Overriding" warning.
+OpenTelemetry provider is set once, without the SDK's "Overriding" warning, and each
+application's adapters trace into its own provider (passed in like the collector), not
+into whichever application started last.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
 import sys
@@ -19,13 +22,23 @@ from collections.abc import AsyncIterator
 import pytest
 import structlog
 from dependency_injector import providers
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from config import Settings
 from containers.application import ApplicationContainer
 from containers.lifecycle import start, stop
 from containers.testing import use_fakes
 from infra.exceptions import CacheConnectionError
-from infra.observability import MetricsCollector, get_metrics_collector
+from infra.observability import (
+    MetricsCollector,
+    get_metrics_collector,
+    setup_tracing,
+    shutdown_tracing,
+)
 
 #: Real adapters, nothing listening: every call fails at once, and is recorded.
 UNREACHABLE = Settings(
@@ -197,3 +210,107 @@ async def test_stopping_the_newest_application_brings_back_the_others_logging() 
         assert logging.getLogger().level == logging.WARNING
         await stop(first)
     assert structured_handlers() == []
+
+
+async def exporting_tracing(exporter: InMemorySpanExporter) -> AsyncIterator[TracerProvider]:
+    """An application's tracing resource exporting into ``exporter`` (not global)."""
+    provider = setup_tracing(exporter=exporter)
+    try:
+        yield provider
+    finally:
+        shutdown_tracing(provider)
+
+
+def traced_app(exporter: InMemorySpanExporter) -> ApplicationContainer:
+    """An application (on default settings) whose spans go to ``exporter``."""
+    app = make_app(Settings(log_level="WARNING"))
+    app.observability.tracing.override(providers.Resource(exporting_tracing, exporter))
+    return app
+
+
+def span_names(exporter: InMemorySpanExporter) -> list[str]:
+    """Names of the spans ``exporter`` received, in order."""
+    return [span.name for span in exporter.get_finished_spans()]
+
+
+async def call(app: ApplicationContainer, backend: str) -> None:
+    """One adapter call of ``app`` (under fakes: the real call path) on ``backend``."""
+    if backend == "redis":
+        await app.redis.cache().get("k")
+    else:
+        await app.postgres.store().fetchval("select 1")
+
+
+@pytest.mark.parametrize("stopped_first", [0, 1])
+async def test_each_application_traces_into_its_own_exporter(
+    stopped_first: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both running: each application's calls reach its own exporter only (the first's
+    used to reach the second's, the newest provider); after either stops, the other's
+    calls still reach its own exporter; no "Overriding" warning."""
+    exporters = (InMemorySpanExporter(), InMemorySpanExporter())
+    apps = (traced_app(exporters[0]), traced_app(exporters[1]))
+    with caplog.at_level(logging.WARNING), use_fakes(apps[0]), use_fakes(apps[1]):
+        await start(apps[0])
+        await start(apps[1])
+        try:
+            await call(apps[0], "redis")
+            await call(apps[0], "postgres")
+            await call(apps[1], "redis")
+            assert len(exporters[0].get_finished_spans()) == 2
+            assert len(exporters[1].get_finished_spans()) == 1
+            await stop(apps[stopped_first])
+            running = 1 - stopped_first
+            before = span_names(exporters[stopped_first])
+            await call(apps[running], "postgres")
+            assert span_names(exporters[stopped_first]) == before
+            assert len(exporters[running].get_finished_spans()) == 3 - running
+        finally:
+            await stop(apps[1])
+            await stop(apps[0])
+    assert "Overriding" not in caplog.text
+
+
+@hypothesis_settings(max_examples=15)
+@given(
+    calls=st.lists(
+        st.tuples(st.integers(0, 1), st.sampled_from(["redis", "postgres"])), max_size=8
+    ),
+    stop_at=st.integers(0, 8),
+    stopped=st.integers(0, 1),
+)
+def test_any_call_sequence_traces_into_the_callers_exporter(
+    calls: list[tuple[int, str]], stop_at: int, stopped: int
+) -> None:
+    """For any interleaving of two applications' calls, with one of them stopped at any
+    point (its later calls dropped), each exporter holds exactly its own application's
+    calls, in order."""
+
+    async def scenario() -> None:
+        exporters = (InMemorySpanExporter(), InMemorySpanExporter())
+        apps = (traced_app(exporters[0]), traced_app(exporters[1]))
+        expected: tuple[list[str], list[str]] = ([], [])
+        with use_fakes(apps[0]), use_fakes(apps[1]):
+            await start(apps[0])
+            await start(apps[1])
+            try:
+                for index, (which, backend) in enumerate(calls):
+                    if index == stop_at:
+                        await stop(apps[stopped])
+                    if index >= stop_at and which == stopped:
+                        continue
+                    await call(apps[which], backend)
+                    expected[which].append(backend)
+            finally:
+                await stop(apps[1])
+                await stop(apps[0])
+        for which in (0, 1):
+            components = [
+                str((span.attributes or {}).get("db.system.name", ""))
+                for span in exporters[which].get_finished_spans()
+            ]
+            assert components == [
+                "redis" if backend == "redis" else "postgresql" for backend in expected[which]
+            ]
+
+    asyncio.run(scenario())

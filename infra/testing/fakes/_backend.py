@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from infra.calls import BackendCalls
 from infra.observability.metrics import MetricsCollector
+from infra.observability.tracing import TracingState
 from infra.resilience import ResiliencePolicy
 from infra.translation import Family
 
@@ -42,13 +43,16 @@ def fake_calls(
     system: str,
     policy: ResiliencePolicy | None,
     collector: MetricsCollector | None,
+    tracing: TracingState | None = None,
 ) -> BackendCalls:
     """The :class:`BackendCalls` of a fake: the real adapter's, minus a server address."""
     if policy is not None and not isinstance(policy, ResiliencePolicy):
         raise TypeError(f"policy must be a ResiliencePolicy or None, got {policy!r}")
     if collector is not None and not isinstance(collector, MetricsCollector):
         raise TypeError(f"collector must be a MetricsCollector or None, got {collector!r}")
-    return BackendCalls(component, family=family, system=system, policy=policy, collector=collector)
+    return BackendCalls(
+        component, family=family, system=system, policy=policy, collector=collector, tracing=tracing
+    )
 
 
 @dataclass(slots=True)

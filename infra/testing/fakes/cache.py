@@ -52,6 +52,7 @@ from infra.cache.serialization import JsonSerializer, Serializer
 from infra.cache.ttl_policy import ttl_to_ms
 from infra.health_check import HealthCheckResult, check_health, probe_calls
 from infra.observability.metrics import MetricsCollector
+from infra.observability.tracing import TracingState
 from infra.resilience import ResiliencePolicy
 from infra.resilience.clock import Clock, MonotonicClock
 from infra.testing.fakes._backend import Fault, FaultScript, fake_calls
@@ -89,6 +90,7 @@ class FakeCache:
         serializer: Serializer | None = None,
         policy: ResiliencePolicy | None = None,
         collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
         component: str = "redis",
     ) -> None:
         if serializer is not None and not isinstance(serializer, Serializer):
@@ -98,7 +100,7 @@ class FakeCache:
         self._data: dict[str, tuple[bytes, float | None]] = {}
         self._faults = FaultScript(_OPERATIONS)
         self._component = component
-        self.attach(policy=policy, collector=collector)
+        self.attach(policy=policy, collector=collector, tracing=tracing)
         #: Attempts in the order they reached the "backend" (failed ones and retries
         #: included).
         self.calls: list[str] = []
@@ -120,13 +122,22 @@ class FakeCache:
         return self._calls.policy
 
     def attach(
-        self, *, policy: ResiliencePolicy | None, collector: MetricsCollector | None = None
+        self,
+        *,
+        policy: ResiliencePolicy | None,
+        collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
         """Run later operations under ``policy`` and record them into ``collector``
         (what ``containers.testing.use_fakes`` does with the container's own providers);
         data and scripted faults are kept."""
         self._calls = fake_calls(
-            self._component, family="cache", system="redis", policy=policy, collector=collector
+            self._component,
+            family="cache",
+            system="redis",
+            policy=policy,
+            collector=collector,
+            tracing=tracing,
         )
         self._probe = probe_calls(self._calls)
 

@@ -63,6 +63,7 @@ from infra.graph.port import EdgeInput
 from infra.graph.results import Neighbour, Node, Path, Relationship
 from infra.health_check import HealthCheckResult, check_health, probe_calls
 from infra.observability.metrics import MetricsCollector
+from infra.observability.tracing import TracingState
 from infra.resilience import ResiliencePolicy
 from infra.testing.fakes._backend import fake_calls
 from infra.validation import check_latency_threshold, check_timeout
@@ -134,13 +135,22 @@ class FakeGraphStore:
         self.calls: list[FakeGraphCall] = []
 
     def attach(
-        self, *, policy: ResiliencePolicy | None, collector: MetricsCollector | None = None
+        self,
+        *,
+        policy: ResiliencePolicy | None,
+        collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
         """Run later operations under ``policy`` and record them into ``collector`` (what
         ``containers.testing.use_fakes`` does with the container's own providers); the
         graph and scripted faults are kept."""
         self._calls = fake_calls(
-            COMPONENT, family="graph", system="memgraph", policy=policy, collector=collector
+            COMPONENT,
+            family="graph",
+            system="memgraph",
+            policy=policy,
+            collector=collector,
+            tracing=tracing,
         )
         self._health_calls = probe_calls(self._calls)
 

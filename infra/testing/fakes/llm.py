@@ -41,6 +41,7 @@ from infra.llm.responses import (
     content_filtered,
 )
 from infra.observability.metrics import MetricsCollector
+from infra.observability.tracing import TracingState
 from infra.ports import ChatMessage, Completion, TokenUsage
 from infra.resilience import ResiliencePolicy
 from infra.testing.llm_answers import (
@@ -106,6 +107,7 @@ class FakeLLM:
         self._dimensions = dimensions
         self._policy = policy if policy is not None else ResiliencePolicy.passthrough("llm")
         self._collector: MetricsCollector | None = None
+        self._tracing: TracingState | None = None
         self._cost = cost
         self._default_max_tokens = default_max_tokens
         self._scripts: list[_Scripted] = []
@@ -301,13 +303,18 @@ class FakeLLM:
         return model or self._model, max_tokens or self._default_max_tokens, caller or "default"
 
     def attach(
-        self, *, policy: ResiliencePolicy | None, collector: MetricsCollector | None = None
+        self,
+        *,
+        policy: ResiliencePolicy | None,
+        collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
         """Run later calls under ``policy`` and record them into ``collector`` (what
         ``containers.testing.use_fakes`` does with the container's own providers); scripted
         answers and faults are kept."""
         self._policy = policy if policy is not None else ResiliencePolicy.passthrough("llm")
         self._collector = collector
+        self._tracing = tracing
         self._backends.clear()
 
     def _calls(self, model: str) -> BackendCalls:
@@ -320,6 +327,7 @@ class FakeLLM:
                 model=model,
                 policy=self._policy,
                 collector=self._collector,
+                tracing=self._tracing,
             )
             if len(self._backends) < 64:
                 self._backends[model] = calls

@@ -44,6 +44,7 @@ from typing import Any, Literal, TypeVar
 from infra.cache.lease_lock import LeaseLockBase, LockBackoff, LockMetrics
 from infra.exceptions import CacheConnectionError
 from infra.observability.metrics import MetricsCollector
+from infra.observability.tracing import TracingState
 from infra.resilience import ResiliencePolicy
 from infra.resilience.clock import Clock, MonotonicClock
 from infra.testing.fakes._backend import FaultScript, fake_calls
@@ -173,6 +174,7 @@ class FakeDistributedLock(LeaseLockBase):
         component: str = "fake_lock",
         policy: ResiliencePolicy | None = None,
         collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
         if server is not None and clock is not None and server.clock is not clock:
             raise ValueError("clock must be the server's clock (or omit it to use that one)")
@@ -186,7 +188,7 @@ class FakeDistributedLock(LeaseLockBase):
             backoff=backoff,
             collector=collector,
         )
-        self.attach(policy=policy, collector=collector)
+        self.attach(policy=policy, collector=collector, tracing=tracing)
         self._faults = FaultScript(_OPERATIONS)
         self._stalls: dict[str, asyncio.Event] = {}
         #: Every operation that reached this fake, in order (``"acquire"``, ...).
@@ -205,13 +207,22 @@ class FakeDistributedLock(LeaseLockBase):
         return self._calls.policy
 
     def attach(
-        self, *, policy: ResiliencePolicy | None, collector: MetricsCollector | None = None
+        self,
+        *,
+        policy: ResiliencePolicy | None,
+        collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
         """Run later calls under ``policy`` and record them into ``collector`` (what
         ``containers.testing.use_fakes`` does with the container's own providers); the
         server, held leases and scripted faults are kept."""
         self._calls = fake_calls(
-            self._component, family="cache", system="redis", policy=policy, collector=collector
+            self._component,
+            family="cache",
+            system="redis",
+            policy=policy,
+            collector=collector,
+            tracing=tracing,
         )
         self.metrics = LockMetrics(self._component, collector)
 

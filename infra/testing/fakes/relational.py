@@ -72,6 +72,7 @@ from typing import Any, NamedTuple, Self, TypeVar
 from infra.exceptions import DatabaseConnectionError, InfraError, PoolExhaustedError
 from infra.health_check import HealthCheckResult, check_health, probe_calls
 from infra.observability.metrics import MetricsCollector
+from infra.observability.tracing import TracingState
 from infra.ports import Row
 from infra.resilience import ResiliencePolicy
 from infra.testing.fakes._backend import FaultScript, fake_calls
@@ -146,13 +147,14 @@ class FakeRelationalStore:
         acquire_timeout: float = 1.0,
         name: str = "fake",
         collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
         if not isinstance(acquire_timeout, int | float) or not acquire_timeout > 0:
             raise ValueError(f"acquire_timeout must be > 0 seconds, got {acquire_timeout!r}")
         if not component:
             raise ValueError("component must be a non-empty string, e.g. 'postgres'")
         self._component = component
-        self.attach(policy=policy, collector=collector)
+        self.attach(policy=policy, collector=collector, tracing=tracing)
         self._acquire_timeout = float(acquire_timeout)
         self._name = name
         self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
@@ -182,7 +184,11 @@ class FakeRelationalStore:
         self._faults.clear()
 
     def attach(
-        self, *, policy: ResiliencePolicy | None, collector: MetricsCollector | None = None
+        self,
+        *,
+        policy: ResiliencePolicy | None,
+        collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
         """Run later calls under ``policy`` and record them into ``collector`` (what
         ``containers.testing.use_fakes`` does with the container's own providers); data
@@ -193,6 +199,7 @@ class FakeRelationalStore:
             system="postgresql",
             policy=policy,
             collector=collector,
+            tracing=tracing,
         )
         self._probe = probe_calls(self._calls)
 

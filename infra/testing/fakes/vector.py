@@ -30,6 +30,7 @@ from infra.calls import BackendCalls
 from infra.exceptions import CollectionNotFoundError, InfraError
 from infra.health_check import probe_calls
 from infra.observability.metrics import MetricsCollector
+from infra.observability.tracing import TracingState
 from infra.ports import VectorHit, VectorPoint
 from infra.resilience import ResiliencePolicy
 from infra.testing.fakes._backend import fake_calls
@@ -109,7 +110,11 @@ class FakeVectorStore(VectorStoreBase):
         self.calls: list[tuple[str, str | None]] = []
 
     def attach(
-        self, *, policy: ResiliencePolicy | None, collector: MetricsCollector | None = None
+        self,
+        *,
+        policy: ResiliencePolicy | None,
+        collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
         """Run later operations under ``policy`` and record them into ``collector`` (what
         ``containers.testing.use_fakes`` does with the container's own providers); the
@@ -120,6 +125,7 @@ class FakeVectorStore(VectorStoreBase):
             system="qdrant",
             policy=policy,
             collector=collector,
+            tracing=tracing,
         )
         self._health_calls = probe_calls(self._calls)
 

@@ -30,6 +30,7 @@ def test_public_api_is_pinned() -> None:
         "PoolStats",
         "Pricer",
         "Reservation",
+        "TracingState",
         "activate_metrics_collector",
         "asyncpg_pool_stats",
         "configure_log_sampling",
@@ -48,6 +49,7 @@ def test_public_api_is_pinned() -> None:
         "setup_tracing",
         "setup_tracing_from_settings",
         "shutdown_tracing",
+        "tracing_state_of",
         "use_tracer_provider",
     ]
     for name in obs.__all__:
