@@ -124,7 +124,9 @@ async def test_a_health_check_never_touches_the_breaker_and_classifies_alike(
         elif fault == "slow":
             proxy.add_latency(0.02)
             threshold = 1.0
-        results = [await subject.health_check(threshold) for _ in range(checks)]
+        # A generous probe timeout: this property is about the breaker and the
+        # classification, not about how fast a loaded machine answers.
+        results = [await subject.health_check(threshold, timeout=10.0) for _ in range(checks)]
         assert breaker.snapshot() == before
         assert (rec.transitions, rec.calls) == events
         for ok, details in results:
@@ -142,7 +144,7 @@ async def test_a_health_check_never_touches_the_breaker_and_classifies_alike(
                 assert details["latency_ms"] >= 0.0
             else:
                 expected = "healthy" if fault == "none" else "degraded"
-                assert (ok, details["status"]) == (True, expected)
+                assert (ok, details["status"]) == (True, expected), details
                 assert "error" not in details
         if state == "open_waiting":
             assert proxy.stats.bytes_to_upstream == sent  # no probe was sent
