@@ -26,7 +26,6 @@ PENDING: dict[str, set[str]] = {
     "tests/unit/test_packaging.py": {"infra._imports"},
     # The storage internals (DSN parsing, the pool, the dead-peer timer, statements) and
     # the fakes' SQL helpers are being replaced by their owners.
-    "tests/unit/test_redaction.py": {"infra.storage._dsn"},
     "tests/unit/storage/test_postgres_unit.py": {
         "infra.storage._deadpeer",
         "infra.storage._dsn",
@@ -34,7 +33,6 @@ PENDING: dict[str, set[str]] = {
         "infra.storage._statements",
         "infra.testing.fakes._relational_sql",
     },
-    "tests/property/test_validation.py": {"infra.translation._context"},
 }
 
 
