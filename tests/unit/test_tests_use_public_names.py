@@ -21,9 +21,6 @@ OURS = ("infra", "containers", "config")
 SCANNED = ("tests", "examples", "benchmarks")
 
 PENDING: dict[str, set[str]] = {
-    # infra._imports (require, ensure_ours, the two errors) is what the adapters being
-    # added in parallel import; making it public is a rename for after they land.
-    "tests/unit/test_packaging.py": {"infra._imports"},
     # The storage internals (DSN parsing, the pool, the dead-peer timer, statements) and
     # the fakes' SQL helpers are being replaced by their owners.
     "tests/unit/storage/test_postgres_unit.py": {
