@@ -40,8 +40,6 @@ PENDING: dict[str, set[str]] = {
 }
 
 PENDING_ATTRIBUTES: dict[str, set[str]] = {
-    # The dead-peer watchdog is an internal of the pool being replaced by its owners.
-    "tests/unit/storage/test_postgres_unit.py": {"_task"},
     # neo4j builds a server error with its status code only in the private
     # ``Neo4jError._hydrate_neo4j`` (the public constructor leaves the code unknown);
     # the only public route is a FAILURE message from a server, per test case.

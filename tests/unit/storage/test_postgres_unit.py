@@ -252,10 +252,13 @@ async def test_watchdog_resolution_and_idle_exit() -> None:
     assert DeadPeerWatchdog(31.0).resolution == 1.0
     watchdog = DeadPeerWatchdog(0.02)
     assert watchdog.resolution == 0.005
+    before = asyncio.all_tasks()
     watchdog.watch(_Connection())
+    watcher = asyncio.all_tasks() - before
+    assert len(watcher) == 1  # watching starts one task
     watchdog.done(_Connection())  # unknown connection: ignored
     await asyncio.sleep(0.06)
-    assert watchdog._task is None  # the one expired connection left; nothing to watch
+    assert all(task.done() for task in watcher)  # the one expired connection left; idle
     with pytest.raises(ValueError, match="limit must be > 0"):
         DeadPeerWatchdog(0)
 
