@@ -33,6 +33,7 @@ def test_public_api_is_pinned() -> None:
     """infra.storage exports exactly its documented names."""
     assert sorted(infra.storage.__all__) == [
         "EnhancedPostgresStore",
+        "InvalidDsnError",
         "IsolationLevel",
         "PostgresStore",
         "PostgresTransaction",
