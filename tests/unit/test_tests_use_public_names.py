@@ -35,7 +35,6 @@ PENDING: dict[str, set[str]] = {
         "infra.storage._dsn",
         "infra.storage._pool",
         "infra.storage._statements",
-        "infra.testing.fakes._relational_sql",
     },
 }
 
