@@ -19,9 +19,8 @@ from infra.storage import (
     Timeouts,
 )
 from infra.storage._deadpeer import DeadPeerWatchdog
-from infra.storage._dsn import mask_dsn, server_endpoint
+from infra.storage._dsn import server_endpoint
 from infra.storage._pool import ManagedPool
-from infra.storage._statements import statement_timeout_setting
 from infra.testing.fakes.relational import FakeRelationalStore, FakeTransaction
 
 # Nothing listens on port 1; none of these tests may try to connect (they would fail).
@@ -118,13 +117,17 @@ def test_timeouts_are_derived_from_the_arguments() -> None:
 
 
 @pytest.mark.parametrize(
-    ("seconds", "setting"), [(0.05, "50"), (1.5, "1500"), (0.0001, "1"), (30.0, "30000")]
+    ("seconds", "setting"), [(0.05, "50ms"), (1.5, "1500ms"), (0.0001, "1ms"), (30.0, "30s")]
 )
-def test_statement_timeout_setting_is_whole_milliseconds_never_zero(
-    seconds: float, setting: str
+async def test_statement_timeout_setting_is_whole_milliseconds_never_zero(
+    postgres_dsn: str, seconds: float, setting: str
 ) -> None:
-    """statement_timeout is sent in ms, rounded up, and never 0 (which disables it)."""
-    assert statement_timeout_setting(seconds) == setting
+    """statement_timeout reaches the server in ms, rounded up, and never 0 (which
+    disables it): read back from a real server session."""
+    async with PostgresStore(
+        postgres_dsn, min_size=1, max_size=1, statement_timeout=seconds
+    ) as store:
+        assert await store.fetchval("SHOW statement_timeout") == setting
 
 
 def test_from_settings_reads_the_db_view() -> None:
@@ -312,8 +315,8 @@ def test_repr_masks_the_password_wherever_the_dsn_carries_it() -> None:
     ],
 )
 def test_mask_dsn(dsn: str, masked: str) -> None:
-    """Passwords are replaced by *** and nothing else changes."""
-    assert mask_dsn(dsn) == masked
+    """Passwords are replaced by *** and nothing else changes (as the repr shows it)."""
+    assert f"(dsn={masked!r}, " in repr(PostgresStore(dsn))
 
 
 @pytest.mark.parametrize(
