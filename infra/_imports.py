@@ -35,7 +35,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Final
 
-from infra.exceptions import ConfigurationError
+from infra.exceptions import MissingDependencyError, ShadowedPackageError
 
 __all__ = [
     "DISTRIBUTION",
@@ -47,26 +47,6 @@ __all__ = [
 
 #: The name pip knows this package by.
 DISTRIBUTION: Final = "semantica-infra"
-
-
-class MissingDependencyError(ConfigurationError, ModuleNotFoundError):
-    """An optional client is not installed; the message names the extra to install.
-
-    Also a ``ModuleNotFoundError``, so code that already handles a missing import still
-    does. ``details``: ``module``, ``extra`` and ``install`` (the pip command).
-    """
-
-    default_message = "an optional dependency is not installed"
-
-
-class ShadowedPackageError(ConfigurationError, ImportError):
-    """An application module has the name of one of our packages and is found first.
-
-    ``details``: ``package`` (our package's name), ``shadowing`` (the file Python found)
-    and ``expected`` (the directory our packages are installed in).
-    """
-
-    default_message = "an application module shadows one of semantica-infra's packages"
 
 
 #: The directory holding our top-level packages (site-packages, or the source tree).

@@ -16,7 +16,9 @@ The tree (``+`` marks a second base class)::
 
     InfraError
     ├── ConfigurationError
-    │   └── StartupError                       (containers.lifecycle.start; cause chained)
+    │   ├── StartupError                       (containers.lifecycle.start; cause chained)
+    │   ├── MissingDependencyError             (+ ModuleNotFoundError; names the pip extra)
+    │   └── ShadowedPackageError               (+ ImportError; an app module named ``config``)
     ├── CallerError                            the request was wrong, not the backend
     │   ├── InvalidArgumentError               also a ValueError and a TypeError
     │   │   ├── QueryArgumentError   +DatabaseError
@@ -145,6 +147,7 @@ __all__ = [
     "LockError",
     "LockLostError",
     "LockNotOwnedError",
+    "MissingDependencyError",
     "OperationTimeoutError",
     "PoolExhaustedError",
     "ProviderUnavailableError",
@@ -157,6 +160,7 @@ __all__ = [
     "ResilienceError",
     "RetryExhaustedError",
     "SerializationFailureError",
+    "ShadowedPackageError",
     "StartupError",
     "TransactionStateError",
     "UniqueViolationError",
@@ -257,6 +261,28 @@ class ConfigurationError(InfraError):
     """Settings or arguments are invalid; fix the configuration named in the message."""
 
     default_message = "invalid configuration"
+
+
+# Both raised at import time (infra._imports); public here because applications catch them
+# or see them first when an optional client is missing or a module shadows ours.
+class MissingDependencyError(ConfigurationError, ModuleNotFoundError):
+    """An optional client is not installed; the message names the extra to install.
+
+    Also a ``ModuleNotFoundError``, so code that already handles a missing import still
+    does. ``details``: ``module``, ``extra`` and ``install`` (the pip command).
+    """
+
+    default_message = "an optional dependency is not installed"
+
+
+class ShadowedPackageError(ConfigurationError, ImportError):
+    """An application module has the name of one of our packages and is found first.
+
+    ``details``: ``package`` (our package's name), ``shadowing`` (the file Python found)
+    and ``expected`` (the directory our packages are installed in).
+    """
+
+    default_message = "an application module shadows one of semantica-infra's packages"
 
 
 # ---------------------------------------------------------------------------- caller errors

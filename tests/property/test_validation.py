@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from infra.cache import RedisCache
 from infra.exceptions import InfraError, InvalidArgumentError, InvalidKeyError, QueryArgumentError
-from infra.translation._context import clean_text
+from infra.translation import translate_exception
 from infra.validation import (
     MAX_KEY_LENGTH,
     check_key,
@@ -148,4 +148,6 @@ def test_messages_are_bounded_before_redaction() -> None:
     """A huge driver text or message is cut, so building the error stays cheap."""
     huge = "near " + "k" * 300_000 + ": syntax error"
     assert len(InfraError(huge).message) <= 4100
-    assert len(clean_text(huge)) <= 300
+    translated = translate_exception(ValueError(huge), component="db", operation=huge)
+    assert len(translated.message) <= 400  # the driver's text, cut to 300 behind a prefix
+    assert len(translated.details["operation"]) <= 300

@@ -16,12 +16,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from packaging.requirements import Requirement
-
-from infra._imports import MissingDependencyError, require
-from infra.exceptions import ConfigurationError
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -123,6 +118,7 @@ MISSING = [
         "vector",
     ),
     ("psutil", "import infra.testing.embedded", "embedded"),
+    ("neo4j", "from infra.graph import open_driver\nopen_driver('bolt://127.0.0.1:1')", "graph"),
 ]
 
 
@@ -131,11 +127,14 @@ def test_a_missing_client_names_its_extra(module: str, code: str, extra: str) ->
     probe = f"""
 import sys
 sys.modules[{module!r}] = None
-from infra._imports import MissingDependencyError
+from infra.exceptions import ConfigurationError, MissingDependencyError
 try:
 {"".join("    " + line + chr(10) for line in code.splitlines())}
 except MissingDependencyError as exc:
     assert isinstance(exc, ModuleNotFoundError) and exc.name == {module!r}, exc
+    assert isinstance(exc, ConfigurationError), exc
+    assert exc.details == {{"module": {module!r}, "extra": {extra!r},
+        "install": "pip install 'semantica-infra[{extra}]'"}}, exc.details
     print(exc.message)
 else:
     raise SystemExit("no error")
@@ -161,40 +160,32 @@ def test_the_core_imports_without_any_backend_client() -> None:
     assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr[-2000:]
 
 
-identifiers = st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True)
+def test_every_required_module_is_covered_by_the_missing_client_test() -> None:
+    """Each module our code ``require``s is made missing above, so each one's error (type,
+    details, message) is checked through the public import that needs it."""
+    assert {module for _, module, _ in require_calls()} <= {m[0] for m in MISSING}
 
 
-@given(module=identifiers, extra=identifiers)
-def test_require_names_the_extra_for_any_missing_module(module: str, extra: str) -> None:
-    """Any module that is not installed: a MissingDependencyError (a ConfigurationError
-    and a ModuleNotFoundError) with the pip command for the extra."""
-    missing = f"semantica_absent_{module}"
-    with pytest.raises(MissingDependencyError) as caught:
-        require(f"{missing}.sub", extra=extra)
-    error = caught.value
-    assert isinstance(error, ConfigurationError)
-    assert isinstance(error, ModuleNotFoundError)
-    assert error.name == missing
-    assert error.details == {
-        "module": missing,
-        "extra": extra,
-        "install": f"pip install 'semantica-infra[{extra}]'",
-    }
-    assert f"pip install 'semantica-infra[{extra}]'" in str(error)
-
-
-def test_require_returns_an_installed_module_and_passes_other_import_errors_through(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A client that is installed but broken (its own import fails) is not blamed on the
-    extra: that ImportError propagates unchanged."""
-    assert require("json", extra="none") is sys.modules["json"]
-    (tmp_path / "semantica_broken_client.py").write_text("import semantica_absent_helper\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ModuleNotFoundError) as caught:
-        require("semantica_broken_client", extra="x")
-    assert not isinstance(caught.value, MissingDependencyError)
-    assert caught.value.name == "semantica_absent_helper"
+def test_an_installed_but_broken_client_is_not_blamed_on_its_extra(tmp_path: Path) -> None:
+    """A client that is installed but broken (its own import fails) is not reported as a
+    missing extra: its ImportError propagates unchanged, naming what really is missing."""
+    (tmp_path / "asyncpg.py").write_text("import semantica_absent_helper\n")
+    probe = f"""
+import sys
+sys.path.insert(0, {str(tmp_path)!r})
+from infra.exceptions import MissingDependencyError
+try:
+    import infra.storage
+except MissingDependencyError as exc:
+    raise SystemExit("blamed on the extra: " + str(exc))
+except ModuleNotFoundError as exc:
+    print(exc.name)
+else:
+    raise SystemExit("no error")
+"""
+    done = python(probe)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "semantica_absent_helper"
 
 
 # -------------------------------------------------------------------------- shadowing
@@ -211,7 +202,7 @@ def test_an_application_config_module_is_named_with_the_fix(tmp_path: Path, form
     shadow.write_text("DEBUG = True\n")
     probe = f"""
 import importlib
-from infra._imports import ShadowedPackageError
+from infra.exceptions import ShadowedPackageError
 for name in {CONSUMERS!r}:
     try:
         importlib.import_module(name)
@@ -235,32 +226,7 @@ import infra.resilience, infra.exceptions, infra.ports
 
 
 def test_our_own_packages_pass_the_check() -> None:
-    from infra._imports import ensure_ours
-
-    ensure_ours("infra", "containers", "config")
-
-
-@given(name=identifiers, as_package=st.booleans())
-def test_any_module_outside_our_install_is_reported(name: str, as_package: bool) -> None:
-    """Whatever the name and form, a module found outside the directory our packages are
-    installed in is reported with its path; one not found at all is left to Python."""
-    import tempfile
-
-    from infra._imports import ShadowedPackageError, ensure_ours
-
-    package = f"semantica_probe_{name}"
-    ensure_ours(package)  # not importable anywhere: nothing to report
-    with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / (f"{package}/__init__.py" if as_package else f"{package}.py")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("")
-        sys.path.insert(0, directory)
-        try:
-            with pytest.raises(ShadowedPackageError) as caught:
-                ensure_ours(package)
-        finally:
-            sys.path.remove(directory)
-            importlib.invalidate_caches()
-    shown = path.parent if as_package else path
-    assert caught.value.details["shadowing"] == str(shown.resolve())
-    assert caught.value.details["package"] == package
+    """Run from the source tree (our own ``config`` first on sys.path), every package that
+    checks for a shadowing ``config`` imports."""
+    done = python(f"import importlib\nfor name in {CONSUMERS!r}: importlib.import_module(name)")
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -19,10 +19,8 @@ from infra.storage import (
     Timeouts,
 )
 from infra.storage._deadpeer import DeadPeerWatchdog
-from infra.storage._dsn import mask_dsn, server_endpoint
+from infra.storage._dsn import server_endpoint
 from infra.storage._pool import ManagedPool
-from infra.storage._statements import statement_timeout_setting
-from infra.testing.fakes._relational_sql import split_statements, status_tag, to_sqlite
 from infra.testing.fakes.relational import FakeRelationalStore, FakeTransaction
 
 # Nothing listens on port 1; none of these tests may try to connect (they would fail).
@@ -33,6 +31,7 @@ def test_public_api_is_pinned() -> None:
     """infra.storage exports exactly its documented names."""
     assert sorted(infra.storage.__all__) == [
         "EnhancedPostgresStore",
+        "InvalidDsnError",
         "IsolationLevel",
         "PostgresStore",
         "PostgresTransaction",
@@ -118,13 +117,17 @@ def test_timeouts_are_derived_from_the_arguments() -> None:
 
 
 @pytest.mark.parametrize(
-    ("seconds", "setting"), [(0.05, "50"), (1.5, "1500"), (0.0001, "1"), (30.0, "30000")]
+    ("seconds", "setting"), [(0.05, "50ms"), (1.5, "1500ms"), (0.0001, "1ms"), (30.0, "30s")]
 )
-def test_statement_timeout_setting_is_whole_milliseconds_never_zero(
-    seconds: float, setting: str
+async def test_statement_timeout_setting_is_whole_milliseconds_never_zero(
+    postgres_dsn: str, seconds: float, setting: str
 ) -> None:
-    """statement_timeout is sent in ms, rounded up, and never 0 (which disables it)."""
-    assert statement_timeout_setting(seconds) == setting
+    """statement_timeout reaches the server in ms, rounded up, and never 0 (which
+    disables it): read back from a real server session."""
+    async with PostgresStore(
+        postgres_dsn, min_size=1, max_size=1, statement_timeout=seconds
+    ) as store:
+        assert await store.fetchval("SHOW statement_timeout") == setting
 
 
 def test_from_settings_reads_the_db_view() -> None:
@@ -252,10 +255,13 @@ async def test_watchdog_resolution_and_idle_exit() -> None:
     assert DeadPeerWatchdog(31.0).resolution == 1.0
     watchdog = DeadPeerWatchdog(0.02)
     assert watchdog.resolution == 0.005
+    before = asyncio.all_tasks()
     watchdog.watch(_Connection())
+    watcher = asyncio.all_tasks() - before
+    assert len(watcher) == 1  # watching starts one task
     watchdog.done(_Connection())  # unknown connection: ignored
     await asyncio.sleep(0.06)
-    assert watchdog._task is None  # the one expired connection left; nothing to watch
+    assert all(task.done() for task in watcher)  # the one expired connection left; idle
     with pytest.raises(ValueError, match="limit must be > 0"):
         DeadPeerWatchdog(0)
 
@@ -309,8 +315,8 @@ def test_repr_masks_the_password_wherever_the_dsn_carries_it() -> None:
     ],
 )
 def test_mask_dsn(dsn: str, masked: str) -> None:
-    """Passwords are replaced by *** and nothing else changes."""
-    assert mask_dsn(dsn) == masked
+    """Passwords are replaced by *** and nothing else changes (as the repr shows it)."""
+    assert f"(dsn={masked!r}, " in repr(PostgresStore(dsn))
 
 
 @pytest.mark.parametrize(
@@ -412,49 +418,61 @@ async def test_the_fake_is_a_drop_in_for_the_lifecycle() -> None:
 
 
 # --------------------------------------------------------------- fake SQL plumbing
+async def fake_with_rows(*values: int) -> FakeRelationalStore:
+    """An open fake holding table ``t (a int)`` with ``values``, one row each."""
+    store = FakeRelationalStore()
+    await store.initialize()
+    await store.execute("CREATE TABLE t (a int)")
+    for value in values:
+        await store.execute("INSERT INTO t VALUES ($1)", value)
+    return store
+
+
 @pytest.mark.parametrize(
-    ("postgres", "sqlite"),
+    ("query", "args", "row"),
     [
-        ("SELECT $1, $2, $1", "SELECT ?1, ?2, ?1"),
-        ("SELECT '$1', $1", "SELECT '$1', ?1"),
-        ("SELECT 'it''s $2' AS s, $1", "SELECT 'it''s $2' AS s, ?1"),
-        ('SELECT "$1" FROM t WHERE x = $10', 'SELECT "$1" FROM t WHERE x = ?10'),
-        ("SELECT 1 -- $1\nFROM t WHERE a = $1", "SELECT 1 -- $1\nFROM t WHERE a = ?1"),
-        ("SELECT /* $2 */ $1", "SELECT /* $2 */ ?1"),
+        ("SELECT $1 AS a, $2 AS b, $1 AS c", ("u", "v"), {"a": "u", "b": "v", "c": "u"}),
+        ("SELECT '$1' AS a, $1 AS b", (5,), {"a": "$1", "b": 5}),
+        ("SELECT 'it''s $2' AS s, $1 AS b", (5,), {"s": "it's $2", "b": 5}),
+        ('SELECT "$1" AS q FROM t WHERE a = $10', tuple(range(1, 11)), {"q": "$1"}),
+        ("SELECT a -- $2\nFROM t WHERE a = $1", (10,), {"a": 10}),
+        ("SELECT /* $2 */ $1 AS a", (5,), {"a": 5}),
     ],
 )
-def test_placeholders_are_rewritten_outside_literals_and_comments(
-    postgres: str, sqlite: str
+async def test_placeholders_are_bound_outside_literals_and_comments(
+    query: str, args: tuple[object, ...], row: dict[str, object]
 ) -> None:
-    """$n becomes ?n except inside strings, quoted identifiers and comments."""
-    assert to_sqlite(postgres) == sqlite
+    """The fake binds $n except inside strings, quoted identifiers and comments."""
+    store = await fake_with_rows(10)
+    assert await store.fetchrow(query, *args) == row
+    await store.close()
 
 
-def test_statements_split_only_at_top_level_semicolons() -> None:
+async def test_a_script_splits_only_at_top_level_semicolons() -> None:
     """A ';' inside a literal or comment does not split; empty statements vanish."""
-    script = "CREATE TABLE t (a text); INSERT INTO t VALUES ('x;y'); -- a;b\n ;"
-    assert split_statements(script) == [
-        "CREATE TABLE t (a text)",
-        " INSERT INTO t VALUES ('x;y')",
-    ]
+    store = await fake_with_rows()
+    script = "CREATE TABLE s (a text); INSERT INTO s VALUES ('x;y'); -- a;b\n ;"
+    assert await store.execute(script) == "INSERT 0 1"
+    assert await store.fetch("SELECT a FROM s") == [{"a": "x;y"}]
+    await store.close()
 
 
 @pytest.mark.parametrize(
-    ("statement", "rowcount", "returned", "tag"),
+    ("statement", "tag"),
     [
-        ("insert into t values (1)", 1, 0, "INSERT 0 1"),
-        ("  -- note\n UPDATE t SET a = 1", 4, 0, "UPDATE 4"),
-        ("DELETE FROM t", -1, 0, "DELETE 0"),
-        ("SELECT * FROM t", -1, 3, "SELECT 3"),
-        ("WITH x AS (SELECT 1) SELECT * FROM x", -1, 1, "SELECT 1"),
-        ("CREATE UNIQUE INDEX IF NOT EXISTS i ON t (a)", -1, 0, "CREATE INDEX"),
-        ("CREATE TEMP TABLE t (a int)", -1, 0, "CREATE TABLE"),
-        ("DROP TABLE IF EXISTS t", -1, 0, "DROP TABLE"),
-        ("ALTER TABLE t ADD COLUMN b int", -1, 0, "ALTER TABLE"),
+        ("insert into t values (1)", "INSERT 0 1"),
+        ("  -- note\n UPDATE t SET a = 1", "UPDATE 4"),
+        ("DELETE FROM t WHERE a < 0", "DELETE 0"),
+        ("SELECT * FROM t", "SELECT 4"),
+        ("WITH x AS (SELECT 1) SELECT * FROM x", "SELECT 1"),
+        ("CREATE UNIQUE INDEX IF NOT EXISTS i ON t (a)", "CREATE INDEX"),
+        ("CREATE TEMP TABLE tt (a int)", "CREATE TABLE"),
+        ("DROP TABLE IF EXISTS t", "DROP TABLE"),
+        ("ALTER TABLE t ADD COLUMN b int", "ALTER TABLE"),
     ],
 )
-def test_status_tags_follow_postgres(
-    statement: str, rowcount: int, returned: int, tag: str
-) -> None:
+async def test_status_tags_follow_postgres(statement: str, tag: str) -> None:
     """The fake reports PostgreSQL's command tag for each kind of statement."""
-    assert status_tag(statement, rowcount, returned) == tag
+    store = await fake_with_rows(1, 2, 3, 4)
+    assert await store.execute(statement) == tag
+    await store.close()
