@@ -46,8 +46,6 @@ PENDING_ATTRIBUTES: dict[str, set[str]] = {
     "tests/unit/test_translation.py": {"_hydrate_neo4j"},
     # The redaction registry has no public way to start empty for one hypothesis example.
     "tests/property/test_redaction_property.py": {"_REGISTRY", "_Registry"},
-    # The vector fake's batch writer and log interval (owned by the vector area).
-    "tests/unit/vector/test_vector_batching.py": {"_log_every", "_write"},
     # The tracing slot has no public way to swap providers between benchmark phases.
     "benchmarks/environment.py": {"_install"},
 }

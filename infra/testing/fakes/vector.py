@@ -94,6 +94,7 @@ class FakeVectorStore(VectorStoreBase):
         concurrency: int = 4,
         max_request_bytes: int = 4_000_000,
         threaded_above: int = 2_048,
+        log_every: int = 100,
     ) -> None:
         if policy is not None and not isinstance(policy, ResiliencePolicy):
             raise TypeError(f"policy must be a ResiliencePolicy or None, got {policy!r}")
@@ -103,6 +104,7 @@ class FakeVectorStore(VectorStoreBase):
             concurrency=concurrency,
             max_request_bytes=max_request_bytes,
             threaded_above=threaded_above,
+            log_every=log_every,
         )
         self._collections: dict[str, _Collection] = {}
         self._faults: list[_ScriptedFault] = []
