@@ -65,7 +65,7 @@ async def adapter(
     else:
         policy = _policy("redis", rec)
         async with RedisCache.from_settings(
-            Settings(redis_url=url, redis_socket_timeout=2.0), policy
+            Settings(redis_url=url, redis_socket_timeout=TIMEOUT), policy
         ) as cache:
             yield cache, policy
 
