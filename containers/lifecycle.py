@@ -78,7 +78,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from graphlib import CycleError, TopologicalSorter
 from types import ModuleType
-from typing import Annotated, Any, TypeAlias, TypeVar, cast, get_args, get_origin
+from typing import Annotated, Any, Protocol, TypeAlias, TypeVar, cast, get_args, get_origin
 
 from dependency_injector import containers, errors, providers, wiring
 
@@ -97,6 +97,21 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Providing(Protocol[T_co]):
+    """What :func:`resolve` takes: a provider, seen only as "calling it gives a ``T``".
+
+    A protocol rather than ``providers.Provider[T]``: dependency-injector's ``Provider`` is
+    invariant in ``T``, so ``isinstance(await resolve(container.repo), Sub)`` would make
+    mypy infer ``T = object`` and reject a ``Factory[Repo]``; a call-only protocol is
+    covariant and infers ``T = Repo``.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> T_co: ...
+
+
 AnyProvider: TypeAlias = "providers.Provider[Any]"
 Resource: TypeAlias = "providers.BaseResource[Any]"
 
@@ -189,7 +204,7 @@ def validate(container: containers.Container) -> None:
     _Graph(container).validate()
 
 
-async def resolve(provider: providers.Provider[T]) -> T:
+async def resolve(provider: Providing[T]) -> T:
     """The provider's value, whether the container is started (a plain value) or not (an
     awaitable that initialises the resources it needs on first use)."""
     value: Any = provider()
