@@ -161,9 +161,7 @@ async def measure(
 
 def over(samples: Samples, name: str, base: str, which: int) -> list[float]:
     """Per-round difference ``name - base`` in us (which: 0 wall, 1 CPU)."""
-    return [
-        (a[which] - b[which]) / 1000 for a, b in zip(samples[name], samples[base], strict=True)
-    ]
+    return [(a[which] - b[which]) / 1000 for a, b in zip(samples[name], samples[base], strict=True)]
 
 
 def median_us(samples: Samples, name: str, which: int) -> float:
@@ -191,10 +189,8 @@ def report(title: str, samples: Samples, bases: dict[str, str]) -> None:
 def verdicts(samples: Samples) -> list[str]:
     floor = statistics.median(over(samples, "@inject, Object provider", "plain call", 1))
     sync_floor = statistics.median(over(samples, "sync: @inject, Object", "sync: plain call", 1))
-    lines = [
-        f"goal: once started, each single-adapter @inject <= {GOAL_US:.1f} us over a plain call"
-        " (CPU, median of same-round differences)"
-    ]
+    goal = f"each single-adapter @inject <= {GOAL_US:.1f} us over a plain call"
+    lines = [f"goal: once started, {goal} (CPU, median of same-round differences)"]
     for name in ADAPTERS:
         cost = statistics.median(over(samples, f"@inject {name}", "plain call", 1))
         above_floor = statistics.median(
