@@ -29,6 +29,9 @@ from containers.application import ApplicationContainer
 from containers.lifecycle import start, stop
 from containers.testing import use_fakes
 from infra.cache import ThreeTierCache
+from infra.exceptions import StartupError
+from infra.resilience import ResiliencePolicy
+from infra.storage import EnhancedPostgresStore
 from infra.testing.fakes import FakeCache, FakeDistributedLock, FakeRelationalStore
 
 App = ApplicationContainer
@@ -389,6 +392,51 @@ async def test_after_stop_injection_builds_new_adapters_lazily_never_the_closed_
         assert not pending(value), path
         assert await handler() is value, path
     assert not (await get_store()).is_closed
+
+
+async def test_stop_without_start_resets_the_singletons_built_lazily(
+    app: ApplicationContainer,
+) -> None:
+    """Adapters built lazily (no ``start()``) hold the client ``stop()`` closes: after it,
+    the next injection builds new ones on a new client, lazily or at ``start()``."""
+    lazy = {path: await handler() for path, handler in HANDLERS.items()}
+    await stop(app)
+    await start(app)
+    for path, handler in HANDLERS.items():
+        assert without_suspending(handler()) is not lazy[path], path
+    assert app.redis.cache().client is app.redis.client()
+
+
+async def test_a_failed_start_resets_the_singletons_built_before_it(
+    app: ApplicationContainer,
+) -> None:
+    """A ``start()`` that fails closes what was initialised lazily before it; the
+    singletons built on that are reset too, so the next ``start()`` does not hand out a
+    lock on the closed client."""
+    lock = await get_lock()
+    app.redis.cache.override(providers.Object(FakeCache()))  # the 3-tier cache refuses it
+    with pytest.raises(StartupError):
+        await start(app)
+    app.redis.cache.reset_last_overriding()
+    await start(app)
+    assert without_suspending(get_lock()) is not lock
+
+
+async def test_an_override_used_before_start_then_reset_passes_no_future_on(
+    app: ApplicationContainer,
+) -> None:
+    """A provider first called while overridden by a plain value, then reset: its own
+    asynchronous dependencies are awaited, not passed on as Futures (which
+    dependency-injector does for a provider it switched to sync mode at that first
+    call), before and after ``start()``."""
+    replacement = FakeRelationalStore()
+    with app.postgres.store.override(providers.Object(replacement)):
+        assert await get_store() is replacement
+    store = await get_store()
+    assert isinstance(store, EnhancedPostgresStore)
+    assert isinstance(store.policy, ResiliencePolicy)
+    await start(app)
+    assert without_suspending(get_store()) is store
 
 
 # ----------------------------------------------- property: any order of lifecycle steps
