@@ -31,6 +31,10 @@ them on the new resources -- and finally restores every provider's async mode to
 (``use_fakes``, ``provider.override``) are never touched: an override entered after
 ``start()`` is handed out through the pinned provider, synchronously, and leaving it
 brings back the started value.
+
+:func:`declare_async` (run by ``ApplicationContainer()``) puts the providers on an
+asynchronous resource in async mode at construction instead of at their first call, so
+the order of overrides and first calls cannot leave one in sync mode before ``start()``.
 """
 
 from __future__ import annotations
