@@ -5,7 +5,10 @@ on one is handed out as the same object on every call, without a ``Future`` -- s
 ``@inject`` handler runs to completion without suspending (dependency-injector awaits
 async-mode providers through ``asyncio.gather``, which always suspends). ``stop()`` leaves
 every provider's async mode as ``start()`` found it, and a later ``start()`` builds new
-adapters on the new resources. No server is needed: nothing connects until first use.
+adapters on the new resources. Overrides (``provider.override``, ``use_fakes``) are
+injected while active, before or after ``start()``, and whatever the order of start,
+stop, override and reset, no closed adapter is ever injected (property test at the end).
+No server is needed: nothing connects until first use.
 """
 
 from __future__ import annotations
