@@ -1,8 +1,8 @@
-"""The reference handler of ``bench_inject``: ``@inject`` of a ``providers.Object``.
+"""The reference handlers of ``bench_inject``: ``@inject`` of a bare ``providers.Object``.
 
 A module of its own because the lifecycle checks, at ``start()``, that every
 ``Provide[...]`` marker of a module wired to the application container names one of its
-providers; this one names a provider of :class:`Reference`, so it is wired to that
+providers; these name a provider of :class:`Reference`, so they are wired to that
 container only.
 """
 
@@ -22,5 +22,12 @@ class Reference(containers.DeclarativeContainer):
 
 @inject
 async def inject_object(adapter: Any = Provide[Reference.value]) -> Any:
-    """Returns the injected object."""
+    """Returns the injected object (dependency-injector's coroutine wrapper)."""
+    return adapter
+
+
+@inject
+def inject_object_sync(adapter: Any = Provide[Reference.value]) -> Any:
+    """The same through dependency-injector's wrapper of a plain function: its resolver
+    without the coroutine machinery (no ``async with``, no awaitable check)."""
     return adapter

@@ -23,12 +23,18 @@ left as they are: a ``Factory`` builds per call by definition.
 
 :func:`unpin` (run by ``stop()``) puts everything back: it returns the pinned providers to
 the mode ``start()`` left them in, shuts the resources down (in reverse dependency order,
-by :mod:`containers.lifecycle`), resets the singletons built on a resource -- they hold objects
-the shutdown just closed, so the next ``start()`` builds them on the new resources -- and
-finally restores every provider's async mode to what ``start()`` found. Overrides
+by :mod:`containers.lifecycle`), resets every singleton built on an asynchronous resource
+-- pinned by ``start()``, built lazily without one, or built before a ``start()`` that
+failed: they hold objects the shutdown just closed, so the next use or ``start()`` builds
+them on the new resources -- and finally restores every provider's async mode to what
+``start()`` found. Overrides
 (``use_fakes``, ``provider.override``) are never touched: an override entered after
 ``start()`` is handed out through the pinned provider, synchronously, and leaving it
 brings back the started value.
+
+:func:`declare_async` (run by ``ApplicationContainer()``) puts the providers on an
+asynchronous resource in async mode at construction instead of at their first call, so
+the order of overrides and first calls cannot leave one in sync mode before ``start()``.
 """
 
 from __future__ import annotations
@@ -40,11 +46,12 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
-from dependency_injector import containers, providers
+from dependency_injector import containers, providers, resources
 
 __all__ = [
     "BuildError",
     "ModeSnapshot",
+    "declare_async",
     "handed_out",
     "mode_of",
     "pin",
@@ -158,18 +165,26 @@ async def unpin(container: containers.Container, shutdown: Callable[[], Awaitabl
     ordered shutdown) and leave every provider as ``start()`` found it, even when
     ``shutdown`` raises."""
     entry = _records.pop(container, None)
-    if entry is None:
-        await shutdown()
-        return
-    for provider, mode in [*entry.started.items(), *entry.relaxed.items()]:
-        set_mode(provider, mode)  # async again, so the shutdown awaits their cleanup
+    if entry is not None:
+        for provider, mode in [*entry.started.items(), *entry.relaxed.items()]:
+            set_mode(provider, mode)  # async again, so the shutdown awaits their cleanup
+    # Every singleton built on a resource holds what the shutdown is about to close: the
+    # pinned ones, and also those built lazily (before a start, or without one) or before
+    # a start that failed and is being rolled back. All are reset, so the next use or
+    # start() builds them on new resources instead of handing out a closed client.
+    stale: list[providers.BaseSingleton[Any]] = [
+        p for p in _resource_bound(_graph(container)) if isinstance(p, _SINGLETONS)
+    ]
+    if entry is not None:
+        stale.extend(entry.singletons)
     try:
         await shutdown()
     finally:
-        for singleton in entry.singletons:
+        for singleton in dict.fromkeys(stale):
             singleton.reset()
-        for provider, mode in entry.found.items():
-            set_mode(provider, mode)
+        if entry is not None:
+            for provider, mode in entry.found.items():
+                set_mode(provider, mode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,14 +247,34 @@ def restore_modes(
             set_mode(provider, mode if same_start else taken.base[provider])
 
 
+def declare_async(container: containers.Container) -> None:
+    """Put every provider that depends on an asynchronous resource (and the resources) in
+    async mode now, instead of at its first call.
+
+    dependency-injector decides a provider's async mode at its first call, from the value
+    it gets: a provider first called while overridden by a plain value (``override``,
+    ``use_fakes``) is switched to sync mode for good, and once the override is reset it
+    passes its asynchronous dependencies on as ``Future`` objects (a store built with a
+    ``Future`` for its policy). Declared up front, the mode no longer depends on the order
+    of overrides and calls; :func:`pin` still hands the started values out synchronously.
+    """
+    for provider in _resource_bound(_graph(container), declared=True):
+        if mode_of(provider) == "undefined" and not isinstance(provider, providers.Container):
+            provider.enable_async_mode()
+
+
 def _graph(container: containers.Container) -> list[AnyProvider]:
     """Every provider of ``container``, nested containers and overrides included."""
     return list(container.traverse(types=[providers.Provider]))
 
 
-def _resource_bound(graph: Iterable[AnyProvider]) -> Iterator[AnyProvider]:
+def _resource_bound(
+    graph: Iterable[AnyProvider], *, declared: bool = False
+) -> Iterator[AnyProvider]:
     """The providers of ``graph`` that depend on an asynchronous resource (or are one),
-    dependencies before dependants, so a singleton is built after what it is built on."""
+    dependencies before dependants, so a singleton is built after what it is built on.
+    A resource is asynchronous once in async mode or, with ``declared``, when its
+    initialiser is asynchronous (before its first call)."""
     bound: dict[AnyProvider, bool] = {}
     visiting: set[AnyProvider] = set()
 
@@ -253,7 +288,9 @@ def _resource_bound(graph: Iterable[AnyProvider]) -> Iterator[AnyProvider]:
         for dependency in provider.related:
             result = visit(dependency) or result
         visiting.discard(provider)
-        if isinstance(provider, providers.Resource) and provider.is_async_mode_enabled():
+        if isinstance(provider, providers.Resource) and (
+            provider.is_async_mode_enabled() or (declared and _async_initialiser(provider))
+        ):
             result = True
         bound[provider] = result
         return result
@@ -262,3 +299,18 @@ def _resource_bound(graph: Iterable[AnyProvider]) -> Iterator[AnyProvider]:
         visit(provider)
     # ``bound`` is filled in post-order: every provider after its dependencies.
     return (provider for provider, is_bound in bound.items() if is_bound)
+
+
+def _async_initialiser(resource: providers.Resource[Any]) -> bool:
+    """Whether the resource's initialiser is asynchronous (an async generator or coroutine
+    function, an ``AsyncResource`` class or an async context manager class):
+    dependency-injector switches such a resource to async mode at its first call. It
+    keeps an async generator function as ``asynccontextmanager(function)``, hence the
+    unwrapping."""
+    provides = resource.provides
+    if inspect.isclass(provides):
+        return issubclass(provides, resources.AsyncResource) or hasattr(provides, "__aenter__")
+    if provides is None:
+        return False
+    original = inspect.unwrap(provides)
+    return inspect.isasyncgenfunction(original) or inspect.iscoroutinefunction(original)

@@ -36,10 +36,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dependency_injector import containers, providers
 
+from containers import _handout
 from containers.core import CoreContainer
 from containers.graph import GraphContainer, graph_enabled
 from containers.llm import LLMContainer
@@ -101,6 +102,15 @@ def _graph_check(settings: Settings) -> str:
 
 class ApplicationContainer(containers.DeclarativeContainer):
     """Everything an application needs, built lazily; see the module docstring."""
+
+    def __new__(cls, **overriding_providers: Any) -> ApplicationContainer:
+        # dependency-injector's constructor, then every provider on an asynchronous
+        # resource is put in async mode up front: a provider first called while
+        # overridden by a plain value must not pass Futures on once the override ends
+        # (see containers._handout.declare_async).
+        container: ApplicationContainer = super().__new__(cls, **overriding_providers)
+        _handout.declare_async(container)
+        return container
 
     # ``nested`` is ``providers.Container`` typed as the container class, so mypy checks
     # ``app.postgres.store`` and its value (see :mod:`containers.typed`).

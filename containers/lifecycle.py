@@ -51,9 +51,10 @@ unhealthy, raises or misses the deadline, the start is rolled back and one
 order (a resource built through ``Factory(Repo, db=db)`` closes before ``db``), each within
 ``timeout`` seconds. Every resource is attempted even when some fail; each failure is
 logged and, at the end, all of them are raised together as one ``ExceptionGroup``. It
-resets the singletons built on the resources (a later ``start()`` builds them on the new
-ones) and restores every provider's async mode. It is idempotent and safe after a failed
-start or without any start (it closes whatever was initialised lazily). Stop with this
+resets every singleton built on an asynchronous resource, also one built lazily without
+a ``start()`` (a later use or ``start()`` builds it on the new resources), and restores
+every provider's async mode. It is idempotent and safe after a failed start or without
+any start (it closes whatever was initialised lazily). Stop with this
 function, not ``shutdown_resources()``: while started, the resources are in sync mode
 and dependency-injector would not await their asynchronous cleanup.
 

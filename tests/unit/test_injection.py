@@ -5,7 +5,10 @@ on one is handed out as the same object on every call, without a ``Future`` -- s
 ``@inject`` handler runs to completion without suspending (dependency-injector awaits
 async-mode providers through ``asyncio.gather``, which always suspends). ``stop()`` leaves
 every provider's async mode as ``start()`` found it, and a later ``start()`` builds new
-adapters on the new resources. No server is needed: nothing connects until first use.
+adapters on the new resources. Overrides (``provider.override``, ``use_fakes``) are
+injected while active, before or after ``start()``, and whatever the order of start,
+stop, override and reset, no closed adapter is ever injected (property test at the end).
+No server is needed: nothing connects until first use.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ from config import Settings
 from containers.application import ApplicationContainer
 from containers.lifecycle import start, stop
 from containers.testing import use_fakes
+from infra.cache import ThreeTierCache
+from infra.exceptions import StartupError
+from infra.resilience import ResiliencePolicy
+from infra.storage import EnhancedPostgresStore
+from infra.testing.fakes import FakeCache, FakeDistributedLock, FakeRelationalStore
 
 App = ApplicationContainer
 
@@ -298,3 +306,220 @@ async def test_resolve_returns_the_same_value_before_and_after_start(
     assert started is app.redis.cache()
     assert not pending(started)
     assert await resolve_value(app.postgres.store) is app.postgres.store()
+
+
+# ------------------------------------------------------------------ overrides and stop
+def stand_in(path: str) -> object:
+    """An object of the adapter's kind for ``path`` (the health registry and the 3-tier
+    cache, built at start, accept them), built without any server."""
+    if path == "postgres.store":
+        return FakeRelationalStore()
+    if path == "redis.cache":
+        return FakeCache()
+    if path == "redis.lock":
+        return FakeDistributedLock()
+    return ThreeTierCache(FakeCache())
+
+
+async def inject_one(path: str) -> tuple[Any, bool]:
+    """``(value, suspended)`` of the path's handler: run step by step, awaited through the
+    event loop only if it suspends (what dependency-injector does for a pending value)."""
+    call = HANDLERS[path]()
+    try:
+        waiting = call.send(None)
+    except StopIteration as done:
+        return done.value, False
+    call.close()
+    del waiting
+    return await HANDLERS[path](), True
+
+
+@pytest.mark.parametrize("path", list(HANDLERS))
+async def test_an_override_after_start_is_injected_and_its_reset_brings_back_the_started_adapter(
+    app: ApplicationContainer, path: str
+) -> None:
+    """``provider.override(...)`` while started: the override is injected, synchronously;
+    resetting it injects the started adapter again, the same instance as before."""
+    await start(app)
+    started = without_suspending(HANDLERS[path]())
+    replacement = stand_in(path)
+    with provider(app, path).override(providers.Object(replacement)):
+        assert without_suspending(HANDLERS[path]()) is replacement
+        assert without_suspending(get_all())[path] is replacement
+    assert without_suspending(HANDLERS[path]()) is started
+    provider(app, path).override(providers.Object(replacement))
+    assert without_suspending(HANDLERS[path]()) is replacement
+    provider(app, path).reset_last_overriding()
+    assert without_suspending(HANDLERS[path]()) is started
+
+
+@pytest.mark.parametrize("path", list(HANDLERS))
+async def test_an_override_before_start_is_injected_and_after_its_reset_the_real_adapter(
+    app: ApplicationContainer, path: str
+) -> None:
+    """An override in place at ``start()`` is what is handed out, synchronously. Reset
+    while started, the real adapter was never started: the next injection builds it
+    (awaited, as dependency-injector does for a resource nobody started), after which
+    it is one instance, handed out synchronously, and ``stop()`` closes it."""
+    replacement = stand_in(path)
+    if path == "redis.cache":  # the 3-tier cache starts only on a RedisCache of its client
+        app.redis.three_tier.override(providers.Object(stand_in("redis.three_tier")))
+    provider(app, path).override(providers.Object(replacement))
+    await start(app)
+    assert without_suspending(HANDLERS[path]()) is replacement
+    provider(app, path).reset_last_overriding()
+    real, _ = await inject_one(path)
+    assert real is not replacement
+    assert not pending(real)
+    assert without_suspending(HANDLERS[path]()) is real
+    assert provider(app, path)() is real
+    await stop(app)
+    if path == "postgres.store":
+        assert real.is_closed
+
+
+async def test_after_stop_injection_builds_new_adapters_lazily_never_the_closed_ones(
+    app: ApplicationContainer,
+) -> None:
+    """After ``stop()`` the providers are lazy again, as before ``start()``: an injection
+    awaits the adapter's initialisation (it suspends) and gets a new adapter, never the
+    one ``stop()`` closed."""
+    await start(app)
+    started = without_suspending(get_all())
+    await stop(app)
+    assert started["postgres.store"].is_closed
+    for path, handler in HANDLERS.items():
+        value, suspended = await inject_one(path)
+        assert suspended, path
+        assert value is not started[path], path
+        assert not pending(value), path
+        assert await handler() is value, path
+    assert not (await get_store()).is_closed
+
+
+async def test_stop_without_start_resets_the_singletons_built_lazily(
+    app: ApplicationContainer,
+) -> None:
+    """Adapters built lazily (no ``start()``) hold the client ``stop()`` closes: after it,
+    the next injection builds new ones on a new client, lazily or at ``start()``."""
+    lazy = {path: await handler() for path, handler in HANDLERS.items()}
+    await stop(app)
+    await start(app)
+    for path, handler in HANDLERS.items():
+        assert without_suspending(handler()) is not lazy[path], path
+    assert app.redis.cache().client is app.redis.client()
+
+
+async def test_a_failed_start_resets_the_singletons_built_before_it(
+    app: ApplicationContainer,
+) -> None:
+    """A ``start()`` that fails closes what was initialised lazily before it; the
+    singletons built on that are reset too, so the next ``start()`` does not hand out a
+    lock on the closed client."""
+    lock = await get_lock()
+    app.redis.cache.override(providers.Object(FakeCache()))  # the 3-tier cache refuses it
+    with pytest.raises(StartupError):
+        await start(app)
+    app.redis.cache.reset_last_overriding()
+    await start(app)
+    assert without_suspending(get_lock()) is not lock
+
+
+async def test_an_override_used_before_start_then_reset_passes_no_future_on(
+    app: ApplicationContainer,
+) -> None:
+    """A provider first called while overridden by a plain value, then reset: its own
+    asynchronous dependencies are awaited, not passed on as Futures (which
+    dependency-injector does for a provider it switched to sync mode at that first
+    call), before and after ``start()``."""
+    replacement = FakeRelationalStore()
+    with app.postgres.store.override(providers.Object(replacement)):
+        assert await get_store() is replacement
+    store = await get_store()
+    assert isinstance(store, EnhancedPostgresStore)
+    assert isinstance(store.policy, ResiliencePolicy)
+    await start(app)
+    assert without_suspending(get_store()) is store
+
+
+# ----------------------------------------------- property: any order of lifecycle steps
+#: Overridden in the property: a singleton (the lock) and both resources; ``redis.cache``
+#: (a singleton too) is left out because the 3-tier cache refuses to start on anything
+#: but the RedisCache of its own client, which is a configuration error, not injection.
+OVERRIDABLE = ("postgres.store", "redis.lock", "redis.three_tier")
+Step = tuple[str, str]
+STEPS = st.one_of(
+    st.sampled_from([("start", ""), ("stop", ""), ("inject", "")]),
+    st.tuples(st.sampled_from(["override", "reset"]), st.sampled_from(OVERRIDABLE)),
+)
+
+
+def steps_scenario(steps: list[Step]) -> None:
+    """Run ``steps`` on one container, injecting every adapter after each step, against
+    a model: an active override is what is injected; otherwise one adapter per lifetime
+    (from first use or start to stop), never one from an earlier lifetime (they were
+    closed); and while started nothing suspends, except the first injection of a real
+    adapter whose override was in place at start and reset since (it was never started:
+    it is built then, awaited)."""
+
+    async def scenario() -> None:
+        app = make_app()
+        started = False
+        overrides: dict[str, list[object]] = {path: [] for path in HANDLERS}
+        overridden_at_start: set[str] = set()
+        current: dict[str, Any] = {}
+        earlier: list[Any] = []  # adapters of closed lifetimes (kept: no id reuse)
+
+        def end_lifetime() -> None:
+            earlier.extend(current.values())
+            current.clear()
+
+        with wired(app):
+            try:
+                for action, path in steps:
+                    if action == "start":
+                        await start(app)
+                        if not started:
+                            overridden_at_start = {p for p, o in overrides.items() if o}
+                        started = True
+                    elif action == "stop":
+                        await stop(app)
+                        started = False
+                        end_lifetime()
+                    elif action == "override":
+                        overrides[path].append(stand_in(path))
+                        provider(app, path).override(providers.Object(overrides[path][-1]))
+                    elif action == "reset" and overrides[path]:
+                        overrides[path].pop()
+                        provider(app, path).reset_last_overriding()
+                    for checked in HANDLERS:
+                        value, suspended = await inject_one(checked)
+                        assert not pending(value), checked
+                        if started and not (
+                            checked in overridden_at_start
+                            and not current.get(checked)
+                            and not overrides[checked]
+                        ):
+                            assert not suspended, (checked, steps)
+                        if overrides[checked]:
+                            assert value is overrides[checked][-1], (checked, steps)
+                        elif checked in current:
+                            assert value is current[checked], (checked, steps)
+                        else:
+                            assert all(value is not old for old in earlier), (checked, steps)
+                            current[checked] = value
+            finally:
+                await stop(app)
+
+    asyncio.run(scenario())
+
+
+@hypothesis_settings(max_examples=100)
+@given(steps=st.lists(STEPS, max_size=12))
+def test_any_order_of_start_override_reset_stop_injects_the_model_instance(
+    steps: list[Step],
+) -> None:
+    """Whatever the order of start, stop, overrides and their resets: the injected value
+    is the active override or the one adapter of the current lifetime, never a closed
+    one, and a started container injects without suspending."""
+    steps_scenario(steps)
