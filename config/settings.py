@@ -177,7 +177,6 @@ class Settings(BaseSettings):
         **_CONFIG,
         frozen=True,
         hide_input_in_errors=True,  # a rejected value may be a secret
-        use_attribute_docstrings=True,
     )
 
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
