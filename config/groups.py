@@ -581,11 +581,17 @@ GROUPS: Final[tuple[type[SettingsGroup], ...]] = (
 @functools.cache
 def _attribute_docstrings(module: str, qualname: str) -> dict[str, str]:
     """``{attribute: docstring}`` for each annotated attribute of a class body that a string
-    literal follows -- the convention pydantic's ``use_attribute_docstrings`` reads."""
-    tree = _module_syntax(module)
-    body: list[ast.stmt] = tree.body
+    literal follows -- the convention pydantic's ``use_attribute_docstrings`` reads. Empty,
+    as with pydantic, when the source cannot be read or the class is not at module level."""
+    try:
+        body: list[ast.stmt] = ast.parse(inspect.getsource(sys.modules[module])).body
+    except (KeyError, OSError, TypeError):  # no module, no source file (frozen, .pyc only)
+        return {}
     for part in qualname.split("."):
-        body = next(n.body for n in body if isinstance(n, ast.ClassDef) and n.name == part)
+        classes = [n for n in body if isinstance(n, ast.ClassDef) and n.name == part]
+        if not classes:  # defined in a function: "<locals>" in its qualified name
+            return {}
+        body = classes[-1].body  # the last definition of a name is the one in effect
     docs: dict[str, str] = {}
     for statement, following in itertools.pairwise(body):
         if (
@@ -597,11 +603,6 @@ def _attribute_docstrings(module: str, qualname: str) -> dict[str, str]:
         ):
             docs[statement.target.id] = inspect.cleandoc(following.value.value)
     return docs
-
-
-@functools.cache
-def _module_syntax(module: str) -> ast.Module:
-    return ast.parse(inspect.getsource(sys.modules[module]))
 
 
 def _check_url(
