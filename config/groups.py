@@ -177,6 +177,9 @@ class SettingsGroup(BaseModel):
         hide_input_in_errors=True,  # a rejected value may be a secret
         allow_inf_nan=False,  # an infinite timeout is "wait forever", which we never do
         validate_default=True,  # so cross-field checks run when only one side is set
+        # Validators are built on first use (the first Settings()), not at import: the
+        # work is the same, but an import that never builds settings does not pay it.
+        defer_build=True,
     )
 
     #: Attribute of ``Settings`` holding this group (``"db"``); set by each group.

@@ -179,6 +179,7 @@ class Settings(BaseSettings):
         **_CONFIG,
         frozen=True,
         hide_input_in_errors=True,  # a rejected value may be a secret
+        defer_build=True,  # built by the first Settings(), like the groups
     )
 
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
