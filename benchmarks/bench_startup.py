@@ -33,9 +33,11 @@ Bytecode is cached as in a deployment (pip compiles installed packages; images s
 ``PYTHONPYCACHEPREFIX`` set to a temporary folder, after one warm-up run of each
 statement. One extra row shows the headline with our sources compiled on every start
 (``PYTHONDONTWRITEBYTECODE=1``, as in this repository's test environment). The script
-also prints, from ``python -X importtime`` runs, our slowest modules over the floor (best
-of three) and the slowest packages of the headline, so a regression names its cause. Run
-from the repository root (the repository must be importable, e.g. ``PYTHONPATH=$PWD``):
+also prints, from ``python -X importtime`` runs (FastAPI blocked), our slowest modules
+over the floor (best of three) and the slowest packages of the headline, so a regression
+names its cause. ``python -m benchmarks`` runs it too (scenario ``startup``) and puts the
+same text in its report. Alone, from the repository root (the repository must be
+importable, e.g. ``PYTHONPATH=$PWD``):
 
     python -m benchmarks.bench_startup [--quick] [--runs 15]
 """
@@ -274,23 +276,54 @@ def report(samples: Mapping[Case, Samples], runs: int) -> list[str]:
     return lines
 
 
+def figures(samples: Mapping[Case, Samples]) -> dict[str, float | bool]:
+    """The JSON-ready figures, in ms: in-process floor, ours and first ``Settings()`` per
+    FastAPI state (median wall, median CPU, best wall), and the goal's two readings."""
+    out: dict[str, float | bool] = {"goal_ms": GOAL_MS}
+    for case in CASES[1:]:
+        if case.label not in ("headline", "headline + Settings()") or not case.bytecode:
+            continue
+        mode = "fastapi_importable" if case.fastapi else "fastapi_blocked"
+        got = samples[case]
+        steps = (("floor", 0), ("ours", 1)) if case.label == "headline" else (("settings", 2),)
+        for name, first in steps:
+            wall = got.inner(first, first + 1)
+            out[f"{mode}.{name}.wall_median"] = round(ms(wall), 1)
+            out[f"{mode}.{name}.cpu_median"] = round(ms(got.inner(first, first + 1, cpu=True)), 1)
+            out[f"{mode}.{name}.wall_best"] = round(min(wall) * 1e3, 1)
+    head = next(c for c in CASES if c.label == "headline" and not c.fastapi and c.bytecode)
+    best, cpu = min(samples[head].inner()) * 1e3, ms(samples[head].inner(cpu=True))
+    out |= {"headline_wall_best": round(best, 1), "headline_cpu_median": round(cpu, 1)}
+    out["goal_met"] = best <= GOAL_MS and cpu <= GOAL_MS
+    return out
+
+
+def run(runs: int) -> tuple[list[str], dict[str, float | bool]]:
+    """Measure; the report's lines (with the slowest modules) and the figures."""
+    with tempfile.TemporaryDirectory(prefix="semantica-pyc-") as cache:
+        samples = measure(runs, cache)
+        lines = report(samples, runs)
+        env = child_env(cache, bytecode=True)
+        lines += [
+            "",
+            "our slowest modules over the floor (-X importtime, self, best of 3, blocked):",
+        ]
+        lines += [f"  {millis:8.1f} ms  {name}" for millis, name in our_slowest(env, 8)]
+        lines += ["", "slowest packages the headline imports (-X importtime, cumulative):"]
+        lines += [
+            f"  {micros / 1e3:8.1f} ms  {name}"
+            for micros, name in slowest_packages(f"{BLOCK_FASTAPI}; {HEADLINE}", env, 10)
+        ]
+    return lines, figures(samples)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized run (5 runs)")
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args(argv)
-    runs = 5 if args.quick else args.runs
-
-    with tempfile.TemporaryDirectory(prefix="semantica-pyc-") as cache:
-        samples = measure(runs, cache)
-        print("\n".join(report(samples, runs)))
-        env = child_env(cache, bytecode=True)
-        print("\nour slowest modules over the floor (-X importtime, self, best of 3, blocked):")
-        for millis, name in our_slowest(env, 8):
-            print(f"  {millis:8.1f} ms  {name}")
-        print("\nslowest packages the headline imports (-X importtime, cumulative, one run):")
-        for micros, name in slowest_packages(HEADLINE, env, 10):
-            print(f"  {micros / 1e3:8.1f} ms  {name}")
+    lines, _ = run(5 if args.quick else args.runs)
+    print("\n".join(lines))
     return 0
 
 
