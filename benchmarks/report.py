@@ -48,6 +48,9 @@ class RunInfo:
     chart: str | None = None
     #: Scenarios that could not be measured: key -> the error.
     failures: dict[str, str] = field(default_factory=dict)
+    #: The startup measurement's text (``benchmarks.bench_startup``) and its figures.
+    startup: list[str] = field(default_factory=list)
+    startup_figures: dict[str, float | bool] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -67,6 +70,7 @@ class RunInfo:
             "container_policies": self.policies,
             "chart": self.chart,
             "failures": self.failures,
+            "startup": self.startup_figures,
         }
 
 
@@ -248,6 +252,21 @@ def write_markdown(
     for scenario in scenarios:
         lines += [f"## {scenario.title}", "", scenario.description, "", *scenario_table(scenario)]
         lines.append("")
+    if info.startup:
+        lines += [
+            "## Startup: `from containers.application import ApplicationContainer`",
+            "",
+            (
+                "Fresh interpreters, bytecode cached; the goal (<= 300 ms over bare Python) is "
+                "judged with FastAPI blocked, on the in-process import time "
+                "(`benchmarks/bench_startup.py` says why)."
+            ),
+            "",
+            "```text",
+            *info.startup,
+            "```",
+            "",
+        ]
     profiled = [(s, k, v) for s in scenarios for k, v in s.profiles.items()]
     if profiled:
         lines += [

@@ -23,7 +23,6 @@ silently ignored like an unknown environment variable).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final
 
@@ -127,6 +126,8 @@ def reject_unknown_keywords(owner: str, values: Mapping[str, Any], known: Collec
     for key in values:
         if key.startswith("_") or key.lower() in known:
             continue
+        import difflib  # noqa: PLC0415 - only on this error path
+
         close = difflib.get_close_matches(key.lower(), list(known), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise TypeError(f"{owner}() got an unexpected keyword argument {key!r}{hint}")

@@ -29,10 +29,20 @@ Design decisions:
   libpq socket DSN such as ``postgresql:///db?host=/run/pg`` has none) and re-serialise the
   string, while drivers must receive exactly what the operator wrote.
 * Nothing here imports a driver: ``config`` is importable without asyncpg, redis or litellm.
+* **A field's docstring is its description**, read on demand by
+  :meth:`SettingsGroup.descriptions` (``docs/configuration.md`` shows it; a test compares
+  the two). pydantic's ``use_attribute_docstrings`` would read the same docstrings, but
+  while each class is created: it re-reads and tokenizes the class's source, which was
+  about half of the cost of ``import config``; nothing at run time needs them.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import inspect
+import itertools
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -167,7 +177,9 @@ class SettingsGroup(BaseModel):
         hide_input_in_errors=True,  # a rejected value may be a secret
         allow_inf_nan=False,  # an infinite timeout is "wait forever", which we never do
         validate_default=True,  # so cross-field checks run when only one side is set
-        use_attribute_docstrings=True,
+        # Validators are built on first use (the first Settings()), not at import: the
+        # work is the same, but an import that never builds settings does not pay it.
+        defer_build=True,
     )
 
     #: Attribute of ``Settings`` holding this group (``"db"``); set by each group.
@@ -177,6 +189,17 @@ class SettingsGroup(BaseModel):
     def aliases(cls) -> dict[str, str]:
         """Flat name of each field: ``{"url": "database_url", ...}``, in declaration order."""
         return {name: info.alias or name for name, info in cls.model_fields.items()}
+
+    @classmethod
+    def descriptions(cls) -> dict[str, str]:
+        """Meaning of each field: its docstring, cleaned like a docstring (``inspect.cleandoc``);
+        ``{"url": "PostgreSQL connection string ...", ...}``. Read from the source on first
+        call (see the module docstring); a field without a docstring is absent."""
+        docs: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):
+            if issubclass(klass, SettingsGroup):
+                docs.update(_attribute_docstrings(klass.__module__, klass.__qualname__))
+        return {name: docs[name] for name in cls.model_fields if name in docs}
 
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         # Drives pydantic's __repr__ and __str__: mask URL passwords and secret fields.
@@ -556,6 +579,33 @@ GROUPS: Final[tuple[type[SettingsGroup], ...]] = (
     ResilienceSettings,
     ObservabilitySettings,
 )
+
+
+@functools.cache
+def _attribute_docstrings(module: str, qualname: str) -> dict[str, str]:
+    """``{attribute: docstring}`` for each annotated attribute of a class body that a string
+    literal follows -- the convention pydantic's ``use_attribute_docstrings`` reads. Empty,
+    as with pydantic, when the source cannot be read or the class is not at module level."""
+    try:
+        body: list[ast.stmt] = ast.parse(inspect.getsource(sys.modules[module])).body
+    except (KeyError, OSError, TypeError):  # no module, no source file (frozen, .pyc only)
+        return {}
+    for part in qualname.split("."):
+        classes = [n for n in body if isinstance(n, ast.ClassDef) and n.name == part]
+        if not classes:  # defined in a function: "<locals>" in its qualified name
+            return {}
+        body = classes[-1].body  # the last definition of a name is the one in effect
+    docs: dict[str, str] = {}
+    for statement, following in itertools.pairwise(body):
+        if (
+            isinstance(statement, ast.AnnAssign)
+            and isinstance(statement.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[statement.target.id] = inspect.cleandoc(following.value.value)
+    return docs
 
 
 def _check_url(

@@ -116,7 +116,9 @@ _CONFIG: Final = SettingsConfigDict(
 
 
 class _VariablesBase(BaseSettings):
-    model_config = _CONFIG
+    # Never validated, so its validator is never built (one field per setting: the largest
+    # schema of config); pydantic-settings' sources read only its field names.
+    model_config = SettingsConfigDict(**_CONFIG, defer_build=True)
 
 
 # One field per flat name, only so pydantic-settings' sources know which variables to read;
@@ -177,7 +179,7 @@ class Settings(BaseSettings):
         **_CONFIG,
         frozen=True,
         hide_input_in_errors=True,  # a rejected value may be a secret
-        use_attribute_docstrings=True,
+        defer_build=True,  # built by the first Settings(), like the groups
     )
 
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)

@@ -49,12 +49,11 @@ from containers.postgres import PostgresContainer
 from containers.redis import RedisContainer
 from containers.typed import nested
 from containers.vector import VectorContainer, vector_configured
-from infra.ports import HealthCheckable
 
 if TYPE_CHECKING:
     from config import Settings
     from infra.observability import HealthRegistry
-    from infra.ports import CacheStore, GraphStore, RelationalStore
+    from infra.ports import CacheStore, GraphStore, HealthCheckable, RelationalStore
 
 __all__ = ["ApplicationContainer", "register_health_checks"]
 
@@ -77,6 +76,8 @@ async def register_health_checks(
     and the LLM adapter are optional: they degrade, never fail, ``/ready`` (an application
     without a chat provider still serves). The checks are unregistered on
     shutdown, so a restart registers the new adapters."""
+    from infra.ports import HealthCheckable  # noqa: PLC0415 - loaded on first start
+
     registered = ["postgres", "redis"]
     registry.register("postgres", postgres, critical=True)
     registry.register("redis", redis, critical=True)

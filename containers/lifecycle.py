@@ -68,7 +68,6 @@ Code that runs in both phases (a script, a test helper) uses :func:`resolve`::
 from __future__ import annotations
 
 import asyncio
-import difflib
 import inspect
 import logging
 import pkgutil
@@ -295,6 +294,8 @@ class _Graph:
             wanted = (
                 marker.provider if isinstance(marker.provider, str) else self.name(marker.provider)
             )
+            import difflib  # noqa: PLC0415 - only on this error path
+
             close = difflib.get_close_matches(wanted, known, n=3, cutoff=0.6)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             problems.append(f"{where}: {type(marker).__name__}[{wanted!r}]{hint}")

@@ -44,7 +44,6 @@ from dependency_injector import containers, providers
 
 from config import Settings
 from containers.core import resilience_policy
-from infra.cache.serialization import JsonSerializer
 from infra.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -124,6 +123,12 @@ async def three_tier_cache(
             _log.warning("closing the 3-tier cache failed", exc_info=True)
 
 
+def _json_serializer() -> Serializer:
+    from infra.cache.serialization import JsonSerializer  # noqa: PLC0415 - loaded on first use
+
+    return JsonSerializer()
+
+
 def _redis_cache(
     client: RedisClient,
     policy: ResiliencePolicy,
@@ -168,7 +173,7 @@ class RedisContainer(containers.DeclarativeContainer):
     lock_policy: providers.Singleton[ResiliencePolicy] = providers.Singleton(
         resilience_policy, settings, component="redis_lock", hooks=resilience_hooks
     )
-    serializer: providers.Singleton[Serializer] = providers.Singleton(JsonSerializer)
+    serializer: providers.Singleton[Serializer] = providers.Singleton(_json_serializer)
     namespace: providers.Object[str] = providers.Object("")
     #: The metrics collector every adapter here records into (``None``: the current one).
     collector: providers.Provider[MetricsCollector | None] = providers.Object(None)

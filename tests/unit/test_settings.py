@@ -693,7 +693,8 @@ def test_docs_list_exactly_the_settings_fields() -> None:
         group, name = Settings.variables()[row["env"]]
         declared = group.model_fields[name]
         assert row["default"] == rendered_default(declared.default), row["env"]
-        assert row["meaning"] == " ".join((declared.description or "").split()), row["env"]
+        meaning = group.descriptions().get(name, "")
+        assert row["meaning"] == " ".join(meaning.split()), row["env"]
 
 
 #: View attributes resolved from other settings when their variable is unset.
