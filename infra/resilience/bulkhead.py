@@ -153,7 +153,26 @@ class Bulkhead:
             return
         if len(self._waiters) >= self.max_queue:
             self._reject("full")
-        await self._wait_in_queue()
+        # The wait is written out here rather than in a helper coroutine: a queued call
+        # resumes through every frame above it, so one frame fewer is paid twice per wait.
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        entry = (math.inf if self.max_wait is None else loop.time() + self.max_wait, waiter)
+        self._waiters.append(entry)
+        if self._hooks is not None:
+            self._notify_change()
+        if self.max_wait is not None and (self._timer is None or self._timer_loop is not loop):
+            self._arm(loop, entry[0])  # otherwise armed for an older waiter: no later
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                # Handed a slot just before the cancel landed: pass it on, then propagate.
+                # (A waiter whose max_wait expired holds no slot: nothing to release.)
+                self.release()
+            else:
+                self._leave_queue(entry)
+            raise
 
     def release(self) -> None:
         """Return a slot: hand it to the oldest waiter, or free it."""
@@ -189,26 +208,6 @@ class Bulkhead:
         tb: TracebackType | None,
     ) -> None:
         self.release()
-
-    async def _wait_in_queue(self) -> None:
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        entry = (math.inf if self.max_wait is None else loop.time() + self.max_wait, waiter)
-        self._waiters.append(entry)
-        if self._hooks is not None:
-            self._notify_change()
-        if self.max_wait is not None and (self._timer is None or self._timer_loop is not loop):
-            self._arm(loop, entry[0])  # otherwise armed for an older waiter: no later
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                # Handed a slot just before the cancel landed: pass it on, then propagate.
-                # (A waiter whose max_wait expired holds no slot: nothing to release.)
-                self.release()
-            else:
-                self._leave_queue(entry)
-            raise
 
     def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         self._timer_loop = loop
