@@ -339,7 +339,11 @@ class ResiliencePolicy:
             return await self._general(fn, args, kwargs, idempotent)
         retry = self._retry if idempotent else None
         tickets: list[int] | None = [] if self._per_call else None
-        deadline_at = None if timeout is None else self._clock.now() + timeout.seconds
+        # The overall deadline matters only to a retry (a single attempt is bounded by the
+        # attempt timeout, which fits inside it: see the module docstring).
+        deadline_at = (
+            None if timeout is None or retry is None else self._clock.now() + timeout.seconds
+        )
         try:
             try:
                 # The first attempt has the whole overall timeout ahead: no clamp check.
