@@ -5,8 +5,10 @@
 :class:`~infra.exceptions.BulkheadFullError`.
 
 Why not :class:`asyncio.Semaphore`: it has no bounded queue, no queue length to report
-and no per-waiter timeout, and wrapping it in ``wait_for`` costs a task per waiter. The
-permit logic here is small and written for the two guarantees that matter:
+and no per-waiter timeout; with ``asyncio.timeout`` around the wait alone (a timer per
+waiter) a queued call cost about three times what it costs here (figures in
+docs/decisions.md). The permit logic here is small and written for the two guarantees
+that matter:
 
 * **Permits are always returned.** A released slot is *handed* directly to the oldest
   waiter (``in_flight`` does not dip, so a newcomer cannot barge ahead of the queue). A
