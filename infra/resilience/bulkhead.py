@@ -155,8 +155,6 @@ class Bulkhead:
             return
         if len(self._waiters) >= self.max_queue:
             self._reject("full")
-        # The wait is written out here rather than in a helper coroutine: a queued call
-        # resumes through every frame above it, so one frame fewer is paid twice per wait.
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         entry = (math.inf if self.max_wait is None else loop.time() + self.max_wait, waiter)
