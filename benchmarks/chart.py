@@ -55,6 +55,7 @@ COLOURS = {
     "raw GET": "tab:gray",
     "sampled out": "tab:green",
     "sampled in": "tab:red",
+    "bulkhead at the pool size": "tab:orange",
     "passthrough": "tab:purple",
     "bare": "tab:brown",
 }

@@ -43,6 +43,7 @@ from containers.application import ApplicationContainer
 from containers.lifecycle import start, stop
 from infra.observability import tracing as tracing_slot
 from infra.observability.tracing import TracingState, current_tracing, use_tracer_provider
+from infra.resilience import ResilienceObserver
 
 __all__ = ["Environment", "TracingModes", "environment", "servers"]
 
@@ -111,6 +112,8 @@ class Environment:
     tracing: TracingModes
     log_handler: logging.Handler | None
     overridden: list[str]  #: Settings fields that differ from their defaults
+    #: The observers the container gives every policy (breaker and retry metrics).
+    resilience_hooks: tuple[ResilienceObserver, ...] = ()
 
     async def cache(self) -> Any:
         """``app.redis.cache()`` (the adapter an application is handed)."""
@@ -189,6 +192,7 @@ async def environment(postgres_dsn: str, redis_url: str) -> AsyncIterator[Enviro
             tracing=modes,
             log_handler=handler if isinstance(handler, logging.Handler) else None,
             overridden=_overridden(settings),
+            resilience_hooks=(await resolved(app.observability.resilience_observer()),),
         )
     finally:
         modes.close()

@@ -12,6 +12,10 @@ Variants (the same key and value everywhere):
   client, policy (from default settings), serializer and telemetry, under the tracing
   the container set up;
 * **sampled out** / **sampled in** -- the same adapter with tracing at ratio 0 / 1;
+* **bulkhead at the pool size** -- the container's policy (same layers, settings and
+  observer) with the bulkhead as large as the Redis pool (``redis_max_connections``)
+  instead of the smaller of the two pools: below that many tasks no call queues, so the
+  difference to the headline is what queueing in the bulkhead costs;
 * **passthrough** -- ``RedisCache`` on the container's client and serializer with
   ``ResiliencePolicy.passthrough``, telemetry on, tracing sampled out;
 * **bare** -- the same with ``record=False`` and no tracer: key prefix and decoding only.
@@ -28,7 +32,7 @@ from benchmarks.environment import Environment
 from benchmarks.harness import Variant
 from benchmarks.scenario import HEADLINE, Plan, ScenarioResult, measure, resolved
 from infra.cache import RedisCache
-from infra.resilience import ResiliencePolicy
+from infra.resilience import BulkheadConfig, ResiliencePolicy
 
 __all__ = ["BASELINE", "run"]
 
@@ -36,6 +40,26 @@ BASELINE = "raw GET + json.loads"
 KEY = "bench:user:42"
 RAW_KEY = "bench:raw:user:42"
 VALUE = {"id": 42, "name": "Ada Lovelace", "roles": ["admin", "author"], "score": 9.5}
+
+
+def pool_sized_policy(env: Environment, policy: ResiliencePolicy) -> ResiliencePolicy:
+    """``policy``'s layers with the bulkhead at the Redis pool's size (see above)."""
+    res = env.settings.resilience
+    breaker, retry = policy.breaker, policy.retry
+    return ResiliencePolicy.build(
+        "redis",
+        breaker=None if breaker is None else breaker.config,
+        retry=None if retry is None else retry.config,
+        retry_budget_ratio=res.retry_budget_ratio if retry is not None else None,
+        bulkhead=BulkheadConfig(
+            env.settings.redis.max_connections,
+            max_queue=res.bulkhead_max_queue,
+            max_wait=res.bulkhead_max_wait or None,
+        ),
+        timeout=res.operation_timeout,
+        attempt_timeout=res.attempt_timeout,
+        hooks=env.resilience_hooks,
+    )
 
 
 async def run(env: Environment, plan: Plan, progress: Any = print) -> ScenarioResult:
@@ -47,6 +71,9 @@ async def run(env: Environment, plan: Plan, progress: Any = print) -> ScenarioRe
         client, policy=ResiliencePolicy.passthrough("redis"), serializer=serializer
     )
     bare = RedisCache(client, serializer=serializer, record=False)
+    pool_sized = RedisCache(
+        client, policy=pool_sized_policy(env, cache.policy), serializer=serializer
+    )
     raw = Redis.from_url(env.redis_url, max_connections=max(plan.levels))
     modes = env.tracing
     try:
@@ -64,6 +91,12 @@ async def run(env: Environment, plan: Plan, progress: Any = print) -> ScenarioRe
             Variant(HEADLINE, lambda: cache.get(KEY), modes.use_container, "app.redis.cache()"),
             Variant("sampled out", lambda: cache.get(KEY), modes.use_sampled_out, "ratio 0"),
             Variant("sampled in", lambda: cache.get(KEY), modes.use_sampled_in, "ratio 1"),
+            Variant(
+                "bulkhead at the pool size",
+                lambda: pool_sized.get(KEY),
+                modes.use_container,
+                f"{pool_sized.policy.bulkhead.max_concurrent} running",  # type: ignore[union-attr]
+            ),
             Variant(
                 "passthrough", lambda: passthrough.get(KEY), modes.use_sampled_out, "no policy"
             ),

@@ -3,8 +3,9 @@
 The Markdown starts with where and when the numbers were measured (machine, date,
 commit, load), what was measured (the container's settings and policies), then the goals
 table -- each goal with the measured median, its range over rounds, the CPU-time ratio
-beside it and met / not met -- then every scenario's full table, and, for missed goals,
-the profile of the variant that missed.
+beside it and met / not met -- and right under it, for each missed goal, what the
+remaining cost is: the same run's breakdown variants (which layer costs what) and a
+profile of the variant that missed; then every scenario's full table.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -23,7 +25,7 @@ from typing import Any
 from benchmarks.goals import Verdict
 from benchmarks.scenario import HEADLINE, ScenarioResult
 
-__all__ = ["RunInfo", "machine", "write_json", "write_markdown"]
+__all__ = ["RunInfo", "cost_breakdown", "machine", "remaining_cost", "write_json", "write_markdown"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -188,6 +190,77 @@ def scenario_table(scenario: ScenarioResult) -> list[str]:
     return lines
 
 
+def cost_breakdown(verdict: Verdict, scenario: ScenarioResult) -> list[str]:
+    """For a missed goal: what each variant of the same level costs over the baseline, in
+    CPU µs per call (median of same-round differences), so the layers can be told apart
+    -- e.g. the container default minus *passthrough* is what the policy costs."""
+    goal = verdict.goal
+    results = scenario.levels.get(goal.tasks, [])
+    base = next((r for r in results if r.name == scenario.baseline), None)
+    if base is None:
+        return []
+    extra: dict[str, float] = {}
+    for r in results:
+        if r.name != base.name and len(r.batches) == len(base.batches):
+            pairs = zip(r.batches, base.batches, strict=True)
+            differences = [(b.cpu - a.cpu) * 1e6 for b, a in pairs]
+            extra[r.name] = statistics.median(differences) if differences else 0.0
+    if not extra:
+        return []
+    cells = "; ".join(f"{name} {value:+.1f}" for name, value in extra.items())
+    lines = [
+        (
+            f"* CPU µs per call over *{base.name}* ({base.cpu_us.median:.1f} µs), median of "
+            f"same-round differences: {cells}."
+        )
+    ]
+    headline = extra.get(goal.variant)
+    if headline is not None and "passthrough" in extra:
+        policy = headline - extra["passthrough"]
+        share = policy / base.cpu_us.median * 100 if base.cpu_us.median else 0.0
+        lines.append(
+            f"* The policy (container default minus passthrough) costs {policy:+.1f} µs per call "
+            f"({share:+.0f}% of the baseline's CPU); the adapter and its telemetry "
+            f"(passthrough minus baseline) {extra['passthrough']:+.1f} µs."
+        )
+    return lines
+
+
+def remaining_cost(verdicts: Sequence[Verdict], scenarios: Sequence[ScenarioResult]) -> list[str]:
+    """Under the goals table: for each missed goal, by how much, which layer costs what
+    (:func:`cost_breakdown`) and, when one was taken, the profile of the variant."""
+    by_key = {s.key: s for s in scenarios}
+    lines: list[str] = []
+    for v in verdicts:
+        scenario = by_key.get(v.goal.scenario)
+        if v.met or scenario is None or v.value is None:
+            continue
+        tasks = "16 clients" if v.goal.scenario == "tpcb" and v.goal.tasks == 16 else v.goal.tasks
+        lines += [
+            (f"### {v.goal.figure} @ {tasks}: {_goal_value(v)}, goal {_limit(v)} ({v.shortfall})"),
+            "",
+            *cost_breakdown(v, scenario),
+        ]
+        profile = scenario.profiles.get(f"{v.goal.variant} @ {v.goal.tasks}")
+        if profile:
+            lines += ["", "```text", *profile, "```"]
+        lines.append("")
+    if not lines:
+        return []
+    return [
+        "## Where the remaining cost is (missed goals)",
+        "",
+        (
+            "For each missed goal: the same run's breakdown variants as CPU µs per call over "
+            "the baseline, then one extra batch of the variant under cProfile -- the "
+            "project's own functions first, with exact calls per call (profiling inflates "
+            "every timing; compare entries with each other)."
+        ),
+        "",
+        *lines,
+    ]
+
+
 def write_markdown(
     path: Path, info: RunInfo, scenarios: Sequence[ScenarioResult], verdicts: Sequence[Verdict]
 ) -> None:
@@ -242,6 +315,7 @@ def write_markdown(
         "",
         *goals_table(verdicts),
         "",
+        *remaining_cost(verdicts, scenarios),
     ]
     if info.failures:
         lines += ["**Scenarios that could not be measured:**", ""]
@@ -267,21 +341,6 @@ def write_markdown(
             "```",
             "",
         ]
-    profiled = [(s, k, v) for s in scenarios for k, v in s.profiles.items()]
-    if profiled:
-        lines += [
-            "## Where the remaining cost is (missed goals)",
-            "",
-            (
-                "One extra batch of the variant that missed its goal, under cProfile "
-                "(profiling inflates every function; compare entries with each other). "
-                "*own* is time in the function itself, *cum* includes what it called, both "
-                "per call of the batch."
-            ),
-            "",
-        ]
-        for scenario, key, profile in profiled:
-            lines += [f"### {scenario.title}: {key} tasks", "", "```text", *profile, "```", ""]
     lines += [
         "## Reproduce",
         "",

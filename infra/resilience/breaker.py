@@ -42,7 +42,8 @@ not add up to a trip; the reasoning and the numbers are in :mod:`infra.resilienc
 
 The happy path reads two plain attributes (``_closed``, ``_quiet``) mirroring the
 aiobreaker storage, whose fields are Python properties: admitting and recording a
-success in a steady CLOSED state costs no property call.
+success in a steady CLOSED state costs no property call (with observers, recording it
+is one ``on_call`` per observer).
 
 Time comes from the injected :class:`~infra.resilience.clock.Clock` (monotonic). The
 breaker is confined to one event loop: every state change happens between two awaits, so
@@ -614,9 +615,8 @@ class CircuitBreaker:
     def _settle(self) -> None:
         """Refresh the happy-path mirrors after the state or the count changed."""
         self._closed = closed = self._store.state is _AIO_CLOSED
-        self._quiet = (
-            closed and not self._store.counter and self._window is None and not self._hooks
-        )
+        # Quiet: a success changes nothing (observers are still told, see record()).
+        self._quiet = closed and not self._store.counter and self._window is None
 
     def _transition(self, new: BreakerState) -> None:
         store = self._store
@@ -652,6 +652,8 @@ class CircuitBreaker:
         if error is None:
             if not self._quiet or ticket != self._gen:
                 self._succeeded(ticket)
+            elif self._hooks:
+                self._notify_call(CallOutcome.SUCCESS)
         elif isinstance(error, Exception):
             self._failed(error, ticket)
         else:

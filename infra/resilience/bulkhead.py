@@ -5,8 +5,10 @@
 :class:`~infra.exceptions.BulkheadFullError`.
 
 Why not :class:`asyncio.Semaphore`: it has no bounded queue, no queue length to report
-and no per-waiter timeout, and wrapping it in ``wait_for`` costs a task per waiter. The
-permit logic here is small and written for the two guarantees that matter:
+and no per-waiter timeout; with ``asyncio.timeout`` around the wait alone (a timer per
+waiter) a queued call cost about three times what it costs here (figures in
+docs/decisions.md). The permit logic here is small and written for the two guarantees
+that matter:
 
 * **Permits are always returned.** A released slot is *handed* directly to the oldest
   waiter (``in_flight`` does not dip, so a newcomer cannot barge ahead of the queue). A
@@ -153,7 +155,24 @@ class Bulkhead:
             return
         if len(self._waiters) >= self.max_queue:
             self._reject("full")
-        await self._wait_in_queue()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        entry = (math.inf if self.max_wait is None else loop.time() + self.max_wait, waiter)
+        self._waiters.append(entry)
+        if self._hooks is not None:
+            self._notify_change()
+        if self.max_wait is not None and (self._timer is None or self._timer_loop is not loop):
+            self._arm(loop, entry[0])  # otherwise armed for an older waiter: no later
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                # Handed a slot just before the cancel landed: pass it on, then propagate.
+                # (A waiter whose max_wait expired holds no slot: nothing to release.)
+                self.release()
+            else:
+                self._leave_queue(entry)
+            raise
 
     def release(self) -> None:
         """Return a slot: hand it to the oldest waiter, or free it."""
@@ -189,26 +208,6 @@ class Bulkhead:
         tb: TracebackType | None,
     ) -> None:
         self.release()
-
-    async def _wait_in_queue(self) -> None:
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        entry = (math.inf if self.max_wait is None else loop.time() + self.max_wait, waiter)
-        self._waiters.append(entry)
-        if self._hooks is not None:
-            self._notify_change()
-        if self.max_wait is not None and (self._timer is None or self._timer_loop is not loop):
-            self._arm(loop, entry[0])  # otherwise armed for an older waiter: no later
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                # Handed a slot just before the cancel landed: pass it on, then propagate.
-                # (A waiter whose max_wait expired holds no slot: nothing to release.)
-                self.release()
-            else:
-                self._leave_queue(entry)
-            raise
 
     def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         self._timer_loop = loop

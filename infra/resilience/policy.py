@@ -339,7 +339,11 @@ class ResiliencePolicy:
             return await self._general(fn, args, kwargs, idempotent)
         retry = self._retry if idempotent else None
         tickets: list[int] | None = [] if self._per_call else None
-        deadline_at = None if timeout is None else self._clock.now() + timeout.seconds
+        # The overall deadline matters only to a retry (a single attempt is bounded by the
+        # attempt timeout, which fits inside it: see the module docstring).
+        deadline_at = (
+            None if timeout is None or retry is None else self._clock.now() + timeout.seconds
+        )
         try:
             try:
                 # The first attempt has the whole overall timeout ahead: no clamp check.
@@ -350,11 +354,11 @@ class ResiliencePolicy:
                 first = exc  # handed to the retry below, outside this handler (no chaining)
             except BaseException:
                 if retry is not None:
-                    _count_call(retry)
+                    self._count_call(retry)
                 raise
             else:
                 if retry is not None:
-                    _count_call(retry)
+                    self._count_call(retry)
                 return result
             return await self._retry_after(
                 retry, first, fn, args, kwargs, deadline_at=deadline_at, tickets=tickets
@@ -384,6 +388,12 @@ class ResiliencePolicy:
             if tickets:
                 self._gave_up(tickets, exc)
             raise
+
+    def _count_call(self, retry: RetryPolicy) -> None:
+        """What ``RetryPolicy.execute`` records per call, for a call it did not run."""
+        retry.stats.executions += 1
+        if self._budget is not None:  # the retry's budget, read once at construction
+            self._budget.record_call()
 
     def _gave_up(self, tickets: list[int], error: Exception) -> None:
         """The call failed for good: one failure for the breaker, if ``error`` counts."""
@@ -653,14 +663,6 @@ def _timeout(
     return (
         None if seconds is None else Timeout(seconds, component=component, error=error, clock=clock)
     )
-
-
-def _count_call(retry: RetryPolicy) -> None:
-    """What ``RetryPolicy.execute`` records per call, for a call it did not run."""
-    retry.stats.executions += 1
-    budget = retry.budget
-    if budget is not None:
-        budget.record_call()
 
 
 class _OverallExpiredError(OperationTimeoutError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -24,6 +25,7 @@ from benchmarks.harness import (
     spread,
     summarize,
 )
+from benchmarks.report import RunInfo, cost_breakdown, now, remaining_cost, write_markdown
 from benchmarks.scenario import HEADLINE, ScenarioResult
 
 
@@ -176,3 +178,63 @@ def test_rejected_call_goals_are_microseconds_and_expect_errors() -> None:
     assert store.value == pytest.approx(12.0)
     assert not cache.met
     assert cache.shortfall == "+230.0 µs over"
+
+
+# ---------------------------------------------------------- remaining cost of missed goals
+@given(
+    rounds=st.lists(
+        st.tuples(*(st.floats(50e-6, 500e-6) for _ in range(3))), min_size=1, max_size=9
+    )
+)
+def test_a_missed_goal_is_broken_down_by_layer_from_the_same_rounds(
+    rounds: list[tuple[float, float, float]],
+) -> None:
+    """Under a missed goal the report gives each variant's CPU over the baseline as the
+    median of same-round differences, and the policy as the headline minus passthrough."""
+    raw = [Batch(1.0, cpu, 100) for cpu, _, _ in rounds]
+    passthrough = [Batch(1.0, cpu, 100) for _, cpu, _ in rounds]
+    headline = [Batch(2.0, cpu, 100) for _, _, cpu in rounds]  # wall 2x: the goal is missed
+    results = summarize({"raw": raw, HEADLINE: headline, "passthrough": passthrough}, "raw")
+    result = ScenarioResult("redis_get", "RedisCache.get", "raw", "", {32: results}, {32: 100})
+    verdicts = judge({"redis_get": result})
+    [missed] = [v for v in verdicts if (v.goal.scenario, v.goal.tasks) == ("redis_get", 32)]
+    lines = cost_breakdown(missed, result)
+
+    def extra(index: int) -> float:
+        return statistics.median((r[index] - r[0]) * 1e6 for r in rounds)
+
+    assert f"{HEADLINE} {extra(2):+.1f}; passthrough {extra(1):+.1f}." in lines[0]
+    assert f"costs {extra(2) - extra(1):+.1f} µs per call" in lines[1]
+
+
+def test_the_remaining_cost_follows_the_goals_table_only_for_missed_goals(
+    tmp_path: Path,
+) -> None:
+    """The section sits right under the goals table, names each missed goal with its
+    shortfall, breakdown and profile, and says nothing about met goals."""
+    batches = {
+        "raw": [Batch(1.0, 100e-6, 100)],
+        HEADLINE: [Batch(1.3, 130e-6, 100)],
+        "passthrough": [Batch(1.05, 104e-6, 100)],
+    }
+    result = ScenarioResult(
+        "redis_get", "RedisCache.get", "raw", "", {1: summarize(batches, "raw")}, {1: 100}
+    )
+    result.profiles[f"{HEADLINE} @ 1"] = ["PROFILE LINE"]
+    met = scenario("postgres_fetchval", 1, {HEADLINE: 1.0})
+    verdicts = judge({"redis_get": result, "postgres_fetchval": met})
+    info = RunInfo("quick", 1, 0.1, "", now(), {}, "abc", (0.0, 0.0, 0.0))
+    path = tmp_path / "report.md"
+    write_markdown(path, info, [result, met], verdicts)
+    text = path.read_text(encoding="utf-8")
+    goals, rest = text.split("## Where the remaining cost is (missed goals)", 1)
+    assert "## Goals:" in goals
+    assert "## RedisCache.get" not in goals  # the scenario tables come after it
+    section = rest.split("\n## ", 1)[0]
+    assert "### RedisCache.get vs raw GET + same decoding @ 1: 1.300x" in section
+    assert "(+18% over)" in section
+    assert "container default +30.0; passthrough +4.0." in section
+    assert "costs +26.0 µs per call (+26% of the baseline's CPU)" in section
+    assert "PROFILE LINE" in section
+    assert "PostgreSQL fetchval" not in section
+    assert remaining_cost([v for v in verdicts if v.met], [result, met]) == []
