@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -42,12 +43,34 @@ from infra.health_check import HealthCheckResult, check_health, probe_calls
 from infra.resilience import ResiliencePolicy
 from infra.validation import check_latency_threshold, check_timeout
 
-__all__ = ["EdgeRow", "GraphStoreBase", "NodeRow", "check_policy"]
+__all__ = ["EdgeRow", "GraphStoreBase", "NeighbourQuery", "NodeRow", "PathQuery", "check_policy"]
 
 NodeRow = tuple[NodeId, dict[str, Any]]
 """A checked node: ``(id, properties)``."""
 EdgeRow = tuple[NodeId, NodeId, dict[str, Any]]
 """A checked relationship: ``(start_id, end_id, properties)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class NeighbourQuery:
+    """A checked :meth:`GraphStoreBase.neighbours` request."""
+
+    node_id: NodeId
+    rel_type: str | None
+    direction: Direction
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class PathQuery:
+    """A checked :meth:`GraphStoreBase.paths` request."""
+
+    start: NodeId
+    end: NodeId
+    rel_type: str | None
+    direction: Direction
+    max_hops: int
+    limit: int
 
 
 def check_policy(policy: object) -> ResiliencePolicy | None:
@@ -118,22 +141,11 @@ class GraphStoreBase(ABC):
         """The node, or ``None``."""
 
     @abstractmethod
-    async def _neighbours(
-        self, node_id: NodeId, *, rel_type: str | None, direction: Direction, limit: int
-    ) -> list[Neighbour]:
+    async def _neighbours(self, query: NeighbourQuery) -> list[Neighbour]:
         """Adjacent nodes, ordered by neighbour id, relationship type, start id."""
 
     @abstractmethod
-    async def _paths(
-        self,
-        start: NodeId,
-        end: NodeId,
-        *,
-        rel_type: str | None,
-        direction: Direction,
-        max_hops: int,
-        limit: int,
-    ) -> list[Path]:
+    async def _paths(self, query: PathQuery) -> list[Path]:
         """Paths of 1..``max_hops`` relationships, shortest first."""
 
     @abstractmethod
@@ -283,9 +295,8 @@ class GraphStoreBase(ABC):
         neighbour id, relationship type and start id."""
         node_id = check_node_id(node_id)
         typed = None if rel_type is None else check_identifier(rel_type, argument="rel_type")
-        return await self._neighbours(
-            node_id, rel_type=typed, direction=check_direction(direction), limit=check_limit(limit)
-        )
+        query = NeighbourQuery(node_id, typed, check_direction(direction), check_limit(limit))
+        return await self._neighbours(query)
 
     async def paths(
         self,
@@ -302,14 +313,8 @@ class GraphStoreBase(ABC):
         start = check_node_id(start_id, argument="start_id")
         end = check_node_id(end_id, argument="end_id")
         typed = None if rel_type is None else check_identifier(rel_type, argument="rel_type")
-        return await self._paths(
-            start,
-            end,
-            rel_type=typed,
-            direction=check_direction(direction),
-            max_hops=check_hops(max_hops),
-            limit=check_limit(limit),
-        )
+        way, hops, most = check_direction(direction), check_hops(max_hops), check_limit(limit)
+        return await self._paths(PathQuery(start, end, typed, way, hops, most))
 
     async def count_nodes(self, label: str | None = None) -> int:
         """How many nodes the store holds (with ``label``)."""

@@ -73,9 +73,16 @@ from infra.graph._params import (
     fit,
 )
 from infra.graph._pool import driver_pool_stats
-from infra.graph.base import EdgeRow, GraphStoreBase, NodeRow, check_policy
+from infra.graph.base import (
+    EdgeRow,
+    GraphStoreBase,
+    NeighbourQuery,
+    NodeRow,
+    PathQuery,
+    check_policy,
+)
 from infra.graph.driver import build_graph_driver
-from infra.graph.identifiers import COMPONENT, Direction, NodeId
+from infra.graph.identifiers import COMPONENT, NodeId
 from infra.graph.results import Neighbour, Node, Path
 from infra.observability import MetricsCollector, register_pool
 from infra.observability.tracing import TracingState
@@ -349,25 +356,14 @@ class MemgraphGraphStore(GraphStoreBase):
         records = await self._run("get_node", cypher.GET_NODE, {"id": node_id}, write=False)
         return decode_node(records[0]) if records else None
 
-    async def _neighbours(
-        self, node_id: NodeId, *, rel_type: str | None, direction: Direction, limit: int
-    ) -> list[Neighbour]:
-        statement = cypher.neighbours(direction, rel_type)
-        params = {"id": node_id, "limit": limit}
+    async def _neighbours(self, query: NeighbourQuery) -> list[Neighbour]:
+        statement = cypher.neighbours(query.direction, query.rel_type)
+        params = {"id": query.node_id, "limit": query.limit}
         return decode_neighbours(await self._run("neighbours", statement, params, write=False))
 
-    async def _paths(
-        self,
-        start: NodeId,
-        end: NodeId,
-        *,
-        rel_type: str | None,
-        direction: Direction,
-        max_hops: int,
-        limit: int,
-    ) -> list[Path]:
-        statement = cypher.paths(direction, rel_type, max_hops)
-        params = {"start": start, "end": end, "limit": limit}
+    async def _paths(self, query: PathQuery) -> list[Path]:
+        statement = cypher.paths(query.direction, query.rel_type, query.max_hops)
+        params = {"start": query.start, "end": query.end, "limit": query.limit}
         return decode_paths(await self._run("paths", statement, params, write=False))
 
     async def _count_nodes(self, label: str | None) -> int:

@@ -13,7 +13,7 @@ scripted for, fail differently: the fake does not interpret Cypher).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -66,69 +66,38 @@ _parameters = st.one_of(
     _hostile,
 )
 
-Call = tuple[str, Callable[[Store], Awaitable[object]]]
+Call = tuple[str, tuple[Any, ...], dict[str, Any]]
+"""A method name, its positional and its keyword arguments."""
 
+
+def _call(method: str, *args: st.SearchStrategy[Any], **kwargs: st.SearchStrategy[Any]) -> Any:
+    return st.tuples(st.just(method), st.tuples(*args), st.fixed_dictionaries(kwargs))
+
+
+_size = st.one_of(st.none(), _ints)
 _calls: st.SearchStrategy[Call] = st.one_of(
-    st.builds(
-        lambda label, nodes, size: (
-            "upsert_nodes",
-            lambda s: s.upsert_nodes(label, nodes, batch_size=size),
-        ),
-        _labels,
-        _nodes,
-        st.one_of(st.none(), _ints),
-    ),
-    st.builds(
-        lambda rel, edges, size: (
-            "upsert_edges",
-            lambda s: s.upsert_edges(rel, edges, batch_size=size),
-        ),
-        _labels,
-        _edges,
-        st.one_of(st.none(), _ints),
-    ),
-    st.builds(
-        lambda ids: ("delete_nodes", lambda s: s.delete_nodes(ids)),
-        st.one_of(st.lists(_ids, max_size=3), _hostile),
-    ),
-    st.builds(
-        lambda rel, edges: ("delete_edges", lambda s: s.delete_edges(rel, edges)), _labels, _edges
-    ),
-    st.builds(lambda i: ("get_node", lambda s: s.get_node(i)), _ids),
-    st.builds(
-        lambda i, rel, way, most: (
-            "neighbours",
-            lambda s: s.neighbours(i, rel_type=rel, direction=way, limit=most),
-        ),
-        _ids,
-        _optional_label,
-        _directions,
-        _ints,
-    ),
-    st.builds(
-        lambda a, b, hops, rel, way, most: (
-            "paths",
-            lambda s: s.paths(a, b, max_hops=hops, rel_type=rel, direction=way, limit=most),
-        ),
+    _call("upsert_nodes", _labels, _nodes, batch_size=_size),
+    _call("upsert_edges", _labels, _edges, batch_size=_size),
+    _call("delete_nodes", st.one_of(st.lists(_ids, max_size=3), _hostile)),
+    _call("delete_edges", _labels, _edges),
+    _call("get_node", _ids),
+    _call("neighbours", _ids, rel_type=_optional_label, direction=_directions, limit=_ints),
+    _call(
+        "paths",
         _ids,
         _ids,
-        _ints,
-        _optional_label,
-        _directions,
-        _ints,
+        max_hops=_ints,
+        rel_type=_optional_label,
+        direction=_directions,
+        limit=_ints,
     ),
-    st.builds(lambda label: ("count_nodes", lambda s: s.count_nodes(label)), _optional_label),
-    st.builds(lambda c, p: ("query", lambda s: s.query(c, p)), _cypher, _parameters),
-    st.builds(
-        lambda c, p: ("write", lambda s: s.write(c, p, idempotent=True)), _cypher, _parameters
-    ),
-    st.builds(
-        lambda threshold, timeout: (
-            "health_check",
-            lambda s: s.health_check(threshold, timeout=timeout),
-        ),
+    _call("count_nodes", _optional_label),
+    _call("query", _cypher, _parameters),
+    _call("write", _cypher, _parameters, idempotent=st.just(True)),
+    _call(
+        "health_check",
         st.one_of(st.sampled_from([100.0, 1]), _hostile),
-        st.one_of(st.none(), st.sampled_from([-1.0, 0.0, 5.0]), _hostile),
+        timeout=st.one_of(st.none(), st.sampled_from([-1.0, 0.0, 5.0]), _hostile),
     ),
 )
 
@@ -152,10 +121,11 @@ async def stores(bolt_uri: str, bolt_auth: tuple[str, str]) -> AsyncIterator[tup
         await fake.close()
 
 
-async def _outcome(store: Store, call: Callable[[Store], Awaitable[object]]) -> tuple[Any, ...]:
+async def _outcome(store: Store, call: Call) -> tuple[Any, ...]:
     """("ok",) or the error's type and, for a rejected argument, its name."""
+    method, args, kwargs = call
     try:
-        await call(store)
+        await getattr(store, method)(*args, **kwargs)
     except InvalidArgumentError as exc:
         return (type(exc), exc.argument)
     except InfraError as exc:
@@ -170,11 +140,10 @@ async def test_the_fake_and_the_real_store_reject_the_same_input_the_same_way(
 ) -> None:
     """Same InvalidArgumentError subtype and argument from both, or neither rejects."""
     fake, real = stores
-    operation, run = call
-    fake_outcome, real_outcome = await _outcome(fake, run), await _outcome(real, run)
+    fake_outcome, real_outcome = await _outcome(fake, call), await _outcome(real, call)
     rejected = [o for o in (fake_outcome, real_outcome) if isinstance(o[0], type)]
     if rejected:
-        assert fake_outcome == real_outcome, operation
+        assert fake_outcome == real_outcome, call[0]
         assert issubclass(fake_outcome[0], CallerError)
     for store in (fake, real):  # nothing rejected reached a breaker
         assert store.policy.breaker.state is BreakerState.CLOSED

@@ -43,7 +43,14 @@ from typing import Any, NamedTuple, TypeVar
 
 from infra.calls import BackendCalls
 from infra.exceptions import GraphQueryError, InfraError
-from infra.graph.base import EdgeRow, GraphStoreBase, NodeRow, check_policy
+from infra.graph.base import (
+    EdgeRow,
+    GraphStoreBase,
+    NeighbourQuery,
+    NodeRow,
+    PathQuery,
+    check_policy,
+)
 from infra.graph.identifiers import COMPONENT, Direction, NodeId, check_cypher
 from infra.graph.results import Neighbour, Node, Path, Relationship
 from infra.observability.metrics import MetricsCollector
@@ -244,15 +251,15 @@ class FakeGraphStore(GraphStoreBase):
     async def _get_node(self, node_id: NodeId) -> Node | None:
         return await self._call("get_node", (node_id,), lambda: self._node(node_id))
 
-    async def _neighbours(
-        self, node_id: NodeId, *, rel_type: str | None, direction: Direction, limit: int
-    ) -> list[Neighbour]:
+    async def _neighbours(self, query: NeighbourQuery) -> list[Neighbour]:
+        node_id = query.node_id
+
         def run() -> list[Neighbour]:
             if node_id not in self._nodes:
                 return []
             found = [
                 Neighbour(self._node_now(other), rel)
-                for rel, other in self._steps(node_id, rel_type, direction)
+                for rel, other in self._steps(node_id, query.rel_type, query.direction)
             ]
             found.sort(
                 key=lambda n: (
@@ -261,31 +268,26 @@ class FakeGraphStore(GraphStoreBase):
                     _id_order(n.relationship.start_id),
                 )
             )
-            return found[:limit]
+            return found[: query.limit]
 
-        return await self._call("neighbours", (node_id, rel_type, direction), run)
+        return await self._call("neighbours", (node_id, query.rel_type, query.direction), run)
 
-    async def _paths(
-        self,
-        start: NodeId,
-        end: NodeId,
-        *,
-        rel_type: str | None,
-        direction: Direction,
-        max_hops: int,
-        limit: int,
-    ) -> list[Path]:
+    async def _paths(self, query: PathQuery) -> list[Path]:
+        start, end = query.start, query.end
+
         def run() -> list[Path]:
             if start not in self._nodes or end not in self._nodes:
                 return []
             found = [
                 Path(tuple(self._node_now(i) for i in ids), rels)
-                for ids, rels in self._walks(start, end, rel_type, direction, max_hops)
+                for ids, rels in self._walks(
+                    start, end, query.rel_type, query.direction, query.max_hops
+                )
             ]
             found.sort(key=lambda p: (p.length, [_id_order(i) for i in p.node_ids]))
-            return found[:limit]
+            return found[: query.limit]
 
-        return await self._call("paths", (start, end, max_hops), run)
+        return await self._call("paths", (start, end, query.max_hops), run)
 
     async def _count_nodes(self, label: str | None) -> int:
         return await self._call(
