@@ -39,9 +39,9 @@ from infra.graph.identifiers import (
 )
 from infra.graph.port import EdgeInput
 from infra.graph.results import Neighbour, Node, Path
-from infra.health_check import HealthCheckResult, check_health, probe_calls
+from infra.health_check import HealthCheckResult, HealthProbe, probe_calls
 from infra.resilience import ResiliencePolicy
-from infra.validation import check_latency_threshold, check_timeout
+from infra.validation import check_timeout
 
 __all__ = ["EdgeRow", "GraphStoreBase", "NeighbourQuery", "NodeRow", "PathQuery", "check_policy"]
 
@@ -101,6 +101,14 @@ class GraphStoreBase(ABC):
         self._name = name
         self._closed = False
         self._use_calls(calls)
+        self._health = HealthProbe(
+            send=self._probe,
+            name="'RETURN 1'",
+            backend="the graph database",
+            component=COMPONENT,
+            timeout=self._health_timeout,
+            pool=self._pool_details,
+        )
 
     def _use_calls(self, calls: BackendCalls) -> None:
         """Run later calls on ``calls`` (the fake's ``attach`` swaps them)."""
@@ -329,15 +337,7 @@ class GraphStoreBase(ABC):
         """``(is_healthy, details)`` from a ``RETURN 1`` round trip outside the policy
         (the shared check of :mod:`infra.health_check`); ``details`` adds ``pool_size``,
         ``pool_in_use``, ``pool_idle``."""
-        check_latency_threshold(latency_threshold_ms, component=COMPONENT)
-        limit = check_timeout(timeout, component=COMPONENT)
-        return await check_health(
-            self._probe,
-            latency_threshold_ms=latency_threshold_ms,
-            timeout=self._health_timeout if limit is None else limit,
-            breaker=self._calls.policy.breaker,
-            probe_name="'RETURN 1'",
-            backend="the graph database",
-            closed=self._closed,
-            pool=self._pool_details,
+        breaker = self._calls.policy.breaker
+        return await self._health.check(
+            latency_threshold_ms, timeout=timeout, breaker=breaker, closed=self._closed
         )
