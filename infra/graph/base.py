@@ -43,7 +43,14 @@ from infra.health_check import HealthCheckResult, HealthProbe, probe_calls
 from infra.resilience import ResiliencePolicy
 from infra.validation import check_timeout
 
-__all__ = ["EdgeRow", "GraphStoreBase", "NeighbourQuery", "NodeRow", "PathQuery", "check_policy"]
+__all__ = [
+    "EdgeRow",
+    "GraphStoreBase",
+    "NeighbourQuery",
+    "NodeRow",
+    "PathQuery",
+    "check_policy",
+]
 
 NodeRow = tuple[NodeId, dict[str, Any]]
 """A checked node: ``(id, properties)``."""
@@ -118,12 +125,7 @@ class GraphStoreBase(ABC):
     # ------------------------------------------------------------ engine primitives
     @abstractmethod
     async def _raw(
-        self,
-        operation: str,
-        text: str,
-        parameters: dict[str, Any],
-        *,
-        idempotent: bool,
+        self, operation: str, text: str, params: dict[str, Any], *, idempotent: bool
     ) -> list[dict[str, Any]]:
         """Rows of one raw Cypher statement; ``operation`` is ``query`` (a read) or
         ``write``."""

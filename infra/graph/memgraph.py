@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from infra.calls import BackendCalls
 from infra.exceptions import GraphError
-from infra.graph import cypher
+from infra.graph import base, cypher
 from infra.graph._decode import decode_neighbours, decode_node, decode_paths, plain_row
 from infra.graph._params import (
     PROBE_QUERY,
@@ -73,14 +73,6 @@ from infra.graph._params import (
     fit,
 )
 from infra.graph._pool import driver_pool_stats
-from infra.graph.base import (
-    EdgeRow,
-    GraphStoreBase,
-    NeighbourQuery,
-    NodeRow,
-    PathQuery,
-    check_policy,
-)
 from infra.graph.driver import build_graph_driver
 from infra.graph.identifiers import COMPONENT, NodeId
 from infra.graph.results import Neighbour, Node, Path
@@ -98,7 +90,7 @@ __all__ = ["MemgraphGraphStore"]
 _GRACE = 1.0
 
 
-class MemgraphGraphStore(GraphStoreBase):
+class MemgraphGraphStore(base.GraphStoreBase):
     """A property graph over a neo4j ``AsyncDriver``; see the module docstring.
 
     Args:
@@ -147,7 +139,7 @@ class MemgraphGraphStore(GraphStoreBase):
             COMPONENT,
             family="graph",
             system="memgraph",
-            policy=check_policy(policy),
+            policy=base.check_policy(policy),
             server_address=host if isinstance(host, str) else None,
             server_port=port if isinstance(port, int) else None,
             collector=collector,
@@ -282,15 +274,10 @@ class MemgraphGraphStore(GraphStoreBase):
 
     # ------------------------------------------------------------------- primitives
     async def _raw(
-        self,
-        operation: str,
-        text: str,
-        parameters: dict[str, Any],
-        *,
-        idempotent: bool,
+        self, operation: str, text: str, params: dict[str, Any], *, idempotent: bool
     ) -> list[dict[str, Any]]:
         write = operation == "write"
-        records = await self._run(operation, text, parameters, write=write, idempotent=idempotent)
+        records = await self._run(operation, text, params, write=write, idempotent=idempotent)
         return [plain_row(record) for record in records]
 
     async def ensure_index(self) -> None:
@@ -333,11 +320,11 @@ class MemgraphGraphStore(GraphStoreBase):
             written += int(records[0]["written"]) if records else 0
         return written
 
-    async def _write_nodes(self, label: str, batch: Sequence[NodeRow]) -> int:
+    async def _write_nodes(self, label: str, batch: Sequence[base.NodeRow]) -> int:
         rows = [{"id": i, "props": p} for i, p in batch]
         return await self._send_rows("upsert_nodes", cypher.upsert_nodes(label), rows)
 
-    async def _write_edges(self, rel_type: str, batch: Sequence[EdgeRow]) -> int:
+    async def _write_edges(self, rel_type: str, batch: Sequence[base.EdgeRow]) -> int:
         rows = [{"start": s, "end": e, "props": p} for s, e, p in batch]
         return await self._send_rows("upsert_edges", cypher.upsert_edges(rel_type), rows)
 
@@ -356,12 +343,12 @@ class MemgraphGraphStore(GraphStoreBase):
         records = await self._run("get_node", cypher.GET_NODE, {"id": node_id}, write=False)
         return decode_node(records[0]) if records else None
 
-    async def _neighbours(self, query: NeighbourQuery) -> list[Neighbour]:
+    async def _neighbours(self, query: base.NeighbourQuery) -> list[Neighbour]:
         statement = cypher.neighbours(query.direction, query.rel_type)
         params = {"id": query.node_id, "limit": query.limit}
         return decode_neighbours(await self._run("neighbours", statement, params, write=False))
 
-    async def _paths(self, query: PathQuery) -> list[Path]:
+    async def _paths(self, query: base.PathQuery) -> list[Path]:
         statement = cypher.paths(query.direction, query.rel_type, query.max_hops)
         params = {"start": query.start, "end": query.end, "limit": query.limit}
         return decode_paths(await self._run("paths", statement, params, write=False))

@@ -43,14 +43,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from infra.calls import BackendCalls
 from infra.exceptions import GraphQueryError, InfraError
-from infra.graph.base import (
-    EdgeRow,
-    GraphStoreBase,
-    NeighbourQuery,
-    NodeRow,
-    PathQuery,
-    check_policy,
-)
+from infra.graph import base
 from infra.graph.identifiers import COMPONENT, Direction, NodeId, check_cypher
 from infra.graph.results import Neighbour, Node, Path, Relationship
 from infra.observability.metrics import MetricsCollector
@@ -91,7 +84,7 @@ def _id_order(value: NodeId) -> tuple[int, Any]:
     return (0, value) if isinstance(value, str) else (1, value)
 
 
-class FakeGraphStore(GraphStoreBase):
+class FakeGraphStore(base.GraphStoreBase):
     """In-memory property graph; see the module docstring.
 
     Args:
@@ -108,7 +101,9 @@ class FakeGraphStore(GraphStoreBase):
         batch_size: int = 1000,
         name: str = "fake",
     ) -> None:
-        calls = BackendCalls(COMPONENT, family="graph", system="fake", policy=check_policy(policy))
+        calls = BackendCalls(
+            COMPONENT, family="graph", system="fake", policy=base.check_policy(policy)
+        )
         super().__init__(calls=calls, batch_size=batch_size, health_timeout=5.0, name=name)
         self._nodes: dict[NodeId, _NodeData] = {}
         self._edges: dict[_EdgeKey, dict[str, Any]] = {}
@@ -178,18 +173,13 @@ class FakeGraphStore(GraphStoreBase):
 
     # ------------------------------------------------------------------- primitives
     async def _raw(
-        self,
-        operation: str,
-        text: str,
-        parameters: dict[str, Any],
-        *,
-        idempotent: bool,
+        self, operation: str, text: str, params: dict[str, Any], *, idempotent: bool
     ) -> list[dict[str, Any]]:
         """The scripted answer for the statement (see :meth:`respond`)."""
         return await self._call(
             operation,
-            (text, parameters),
-            lambda: self._answer(text, parameters),
+            (text, params),
+            lambda: self._answer(text, params),
             idempotent=idempotent,
         )
 
@@ -204,7 +194,7 @@ class FakeGraphStore(GraphStoreBase):
         rows = answer(params) if callable(answer) else answer
         return copy.deepcopy(rows)
 
-    async def _write_nodes(self, label: str, batch: Sequence[NodeRow]) -> int:
+    async def _write_nodes(self, label: str, batch: Sequence[base.NodeRow]) -> int:
         def apply() -> int:
             for node_id, props in batch:
                 data = self._nodes.setdefault(node_id, _NodeData())
@@ -214,7 +204,7 @@ class FakeGraphStore(GraphStoreBase):
 
         return await self._call("upsert_nodes", (label, len(batch)), apply)
 
-    async def _write_edges(self, rel_type: str, batch: Sequence[EdgeRow]) -> int:
+    async def _write_edges(self, rel_type: str, batch: Sequence[base.EdgeRow]) -> int:
         def apply() -> int:
             written = 0
             for start, end, props in batch:
@@ -251,7 +241,7 @@ class FakeGraphStore(GraphStoreBase):
     async def _get_node(self, node_id: NodeId) -> Node | None:
         return await self._call("get_node", (node_id,), lambda: self._node(node_id))
 
-    async def _neighbours(self, query: NeighbourQuery) -> list[Neighbour]:
+    async def _neighbours(self, query: base.NeighbourQuery) -> list[Neighbour]:
         node_id = query.node_id
 
         def run() -> list[Neighbour]:
@@ -272,7 +262,7 @@ class FakeGraphStore(GraphStoreBase):
 
         return await self._call("neighbours", (node_id, query.rel_type, query.direction), run)
 
-    async def _paths(self, query: PathQuery) -> list[Path]:
+    async def _paths(self, query: base.PathQuery) -> list[Path]:
         start, end = query.start, query.end
 
         def run() -> list[Path]:
