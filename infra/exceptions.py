@@ -108,8 +108,8 @@ argument; the message says what to change.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar, Final
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Final, Generic, TypedDict, TypeVar, Unpack, overload
 
 from infra.redaction import redact_chained, redact_mapping, redact_text
 
@@ -174,6 +174,52 @@ __all__ = [
 #: and a message is for reading, so longer ones are cut first.
 _MAX_MESSAGE: Final = 4096
 
+_T = TypeVar("_T")
+
+
+class ErrorOptions(TypedDict, total=False):
+    """The keywords every error takes after ``message`` (see :class:`InfraError`).
+
+    Subclasses that add one named fact (``timeout``, ``argument``, ``retry_after``) take
+    these as ``**options`` so the common keywords are declared once, here.
+    """
+
+    component: str | None
+    details: Mapping[str, Any] | None
+    retryable: bool | None
+
+
+def _with_fact(options: ErrorOptions, key: str, value: object) -> ErrorOptions:
+    """``options`` with ``details[key] = value`` added (unchanged when ``value`` is None)."""
+    if value is None:
+        return options
+    merged = options.copy()
+    merged["details"] = {**(options.get("details") or {}), key: value}
+    return merged
+
+
+class _Fact(Generic[_T]):
+    """A read-only attribute that reads one entry of ``details``, converted; ``None``
+    when absent.
+
+    The facts a raise site passes by keyword (``timeout=``) or in ``details`` live in
+    ``details`` only, so rendering, ``to_dict`` and pickling see one copy; this gives
+    them a typed attribute.
+    """
+
+    def __init__(self, key: str, convert: Callable[[Any], _T]) -> None:
+        self._key, self._convert = key, convert
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> _Fact[_T]: ...
+    @overload
+    def __get__(self, instance: InfraError, owner: type[Any]) -> _T | None: ...
+    def __get__(self, instance: InfraError | None, owner: type[Any]) -> _Fact[_T] | _T | None:
+        if instance is None:
+            return self
+        value = instance.details.get(self._key)
+        return None if value is None else self._convert(value)
+
 
 class InfraError(Exception):
     """Base of every error this library raises.
@@ -187,6 +233,8 @@ class InfraError(Exception):
 
     default_message: ClassVar[str] = "infrastructure operation failed"
     default_retryable: ClassVar[bool] = False
+    #: False for errors no raise site may mark retryable (:class:`CallerError`).
+    may_retry: ClassVar[bool] = True
     #: What the caller can do about it; appended to the rendered message.
     hint: ClassVar[str] = ""
 
@@ -202,6 +250,11 @@ class InfraError(Exception):
         details: Mapping[str, Any] | None = None,
         retryable: bool | None = None,
     ) -> None:
+        if retryable and not self.may_retry:
+            raise ValueError(
+                f"{type(self).__name__} is a caller error and never retryable; "
+                "raise a backend error type instead"
+            )
         if message and len(message) > _MAX_MESSAGE:
             message = message[:_MAX_MESSAGE] + "..."  # before redaction: see _MAX_MESSAGE
         # Masked when first read (``message``), not here: most errors are handled
@@ -295,21 +348,8 @@ class CallerError(InfraError):
     """
 
     default_message = "the request is invalid"
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        component: str | None = None,
-        details: Mapping[str, Any] | None = None,
-        retryable: bool | None = None,
-    ) -> None:
-        if retryable:
-            raise ValueError(
-                f"{type(self).__name__} is a caller error and never retryable; "
-                "raise a backend error type instead"
-            )
-        super().__init__(message, component=component, details=details, retryable=False)
+    default_retryable = False
+    may_retry = False
 
 
 class InvalidArgumentError(CallerError, ValueError, TypeError):
@@ -321,26 +361,17 @@ class InvalidArgumentError(CallerError, ValueError, TypeError):
     """
 
     default_message = "invalid argument"
+    #: The name of the rejected argument, when known (``"query"``, ``"key"``, ``"$2"``).
+    argument = _Fact("argument", str)
 
     def __init__(
         self,
         message: str | None = None,
         *,
         argument: str | None = None,
-        component: str | None = None,
-        details: Mapping[str, Any] | None = None,
-        retryable: bool | None = None,
+        **options: Unpack[ErrorOptions],
     ) -> None:
-        merged = dict(details or {})
-        if argument is not None:
-            merged["argument"] = argument
-        super().__init__(message, component=component, details=merged, retryable=retryable)
-
-    @property
-    def argument(self) -> str | None:
-        """The name of the rejected argument, when known (``"query"``, ``"key"``, ``"$2"``)."""
-        value = self.details.get("argument")
-        return None if value is None else str(value)
+        super().__init__(message, **_with_fact(options, "argument", argument))
 
 
 # ------------------------------------------------------------------- connectivity and auth
@@ -364,26 +395,17 @@ class InfraTimeoutError(InfraError):
 
     default_message = "operation timed out"
     default_retryable = True
+    #: The limit that was exceeded, in seconds, when known.
+    timeout = _Fact("timeout", float)
 
     def __init__(
         self,
         message: str | None = None,
         *,
         timeout: float | None = None,
-        component: str | None = None,
-        details: Mapping[str, Any] | None = None,
-        retryable: bool | None = None,
+        **options: Unpack[ErrorOptions],
     ) -> None:
-        merged = dict(details or {})
-        if timeout is not None:
-            merged["timeout"] = timeout
-        super().__init__(message, component=component, details=merged, retryable=retryable)
-
-    @property
-    def timeout(self) -> float | None:
-        """The limit that was exceeded, in seconds, when known."""
-        value = self.details.get("timeout")
-        return float(value) if value is not None else None
+        super().__init__(message, **_with_fact(options, "timeout", timeout))
 
 
 class OperationTimeoutError(InfraTimeoutError):
@@ -607,26 +629,17 @@ class RateLimitedError(LLMError):
 
     default_message = "rate limited by the provider"
     default_retryable = True
+    #: Seconds the provider asked us to wait, when it said.
+    retry_after = _Fact("retry_after", float)
 
     def __init__(
         self,
         message: str | None = None,
         *,
         retry_after: float | None = None,
-        component: str | None = None,
-        details: Mapping[str, Any] | None = None,
-        retryable: bool | None = None,
+        **options: Unpack[ErrorOptions],
     ) -> None:
-        merged = dict(details or {})
-        if retry_after is not None:
-            merged["retry_after"] = retry_after
-        super().__init__(message, component=component, details=merged, retryable=retryable)
-
-    @property
-    def retry_after(self) -> float | None:
-        """Seconds the provider asked us to wait, when it said."""
-        value = self.details.get("retry_after")
-        return float(value) if value is not None else None
+        super().__init__(message, **_with_fact(options, "retry_after", retry_after))
 
 
 class ContextWindowExceededError(CallerError, LLMError):
@@ -678,17 +691,13 @@ class CircuitBreakerOpenError(ResilienceError):
     """
 
     default_message = "circuit breaker is open; failing fast"
+    #: Seconds until the breaker lets a probe through.
+    retry_after_s = _Fact("retry_after_s", float)
 
     @property
     def failure_count(self) -> int:
         """Failures recorded when the breaker opened."""
         return int(self.details.get("failure_count", 0))
-
-    @property
-    def retry_after_s(self) -> float | None:
-        """Seconds until the breaker lets a probe through."""
-        value = self.details.get("retry_after_s")
-        return float(value) if value is not None else None
 
 
 class BulkheadFullError(ResilienceError):

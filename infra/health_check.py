@@ -1,8 +1,10 @@
 """The one health check every adapter runs: a timed probe beside the breaker, never through it.
 
-Each adapter's ``health_check(latency_threshold_ms)`` calls :func:`check_health` with
-its own probe (PostgreSQL ``select 1``, Redis ``PING``; the vector, graph and LLM
-adapters will pass theirs) and gets the same answer shape and the same rules:
+Each adapter describes its probe once, as a :class:`HealthProbe` (PostgreSQL
+``select 1``, Redis ``PING``, a collection listing, Cypher ``RETURN 1``), and its
+``health_check(latency_threshold_ms, timeout=...)`` is one call to
+:meth:`HealthProbe.check`, which checks the arguments and runs :func:`check_health`. Every
+adapter and its fake so get the same answer shape and the same rules:
 
 * **Statuses.** ``healthy`` -- the probe answered within ``latency_threshold_ms``;
   ``degraded`` -- it answered, slower (the backend still serves, so ``ok`` is ``True``:
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, NamedTuple
 
@@ -49,7 +52,7 @@ from infra.redaction import redact_text
 from infra.resilience import BreakerState, CircuitBreaker
 from infra.validation import check_latency_threshold, check_timeout
 
-__all__ = ["HealthCheckResult", "check_health", "check_threshold", "probe_calls"]
+__all__ = ["HealthCheckResult", "HealthProbe", "check_health", "check_threshold", "probe_calls"]
 
 #: Longest ``message`` text kept from a failed probe.
 _MAX_MESSAGE = 300
@@ -162,3 +165,54 @@ async def check_health(
     if pool is not None:
         details.update(pool())
     return HealthCheckResult(error is None, details)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthProbe:
+    """What differs between adapters' health checks; the rest is :func:`check_health`.
+
+    Args:
+        send: Sends the probe, outside the resilience policy (see :func:`probe_calls`).
+        name: Names the probe in messages (``"PING"``, ``"'select 1'"``).
+        backend: Names the backend in messages (``"Redis"``, ``"the database"``).
+        component: Named in the errors of bad arguments.
+        timeout: Seconds the probe may take when the caller gives no ``timeout``.
+        pool: Adapter-specific pool fields (``pool_size``, ``pool_free``, ...).
+        threshold_in_details: Whether ``details`` repeat ``latency_threshold_ms`` first.
+    """
+
+    send: Callable[[], Awaitable[object]]
+    name: str
+    backend: str
+    component: str | None = None
+    timeout: float = 5.0
+    pool: Callable[[], Mapping[str, Any]] | None = None
+    threshold_in_details: bool = False
+
+    async def check(
+        self,
+        latency_threshold_ms: object,
+        *,
+        timeout: object,
+        breaker: CircuitBreaker | None,
+        closed: bool = False,
+    ) -> HealthCheckResult:
+        """The adapter's ``health_check``: bad arguments raise ``InvalidArgumentError``
+        naming them; then :func:`check_health` with this probe."""
+        threshold = check_latency_threshold(latency_threshold_ms, component=self.component)
+        limit = check_timeout(timeout, component=self.component)
+        return await check_health(
+            self.send,
+            latency_threshold_ms=threshold,
+            timeout=self.timeout if limit is None else limit,
+            breaker=breaker,
+            probe_name=self.name,
+            backend=self.backend,
+            closed=closed,
+            pool=self.pool,
+            extra=(
+                {"latency_threshold_ms": latency_threshold_ms}
+                if self.threshold_in_details
+                else None
+            ),
+        )

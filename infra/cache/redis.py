@@ -62,7 +62,7 @@ from infra.cache._client import (
 from infra.cache.serialization import JsonSerializer, Serializer
 from infra.cache.ttl_policy import ttl_to_ms
 from infra.calls import BackendCalls
-from infra.health_check import HealthCheckResult, check_health, probe_calls
+from infra.health_check import HealthCheckResult, HealthProbe, probe_calls
 from infra.observability.metrics import MetricsCollector
 from infra.observability.tracing import TracingState
 from infra.redaction import register_secret
@@ -71,9 +71,7 @@ from infra.validation import (
     MAX_KEY_LENGTH,
     check_key,
     check_key_list,
-    check_latency_threshold,
     check_mapping,
-    check_timeout,
 )
 
 __all__ = ["RedisCache"]
@@ -102,6 +100,7 @@ class RedisCache:
         "_delete",
         "_exists",
         "_get",
+        "_health",
         "_health_calls",
         "_loads",
         "_mget",
@@ -153,6 +152,14 @@ class RedisCache:
         )
         # Health pings bypass the policy (see infra.health_check) but are recorded.
         self._health_calls = probe_calls(self._calls)
+        self._health = HealthProbe(
+            send=self._send_ping,
+            name="PING",
+            backend="Redis",
+            component=_COMPONENT,
+            pool=self._pool_details,
+            threshold_in_details=True,
+        )
         # The GET handle's bound run: the 3-tier cache's L2 hit path resolves nothing per
         # call (see infra.calls on operation handles).
         self._run_get = self._calls.operation("get").run
@@ -300,18 +307,8 @@ class RedisCache:
         ``latency_threshold_ms``), ``(False, {"status": "unhealthy", "error": ...,
         "message": ...})`` otherwise. Never raises; waits at most ``timeout`` seconds.
         See :mod:`infra.health_check` for the rules shared by every adapter."""
-        check_latency_threshold(latency_threshold_ms, component=_COMPONENT)
-        check_timeout(timeout, component=_COMPONENT)
-        return await check_health(
-            self._send_ping,
-            latency_threshold_ms=latency_threshold_ms,
-            timeout=timeout,
-            breaker=self._calls.policy.breaker,
-            probe_name="PING",
-            backend="Redis",
-            pool=self._pool_details,
-            extra={"latency_threshold_ms": latency_threshold_ms},
-        )
+        breaker = self._calls.policy.breaker
+        return await self._health.check(latency_threshold_ms, timeout=timeout, breaker=breaker)
 
     def _send_ping(self) -> Awaitable[Any]:
         return self._health_calls.run("ping", self._ping, idempotent=False)

@@ -291,4 +291,24 @@ def check_parameters(value: object) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping) or any(not isinstance(k, str) for k in value):
         raise _fail(f"parameters must be a mapping with str keys, got {shown(value)}", "parameters")
+    _check_parameter(value, "parameters")
     return dict(value)
+
+
+def _check_parameter(value: object, argument: str) -> None:
+    """Text a driver could not encode, or an int Bolt cannot carry, at any depth: caught
+    here so the store and its fake reject it alike, before anything is sent."""
+    if isinstance(value, str):
+        _check_text(value, argument)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise _fail(f"{argument} must fit in a signed 64-bit integer, got {value}", argument)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _fail(f"{argument} keys must be str, got {shown(key)}", argument)
+            _check_text(key, argument)
+            _check_parameter(item, f"{argument}[{key!r}]")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_parameter(item, f"{argument}[{i}]")

@@ -33,7 +33,9 @@ Design decisions:
 * **Caller errors before I/O.** Labels and relationship types must match a strict
   identifier pattern (they cannot be parameters); ids, properties, limits, hops, Cypher
   text and parameters are checked too (:mod:`infra.graph.identifiers`). A bad one raises
-  ``InvalidArgumentError`` naming it; nothing is sent, nothing retried or counted.
+  ``InvalidArgumentError`` naming it; nothing is sent, nothing retried or counted. The
+  public methods, and so these checks, live in :class:`~infra.graph.base.GraphStoreBase`,
+  which the fake shares: this module supplies only the Bolt primitives.
 * **Typed results.** :class:`~infra.graph.results.Node`, ``Relationship``,
   ``Neighbour``, ``Path`` -- never driver objects, also inside raw query rows.
 * **Timeouts.** Each statement carries ``query_timeout`` as its transaction timeout
@@ -57,12 +59,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from infra.calls import BackendCalls
-from infra.exceptions import GraphConnectionError, GraphError
-from infra.graph import cypher
+from infra.exceptions import GraphError
+from infra.graph import base, cypher
 from infra.graph._decode import decode_neighbours, decode_node, decode_paths, plain_row
 from infra.graph._params import (
     PROBE_QUERY,
@@ -72,31 +73,13 @@ from infra.graph._params import (
     fit,
 )
 from infra.graph._pool import driver_pool_stats
-from infra.graph.batching import ProgressCallback, run_batches
 from infra.graph.driver import build_graph_driver
-from infra.graph.identifiers import (
-    COMPONENT,
-    Direction,
-    NodeId,
-    check_batch_size,
-    check_cypher,
-    check_direction,
-    check_edges,
-    check_hops,
-    check_identifier,
-    check_limit,
-    check_node_id,
-    check_node_ids,
-    check_nodes,
-    check_parameters,
-)
-from infra.graph.port import EdgeInput
+from infra.graph.identifiers import COMPONENT, NodeId
 from infra.graph.results import Neighbour, Node, Path
-from infra.health_check import HealthCheckResult, check_health, probe_calls
 from infra.observability import MetricsCollector, register_pool
 from infra.observability.tracing import TracingState
 from infra.resilience import ResiliencePolicy
-from infra.validation import check_latency_threshold, check_timeout
+from infra.validation import check_timeout
 
 if TYPE_CHECKING:
     from config import Settings
@@ -107,7 +90,7 @@ __all__ = ["MemgraphGraphStore"]
 _GRACE = 1.0
 
 
-class MemgraphGraphStore:
+class MemgraphGraphStore(base.GraphStoreBase):
     """A property graph over a neo4j ``AsyncDriver``; see the module docstring.
 
     Args:
@@ -122,8 +105,6 @@ class MemgraphGraphStore:
         owns_driver: Whether :meth:`close` closes ``driver`` (``from_settings``: yes).
         max_pool_size: The driver's pool size, for the utilisation gauge.
     """
-
-    component: ClassVar[str] = COMPONENT
 
     def __init__(
         self,
@@ -144,37 +125,32 @@ class MemgraphGraphStore:
 
         if not isinstance(driver, neo4j.AsyncDriver):
             raise TypeError(f"driver must be a neo4j.AsyncDriver, got {type(driver).__name__}")
-        if policy is not None and not isinstance(policy, ResiliencePolicy):
-            raise TypeError(f"policy must be a ResiliencePolicy or None, got {policy!r}")
-        self._batch_size = check_batch_size(batch_size)
         limit = check_timeout(query_timeout, argument="query_timeout", component=COMPONENT)
-        health = check_timeout(health_timeout, argument="health_timeout", component=COMPONENT)
         self._query_timeout = limit if limit is not None else 30.0
-        self._health_timeout = health if health is not None else 5.0
         self._driver = driver
         self._database = database
         self._owns_driver = owns_driver
-        self._name = name
         self._read_mode, self._write_mode = neo4j.READ_ACCESS, neo4j.WRITE_ACCESS
         # The driver keeps its first server address privately; spans only need it.
         address = getattr(driver, "_address", None)
         host = getattr(address, "host", None)
         port = getattr(address, "port", None)
-        self._calls = BackendCalls(
-            self.component,
+        calls = BackendCalls(
+            COMPONENT,
             family="graph",
             system="memgraph",
-            policy=policy,
+            policy=base.check_policy(policy),
             server_address=host if isinstance(host, str) else None,
             server_port=port if isinstance(port, int) else None,
             collector=collector,
             tracing=tracing,
         )
-        self._health_calls = probe_calls(self._calls)
+        super().__init__(
+            calls=calls, batch_size=batch_size, health_timeout=health_timeout, name=name
+        )
         self._sampler = driver_pool_stats(driver, max_pool_size)
-        self._unregister = register_pool(self.component, name, self._sampler)
+        self._unregister = register_pool(COMPONENT, name, self._sampler)
         self._inlines: bool | None = None  # probed on the first call
-        self._closed = False
 
     @classmethod
     def from_settings(
@@ -203,29 +179,14 @@ class MemgraphGraphStore:
 
     # ----------------------------------------------------------------- introspection
     @property
-    def policy(self) -> ResiliencePolicy:
-        """The resilience policy calls run under."""
-        return self._calls.policy
-
-    @property
     def driver(self) -> Any:
         """The neo4j ``AsyncDriver`` (for what the store does not offer)."""
         return self._driver
 
     @property
-    def batch_size(self) -> int:
-        """Default items per upsert statement."""
-        return self._batch_size
-
-    @property
     def query_timeout(self) -> float:
         """Per-statement limit, seconds."""
         return self._query_timeout
-
-    @property
-    def is_closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
 
     def __repr__(self) -> str:
         address = self._calls.server_address
@@ -236,34 +197,11 @@ class MemgraphGraphStore:
             f"policy={self.policy.describe()!r})"
         )
 
-    # --------------------------------------------------------------------- lifecycle
-    async def close(self) -> None:
-        """Stop sampling the pool; close the driver if this store owns it. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+    async def _release(self) -> None:
+        """Stop sampling the pool; close the driver if this store owns it."""
         self._unregister()
         if self._owns_driver:
             await self._driver.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise GraphConnectionError(
-                f"{type(self).__name__} {self._name!r} is closed; use a new store",
-                component=self.component,
-                retryable=False,
-            )
 
     # -------------------------------------------------------------------- the one path
     async def _rows(
@@ -334,29 +272,14 @@ class MemgraphGraphStore:
             timeout=self._query_timeout,
         )
 
-    # ------------------------------------------------------------------- raw Cypher
-    async def query(
-        self, cypher: str, parameters: Mapping[str, Any] | None = None
+    # ------------------------------------------------------------------- primitives
+    async def _raw(
+        self, operation: str, text: str, params: dict[str, Any], *, idempotent: bool
     ) -> list[dict[str, Any]]:
-        """Run a read statement; rows as dicts by RETURN alias (retried: a read)."""
-        text, params = check_cypher(cypher), check_parameters(parameters)
-        records = await self._run("query", text, params, write=False)
+        write = operation == "write"
+        records = await self._run(operation, text, params, write=write, idempotent=idempotent)
         return [plain_row(record) for record in records]
 
-    async def write(
-        self,
-        cypher: str,
-        parameters: Mapping[str, Any] | None = None,
-        *,
-        idempotent: bool = False,
-    ) -> list[dict[str, Any]]:
-        """Run a write statement (one auto-commit transaction). Retried only with
-        ``idempotent=True`` (e.g. a ``MERGE``); a ``CREATE`` must not be."""
-        text, params = check_cypher(cypher), check_parameters(parameters)
-        records = await self._run("write", text, params, write=True, idempotent=idempotent)
-        return [plain_row(record) for record in records]
-
-    # --------------------------------------------------------------------- writes
     async def ensure_index(self) -> None:
         """Create the index on the base label's ``id`` if it is missing.
 
@@ -389,146 +312,54 @@ class MemgraphGraphStore:
     async def _admin(self, operation: str, statement: str, write: bool) -> list[Any]:
         return await self._health_calls.run(operation, self._rows, statement, {}, write)
 
-    async def upsert_nodes(
-        self,
-        label: str,
-        nodes: Sequence[Mapping[str, Any]],
-        *,
-        batch_size: int | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> int:
-        """Create or update nodes (``{"id": ..., **properties}``) with ``label``;
-        properties not given are kept. Batched; returns how many were written."""
-        label = check_identifier(label, argument="label")
-        rows = [{"id": i, "props": p} for i, p in check_nodes(nodes)]
-        size = self._batch_size if batch_size is None else check_batch_size(batch_size)
-        statement = cypher.upsert_nodes(label)
+    async def _send_rows(self, operation: str, statement: str, rows: list[dict[str, Any]]) -> int:
+        """One upsert batch (cut to the server's size limit if it inlines); written."""
+        written = 0
+        for part in await self._parts(rows):
+            records = await self._run(operation, statement, {"rows": part}, write=True)
+            written += int(records[0]["written"]) if records else 0
+        return written
 
-        async def send(batch: Sequence[dict[str, Any]]) -> int:
-            written = 0
-            for part in await self._parts(batch):
-                records = await self._run("upsert_nodes", statement, {"rows": part}, write=True)
-                written += int(records[0]["written"]) if records else 0
-            return written
+    async def _write_nodes(self, label: str, batch: Sequence[base.NodeRow]) -> int:
+        rows = [{"id": i, "props": p} for i, p in batch]
+        return await self._send_rows("upsert_nodes", cypher.upsert_nodes(label), rows)
 
-        return await run_batches(rows, size, send, on_progress)
+    async def _write_edges(self, rel_type: str, batch: Sequence[base.EdgeRow]) -> int:
+        rows = [{"start": s, "end": e, "props": p} for s, e, p in batch]
+        return await self._send_rows("upsert_edges", cypher.upsert_edges(rel_type), rows)
 
-    async def upsert_edges(
-        self,
-        rel_type: str,
-        edges: Sequence[EdgeInput],
-        *,
-        batch_size: int | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> int:
-        """Create or update ``rel_type`` relationships; an edge whose endpoints do not
-        exist is skipped (not counted). Batched; returns how many were written."""
-        rel_type = check_identifier(rel_type, argument="rel_type")
-        rows = [{"start": s, "end": e, "props": p} for s, e, p in check_edges(edges)]
-        size = self._batch_size if batch_size is None else check_batch_size(batch_size)
-        statement = cypher.upsert_edges(rel_type)
-
-        async def send(batch: Sequence[dict[str, Any]]) -> int:
-            written = 0
-            for part in await self._parts(batch):
-                records = await self._run("upsert_edges", statement, {"rows": part}, write=True)
-                written += int(records[0]["written"]) if records else 0
-            return written
-
-        return await run_batches(rows, size, send, on_progress)
-
-    async def delete_nodes(self, node_ids: Sequence[NodeId]) -> int:
-        """Delete nodes and their relationships; how many existed (idempotent)."""
-        ids = list(dict.fromkeys(check_node_ids(node_ids)))
-        if not ids:
-            return 0
+    async def _delete_nodes(self, ids: list[NodeId]) -> int:
         records = await self._run("delete_nodes", cypher.delete_nodes(), {"ids": ids}, write=True)
         return int(records[0]["deleted"]) if records else 0
 
-    async def delete_edges(self, rel_type: str, edges: Sequence[tuple[NodeId, NodeId]]) -> int:
-        """Delete ``rel_type`` relationships between ``(start_id, end_id)`` pairs."""
-        rel_type = check_identifier(rel_type, argument="rel_type")
-        pairs = list(dict.fromkeys((s, e) for s, e, _ in check_edges(edges)))
-        if not pairs:
-            return 0
+    async def _delete_edges(self, rel_type: str, pairs: list[tuple[NodeId, NodeId]]) -> int:
         rows = [{"start": s, "end": e} for s, e in pairs]
         records = await self._run(
             "delete_edges", cypher.delete_edges(rel_type), {"rows": rows}, write=True
         )
         return int(records[0]["deleted"]) if records else 0
 
-    # ---------------------------------------------------------------------- reads
-    async def get_node(self, node_id: NodeId) -> Node | None:
-        """The node with ``node_id``, or ``None``."""
-        node_id = check_node_id(node_id)
+    async def _get_node(self, node_id: NodeId) -> Node | None:
         records = await self._run("get_node", cypher.GET_NODE, {"id": node_id}, write=False)
         return decode_node(records[0]) if records else None
 
-    async def neighbours(
-        self,
-        node_id: NodeId,
-        *,
-        rel_type: str | None = None,
-        direction: Direction = "both",
-        limit: int = 100,
-    ) -> list[Neighbour]:
-        """Nodes adjacent to ``node_id`` with the relationship to each, ordered by
-        neighbour id, relationship type and start id."""
-        node_id = check_node_id(node_id)
-        typed = None if rel_type is None else check_identifier(rel_type, argument="rel_type")
-        statement = cypher.neighbours(check_direction(direction), typed)
-        records = await self._run(
-            "neighbours", statement, {"id": node_id, "limit": check_limit(limit)}, write=False
-        )
-        return decode_neighbours(records)
+    async def _neighbours(self, query: base.NeighbourQuery) -> list[Neighbour]:
+        statement = cypher.neighbours(query.direction, query.rel_type)
+        params = {"id": query.node_id, "limit": query.limit}
+        return decode_neighbours(await self._run("neighbours", statement, params, write=False))
 
-    async def paths(
-        self,
-        start_id: NodeId,
-        end_id: NodeId,
-        *,
-        max_hops: int = 3,
-        rel_type: str | None = None,
-        direction: Direction = "out",
-        limit: int = 10,
-    ) -> list[Path]:
-        """Paths from ``start_id`` to ``end_id`` of 1..``max_hops`` relationships (no
-        relationship twice), shortest first; at most ``limit``."""
-        start = check_node_id(start_id, argument="start_id")
-        end = check_node_id(end_id, argument="end_id")
-        typed = None if rel_type is None else check_identifier(rel_type, argument="rel_type")
-        statement = cypher.paths(check_direction(direction), typed, check_hops(max_hops))
-        params = {"start": start, "end": end, "limit": check_limit(limit)}
+    async def _paths(self, query: base.PathQuery) -> list[Path]:
+        statement = cypher.paths(query.direction, query.rel_type, query.max_hops)
+        params = {"start": query.start, "end": query.end, "limit": query.limit}
         return decode_paths(await self._run("paths", statement, params, write=False))
 
-    async def count_nodes(self, label: str | None = None) -> int:
-        """How many nodes the store holds (with ``label``)."""
-        checked = None if label is None else check_identifier(label, argument="label")
-        records = await self._run("count_nodes", cypher.count_nodes(checked), {}, write=False)
+    async def _count_nodes(self, label: str | None) -> int:
+        records = await self._run("count_nodes", cypher.count_nodes(label), {}, write=False)
         return int(records[0]["n"]) if records else 0
-
-    # ---------------------------------------------------------------------- health
-    async def health_check(
-        self, latency_threshold_ms: float = 100.0, *, timeout: float | None = None
-    ) -> HealthCheckResult:
-        """``(is_healthy, details)`` from a ``RETURN 1`` round trip outside the policy;
-        ``details`` adds ``pool_size``, ``pool_in_use``, ``pool_idle``."""
-        check_latency_threshold(latency_threshold_ms, component=self.component)
-        limit = check_timeout(timeout, component=self.component)
-        return await check_health(
-            self._ping,
-            latency_threshold_ms=latency_threshold_ms,
-            timeout=self._health_timeout if limit is None else limit,
-            breaker=self._calls.policy.breaker,
-            probe_name="'RETURN 1'",
-            backend="the graph database",
-            closed=self._closed,
-            pool=self._pool_details,
-        )
 
     def _pool_details(self) -> dict[str, int]:
         stats = self._sampler()
         return {"pool_size": stats.size, "pool_in_use": stats.used, "pool_idle": stats.idle}
 
-    async def _ping(self) -> None:
+    async def _probe(self) -> None:
         await self._health_calls.run("health_check", self._rows, cypher.PING, {}, False)

@@ -42,6 +42,9 @@ Decisions:
 * **Rate limits.** With an :class:`~infra.llm.rate_limiter.LLMRateLimiter`, each attempt
   waits for a request and its estimated tokens, settles the estimate with the real usage
   and pauses the limiter for a provider's ``Retry-After``.
+* **One preamble.** Argument checks, the budget's reserve/release/record and the
+  content-filter outcome live in :class:`~infra.llm.base.LLMClientBase`, which the fake
+  shares; this module supplies the litellm calls.
 * **No chat provider, no call.** Without ``SEMANTICA_LLM_API_KEY`` or
   ``SEMANTICA_LLM_API_BASE`` (``from_settings``), :meth:`complete` and :meth:`stream`
   raise :class:`~infra.exceptions.ConfigurationError` naming them: a stray provider key in
@@ -52,9 +55,8 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from opentelemetry import trace
 from pydantic import SecretStr
@@ -62,26 +64,16 @@ from pydantic import SecretStr
 from infra._litellm import import_litellm
 from infra.calls import BackendCalls
 from infra.exceptions import ConfigurationError, InvalidArgumentError, RateLimitedError
-from infra.llm import costing
+from infra.llm.base import COMPONENT, ChatAnswer, ChatRequest, LLMClientBase
 from infra.llm.local_embeddings import LOCAL_DOCUMENT_MODEL, LOCAL_QUERY_MODEL
-from infra.llm.responses import (
-    CONTENT_FILTER,
-    check_messages,
-    check_texts,
-    content_filtered,
-    embedding_vectors,
-    first_choice,
-    message_dicts,
-    usage_of,
-)
+from infra.llm.responses import embedding_vectors, first_choice, message_dicts, usage_of
 from infra.observability import attributes as attr
 from infra.observability.instrument import CallSite
 from infra.observability.metrics import MetricsCollector
 from infra.observability.tracing import TracingState
-from infra.ports import ChatMessage, Completion, TokenUsage
-from infra.resilience import BreakerState, ResiliencePolicy, litellm_no_retry_kwargs
+from infra.ports import TokenUsage
+from infra.resilience import ResiliencePolicy, litellm_no_retry_kwargs
 from infra.translation import translate_exception
-from infra.validation import check_latency_threshold
 
 if TYPE_CHECKING:
     from config import Settings
@@ -89,14 +81,6 @@ if TYPE_CHECKING:
     from infra.observability.cost import CostTracker
 
 __all__ = ["EmbeddingEndpoint", "LiteLLMAdapter"]
-
-COMPONENT: Final = "llm"
-InputType = Literal["document", "query"]
-_NO_CHAT: Final = (
-    "no chat model provider is configured: set SEMANTICA_LLM_MODEL (a litellm model name, "
-    "e.g. 'openai/gpt-4o-mini') and SEMANTICA_LLM_API_KEY, or SEMANTICA_LLM_API_BASE for "
-    "an OpenAI-compatible server"
-)
 
 
 class EmbeddingEndpoint(Protocol):
@@ -119,7 +103,7 @@ def provider_of(model: str) -> str:
     return prefix if sep else "openai"
 
 
-class LiteLLMAdapter:
+class LiteLLMAdapter(LLMClientBase):
     """Chat and embeddings through litellm; see the module docstring.
 
     Args:
@@ -184,16 +168,16 @@ class LiteLLMAdapter:
                 f"first_token_timeout must be None or seconds > 0, got {first_token_timeout!r}",
                 details={"argument": "first_token_timeout"},
             )
-        if default_max_tokens < 1:
-            raise InvalidArgumentError(
-                f"default_max_tokens must be >= 1, got {default_max_tokens!r}",
-                details={"argument": "default_max_tokens"},
-            )
-        self._model = model or None
+        super().__init__(
+            model=model,
+            embedding_model=embedding_model,
+            query_model=embedding_query_model,
+            policy=policy,
+            cost=cost,
+            default_max_tokens=default_max_tokens,
+        )
         self._api_base = api_base
         self._api_key = SecretStr(_secret(api_key) or "") if api_key else None
-        self._embedding_model = embedding_model
-        self._query_model = embedding_query_model or embedding_model
         self._embedding_api_base = embedding_api_base or api_base
         embedding_key = embedding_api_key if embedding_api_key is not None else api_key
         self._embedding_api_key = SecretStr(_secret(embedding_key) or "") if embedding_key else None
@@ -202,10 +186,7 @@ class LiteLLMAdapter:
         self._send_dimensions = send_dimensions
         self._timeout = float(request_timeout)
         self._first_token_timeout = float(first_token_timeout or request_timeout)
-        self._default_max_tokens = default_max_tokens
-        self._policy = policy if policy is not None else ResiliencePolicy.passthrough(COMPONENT)
         self._embedding_policy = embedding_policy if embedding_policy is not None else self._policy
-        self._cost = cost
         self._limiter = limiter
         self._record = record
         self._collector = collector
@@ -252,133 +233,96 @@ class LiteLLMAdapter:
             tracing=tracing,
         )
 
-    # -------------------------------------------------------------------- chat
-    @property
-    def model(self) -> str | None:
-        """The default chat model (``None``: no chat provider configured)."""
-        return self._model
+    # -------------------------------------------------------------- primitives
+    def _prompt_tokens(self, request: ChatRequest) -> int:
+        """Prompt tokens for the budget and the TPM bucket; not counted (a tokenizer pass
+        per call) when neither is in use."""
+        if self._cost is None and self._limiter is None:
+            return 0
+        return _count_prompt(import_litellm(), request.model, message_dicts(request.messages))
 
-    async def complete(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        model: str | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        caller: str | None = None,
-    ) -> Completion:
-        """One completion; ``caller`` attributes its cost to a tenant/caller.
-
-        Raises:
-            ConfigurationError: no chat provider is configured.
-            BudgetExceededError: the worst-case cost would pass a budget.
-            ContentFilteredError: the provider's filter stopped the answer.
-            LLMError: the provider's failure, typed (rate limited, context window ...).
-        """
-        name, limit, who = self._chat_call(messages, model, max_tokens, caller)
+    async def _complete(
+        self, request: ChatRequest, prompt_tokens: int, temperature: float | None
+    ) -> ChatAnswer:
         litellm = import_litellm()
-        payload = message_dicts(messages)
-        prompt_tokens = self._estimate_prompt(litellm, name, payload)
-        reservation = costing.reserve(self._cost, name, prompt_tokens, limit, who)
-        kwargs = self._chat_kwargs(name, payload, limit)
+        payload = message_dicts(request.messages)
+        kwargs = self._chat_kwargs(request.model, payload, request.max_tokens)
         if temperature is not None:
             kwargs["temperature"] = temperature
-        try:
-            response = await self._chat(name).run(
-                "chat",
-                self._complete_attempt,
-                litellm,
-                kwargs,
-                prompt_tokens + limit,
-                timeout=self._timeout,
-            )
-        except BaseException:
-            costing.release(self._cost, reservation)
-            raise
-        text, finish = first_choice(response)
-        usage = usage_of(response) or _counted_usage(litellm, name, payload, text)
-        cost = costing.spend(self._cost, name, usage, who, reservation)
-        if finish == CONTENT_FILTER:
-            raise content_filtered(name)
-        return Completion(
-            text=text,
-            model=str(getattr(response, "model", None) or name),
-            usage=usage,
-            cost_usd=cost,
-            finish_reason=finish,
+        response = await self._chat(request.model).run(
+            "chat",
+            self._complete_attempt,
+            litellm,
+            kwargs,
+            prompt_tokens + request.max_tokens,
+            timeout=self._timeout,
         )
+        text, finish = first_choice(response)
+        usage = usage_of(response) or _counted_usage(litellm, request.model, payload, text)
+        model = str(getattr(response, "model", None) or request.model)
+        return ChatAnswer(text, model, usage, finish)
 
-    def stream(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        model: str | None = None,
-        max_tokens: int | None = None,
-        caller: str | None = None,
-    ) -> AsyncIterator[str]:
-        """Text chunks as the model produces them (see the module docstring for retries
-        and timeouts); usage and cost are recorded when the stream ends or is closed."""
-        name, limit, who = self._chat_call(messages, model, max_tokens, caller)
-        return self._stream(messages, name, limit, who)
-
-    async def _stream(
-        self, messages: Sequence[ChatMessage], name: str, limit: int, who: str
-    ) -> AsyncIterator[str]:
+    async def _open_stream(self, request: ChatRequest, prompt_tokens: int) -> _LiteLLMStream:
         litellm = import_litellm()
-        payload = message_dicts(messages)
-        prompt_tokens = self._estimate_prompt(litellm, name, payload)
-        reservation = costing.reserve(self._cost, name, prompt_tokens, limit, who)
-        kwargs = self._chat_kwargs(name, payload, limit)
+        payload = message_dicts(request.messages)
+        kwargs = self._chat_kwargs(request.model, payload, request.max_tokens)
         kwargs["stream"] = True
         kwargs["stream_options"] = {"include_usage": True}
         deadline = asyncio.get_running_loop().time() + self._timeout
-        try:
-            chunks, first = await self._chat(name).run(
-                "chat",
-                self._open_stream,
-                litellm,
-                kwargs,
-                prompt_tokens + limit,
-                timeout=self._first_token_timeout,
+        estimate = prompt_tokens + request.max_tokens
+        opened = await self._chat(request.model).run(
+            "chat",
+            self._open_stream_attempt,
+            litellm,
+            kwargs,
+            estimate,
+            timeout=self._first_token_timeout,
+        )
+        return _LiteLLMStream(
+            litellm=litellm,
+            request=request,
+            payload=payload,
+            opened=opened,
+            deadline=deadline,
+            timeout=self._timeout,
+            settle=lambda usage: self._settle(float(estimate), usage),
+        )
+
+    async def _embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
+        litellm = import_litellm()
+        api_base = self._embedding_api_base
+        if self._endpoint is not None:
+            api_base = await self._endpoint.ensure_started()
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "input": texts,
+            "timeout": self._timeout,
+            **litellm_no_retry_kwargs(),
+        }
+        if api_base is not None:
+            kwargs["api_base"] = api_base
+        key = self._embedding_api_key
+        kwargs["api_key"] = key.get_secret_value() if key is not None else "not-needed"
+        if self._dimensions is not None and self._send_dimensions:
+            kwargs["dimensions"] = self._dimensions
+        estimate = sum(len(text) // 4 + 1 for text in texts)
+        response = await self._embeddings(model).run(
+            "embeddings", self._embed_attempt, litellm, kwargs, estimate, timeout=self._timeout
+        )
+        vectors = embedding_vectors(response)
+        if len(vectors) != len(texts):
+            raise translate_exception(
+                ValueError(f"the provider returned {len(vectors)} vectors for {len(texts)} texts"),
+                component=COMPONENT,
+                family="llm",
+                operation="embeddings",
             )
-        except BaseException:
-            costing.release(self._cost, reservation)
-            raise
-        state = _StreamState()
-        try:
-            chunk: Any = first
-            while True:
-                piece = state.take(chunk)
-                if piece:
-                    yield piece
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    break
-                except Exception as exc:
-                    raise translate_exception(
-                        exc,
-                        component=COMPONENT,
-                        family="llm",
-                        operation="chat",
-                        timeout=self._timeout,
-                    ) from exc
-        finally:
-            await _close_stream(chunks)
-            text = "".join(state.text)
-            usage = state.usage or _counted_usage(litellm, name, payload, text)
-            self._settle(float(prompt_tokens + limit), usage)
-            costing.spend(self._cost, name, usage, who, reservation)
-        if state.finish == CONTENT_FILTER:
-            raise content_filtered(name)
+        if self._dimensions is None and vectors:
+            self._dimensions = len(vectors[0])
+        usage = usage_of(response)
+        return vectors, (usage.prompt_tokens if usage is not None else estimate)
 
     # -------------------------------------------------------------- embeddings
-    @property
-    def embedding_model(self) -> str | None:
-        """The model documents are embedded with (``None``: no embedding provider)."""
-        return self._embedding_model
-
     @property
     def dimensions(self) -> int:
         """Length of every returned vector (configured, or learned from the first call).
@@ -394,86 +338,6 @@ class LiteLLMAdapter:
             )
         return self._dimensions
 
-    async def embed(
-        self, texts: Sequence[str], *, input_type: InputType = "document", caller: str | None = None
-    ) -> list[list[float]]:
-        """One vector per text, in order. ``input_type="query"`` uses the query model
-        (E5-style models embed questions and passages differently).
-
-        Raises:
-            ConfigurationError: no embedding provider is configured.
-        """
-        batch = check_texts(texts)
-        if input_type not in ("document", "query"):
-            raise InvalidArgumentError(
-                f"input_type must be 'document' or 'query', got {input_type!r}",
-                details={"argument": "input_type"},
-            )
-        if not batch:
-            return []
-        name = self._query_model if input_type == "query" else self._embedding_model
-        if name is None:
-            raise ConfigurationError(
-                "no embedding provider is configured: set SEMANTICA_EMBEDDING_MODEL and "
-                "SEMANTICA_EMBEDDING_API_BASE (or SEMANTICA_LLM_API_KEY)",
-                component=COMPONENT,
-            )
-        litellm = import_litellm()
-        api_base = self._embedding_api_base
-        if self._endpoint is not None:
-            api_base = await self._endpoint.ensure_started()
-        kwargs: dict[str, Any] = {
-            "model": name,
-            "input": batch,
-            "timeout": self._timeout,
-            **litellm_no_retry_kwargs(),
-        }
-        if api_base is not None:
-            kwargs["api_base"] = api_base
-        key = self._embedding_api_key
-        kwargs["api_key"] = key.get_secret_value() if key is not None else "not-needed"
-        if self._dimensions is not None and self._send_dimensions:
-            kwargs["dimensions"] = self._dimensions
-        estimate = sum(len(text) // 4 + 1 for text in batch)
-        response = await self._embeddings(name).run(
-            "embeddings", self._embed_attempt, litellm, kwargs, estimate, timeout=self._timeout
-        )
-        vectors = embedding_vectors(response)
-        if len(vectors) != len(batch):
-            raise translate_exception(
-                ValueError(f"the provider returned {len(vectors)} vectors for {len(batch)} texts"),
-                component=COMPONENT,
-                family="llm",
-                operation="embeddings",
-            )
-        if self._dimensions is None and vectors:
-            self._dimensions = len(vectors[0])
-        usage = usage_of(response) or TokenUsage(estimate, 0)
-        costing.spend(
-            self._cost, name, TokenUsage(usage.prompt_tokens, 0), caller or "default", None
-        )
-        return vectors
-
-    async def health_check(
-        self, latency_threshold_ms: float = 100.0
-    ) -> tuple[bool, dict[str, Any]]:
-        """Configuration and breaker state only: a provider round trip would cost money.
-        Healthy unless the chat breaker is open."""
-        check_latency_threshold(latency_threshold_ms)
-        started = time.perf_counter()
-        breaker = self._policy.breaker
-        state = None if breaker is None else breaker.state
-        open_breaker = state is BreakerState.OPEN
-        details: dict[str, Any] = {
-            "status": "unhealthy" if open_breaker else "healthy",
-            "latency_ms": round((time.perf_counter() - started) * 1000.0, 3),
-            "chat_configured": self._model is not None,
-            "model": self._model,
-            "embedding_model": self._embedding_model,
-            "breaker": None if state is None else state.value,
-        }
-        return not open_breaker, details
-
     # ---------------------------------------------------------------- attempts
     async def _complete_attempt(self, litellm: Any, kwargs: dict[str, Any], estimate: int) -> Any:
         charged = await self._acquire(estimate)
@@ -486,10 +350,10 @@ class LiteLLMAdapter:
         _record_usage(self._chat(kwargs["model"]), "chat", response, usage)
         return response
 
-    async def _open_stream(
+    async def _open_stream_attempt(
         self, litellm: Any, kwargs: dict[str, Any], estimate: int
     ) -> tuple[AsyncIterator[Any], Any]:
-        await self._acquire(estimate)  # settled when the stream ends (see _stream)
+        await self._acquire(estimate)  # settled when the stream ends (_LiteLLMStream.close)
         chunks: AsyncIterator[Any] | None = None
         try:
             response = await litellm.acompletion(**kwargs)
@@ -518,32 +382,6 @@ class LiteLLMAdapter:
         return response
 
     # ----------------------------------------------------------------- helpers
-    def _chat_call(
-        self,
-        messages: Sequence[ChatMessage],
-        model: str | None,
-        max_tokens: int | None,
-        caller: str | None,
-    ) -> tuple[str, int, str]:
-        if self._model is None:
-            raise ConfigurationError(_NO_CHAT, component=COMPONENT)
-        check_messages(messages)
-        if max_tokens is not None and (
-            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
-        ):
-            raise InvalidArgumentError(
-                f"max_tokens must be an int >= 1, got {max_tokens!r}",
-                details={"argument": "max_tokens"},
-            )
-        return model or self._model, max_tokens or self._default_max_tokens, caller or "default"
-
-    def _estimate_prompt(self, litellm: Any, name: str, payload: list[dict[str, str]]) -> int:
-        """Prompt tokens for the budget and the TPM bucket; not counted (a tokenizer pass
-        per call) when neither is in use."""
-        if self._cost is None and self._limiter is None:
-            return 0
-        return _count_prompt(litellm, name, payload)
-
     def _chat_kwargs(self, name: str, payload: list[dict[str, str]], limit: int) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": name,
@@ -597,6 +435,7 @@ class LiteLLMAdapter:
         return await self._limiter.acquire(estimate)
 
     def _settle(self, charged: float, usage: TokenUsage | None) -> None:
+        """Settle a rate-limiter charge with the real usage (no limiter: nothing)."""
         if self._limiter is not None and usage is not None:
             self._limiter.settle(charged, used=usage.total_tokens)
 
@@ -635,6 +474,59 @@ class _StreamState:
         if piece:
             self.text.append(piece)
         return str(piece)
+
+
+class _LiteLLMStream:
+    """An opened provider stream (see :class:`~infra.llm.base.ChatStream`): later chunks
+    must arrive before the stream's total deadline; a failure ends it with its typed
+    error (no retry: the caller already has the text before it)."""
+
+    def __init__(
+        self,
+        *,
+        litellm: Any,
+        request: ChatRequest,
+        payload: list[dict[str, str]],
+        opened: tuple[AsyncIterator[Any], Any],
+        deadline: float,
+        timeout: float,
+        settle: Callable[[TokenUsage], None],
+    ) -> None:
+        self._litellm, self._model, self._payload = litellm, request.model, payload
+        self._chunks, self._first = opened
+        self._deadline, self._timeout, self._settle = deadline, timeout, settle
+        self._state = _StreamState()
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self._state.finish
+
+    async def pieces(self) -> AsyncIterator[str]:
+        chunk: Any = self._first
+        while True:
+            piece = self._state.take(chunk)
+            if piece:
+                yield piece
+            try:
+                async with asyncio.timeout_at(self._deadline):
+                    chunk = await anext(self._chunks)
+            except StopAsyncIteration:
+                return
+            except Exception as exc:
+                raise translate_exception(
+                    exc,
+                    component=COMPONENT,
+                    family="llm",
+                    operation="chat",
+                    timeout=self._timeout,
+                ) from exc
+
+    async def close(self) -> TokenUsage:
+        await _close_stream(self._chunks)
+        text = "".join(self._state.text)
+        usage = self._state.usage or _counted_usage(self._litellm, self._model, self._payload, text)
+        self._settle(usage)
+        return usage
 
 
 async def _close_stream(chunks: AsyncIterator[Any]) -> None:

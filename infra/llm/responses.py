@@ -49,6 +49,20 @@ def check_messages(messages: Sequence[ChatMessage]) -> None:
                 f"messages[{index}] needs a role in {sorted(_ROLES)} and str content",
                 details={"argument": "messages"},
             )
+        _check_encodable(message.content, f"messages[{index}].content", "messages")
+
+
+def _check_encodable(text: str, where: str, argument: str) -> None:
+    """Text the request body cannot carry (a lone surrogate is not UTF-8) is the caller's
+    error, refused here; sent, it would fail as a provider error and be retried."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgumentError(
+            f"{where} cannot be encoded as UTF-8 ({exc.reason} at {exc.start}); remove or "
+            "replace the lone surrogate",
+            argument=argument,
+        ) from None
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:
@@ -64,6 +78,7 @@ def check_texts(texts: Sequence[str]) -> list[str]:
                 f"texts[{index}] must be a str, got {type(text).__name__}",
                 details={"argument": "texts"},
             )
+        _check_encodable(text, f"texts[{index}]", "texts")
     return list(texts)
 
 

@@ -5,10 +5,15 @@ without a list of names: a layer's settings are the group's fields named
 ``<layer>_<config field>`` (``breaker_failure_threshold`` is
 ``CircuitBreakerConfig.failure_threshold``, ``retry_max_delay`` is ``RetryConfig.max_delay``,
 ``bulkhead_max_wait`` is ``BulkheadConfig.max_wait``), so a setting added to the group
-under that name reaches its layer with no edit here. It reads the settings structurally
-(the :class:`ResilienceSettingsLike` protocol lists the fields), so importing
-``infra.resilience`` does not import ``config`` (pydantic-settings), and type hints
-resolve at run time.
+under that name reaches its layer with no edit here. The group
+(``config.ResilienceSettings``) is the one declaration of these settings; this module
+reads it structurally, and :class:`ResilienceSettingsLike` names only the five fields it
+reads by name (the switches, the retry budget and the two timeouts), not the layers'
+fields. It does not import ``config``: ``config`` is built on ``infra``'s core, so
+``infra.resilience`` importing it would point the layering upwards, make
+``import infra.resilience`` fail for an application that has its own ``config`` module,
+and (imported only for type checking) leave its type hints unresolvable at run time --
+see docs/decisions.md.
 """
 
 from __future__ import annotations
@@ -56,40 +61,28 @@ class BulkheadConfig:
 
 
 class ResilienceSettingsLike(Protocol):
-    """The fields of ``settings.resilience`` (``config.ResilienceSettings``) we read."""
+    """What is read by name from ``settings.resilience`` (``config.ResilienceSettings``);
+    each layer's own fields are found by its config's field names (:func:`_layer_settings`)."""
 
     @property
-    def breaker_enabled(self) -> bool: ...
+    def breaker_enabled(self) -> bool:
+        """Whether the breaker layer is built."""
+
     @property
-    def breaker_failure_threshold(self) -> int: ...
+    def retry_enabled(self) -> bool:
+        """Whether the retry layer is built."""
+
     @property
-    def breaker_timeout(self) -> float: ...
+    def retry_budget_ratio(self) -> float:
+        """Retries allowed as a fraction of recent calls."""
+
     @property
-    def breaker_half_open_max_calls(self) -> int: ...
+    def operation_timeout(self) -> float:
+        """The whole call's limit, seconds."""
+
     @property
-    def retry_enabled(self) -> bool: ...
-    @property
-    def retry_max_attempts(self) -> int: ...
-    @property
-    def retry_base_delay(self) -> float: ...
-    @property
-    def retry_max_delay(self) -> float: ...
-    @property
-    def retry_exponential_base(self) -> float: ...
-    @property
-    def retry_jitter(self) -> bool: ...
-    @property
-    def retry_budget_ratio(self) -> float: ...
-    @property
-    def bulkhead_max_concurrent(self) -> int: ...
-    @property
-    def bulkhead_max_queue(self) -> int: ...
-    @property
-    def bulkhead_max_wait(self) -> float: ...
-    @property
-    def operation_timeout(self) -> float: ...
-    @property
-    def attempt_timeout(self) -> float: ...
+    def attempt_timeout(self) -> float:
+        """One attempt's limit, seconds."""
 
 
 class HasResilienceSettings(Protocol):
@@ -144,7 +137,7 @@ def configs_from_settings(
     )
 
 
-def _layer_settings(res: ResilienceSettingsLike, layer: str, config: type[Any]) -> dict[str, Any]:
+def _layer_settings(res: object, layer: str, config: type[Any]) -> dict[str, Any]:
     """The settings of one layer: each field of ``config`` that the group declares as
     ``<layer>_<field>`` (``breaker_timeout`` -> ``CircuitBreakerConfig.timeout``); the
     config's own defaults cover the rest."""

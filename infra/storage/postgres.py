@@ -57,7 +57,7 @@ from typing import Any, ClassVar, Self
 from config import Settings
 from infra.calls import BackendCalls
 from infra.exceptions import DatabaseConnectionError
-from infra.health_check import HealthCheckResult, check_health, probe_calls
+from infra.health_check import HealthCheckResult, HealthProbe, probe_calls
 from infra.observability.metrics import MetricsCollector
 from infra.observability.tracing import TracingState
 from infra.ports import Row
@@ -80,10 +80,8 @@ from infra.storage._transaction import IsolationLevel, TransactionScope
 from infra.validation import (
     check_column,
     check_isolation,
-    check_latency_threshold,
     check_query,
     check_rows,
-    check_timeout,
 )
 
 __all__ = ["PostgresStore"]
@@ -148,7 +146,6 @@ class PostgresStore:
         )
         self._min_size, self._max_size = min_size, max_size
         self._timeouts = options.timeouts
-        self._health_timeout = health_timeout
         self._name = name
         address, port = server_endpoint(dsn)
         self._calls = BackendCalls(
@@ -186,6 +183,14 @@ class PostgresStore:
         self._executemany_op = self._calls.operation("executemany")
         # Health pings bypass the policy (see infra.health_check) but are recorded.
         self._health_calls = probe_calls(self._calls)
+        self._health = HealthProbe(
+            send=self._ping,
+            name="'select 1'",
+            backend="the database",
+            component=self.component,
+            timeout=health_timeout,
+            pool=self._pool_details,
+        )
         self._pool = ManagedPool(
             self._dsn,
             min_size=min_size,
@@ -407,17 +412,9 @@ class PostgresStore:
         never raises for a backend failure. ``details``: ``status``, ``latency_ms``,
         ``circuit_breaker``, ``pool_size``, ``pool_free`` (+ ``error``, ``message``).
         See :mod:`infra.health_check` for the rules shared by every adapter."""
-        check_latency_threshold(latency_threshold_ms, component=self.component)
-        limit = check_timeout(timeout, component=self.component)
-        return await check_health(
-            self._ping,
-            latency_threshold_ms=latency_threshold_ms,
-            timeout=self._health_timeout if limit is None else limit,
-            breaker=self._calls.policy.breaker,
-            probe_name="'select 1'",
-            backend="the database",
-            closed=self._closed,
-            pool=self._pool_details,
+        breaker = self._calls.policy.breaker
+        return await self._health.check(
+            latency_threshold_ms, timeout=timeout, breaker=breaker, closed=self._closed
         )
 
     def _pool_details(self) -> dict[str, int]:

@@ -29,10 +29,10 @@ from typing import Any
 
 from infra.calls import BackendCalls
 from infra.exceptions import CollectionNotFoundError, InvalidArgumentError, VectorStoreError
-from infra.health_check import HealthCheckResult, check_health, probe_calls
+from infra.health_check import HealthCheckResult, HealthProbe, probe_calls
 from infra.ports import VectorHit, VectorPoint
 from infra.resilience import ResiliencePolicy
-from infra.validation import check_latency_threshold, check_timeout, shown
+from infra.validation import shown
 from infra.vector.batching import ProgressCallback, plan_batches, run_batches
 from infra.vector.errors import CollectionConfigMismatchError, EmbeddingModelMismatchError
 from infra.vector.filters import Condition, parse_filter
@@ -158,8 +158,14 @@ class VectorStoreBase(ABC):
             )
         self._threaded_above = threaded_above
         self._log_every = log_every
-        self._health_timeout = health_timeout
         self._health_calls = probe_calls(calls)
+        self._health = HealthProbe(
+            send=self._probe,
+            name="a collection listing",
+            backend="the vector store",
+            component=self.component,
+            timeout=health_timeout,
+        )
         self._specs: dict[str, CollectionSpec] = {}
         self._closed = False
 
@@ -505,14 +511,7 @@ class VectorStoreBase(ABC):
     ) -> HealthCheckResult:
         """``(is_healthy, details)`` from one cheap request, outside the policy; never
         raises for a backend failure (see :mod:`infra.health_check`)."""
-        check_latency_threshold(latency_threshold_ms, component=self.component)
-        limit = check_timeout(timeout, component=self.component)
-        return await check_health(
-            self._probe,
-            latency_threshold_ms=latency_threshold_ms,
-            timeout=self._health_timeout if limit is None else limit,
-            breaker=self._calls.policy.breaker,
-            probe_name="a collection listing",
-            backend="the vector store",
-            closed=self._closed,
+        breaker = self._calls.policy.breaker
+        return await self._health.check(
+            latency_threshold_ms, timeout=timeout, breaker=breaker, closed=self._closed
         )

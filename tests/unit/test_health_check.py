@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from config import Settings
 from infra.cache.redis import RedisCache
-from infra.exceptions import CacheConnectionError
-from infra.health_check import HealthCheckResult, check_health
+from infra.exceptions import CacheConnectionError, InvalidArgumentError
+from infra.health_check import HealthCheckResult, HealthProbe, check_health
 from infra.resilience import (
     BreakerState,
     CircuitBreaker,
@@ -169,3 +169,50 @@ async def test_adapters_health_checks_on_a_dead_server_never_feed_the_breaker(
     assert breaker is not None
     assert (breaker.state, breaker.failure_count) == (BreakerState.CLOSED, 0)
     assert (rec.calls, rec.retries, rec.give_ups) == ([], [], [])
+
+
+# --------------------------------------------------------------- HealthProbe.check
+_thresholds = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-5, 10**6),
+    st.sampled_from([None, True, "100", b"1", [1]]),
+)
+_timeouts = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-5, 10),
+    st.sampled_from([True, "1", b"1", 10**10]),
+)
+
+
+@given(threshold=_thresholds, timeout=_timeouts)
+async def test_health_probe_check_is_check_health_after_one_argument_check(
+    threshold: Any, timeout: Any
+) -> None:
+    """Every adapter's health_check is HealthProbe.check: a bad argument raises an
+    InvalidArgumentError naming it and the component, before any probe; a good one gives
+    check_health's answer, with the probe's default timeout when none is given."""
+    probe = Probe()
+    health = HealthProbe(
+        send=probe,
+        name="PING",
+        backend="the backend",
+        component="redis",
+        timeout=3.0,
+        threshold_in_details=True,
+    )
+    error: InvalidArgumentError | None = None
+    try:
+        result = await health.check(threshold, timeout=timeout, breaker=None)
+    except InvalidArgumentError as exc:
+        error = exc
+    if error is not None:
+        assert error.argument in {"latency_threshold_ms", "timeout"}
+        assert error.component == "redis"
+        assert probe.sent == 0
+        return
+    assert probe.sent == 1
+    plain = await run(Probe(), None, latency_threshold_ms=threshold, timeout=timeout or 3.0)
+    assert result.ok is plain.ok is True
+    assert result.details["latency_threshold_ms"] == threshold
+    assert set(result.details) == {"latency_threshold_ms", *plain.details}

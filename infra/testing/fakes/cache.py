@@ -50,7 +50,7 @@ from typing import Any, TypeVar
 
 from infra.cache.serialization import JsonSerializer, Serializer
 from infra.cache.ttl_policy import ttl_to_ms
-from infra.health_check import HealthCheckResult, check_health, probe_calls
+from infra.health_check import HealthCheckResult, HealthProbe, probe_calls
 from infra.observability.metrics import MetricsCollector
 from infra.observability.tracing import TracingState
 from infra.resilience import ResiliencePolicy
@@ -59,9 +59,7 @@ from infra.testing.fakes._backend import Fault, FaultScript, fake_calls
 from infra.validation import (
     check_key,
     check_key_list,
-    check_latency_threshold,
     check_mapping,
-    check_timeout,
 )
 
 __all__ = ["FakeCache"]
@@ -223,17 +221,15 @@ class FakeCache:
         """``RedisCache.health_check``, by the same code (:mod:`infra.health_check`): a
         ``ping`` outside the policy, recorded; a fault scripted for it makes it
         unhealthy."""
-        check_latency_threshold(latency_threshold_ms)
-        check_timeout(timeout)
-        return await check_health(
-            self._send_ping,
-            latency_threshold_ms=latency_threshold_ms,
-            timeout=timeout,
-            breaker=self._calls.policy.breaker,
-            probe_name="PING",
+        probe = HealthProbe(
+            send=self._send_ping,
+            name="PING",
             backend="Redis",
-            extra={"latency_threshold_ms": latency_threshold_ms},
+            component=self._component,
+            threshold_in_details=True,
         )
+        breaker = self._calls.policy.breaker
+        return await probe.check(latency_threshold_ms, timeout=timeout, breaker=breaker)
 
     async def _send_ping(self) -> None:
         await self._probe.run("ping", self._io, "ping", _nothing, idempotent=False)

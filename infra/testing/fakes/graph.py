@@ -16,8 +16,10 @@ test_graph_contract.py`` runs the same suite on both). Raw :meth:`FakeGraphStore
 
 What behaves like the real store:
 
-* The same input checks before any call (:mod:`infra.graph.identifiers`): a bad label,
-  id, property or limit raises the same ``InvalidArgumentError``.
+* The same public methods: both subclass :class:`~infra.graph.base.GraphStoreBase`, which
+  checks every argument before any call (:mod:`infra.graph.identifiers`), so a bad label,
+  id, property or limit raises the same ``InvalidArgumentError``. This module supplies
+  only the in-memory primitives.
 * Upserts merge on the graph-wide ``id``, add the label, merge properties; an edge
   whose endpoints do not exist is skipped; one relationship per (start, type, end).
   Batches of ``batch_size`` items, each applied at once, with the same progress reports.
@@ -37,36 +39,17 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, NamedTuple, Self, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from infra.calls import BackendCalls
-from infra.exceptions import GraphConnectionError, GraphQueryError, InfraError
-from infra.graph.batching import ProgressCallback, run_batches
-from infra.graph.identifiers import (
-    COMPONENT,
-    Direction,
-    NodeId,
-    check_batch_size,
-    check_cypher,
-    check_direction,
-    check_edges,
-    check_hops,
-    check_identifier,
-    check_limit,
-    check_node_id,
-    check_node_ids,
-    check_nodes,
-    check_parameters,
-)
-from infra.graph.port import EdgeInput
+from infra.exceptions import GraphQueryError, InfraError
+from infra.graph import base
+from infra.graph.identifiers import COMPONENT, Direction, NodeId, check_cypher
 from infra.graph.results import Neighbour, Node, Path, Relationship
-from infra.health_check import HealthCheckResult, check_health, probe_calls
 from infra.observability.metrics import MetricsCollector
 from infra.observability.tracing import TracingState
 from infra.resilience import ResiliencePolicy
 from infra.testing.fakes._backend import fake_calls
-from infra.validation import check_latency_threshold, check_timeout
 
 __all__ = ["FakeGraphCall", "FakeGraphStore"]
 
@@ -101,7 +84,7 @@ def _id_order(value: NodeId) -> tuple[int, Any]:
     return (0, value) if isinstance(value, str) else (1, value)
 
 
-class FakeGraphStore:
+class FakeGraphStore(base.GraphStoreBase):
     """In-memory property graph; see the module docstring.
 
     Args:
@@ -111,8 +94,6 @@ class FakeGraphStore:
         name: Shown in ``repr``.
     """
 
-    component = COMPONENT
-
     def __init__(
         self,
         *,
@@ -120,17 +101,14 @@ class FakeGraphStore:
         batch_size: int = 1000,
         name: str = "fake",
     ) -> None:
-        if policy is not None and not isinstance(policy, ResiliencePolicy):
-            raise TypeError(f"policy must be a ResiliencePolicy or None, got {policy!r}")
-        self._batch_size = check_batch_size(batch_size)
-        self._name = name
-        self._calls = BackendCalls(COMPONENT, family="graph", system="fake", policy=policy)
-        self._health_calls = probe_calls(self._calls)
+        calls = BackendCalls(
+            COMPONENT, family="graph", system="fake", policy=base.check_policy(policy)
+        )
+        super().__init__(calls=calls, batch_size=batch_size, health_timeout=5.0, name=name)
         self._nodes: dict[NodeId, _NodeData] = {}
         self._edges: dict[_EdgeKey, dict[str, Any]] = {}
         self._answers: dict[str, Answer] = {}
         self._faults: list[_ScriptedFault] = []
-        self._closed = False
         #: Every attempt, in order (a retried call appears once per attempt).
         self.calls: list[FakeGraphCall] = []
 
@@ -144,15 +122,16 @@ class FakeGraphStore:
         """Run later operations under ``policy`` and record them into ``collector`` (what
         ``containers.testing.use_fakes`` does with the container's own providers); the
         graph and scripted faults are kept."""
-        self._calls = fake_calls(
-            COMPONENT,
-            family="graph",
-            system="memgraph",
-            policy=policy,
-            collector=collector,
-            tracing=tracing,
+        self._use_calls(
+            fake_calls(
+                COMPONENT,
+                family="graph",
+                system="memgraph",
+                policy=policy,
+                collector=collector,
+                tracing=tracing,
+            )
         )
-        self._health_calls = probe_calls(self._calls)
 
     # ---------------------------------------------------------------- test controls
     def fail_next(
@@ -181,21 +160,6 @@ class FakeGraphStore:
         self._answers[check_cypher(cypher)] = answer
 
     # ----------------------------------------------------------------- introspection
-    @property
-    def policy(self) -> ResiliencePolicy:
-        """The policy calls run under."""
-        return self._calls.policy
-
-    @property
-    def batch_size(self) -> int:
-        """Default items per upsert batch."""
-        return self._batch_size
-
-    @property
-    def is_closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
-
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return (
@@ -203,45 +167,20 @@ class FakeGraphStore:
             f"edges={len(self._edges)}, state={state}, policy={self.policy.describe()!r})"
         )
 
-    # --------------------------------------------------------------------- lifecycle
-    async def close(self) -> None:
-        """Idempotent; later calls raise ``GraphConnectionError`` (not retryable)."""
-        self._closed = True
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     async def ensure_index(self) -> None:
         """Nothing to index; honours faults scripted for ``ensure_index``."""
         await self._call("ensure_index", (), lambda: None, idempotent=True)
 
-    # ------------------------------------------------------------------- raw Cypher
-    async def query(
-        self, cypher: str, parameters: Mapping[str, Any] | None = None
+    # ------------------------------------------------------------------- primitives
+    async def _raw(
+        self, operation: str, text: str, params: dict[str, Any], *, idempotent: bool
     ) -> list[dict[str, Any]]:
-        """The scripted answer for ``cypher`` (see :meth:`respond`)."""
-        text, params = check_cypher(cypher), check_parameters(parameters)
-        return await self._call("query", (text, params), lambda: self._answer(text, params))
-
-    async def write(
-        self,
-        cypher: str,
-        parameters: Mapping[str, Any] | None = None,
-        *,
-        idempotent: bool = False,
-    ) -> list[dict[str, Any]]:
-        """The scripted answer for ``cypher``; retried only when ``idempotent``."""
-        text, params = check_cypher(cypher), check_parameters(parameters)
+        """The scripted answer for the statement (see :meth:`respond`)."""
         return await self._call(
-            "write", (text, params), lambda: self._answer(text, params), idempotent=idempotent
+            operation,
+            (text, params),
+            lambda: self._answer(text, params),
+            idempotent=idempotent,
         )
 
     def _answer(self, text: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -255,46 +194,18 @@ class FakeGraphStore:
         rows = answer(params) if callable(answer) else answer
         return copy.deepcopy(rows)
 
-    # ----------------------------------------------------------------------- writes
-    async def upsert_nodes(
-        self,
-        label: str,
-        nodes: Sequence[Mapping[str, Any]],
-        *,
-        batch_size: int | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> int:
-        """Merge nodes on ``id``, add ``label``, merge properties; how many rows."""
-        label = check_identifier(label, argument="label")
-        rows = check_nodes(nodes)
-        size = self._batch_size if batch_size is None else check_batch_size(batch_size)
-
-        def apply(batch: Sequence[tuple[NodeId, dict[str, Any]]]) -> int:
+    async def _write_nodes(self, label: str, batch: Sequence[base.NodeRow]) -> int:
+        def apply() -> int:
             for node_id, props in batch:
                 data = self._nodes.setdefault(node_id, _NodeData())
                 data.labels.add(label)
                 data.props.update(copy.deepcopy(props))
             return len(batch)
 
-        async def send(batch: Sequence[tuple[NodeId, dict[str, Any]]]) -> int:
-            return await self._call("upsert_nodes", (label, len(batch)), lambda: apply(batch))
+        return await self._call("upsert_nodes", (label, len(batch)), apply)
 
-        return await run_batches(rows, size, send, on_progress)
-
-    async def upsert_edges(
-        self,
-        rel_type: str,
-        edges: Sequence[EdgeInput],
-        *,
-        batch_size: int | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> int:
-        """Merge one ``rel_type`` edge per (start, end); missing endpoints skip the row."""
-        rel_type = check_identifier(rel_type, argument="rel_type")
-        rows = check_edges(edges)
-        size = self._batch_size if batch_size is None else check_batch_size(batch_size)
-
-        def apply(batch: Sequence[tuple[NodeId, NodeId, dict[str, Any]]]) -> int:
+    async def _write_edges(self, rel_type: str, batch: Sequence[base.EdgeRow]) -> int:
+        def apply() -> int:
             written = 0
             for start, end, props in batch:
                 if start in self._nodes and end in self._nodes:
@@ -302,17 +213,9 @@ class FakeGraphStore:
                     written += 1
             return written
 
-        async def send(batch: Sequence[tuple[NodeId, NodeId, dict[str, Any]]]) -> int:
-            return await self._call("upsert_edges", (rel_type, len(batch)), lambda: apply(batch))
+        return await self._call("upsert_edges", (rel_type, len(batch)), apply)
 
-        return await run_batches(rows, size, send, on_progress)
-
-    async def delete_nodes(self, node_ids: Sequence[NodeId]) -> int:
-        """Delete nodes with their relationships; how many existed."""
-        ids = list(dict.fromkeys(check_node_ids(node_ids)))
-        if not ids:
-            return 0
-
+    async def _delete_nodes(self, ids: list[NodeId]) -> int:
         def apply() -> int:
             existed = [i for i in ids if i in self._nodes]
             for node_id in existed:
@@ -324,12 +227,8 @@ class FakeGraphStore:
 
         return await self._call("delete_nodes", (tuple(ids),), apply)
 
-    async def delete_edges(self, rel_type: str, edges: Sequence[tuple[NodeId, NodeId]]) -> int:
-        """Delete ``rel_type`` relationships between the pairs; how many existed."""
-        rel_type = check_identifier(rel_type, argument="rel_type")
-        keys = list(dict.fromkeys((s, rel_type, e) for s, e, _ in check_edges(edges)))
-        if not keys:
-            return 0
+    async def _delete_edges(self, rel_type: str, pairs: list[tuple[NodeId, NodeId]]) -> int:
+        keys = [(s, rel_type, e) for s, e in pairs]
 
         def apply() -> int:
             existed = [k for k in keys if k in self._edges]
@@ -339,31 +238,18 @@ class FakeGraphStore:
 
         return await self._call("delete_edges", (rel_type, len(keys)), apply)
 
-    # ------------------------------------------------------------------------ reads
-    async def get_node(self, node_id: NodeId) -> Node | None:
-        """The node, or ``None``."""
-        node_id = check_node_id(node_id)
+    async def _get_node(self, node_id: NodeId) -> Node | None:
         return await self._call("get_node", (node_id,), lambda: self._node(node_id))
 
-    async def neighbours(
-        self,
-        node_id: NodeId,
-        *,
-        rel_type: str | None = None,
-        direction: Direction = "both",
-        limit: int = 100,
-    ) -> list[Neighbour]:
-        """Adjacent nodes with their relationship, by neighbour id, type, start id."""
-        node_id = check_node_id(node_id)
-        typed = None if rel_type is None else check_identifier(rel_type, argument="rel_type")
-        way, most = check_direction(direction), check_limit(limit)
+    async def _neighbours(self, query: base.NeighbourQuery) -> list[Neighbour]:
+        node_id = query.node_id
 
         def run() -> list[Neighbour]:
             if node_id not in self._nodes:
                 return []
             found = [
                 Neighbour(self._node_now(other), rel)
-                for rel, other in self._steps(node_id, typed, way)
+                for rel, other in self._steps(node_id, query.rel_type, query.direction)
             ]
             found.sort(
                 key=lambda n: (
@@ -372,69 +258,44 @@ class FakeGraphStore:
                     _id_order(n.relationship.start_id),
                 )
             )
-            return found[:most]
+            return found[: query.limit]
 
-        return await self._call("neighbours", (node_id, typed, way), run)
+        return await self._call("neighbours", (node_id, query.rel_type, query.direction), run)
 
-    async def paths(
-        self,
-        start_id: NodeId,
-        end_id: NodeId,
-        *,
-        max_hops: int = 3,
-        rel_type: str | None = None,
-        direction: Direction = "out",
-        limit: int = 10,
-    ) -> list[Path]:
-        """Paths of 1..``max_hops`` relationships, none twice, shortest first."""
-        start = check_node_id(start_id, argument="start_id")
-        end = check_node_id(end_id, argument="end_id")
-        typed = None if rel_type is None else check_identifier(rel_type, argument="rel_type")
-        way, hops, most = check_direction(direction), check_hops(max_hops), check_limit(limit)
+    async def _paths(self, query: base.PathQuery) -> list[Path]:
+        start, end = query.start, query.end
 
         def run() -> list[Path]:
             if start not in self._nodes or end not in self._nodes:
                 return []
             found = [
                 Path(tuple(self._node_now(i) for i in ids), rels)
-                for ids, rels in self._walks(start, end, typed, way, hops)
+                for ids, rels in self._walks(
+                    start, end, query.rel_type, query.direction, query.max_hops
+                )
             ]
             found.sort(key=lambda p: (p.length, [_id_order(i) for i in p.node_ids]))
-            return found[:most]
+            return found[: query.limit]
 
-        return await self._call("paths", (start, end, hops), run)
+        return await self._call("paths", (start, end, query.max_hops), run)
 
-    async def count_nodes(self, label: str | None = None) -> int:
-        """How many nodes (with ``label``)."""
-        checked = None if label is None else check_identifier(label, argument="label")
+    async def _count_nodes(self, label: str | None) -> int:
         return await self._call(
             "count_nodes",
-            (checked,),
-            lambda: sum(1 for d in self._nodes.values() if checked is None or checked in d.labels),
+            (label,),
+            lambda: sum(1 for d in self._nodes.values() if label is None or label in d.labels),
         )
 
-    # ----------------------------------------------------------------------- health
-    async def health_check(
-        self, latency_threshold_ms: float = 100.0, *, timeout: float | None = None
-    ) -> HealthCheckResult:
-        """The real store's shape; a probe that honours faults scripted for
-        ``health_check``."""
-        check_latency_threshold(latency_threshold_ms, component=COMPONENT)
-        limit = check_timeout(timeout, component=COMPONENT)
+    async def _probe(self) -> None:
+        """A probe that honours faults scripted for ``health_check``."""
 
         async def probe() -> None:
             self._attempted("health_check", ())
 
-        return await check_health(
-            lambda: self._health_calls.run("health_check", probe),
-            latency_threshold_ms=latency_threshold_ms,
-            timeout=5.0 if limit is None else limit,
-            breaker=self._calls.policy.breaker,
-            probe_name="'RETURN 1'",
-            backend="the graph database",
-            closed=self._closed,
-            pool=lambda: {"pool_size": 1, "pool_in_use": 0, "pool_idle": 1},
-        )
+        await self._health_calls.run("health_check", probe)
+
+    def _pool_details(self) -> dict[str, int]:
+        return {"pool_size": 1, "pool_in_use": 0, "pool_idle": 1}
 
     # -------------------------------------------------------------------- internals
     def _node_now(self, node_id: NodeId) -> Node:
@@ -498,14 +359,6 @@ class FakeGraphStore:
             return run()
 
         return await self._calls.run(operation, attempt, idempotent=idempotent)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise GraphConnectionError(
-                f"FakeGraphStore {self._name!r} is closed; create a new one",
-                component=COMPONENT,
-                retryable=False,
-            )
 
     def _attempted(self, operation: str, arguments: tuple[Any, ...]) -> None:
         """Record the attempt and raise a scripted fault that applies to it (a non-infra

@@ -17,10 +17,12 @@ What behaves like the real adapter: every call runs on the one call path
 (:class:`~infra.calls.BackendCalls`, component ``"llm"``, ``gen_ai.*`` telemetry) under
 the injected policy, so scripted failures are retried, counted by the breaker and
 recorded exactly as provider failures would be; streams are retried only before their
-first chunk; argument checks and their errors; ``ConfigurationError`` without a chat
-model; ``ContentFilteredError`` for a filtered answer (script it with
-:meth:`FakeLLM.filter_next`); with a :class:`~infra.observability.cost.CostTracker`, the
-same reserve-then-record of the worst case and the real usage.
+first chunk; and -- because both subclass :class:`~infra.llm.base.LLMClientBase` -- the
+same argument checks and errors, ``ConfigurationError`` without a chat model,
+``ContentFilteredError`` for a filtered answer (script it with
+:meth:`FakeLLM.filter_next`), the same health shape and, with a
+:class:`~infra.observability.cost.CostTracker`, the same reserve-then-record of the
+worst case and the real usage.
 
 No litellm, no network, no clock: nothing here sleeps.
 """
@@ -29,20 +31,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from infra.calls import BackendCalls
-from infra.exceptions import ConfigurationError, InfraError, InvalidArgumentError
-from infra.llm import costing
-from infra.llm.responses import (
-    CONTENT_FILTER,
-    check_messages,
-    check_texts,
-    content_filtered,
-)
+from infra.exceptions import InfraError, InvalidArgumentError
+from infra.llm.base import COMPONENT, ChatAnswer, ChatRequest, LLMClientBase
+from infra.llm.responses import CONTENT_FILTER
 from infra.observability.metrics import MetricsCollector
 from infra.observability.tracing import TracingState
-from infra.ports import ChatMessage, Completion, TokenUsage
+from infra.ports import ChatMessage, TokenUsage
 from infra.resilience import ResiliencePolicy
 from infra.testing.llm_answers import (
     DEFAULT_DIMENSIONS,
@@ -52,7 +49,6 @@ from infra.testing.llm_answers import (
     embedding,
 )
 from infra.translation import translate_exception
-from infra.validation import check_latency_threshold
 
 if TYPE_CHECKING:
     from infra.observability.cost import CostTracker
@@ -76,7 +72,7 @@ class _Scripted:
     remaining: int
 
 
-class FakeLLM:
+class FakeLLM(LLMClientBase):
     """Deterministic chat and embeddings; see the module docstring.
 
     Args:
@@ -102,14 +98,16 @@ class FakeLLM:
             raise InvalidArgumentError(
                 f"dimensions must be >= 1, got {dimensions!r}", details={"argument": "dimensions"}
             )
-        self._model = model
-        self._embedding_model = embedding_model
+        super().__init__(
+            model=model,
+            embedding_model=embedding_model,
+            policy=policy,
+            cost=cost,
+            default_max_tokens=default_max_tokens,
+        )
         self._dimensions = dimensions
-        self._policy = policy if policy is not None else ResiliencePolicy.passthrough("llm")
         self._collector: MetricsCollector | None = None
         self._tracing: TracingState | None = None
-        self._cost = cost
-        self._default_max_tokens = default_max_tokens
         self._scripts: list[_Scripted] = []
         self._backends: dict[str, BackendCalls] = {}
         #: Every attempt, oldest first.
@@ -127,122 +125,40 @@ class FakeLLM:
         """The next chat answer is stopped by the content filter."""
         self._scripts.append(_Scripted(None, 1))
 
-    # -------------------------------------------------------------------- chat
-    @property
-    def model(self) -> str | None:
-        """The chat model (``None``: no chat provider configured)."""
-        return self._model
+    # -------------------------------------------------------------- primitives
+    def _prompt_tokens(self, request: ChatRequest) -> int:
+        return count_tokens([m.content for m in request.messages])
 
-    async def complete(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        model: str | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        caller: str | None = None,
-    ) -> Completion:
+    async def _complete(
+        self, request: ChatRequest, prompt_tokens: int, temperature: float | None
+    ) -> ChatAnswer:
         """The deterministic answer to the last user message (``temperature`` is
         accepted and has no effect: the answer is deterministic)."""
         del temperature
-        name, limit, who = self._chat_call(messages, model, max_tokens, caller)
-        prompt_tokens = count_tokens([m.content for m in messages])
-        reservation = costing.reserve(self._cost, name, prompt_tokens, limit, who)
-        try:
-            text, tokens, finish = await self._calls(name).run(
-                "chat", self._chat_attempt, name, messages, limit
-            )
-        except BaseException:
-            costing.release(self._cost, reservation)
-            raise
-        usage = TokenUsage(prompt_tokens, tokens)
-        cost = costing.spend(self._cost, name, usage, who, reservation)
-        if finish == CONTENT_FILTER:
-            raise content_filtered(name)
-        return Completion(text=text, model=name, usage=usage, cost_usd=cost, finish_reason=finish)
+        text, tokens, finish = await self._calls(request.model).run(
+            "chat", self._chat_attempt, request.model, request.messages, request.max_tokens
+        )
+        return ChatAnswer(text, request.model, TokenUsage(prompt_tokens, tokens), finish)
 
-    def stream(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        model: str | None = None,
-        max_tokens: int | None = None,
-        caller: str | None = None,
-    ) -> AsyncIterator[str]:
-        """The same answer as :meth:`complete`, one word per chunk."""
-        name, limit, who = self._chat_call(messages, model, max_tokens, caller)
-        return self._stream(messages, name, limit, who)
+    async def _open_stream(self, request: ChatRequest, prompt_tokens: int) -> _FakeStream:
+        """The same answer as :meth:`complete`, one word per chunk; the attempt (retried
+        by the policy) ends with the first chunk."""
+        text, tokens, finish = await self._calls(request.model).run(
+            "chat", self._chat_attempt, request.model, request.messages, request.max_tokens
+        )
+        return _FakeStream(text, TokenUsage(prompt_tokens, tokens), finish)
 
-    async def _stream(
-        self, messages: Sequence[ChatMessage], name: str, limit: int, who: str
-    ) -> AsyncIterator[str]:
-        prompt_tokens = count_tokens([m.content for m in messages])
-        reservation = costing.reserve(self._cost, name, prompt_tokens, limit, who)
-        try:  # the attempt (retried by the policy) ends with the first chunk
-            text, tokens, finish = await self._calls(name).run(
-                "chat", self._chat_attempt, name, messages, limit
-            )
-        except BaseException:
-            costing.release(self._cost, reservation)
-            raise
-        sent = 0
-        try:
-            for piece in answer_chunks(text) if text else []:
-                sent += 1
-                yield piece
-        finally:
-            used = tokens if sent == len(answer_chunks(text) if text else []) else sent
-            costing.spend(self._cost, name, TokenUsage(prompt_tokens, used), who, reservation)
-        if finish == CONTENT_FILTER:
-            raise content_filtered(name)
+    async def _embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
+        """One deterministic unit vector per text, in order."""
+        vectors: list[list[float]] = await self._calls(model).run(
+            "embeddings", self._embed_attempt, model, texts
+        )
+        return vectors, count_tokens(texts) - len(texts)
 
-    # -------------------------------------------------------------- embeddings
     @property
     def dimensions(self) -> int:
         """Length of every vector."""
         return self._dimensions
-
-    async def embed(
-        self,
-        texts: Sequence[str],
-        *,
-        input_type: Literal["document", "query"] = "document",
-        caller: str | None = None,
-    ) -> list[list[float]]:
-        """One deterministic unit vector per text, in order."""
-        batch = check_texts(texts)
-        if input_type not in ("document", "query"):
-            raise InvalidArgumentError(
-                f"input_type must be 'document' or 'query', got {input_type!r}",
-                details={"argument": "input_type"},
-            )
-        if not batch:
-            return []
-        name = self._embedding_model
-        if name is None:
-            raise ConfigurationError("no embedding provider is configured", component="llm")
-        vectors: list[list[float]] = await self._calls(name).run(
-            "embeddings", self._embed_attempt, name, batch
-        )
-        if self._cost is not None:
-            tokens = count_tokens(batch) - len(batch)
-            self._cost.record(
-                name, input_tokens=tokens, output_tokens=0, caller=caller or "default"
-            )
-        return vectors
-
-    async def health_check(
-        self, latency_threshold_ms: float = 100.0
-    ) -> tuple[bool, dict[str, Any]]:
-        """Always healthy, in the adapter's shape."""
-        check_latency_threshold(latency_threshold_ms)
-        return True, {
-            "status": "healthy",
-            "latency_ms": 0.0,
-            "chat_configured": self._model is not None,
-            "model": self._model,
-            "embedding_model": self._embedding_model,
-        }
 
     # ---------------------------------------------------------------- attempts
     async def _chat_attempt(
@@ -279,29 +195,6 @@ class FakeLLM:
         raise translate_exception(error, component="llm", family="llm", operation=operation)
 
     # ----------------------------------------------------------------- helpers
-    def _chat_call(
-        self,
-        messages: Sequence[ChatMessage],
-        model: str | None,
-        max_tokens: int | None,
-        caller: str | None,
-    ) -> tuple[str, int, str]:
-        if self._model is None:
-            raise ConfigurationError(
-                "no chat model provider is configured: set SEMANTICA_LLM_MODEL and "
-                "SEMANTICA_LLM_API_KEY, or SEMANTICA_LLM_API_BASE",
-                component="llm",
-            )
-        check_messages(messages)
-        if max_tokens is not None and (
-            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
-        ):
-            raise InvalidArgumentError(
-                f"max_tokens must be an int >= 1, got {max_tokens!r}",
-                details={"argument": "max_tokens"},
-            )
-        return model or self._model, max_tokens or self._default_max_tokens, caller or "default"
-
     def attach(
         self,
         *,
@@ -312,7 +205,7 @@ class FakeLLM:
         """Run later calls under ``policy`` and record them into ``collector`` (what
         ``containers.testing.use_fakes`` does with the container's own providers); scripted
         answers and faults are kept."""
-        self._policy = policy if policy is not None else ResiliencePolicy.passthrough("llm")
+        self._policy = policy if policy is not None else ResiliencePolicy.passthrough(COMPONENT)
         self._collector = collector
         self._tracing = tracing
         self._backends.clear()
@@ -335,3 +228,26 @@ class FakeLLM:
 
     def __repr__(self) -> str:
         return f"FakeLLM(model={self._model!r}, policy={self._policy.describe()!r})"
+
+
+class _FakeStream:
+    """An opened fake stream (see :class:`~infra.llm.base.ChatStream`): a stream closed
+    early used only the pieces it sent."""
+
+    def __init__(self, text: str, usage: TokenUsage, finish: str | None) -> None:
+        self._chunks = answer_chunks(text) if text else []
+        self._usage, self._finish, self._sent = usage, finish, 0
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self._finish
+
+    async def pieces(self) -> AsyncIterator[str]:
+        for piece in self._chunks:
+            self._sent += 1
+            yield piece
+
+    async def close(self) -> TokenUsage:
+        if self._sent == len(self._chunks):
+            return self._usage
+        return TokenUsage(self._usage.prompt_tokens, self._sent)

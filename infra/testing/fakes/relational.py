@@ -70,7 +70,7 @@ from types import TracebackType
 from typing import Any, NamedTuple, Self, TypeVar
 
 from infra.exceptions import DatabaseConnectionError, InfraError, PoolExhaustedError
-from infra.health_check import HealthCheckResult, check_health, probe_calls
+from infra.health_check import HealthCheckResult, HealthProbe, probe_calls
 from infra.observability.metrics import MetricsCollector
 from infra.observability.tracing import TracingState
 from infra.ports import Row
@@ -90,7 +90,6 @@ from infra.translation import translate_exception
 from infra.validation import (
     check_column,
     check_isolation,
-    check_latency_threshold,
     check_query,
     check_rows,
     check_timeout,
@@ -310,17 +309,16 @@ class FakeRelationalStore:
         ``select 1`` outside the policy, recorded as ``health_check``; ``details``:
         ``status``, ``latency_ms``, ``circuit_breaker``, ``pool_size``, ``pool_free``
         (+ ``error``, ``message``); never raises for a failure."""
-        check_timeout(timeout, component=self._component)
-        check_latency_threshold(latency_threshold_ms, component=self._component)
-        return await check_health(
-            self._ping,
-            latency_threshold_ms=latency_threshold_ms,
-            timeout=5.0 if timeout is None else timeout,
-            breaker=self.policy.breaker,
-            probe_name="'select 1'",
+        probe = HealthProbe(
+            send=self._ping,
+            name="'select 1'",
             backend="the database",
-            closed=self._closed,
+            component=self._component,
             pool=self._pool_details,
+        )
+        breaker = self.policy.breaker
+        return await probe.check(
+            latency_threshold_ms, timeout=timeout, breaker=breaker, closed=self._closed
         )
 
     def _pool_details(self) -> dict[str, int]:

@@ -186,3 +186,24 @@ def test_a_bulkhead_queue_counts_toward_the_attempt_bound(
     )
     assert policy.retry is not None
     assert policy.retry.config.deadline == deadline
+
+
+def test_every_layer_setting_of_the_group_names_a_field_of_its_layer() -> None:
+    """The group is the one declaration: each ``<layer>_<field>`` setting is found by the
+    layer config's field name, so a field the config does not have would be ignored
+    silently -- none is; and the group satisfies what is read by name (mypy checks the
+    assignment, the loop reads each member)."""
+    from dataclasses import fields
+
+    from config import ResilienceSettings
+    from infra.resilience.policy_config import ResilienceSettingsLike
+
+    layers = {"breaker": CircuitBreakerConfig, "retry": RetryConfig, "bulkhead": BulkheadConfig}
+    read_by_name = {"breaker_enabled", "retry_enabled", "retry_budget_ratio"}
+    for name in ResilienceSettings.model_fields:
+        layer, _, field = name.partition("_")
+        if layer in layers and name not in read_by_name:
+            assert field in {f.name for f in fields(layers[layer])}, name
+    view: ResilienceSettingsLike = Settings().resilience
+    for member in (*read_by_name, "operation_timeout", "attempt_timeout"):
+        assert getattr(view, member) == getattr(Settings().resilience, member)

@@ -1,0 +1,291 @@
+"""What every LLM client does the same way; the litellm adapter and the fake supply the
+provider calls.
+
+:class:`LLMClientBase` implements the public methods once -- the chat preamble (a chat
+model must be configured, messages and ``max_tokens`` are checked, the model, limit and
+caller resolved), the budget (reserve the worst case before the call, release it when
+the call fails, record the real usage after), the content-filter outcome, the embedding
+preamble (texts and ``input_type`` checked, an embedding model configured) and the
+health shape -- and calls the client's primitives (``_complete``, ``_open_stream``,
+``_embed``) with checked arguments only. :class:`~infra.llm.LiteLLMAdapter` and
+:class:`~infra.testing.fakes.llm.FakeLLM` differ only in those, so the same bad call
+raises the same typed error from both and is costed the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+
+from infra.exceptions import ConfigurationError, InvalidArgumentError
+from infra.llm import costing
+from infra.llm.responses import CONTENT_FILTER, check_messages, check_texts, content_filtered
+from infra.ports import ChatMessage, Completion, TokenUsage
+from infra.resilience import BreakerState, ResiliencePolicy
+from infra.validation import check_latency_threshold
+
+if TYPE_CHECKING:
+    from infra.observability.cost import CostTracker
+
+__all__ = ["ChatAnswer", "ChatRequest", "ChatStream", "InputType", "LLMClientBase"]
+
+COMPONENT: Final = "llm"
+InputType = Literal["document", "query"]
+NO_CHAT: Final = (
+    "no chat model provider is configured: set SEMANTICA_LLM_MODEL (a litellm model name, "
+    "e.g. 'openai/gpt-4o-mini') and SEMANTICA_LLM_API_KEY, or SEMANTICA_LLM_API_BASE for "
+    "an OpenAI-compatible server"
+)
+NO_EMBEDDINGS: Final = (
+    "no embedding provider is configured: set SEMANTICA_EMBEDDING_MODEL and "
+    "SEMANTICA_EMBEDDING_API_BASE (or SEMANTICA_LLM_API_KEY)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A checked chat call: the messages, the model, the completion-token limit, and the
+    caller its cost is attributed to."""
+
+    messages: Sequence[ChatMessage]
+    model: str
+    max_tokens: int
+    caller: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatAnswer:
+    """What one completion produced."""
+
+    text: str
+    model: str
+    usage: TokenUsage
+    finish_reason: str | None
+
+
+class ChatStream(Protocol):
+    """An opened stream: its text pieces, then (from :meth:`close`) its usage."""
+
+    @property
+    def finish_reason(self) -> str | None:
+        """Why the provider stopped (``None`` until the stream says)."""
+        ...
+
+    def pieces(self) -> AsyncIterator[str]:
+        """The text pieces, in order."""
+        ...
+
+    async def close(self) -> TokenUsage:
+        """Release the stream (also when it was not read to its end); its usage."""
+        ...
+
+
+def _check_max_tokens(value: object) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InvalidArgumentError(
+            f"max_tokens must be an int >= 1, got {value!r}", argument="max_tokens"
+        )
+
+
+class LLMClientBase(ABC):
+    """The shared behaviour; see the module docstring.
+
+    Args:
+        model: Default chat model (``None``: no chat provider configured).
+        embedding_model: Model documents are embedded with (``None``: no embeddings).
+        query_model: Model queries are embedded with (default: ``embedding_model``).
+        policy: Resilience policy of chat calls (default: passthrough).
+        cost: Cost tracker (``None``: nothing is costed, ``cost_usd`` is ``None``).
+        default_max_tokens: ``max_tokens`` when a call gives none (bounds the budget's
+            worst case).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str | None,
+        embedding_model: str | None,
+        query_model: str | None = None,
+        policy: ResiliencePolicy | None,
+        cost: CostTracker | None,
+        default_max_tokens: int,
+    ) -> None:
+        if isinstance(default_max_tokens, bool) or not (
+            isinstance(default_max_tokens, int) and default_max_tokens >= 1
+        ):
+            raise InvalidArgumentError(
+                f"default_max_tokens must be an int >= 1, got {default_max_tokens!r}",
+                argument="default_max_tokens",
+            )
+        self._model = model or None
+        self._embedding_model = embedding_model
+        self._query_model = query_model or embedding_model
+        self._policy = policy if policy is not None else ResiliencePolicy.passthrough(COMPONENT)
+        self._cost = cost
+        self._default_max_tokens = default_max_tokens
+
+    # ------------------------------------------------------------ client primitives
+    @abstractmethod
+    def _prompt_tokens(self, request: ChatRequest) -> int:
+        """Prompt tokens for the budget's worst case."""
+
+    @abstractmethod
+    async def _complete(
+        self, request: ChatRequest, prompt_tokens: int, temperature: float | None
+    ) -> ChatAnswer:
+        """One completion through the call path."""
+
+    @abstractmethod
+    async def _open_stream(self, request: ChatRequest, prompt_tokens: int) -> ChatStream:
+        """Open a stream through the call path (the attempt ends with its first chunk)."""
+
+    @abstractmethod
+    async def _embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
+        """One vector per text, and the input tokens they used."""
+
+    # ------------------------------------------------------------------------- chat
+    @property
+    def model(self) -> str | None:
+        """The default chat model (``None``: no chat provider configured)."""
+        return self._model
+
+    def _chat_request(
+        self,
+        messages: Sequence[ChatMessage],
+        model: str | None,
+        max_tokens: int | None,
+        caller: str | None,
+    ) -> ChatRequest:
+        if self._model is None:
+            raise ConfigurationError(NO_CHAT, component=COMPONENT)
+        check_messages(messages)
+        _check_max_tokens(max_tokens)
+        return ChatRequest(
+            messages,
+            model or self._model,
+            max_tokens or self._default_max_tokens,
+            caller or "default",
+        )
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        caller: str | None = None,
+    ) -> Completion:
+        """One completion; ``caller`` attributes its cost to a tenant/caller.
+
+        Raises:
+            ConfigurationError: no chat provider is configured.
+            BudgetExceededError: the worst-case cost would pass a budget.
+            ContentFilteredError: the provider's filter stopped the answer.
+            LLMError: the provider's failure, typed (rate limited, context window ...).
+        """
+        request = self._chat_request(messages, model, max_tokens, caller)
+        prompt_tokens = self._prompt_tokens(request)
+        reservation = costing.reserve(
+            self._cost, request.model, prompt_tokens, request.max_tokens, request.caller
+        )
+        try:
+            answer = await self._complete(request, prompt_tokens, temperature)
+        except BaseException:
+            costing.release(self._cost, reservation)
+            raise
+        cost = costing.spend(self._cost, request.model, answer.usage, request.caller, reservation)
+        if answer.finish_reason == CONTENT_FILTER:
+            raise content_filtered(request.model)
+        return Completion(
+            text=answer.text,
+            model=answer.model,
+            usage=answer.usage,
+            cost_usd=cost,
+            finish_reason=answer.finish_reason,
+        )
+
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        caller: str | None = None,
+    ) -> AsyncIterator[str]:
+        """Text chunks as the model produces them; usage and cost are recorded when the
+        stream ends or is closed. Arguments are checked here, before iteration."""
+        return self._stream(self._chat_request(messages, model, max_tokens, caller))
+
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[str]:
+        prompt_tokens = self._prompt_tokens(request)
+        reservation = costing.reserve(
+            self._cost, request.model, prompt_tokens, request.max_tokens, request.caller
+        )
+        try:
+            opened = await self._open_stream(request, prompt_tokens)
+        except BaseException:
+            costing.release(self._cost, reservation)
+            raise
+        try:
+            async for piece in opened.pieces():
+                yield piece
+        finally:
+            usage = await opened.close()
+            costing.spend(self._cost, request.model, usage, request.caller, reservation)
+        if opened.finish_reason == CONTENT_FILTER:
+            raise content_filtered(request.model)
+
+    # ------------------------------------------------------------------- embeddings
+    @property
+    def embedding_model(self) -> str | None:
+        """The model documents are embedded with (``None``: no embedding provider)."""
+        return self._embedding_model
+
+    async def embed(
+        self, texts: Sequence[str], *, input_type: InputType = "document", caller: str | None = None
+    ) -> list[list[float]]:
+        """One vector per text, in order. ``input_type="query"`` uses the query model
+        (E5-style models embed questions and passages differently).
+
+        Raises:
+            ConfigurationError: no embedding provider is configured.
+        """
+        batch = check_texts(texts)
+        if input_type not in ("document", "query"):
+            raise InvalidArgumentError(
+                f"input_type must be 'document' or 'query', got {input_type!r}",
+                argument="input_type",
+            )
+        if not batch:
+            return []
+        name = self._query_model if input_type == "query" else self._embedding_model
+        if name is None:
+            raise ConfigurationError(NO_EMBEDDINGS, component=COMPONENT)
+        vectors, tokens = await self._embed(name, batch)
+        costing.spend(self._cost, name, TokenUsage(tokens, 0), caller or "default", None)
+        return vectors
+
+    # ----------------------------------------------------------------------- health
+    async def health_check(
+        self, latency_threshold_ms: float = 100.0
+    ) -> tuple[bool, dict[str, Any]]:
+        """Configuration and breaker state only: a provider round trip would cost money.
+        Healthy unless the chat breaker is open."""
+        check_latency_threshold(latency_threshold_ms)
+        started = time.perf_counter()
+        breaker = self._policy.breaker
+        state = None if breaker is None else breaker.state
+        open_breaker = state is BreakerState.OPEN
+        details: dict[str, Any] = {
+            "status": "unhealthy" if open_breaker else "healthy",
+            "latency_ms": round((time.perf_counter() - started) * 1000.0, 3),
+            "chat_configured": self._model is not None,
+            "model": self._model,
+            "embedding_model": self._embedding_model,
+            "breaker": None if state is None else state.value,
+        }
+        return not open_breaker, details
