@@ -466,11 +466,14 @@ def pool_limits(groups: dict[str, Any]) -> Iterator[None]:
 class ResilienceSettings(SettingsGroup):
     """Circuit breaker, retry, bulkhead and timeout defaults (``settings.resilience``).
 
-    ``bulkhead_max_concurrent`` is the effective limit: ``SEMANTICA_BULKHEAD_MAX_CONCURRENT``
-    when set (``Settings`` rejects a value above either pool size), else the smaller of
-    ``SEMANTICA_POSTGRES_MAX_POOL_SIZE`` and ``SEMANTICA_REDIS_MAX_CONNECTIONS``, so a
-    backend's policy never admits more calls than its pool has connections. Built on its
-    own, the group takes the pools' default sizes.
+    ``bulkhead_max_concurrent`` is ``SEMANTICA_BULKHEAD_MAX_CONCURRENT`` when set
+    (``Settings`` rejects a value above either pool size) and then applies to every
+    backend. Unset, the containers size each pool-backed policy to its own pool (the
+    PostgreSQL store's bulkhead is ``SEMANTICA_POSTGRES_MAX_POOL_SIZE``, the Redis cache's
+    ``SEMANTICA_REDIS_MAX_CONNECTIONS``: ``containers.core.resilience_policy(pool_size=)``)
+    and the field reads the smaller pool, the limit of every other policy. Either way no
+    backend's policy admits more calls than its pool has connections. Built on its own,
+    the group takes the pools' default sizes.
     """
 
     settings_attribute: ClassVar[str] = "resilience"
@@ -498,8 +501,8 @@ class ResilienceSettings(SettingsGroup):
     retry_budget_ratio: Ratio = Field(0.2, alias="retry_budget_ratio")
     """Retries allowed as a fraction of recent calls (0..1)."""
     bulkhead_max_concurrent: PositiveInt = Field(None, alias="bulkhead_max_concurrent")  # type: ignore[assignment]
-    """Calls in flight per backend; at most either pool size; unset: the smaller one (reads
-    give the effective limit)."""
+    """Calls in flight per backend; at most either pool size; unset: each pool-backed
+    backend's own pool size, other policies the smaller pool (which reads give)."""
     bulkhead_max_queue: NonNegativeInt = Field(1000, alias="bulkhead_max_queue")
     """Calls allowed to wait for a slot."""
     bulkhead_max_wait: NonNegativeFloat = Field(5.0, alias="bulkhead_max_wait")

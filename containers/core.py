@@ -67,14 +67,26 @@ def resilience_policy(
     timeout_error: type[InfraTimeoutError] = OperationTimeoutError,
     hooks: Sequence[ResilienceObserver] = (),
     clock: Clock | None = None,
+    pool_size: int | None = None,
 ) -> ResiliencePolicy:
     """``ResiliencePolicy.from_settings`` for one backend ``component``, imported (with
     aiobreaker and tenacity) when the first policy is built. ``clock`` (default: real
-    time) is what ``containers.testing.use_fakes`` replaces with a virtual one."""
+    time) is what ``containers.testing.use_fakes`` replaces with a virtual one.
+
+    ``pool_size``: the connections of the pool this policy's calls hold. While
+    ``SEMANTICA_BULKHEAD_MAX_CONCURRENT`` is unset, the bulkhead admits that many calls
+    (each backend's bulkhead fits its own pool); set, the variable applies to every
+    backend (``Settings`` has checked it fits every pool). Without ``pool_size`` the
+    bulkhead takes ``settings.resilience.bulkhead_max_concurrent`` (unset: the smaller
+    pool).
+    """
     from infra.resilience import ResiliencePolicy  # noqa: PLC0415 - loaded on first start
 
+    resilience = settings.resilience
+    if pool_size is not None and "bulkhead_max_concurrent" not in resilience.model_fields_set:
+        resilience = resilience.model_copy(update={"bulkhead_max_concurrent": pool_size})
     return ResiliencePolicy.from_settings(
-        settings, component=component, timeout_error=timeout_error, hooks=hooks, clock=clock
+        resilience, component=component, timeout_error=timeout_error, hooks=hooks, clock=clock
     )
 
 

@@ -96,6 +96,7 @@ class PostgresContainer(containers.DeclarativeContainer):
         component="postgres",
         timeout_error=QueryTimeoutError,
         hooks=resilience_hooks,
+        pool_size=settings.provided.db.max_pool_size,
     )
     store: providers.Resource[EnhancedPostgresStore] = providers.Resource(
         postgres_store, settings, policy, collector, tracing

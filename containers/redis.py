@@ -167,9 +167,15 @@ class RedisContainer(containers.DeclarativeContainer):
     settings: providers.Dependency[Settings] = providers.Dependency(instance_of=Settings)
     resilience_hooks = providers.List()
     policy: providers.Singleton[ResiliencePolicy] = providers.Singleton(
-        resilience_policy, settings, component="redis", hooks=resilience_hooks
+        resilience_policy,
+        settings,
+        component="redis",
+        hooks=resilience_hooks,
+        pool_size=settings.provided.redis.max_connections,
     )
-    #: The lock's own policy: its breaker must not share state with cache reads.
+    #: The lock's own policy: its breaker must not share state with cache reads. Its
+    #: bulkhead keeps the general default (the smaller pool): lock calls are few, and the
+    #: pool makes any excess wait for a connection rather than fail.
     lock_policy: providers.Singleton[ResiliencePolicy] = providers.Singleton(
         resilience_policy, settings, component="redis_lock", hooks=resilience_hooks
     )
