@@ -62,6 +62,7 @@ from infra.observability.tracing import (
     shutdown_tracing,
     tracing_state_of,
     use_tracer_provider,
+    use_tracing_state,
 )
 
 __all__ = [
@@ -103,4 +104,5 @@ __all__ = [
     "shutdown_tracing",
     "tracing_state_of",
     "use_tracer_provider",
+    "use_tracing_state",
 ]

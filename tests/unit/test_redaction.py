@@ -25,6 +25,7 @@ from infra.redaction import (
     MIN_SECRET_LENGTH,
     REDACTED,
     find_secrets,
+    fresh_secret_registry,
     redact_text,
     register_secret,
     register_secrets_in,
@@ -158,6 +159,22 @@ def test_secret_shared_by_two_owners_stays_until_both_are_gone() -> None:
     del second
     gc.collect()
     assert redact_text(secret) == secret
+
+
+def test_a_fresh_registry_masks_only_what_is_registered_inside_it() -> None:
+    """Inside the block earlier values are not masked by value, its own are; at exit the
+    earlier registry is back and the block's values are forgotten."""
+    before, inside = fresh_secret(), fresh_secret()
+    owner = Owner()
+    register_secret(before, owner=owner)
+    with fresh_secret_registry():
+        assert redact_text(before) == before
+        register_secret(inside, owner=owner)
+        assert redact_text(f"x {inside} y") == f"x {REDACTED} y"
+        assert redact_text("postgresql://u:pw-by-position@h/d") == "postgresql://u:***@h/d"
+    assert redact_text(before) == REDACTED
+    assert redact_text(inside) == inside
+    del owner
 
 
 def test_short_and_empty_values_are_not_registered() -> None:

@@ -44,10 +44,6 @@ PENDING_ATTRIBUTES: dict[str, set[str]] = {
     # the only public route is a FAILURE message from a server, per test case.
     "tests/unit/graph/test_graph_errors.py": {"_hydrate_neo4j"},
     "tests/unit/test_translation.py": {"_hydrate_neo4j"},
-    # The redaction registry has no public way to start empty for one hypothesis example.
-    "tests/property/test_redaction_property.py": {"_REGISTRY", "_Registry"},
-    # The tracing slot has no public way to swap providers between benchmark phases.
-    "benchmarks/environment.py": {"_install"},
 }
 
 #: Underscored but documented public API of ``collections.namedtuple``.
