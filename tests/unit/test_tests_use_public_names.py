@@ -39,11 +39,6 @@ PENDING: dict[str, set[str]] = {
 }
 
 PENDING_ATTRIBUTES: dict[str, set[str]] = {
-    # neo4j builds a server error with its status code only in the private
-    # ``Neo4jError._hydrate_neo4j`` (the public constructor leaves the code unknown);
-    # the only public route is a FAILURE message from a server, per test case.
-    "tests/unit/graph/test_graph_errors.py": {"_hydrate_neo4j"},
-    "tests/unit/test_translation.py": {"_hydrate_neo4j"},
 }
 
 #: Underscored but documented public API of ``collections.namedtuple``.
