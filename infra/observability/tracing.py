@@ -22,9 +22,9 @@ Design decisions:
   adapter built by hand) falls back to :func:`current_tracing`, below.
 * **Our own slot, then the global one.** The instrument helper asks :func:`current_tracing`
   for a tracer. :func:`setup_tracing`, :func:`use_tracer_provider` and
-  :func:`use_tracing_state` fill a module slot; if nobody did, the global OpenTelemetry provider is used when the application installed an
-  SDK one before the first recorded call, and tracing is off otherwise (no span objects
-  at all). The slot exists because
+  :func:`use_tracing_state` fill a module slot; if nobody did, the global OpenTelemetry
+  provider is used when the application installed an SDK one before the first recorded
+  call, and tracing is off otherwise (no span objects at all). The slot exists because
   OpenTelemetry's global provider can be set only once per process: tests install a fresh
   in-memory provider per test here, and :func:`reset_tracing` clears it.
 * **One provider per application, shut down on its own.** Each observability container
