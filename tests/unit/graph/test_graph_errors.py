@@ -85,3 +85,29 @@ async def test_connection_and_transient_errors_are_retried(
         await graph.write("CREATE (:X)")
     assert caught.value.retryable is True
     assert [c.operation for c in graph.calls].count("write") == 1
+
+
+async def test_the_scripted_bolt_server_answers_as_neo4j_does(
+    bolt_failures: FailingBoltServer,
+) -> None:
+    """The driver's own error for the scripted code: class, code, message, retryable --
+    including a code the driver rewrites; bad scripts and an unstarted server are refused."""
+    error = await bolt_failures.server_error("Neo.ClientError.Statement.SyntaxError", "bad")
+    assert (type(error), error.code, error.message) == (
+        nx.CypherSyntaxError,
+        "Neo.ClientError.Statement.SyntaxError",
+        "bad",
+    )
+    assert error.is_retryable() is False
+    rewritten = await bolt_failures.server_error("Neo.TransientError.Transaction.Terminated")
+    assert (type(rewritten), rewritten.code) == (
+        nx.ClientError,
+        "Neo.ClientError.Transaction.Terminated",
+    )
+    transient = await bolt_failures.server_error("Neo.TransientError.General.OutOfMemoryError")
+    assert type(transient) is nx.TransientError
+    assert transient.is_retryable() is True
+    with pytest.raises(ValueError, match="code must be a Neo4j status code"):
+        bolt_failures.fail_with("")
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = FailingBoltServer().uri
