@@ -14,7 +14,7 @@ reports every failure as ``Neo.DatabaseError.General.UnknownError``. This server
 the Bolt handshake and ``HELLO`` like a Neo4j 5.0 server and every ``RUN`` with the
 ``FAILURE`` it is scripted with (:meth:`FailingBoltServer.fail_with`), so a test gets the
 driver's real error for any code -- including the codes the driver rewrites (e.g.
-``Transaction.Terminated``) -- or points a graph store at :attr:`FailingBoltServer.uri`.
+``Transaction.Terminated``) -- or points a driver at :attr:`FailingBoltServer.uri`.
 
 Written by hand because no package on PyPI serves Bolt for tests (Neo4j's own stub server
 lives in its driver test kit, not on PyPI); it speaks just enough of the protocol for one
