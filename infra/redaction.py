@@ -167,7 +167,13 @@ def _key_value_spans(text: str) -> list[tuple[int, int]]:
             quoted = _QUOTED[text[start]].match(text, start)
             assert quoted is not None  # noqa: S101 - it starts with the quote it matches
             end = quoted.end()
-            if quoted.group("close"):  # keep the quotes around the mask: password='***'
+            after = text[end : end + 1]
+            if quoted.group("close") and (after not in _AFTER_MASK or after == text[start]):
+                # The quotes do not enclose the whole value (``password=""00``,
+                # ``password=""""``: libpq takes a double quote as an ordinary
+                # character): mask the whole non-blank run.
+                end = max(end, _BARE.match(text, start).end())  # type: ignore[union-attr]
+            elif quoted.group("close"):  # keep the quotes around the mask: password='***'
                 start, end = start + 1, end - 1
         elif text.startswith(("\\'", '\\"'), start):
             # A quoted value inside an escaped string (a repr of a libpq DSN): its end

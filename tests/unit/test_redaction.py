@@ -83,6 +83,9 @@ def fresh_secret() -> str:
         ("host=db user=app password=S3cret dbname=x", "host=db user=app password=*** dbname=x"),
         ("host=db password = 'a b\\'c' user=app", "host=db password = '***' user=app"),
         ("PGPASSWORD=abc123 psql", "PGPASSWORD=*** psql"),
+        # A bare value that starts with quotes not enclosing it all: the whole run.
+        ('host=a user=A password=""00 x=1', "host=a user=A password=*** x=1"),
+        ('host=a password="""0 x=1', "host=a password=*** x=1"),
         # ... and inside a repr, where its quotes are escaped: masked to the end of line.
         (repr("host=db password='a \\' b' x=\"y\""), "'host=db password=***"),
         # reprs and JSON.
