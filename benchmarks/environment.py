@@ -41,8 +41,12 @@ from benchmarks.scenario import resolved
 from config import Settings
 from containers.application import ApplicationContainer
 from containers.lifecycle import start, stop
-from infra.observability import tracing as tracing_slot
-from infra.observability.tracing import TracingState, current_tracing, use_tracer_provider
+from infra.observability.tracing import (
+    TracingState,
+    current_tracing,
+    use_tracer_provider,
+    use_tracing_state,
+)
 from infra.resilience import ResilienceObserver
 
 __all__ = ["Environment", "TracingModes", "environment", "servers"]
@@ -78,9 +82,7 @@ class TracingModes:
 
     def use_container(self) -> None:
         """Back to the container's own tracing state."""
-        # infra.observability offers no public call that re-installs a captured state;
-        # the slot is the module attribute its instrument helper reads on every call.
-        tracing_slot._install(self.container)
+        use_tracing_state(self.container)
 
     def use_sampled_out(self) -> None:
         """An SDK provider with an exporter, sampling no root span."""
@@ -92,7 +94,7 @@ class TracingModes:
 
     def use_off(self) -> None:
         """No tracer at all."""
-        tracing_slot._install(TracingState(None, None))
+        use_tracing_state(TracingState(None, None))
 
     def close(self) -> None:
         """Shut the benchmark's providers down and restore the container's state."""

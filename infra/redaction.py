@@ -49,7 +49,8 @@ import json
 import re
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Final
 from urllib.parse import quote, quote_plus, unquote
 
@@ -59,6 +60,7 @@ __all__ = [
     "MIN_SECRET_LENGTH",
     "REDACTED",
     "find_secrets",
+    "fresh_secret_registry",
     "is_secret_key",
     "redact_chained",
     "redact_mapping",
@@ -165,7 +167,13 @@ def _key_value_spans(text: str) -> list[tuple[int, int]]:
             quoted = _QUOTED[text[start]].match(text, start)
             assert quoted is not None  # noqa: S101 - it starts with the quote it matches
             end = quoted.end()
-            if quoted.group("close"):  # keep the quotes around the mask: password='***'
+            after = text[end : end + 1]
+            if quoted.group("close") and (after not in _AFTER_MASK or after == text[start]):
+                # The quotes do not enclose the whole value (``password=""00``,
+                # ``password=""""``: libpq takes a double quote as an ordinary
+                # character): mask the whole non-blank run.
+                end = max(end, _BARE.match(text, start).end())  # type: ignore[union-attr]
+            elif quoted.group("close"):  # keep the quotes around the mask: password='***'
                 start, end = start + 1, end - 1
         elif text.startswith(("\\'", '\\"'), start):
             # A quoted value inside an escaped string (a repr of a libpq DSN): its end
@@ -301,6 +309,25 @@ class _Registry:
 
 
 _REGISTRY = _Registry()
+
+
+@contextmanager
+def fresh_secret_registry() -> Iterator[None]:
+    """Within the block, only secrets registered inside it are masked by value.
+
+    For tests that check masking by value: a value registered earlier in the process
+    (an object another test, or an earlier hypothesis example, keeps alive) would
+    otherwise mask the secret under test and hide a leak. At exit the registry of before
+    is back and the values registered inside are forgotten. Masking by position (URL
+    passwords, secret parameters, tokens) is unaffected. The registry is process-wide:
+    do not enter this while other threads register or render secrets they rely on.
+    """
+    global _REGISTRY  # noqa: PLW0603 - the one process-wide registry, swapped for a block
+    previous, _REGISTRY = _REGISTRY, _Registry()
+    try:
+        yield
+    finally:
+        _REGISTRY = previous
 
 
 def register_secret(

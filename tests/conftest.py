@@ -38,6 +38,7 @@ from redis.asyncio import Redis
 # network (see infra/_litellm.py for the library-wide decision).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+from infra.testing.bolt_server import FailingBoltServer
 from infra.testing.embedded import (
     FALKORDB_AUTH,
     EmbeddedPostgres,
@@ -207,6 +208,14 @@ async def graph_driver(
         yield driver
     finally:
         await driver.close()
+
+
+@pytest.fixture
+async def bolt_failures() -> AsyncIterator[FailingBoltServer]:
+    """A loopback Bolt server failing every statement with the code it is given: the
+    neo4j driver's own server errors (class, ``.code``, ``is_retryable()``) for any code."""
+    async with FailingBoltServer() as server:
+        yield server
 
 
 @pytest.fixture

@@ -23,7 +23,14 @@ explicitly, normally by the container at startup.
 """
 
 import infra._needs_config  # noqa: F401 - first: names a shadowing config module
-from infra.observability.cost import Budget, CostTracker, LiteLLMPricer, Pricer, Reservation
+from infra.observability.cost import (
+    Budget,
+    CostBudget,
+    CostTracker,
+    LiteLLMPricer,
+    Pricer,
+    Reservation,
+)
 from infra.observability.health import CheckOutcome, HealthRegistry, HealthReport
 from infra.observability.instrument import CallRecord, instrumented, record_call
 from infra.observability.log_sampling import (
@@ -53,7 +60,7 @@ from infra.observability.pools import (
     register_pool,
 )
 from infra.observability.quantiles import HistogramStats
-from infra.observability.resilience_hooks import MetricsResilienceObserver
+from infra.observability.resilience_telemetry import MetricsResilienceObserver
 from infra.observability.tracing import (
     TracingState,
     reset_tracing,
@@ -62,12 +69,14 @@ from infra.observability.tracing import (
     shutdown_tracing,
     tracing_state_of,
     use_tracer_provider,
+    use_tracing_state,
 )
 
 __all__ = [
     "Budget",
     "CallRecord",
     "CheckOutcome",
+    "CostBudget",
     "CostTracker",
     "GaugeSample",
     "HealthRegistry",
@@ -103,4 +112,5 @@ __all__ = [
     "shutdown_tracing",
     "tracing_state_of",
     "use_tracer_provider",
+    "use_tracing_state",
 ]

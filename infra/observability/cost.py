@@ -41,7 +41,7 @@ from infra.exceptions import BudgetExceededError
 from infra.observability import attributes as attr
 from infra.observability.metrics import MetricsCollector, get_metrics_collector
 
-__all__ = ["Budget", "CostTracker", "LiteLLMPricer", "Pricer", "Reservation"]
+__all__ = ["Budget", "CostBudget", "CostTracker", "LiteLLMPricer", "Pricer", "Reservation"]
 
 _log = logging.getLogger("infra.observability.cost")
 Period = Literal["day", "month", "total"]
@@ -80,8 +80,10 @@ class LiteLLMPricer:
 
 
 @dataclass(frozen=True, slots=True)
-class Budget:
-    """A spend limit per period, for everyone (``caller=None``) or one caller/tenant."""
+class CostBudget:
+    """A spend limit in US dollars per period, for everyone (``caller=None``) or one
+    caller/tenant. (Money; not :class:`~infra.resilience.RetryBudget`, which limits
+    retries.)"""
 
     limit_usd: float
     period: Period = "month"
@@ -100,6 +102,10 @@ class Budget:
         if self.period == "month":
             return now.strftime("%Y-%m")
         return "total"
+
+
+#: The earlier name of :class:`CostBudget` (shown in earlier docs); the same class.
+Budget = CostBudget
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +143,7 @@ class CostTracker:
         collector: MetricsCollector | None = None,
         *,
         pricer: Pricer | None = None,
-        budgets: Sequence[Budget] = (),
+        budgets: Sequence[CostBudget] = (),
         now: Callable[[], datetime] = _utc_now,
     ) -> None:
         metrics = collector if collector is not None else get_metrics_collector()
@@ -171,7 +177,7 @@ class CostTracker:
     ) -> CostTracker:
         """A tracker with a monthly budget of ``settings.llm.monthly_budget_usd``, if set."""
         limit = settings.llm.monthly_budget_usd
-        budgets = [Budget(limit_usd=limit, period="month")] if limit else []
+        budgets = [CostBudget(limit_usd=limit, period="month")] if limit else []
         return cls(collector, budgets=budgets)
 
     # ------------------------------------------------------------------ pricing

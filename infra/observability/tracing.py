@@ -21,10 +21,10 @@ Design decisions:
   application's calls are traced into its own exporter. A call site given none (an
   adapter built by hand) falls back to :func:`current_tracing`, below.
 * **Our own slot, then the global one.** The instrument helper asks :func:`current_tracing`
-  for a tracer. :func:`setup_tracing` / :func:`use_tracer_provider` fill a module slot; if
-  nobody did, the global OpenTelemetry provider is used when the application installed an
-  SDK one before the first recorded call, and tracing is off otherwise (no span objects
-  at all). The slot exists because
+  for a tracer. :func:`setup_tracing`, :func:`use_tracer_provider` and
+  :func:`use_tracing_state` fill a module slot; if nobody did, the global OpenTelemetry
+  provider is used when the application installed an SDK one before the first recorded
+  call, and tracing is off otherwise (no span objects at all). The slot exists because
   OpenTelemetry's global provider can be set only once per process: tests install a fresh
   in-memory provider per test here, and :func:`reset_tracing` clears it.
 * **One provider per application, shut down on its own.** Each observability container
@@ -69,6 +69,7 @@ __all__ = [
     "shutdown_tracing",
     "tracing_state_of",
     "use_tracer_provider",
+    "use_tracing_state",
 ]
 
 TRACER_NAME = "infra"
@@ -142,6 +143,29 @@ def use_tracer_provider(
     if root_sample_ratio is not None:
         _check_ratio(root_sample_ratio)
     _install(TracingState(provider.get_tracer(TRACER_NAME), root_sample_ratio))
+
+
+def use_tracing_state(state: TracingState) -> TracingState:
+    """Make the instrument helper use ``state``; return the state it used until now.
+
+    Swaps tracing between phases of one process -- a benchmark switching between the
+    container's tracing, a sampled-in provider and no tracing at all -- and back::
+
+        captured = current_tracing()
+        use_tracing_state(TracingState(None, None))  # no tracer: no spans at all
+        ...
+        use_tracing_state(captured)
+
+    Providers set up by :func:`setup_tracing` are not shut down by a swap.
+    """
+    if not isinstance(state, TracingState):
+        raise TypeError(
+            "state must be a TracingState (e.g. one captured with current_tracing()), "
+            f"got {type(state).__name__}"
+        )
+    previous = current_tracing()
+    _install(state)
+    return previous
 
 
 def setup_tracing(

@@ -39,7 +39,7 @@ from typing import Self, Unpack
 from config import Settings
 from infra.exceptions import QueryTimeoutError
 from infra.observability.metrics import MetricsCollector
-from infra.observability.resilience_hooks import MetricsResilienceObserver
+from infra.observability.resilience_telemetry import MetricsResilienceObserver
 from infra.observability.tracing import TracingState
 from infra.resilience import CircuitBreakerConfig, ResiliencePolicy, RetryConfig
 from infra.storage._options import StoreOptions

@@ -29,7 +29,7 @@ from infra.exceptions import (
     RateLimitedError,
 )
 from infra.llm import LiteLLMAdapter
-from infra.observability.cost import Budget, CostTracker
+from infra.observability.cost import CostBudget, CostTracker
 from infra.ports import ChatMessage, EmbeddingModel, LLMCompletion
 from infra.resilience import ResiliencePolicy
 from infra.testing.fakes import FakeLLM
@@ -167,7 +167,7 @@ async def test_cost_is_recorded_per_caller_for_plain_and_streamed_calls(backend:
 
 
 async def test_budget_refuses_before_anything_is_sent(backend: Backend) -> None:
-    cost = CostTracker(pricer=FlatPricer(), budgets=[Budget(limit_usd=1e-5)])
+    cost = CostTracker(pricer=FlatPricer(), budgets=[CostBudget(limit_usd=1e-5)])
     llm = backend.build(cost=cost)
     before = backend.attempts()
     with pytest.raises(BudgetExceededError):

@@ -51,7 +51,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from unittest import mock
 from urllib.parse import quote
 
 import asyncpg
@@ -295,7 +294,7 @@ def own_secret_registry() -> Iterator[None]:
     alive by hypothesis for its report) would otherwise still mask their password by
     value when the example is replayed, and the replay would pass where the first run
     failed."""
-    with mock.patch.object(redaction, "_REGISTRY", redaction._Registry()):
+    with redaction.fresh_secret_registry():
         yield
 
 

@@ -25,6 +25,7 @@ from infra.redaction import (
     MIN_SECRET_LENGTH,
     REDACTED,
     find_secrets,
+    fresh_secret_registry,
     redact_text,
     register_secret,
     register_secrets_in,
@@ -82,6 +83,9 @@ def fresh_secret() -> str:
         ("host=db user=app password=S3cret dbname=x", "host=db user=app password=*** dbname=x"),
         ("host=db password = 'a b\\'c' user=app", "host=db password = '***' user=app"),
         ("PGPASSWORD=abc123 psql", "PGPASSWORD=*** psql"),
+        # A bare value that starts with quotes not enclosing it all: the whole run.
+        ('host=a user=A password=""00 x=1', "host=a user=A password=*** x=1"),
+        ('host=a password="""0 x=1', "host=a password=*** x=1"),
         # ... and inside a repr, where its quotes are escaped: masked to the end of line.
         (repr("host=db password='a \\' b' x=\"y\""), "'host=db password=***"),
         # reprs and JSON.
@@ -158,6 +162,22 @@ def test_secret_shared_by_two_owners_stays_until_both_are_gone() -> None:
     del second
     gc.collect()
     assert redact_text(secret) == secret
+
+
+def test_a_fresh_registry_masks_only_what_is_registered_inside_it() -> None:
+    """Inside the block earlier values are not masked by value, its own are; at exit the
+    earlier registry is back and the block's values are forgotten."""
+    before, inside = fresh_secret(), fresh_secret()
+    owner = Owner()
+    register_secret(before, owner=owner)
+    with fresh_secret_registry():
+        assert redact_text(before) == before
+        register_secret(inside, owner=owner)
+        assert redact_text(f"x {inside} y") == f"x {REDACTED} y"
+        assert redact_text("postgresql://u:pw-by-position@h/d") == "postgresql://u:***@h/d"
+    assert redact_text(before) == REDACTED
+    assert redact_text(inside) == inside
+    del owner
 
 
 def test_short_and_empty_values_are_not_registered() -> None:

@@ -13,9 +13,10 @@ of our objects or a third-party library's alike: the AST cannot tell whose objec
 a private name the same file defines (a test's own helper class), and the documented
 namedtuple methods (``_replace``, ``_asdict``, ...).
 
-``PENDING`` and ``PENDING_ATTRIBUTES`` list the files still doing so, each entry with its
-reason. They may only shrink: an entry whose file no longer does it fails the test too,
-so the lists cannot go stale.
+There are no exceptions: where a test needed an internal, the library got a public way
+(``redaction.fresh_secret_registry``, ``tracing.use_tracing_state``,
+``infra.testing.bolt_server.FailingBoltServer``) or the test asserts the behaviour through
+the public surface instead (a store behind ``ChaosProxy``, a span's attributes).
 """
 
 from __future__ import annotations
@@ -26,29 +27,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 OURS = ("infra", "containers", "config")
 SCANNED = ("tests", "examples", "benchmarks")
-
-PENDING: dict[str, set[str]] = {
-    # Unit tests of storage internals with no public surface short of a server and a
-    # fault: the dead-peer watchdog (DeadPeerWatchdog, and ManagedPool deciding whether
-    # it applies) and the span endpoint parsed from a DSN (server_endpoint).
-    "tests/unit/storage/test_postgres_unit.py": {
-        "infra.storage._deadpeer",
-        "infra.storage._dsn",
-        "infra.storage._pool",
-    },
-}
-
-PENDING_ATTRIBUTES: dict[str, set[str]] = {
-    # neo4j builds a server error with its status code only in the private
-    # ``Neo4jError._hydrate_neo4j`` (the public constructor leaves the code unknown);
-    # the only public route is a FAILURE message from a server, per test case.
-    "tests/unit/graph/test_graph_errors.py": {"_hydrate_neo4j"},
-    "tests/unit/test_translation.py": {"_hydrate_neo4j"},
-    # The redaction registry has no public way to start empty for one hypothesis example.
-    "tests/property/test_redaction_property.py": {"_REGISTRY", "_Registry"},
-    # The tracing slot has no public way to swap providers between benchmark phases.
-    "benchmarks/environment.py": {"_install"},
-}
 
 #: Underscored but documented public API of ``collections.namedtuple``.
 NAMEDTUPLE_API = frozenset({"_replace", "_asdict", "_fields", "_make", "_field_defaults"})
@@ -135,38 +113,20 @@ def scanned_files() -> list[Path]:
 
 def test_no_test_imports_a_private_module_of_ours() -> None:
     offenders = {
-        str(path.relative_to(ROOT)): imported
+        str(path.relative_to(ROOT)): sorted(imported)
         for path in scanned_files()
         if (imported := private_imports(path))
     }
-    unexpected = {
-        path: sorted(imported - PENDING.get(path, set()))
-        for path, imported in offenders.items()
-        if imported - PENDING.get(path, set())
-    }
-    assert unexpected == {}, "import the public name instead (or make it public on purpose)"
-    stale = {path for path, names in PENDING.items() if not names <= offenders.get(path, set())}
-    assert stale == set(), "these files no longer import the private modules listed: shrink"
+    assert offenders == {}, "import the public name instead (or make it public on purpose)"
 
 
 def test_no_test_touches_a_private_attribute() -> None:
     offenders = {
-        str(path.relative_to(ROOT)): touched
+        str(path.relative_to(ROOT)): sorted(touched)
         for path in scanned_files()
         if (touched := private_attributes(path))
     }
-    unexpected = {
-        path: sorted(touched - PENDING_ATTRIBUTES.get(path, set()))
-        for path, touched in offenders.items()
-        if touched - PENDING_ATTRIBUTES.get(path, set())
-    }
-    assert unexpected == {}, "assert public behaviour instead (or make it public on purpose)"
-    stale = {
-        path
-        for path, names in PENDING_ATTRIBUTES.items()
-        if not names <= offenders.get(path, set())
-    }
-    assert stale == set(), "these files no longer touch the private attributes listed: shrink"
+    assert offenders == {}, "assert public behaviour instead (or make it public on purpose)"
 
 
 def test_the_check_sees_every_form_of_private_attribute(tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
 """The translation seam: real driver exception classes in, infra.exceptions out.
 
 Driver exceptions are built the way each driver builds them (asyncpg's
-``PostgresError.new`` from protocol fields, neo4j's hydration from a server status code,
-litellm/openai constructors with an ``httpx.Response``), or raised for real against a
-closed loopback port / qdrant's local mode. No server is needed.
+``PostgresError.new`` from protocol fields, litellm/openai constructors with an
+``httpx.Response``), or raised for real: against a closed loopback port, qdrant's local
+mode, and -- for neo4j's server errors, which the driver builds only from a ``FAILURE``
+message -- a scripted loopback Bolt server (``FailingBoltServer``). No database is needed.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ from infra.exceptions import (
     VectorStoreConnectionError,
     VectorStoreError,
 )
+from infra.testing.bolt_server import FailingBoltServer
 from infra.translation import (
     Family,
     TranslationContext,
@@ -103,12 +105,6 @@ def pg_error(sqlstate: str, message: str = "boom", **fields: str) -> Exception:
     codes = {"constraint": "n", "table": "t", "detail": "D", "column": "c"}
     wire = {"C": sqlstate, "M": message} | {codes[k]: v for k, v in fields.items()}
     error: Exception = pgx.PostgresError.new(wire)
-    return error
-
-
-def neo4j_error(code: str, message: str = "boom") -> Exception:
-    """A server error hydrated from its status code, as the Bolt driver does."""
-    error: Exception = nx.Neo4jError._hydrate_neo4j(code=code, message=message)
     return error
 
 
@@ -888,14 +884,16 @@ def test_value_error_heuristic_applies_only_to_the_vector_family() -> None:
         ("Neo.DatabaseError.General.UnknownError", GraphError, False),
     ],
 )
-def test_neo4j_server_errors_map_by_code(
-    code: str, expected: type[InfraError], retryable: bool
+async def test_neo4j_server_errors_map_by_code(
+    bolt_failures: FailingBoltServer, code: str, expected: type[InfraError], retryable: bool
 ) -> None:
-    """Server errors follow the class the driver hydrates and its is_retryable()."""
-    error = tr(neo4j_error(code, "Invalid input 'X'"))
+    """Server errors (a FAILURE message the driver hydrates) follow the class the driver
+    picks and its is_retryable(); the code is the one the driver reports."""
+    raised = await bolt_failures.server_error(code, "Invalid input 'X'")
+    error = tr(raised)
     assert type(error) is expected
     assert error.retryable is retryable
-    assert error.details["code"] == nx.Neo4jError._hydrate_neo4j(code=code).code
+    assert error.details["code"] == raised.code
     assert error.message.endswith("Invalid input 'X'")
 
 

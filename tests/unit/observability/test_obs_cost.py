@@ -9,7 +9,7 @@ import pytest
 
 from config import Settings
 from infra.exceptions import BudgetExceededError
-from infra.observability import Budget, CostTracker, LiteLLMPricer, MetricsCollector
+from infra.observability import CostBudget, CostTracker, LiteLLMPricer, MetricsCollector
 
 # USD per token (input, output) for the table pricer below.
 PRICES = {"cheap": (1e-6, 2e-6), "pricey": (1e-4, 2e-4), "free-local": (0.0, 0.0)}
@@ -34,7 +34,7 @@ class Clock:
 
 
 def _tracker(
-    collector: MetricsCollector, *budgets: Budget, clock: Clock | None = None
+    collector: MetricsCollector, *budgets: CostBudget, clock: Clock | None = None
 ) -> CostTracker:
     return CostTracker(
         collector,
@@ -100,7 +100,7 @@ def test_reserve_refuses_a_call_whose_estimate_exceeds_the_budget(
     collector: MetricsCollector,
 ) -> None:
     """prompt + max completion priced over the limit raises BudgetExceededError."""
-    tracker = _tracker(collector, Budget(limit_usd=0.05, period="month"))
+    tracker = _tracker(collector, CostBudget(limit_usd=0.05, period="month"))
     with pytest.raises(BudgetExceededError) as caught:
         tracker.reserve("pricey", input_tokens=100, max_output_tokens=500, caller="chat")
     details = caught.value.details
@@ -112,7 +112,7 @@ def test_reserve_refuses_a_call_whose_estimate_exceeds_the_budget(
 
 def test_reservations_hold_budget_until_reconciled(collector: MetricsCollector) -> None:
     """Concurrent reservations cannot overspend; record() swaps estimate for actual."""
-    tracker = _tracker(collector, Budget(limit_usd=0.25))
+    tracker = _tracker(collector, CostBudget(limit_usd=0.25))
     first = tracker.reserve("pricey", input_tokens=0, max_output_tokens=1000)  # 0.20 held
     with pytest.raises(BudgetExceededError):
         tracker.reserve("pricey", input_tokens=0, max_output_tokens=1000)
@@ -126,7 +126,7 @@ def test_reservations_hold_budget_until_reconciled(collector: MetricsCollector) 
 
 def test_release_drops_a_reservation_without_spending(collector: MetricsCollector) -> None:
     """A failed call releases its hold."""
-    tracker = _tracker(collector, Budget(limit_usd=0.25))
+    tracker = _tracker(collector, CostBudget(limit_usd=0.25))
     held = tracker.reserve("pricey", input_tokens=0, max_output_tokens=1000)
     tracker.release(held)
     (status,) = tracker.budget_status()
@@ -136,7 +136,7 @@ def test_release_drops_a_reservation_without_spending(collector: MetricsCollecto
 def test_budget_period_rolls_over_with_the_clock(collector: MetricsCollector) -> None:
     """Spend in June does not count against July."""
     clock = Clock(datetime(2025, 6, 30, 23, 59, tzinfo=UTC))
-    tracker = _tracker(collector, Budget(limit_usd=0.01, period="month"), clock=clock)
+    tracker = _tracker(collector, CostBudget(limit_usd=0.01, period="month"), clock=clock)
     tracker.record("pricey", input_tokens=100, output_tokens=0)  # 0.01: June exhausted
     with pytest.raises(BudgetExceededError):
         tracker.reserve("cheap", input_tokens=1, max_output_tokens=1)
@@ -148,13 +148,13 @@ def test_budget_period_rolls_over_with_the_clock(collector: MetricsCollector) ->
 
 def test_daily_budget_uses_the_utc_date(collector: MetricsCollector) -> None:
     """period='day' keys by date."""
-    tracker = _tracker(collector, Budget(limit_usd=1.0, period="day"))
+    tracker = _tracker(collector, CostBudget(limit_usd=1.0, period="day"))
     assert tracker.budget_status()[0]["period_key"] == "2025-06-15"
 
 
 def test_caller_budget_applies_only_to_that_caller(collector: MetricsCollector) -> None:
     """A tenant budget does not limit other callers."""
-    tracker = _tracker(collector, Budget(limit_usd=0.01, period="total", caller="tenant-a"))
+    tracker = _tracker(collector, CostBudget(limit_usd=0.01, period="total", caller="tenant-a"))
     tracker.record("pricey", input_tokens=100, output_tokens=0, caller="tenant-a")
     with pytest.raises(BudgetExceededError):
         tracker.reserve("cheap", input_tokens=1, max_output_tokens=1, caller="tenant-a")
@@ -165,7 +165,7 @@ def test_unpriced_model_is_refused_only_when_the_budget_is_used_up(
     collector: MetricsCollector,
 ) -> None:
     """Without an estimate, a call passes while budget remains and fails once it is spent."""
-    tracker = _tracker(collector, Budget(limit_usd=0.01))
+    tracker = _tracker(collector, CostBudget(limit_usd=0.01))
     tracker.reserve("mystery", input_tokens=10, max_output_tokens=10)
     tracker.record("pricey", input_tokens=100, output_tokens=0)
     with pytest.raises(BudgetExceededError):
@@ -179,7 +179,7 @@ def test_unpriced_model_is_refused_only_when_the_budget_is_used_up(
 def test_invalid_budgets_are_rejected(kwargs: dict[str, object], message: str) -> None:
     """Non-positive limits and unknown periods raise ValueError."""
     with pytest.raises(ValueError, match=message):
-        Budget(**kwargs)  # type: ignore[arg-type]
+        CostBudget(**kwargs)  # type: ignore[arg-type]
 
 
 def test_negative_token_counts_are_rejected(collector: MetricsCollector) -> None:
@@ -215,3 +215,11 @@ def test_litellm_pricer_uses_litellm_prices(monkeypatch: pytest.MonkeyPatch) -> 
         usage={"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500},
     )
     assert pricer.response_cost(response) == pytest.approx(expected)
+
+
+def test_budget_is_the_earlier_name_of_cost_budget() -> None:
+    """Code written against the earlier docs (``Budget``) gets the same class."""
+    from infra.observability import Budget
+
+    assert Budget is CostBudget
+    assert Budget(limit_usd=1.0) == CostBudget(limit_usd=1.0)

@@ -16,6 +16,7 @@ def test_public_api_is_pinned() -> None:
         "Budget",
         "CallRecord",
         "CheckOutcome",
+        "CostBudget",
         "CostTracker",
         "GaugeSample",
         "HealthRegistry",
@@ -51,6 +52,7 @@ def test_public_api_is_pinned() -> None:
         "shutdown_tracing",
         "tracing_state_of",
         "use_tracer_provider",
+        "use_tracing_state",
     ]
     for name in obs.__all__:
         assert getattr(obs, name) is not None

@@ -16,8 +16,9 @@ from infra.observability import (
     setup_tracing_from_settings,
     shutdown_tracing,
     use_tracer_provider,
+    use_tracing_state,
 )
-from infra.observability.tracing import current_tracing
+from infra.observability.tracing import TracingState, current_tracing
 
 
 def test_tracing_is_off_until_set_up() -> None:
@@ -105,6 +106,26 @@ def test_use_tracer_provider_and_shutdown(tracing_factory: Callable[..., TracerP
     shutdown_tracing()
     assert current_tracing().tracer is None
     provider.shutdown()
+
+
+def test_use_tracing_state_swaps_and_restores(
+    tracing_factory: Callable[..., TracerProvider],
+) -> None:
+    """A captured state can be put back after a phase without tracing; spans follow it."""
+    exporter = InMemorySpanExporter()
+    tracing_factory(exporter=exporter)
+    captured = current_tracing()
+    assert use_tracing_state(TracingState(None, None)) is captured
+    assert current_tracing().tracer is None  # off: the helper makes no spans
+    assert use_tracing_state(captured).tracer is None
+    assert current_tracing() is captured
+    tracer = current_tracing().tracer
+    assert tracer is not None
+    with tracer.start_as_current_span("after"):
+        pass
+    assert [span.name for span in exporter.get_finished_spans()] == ["after"]
+    with pytest.raises(TypeError, match="state must be a TracingState"):
+        use_tracing_state(None)  # type: ignore[arg-type]
 
 
 def test_without_an_exporter_tracing_stays_off(
