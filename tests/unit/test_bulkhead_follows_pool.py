@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from config import Settings
 from containers.application import ApplicationContainer
-from containers.lifecycle import resolve
+from containers.lifecycle import resolve, stop
 from infra.resilience import ResiliencePolicy
 
 
@@ -19,10 +19,13 @@ async def limits(settings: Settings) -> tuple[int, int, int]:
     app = ApplicationContainer()
     app.core.settings.override(settings)
     found = []
-    for provider in (app.postgres.policy, app.redis.policy, app.redis.lock_policy):
-        policy: ResiliencePolicy = await resolve(provider)
-        assert policy.bulkhead is not None
-        found.append(policy.bulkhead.max_concurrent)
+    try:
+        for provider in (app.postgres.policy, app.redis.policy, app.redis.lock_policy):
+            policy: ResiliencePolicy = await resolve(provider)
+            assert policy.bulkhead is not None
+            found.append(policy.bulkhead.max_concurrent)
+    finally:
+        await stop(app)  # the policies' observer started the app's metrics resource
     return found[0], found[1], found[2]
 
 
