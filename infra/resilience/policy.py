@@ -349,8 +349,8 @@ class ResiliencePolicy:
                 # The first attempt has the whole overall timeout ahead: no clamp check.
                 result: T = await self._attempt(fn, args, kwargs, None, tickets)
             except Exception as exc:
-                if retry is None:
-                    raise
+                if retry is None or retry.ends_at_first(exc):
+                    raise  # e.g. refused by the open breaker: never retried, fail fast
                 first = exc  # handed to the retry below, outside this handler (no chaining)
             except BaseException:
                 if retry is not None:

@@ -303,12 +303,7 @@ class RetryPolicy:
             bad = misuse(fn, returned, exc)
             if bad is not None:
                 raise bad from exc
-            # The loop's order: "not retryable" is decided before "no attempts left".
-            if not predicate(exc):
-                self._notify_give_up(1, GiveUpReason.NOT_RETRYABLE, exc)
-                raise
-            if self._config.max_attempts == 1:
-                self._notify_give_up(1, GiveUpReason.ATTEMPTS_EXHAUSTED, exc)
+            if self._gives_up_at_first(exc, predicate):
                 raise
             first = exc
         return await self._retry(
@@ -368,6 +363,35 @@ class RetryPolicy:
         self.stats.retries += 1
         if self._hooks:
             notify(self._hooks, lambda o: o.on_retry(self._name, attempt, delay, error))
+
+    def ends_at_first(self, error: Exception) -> bool:
+        """Whether a call whose first attempt failed with ``error`` ends there, recorded
+        exactly as :meth:`execute` records it (the call counted, the give-up reported).
+
+        For a caller that ran the first attempt itself (``ResiliencePolicy`` does): when
+        this returns ``False``, hand the failure to :meth:`execute` (which counts the call
+        then); when ``True``, re-raise ``error``. A call refused by an open breaker ends
+        here without replaying the refusal through :meth:`execute` -- the fail-fast path.
+        """
+        if not self._gives_up_at_first(error, self._predicate):
+            return False
+        self.stats.executions += 1
+        if self._budget is not None:
+            self._budget.record_call()
+        return True
+
+    def _gives_up_at_first(
+        self, error: Exception, predicate: Callable[[BaseException], bool]
+    ) -> bool:
+        """The first attempt failed with ``error``: report a give-up and return ``True``
+        if the call ends. The loop's order: "not retryable" before "no attempts left"."""
+        if not predicate(error):
+            self._notify_give_up(1, GiveUpReason.NOT_RETRYABLE, error)
+            return True
+        if self._config.max_attempts == 1:
+            self._notify_give_up(1, GiveUpReason.ATTEMPTS_EXHAUSTED, error)
+            return True
+        return False
 
     def _notify_give_up(self, attempts: int, reason: GiveUpReason, error: BaseException) -> None:
         self.stats.give_ups += 1
