@@ -98,7 +98,12 @@ def _cost(settings: Settings) -> CostTracker:
     return CostTracker.from_settings(settings)
 
 
-def _limiter(settings: Settings, redis_client: RedisClient | None) -> LLMRateLimiter:
+def _limiter(
+    settings: Settings,
+    redis_client: RedisClient | None,
+    collector: MetricsCollector | None = None,
+    tracing: TracingState | None = None,
+) -> LLMRateLimiter:
     # Never None: a Singleton holding None counts as not built (dependency-injector).
     from infra.llm import LLMRateLimiter  # noqa: PLC0415
 
@@ -116,7 +121,12 @@ def _limiter(settings: Settings, redis_client: RedisClient | None) -> LLMRateLim
                 component="llm",
             )
         return LLMRateLimiter.shared(
-            redis_client, rpm=llm.rpm_limit, tpm=llm.tpm_limit, max_wait=llm.rate_limit_max_wait
+            redis_client,
+            rpm=llm.rpm_limit,
+            tpm=llm.tpm_limit,
+            max_wait=llm.rate_limit_max_wait,
+            collector=collector,
+            tracing=tracing,
         )
     return LLMRateLimiter.in_process(
         rpm=llm.rpm_limit, tpm=llm.tpm_limit, max_wait=llm.rate_limit_max_wait
@@ -177,7 +187,7 @@ class LLMContainer(containers.DeclarativeContainer):
         llm_policy, settings, component="llm_embeddings", hooks=resilience_hooks
     )
     cost = providers.Singleton(_cost, settings)
-    limiter = providers.Singleton(_limiter, settings, redis_client)
+    limiter = providers.Singleton(_limiter, settings, redis_client, collector, tracing)
     embedding_server = providers.Resource(local_embedding_server)
     adapter = providers.Singleton(
         _adapter,

@@ -97,6 +97,7 @@ async def three_tier_cache(
     l2: RedisCache,
     client: RedisClient,
     collector: MetricsCollector | None = None,
+    tracing: TracingState | None = None,
 ) -> AsyncIterator[ThreeTierCache]:
     """The coherent L1 -> L2 cache ``settings.cache`` describes; its subscription
     (cross-process L1 invalidation) stopped on shutdown."""
@@ -112,7 +113,9 @@ async def three_tier_cache(
             "SEMANTICA_REDIS_MODE=cluster is not supported for it yet",
             component="cache",
         )
-    cache = ThreeTierCache.from_settings(settings, l2=l2, redis=client, metrics=collector)
+    cache = ThreeTierCache.from_settings(
+        settings, l2=l2, redis=client, metrics=collector, tracing=tracing
+    )
     try:
         yield cache
     finally:
@@ -199,5 +202,5 @@ class RedisContainer(containers.DeclarativeContainer):
         _redis_lock, client, policy=lock_policy, collector=collector, tracing=tracing
     )
     three_tier: providers.Resource[ThreeTierCache] = providers.Resource(
-        three_tier_cache, settings, cache, client, collector
+        three_tier_cache, settings, cache, client, collector, tracing
     )

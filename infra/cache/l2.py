@@ -112,6 +112,8 @@ from infra.exceptions import (
     InfraError,
     InfraTimeoutError,
 )
+from infra.observability.metrics import MetricsCollector
+from infra.observability.tracing import TracingState
 from infra.ports import CacheStore
 from infra.redaction import redact_text
 from infra.resilience import ResiliencePolicy
@@ -218,6 +220,9 @@ class L2Tier:
             attempt failed with a connection error (Redis mode, retrying policies).
         policy: Resilience policy for the raw commands (``None`` = one attempt each).
         metrics: The cache's metric series.
+        collector: The collector the raw commands' calls are recorded into (``None``: the
+            current one at call time), like the adapters' ``collector=``.
+        tracing: The tracing state their spans start from (``None``: the current one).
         on_degraded: Called once when Redis becomes unreachable.
         on_recovered: Called once when it answers again and the replay succeeded.
     """
@@ -237,6 +242,8 @@ class L2Tier:
         metrics: TierMetrics,
         on_degraded: Callable[[], None],
         on_recovered: Callable[[], None],
+        collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
         self._store = store
         self._redis = redis
@@ -266,7 +273,14 @@ class L2Tier:
         self._lock_prefix = f"{base}{namespace}:lock:"
         self._tag_prefix = f"{base}{namespace}:tag:"
         self.channel = f"{base}{namespace}:invalidations"
-        self._calls = BackendCalls("redis", family="cache", system="redis", policy=policy)
+        self._calls = BackendCalls(
+            "redis",
+            family="cache",
+            system="redis",
+            policy=policy,
+            collector=collector,
+            tracing=tracing,
+        )
         self._get_op = self._calls.operation("get")
         # Only a retrying policy can keep an operation past its first failed attempt.
         self._bounded = self._calls.policy.retry is not None

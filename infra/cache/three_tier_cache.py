@@ -99,6 +99,7 @@ from infra.cache.tier_metrics import TierMetrics
 from infra.cache.ttl_policy import TtlPolicy, check_cache_settings, check_seconds
 from infra.exceptions import InvalidArgumentError
 from infra.observability.metrics import MetricsCollector, get_metrics_collector
+from infra.observability.tracing import TracingState
 from infra.ports import CacheStore
 from infra.resilience import ResiliencePolicy
 from infra.resilience.clock import Clock, MonotonicClock
@@ -138,6 +139,9 @@ class ThreeTierCache:
         clock: Time source for TTLs and probing (``ManualClock`` in tests).
         rng: Random source for jitter (seed it in tests).
         metrics: Collector; default :func:`~infra.observability.get_metrics_collector`.
+            L2's Redis commands are recorded into it too (``None``: the current one).
+        tracing: The tracing state L2's command spans start from (``None``: the current
+            one at call time); the application container passes its own.
     """
 
     def __init__(
@@ -162,6 +166,7 @@ class ThreeTierCache:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         metrics: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
         self.ttls = TtlPolicy(
             l1_ttl=l1_ttl, l2_ttl=l2_ttl, negative_ttl=negative_ttl, jitter=ttl_jitter, rng=rng
@@ -200,6 +205,8 @@ class ThreeTierCache:
             fallback_timeout=fallback_timeout,
             policy=policy,
             metrics=self._metrics,
+            collector=metrics,
+            tracing=tracing,
             on_degraded=partial(self._cap_l1, "degraded"),
             on_recovered=partial(self._reset_l1, "recovered"),
         )

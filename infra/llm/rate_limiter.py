@@ -36,13 +36,16 @@ Decisions:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from infra.exceptions import InvalidArgumentError, RateLimitExceededError
 from infra.resilience import Clock, MonotonicClock, RateLimiter, TokenBucketLimiter
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+
+    from infra.observability.metrics import MetricsCollector
+    from infra.observability.tracing import TracingState
 
 __all__ = ["LLMRateLimiter"]
 
@@ -135,20 +138,29 @@ class LLMRateLimiter:
         max_wait: float | None = None,
         burst_seconds: float = 1.0,
         key: str = "llm",
+        collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> LLMRateLimiter:
-        """Buckets in Redis under ``key``, shared by every process that uses the same key."""
+        """Buckets in Redis under ``key``, shared by every process that uses the same key;
+        their Redis calls are recorded into ``collector`` and traced from ``tracing``
+        (``None``: the current ones at call time)."""
         from infra.resilience import RedisTokenBucketLimiter  # noqa: PLC0415
 
         rpm_rate, tpm_rate = _check_limit("rpm", rpm), _check_limit("tpm", tpm)
         requests = tokens = None
+        telemetry: dict[str, Any] = {"collector": collector, "tracing": tracing}
         if rpm_rate is not None:
             rate = rpm_rate / _MINUTE
             requests = RedisTokenBucketLimiter(
-                client, f"{key}:rpm", rate=rate, capacity=max(1.0, rate * burst_seconds)
+                client,
+                f"{key}:rpm",
+                rate=rate,
+                capacity=max(1.0, rate * burst_seconds),
+                **telemetry,
             )
         if tpm_rate is not None:
             tokens = RedisTokenBucketLimiter(
-                client, f"{key}:tpm", rate=tpm_rate / _MINUTE, capacity=tpm_rate
+                client, f"{key}:tpm", rate=tpm_rate / _MINUTE, capacity=tpm_rate, **telemetry
             )
         return cls(
             requests=requests,

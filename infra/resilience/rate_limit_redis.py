@@ -49,6 +49,8 @@ from infra.resilience.rate_limit import check_bucket, check_request, exceeded_er
 
 if TYPE_CHECKING:
     from infra.calls import BackendOperation
+    from infra.observability.metrics import MetricsCollector
+    from infra.observability.tracing import TracingState
 
 __all__ = ["DEFAULT_KEY_PREFIX", "RedisTokenBucketLimiter"]
 
@@ -104,6 +106,9 @@ class RedisTokenBucketLimiter:
             passthrough); not the policy the limiter is a layer of.
         component: ``component`` of the Redis calls (metrics label, errors).
         record: ``False`` turns the calls' telemetry off.
+        collector: The collector the calls are recorded into (``None``: the current one
+            at call time); the application container passes its own.
+        tracing: The tracing state their spans start from (``None``: the current one).
     """
 
     __slots__ = (
@@ -133,6 +138,8 @@ class RedisTokenBucketLimiter:
         policy: ResiliencePolicy | None = None,
         component: str = "redis_rate_limit",
         record: bool = True,
+        collector: MetricsCollector | None = None,
+        tracing: TracingState | None = None,
     ) -> None:
         # Imported here: infra.calls imports infra.resilience, whose package imports us.
         from infra.calls import BackendCalls  # noqa: PLC0415
@@ -158,6 +165,8 @@ class RedisTokenBucketLimiter:
             server_address=connection.get("host"),
             server_port=int(port) if port is not None else None,
             record=record,
+            collector=collector,
+            tracing=tracing,
         )
         self._run_op: BackendOperation = calls.operation("acquire")
         self._reset_op: BackendOperation = calls.operation("reset")

@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from config import Settings
 from containers.application import ApplicationContainer
-from containers.lifecycle import start, stop
+from containers.lifecycle import resolve, start, stop
 from containers.testing import use_fakes
 from infra.exceptions import CacheConnectionError
 from infra.observability import (
@@ -314,3 +314,68 @@ def test_any_call_sequence_traces_into_the_callers_exporter(
             ]
 
     asyncio.run(scenario())
+
+
+@pytest.mark.redis
+async def test_the_three_tier_caches_l2_records_and_traces_into_its_application(
+    redis_url: str,
+) -> None:
+    """The 3-tier cache's own Redis commands (an L1 miss read from L2) are recorded in
+    its application's collector and traced into its application's exporter -- not the
+    other application's, nor the process default (they used to go to the current ones)."""
+    exporters = (InMemorySpanExporter(), InMemorySpanExporter())
+    apps = []
+    for exporter in exporters:
+        app = make_app(Settings(log_level="WARNING", redis_url=redis_url))
+        app.observability.tracing.override(providers.Resource(exporting_tracing, exporter))
+        apps.append(app)
+    default = get_metrics_collector()
+    before = redis_calls(default, "ok")
+    await start(apps[0])
+    await start(apps[1])
+    try:
+        cache = apps[0].redis.three_tier()
+        assert await cache.get("three-tier:absent") is None  # L1 miss: one L2 GET
+        assert redis_calls(collector_of(apps[0]), "ok") >= 1
+        assert redis_calls(collector_of(apps[1]), "ok") == 0
+        assert redis_calls(default, "ok") == before
+        assert span_names(exporters[0])
+        assert span_names(exporters[1]) == []
+    finally:
+        await stop(apps[1])
+        await stop(apps[0])
+
+
+@pytest.mark.redis
+async def test_the_shared_llm_rate_limiter_records_into_its_application(redis_url: str) -> None:
+    """The shared (Redis) LLM rate limiter's calls are recorded in its application's
+    collector, not in the newest application's (the current one, where they used to go)
+    nor the process default."""
+    app = make_app(
+        Settings(
+            log_level="WARNING",
+            redis_url=redis_url,
+            llm_rpm_limit=6000,
+            llm_rate_limit_shared=True,
+        )
+    )
+    newest = make_app(Settings(log_level="WARNING"))
+    default = get_metrics_collector()
+
+    def limiter_calls(collector: MetricsCollector) -> float:
+        return collector.get_counter(
+            "backend_calls_total", component="redis_rate_limit", outcome="ok"
+        )
+
+    before = limiter_calls(default)
+    await start(app)
+    await start(newest)
+    try:
+        limiter = await resolve(app.llm.limiter)
+        await limiter.acquire()
+        assert limiter_calls(collector_of(app)) >= 1
+        assert limiter_calls(collector_of(newest)) == 0
+        assert limiter_calls(default) == before
+    finally:
+        await stop(newest)
+        await stop(app)
