@@ -36,7 +36,7 @@ Decisions:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from infra.exceptions import InvalidArgumentError, RateLimitExceededError
 from infra.resilience import Clock, MonotonicClock, RateLimiter, TokenBucketLimiter
@@ -148,7 +148,6 @@ class LLMRateLimiter:
 
         rpm_rate, tpm_rate = _check_limit("rpm", rpm), _check_limit("tpm", tpm)
         requests = tokens = None
-        telemetry: dict[str, Any] = {"collector": collector, "tracing": tracing}
         if rpm_rate is not None:
             rate = rpm_rate / _MINUTE
             requests = RedisTokenBucketLimiter(
@@ -156,11 +155,17 @@ class LLMRateLimiter:
                 f"{key}:rpm",
                 rate=rate,
                 capacity=max(1.0, rate * burst_seconds),
-                **telemetry,
+                collector=collector,
+                tracing=tracing,
             )
         if tpm_rate is not None:
             tokens = RedisTokenBucketLimiter(
-                client, f"{key}:tpm", rate=tpm_rate / _MINUTE, capacity=tpm_rate, **telemetry
+                client,
+                f"{key}:tpm",
+                rate=tpm_rate / _MINUTE,
+                capacity=tpm_rate,
+                collector=collector,
+                tracing=tracing,
             )
         return cls(
             requests=requests,

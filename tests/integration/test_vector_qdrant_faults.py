@@ -81,7 +81,7 @@ class QdrantFaultServer:
         self.points: dict[Any, dict[str, Any]] = {}
         self.failing_ids: set[int] = set()
         self.requests: list[str] = []
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()  # guards the script, points and requests
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -107,7 +107,7 @@ class QdrantFaultServer:
         self._server.server_close()
         self._thread.join(5)
 
-    def _answer(self, operation: str, body: dict[str, Any]) -> tuple[int, Any]:  # noqa: PLR0911
+    def answer(self, operation: str, body: dict[str, Any]) -> tuple[int, Any]:  # noqa: PLR0911
         if operation == "get_collection":
             return 404, {"status": {"error": "Not found: Collection doesn't exist!"}}
         if operation == "upsert":
@@ -149,7 +149,7 @@ class QdrantFaultServer:
                 )
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                with server._lock:
+                with server.lock:
                     server.requests.append(operation)
                     queued = server.script.get(operation)
                     action = queued.popleft() if queued else Action()
@@ -166,8 +166,8 @@ class QdrantFaultServer:
                 if action.status != 200:
                     status, result = action.status, {"status": {"error": "scripted fault"}}
                 else:
-                    with server._lock:
-                        status, result = server._answer(operation, json.loads(raw or b"{}"))
+                    with server.lock:
+                        status, result = server.answer(operation, json.loads(raw or b"{}"))
                 body = result if status != 200 else {"result": result, "status": "ok", "time": 0.0}
                 data = json.dumps(body).encode()
                 self.send_response(status)
