@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dependency_injector import containers, providers
 
@@ -101,6 +101,23 @@ def _graph_check(settings: Settings) -> str:
     return "on" if graph_enabled(settings) else "off"
 
 
+_C = TypeVar("_C", bound=containers.DeclarativeContainer)
+
+
+def _backend(
+    container_cls: type[_C], observability: type[ObservabilityContainer], **dependencies: Any
+) -> type[_C]:
+    """A backend container nested with what every backend takes from observability: the
+    resilience observer as its hooks, the application's collector and tracing state."""
+    return nested(
+        container_cls,
+        resilience_hooks=providers.List(observability.resilience_observer),
+        collector=observability.metrics,
+        tracing=observability.tracing_state,
+        **dependencies,
+    )
+
+
 class ApplicationContainer(containers.DeclarativeContainer):
     """Everything an application needs, built lazily; see the module docstring."""
 
@@ -117,44 +134,20 @@ class ApplicationContainer(containers.DeclarativeContainer):
     # ``app.postgres.store`` and its value (see :mod:`containers.typed`).
     core = nested(CoreContainer)
     observability = nested(ObservabilityContainer, settings=core.settings)
-    postgres = nested(
-        PostgresContainer,
-        settings=core.settings,
-        resilience_hooks=providers.List(observability.resilience_observer),
-        collector=observability.metrics,
-        tracing=observability.tracing_state,
+    postgres = _backend(PostgresContainer, observability, settings=core.settings)
+    redis = _backend(RedisContainer, observability, settings=core.settings)
+    graph = _backend(
+        GraphContainer, observability, settings=core.settings, three_tier=redis.three_tier
     )
-    redis = nested(
-        RedisContainer,
-        settings=core.settings,
-        resilience_hooks=providers.List(observability.resilience_observer),
-        collector=observability.metrics,
-        tracing=observability.tracing_state,
+    vector = _backend(
+        VectorContainer, observability, settings=core.settings, relational=postgres.store
     )
-    graph = nested(
-        GraphContainer,
-        settings=core.settings,
-        three_tier=redis.three_tier,
-        resilience_hooks=providers.List(observability.resilience_observer),
-        collector=observability.metrics,
-        tracing=observability.tracing_state,
-    )
-    vector = nested(
-        VectorContainer,
-        settings=core.settings,
-        relational=postgres.store,
-        resilience_hooks=providers.List(observability.resilience_observer),
-        collector=observability.metrics,
-        tracing=observability.tracing_state,
-    )
-    llm = nested(
+    llm = _backend(
         LLMContainer,
+        observability,
         settings=core.settings,
         redis_client=redis.client,
         three_tier=redis.three_tier,
-        resilience_hooks=providers.List(observability.resilience_observer),
-        collector=observability.metrics,
-        tracing=observability.tracing_state,
     )
     health: providers.Resource[HealthRegistry] = providers.Resource(
         register_health_checks,
