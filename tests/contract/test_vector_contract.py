@@ -16,8 +16,11 @@ import itertools
 import math
 import uuid
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -331,6 +334,8 @@ async def test_scroll_returns_vectors_as_stored(store: VectorStoreBase) -> None:
         (VectorPoint(9, [1.0, 2.0]), DimensionMismatchError, "points[2].vector"),
         (VectorPoint(9, [1.0, math.nan, 0.0]), InvalidArgumentError, "points[2].vector"),
         (VectorPoint(9, [1.0, math.inf, 0.0]), InvalidArgumentError, "points[2].vector"),
+        # finite in Python, infinity in the engines' float32
+        (VectorPoint(9, [1.0, 1e39, 0.0]), InvalidArgumentError, "points[2].vector"),
         (VectorPoint("doc-9", [1.0, 2.0, 0.0]), InvalidArgumentError, "points[2].id"),
         (VectorPoint(-1, [1.0, 2.0, 0.0]), InvalidArgumentError, "points[2].id"),
         (VectorPoint(0, [1.0, 2.0, 0.0]), InvalidArgumentError, "points[2].id"),
@@ -358,6 +363,24 @@ async def test_bad_points_are_refused_before_anything_is_written(
     if error is DimensionMismatchError:
         assert (details["expected_dim"], details["got_dim"]) == (3, 2)
     assert await store.count(collection) == 0
+
+
+async def test_numbers_of_any_numeric_type_are_stored_as_floats(
+    store: VectorStoreBase, collection: str
+) -> None:
+    """numpy arrays and scalars, Decimal, Fraction and ints are numbers like floats on
+    every engine (the stores send plain floats)."""
+    await store.upsert(
+        collection,
+        [
+            VectorPoint(1, np.array([1.0, 0.0, 0.0], dtype=np.float32)),
+            VectorPoint(2, [Decimal("0.5"), Fraction(1, 2), np.float32(0.0)]),
+            VectorPoint(3, [np.float64(0.0), np.int64(0), 1]),
+        ],
+    )
+    hits = await store.search(collection, np.array([1.0, 1.0, 0.0]), limit=3, exact=True)
+    assert [hit.id for hit in hits] == [2, 1, 3]
+    assert [hit.score for hit in hits] == pytest.approx([1.0, math.sqrt(0.5), 0.0], abs=1e-5)
 
 
 async def test_search_checks_the_query_vector_and_arguments(
