@@ -370,15 +370,15 @@ async def test_numbers_of_any_numeric_type_are_stored_as_floats(
 ) -> None:
     """numpy arrays and scalars, Decimal, Fraction and ints are numbers like floats on
     every engine (the stores send plain floats)."""
-    await store.upsert(
-        collection,
-        [
-            VectorPoint(1, np.array([1.0, 0.0, 0.0], dtype=np.float32)),
-            VectorPoint(2, [Decimal("0.5"), Fraction(1, 2), np.float32(0.0)]),
-            VectorPoint(3, [np.float64(0.0), np.int64(0), 1]),
-        ],
-    )
-    hits = await store.search(collection, np.array([1.0, 1.0, 0.0]), limit=3, exact=True)
+    # Typed as the port's Sequence[float]: what a caller's numpy code passes anyway.
+    vectors: list[Any] = [
+        np.array([1.0, 0.0, 0.0], dtype=np.float32),
+        [Decimal("0.5"), Fraction(1, 2), np.float32(0.0)],
+        [np.float64(0.0), np.int64(0), 1],
+    ]
+    await store.upsert(collection, [VectorPoint(i + 1, v) for i, v in enumerate(vectors)])
+    query: Any = np.array([1.0, 1.0, 0.0])
+    hits = await store.search(collection, query, limit=3, exact=True)
     assert [hit.id for hit in hits] == [2, 1, 3]
     assert [hit.score for hit in hits] == pytest.approx([1.0, math.sqrt(0.5), 0.0], abs=1e-5)
 
