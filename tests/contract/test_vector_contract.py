@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -444,14 +445,34 @@ async def test_many_batches_all_written_with_progress(make_store: Factory) -> No
         await store.close()
 
 
+class ThreadNotingVector(list[float]):
+    """A numpy-like vector (read through ``tolist()``) noting the thread that reads it."""
+
+    readers: ClassVar[set[int]] = set()
+
+    def tolist(self) -> list[float]:
+        ThreadNotingVector.readers.add(threading.get_ident())
+        return list(self)
+
+
 async def test_a_large_upsert_is_prepared_off_the_event_loop(make_store: Factory) -> None:
-    """Above ``threaded_above`` the points are checked in a worker thread: same result."""
+    """Above ``threaded_above`` points the input is read and checked in a worker thread
+    (the event loop stays free), at or below it on the loop (no thread hop for small
+    upserts); same result, same refusal of a bad point."""
     store = make_store(threaded_above=10)
     name = unique()
+    loop_thread = threading.get_ident()
     try:
         await store.ensure_collection(name, vector_size=3)
-        points = [VectorPoint(i, [1.0, float(i), 2.0]) for i in range(40)]
+        small = [VectorPoint(i, ThreadNotingVector([1.0, float(i), 2.0])) for i in range(10)]
+        ThreadNotingVector.readers.clear()
+        assert await store.upsert(name, small) == 10
+        assert ThreadNotingVector.readers == {loop_thread}
+        points = [VectorPoint(i, ThreadNotingVector([1.0, float(i), 2.0])) for i in range(40)]
+        ThreadNotingVector.readers.clear()
         assert await store.upsert(name, points) == 40
+        assert ThreadNotingVector.readers
+        assert loop_thread not in ThreadNotingVector.readers
         with pytest.raises(DimensionMismatchError):
             await store.upsert(name, [*points, VectorPoint(99, [1.0])])
         assert await store.count(name) == 40
