@@ -119,7 +119,7 @@ class VectorStoreBase(ABC):
             point is still sent, alone).
         threaded_above: Upserts of more points are checked and built in a worker thread
             (``asyncio.to_thread``), keeping the event loop free for other requests.
-        log_every: Log upsert progress every this many batches.
+        log_every: Log upsert progress every this many batches (``0``: never).
         health_timeout: Deadline of one health probe, seconds.
     """
 
@@ -157,6 +157,12 @@ class VectorStoreBase(ABC):
                 component=self.component,
             )
         self._threaded_above = threaded_above
+        if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 0:
+            raise InvalidArgumentError(
+                f"log_every must be an int >= 0 (0: no progress log), got {shown(log_every)}",
+                argument="log_every",
+                component=self.component,
+            )
         self._log_every = log_every
         self._health_calls = probe_calls(calls)
         self._health = HealthProbe(

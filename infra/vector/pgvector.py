@@ -65,7 +65,7 @@ class PgVectorStore(VectorStoreBase):
     Args:
         store: The relational store to run on (its pool, policy and telemetry).
         owns_store: Close ``store`` on :meth:`close` (``from_settings`` does).
-        batch_size / concurrency / max_request_bytes / threaded_above: See
+        batch_size / concurrency / max_request_bytes / threaded_above / log_every: See
             :class:`~infra.vector.base.VectorStoreBase`.
     """
 
@@ -78,6 +78,7 @@ class PgVectorStore(VectorStoreBase):
         concurrency: int = 4,
         max_request_bytes: int = 4_000_000,
         threaded_above: int = 2_048,
+        log_every: int = 100,
         collector: MetricsCollector | None = None,
         tracing: TracingState | None = None,
     ) -> None:
@@ -94,6 +95,7 @@ class PgVectorStore(VectorStoreBase):
             concurrency=concurrency,
             max_request_bytes=max_request_bytes,
             threaded_above=threaded_above,
+            log_every=log_every,
         )
         self._store = store
         self._owns_store = owns_store

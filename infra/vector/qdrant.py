@@ -128,7 +128,7 @@ class QdrantVectorStore(VectorStoreBase):
         client: An ``AsyncQdrantClient`` (yours to close), or a zero-argument factory
             that builds one on first use (the store closes it).
         policy: The resilience policy every request runs under (default: passthrough).
-        batch_size / concurrency / max_request_bytes / threaded_above: See
+        batch_size / concurrency / max_request_bytes / threaded_above / log_every: See
             :class:`~infra.vector.base.VectorStoreBase`.
         server_address / server_port: Span attributes (never credentials).
         record: ``False`` turns telemetry off (benchmarks of the raw path).
@@ -145,6 +145,7 @@ class QdrantVectorStore(VectorStoreBase):
         concurrency: int = 4,
         max_request_bytes: int = 4_000_000,
         threaded_above: int = 2_048,
+        log_every: int = 100,
         health_timeout: float = 5.0,
         server_address: str | None = None,
         server_port: int | None = None,
@@ -168,6 +169,7 @@ class QdrantVectorStore(VectorStoreBase):
             concurrency=concurrency,
             max_request_bytes=max_request_bytes,
             threaded_above=threaded_above,
+            log_every=log_every,
             health_timeout=health_timeout,
         )
         if callable(client):

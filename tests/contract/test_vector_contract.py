@@ -14,10 +14,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, ClassVar
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -331,6 +335,8 @@ async def test_scroll_returns_vectors_as_stored(store: VectorStoreBase) -> None:
         (VectorPoint(9, [1.0, 2.0]), DimensionMismatchError, "points[2].vector"),
         (VectorPoint(9, [1.0, math.nan, 0.0]), InvalidArgumentError, "points[2].vector"),
         (VectorPoint(9, [1.0, math.inf, 0.0]), InvalidArgumentError, "points[2].vector"),
+        # finite in Python, infinity in the engines' float32
+        (VectorPoint(9, [1.0, 1e39, 0.0]), InvalidArgumentError, "points[2].vector"),
         (VectorPoint("doc-9", [1.0, 2.0, 0.0]), InvalidArgumentError, "points[2].id"),
         (VectorPoint(-1, [1.0, 2.0, 0.0]), InvalidArgumentError, "points[2].id"),
         (VectorPoint(0, [1.0, 2.0, 0.0]), InvalidArgumentError, "points[2].id"),
@@ -358,6 +364,24 @@ async def test_bad_points_are_refused_before_anything_is_written(
     if error is DimensionMismatchError:
         assert (details["expected_dim"], details["got_dim"]) == (3, 2)
     assert await store.count(collection) == 0
+
+
+async def test_numbers_of_any_numeric_type_are_stored_as_floats(
+    store: VectorStoreBase, collection: str
+) -> None:
+    """numpy arrays and scalars, Decimal, Fraction and ints are numbers like floats on
+    every engine (the stores send plain floats)."""
+    # Typed as the port's Sequence[float]: what a caller's numpy code passes anyway.
+    vectors: list[Any] = [
+        np.array([1.0, 0.0, 0.0], dtype=np.float32),
+        [Decimal("0.5"), Fraction(1, 2), np.float32(0.0)],
+        [np.float64(0.0), np.int64(0), 1],
+    ]
+    await store.upsert(collection, [VectorPoint(i + 1, v) for i, v in enumerate(vectors)])
+    query: Any = np.array([1.0, 1.0, 0.0])
+    hits = await store.search(collection, query, limit=3, exact=True)
+    assert [hit.id for hit in hits] == [2, 1, 3]
+    assert [hit.score for hit in hits] == pytest.approx([1.0, math.sqrt(0.5), 0.0], abs=1e-5)
 
 
 async def test_search_checks_the_query_vector_and_arguments(
@@ -421,14 +445,34 @@ async def test_many_batches_all_written_with_progress(make_store: Factory) -> No
         await store.close()
 
 
+class ThreadNotingVector(list[float]):
+    """A numpy-like vector (read through ``tolist()``) noting the thread that reads it."""
+
+    readers: ClassVar[set[int]] = set()
+
+    def tolist(self) -> list[float]:
+        ThreadNotingVector.readers.add(threading.get_ident())
+        return list(self)
+
+
 async def test_a_large_upsert_is_prepared_off_the_event_loop(make_store: Factory) -> None:
-    """Above ``threaded_above`` the points are checked in a worker thread: same result."""
+    """Above ``threaded_above`` points the input is read and checked in a worker thread
+    (the event loop stays free), at or below it on the loop (no thread hop for small
+    upserts); same result, same refusal of a bad point."""
     store = make_store(threaded_above=10)
     name = unique()
+    loop_thread = threading.get_ident()
     try:
         await store.ensure_collection(name, vector_size=3)
-        points = [VectorPoint(i, [1.0, float(i), 2.0]) for i in range(40)]
+        small = [VectorPoint(i, ThreadNotingVector([1.0, float(i), 2.0])) for i in range(10)]
+        ThreadNotingVector.readers.clear()
+        assert await store.upsert(name, small) == 10
+        assert ThreadNotingVector.readers == {loop_thread}
+        points = [VectorPoint(i, ThreadNotingVector([1.0, float(i), 2.0])) for i in range(40)]
+        ThreadNotingVector.readers.clear()
         assert await store.upsert(name, points) == 40
+        assert ThreadNotingVector.readers
+        assert loop_thread not in ThreadNotingVector.readers
         with pytest.raises(DimensionMismatchError):
             await store.upsert(name, [*points, VectorPoint(99, [1.0])])
         assert await store.count(name) == 40

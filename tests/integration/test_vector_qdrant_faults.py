@@ -15,7 +15,9 @@ keeps a slow answer from blocking the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import re
 import socket
 import struct
@@ -23,13 +25,19 @@ import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import numpy as np
 import pytest
+from dependency_injector import providers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from config import Settings
+from containers.lifecycle import resolve, stop
+from containers.vector import VectorContainer
 from infra.exceptions import (
     InfraTimeoutError,
     VectorStoreConnectionError,
@@ -79,9 +87,19 @@ class QdrantFaultServer:
     def __init__(self) -> None:
         self.script: dict[str, deque[Action]] = {}
         self.points: dict[Any, dict[str, Any]] = {}
+        self.vectors: dict[Any, Any] = {}
         self.failing_ids: set[int] = set()
         self.requests: list[str] = []
-        self.lock = threading.Lock()  # guards the script, points and requests
+        #: ``(points, body bytes)`` of every upsert request, as received.
+        self.upserts: list[tuple[int, int]] = []
+        #: The ``api-key`` header of every request (``None`` when absent).
+        self.api_keys: list[str | None] = []
+        #: Upserts being answered now, and the most at once.
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        #: When set, every upsert waits here until this many are being answered at once.
+        self.upsert_barrier: threading.Barrier | None = None
+        self.lock = threading.Lock()  # guards everything above
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -112,6 +130,7 @@ class QdrantFaultServer:
             return 404, {"status": {"error": "Not found: Collection doesn't exist!"}}
         if operation == "upsert":
             sent = upserted(body)
+            self.vectors.update({p["id"]: p["vector"] for p in body.get("points", [])})
             if self.failing_ids.intersection(sent):
                 return 503, {"status": {"error": "scripted: this batch always fails"}}
             self.points.update(sent)
@@ -151,8 +170,26 @@ class QdrantFaultServer:
                 raw = self.rfile.read(length) if length else b""
                 with server.lock:
                     server.requests.append(operation)
+                    server.api_keys.append(self.headers.get("api-key"))
                     queued = server.script.get(operation)
                     action = queued.popleft() if queued else Action()
+                    if operation == "upsert":
+                        server.upserts.append((len(upserted(json.loads(raw))), len(raw)))
+                        server.in_flight += 1
+                        server.peak_in_flight = max(server.peak_in_flight, server.in_flight)
+                try:
+                    self._act(operation, action, raw)
+                finally:
+                    if operation == "upsert":
+                        with server.lock:
+                            server.in_flight -= 1
+
+            def _act(self, operation: str, action: Action, raw: bytes) -> None:
+                if operation == "upsert" and server.upsert_barrier is not None:
+                    # Broken (timed out) when the client never has that many in flight:
+                    # then it answers anyway, and the test reads peak_in_flight.
+                    with contextlib.suppress(threading.BrokenBarrierError):
+                        server.upsert_barrier.wait()
                 if action.reset:
                     # SO_LINGER 0: close() sends a TCP RST, what a crashed peer looks like.
                     self.connection.setsockopt(
@@ -337,3 +374,126 @@ def test_after_any_failure_the_ledger_matches_the_server(
     with QdrantFaultServer() as server:
         server.failing_ids = failing
         asyncio.run(scenario(server))
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 4])
+async def test_batches_are_in_flight_up_to_the_concurrency_and_never_more(
+    server: QdrantFaultServer, concurrency: int
+) -> None:
+    """Through qdrant-client's real REST transport: the server holds every upsert until
+    ``concurrency`` of them are being answered at once -- which happens only if the store
+    really sends that many concurrently -- and never sees more."""
+    store = QdrantVectorStore(
+        lambda: build_qdrant_client(url=server.url, timeout=30.0),
+        policy=instant_policy(),
+        batch_size=2,
+        concurrency=concurrency,
+    )
+    try:
+        await store.ensure_collection("docs", vector_size=2)
+        server.upsert_barrier = threading.Barrier(concurrency, timeout=10)
+        assert await store.upsert("docs", points(8 * concurrency)) == 8 * concurrency
+    finally:
+        await store.close()
+    assert server.peak_in_flight == concurrency
+    assert not server.upsert_barrier.broken
+    assert sorted(server.points) == list(range(8 * concurrency))
+
+
+#: Any float32 value; and values with the longest JSON text (23 characters).
+float32s = st.floats(width=32, allow_nan=False, allow_infinity=False)
+longest = st.sampled_from(
+    [-1.1754943508222875e-38, -3.4028234663852886e38, -2.3509885615147286e-38]
+)
+point_ids = st.one_of(st.integers(0, 2**64 - 1), st.uuids().map(str))
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    dim=st.integers(1, 48),
+    values=st.sampled_from([float32s, longest]),
+    rows=st.lists(
+        st.tuples(point_ids, st.data(), st.text(max_size=30)),
+        min_size=8,
+        max_size=40,
+        unique_by=lambda row: str(row[0]),
+    ),
+    max_request_bytes=st.integers(300, 20_000),
+)
+def test_no_request_is_larger_than_max_request_bytes(
+    dim: int,
+    values: st.SearchStrategy[float],
+    rows: list[tuple[int | str, st.DataObject, str]],
+    max_request_bytes: int,
+) -> None:
+    """Any dimension, values (the longest float texts included), ids (ints, UUIDs) and
+    payloads (any Unicode): every upsert body qdrant-client sends holding more than one
+    point is at most ``max_request_bytes`` -- the estimate is an upper bound of what goes
+    on the wire -- and every point arrives."""
+    batch = [
+        VectorPoint(pid, data.draw(st.lists(values, min_size=dim, max_size=dim)), {"t": text})
+        for pid, data, text in rows
+    ]
+
+    async def scenario(server: QdrantFaultServer) -> None:
+        store = QdrantVectorStore(
+            lambda: build_qdrant_client(url=server.url, timeout=5.0),
+            policy=instant_policy(),
+            batch_size=1_000,
+            max_request_bytes=max_request_bytes,
+        )
+        try:
+            await store.ensure_collection("docs", vector_size=dim)
+            assert await store.upsert("docs", batch) == len(batch)
+        finally:
+            await store.close()
+
+    with QdrantFaultServer() as server:
+        asyncio.run(scenario(server))
+        assert sum(count for count, _ in server.upserts) == len(batch)
+        for count, size in server.upserts:
+            assert count == 1 or size <= max_request_bytes, (count, size, max_request_bytes)
+
+
+async def test_numpy_and_decimal_vectors_arrive_as_json_numbers(
+    server: QdrantFaultServer, store: QdrantVectorStore
+) -> None:
+    """qdrant-client's encoder cannot write numpy float32 and writes a Decimal as a
+    string; the store sends plain floats, so the server receives numbers."""
+    vectors: list[Any] = [np.array([0.5, 1.5], dtype=np.float32), [Decimal("0.25"), 2]]
+    await store.upsert("docs", [VectorPoint(i, v) for i, v in enumerate(vectors)])
+    assert server.vectors == {0: [0.5, 1.5], 1: [0.25, 2.0]}
+
+
+async def test_the_api_key_reaches_the_server_and_nothing_else(
+    server: QdrantFaultServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The container's store for a server URL with an API key: every request carries the
+    key in its ``api-key`` header; the key is in no log record (DEBUG included), error,
+    error detail or repr, also when requests fail."""
+    key = "s3cr3t-qdrant-key-4242"
+    settings = Settings(qdrant_url=server.url, qdrant_api_key=key, qdrant_timeout=2)
+    container = VectorContainer(settings=settings)
+    container.policy.override(providers.Object(instant_policy(attempts=2)))
+    caplog.set_level(logging.DEBUG)
+    store = await resolve(container.store)
+    try:
+        assert isinstance(store, QdrantVectorStore)
+        with pytest.warns(UserWarning, match="insecure connection"):  # http on loopback
+            await store.ensure_collection("docs", vector_size=2)
+        await store.upsert("docs", points(3))
+        server.then("count", Action(503), Action(503))
+        with pytest.raises(VectorStoreError) as caught:
+            await store.count("docs")
+        error = caught.value
+        ok, details = await store.health_check()
+        assert ok
+        shown = [str(error), repr(error), repr(error.details), repr(store), repr(details)]
+        shown += [str(container.settings().vector), repr(settings)]
+    finally:
+        await stop(container)
+    assert set(server.api_keys) == {key}
+    assert len(server.api_keys) >= 5
+    logged = [record.getMessage() + str(record.__dict__) for record in caplog.records]
+    assert logged  # the failures were logged
+    assert not [text for text in shown + logged if key in text]

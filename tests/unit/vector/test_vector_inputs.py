@@ -3,13 +3,16 @@ ids, vectors, payloads and filters (properties over generated input)."""
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from qdrant_client.http import models
 
 from infra.exceptions import CallerError, DimensionMismatchError, InvalidArgumentError
 from infra.ports import VectorPoint
@@ -56,8 +59,70 @@ def test_a_wrong_length_is_a_dimension_mismatch_with_both_sizes(size: int, expec
     assert isinstance(caught.value, CallerError)
 
 
-def test_sums_that_overflow_are_not_mistaken_for_infinity() -> None:
-    assert check_vector([1e308, 1e308], 2) == [1e308, 1e308]
+def test_values_at_the_float32_limit_pass_and_beyond_it_are_refused() -> None:
+    """The engines store float32: 3.4e38 is the largest value, and a vector of them
+    (whose sum is far beyond float32) passes; 1e39 or 1e308 -- infinity in the engine --
+    is refused naming its position, and so is an int too large for any float."""
+    assert check_vector([3.4e38] * 384, 384) == [3.4e38] * 384
+    for bad in (1e39, -1e308, 10**400):
+        with pytest.raises(InvalidArgumentError, match="32-bit float range") as caught:
+            check_vector([0.5, bad, 1.0], 3)
+        assert caught.value.details["position"] == 1
+
+
+#: Upper end of float32: a double rounds to float32 infinity from FLT_MAX + half an ULP.
+ROUNDS_TO_FLOAT32_INF = 2.0**128 - 2.0**103
+
+elements = st.one_of(
+    st.floats(),
+    st.floats(width=32),
+    st.integers(),
+    st.integers(min_value=-(2**140), max_value=2**140),
+    st.booleans(),
+    st.decimals(),
+    st.fractions(),
+    st.floats(width=32).map(np.float32),
+    st.floats().map(np.float64),
+    st.integers(-(2**63), 2**63 - 1).map(np.int64),
+    st.text(max_size=3),
+    st.none(),
+    st.lists(st.floats(), max_size=1),
+)
+
+
+def element_ok(value: object) -> bool:
+    """An independent statement of what a vector element may be."""
+    if isinstance(value, str | type(None) | list):
+        return False
+    try:
+        number = float(value)  # type: ignore[arg-type] # the strategy's numbers
+    except (OverflowError, ValueError):  # a huge int; a signalling Decimal NaN
+        return False
+    return math.isfinite(number) and abs(number) < ROUNDS_TO_FLOAT32_INF
+
+
+@given(vector=st.lists(elements, min_size=1, max_size=12))
+def test_any_element_is_either_sent_as_a_plain_float_or_refused_by_position(
+    vector: list[object],
+) -> None:
+    """Whatever the caller's numbers (numpy scalars, Decimal, Fraction, bool, ints of any
+    size, floats beyond float32, NaN, text ...): either every element becomes a plain
+    float that qdrant-client's REST encoder writes as a JSON number (what the engines
+    store), or a typed error names the first bad position -- before any request, never
+    a failure in the middle of an upsert."""
+    bad = [i for i, value in enumerate(vector) if not element_ok(value)]
+    if bad:
+        with pytest.raises(InvalidArgumentError) as caught:
+            check_vector(vector, len(vector))
+        assert caught.value.details["position"] == bad[0]
+        return
+    checked = check_vector(vector, len(vector))
+    assert all(type(x) is float for x in checked)
+    assert checked == [float(x) for x in vector]  # type: ignore[arg-type]
+    body = models.PointsList(
+        points=[models.PointStruct.model_construct(id=1, vector=checked, payload={})]
+    ).model_dump_json(exclude_unset=True)
+    assert json.loads(body)["points"][0]["vector"] == checked
 
 
 @pytest.mark.parametrize("bad", ["x", None, [1.0], {"a": 1}])

@@ -4,10 +4,14 @@ and the retry honouring a server's ``Retry-After`` on any error that carries one
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dependency_injector import providers
@@ -24,6 +28,7 @@ from infra.exceptions import (
     ConfigurationError,
     GraphError,
     InfraError,
+    InvalidArgumentError,
     VectorStoreConnectionError,
     VectorStoreError,
 )
@@ -255,3 +260,152 @@ async def test_an_unconfigured_vector_store_is_neither_pinged_nor_registered() -
             assert registry.names() == ["postgres", "redis"]
     finally:
         await stop(container)
+
+
+async def test_batching_settings_reach_the_store_of_either_engine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``SEMANTICA_QDRANT_UPSERT_CONCURRENCY`` and ``_BATCH_SIZE`` set the store's
+    upsert concurrency and batch size, on Qdrant and on pgvector."""
+    from infra.storage import EnhancedPostgresStore
+    from infra.vector.pgvector import PgVectorStore
+
+    monkeypatch.setenv("SEMANTICA_QDRANT_UPSERT_CONCURRENCY", "7")
+    monkeypatch.setenv("SEMANTICA_QDRANT_UPSERT_BATCH_SIZE", "50")
+    monkeypatch.setenv("SEMANTICA_QDRANT_LOCATION", ":memory:")
+    for backend in ("qdrant", "pgvector"):
+        monkeypatch.setenv("SEMANTICA_VECTOR_BACKEND", backend)
+        relational = EnhancedPostgresStore("postgresql://u@127.0.0.1:9/db")  # never connects
+        container = VectorContainer(settings=Settings(), relational=relational)
+        store = await resolve(container.store)
+        try:
+            assert isinstance(store, QdrantVectorStore if backend == "qdrant" else PgVectorStore)
+            assert (store.concurrency, store.batch_size) == (7, 50)
+        finally:
+            await stop(container)
+            await relational.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (
+            {"qdrant_url": "https://q.example:7333"},
+            {"url": "https://q.example:7333", "prefer_grpc": False, "location": None},
+        ),
+        (
+            {"qdrant_host": "q.internal", "qdrant_port": 7000, "qdrant_grpc_port": 7001},
+            {"host": "q.internal", "port": 7000, "grpc_port": 7001, "url": None},
+        ),
+        (
+            {"qdrant_host": "q.internal", "qdrant_prefer_grpc": True},
+            {"host": "q.internal", "prefer_grpc": True, "grpc_port": 6334},
+        ),
+        ({"qdrant_location": ":memory:"}, {"location": ":memory:", "url": None, "host": None}),
+        ({"qdrant_location": "DIR"}, {"path": "DIR", "url": None}),
+    ],
+)
+async def test_the_client_is_the_one_settings_describe(
+    options: dict[str, object], expected: dict[str, object], tmp_path: Path
+) -> None:
+    """Local mode (memory or a directory), a URL, or host/port; REST or gRPC; the
+    client never retries on its own (gRPC retries off) and makes no request at build."""
+    from infra.vector.client import qdrant_client_from_settings
+
+    def placed(values: dict[str, object]) -> dict[str, Any]:
+        return {key: str(tmp_path) if value == "DIR" else value for key, value in values.items()}
+
+    client = qdrant_client_from_settings(Settings(**placed(options)))
+    chosen = client.init_options
+    assert {key: chosen[key] for key in expected} == placed(expected)
+    if chosen["prefer_grpc"]:
+        assert chosen["grpc_options"]["grpc.enable_retries"] == 0
+    if chosen["location"] is None and chosen["path"] is None:
+        assert chosen["check_compatibility"] is False
+    await client.close()
+
+
+async def test_prefer_grpc_sends_requests_to_the_grpc_port_and_errors_are_typed() -> None:
+    """With ``SEMANTICA_QDRANT_PREFER_GRPC`` the real client talks gRPC to the gRPC port
+    (here a loopback listener that hangs up): the REST port is never used, and the
+    failure is our typed, retryable connection error."""
+    connections: dict[str, int] = {"rest": 0, "grpc": 0}
+
+    def listener(kind: str) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], None]:
+        def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connections[kind] += 1
+            writer.close()
+
+        return accept
+
+    rest = await asyncio.start_server(listener("rest"), "127.0.0.1", 0)
+    grpc = await asyncio.start_server(listener("grpc"), "127.0.0.1", 0)
+    ports = [server.sockets[0].getsockname()[1] for server in (rest, grpc)]
+    settings = Settings(
+        qdrant_host="127.0.0.1",
+        qdrant_port=ports[0],
+        qdrant_grpc_port=ports[1],
+        qdrant_prefer_grpc=True,
+        qdrant_timeout=5,
+    )
+    store = QdrantVectorStore.from_settings(
+        settings, policy=ResiliencePolicy.instant("qdrant", retry=RetryConfig(max_attempts=2))
+    )
+    try:
+        with pytest.raises(VectorStoreConnectionError) as caught:
+            await store.count("docs")
+        assert caught.value.retryable
+    finally:
+        await store.close()
+        for server in (rest, grpc):
+            server.close()
+            await server.wait_closed()
+    assert connections["grpc"] >= 1
+    assert connections["rest"] == 0
+
+
+async def test_shutdown_closes_the_client_the_container_built(tmp_path: Path) -> None:
+    """Local mode on a directory: qdrant-client locks the directory while a client is
+    open, so opening it again after ``stop`` proves the container closed its client --
+    and the points are there."""
+    from qdrant_client import AsyncQdrantClient
+
+    container = VectorContainer(settings=Settings(qdrant_location=str(tmp_path)))
+    store = await resolve(container.store)
+    await store.ensure_collection("docs", vector_size=2)
+    await store.upsert("docs", [VectorPoint(1, [1.0, 0.0]), VectorPoint(2, [0.0, 1.0])])
+    await stop(container)
+    reopened = AsyncQdrantClient(path=str(tmp_path))
+    try:
+        assert (await reopened.count("docs")).count == 2
+    finally:
+        await reopened.close()
+
+
+async def test_a_client_passed_in_stays_open_for_its_owner() -> None:
+    """The plain constructor takes a client; closing the store leaves it to its owner."""
+    from qdrant_client import AsyncQdrantClient
+
+    client = AsyncQdrantClient(location=":memory:")
+    store = QdrantVectorStore(client)
+    await store.ensure_collection("docs", vector_size=2)
+    await store.close()
+    assert [c.name for c in (await client.get_collections()).collections] == ["docs"]
+    await client.close()
+
+
+async def test_progress_is_logged_every_log_every_batches_on_the_real_store(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from qdrant_client import AsyncQdrantClient
+
+    client = AsyncQdrantClient(location=":memory:")
+    store = QdrantVectorStore(client, batch_size=2, log_every=3)
+    await store.ensure_collection("docs", vector_size=1)
+    with caplog.at_level(logging.INFO, logger="infra.vector"):
+        await store.upsert("docs", [VectorPoint(i, [1.0 + i]) for i in range(14)])
+    await client.close()
+    done = [r.getMessage().split(" in ")[1] for r in caplog.records if r.name == "infra.vector"]
+    assert done == ["3 of 7 batches", "6 of 7 batches", "7 of 7 batches"]
+    with pytest.raises(InvalidArgumentError, match="log_every"):
+        QdrantVectorStore(client, log_every=-1)
