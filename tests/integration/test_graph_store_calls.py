@@ -185,9 +185,7 @@ async def test_an_unreachable_server_is_a_retryable_connection_error() -> None:
     async with server:
         uri = server.uri
     driver = open_driver(uri, connect_timeout=1.0)
-    policy = ResiliencePolicy.instant(
-        "graph", retry=RetryConfig(max_attempts=2), hooks=(observer,)
-    )
+    policy = ResiliencePolicy.instant("graph", retry=RetryConfig(max_attempts=2), hooks=(observer,))
     async with MemgraphGraphStore(driver, policy=policy, owns_driver=True) as store:
         with pytest.raises(GraphConnectionError) as caught:
             await store.get_node("a")
