@@ -182,3 +182,18 @@ async def test_a_statement_slower_than_query_timeout_is_a_retryable_timeout(
         assert caught.value.details["timeout"] == 0.2
         proxy.heal()
         assert await slow.query("RETURN 3 AS three") == [{"three": 3}]
+
+
+async def test_the_health_check_reports_a_slow_link_as_degraded(
+    proxy: ChaosProxy, store: MemgraphGraphStore
+) -> None:
+    """The shared latency-aware check: a round trip above the threshold is ``degraded``
+    (still serving), with the measured latency; within it, ``healthy`` again."""
+    proxy.add_latency(LATENCY)
+    ok, details = await store.health_check(latency_threshold_ms=50)
+    assert details["status"] == "degraded"
+    assert details["latency_ms"] > 50
+    assert ok
+    proxy.heal()
+    ok, details = await store.health_check(latency_threshold_ms=60_000)
+    assert (ok, details["status"]) == (True, "healthy")
