@@ -25,7 +25,7 @@ the driver resource first starts. Decisions:
   changes the outcome on the fake and the real store alike.
 * **The cached store** reads through the 3-tier cache the ``three_tier`` dependency gives
   (the application container passes the Redis container's), under the ``graph``
-  namespace of its keys.
+  namespace of its keys, for ``cache_ttl`` seconds (override that provider to change it).
 """
 
 from __future__ import annotations
@@ -108,16 +108,17 @@ async def graph_store(
 
 
 async def graph_cached_store(
-    store: Any, cache: ThreeTierCache
+    store: Any, cache: ThreeTierCache, ttl: float | None = None
 ) -> AsyncIterator[CachedGraphStore | None]:
-    """The store's reads through ``cache`` (``None`` without a graph). A resource rather
-    than a singleton because it may be ``None``, which a singleton cannot hold."""
+    """The store's reads through ``cache`` for ``ttl`` seconds (``None``: the cache's
+    ``l2_ttl``), or ``None`` without a graph. A resource rather than a singleton because
+    it may be ``None``, which a singleton cannot hold."""
     if store is None:
         yield None
         return
     from infra.graph.cached_store import CachedGraphStore  # noqa: PLC0415 - on first start
 
-    yield CachedGraphStore(store, cache)
+    yield CachedGraphStore(store, cache, ttl=ttl)
 
 
 class GraphContainer(containers.DeclarativeContainer):
@@ -133,10 +134,12 @@ class GraphContainer(containers.DeclarativeContainer):
     policy: providers.Singleton[ResiliencePolicy] = providers.Singleton(
         resilience_policy, settings, component="graph", hooks=resilience_hooks
     )
+    #: Lifetime of a cached graph read, seconds (``None``: the 3-tier cache's ``l2_ttl``).
+    cache_ttl: providers.Provider[float | None] = providers.Object(None)
     driver: providers.Resource[Any] = providers.Resource(graph_driver, settings)
     store: providers.Resource[MemgraphGraphStore | None] = providers.Resource(
         graph_store, driver, policy, settings, collector, tracing
     )
     cached_store: providers.Resource[CachedGraphStore | None] = providers.Resource(
-        graph_cached_store, store, three_tier
+        graph_cached_store, store, three_tier, cache_ttl
     )

@@ -317,7 +317,7 @@ def _graph(app: ApplicationContainer, clock: ManualClock) -> FakeSwap:
             app.graph.store: store_provider,
             app.graph.driver: providers.Object(None),
             app.graph.cached_store: providers.Singleton(
-                CachedGraphStore, store_provider, app.redis.three_tier
+                CachedGraphStore, store_provider, app.redis.three_tier, ttl=app.graph.cache_ttl
             ),
         },
         policies=(app.graph.policy,),

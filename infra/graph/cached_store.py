@@ -113,6 +113,11 @@ class CachedGraphStore:
         """The store underneath."""
         return self._store
 
+    @property
+    def ttl(self) -> float | None:
+        """Lifetime of a cached read in L2, seconds (``None``: the cache's ``l2_ttl``)."""
+        return self._ttl
+
     def __repr__(self) -> str:
         return f"CachedGraphStore(store={self._store!r}, namespace={self._ns!r})"
 

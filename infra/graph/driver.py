@@ -7,10 +7,13 @@ imported here, on first call (the ``graph`` extra).
 Driver options, and why:
 
 * ``max_transaction_retry_time=0``: the driver's own retry loop (for managed transaction
-  functions) is off. The store never uses managed transactions anyway -- every statement
-  runs with ``session.run`` in an auto-commit transaction, which the driver never
-  repeats -- so our resilience policy is the only thing deciding retries, and a write is
-  repeated only when its caller marked it idempotent.
+  functions, ``execute_read``/``execute_write``) is off, also for code that uses the
+  driver directly. The store never uses managed transactions anyway -- every statement
+  runs in an explicit transaction of its own session (``begin_transaction``), which the
+  driver never repeats -- so our resilience policy is the only thing deciding retries,
+  and a write is repeated only when its caller marked it idempotent.
+* ``bolt://`` gives a direct driver (one server), ``neo4j://`` a routing one (a cluster:
+  the store's read sessions go to readers, write sessions to the leader).
 * ``max_connection_pool_size`` from ``settings.graph_max_pool_size``;
   ``connection_acquisition_timeout`` (waiting for a pooled connection,
   ``PoolExhaustedError``) and ``connection_timeout`` (opening one) are bounded.

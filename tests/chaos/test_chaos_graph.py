@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from infra.exceptions import CircuitBreakerOpenError, GraphConnectionError
+from infra.exceptions import CircuitBreakerOpenError, GraphConnectionError, OperationTimeoutError
 from infra.graph.driver import open_driver
 from infra.graph.memgraph import MemgraphGraphStore
 from infra.resilience import (
@@ -146,3 +146,54 @@ async def test_an_outage_opens_the_breaker_which_fails_fast_without_connecting(
         with pytest.raises(CircuitBreakerOpenError):
             await store.get_node("a")
     assert proxy.stats.accepted == attempts
+
+
+async def test_a_reset_during_a_raw_merge_marked_idempotent_is_retried_without_duplicates(
+    proxy: ChaosProxy, store: MemgraphGraphStore, observer: RecordingObserver
+) -> None:
+    """``write(..., idempotent=True)`` is the caller saying "repeating this is safe" (a
+    MERGE): the reset is retried, and the node exists exactly once."""
+    task = await reset_midway(
+        proxy, store.write("MERGE (n:K {key: $k}) SET n.v = 1", {"k": "k1"}, idempotent=True)
+    )
+    await task
+    assert len(observer.retries) >= 1
+    [row] = await store.query("MATCH (n:K {key: 'k1'}) RETURN count(n) AS c")
+    assert row["c"] == 1
+
+
+async def test_a_statement_slower_than_query_timeout_is_a_retryable_timeout(
+    proxy: ChaosProxy, bolt_auth: tuple[str, str]
+) -> None:
+    """Answers delayed past ``query_timeout`` (plus the client's one-second grace): the
+    call ends with OperationTimeoutError (retryable) instead of waiting; once the link is
+    healthy the same store answers again."""
+    user, password = bolt_auth
+    driver = open_driver(f"bolt://127.0.0.1:{proxy.port}", user=user, password=password)
+    policy = ResiliencePolicy.build("graph", retry=RetryConfig(max_attempts=1))
+    async with MemgraphGraphStore(
+        driver, policy=policy, owns_driver=True, query_timeout=0.2
+    ) as slow:
+        assert await slow.query("RETURN 1 AS one") == [{"one": 1}]  # probe done, pooled
+        proxy.add_latency(3.0)
+        with pytest.raises(OperationTimeoutError) as caught:
+            await slow.query("RETURN 2 AS two")
+        assert caught.value.retryable
+        assert caught.value.details["timeout"] == 0.2
+        proxy.heal()
+        assert await slow.query("RETURN 3 AS three") == [{"three": 3}]
+
+
+async def test_the_health_check_reports_a_slow_link_as_degraded(
+    proxy: ChaosProxy, store: MemgraphGraphStore
+) -> None:
+    """The shared latency-aware check: a round trip above the threshold is ``degraded``
+    (still serving), with the measured latency; within it, ``healthy`` again."""
+    proxy.add_latency(LATENCY)
+    ok, details = await store.health_check(latency_threshold_ms=50)
+    assert details["status"] == "degraded"
+    assert details["latency_ms"] > 50
+    assert ok
+    proxy.heal()
+    ok, details = await store.health_check(latency_threshold_ms=60_000)
+    assert (ok, details["status"]) == (True, "healthy")

@@ -12,6 +12,7 @@ from config import Settings
 from containers.application import ApplicationContainer
 from containers.lifecycle import resolve, start, stop
 from containers.testing import use_fakes
+from infra.cache import ThreeTierCache
 from infra.exceptions import GraphConnectionError
 from infra.graph.cached_store import CachedGraphStore
 from infra.graph.memgraph import MemgraphGraphStore
@@ -132,3 +133,42 @@ async def test_the_fake_records_through_the_shared_call_path() -> None:
     assert after == before + 1
     stats = metrics.get_histogram_stats("graph_query_latency_ms", operation="neighbours")
     assert stats.count >= 1
+
+
+async def test_shutdown_closes_the_store_then_the_driver(app: ApplicationContainer) -> None:
+    """The driver is a resource: after stop() the store refuses calls and the driver
+    itself is closed (no session can be opened on it)."""
+    import neo4j
+
+    app.core.settings.override(providers.Object(Settings(graph_uri="bolt://127.0.0.1:1")))
+    store = await resolve(app.graph.store)
+    driver = await resolve(app.graph.driver)
+    assert isinstance(store, MemgraphGraphStore)
+    assert store.driver is driver
+    await stop(app)
+    assert store.is_closed
+    with pytest.raises(neo4j.exceptions.DriverError, match="closed"):
+        driver.session()
+
+
+@pytest.mark.parametrize("ttl", [None, 0.5, 90.0])
+async def test_the_cached_store_lifetime_comes_from_the_container(
+    app: ApplicationContainer, ttl: float | None
+) -> None:
+    """``graph.cache_ttl`` sets the cached store's TTL, with the real store and the fake."""
+    app.graph.cache_ttl.override(providers.Object(ttl))
+    app.core.settings.override(providers.Object(Settings(graph_uri="bolt://127.0.0.1:1")))
+    app.redis.three_tier.override(providers.Object(ThreeTierCache(FakeCache())))
+    try:
+        cached = await resolve(app.graph.cached_store)
+        assert isinstance(cached, CachedGraphStore)
+        assert cached.ttl == ttl
+        await stop(app)
+    finally:
+        app.redis.three_tier.reset_override()
+    with use_fakes(app):
+        await start(app)
+        faked = app.graph.cached_store()
+        assert isinstance(faked, CachedGraphStore)
+        assert faked.ttl == ttl
+        await stop(app)

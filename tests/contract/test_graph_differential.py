@@ -1,0 +1,113 @@
+"""The fake and the real store stay the same graph under any sequence of writes.
+
+One random sequence of node and edge upserts and deletes goes to FakeGraphStore and to
+MemgraphGraphStore (the embedded FalkorDB, or the server ``SEMANTICA_TEST_GRAPH_URI``
+names); after every step each one's answers -- every node, every neighbourhood in every
+direction, the paths between every pair, the counts -- are compared. The contract suite
+pins examples; this finds where the in-memory model and the Cypher statements part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from infra.graph.driver import open_driver
+from infra.graph.memgraph import MemgraphGraphStore
+from infra.graph.results import Path
+from infra.resilience import ResiliencePolicy
+from infra.testing.fakes.graph import FakeGraphStore
+
+pytestmark = pytest.mark.graph
+
+IDS: list[str | int] = ["a", "b", "c", 1, 2]
+
+_ids = st.sampled_from(IDS)
+_props = st.dictionaries(st.sampled_from(["p", "q"]), st.integers(-3, 3), max_size=2)
+_steps = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("nodes"),
+            st.sampled_from(["A", "B"]),
+            st.lists(st.builds(lambda i, p: {"id": i, **p}, _ids, _props), max_size=3),
+        ),
+        st.tuples(
+            st.just("edges"),
+            st.sampled_from(["R", "S"]),
+            st.lists(st.tuples(_ids, _ids, _props), max_size=3),
+        ),
+        st.tuples(st.just("delete_nodes"), st.just(""), st.lists(_ids, max_size=2)),
+        st.tuples(
+            st.just("delete_edges"),
+            st.sampled_from(["R", "S"]),
+            st.lists(st.tuples(_ids, _ids), max_size=2),
+        ),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@pytest.fixture
+async def real(bolt_uri: str, bolt_auth: tuple[str, str]) -> AsyncIterator[MemgraphGraphStore]:
+    user, password = bolt_auth
+    store = MemgraphGraphStore(
+        open_driver(bolt_uri, user=user, password=password),
+        policy=ResiliencePolicy.instant("graph"),
+        owns_driver=True,
+        name="differential",
+    )
+    await store.write("MATCH (n) DETACH DELETE n")
+    await store.ensure_index()
+    yield store
+    await store.close()
+
+
+async def apply(store: Any, step: tuple[str, str, list[Any]]) -> int:
+    kind, name, items = step
+    if kind == "nodes":
+        return int(await store.upsert_nodes(name, items))
+    if kind == "edges":
+        return int(await store.upsert_edges(name, items))
+    if kind == "delete_nodes":
+        return int(await store.delete_nodes(items))
+    return int(await store.delete_edges(name, items))
+
+
+def by_length(paths: list[Path]) -> list[tuple[int, list[Any]]]:
+    """Paths grouped by length; within a length the order is the engine's."""
+    lengths = sorted({p.length for p in paths})
+    return [(n, sorted(repr(p) for p in paths if p.length == n)) for n in lengths]
+
+
+async def view(store: Any) -> dict[str, Any]:
+    """Everything the store answers about the small graph."""
+    seen: dict[str, Any] = {"count": await store.count_nodes()}
+    for label in ("A", "B"):
+        seen[f"count {label}"] = await store.count_nodes(label)
+    for node_id in IDS:
+        seen[f"node {node_id!r}"] = await store.get_node(node_id)
+        for direction in ("out", "in", "both"):
+            seen[f"{direction} {node_id!r}"] = await store.neighbours(node_id, direction=direction)
+        for end in IDS:
+            seen[f"paths {node_id!r}->{end!r}"] = by_length(
+                await store.paths(node_id, end, max_hops=3, limit=50)
+            )
+    return seen
+
+
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=_steps)
+async def test_any_sequence_of_writes_leaves_the_fake_and_the_real_graph_alike(
+    real: MemgraphGraphStore, steps: list[tuple[str, str, list[Any]]]
+) -> None:
+    """Same writes, same counts written, same answers to every read, after each step."""
+    await real.delete_nodes(IDS)
+    fake = FakeGraphStore(policy=ResiliencePolicy.instant("graph"))
+    for step in steps:
+        assert await apply(fake, step) == await apply(real, step), step
+        assert await view(fake) == await view(real), step
