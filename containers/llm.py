@@ -164,8 +164,15 @@ def _embeddings(
     from infra.llm.embedding_cache import CachedEmbeddings  # noqa: PLC0415
 
     model = getattr(adapter, "embedding_model", None) or settings.llm.embedding_model
+    # The size asked of a configured provider is part of the key; the local model has one.
+    requested = settings.llm.embedding_dimensions if settings.llm.embedding_configured else None
     return CachedEmbeddings(
-        adapter, cache=cache, model=model, ttl=settings.cache.embedding_ttl, cost=cost
+        adapter,
+        cache=cache,
+        model=model,
+        dimensions=requested,
+        ttl=settings.cache.embedding_ttl,
+        cost=cost,
     )
 
 

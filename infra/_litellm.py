@@ -13,6 +13,15 @@ variables keep that import and later tokenizer loads off the network:
 (tokenizers are not fetched from a model hub, which stalls for tens of seconds without
 egress). Each is only a default: a value already in the environment wins. litellm's
 "give feedback" banner, printed to stdout on every exception, is switched off.
+
+Decision: ``litellm.DEFAULT_MAX_RETRIES`` is set to 0 in the process. Our calls pass
+``num_retries=0, max_retries=0`` (the resilience policy is the one retry budget), but
+litellm's OpenAI-compatible and Azure *embedding* paths compute ``max_retries or
+litellm.DEFAULT_MAX_RETRIES``, so an explicit 0 became the default of 2 SDK retries: one
+attempt of ours was three requests (``tests/integration/test_llm_adapter.py`` counts
+them). With the default at 0 the explicit 0 holds. The default is used only where a
+caller passes no retry count; code that calls litellm itself and wants the SDK's
+retries passes ``max_retries`` > 0.
 """
 
 from __future__ import annotations
@@ -32,4 +41,5 @@ def import_litellm() -> ModuleType:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     litellm = require("litellm", extra="llm")
     litellm.suppress_debug_info = True  # type: ignore[attr-defined]
+    litellm.DEFAULT_MAX_RETRIES = 0  # type: ignore[attr-defined]
     return litellm

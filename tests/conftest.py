@@ -149,6 +149,19 @@ def openai_server(semantica_openai_server: OpenAITestServer) -> OpenAITestServer
     return semantica_openai_server
 
 
+@pytest.fixture(autouse=True)
+def _llm_tests_stay_on_loopback(request: pytest.FixtureRequest) -> Iterator[None]:
+    """In the LLM test modules every connection and name lookup beyond loopback is refused
+    and fails the test: none of them reaches the internet (litellm included)."""
+    if "llm" not in request.node.path.relative_to(request.config.rootpath).as_posix():
+        yield
+        return
+    from infra.testing.openai_server import loopback_only
+
+    with loopback_only():
+        yield
+
+
 @pytest.fixture(scope="session")
 def bolt_auth() -> tuple[str, str]:
     """Bolt credentials: ``SEMANTICA_TEST_GRAPH_USER``/``_PASSWORD`` if set, else FalkorDB's."""

@@ -4,9 +4,10 @@ provider calls.
 :class:`LLMClientBase` implements the public methods once -- the chat preamble (a chat
 model must be configured, messages and ``max_tokens`` are checked, the model, limit and
 caller resolved), the budget (reserve the worst case before the call, release it when
-the call fails, record the real usage after), the content-filter outcome, the embedding
-preamble (texts and ``input_type`` checked, an embedding model configured) and the
-health shape -- and calls the client's primitives (``_complete``, ``_open_stream``,
+the call fails, record the real usage after -- for embeddings too, from the batch's
+estimated input tokens), the content-filter outcome, the embedding preamble (texts and
+``input_type`` checked, an embedding model configured) and the health shape -- and
+calls the client's primitives (``_complete``, ``_open_stream``, ``_input_tokens``,
 ``_embed``) with checked arguments only. :class:`~infra.llm.LiteLLMAdapter` and
 :class:`~infra.testing.fakes.llm.FakeLLM` differ only in those, so the same bad call
 raises the same typed error from both and is costed the same way.
@@ -143,8 +144,16 @@ class LLMClientBase(ABC):
         """Open a stream through the call path (the attempt ends with its first chunk)."""
 
     @abstractmethod
-    async def _embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
-        """One vector per text, and the input tokens they used."""
+    def _input_tokens(self, model: str, texts: list[str]) -> int:
+        """Input tokens of an embedding batch, estimated before the call (the budget's
+        reservation and the TPM bucket's charge)."""
+
+    @abstractmethod
+    async def _embed(
+        self, model: str, texts: list[str], estimate: int
+    ) -> tuple[list[list[float]], int]:
+        """One vector per text, and the input tokens they used (``estimate``: the count
+        made before the call)."""
 
     # ------------------------------------------------------------------------- chat
     @property
@@ -251,8 +260,12 @@ class LLMClientBase(ABC):
         """One vector per text, in order. ``input_type="query"`` uses the query model
         (E5-style models embed questions and passages differently).
 
+        Like a chat call, the batch's estimated input tokens are reserved against the
+        budgets before anything is sent and reconciled with the reported usage after.
+
         Raises:
             ConfigurationError: no embedding provider is configured.
+            BudgetExceededError: the estimated cost would pass a budget.
         """
         batch = check_texts(texts)
         if input_type not in ("document", "query"):
@@ -265,8 +278,15 @@ class LLMClientBase(ABC):
         name = self._query_model if input_type == "query" else self._embedding_model
         if name is None:
             raise ConfigurationError(NO_EMBEDDINGS, component=COMPONENT)
-        vectors, tokens = await self._embed(name, batch)
-        costing.spend(self._cost, name, TokenUsage(tokens, 0), caller or "default", None)
+        who = caller or "default"
+        estimate = self._input_tokens(name, batch)
+        reservation = costing.reserve(self._cost, name, estimate, 0, who)
+        try:
+            vectors, tokens = await self._embed(name, batch, estimate)
+        except BaseException:
+            costing.release(self._cost, reservation)
+            raise
+        costing.spend(self._cost, name, TokenUsage(tokens, 0), who, reservation)
         return vectors
 
     # ----------------------------------------------------------------------- health

@@ -12,8 +12,10 @@ Decisions:
   reassembled in the caller's order. A batch of 100 with 60 cached costs one provider
   call for 40 texts.
 * **The key** is ``emb:<model>:<dimensions>:<input type>:<sha256 of the normalised
-  text>``: the same text embedded by another model, at another size or as a query
-  instead of a document is a different vector. Normalisation is Unicode NFC with
+  text>``: the same text embedded by another model, at another requested size or as a
+  query instead of a document is a different vector. ``<dimensions>`` is the size asked
+  of the model (0: its own size), never one learned from an answer, so the key is the
+  same before and after the first call and in every process. Normalisation is Unicode NFC with
   surrounding whitespace stripped and inner runs of whitespace collapsed to one space --
   differences a reader would not see must not cost a provider call. The text itself is
   never stored or logged, only its hash.
@@ -95,7 +97,8 @@ class CachedEmbeddings:
         inner: The embedding model.
         cache: Where vectors are kept (the 3-tier cache).
         model: Model name in the key (and for pricing saved spend).
-        dimensions: Vector size in the key (default: ``inner.dimensions`` when known).
+        dimensions: The vector size requested from the model, in the key (``None``: the
+            model's own size, which its name determines).
         ttl: Lifetime of a cached vector, seconds (``None``: the cache's default).
         cost: Records hits as saved spend.
     """
@@ -113,7 +116,7 @@ class CachedEmbeddings:
         self._inner = inner
         self._cache = cache
         self._model = model
-        self._fixed_dimensions = dimensions
+        self._dimensions = dimensions
         self._ttl = ttl
         self._cost = cost
         #: Texts answered from the cache / sent to the provider, since construction.
@@ -155,13 +158,9 @@ class CachedEmbeddings:
         ]
 
     def _key(self, input_type: str, text: str) -> str:
-        dimensions = self._fixed_dimensions
-        if dimensions is None:
-            try:
-                dimensions = self._inner.dimensions
-            except InfraError:  # not known before the first call: key without a size
-                dimensions = None
-        return embedding_key(self._model, dimensions, input_type, text)
+        # The requested size only, never one the model learned from its first answer: a
+        # key that changed after the first call would never find that call's vectors.
+        return embedding_key(self._model, self._dimensions, input_type, text)
 
     async def _read(self, key: str) -> list[float] | None:
         try:

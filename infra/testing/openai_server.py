@@ -23,6 +23,11 @@ connection drops after some chunks, no ``[DONE]``), :class:`Malformed` (200 with
 that is not JSON) and :class:`ContentFiltered` (the answer stops with
 ``finish_reason="content_filter"``).
 
+:func:`loopback_only` proves the other half of "no test reaches the internet": while it
+is active, every connection and name lookup the process makes to anything but loopback
+is refused and recorded, and leaving it fails if there was one (a refused connection
+alone could be swallowed, e.g. by litellm's price-map download, and go unnoticed).
+
 Why aiohttp in a thread: the server must outlive any one event loop (pytest-asyncio
 loops, a benchmark's ``asyncio.run``), and aiohttp comes with litellm (the ``llm``
 extra), so the test kit needs nothing more. It binds 127.0.0.1 only, on a free port.
@@ -31,12 +36,15 @@ extra), so the test kit needs nothing more. It binds 127.0.0.1 only, on a free p
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import json
+import sys
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
@@ -53,6 +61,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
 __all__ = [
+    "BeyondLoopbackError",
     "ContentFiltered",
     "Delay",
     "Fault",
@@ -62,6 +71,7 @@ __all__ = [
     "SlowStream",
     "Status",
     "TruncatedStream",
+    "loopback_only",
 ]
 
 _LOOPBACK: Final = "127.0.0.1"
@@ -122,6 +132,64 @@ class RecordedRequest:
     path: str
     body: Mapping[str, Any]
     authorized: bool
+
+
+class BeyondLoopbackError(ConnectionRefusedError):
+    """A connection or name lookup beyond loopback, refused under :func:`loopback_only`."""
+
+
+#: The active guards' records of refused destinations (empty: no guard is active).
+_GUARDS: list[list[str]] = []
+_HOOKED: list[bool] = []
+
+
+def _is_loopback(host: object) -> bool:
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    if host is None or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False  # a name other than localhost: it would go to a resolver
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    # sys.audit hooks cannot be removed, so this one is installed once and does nothing
+    # unless a guard is active.
+    if not _GUARDS:
+        return
+    if event == "socket.getaddrinfo":
+        destination = args[0]
+    elif event == "socket.connect":
+        address = args[1]
+        if not isinstance(address, tuple):  # a Unix socket path: local by definition
+            return
+        destination = address[0]
+    else:
+        return
+    if _is_loopback(destination):
+        return
+    _GUARDS[-1].append(f"{event} {destination!r}")  # the innermost guard owns the block
+    raise BeyondLoopbackError(f"tests stay on loopback: {event} to {destination!r} refused")
+
+
+@contextlib.contextmanager
+def loopback_only() -> Iterator[list[str]]:
+    """Refuse every connection and name lookup beyond loopback made in this process while
+    active (the list it yields records them) and fail on exit if there was any. Nested,
+    the innermost guard records and fails."""
+    if not _HOOKED:
+        sys.addaudithook(_audit)
+        _HOOKED.append(True)
+    refused: list[str] = []
+    _GUARDS.append(refused)
+    try:
+        yield refused
+    finally:
+        del _GUARDS[next(i for i, guard in enumerate(_GUARDS) if guard is refused)]
+    if refused:
+        raise AssertionError(f"reached beyond loopback: {refused}")
 
 
 class OpenAITestServer:

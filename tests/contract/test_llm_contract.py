@@ -9,6 +9,7 @@ rules, counted as attempts the backend saw.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -275,6 +276,36 @@ async def test_embed_failures_are_typed_and_retried(backend: Backend) -> None:
     before = backend.attempts()
     assert await backend.llm.embed(["x"]) == [embedding("x", DIMENSIONS)]
     assert backend.attempts() - before == 2
+
+
+async def test_an_embedding_batch_is_reserved_against_the_budget_before_it_is_sent(
+    backend: Backend,
+) -> None:
+    """The batch's estimated input tokens are held against the budget before the call and
+    reconciled with the reported usage after: a batch estimated past the budget is
+    refused unsent, one that fits is billed its real usage and holds nothing after."""
+    cost = CostTracker(pricer=FlatPricer(), budgets=[CostBudget(limit_usd=5e-6)])
+    llm = backend.build(cost=cost)
+    before = backend.attempts()
+    with pytest.raises(BudgetExceededError):
+        await llm.embed(["one two three", "four five six"])  # ~6 tokens > 5 allowed
+    assert backend.attempts() == before
+    assert cost.spent() == 0
+    await llm.embed(["one two"], caller="tenant-a")
+    assert cost.spent(caller="tenant-a") == pytest.approx(2e-6)  # the reported usage
+    assert [row["reserved_usd"] for row in cost.budget_status()] == [0]
+
+
+async def test_concurrent_embedding_batches_cannot_overspend_together(backend: Backend) -> None:
+    """Two batches that each fit but not both: the second is refused while the first is
+    in flight (its estimate is reserved), so the budget is never passed."""
+    cost = CostTracker(pricer=FlatPricer(), budgets=[CostBudget(limit_usd=5e-6)])
+    llm = backend.build(cost=cost)
+    outcomes = await asyncio.gather(
+        llm.embed(["red green blue"]), llm.embed(["cyan magenta yellow"]), return_exceptions=True
+    )
+    assert sorted(type(o).__name__ for o in outcomes) == ["BudgetExceededError", "list"]
+    assert cost.spent() <= 5e-6
 
 
 @given(texts=st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=8))

@@ -12,19 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from infra.exceptions import (
+    InfraError,
     LLMAuthenticationError,
     LLMTimeoutError,
     ProviderUnavailableError,
     RateLimitedError,
 )
-from infra.llm import LiteLLMAdapter, LLMRateLimiter
+from infra.llm import LiteLLMAdapter, LLMRateLimiter, import_litellm
 from infra.observability import (
     CostTracker,
     MetricsCollector,
     reset_metrics_collector,
+    reset_tracing,
     set_metrics_collector,
+    setup_tracing,
 )
 from infra.ports import ChatMessage
 from infra.resilience import ResiliencePolicy, RetryConfig
@@ -39,6 +43,7 @@ from infra.testing.openai_server import (
 
 pytestmark = pytest.mark.llm
 USER = ChatMessage("user", "one two three four five")
+USER_DICT = {"role": "user", "content": USER.content}
 SECRET = "sk-test-0123456789abcdef"
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,6 +61,14 @@ def collector() -> Iterator[MetricsCollector]:
     set_metrics_collector(fresh)
     yield fresh
     reset_metrics_collector()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    setup_tracing(service_name="llm-test", exporter=exporter)
+    yield exporter
+    reset_tracing()
 
 
 def adapter(server: OpenAITestServer, *, attempts: int = 3, **kwargs: Any) -> LiteLLMAdapter:
@@ -113,6 +126,36 @@ async def test_a_stream_cut_after_its_first_chunk_fails_typed_and_is_not_retried
     assert all(row["reserved_usd"] == 0 for row in cost.budget_status())
 
 
+async def test_a_stream_past_its_total_timeout_fails_typed_and_is_not_retried(
+    server: OpenAITestServer,
+) -> None:
+    """The first chunk comes in time, later ones too slowly: the stream's total deadline
+    (``request_timeout`` from its start) ends it with an LLM timeout, without a retry."""
+    server.script(SlowStream(chunk_delay=0.3))
+    llm = adapter(server, request_timeout=0.5, first_token_timeout=0.4)
+    received: list[str] = []
+
+    async def consume() -> None:
+        async for piece in llm.stream([USER]):
+            received.append(piece)  # noqa: PERF401 - keeps what came before the failure
+
+    with pytest.raises(LLMTimeoutError):
+        await consume()
+    assert received
+    assert received[0] == "echo:"
+    assert len(server.requests) == 1
+
+
+async def test_a_first_chunk_late_on_every_attempt_is_an_llm_timeout(
+    server: OpenAITestServer,
+) -> None:
+    server.script(SlowStream(first_chunk_delay=1.0), times=2)
+    llm = adapter(server, attempts=2, first_token_timeout=0.2)
+    with pytest.raises(LLMTimeoutError):
+        _ = [piece async for piece in llm.stream([USER])]
+    assert len(server.requests) == 2
+
+
 async def test_a_malformed_body_is_provider_unavailable(server: OpenAITestServer) -> None:
     server.script(Malformed())
     with pytest.raises(ProviderUnavailableError):
@@ -125,6 +168,56 @@ async def test_litellm_and_sdk_retries_are_off(server: OpenAITestServer) -> None
     with pytest.raises(ProviderUnavailableError):
         await adapter(server, attempts=2).complete([USER])
     assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 503])
+@pytest.mark.parametrize("operation", ["chat", "stream", "embeddings"])
+async def test_one_attempt_is_one_request_for_every_operation_and_retried_status(
+    server: OpenAITestServer, operation: str, status: int
+) -> None:
+    """The statuses the openai SDK retries by itself, on every operation: with one
+    attempt of ours, the provider sees one request (litellm's OpenAI embedding path
+    turned an explicit ``max_retries=0`` into two SDK retries)."""
+    server.script(Status(status), times=3)
+    llm = adapter(server, attempts=1, embedding_model="openai/test-embedding")
+
+    async def call() -> None:
+        if operation == "chat":
+            await llm.complete([USER])
+        elif operation == "stream":
+            _ = [piece async for piece in llm.stream([USER])]
+        else:
+            await llm.embed(["x"])
+
+    with pytest.raises(InfraError):
+        await call()
+    assert len(server.requests) == 1
+    server.reset()  # the two faults left unused
+
+
+async def test_the_limiter_is_charged_the_estimate_and_reconciled_with_the_usage(
+    server: OpenAITestServer,
+) -> None:
+    """Chat: charged litellm's prompt count + max_tokens before the call; embeddings: the
+    batch's counted input tokens. After the call the difference to the reported usage
+    is carried into the next charge."""
+    litellm = import_litellm()
+    chat_limiter = LLMRateLimiter.in_process(tpm=1_000_000)
+    completion = await adapter(server, limiter=chat_limiter).complete([USER], max_tokens=50)
+    prompt = litellm.token_counter(model="openai/test-chat", messages=[USER_DICT])
+    assert chat_limiter.carried_tokens == completion.usage.total_tokens - (prompt + 50)
+    embedding_limiter = LLMRateLimiter.in_process(tpm=1_000_000)
+    texts = ["alpha beta", "gamma delta epsilon"]
+    await adapter(
+        server,
+        limiter=embedding_limiter,
+        embedding_model="openai/test-embedding",
+        send_dimensions=False,
+    ).embed(texts)
+    counted = litellm.token_counter(
+        model="openai/test-embedding", text="\n".join(texts), count_response_tokens=True
+    )
+    assert embedding_limiter.carried_tokens == 5 - counted  # the server reports 5 words
 
 
 async def test_retry_after_is_reported_and_pauses_the_limiter(server: OpenAITestServer) -> None:
@@ -175,6 +268,30 @@ async def test_calls_are_recorded_with_gen_ai_series(
         "gen_ai_client_operation_duration_seconds", gen_ai_operation_name="embeddings"
     )
     assert duration.count == 1
+
+
+@pytest.mark.parametrize("operation", ["chat", "stream", "embeddings"])
+async def test_each_call_is_one_span_with_the_gen_ai_attributes(
+    server: OpenAITestServer, spans: InMemorySpanExporter, operation: str
+) -> None:
+    llm = adapter(server, embedding_model="openai/test-embedding", send_dimensions=False)
+    if operation == "chat":
+        await llm.complete([USER])
+    elif operation == "stream":
+        _ = [piece async for piece in llm.stream([USER])]
+    else:
+        await llm.embed(["a b", "c"])
+    model = "openai/test-embedding" if operation == "embeddings" else "openai/test-chat"
+    (span,) = [s for s in spans.get_finished_spans() if s.name.endswith(model)]
+    attributes = dict(span.attributes or {})
+    assert attributes["gen_ai.operation.name"] == (
+        "embeddings" if operation == "embeddings" else "chat"
+    )
+    assert attributes["gen_ai.provider.name"] == "openai"
+    assert attributes["gen_ai.request.model"] == model
+    if operation != "stream":  # a stream's usage comes after its span (the first chunk)
+        assert attributes["gen_ai.usage.input_tokens"] == (3 if operation == "embeddings" else 6)
+        assert attributes["gen_ai.response.model"]
 
 
 async def test_the_api_key_never_shows(server: OpenAITestServer) -> None:

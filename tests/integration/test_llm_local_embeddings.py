@@ -70,6 +70,17 @@ async def test_a_query_finds_its_passage_among_20(server: LocalEmbeddingServer) 
         assert scores.index(max(scores)) == expected
 
 
+async def test_queries_and_passages_are_embedded_with_their_own_e5_prefix(
+    server: LocalEmbeddingServer,
+) -> None:
+    """The same words as a query ("query: ...") and as a passage ("passage: ...") are
+    different vectors: the adapter sends them as different models."""
+    llm = adapter(server)
+    [passage] = await llm.embed(["the highest mountain"])
+    [query] = await llm.embed(["the highest mountain"], input_type="query")
+    assert passage != pytest.approx(query, abs=1e-3)
+
+
 async def test_local_vectors_keep_the_embedding_contract(server: LocalEmbeddingServer) -> None:
     llm = adapter(server)
     first = await llm.embed(["alpha", "beta", "alpha"])

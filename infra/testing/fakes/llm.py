@@ -148,12 +148,19 @@ class FakeLLM(LLMClientBase):
         )
         return _FakeStream(text, TokenUsage(prompt_tokens, tokens), finish)
 
-    async def _embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
+    def _input_tokens(self, model: str, texts: list[str]) -> int:
+        """The words of the batch: the usage the fake then reports (an exact estimate)."""
+        del model
+        return count_tokens(texts) - len(texts)
+
+    async def _embed(
+        self, model: str, texts: list[str], estimate: int
+    ) -> tuple[list[list[float]], int]:
         """One deterministic unit vector per text, in order."""
         vectors: list[list[float]] = await self._calls(model).run(
             "embeddings", self._embed_attempt, model, texts
         )
-        return vectors, count_tokens(texts) - len(texts)
+        return vectors, estimate
 
     @property
     def dimensions(self) -> int:

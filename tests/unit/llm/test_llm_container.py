@@ -7,12 +7,14 @@ from dependency_injector import providers
 
 from config import Settings
 from containers.application import ApplicationContainer
-from containers.lifecycle import start, stop
-from containers.llm import llm_policy
+from containers.lifecycle import resolve, start, stop
+from containers.llm import LLMContainer, llm_policy
 from containers.testing import use_fakes
-from infra.exceptions import ConfigurationError, ProviderUnavailableError
+from infra.exceptions import BudgetExceededError, ConfigurationError, ProviderUnavailableError
 from infra.llm import LiteLLMAdapter
+from infra.observability.cost import CostTracker
 from infra.ports import ChatMessage, EmbeddingModel, LLMCompletion
+from infra.testing.openai_server import OpenAITestServer
 
 
 def app_with(settings: Settings) -> ApplicationContainer:
@@ -72,3 +74,34 @@ def test_a_key_or_a_base_url_configures_chat_and_embeddings() -> None:
 def test_the_llm_policy_gives_an_attempt_the_whole_request_timeout() -> None:
     policy = llm_policy(Settings(llm_request_timeout=90.0, attempt_timeout=10.0), component="llm")
     assert "90" in policy.describe()
+
+
+@pytest.mark.llm
+async def test_the_monthly_budget_of_the_environment_refuses_chat_and_embeddings_unsent(
+    monkeypatch: pytest.MonkeyPatch, openai_server: OpenAITestServer
+) -> None:
+    """SEMANTICA_LLM_MONTHLY_BUDGET_USD becomes the container's monthly budget; a chat call
+    (prompt + max_tokens) and an embedding batch (its input tokens) estimated past it are
+    refused before anything is sent."""
+    monkeypatch.setenv("SEMANTICA_LLM_MONTHLY_BUDGET_USD", "0.0000001")
+    monkeypatch.setenv("SEMANTICA_LLM_API_BASE", openai_server.base_url)
+    monkeypatch.setenv("SEMANTICA_LLM_MODEL", "openai/gpt-4o-mini")  # priced by litellm
+    monkeypatch.setenv("SEMANTICA_EMBEDDING_MODEL", "openai/text-embedding-3-small")
+    llm = LLMContainer(
+        settings=providers.Object(Settings()),
+        redis_client=providers.Object(None),
+        three_tier=providers.Object(None),
+    )
+    await start(llm)
+    try:
+        cost: CostTracker = await resolve(llm.cost)
+        assert [(b["period"], b["limit_usd"]) for b in cost.budget_status()] == [("month", 1e-7)]
+        adapter: LiteLLMAdapter = await resolve(llm.adapter)
+        before = len(openai_server.requests)
+        with pytest.raises(BudgetExceededError):
+            await adapter.complete([ChatMessage("user", "hi")])
+        with pytest.raises(BudgetExceededError):
+            await adapter.embed([f"passage number {i} of the corpus" for i in range(100)])
+        assert len(openai_server.requests) == before
+    finally:
+        await stop(llm)

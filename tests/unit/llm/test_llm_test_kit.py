@@ -1,5 +1,7 @@
 """The application test kit serves the LLM in every mode: the fake in ``fake`` mode, the
-loopback OpenAI-compatible server (through the real adapter) otherwise."""
+loopback OpenAI-compatible server (through the real adapter) otherwise. (``embedded``
+mode takes the session's servers from the ``SEMANTICA_TEST_*`` variables instead of
+starting its own, as it does whenever they are set.)"""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ async def test_llm(semantica_container, semantica_backends):
 """
 
 
-@pytest.mark.parametrize("mode", ["fake", "external"])
+@pytest.mark.parametrize("mode", ["fake", "embedded", "external"])
 def test_the_llm_answers_in_each_mode(
     pytester: pytest.Pytester,
     monkeypatch: pytest.MonkeyPatch,
