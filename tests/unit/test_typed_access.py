@@ -125,8 +125,7 @@ def expected_rejections(source: str) -> tuple[str, dict[int, str]]:
         match = _IGNORE.search(line)
         if match is not None:
             expected[number] = match.group(1)
-            line = line[: match.start()]
-        stripped.append(line)
+        stripped.append(line if match is None else line[: match.start()])
     return "\n".join(stripped) + "\n", expected
 
 
