@@ -44,6 +44,8 @@ def test_the_guide_has_its_blocks() -> None:
     """The guide shows the application, its test file, snippets and the commands (so the
     tests below cannot pass vacuously)."""
     assert set(FILES) == {"notes_app.py", "test_notes.py"}
+    fences = re.findall(r"^```", GUIDE.read_text(encoding="utf-8"), re.MULTILINE)
+    assert len(fences) == 2 * len(BLOCKS), "a block that is neither ```python nor ```bash"
     assert len(SNIPPETS) >= 5
     assert len(COMMANDS) == 1
 

@@ -65,8 +65,15 @@ def semantica_container_factory() -> Callable[[], ApplicationContainer]:
 
 @pytest.fixture
 def semantica_settings(semantica_settings: Settings) -> Settings:
-    """The kit's settings, quieter."""
-    return semantica_settings.model_copy(update={"log_level": "WARNING"})
+    """The example's settings, as its ``main()`` builds them, on the session's servers:
+    PostgreSQL and Redis. (The kit also configures a graph, a vector store and an LLM
+    endpoint, for applications that use them; this one does not, and its readiness
+    checks only what it uses.)"""
+    return Settings(
+        database_url=semantica_settings.database_url,
+        redis_url=semantica_settings.redis_url,
+        log_level="WARNING",
+    )
 
 
 @pytest.fixture
@@ -153,8 +160,12 @@ async def test_readiness_reports_both_backends(
 ) -> None:
     """The health registry checks the session's backends (the fakes by default)."""
     report = await semantica_container.health().readiness()
-    assert report.status == "healthy"
-    assert set(report.to_dict()["checks"]) == {"postgres", "redis", "llm"}
+    checks = report.to_dict()["checks"]
+    assert set(checks) == {"postgres", "redis", "llm"}
+    # Each answered (a first check on a loaded machine may be over its latency threshold:
+    # "degraded", still serving).
+    assert {name: check["error"] for name, check in checks.items()} == dict.fromkeys(checks)
+    assert report.ok, checks
 
 
 def test_application_container_declares_all_inputs() -> None:

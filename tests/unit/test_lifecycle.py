@@ -10,12 +10,14 @@ against the real servers (open connections counted) are in
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import sys
 import types
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import hypothesis
 import pytest
 from dependency_injector import containers, providers
 from hypothesis import given
@@ -538,3 +540,142 @@ def test_any_graph_closes_every_started_resource_once_in_reverse_dependency_orde
         for j in reaches(edges, i):
             assert closed.index(i) < closed.index(j), (i, j, closed)
     assert not any(p.initialized for p in app.traverse(types=[providers.Resource]))
+
+
+@st.composite
+def cyclic_graphs(draw: st.DrawFn) -> tuple[list[list[tuple[int, str]]], int, int]:
+    """A random graph as above plus one edge back from ``low`` to ``high`` (``low`` <
+    ``high``, ``high`` reaching ``low``): exactly the graphs that contain a cycle."""
+    edges, _, _ = draw(resource_graphs())
+    candidates = [(i, j) for i in range(len(edges)) for j in reaches(edges, i)]
+    high, low = draw(st.sampled_from(candidates)) if candidates else (0, 0)
+    return edges, low, high
+
+
+@hypothesis_settings(max_examples=60)
+@given(graph=cyclic_graphs(), kind=st.sampled_from(["factory", "singleton", "callable"]))
+def test_any_cycle_is_named_by_a_path_of_real_dependencies_before_anything_starts(
+    graph: tuple[list[list[tuple[int, str]]], int, int], kind: str
+) -> None:
+    """Random graphs, one edge added from a resource back to one that reaches it (or a
+    resource needing itself) through a provider kind: ``start`` and ``validate`` refuse
+    with a ``StartupError`` whose path is a cycle -- first name = last name, and each
+    provider named needs the next one -- and no resource starts."""
+    edges, low, high = graph
+    events: Events = []
+    app = build(edges, set(), set(), events)
+    resources = {f"r{i}": p for i, p in enumerate(_resources_by_index(app, len(edges)))}
+    back = VIA[kind](resources[f"r{high}"])
+    resources[f"r{low}"].add_args(back)
+    with pytest.raises(StartupError) as raised:
+        asyncio.run(start(app))
+    path = raised.value.details["cycle"].split(" -> ")
+    assert path[0] == path[-1]
+    assert len(path) >= 2
+    named = _named_providers(app)
+    for needer, needed in itertools.pairwise(path):
+        assert any(
+            any(d is want for d in have.related) for have in named[needer] for want in named[needed]
+        ), (needer, needed, path)
+    assert events == []
+    with pytest.raises(StartupError):
+        validate(app)
+
+
+def _resources_by_index(app: containers.DynamicContainer, size: int) -> list[Any]:
+    nested = app.nested.container  # type: ignore[attr-defined]
+    return [getattr(nested if i % 2 else app, f"r{i}") for i in range(size)]
+
+
+def _named_providers(
+    container: containers.Container, prefix: str = "", *, anonymous: bool = True
+) -> dict[str, list[providers.Provider[Any]]]:
+    """The providers of ``container`` and its nested containers by dotted path, and the
+    anonymous ones by the label the cycle message gives them (``Factory(Repo)``; several
+    providers may share a label)."""
+    named: dict[str, list[providers.Provider[Any]]] = {}
+    for attribute, provider in container.providers.items():
+        named[prefix + attribute] = [provider]
+        if isinstance(provider, providers.Container):
+            nested = _named_providers(provider.container, f"{prefix}{attribute}.", anonymous=False)
+            named.update(nested)
+    if anonymous:
+        known = {id(p) for group in named.values() for p in group}
+        for provider in container.traverse():
+            if id(provider) not in known:
+                label = getattr(getattr(provider, "provides", None), "__qualname__", None)
+                kind = type(provider).__name__
+                named.setdefault(f"{kind}({label})" if label else kind, []).append(provider)
+    return named
+
+
+# ------------------------------------------------------- property: any marker typo
+#: Every provider path of the application container, e.g. ``postgres.store``.
+PROVIDER_PATHS = sorted(_named_providers(ApplicationContainer(), anonymous=False))
+
+
+@st.composite
+def mistyped_paths(draw: st.DrawFn) -> tuple[str, str]:
+    """``(path, typo)``: a provider path and one character of it replaced, deleted or
+    doubled, such that the result names no provider."""
+    path = draw(st.sampled_from(PROVIDER_PATHS))
+    at = draw(st.integers(0, len(path) - 1))
+    edit = draw(st.sampled_from(["replace", "delete", "double"]))
+    if edit == "replace":
+        typo = path[:at] + draw(st.sampled_from("abcdefghijklmnopqrstuvwxyz_")) + path[at + 1 :]
+    elif edit == "delete":
+        typo = path[:at] + path[at + 1 :]
+    else:
+        typo = path[:at] + path[at] + path[at:]
+    hypothesis.assume(typo not in PROVIDER_PATHS and typo.strip(".") == typo and ".." not in typo)
+    return path, typo
+
+
+@hypothesis_settings(max_examples=40)
+@given(case=mistyped_paths(), form=st.sampled_from(["default", "annotated", "closing"]))
+def test_any_mistyped_marker_fails_validation_with_its_name(
+    case: tuple[str, str], form: str
+) -> None:
+    """Any provider path with a one-character typo, in a wired handler's ``Provide[...]``
+    (as a default, inside ``Annotated``, or wrapped in ``Closing``): ``validate`` (which
+    ``start`` runs first) raises naming the handler, the parameter and the typo; the
+    correctly spelled marker validates."""
+    path, typo = case
+    marker = {
+        "default": "store: Any = Provide[{name!r}]",
+        "annotated": "store: Annotated[Any, Provide[{name!r}]]",
+        "closing": "store: Any = Closing[Provide[{name!r}]]",
+    }[form]
+    source = (
+        "from typing import Annotated, Any\n"
+        "from dependency_injector.wiring import Closing, Provide, inject\n"
+        "@inject\n"
+        f"async def handler({marker}) -> Any:\n"
+        "    return store\n"
+    )
+    for name, fails in ((typo, True), (path, False)):
+        module = types.ModuleType("lifecycle_marker_property")
+        sys.modules[module.__name__] = module
+        # dont_inherit: this file's ``from __future__ import annotations`` would turn the
+        # ``Annotated`` marker into a string, which dependency-injector does not read.
+        code = compile(source.format(name=name), module.__name__, "exec", dont_inherit=True)
+        exec(code, module.__dict__)  # noqa: S102
+        app = ApplicationContainer()
+        try:
+            app.wire(modules=[module])
+            if not fails:
+                validate(app)
+                continue
+            with pytest.raises(StartupError) as raised:
+                validate(app)
+            (problem,) = raised.value.details["unresolved"]
+            assert problem in str(raised.value)
+            head = f"{module.__name__}.handler(store): Provide[{typo!r}]"
+            assert problem.startswith(head), problem
+            # The closest names, when any is close enough: the intended one among them.
+            suggested = problem.removeprefix(head).removeprefix(" (did you mean ")
+            suggested = suggested.removesuffix("?)")
+            assert path in suggested.split(", "), problem
+        finally:
+            app.unwire()
+            del sys.modules[module.__name__]

@@ -5,8 +5,12 @@ rejects is proven by ``typing_tests/``.)"""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from dependency_injector import containers, providers
@@ -105,3 +109,67 @@ async def test_provide_markers_are_injected_after_start(app: ApplicationContaine
         assert lock is app.redis.lock()
     finally:
         await stop(app)
+
+
+# ------------------------------------------------------------------ the rejected cases
+TYPING_TESTS = Path(__file__).resolve().parents[2] / "typing_tests"
+_IGNORE = re.compile(r"\s*# type: ignore\[([a-z-]+)\]\s*$")
+_ERROR = re.compile(r"^(?P<path>.+?):(?P<line>\d+): error: (?P<message>.*)\[(?P<code>[a-z-]+)\]$")
+
+
+def expected_rejections(source: str) -> tuple[str, dict[int, str]]:
+    """``source`` without its ``# type: ignore[code]`` comments, and ``{line: code}``."""
+    stripped: list[str] = []
+    expected: dict[int, str] = {}
+    for number, line in enumerate(source.splitlines(), start=1):
+        match = _IGNORE.search(line)
+        if match is not None:
+            expected[number] = match.group(1)
+        stripped.append(line if match is None else line[: match.start()])
+    return "\n".join(stripped) + "\n", expected
+
+
+@pytest.mark.slow
+def test_mypy_accepts_the_accepted_cases_and_rejects_each_rejected_one(tmp_path: Path) -> None:
+    """mypy strict (the project's configuration) run on ``typing_tests/accepted.py`` and on
+    ``typing_tests/rejected.py`` with its ``# type: ignore[code]`` comments removed: no error
+    in the accepted file, and in the rejected one exactly one error per marked line, with
+    the code the comment names -- so a case that became accepted, or is rejected for
+    another reason, fails here (and not only in the project's ``mypy`` run)."""
+    root = TYPING_TESTS.parent
+    source, expected = expected_rejections((TYPING_TESTS / "rejected.py").read_text())
+    assert len(expected) >= 15  # every case is marked; the file is not empty
+    rejected = tmp_path / "rejected_cases.py"
+    rejected.write_text(source)
+    done = subprocess.run(  # noqa: S603 - mypy on our own files, fixed arguments
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(root / "pyproject.toml"),
+            "--no-incremental",
+            "--hide-error-context",
+            "--no-pretty",
+            "--show-error-codes",
+            str(TYPING_TESTS / "accepted.py"),
+            str(rejected),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "MYPYPATH": str(root)},  # this checkout, not an installed copy
+        timeout=600,
+        check=False,
+    )
+    errors: dict[str, dict[int, str]] = {"accepted.py": {}, "rejected_cases.py": {}}
+    for line in done.stdout.splitlines():
+        match = _ERROR.match(line)
+        if match is not None:
+            found = errors.setdefault(Path(match["path"]).name, {})
+            assert int(match["line"]) not in found, f"two errors on one line: {line}"
+            found[int(match["line"])] = match["code"]
+    assert errors.pop("accepted.py") == {}, done.stdout
+    assert errors.pop("rejected_cases.py") == expected, done.stdout
+    assert errors == {}, done.stdout  # nothing the two files import
+    assert done.returncode == 1, done.stdout + done.stderr
