@@ -405,7 +405,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--window", type=float, default=10.0)
-    parser.add_argument("--e5-batches", type=int, default=6)
+    parser.add_argument("--e5-batches", type=int, default=10)
     parser.add_argument("--no-e5", action="store_true")
     parser.add_argument("--no-redis", action="store_true", help="skip the 2-process limiter")
     asyncio.run(main(parser.parse_args()))
