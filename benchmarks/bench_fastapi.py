@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, MutableMapping
@@ -259,7 +260,7 @@ async def _load() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------- standalone
-def _print(result: ScenarioResult) -> None:
+def _print(result: ScenarioResult, transport: str) -> None:
     print(f"\n{result.title} ({result.description})")
     print(
         f"{'variant':28} {'tasks':>5} {'wall us':>9} {'wall ratio [min..max]':>24} {'cpu ratio':>9}"
@@ -274,11 +275,18 @@ def _print(result: ScenarioResult) -> None:
             )
     for tasks in result.levels:
         headline = result.variant(HEADLINE, tasks)
-        if headline is not None:
-            met = headline.wall_ratio.median <= 1.10 and headline.errors == 0
+        bare = result.variant(BARE, tasks)
+        if headline is None:
+            continue
+        value = headline.wall_ratio.median
+        # FastAPI's own price of any dependency, beside the alias's: the floor of the goal.
+        floor = f"; bare async Depends {bare.wall_ratio.median:.3f}" if bare is not None else ""
+        if transport == "http":
+            met = value <= 1.10 and headline.errors == 0
             verdict = "met" if met else "NOT met"
-            value = headline.wall_ratio.median
-            print(f"goal: alias <= 1.10x module-level @ {tasks}: {value:.3f} {verdict}")
+            print(f"goal: alias <= 1.10x module-level @ {tasks}: {value:.3f} {verdict}{floor}")
+        else:
+            print(f"alias @ {tasks}: {value:.3f}{floor} (the goal is judged on http)")
 
 
 async def _standalone(plan: Plan, transports: list[str]) -> list[ScenarioResult]:
@@ -298,11 +306,16 @@ def main(argv: list[str] | None = None) -> int:
     scale = (args.calls / FULL_CALLS["http"]) if args.calls else (0.1 if args.quick else 1.0)
     transports = [args.only] if args.only else list(TRANSPORTS)
     clock = time.perf_counter()
+    load_before = os.getloadavg()[0]
     plan = Plan(rounds=rounds, scale=scale, levels=LEVELS)
     results = asyncio.run(_standalone(plan, transports))
-    for result in results:
-        _print(result)
-    print(f"\n{time.perf_counter() - clock:.0f} s in all")
+    for transport, result in zip(transports, results, strict=True):
+        _print(result, transport)
+    print(
+        f"\n{time.perf_counter() - clock:.0f} s in all; 1-minute load average "
+        f"{load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end "
+        f"({os.cpu_count()} CPUs)"
+    )
     failed = any(r.errors for result in results for rs in result.levels.values() for r in rs)
     return 1 if failed else 0
 

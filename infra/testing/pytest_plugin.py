@@ -149,6 +149,31 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"semantica backends: {backends_mode(config)}"
 
 
+#: Our top-level packages an application module can shadow.
+_OUR_PACKAGES: Final = ("config", "containers", "infra")
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """A test module that failed to import because an application module or package
+    shadows one of ours (Python: ``'containers' is not a package``, or ``No module named
+    'containers.application'``) gets a section naming that file and the fix. Python
+    raises those errors before any of our code runs, so this is the one place a test run
+    can say which file it was (see docs/packaging.md)."""
+    if not report.failed:
+        return
+    text = str(report.longrepr)
+    for package in _OUR_PACKAGES:
+        if f"{package!r} is not a package" not in text and f"'{package}." not in text:
+            continue
+        from infra._imports import ensure_ours
+        from infra.exceptions import ShadowedPackageError
+
+        try:
+            ensure_ours(package)
+        except ShadowedPackageError as exc:
+            report.sections.append(("semantica-infra: a shadowed package", exc.message))
+
+
 @pytest.fixture(scope="session")
 def semantica_backends(pytestconfig: pytest.Config) -> str:
     """``"fake"``, ``"embedded"`` or ``"external"``: where the app's backends run."""

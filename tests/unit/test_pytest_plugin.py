@@ -256,3 +256,31 @@ def test_without_pytest_asyncio_the_container_fixture_says_what_to_install(
     result, _ = run(pytester, monkeypatch, "-p", "no:asyncio", path=(site,))
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*needs pytest-asyncio: pip install pytest-asyncio*"])
+
+
+def test_an_application_containers_module_is_named_with_the_fix(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An app with its own top-level ``containers.py`` (dependency-injector's examples name
+    their module so) and a test importing ours: Python's own error says only "'containers'
+    is not a package"; the collection error also names the app's file and the fix."""
+    shadow = pytester.path / "containers.py"
+    shadow.write_text("class Container:\n    pass\n")
+    pytester.makepyfile(
+        test_app="""
+        from containers.application import ApplicationContainer
+
+        def test_app():
+            assert ApplicationContainer
+        """
+    )
+    result, _ = run(pytester, monkeypatch, "-p", "no:asyncio")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*'containers' is not a package*",
+            "*semantica-infra: a shadowed package*",
+            f"*{shadow} shadows semantica-infra's 'containers' package*",
+        ]
+    )
+    assert "Rename your module (e.g. containers.py -> app_containers.py)" in result.stdout.str()
