@@ -7,7 +7,10 @@ hangs and retries with sleeps on a machine without egress), and costs must be
 reproducible for a given lockfile. Set ``LITELLM_LOCAL_MODEL_COST_MAP=False`` in the
 environment before the first import to get litellm's own behaviour back.
 
-litellm is slow to import (seconds), so it is imported on first use only. Two more
+litellm is slow to import (seconds), so it is imported on first use only -- and, from
+the adapter's calls, in a worker thread (:func:`load_litellm`): imported on the event
+loop, the first LLM request of a service would stall every other task of the process
+for those seconds (readiness probes and database calls included). Two more
 variables keep that import and later tokenizer loads off the network:
 ``LITELLM_OFFLINE_MODE=true`` (no remote model-metadata lookups) and ``HF_HUB_OFFLINE=1``
 (tokenizers are not fetched from a model hub, which stalls for tens of seconds without
@@ -26,12 +29,14 @@ retries passes ``max_retries`` > 0.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 from types import ModuleType
 
 from infra._imports import require
 
-__all__ = ["import_litellm"]
+__all__ = ["import_litellm", "load_litellm"]
 
 
 def import_litellm() -> ModuleType:
@@ -43,3 +48,14 @@ def import_litellm() -> ModuleType:
     litellm.suppress_debug_info = True  # type: ignore[attr-defined]
     litellm.DEFAULT_MAX_RETRIES = 0  # type: ignore[attr-defined]
     return litellm
+
+
+async def load_litellm() -> ModuleType:
+    """:func:`import_litellm` for coroutines: the first import runs in a worker thread, so
+    the event loop keeps serving meanwhile; once imported, it returns at once.
+
+    Python's import lock makes concurrent first calls wait for the one import.
+    """
+    if "litellm" in sys.modules:
+        return import_litellm()  # imported: only the settings above, microseconds
+    return await asyncio.to_thread(import_litellm)

@@ -10,12 +10,14 @@
   E5 model's OpenAI-compatible server as a child process on loopback.
 
 Importing this package does not import litellm (it takes seconds): the adapter imports
-it on its first call; :func:`import_litellm` is that import (offline settings first) for
-code that calls litellm itself, such as benchmarks against the raw client. See ``docs/llm.md``.
+it on its first call, in a worker thread so the event loop keeps serving;
+:func:`import_litellm` is that import (offline settings first) for code that calls
+litellm itself, such as benchmarks against the raw client, and :func:`load_litellm` the
+same from a coroutine without blocking the loop. See ``docs/llm.md``.
 """
 
-from infra._litellm import import_litellm
+from infra._litellm import import_litellm, load_litellm
 from infra.llm.litellm_adapter import LiteLLMAdapter
 from infra.llm.rate_limiter import LLMRateLimiter
 
-__all__ = ["LLMRateLimiter", "LiteLLMAdapter", "import_litellm"]
+__all__ = ["LLMRateLimiter", "LiteLLMAdapter", "import_litellm", "load_litellm"]

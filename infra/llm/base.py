@@ -129,6 +129,11 @@ class LLMClientBase(ABC):
         self._default_max_tokens = default_max_tokens
 
     # ------------------------------------------------------------ client primitives
+    async def _prepare(self) -> None:
+        """Called at the start of every call, after its arguments are checked: a client
+        loads what it needs without blocking the event loop (the litellm adapter imports
+        litellm in a worker thread on first use). Nothing by default."""
+
     @abstractmethod
     def _prompt_tokens(self, request: ChatRequest) -> int:
         """Prompt tokens for the budget's worst case."""
@@ -197,6 +202,7 @@ class LLMClientBase(ABC):
             LLMError: the provider's failure, typed (rate limited, context window ...).
         """
         request = self._chat_request(messages, model, max_tokens, caller)
+        await self._prepare()
         prompt_tokens = self._prompt_tokens(request)
         reservation = costing.reserve(
             self._cost, request.model, prompt_tokens, request.max_tokens, request.caller
@@ -230,6 +236,7 @@ class LLMClientBase(ABC):
         return self._stream(self._chat_request(messages, model, max_tokens, caller))
 
     async def _stream(self, request: ChatRequest) -> AsyncIterator[str]:
+        await self._prepare()
         prompt_tokens = self._prompt_tokens(request)
         reservation = costing.reserve(
             self._cost, request.model, prompt_tokens, request.max_tokens, request.caller
@@ -279,6 +286,7 @@ class LLMClientBase(ABC):
         if name is None:
             raise ConfigurationError(NO_EMBEDDINGS, component=COMPONENT)
         who = caller or "default"
+        await self._prepare()
         estimate = self._input_tokens(name, batch)
         reservation = costing.reserve(self._cost, name, estimate, 0, who)
         try:

@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from opentelemetry import trace
 from pydantic import SecretStr
 
-from infra._litellm import import_litellm
+from infra._litellm import import_litellm, load_litellm
 from infra.calls import BackendCalls
 from infra.exceptions import ConfigurationError, InvalidArgumentError, RateLimitedError
 from infra.llm.base import COMPONENT, ChatAnswer, ChatRequest, LLMClientBase
@@ -236,6 +236,11 @@ class LiteLLMAdapter(LLMClientBase):
         )
 
     # -------------------------------------------------------------- primitives
+    async def _prepare(self) -> None:
+        """litellm is imported in a worker thread on first use (seconds on the loop
+        would stall every other task; see :mod:`infra._litellm`)."""
+        await load_litellm()
+
     def _counts_tokens(self) -> bool:
         """Whether a call's tokens are counted before it is sent: a budget reserves their
         cost and a TPM bucket charges them. Nothing else needs the count, and litellm's
