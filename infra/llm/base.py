@@ -129,10 +129,11 @@ class LLMClientBase(ABC):
         self._default_max_tokens = default_max_tokens
 
     # ------------------------------------------------------------ client primitives
+    @abstractmethod
     async def _prepare(self) -> None:
-        """Called at the start of every call, after its arguments are checked: a client
+        """Called at the start of every call, after its arguments are checked: the client
         loads what it needs without blocking the event loop (the litellm adapter imports
-        litellm in a worker thread on first use). Nothing by default."""
+        litellm in a worker thread on first use)."""
 
     @abstractmethod
     def _prompt_tokens(self, request: ChatRequest) -> int:

@@ -126,6 +126,10 @@ class FakeLLM(LLMClientBase):
         self._scripts.append(_Scripted(None, 1))
 
     # -------------------------------------------------------------- primitives
+    async def _prepare(self) -> None:
+        """Nothing to load: the fake imports no client."""
+        return
+
     def _prompt_tokens(self, request: ChatRequest) -> int:
         return count_tokens([m.content for m in request.messages])
 
