@@ -288,6 +288,12 @@ class QdrantVectorStore(VectorStoreBase):
             raise
         return True
 
+    async def _record_model(self, name: str, model: str) -> None:
+        await self._calls.run(
+            "update_collection",
+            functools.partial(self.client.update_collection, name, metadata={_MODEL_KEY: model}),
+        )
+
     async def _drop(self, name: str) -> bool:
         return bool(await self._calls.run("delete_collection", self.client.delete_collection, name))
 
