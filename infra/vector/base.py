@@ -12,6 +12,8 @@ contract suite tests one behaviour on three engines.
 when given, the embedding ``model`` with the collection (Qdrant collection metadata; a
 side table on PostgreSQL), and compares them when the collection exists: any difference
 is a :class:`~infra.vector.errors.CollectionConfigMismatchError`, never a silent reuse.
+A collection created without a model takes the model of the first ``ensure_collection``
+that names one (recorded with it, so every store and process sees it).
 A store remembers the configuration of each collection it has seen (one lookup per
 collection and store), which is how vectors are checked before any request is sent.
 A ``model=`` passed to ``upsert`` or ``search`` must equal the recorded one
@@ -185,6 +187,10 @@ class VectorStoreBase(ABC):
         """Create the collection; ``False`` when it turned out to exist already."""
 
     @abstractmethod
+    async def _record_model(self, name: str, model: str) -> None:
+        """Record ``model`` with a collection that has none recorded."""
+
+    @abstractmethod
     async def _drop(self, name: str) -> bool:
         """Delete the collection; whether it existed."""
 
@@ -301,14 +307,25 @@ class VectorStoreBase(ABC):
             self._specs[spec.name] = spec
             return
         if existing is None:  # created meanwhile by someone else
-            existing = await self._describe(spec.name)
-            if existing is None:
-                raise VectorStoreError(
-                    f"collection {spec.name!r} was reported existing, then missing",
-                    component=self.component,
-                    retryable=True,
-                )
+            existing = await self._present(spec.name)
+        self._compare(spec, existing)
+        if existing.model is None and spec.model is not None:
+            # Recorded with the collection, not only in this store: another store (or
+            # process) naming another model must meet the mismatch too. Read back,
+            # since another writer may have recorded its model meanwhile.
+            await self._record_model(spec.name, spec.model)
+            existing = await self._present(spec.name)
         self._specs[spec.name] = self._compare(spec, existing)
+
+    async def _present(self, name: str) -> CollectionSpec:
+        found = await self._describe(name)
+        if found is None:
+            raise VectorStoreError(
+                f"collection {name!r} was reported existing, then missing",
+                component=self.component,
+                retryable=True,
+            )
+        return found
 
     def _compare(self, wanted: CollectionSpec, existing: CollectionSpec) -> CollectionSpec:
         differences = {

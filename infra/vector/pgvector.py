@@ -163,6 +163,14 @@ class PgVectorStore(VectorStoreBase):
                 await tx.execute(statement)
         return True
 
+    async def _record_model(self, name: str, model: str) -> None:
+        await self._store.execute(
+            f"UPDATE {sql.COLLECTIONS_TABLE} SET model = $2 WHERE name = $1 AND model IS NULL",
+            name,
+            model,
+            idempotent=True,
+        )
+
     async def _drop(self, name: str) -> bool:
         if await self._describe(name) is None:
             return False

@@ -160,6 +160,27 @@ async def test_ensure_collection_refuses_another_configuration(
         await store.delete_collection(name)
 
 
+async def test_a_model_named_later_is_recorded_with_the_collection(
+    store: VectorStoreBase,
+) -> None:
+    """A collection made without a model takes the first model named for it -- recorded
+    in the engine, so a later ``ensure_collection`` with another model (read fresh from
+    the engine, as any other store would) is a mismatch."""
+    name = unique()
+    await store.ensure_collection(name, vector_size=3)
+    try:
+        await store.ensure_collection(name, vector_size=3, model="m-1")
+        with pytest.raises(CollectionConfigMismatchError) as caught:
+            await store.ensure_collection(name, vector_size=3, model="m-2")
+        assert caught.value.details["differences"]["model"] == {
+            "existing": "m-1",
+            "requested": "m-2",
+        }
+        assert (await store.collection_info(name)).model == "m-1"
+    finally:
+        await store.delete_collection(name)
+
+
 async def test_a_missing_collection_is_collection_not_found(store: VectorStoreBase) -> None:
     name = unique()
     with pytest.raises(CollectionNotFoundError):

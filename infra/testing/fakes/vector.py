@@ -20,6 +20,7 @@ Qdrant stores them), dot product, or Euclidean distance (smaller is better).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Awaitable, Callable, Collection
@@ -203,6 +204,14 @@ class FakeVectorStore(VectorStoreBase):
             return True
 
         return await self._run("create_collection", spec.name, create)
+
+    async def _record_model(self, name: str, model: str) -> None:
+        def record() -> None:
+            found = self._collection(name)
+            if found.spec.model is None:
+                found.spec = dataclasses.replace(found.spec, model=model)
+
+        await self._run("update_collection", name, record)
 
     async def _drop(self, name: str) -> bool:
         return await self._run(

@@ -18,7 +18,13 @@ from infra.exceptions import CallerError, DimensionMismatchError, InvalidArgumen
 from infra.ports import VectorPoint
 from infra.vector import point_id
 from infra.vector.filters import Condition, matches, parse_filter
-from infra.vector.points import MAX_POINT_ID, check_point_id, check_vector, prepare_points
+from infra.vector.points import (
+    MAX_POINT_ID,
+    check_point_id,
+    check_vector,
+    plain_floats,
+    prepare_points,
+)
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=32)
 
@@ -106,10 +112,10 @@ def test_any_element_is_either_sent_as_a_plain_float_or_refused_by_position(
     vector: list[object],
 ) -> None:
     """Whatever the caller's numbers (numpy scalars, Decimal, Fraction, bool, ints of any
-    size, floats beyond float32, NaN, text ...): either every element becomes a plain
-    float that qdrant-client's REST encoder writes as a JSON number (what the engines
-    store), or a typed error names the first bad position -- before any request, never
-    a failure in the middle of an upsert."""
+    size, floats beyond float32, NaN, text ...): either the vector passes and its plain
+    floats (what a server is sent) are the numbers given, written by qdrant-client's
+    REST encoder as JSON numbers, or a typed error names the first bad position --
+    before any request, never a failure in the middle of an upsert."""
     bad = [i for i, value in enumerate(vector) if not element_ok(value)]
     if bad:
         with pytest.raises(InvalidArgumentError) as caught:
@@ -117,12 +123,13 @@ def test_any_element_is_either_sent_as_a_plain_float_or_refused_by_position(
         assert caught.value.details["position"] == bad[0]
         return
     checked = check_vector(vector, len(vector))
-    assert all(type(x) is float for x in checked)
-    assert checked == [float(x) for x in vector]  # type: ignore[arg-type]
+    plain = plain_floats(checked)
+    assert all(type(x) is float for x in plain)
+    assert plain == [float(x) for x in vector]  # type: ignore[arg-type]
     body = models.PointsList(
-        points=[models.PointStruct.model_construct(id=1, vector=checked, payload={})]
+        points=[models.PointStruct.model_construct(id=1, vector=plain, payload={})]
     ).model_dump_json(exclude_unset=True)
-    assert json.loads(body)["points"][0]["vector"] == checked
+    assert json.loads(body)["points"][0]["vector"] == plain
 
 
 @pytest.mark.parametrize("bad", ["x", None, [1.0], {"a": 1}])
