@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import random
 import statistics
@@ -59,6 +60,7 @@ class Samples:
 
 async def per_call(call: Call, n: int) -> tuple[float, float]:
     """Wall and CPU seconds per call over ``n`` sequential calls."""
+    gc.collect(1)  # the previous batch's young garbage is not this one's cost (as harness.py)
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(n):
         await call()
