@@ -63,8 +63,11 @@ async def graph_driver(settings: Settings) -> AsyncIterator[Any]:
     if not graph_enabled(settings):
         yield None
         return
+    from infra._imports import require_off_loop  # noqa: PLC0415 - on first start
     from infra.graph.driver import build_graph_driver  # noqa: PLC0415 - on first start
 
+    # neo4j takes a third of a second to import: off the event loop, which may be serving.
+    await require_off_loop("neo4j", extra="graph")
     driver = build_graph_driver(settings)
     try:
         yield driver

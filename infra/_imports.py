@@ -20,6 +20,10 @@ extra           brings                          first needed by
 ``all``         every backend extra above (not ``embedded``)
 ==============  ==============================  =============================
 
+:func:`require_off_loop` is the same from a coroutine: the first import runs in a worker
+thread, because these clients take from a third of a second (neo4j) to seconds (litellm)
+to import, and on the event loop's thread that stalls every other task of the process.
+
 :func:`require` is called where a module first imports its client, so a missing one
 fails right there with :class:`MissingDependencyError` --
 ``asyncpg is not installed; it comes with the 'postgres' extra: pip install
@@ -28,6 +32,7 @@ fails right there with :class:`MissingDependencyError` --
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import sys
@@ -43,6 +48,7 @@ __all__ = [
     "ShadowedPackageError",
     "ensure_ours",
     "require",
+    "require_off_loop",
 ]
 
 #: The name pip knows this package by.
@@ -106,3 +112,13 @@ def require(module: str, *, extra: str) -> ModuleType:
         )
         error.name = root
         raise error from exc
+
+
+async def require_off_loop(module: str, *, extra: str) -> ModuleType:
+    """:func:`require` from a coroutine: a module not imported yet is imported in a worker
+    thread, so the event loop keeps serving meanwhile (Python's import lock makes
+    concurrent first calls wait for the one import)."""
+    loaded = sys.modules.get(module)
+    if loaded is not None:
+        return loaded
+    return await asyncio.to_thread(require, module, extra=extra)

@@ -270,6 +270,16 @@ class VectorStoreBase(ABC):
         if self._closed:
             raise self._closed_error()
 
+    async def _ready(self) -> None:
+        """Open, and what the client needs loaded (see :meth:`_prepare`)."""
+        self._check_open()
+        await self._prepare()
+
+    async def _prepare(self) -> None:
+        """Load what the client needs without blocking the event loop, before its first
+        call (the Qdrant store imports qdrant-client in a worker thread). Nothing here."""
+        return
+
     async def close(self) -> None:
         """Close the store (and the client it owns); idempotent."""
         if not self._closed:
@@ -290,7 +300,7 @@ class VectorStoreBase(ABC):
     ) -> None:
         """Create ``name`` if missing; if it exists, its size, distance and (when both are
         known) model must equal these, else ``CollectionConfigMismatchError``."""
-        self._check_open()
+        await self._ready()
         spec = CollectionSpec(
             check_collection_name(name, component=self.component),
             _check_size(vector_size, self.component),
@@ -352,14 +362,14 @@ class VectorStoreBase(ABC):
 
     async def delete_collection(self, name: str) -> bool:
         """Delete the collection and its points; whether it existed."""
-        self._check_open()
+        await self._ready()
         check_collection_name(name, component=self.component)
         self._specs.pop(name, None)
         return await self._drop(name)
 
     async def collection_info(self, name: str) -> CollectionSpec:
         """The collection's recorded size, distance and model."""
-        self._check_open()
+        await self._ready()
         return await self._spec(name)
 
     async def _spec(self, name: str, model: str | None = None) -> CollectionSpec:
@@ -397,7 +407,7 @@ class VectorStoreBase(ABC):
         """Insert or replace ``points`` in batches, ``concurrency`` at a time; returns how
         many were written. A batch failing after retries raises
         :class:`~infra.vector.errors.VectorUpsertError` (what was and was not written)."""
-        self._check_open()
+        await self._ready()
         spec = await self._spec(collection, model)
         if len(points) > self._threaded_above:
             prepared = await asyncio.to_thread(
@@ -438,7 +448,7 @@ class VectorStoreBase(ABC):
         """The ``limit`` nearest points, best first (highest similarity for cosine and dot;
         smallest distance for euclid, whose ``score`` is the distance). ``score_threshold``
         drops worse hits; ``exact=True`` scans instead of using the index."""
-        self._check_open()
+        await self._ready()
         check_limit(limit, component=self.component)
         conditions = parse_filter(filter)
         threshold = self._check_threshold(score_threshold)
@@ -466,7 +476,7 @@ class VectorStoreBase(ABC):
 
     async def delete(self, collection: str, ids: Sequence[str | int]) -> None:
         """Remove the points with these ids (absent ids are ignored)."""
-        self._check_open()
+        await self._ready()
         checked = check_point_ids(ids, component=self.component)
         spec = await self._spec(collection)
         if checked:
@@ -478,7 +488,7 @@ class VectorStoreBase(ABC):
         filter: Mapping[str, Any],  # noqa: A002 - the port's word
     ) -> None:
         """Remove the points whose payload matches ``filter`` (which must not be empty)."""
-        self._check_open()
+        await self._ready()
         conditions = parse_filter(filter)
         if not conditions:
             raise InvalidArgumentError(
@@ -496,7 +506,7 @@ class VectorStoreBase(ABC):
         filter: Mapping[str, Any] | None = None,  # noqa: A002 - the port's word
     ) -> int:
         """How many points (matching ``filter``) the collection holds (exact)."""
-        self._check_open()
+        await self._ready()
         conditions = parse_filter(filter)
         return await self._count(await self._spec(collection), conditions)
 
@@ -511,7 +521,7 @@ class VectorStoreBase(ABC):
     ) -> ScrollPage:
         """A page of points in id order (integer ids first), starting at id ``offset``;
         pass the page's ``next_offset`` to get the next one."""
-        self._check_open()
+        await self._ready()
         check_limit(limit, component=self.component)
         conditions = parse_filter(filter)
         start = (
@@ -534,6 +544,8 @@ class VectorStoreBase(ABC):
     ) -> HealthCheckResult:
         """``(is_healthy, details)`` from one cheap request, outside the policy; never
         raises for a backend failure (see :mod:`infra.health_check`)."""
+        if not self._closed:
+            await self._prepare()
         breaker = self._calls.policy.breaker
         return await self._health.check(
             latency_threshold_ms, timeout=timeout, breaker=breaker, closed=self._closed

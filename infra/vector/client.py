@@ -14,7 +14,10 @@ Decisions:
 * ``timeout`` is qdrant-client's per-request limit in whole seconds (it takes an int);
   the policy's attempt timeout may be shorter.
 
-qdrant-client is imported when a client is first built, not with this module.
+qdrant-client is imported when a client is first built, not with this module -- by the
+store, in a worker thread (:func:`load_qdrant_client`): the import takes most of a
+second, and on the event loop's thread it stalled every other task of the process
+(readiness checks timed out behind a first vector call).
 """
 
 from __future__ import annotations
@@ -22,16 +25,22 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from infra._imports import require
+from infra._imports import require, require_off_loop
 
 if TYPE_CHECKING:
     from qdrant_client import AsyncQdrantClient
 
     from config import Settings
 
-__all__ = ["MEMORY", "build_qdrant_client", "qdrant_client_from_settings"]
+__all__ = ["MEMORY", "build_qdrant_client", "load_qdrant_client", "qdrant_client_from_settings"]
 
 MEMORY = ":memory:"
+
+
+async def load_qdrant_client() -> None:
+    """Import qdrant-client in a worker thread unless it is imported already (the event
+    loop keeps serving meanwhile)."""
+    await require_off_loop("qdrant_client", extra="vector")
 
 
 def build_qdrant_client(

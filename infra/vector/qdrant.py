@@ -222,6 +222,13 @@ class QdrantVectorStore(VectorStoreBase):
             f"concurrency={self._concurrency}, policy={self.policy.describe()!r})"
         )
 
+    async def _prepare(self) -> None:
+        """Before the client is built: import qdrant-client off the event loop."""
+        if self._client is None:
+            from infra.vector.client import load_qdrant_client  # noqa: PLC0415 - see above
+
+            await load_qdrant_client()
+
     @property
     def client(self) -> AsyncQdrantClient:
         """The qdrant-client instance (built now if the store was given a factory)."""

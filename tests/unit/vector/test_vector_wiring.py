@@ -79,6 +79,32 @@ def test_importing_infra_vector_imports_no_client_until_used() -> None:
     assert done.stdout.split() == ["False", "False", "False", "True"]
 
 
+def test_the_first_call_imports_qdrant_client_off_the_event_loop() -> None:
+    """qdrant-client takes most of a second to import; on the event loop's thread it
+    stalled every other task (a readiness check timed out behind a first vector call).
+    Seen by an audit hook: it is imported in a worker thread, by a health check as by any
+    other first call."""
+    done = python(
+        "import asyncio, sys, threading\n"
+        "on_main_thread = []\n"
+        "def hook(event, args):\n"
+        "    if event == 'import' and args and str(args[0]).partition('.')[0] == 'qdrant_client':\n"
+        "        on_main_thread.append(threading.current_thread() is threading.main_thread())\n"
+        "sys.addaudithook(hook)\n"
+        "from config import Settings\n"
+        "from infra.vector.qdrant import QdrantVectorStore\n"
+        "store = QdrantVectorStore.from_settings(Settings(qdrant_location=':memory:'))\n"
+        "async def main():\n"
+        "    first = store.ensure_collection('c', vector_size=2)\n"
+        "    await asyncio.gather(store.health_check(), first)\n"
+        "    await store.close()\n"
+        "asyncio.run(main())\n"
+        "print(len(on_main_thread) > 0, on_main_thread[0], on_main_thread.count(True))\n"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "False", "0"]
+
+
 def test_without_qdrant_client_the_first_use_names_the_extra() -> None:
     done = python(
         "import asyncio, sys\n"
