@@ -69,8 +69,8 @@ def hold_loads(cached: CachedGraphStore, loaded: Callable[[], Any], go: Callable
 
 
 async def l2_entries(client: Redis, namespace: str, operation: str) -> list[bytes]:
-    """The L2 keys holding cached ``operation`` results."""
-    return [k async for k in client.scan_iter(match=f"*{namespace}:v:{namespace}:{operation}:*")]
+    """The L2 keys holding cached ``operation`` results (cache ``namespace``)."""
+    return [k async for k in client.scan_iter(match=f"*{namespace}:v:*:{operation}:*")]
 
 
 def version(node: Any) -> int:
@@ -197,6 +197,10 @@ async def test_a_fill_that_loaded_before_another_instances_write_is_not_stored(
 
     try:
         await cached.upsert_nodes("P", [{"id": "n", "v": 0}])
+        assert version(await cached.get_node("n")) == 0  # A caches v=0 (L1 and L2)
+        assert len(await l2_entries(other[2], "g", "get_node")) == 1
+        await cached.upsert_nodes("P", [{"id": "n", "v": 0}])  # invalidated again
+        assert await l2_entries(other[2], "g", "get_node") == []
         hold_loads(b_cached, on_loaded, wait_go)
         b_read = asyncio.create_task(b_cached.get_node("n"))
         await loaded.wait()  # B has read v=0 from the graph
