@@ -262,5 +262,36 @@ async def test_a_fill_in_another_process_that_loaded_before_a_write_is_not_store
     assert third["before"] == 1
 
 
+@pytest.mark.graph
+@pytest.mark.redis
+async def test_a_cached_read_miss_costs_three_redis_round_trips(
+    cached: CachedGraphStore, redis_url: str, bolt_uri: str, bolt_auth: tuple[str, str]
+) -> None:
+    """A miss: the L2 GET, the tag snapshot (one GET), the fenced write-back (one
+    script). Another instance's read of it is then one GET (an L2 hit)."""
+    await cached.upsert_nodes("P", [{"id": "n", "v": 0}, {"id": "warm", "v": 0}])
+    await cached.get_node("warm")  # loads the write script into Redis
+    first = await open_cached(redis_url, bolt_uri, bolt_auth[0], "g")
+    second = await open_cached(redis_url, bolt_uri, bolt_auth[0], "g")
+    sent: list[str] = []
+    for client in (first[2], second[2]):
+        command = client.execute_command
+
+        async def counted(*args: Any, _command: Any = command, **options: Any) -> Any:
+            sent.append(str(args[0]).upper())
+            return await _command(*args, **options)
+
+        client.execute_command = counted  # type: ignore[method-assign]
+    try:
+        assert version(await first[0].get_node("n")) == 0
+        assert sent == ["GET", "GET", "EVALSHA"]
+        sent.clear()
+        assert version(await second[0].get_node("n")) == 0
+        assert sent == ["GET"]
+    finally:
+        await close_cached(*first)
+        await close_cached(*second)
+
+
 if __name__ == "__main__":  # the worker process of the cross-process test
     asyncio.run(worker(*sys.argv[1:6]))
