@@ -50,9 +50,9 @@ Read-through with tags: a load must not outlive an invalidation
 
         snapshot = await cache.tag_snapshot()        # before loading
         value = await load()
-        stored = await cache.set(key, value, tags=tags, if_unchanged_since=snapshot)
+        stored = await cache.set_if_unchanged(key, value, since=snapshot, tags=tags)
 
-    ``set`` then stores (in L2 and L1) only if none of ``tags``, and no prefix, was
+    ``set_if_unchanged`` stores (in L2 and L1) only if none of ``tags``, and no prefix, was
     invalidated after the snapshot; the check and the write are one Lua script, and the
     invalidation that pops a tag's index moves its version in the same script (see
     :mod:`infra.cache.l2`). A refused write-back returns ``False`` and leaves L2 and this
@@ -137,7 +137,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class TagSnapshot:
-    """The invalidations seen before a load: pass it to ``set(if_unchanged_since=)``.
+    """The invalidations seen before a load: pass it to ``set_if_unchanged(since=)``.
 
     Made by :meth:`ThreeTierCache.tag_snapshot`; opaque to callers.
     """
@@ -379,31 +379,55 @@ class ThreeTierCache:
     # ----------------------------------------------------------------------- writes
     async def tag_snapshot(self) -> TagSnapshot:
         """The invalidations seen so far (one ``GET``): take it *before* loading a value
-        you will store with ``set(..., if_unchanged_since=snapshot)``."""
+        you will store with ``set_if_unchanged(..., since=snapshot)``."""
         if not self._warm:
             await self._warm_up()
         taken = self._clock.now()
         return TagSnapshot(await self._l2.snapshot(), taken)
 
     async def set(
+        self, key: str, value: Any, *, ttl: float | None = None, tags: Sequence[str] = ()
+    ) -> None:
+        """Write ``value`` (or :data:`ABSENT`) to L2 and L1 and tell other processes.
+
+        ``ttl`` overrides ``l2_ttl`` (or ``negative_ttl`` for ``ABSENT``); L1 keeps it at
+        most ``l1_ttl``. ``tags`` make it reachable by ``invalidate(tag=...)``.
+        """
+        l2_ttl = await self._check_write(key, value, ttl, tags)
+        await self._l2.write(key, value, l2_ttl, tags)
+        if self._closed:
+            self._l1.discard(key)
+        else:
+            self._l1.set(key, value, self._l1_ttl(value, l2_ttl))
+
+    async def set_if_unchanged(
         self,
         key: str,
         value: Any,
         *,
+        since: TagSnapshot,
         ttl: float | None = None,
         tags: Sequence[str] = (),
-        if_unchanged_since: TagSnapshot | None = None,
     ) -> bool:
-        """Write ``value`` (or :data:`ABSENT`) to L2 and L1 and tell other processes;
-        whether L2 stored it (``False`` when Redis was unreachable: skipped, invalidated
-        on recovery).
+        """The write-back of a value loaded after ``since`` (a :meth:`tag_snapshot`):
+        like :meth:`set`, but stored in neither tier if one of ``tags``, or a prefix, was
+        invalidated after the snapshot; whether it was stored (``False`` also when Redis
+        could not be asked, or the snapshot is older than ``fence_window``). See the
+        module docstring."""
+        if not isinstance(since, TagSnapshot):
+            raise InvalidArgumentError(
+                "since must be the TagSnapshot from cache.tag_snapshot() taken before the "
+                f"load, got {type(since).__name__}",
+                argument="since",
+                component=_COMPONENT,
+            )
+        l2_ttl = await self._check_write(key, value, ttl, tags)
+        return await self._fenced_set(key, value, l2_ttl, tags, since)
 
-        ``ttl`` overrides ``l2_ttl`` (or ``negative_ttl`` for ``ABSENT``); L1 keeps it at
-        most ``l1_ttl``. ``tags`` make it reachable by ``invalidate(tag=...)``.
-        ``if_unchanged_since`` (a :meth:`tag_snapshot` taken before the value was loaded)
-        makes it a fenced write-back: stored in neither tier, and ``False``, if one of
-        ``tags`` or a prefix was invalidated since (see the module docstring).
-        """
+    async def _check_write(
+        self, key: str, value: Any, ttl: float | None, tags: Sequence[str]
+    ) -> float:
+        """The checks every write makes before any I/O; the value's L2 lifetime."""
         _check_key(key)
         if value is None:
             raise InvalidArgumentError(
@@ -414,24 +438,9 @@ class ThreeTierCache:
         _check_tags(tags)
         if ttl is not None:
             check_seconds("ttl", ttl)
-        if if_unchanged_since is not None and not isinstance(if_unchanged_since, TagSnapshot):
-            raise InvalidArgumentError(
-                "if_unchanged_since must be the TagSnapshot from cache.tag_snapshot(), got "
-                f"{type(if_unchanged_since).__name__}",
-                argument="if_unchanged_since",
-                component=_COMPONENT,
-            )
         if not self._warm:
             await self._warm_up()
-        l2_ttl = self.ttls.l2(value, ttl)
-        if if_unchanged_since is not None:
-            return await self._fenced_set(key, value, l2_ttl, tags, if_unchanged_since)
-        stored = await self._l2.write(key, value, l2_ttl, tags)
-        if self._closed:
-            self._l1.discard(key)
-        else:
-            self._l1.set(key, value, self._l1_ttl(value, l2_ttl))
-        return stored
+        return self.ttls.l2(value, ttl)
 
     async def _fenced_set(
         self, key: str, value: Any, l2_ttl: float, tags: Sequence[str], snapshot: TagSnapshot

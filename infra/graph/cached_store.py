@@ -24,7 +24,7 @@ What is cached, and how it is invalidated:
 * **A read that overlaps a write** (its load read the graph before the write, and it
   would store the result after the write's invalidation), in this process or another,
   must not leave the pre-write result behind. A fill takes the cache's tag snapshot
-  before it loads and stores with ``set(..., if_unchanged_since=snapshot)``: Redis
+  before it loads and stores with ``set_if_unchanged(..., since=snapshot)``: Redis
   stores it only if none of the result's tags (and no prefix) was invalidated since,
   checked and written in one script, and a refused result goes into no tier (its
   callers, who asked before the write returned, still get it). A write invalidates after
@@ -173,8 +173,8 @@ class CachedGraphStore:
         cache's fence: see the module docstring)."""
         snapshot = await self._cache.tag_snapshot()
         value = await load()
-        await self._cache.set(
-            key, to_plain(value), ttl=self._ttl, tags=depends(value), if_unchanged_since=snapshot
+        await self._cache.set_if_unchanged(
+            key, to_plain(value), since=snapshot, ttl=self._ttl, tags=depends(value)
         )
         return value
 

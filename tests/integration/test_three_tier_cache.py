@@ -708,8 +708,8 @@ async def _run_fence_scenario(caches: list[ThreeTierCache], steps: list[Step]) -
                 fill.loaded = source[fill.key]
             else:
                 open_fills.remove(fill)
-                stored = await fill.cache.set(
-                    fill.key, fill.loaded, tags=TAGS_OF[fill.key], if_unchanged_since=fill.snapshot
+                stored = await fill.cache.set_if_unchanged(
+                    fill.key, fill.loaded, since=fill.snapshot, tags=TAGS_OF[fill.key]
                 )
                 overtaken = any(fill.key in keys for keys in touched[fill.writes_seen :])
                 assert stored is not overtaken, (fill.key, stored, touched[fill.writes_seen :])
@@ -783,8 +783,9 @@ def test_the_fence_holds_in_single_process_mode_too(steps: list[Step]) -> None:
 async def test_a_fenced_write_back_costs_one_get_and_the_write(
     redis_url: str, namespace: str
 ) -> None:
-    """tag_snapshot() is one GET; the fenced set() stays one script; a refused one leaves
-    L2 and L1 empty; a snapshot older than fence_window is refused without a round trip."""
+    """tag_snapshot() is one GET; set_if_unchanged() one script, like set(); a refused
+    one leaves L2 and L1 empty; a snapshot older than fence_window is refused without a
+    round trip."""
     clock = ManualClock()
     cache, client = await open_cache(redis_url, namespace, fence_window=5.0, clock=clock)
     trips = RoundTrips(client)
@@ -794,20 +795,20 @@ async def test_a_fenced_write_back_costs_one_get_and_the_write(
         trips.sent.clear()
         snapshot = await cache.tag_snapshot()
         assert trips.sent == ["GET"]
-        assert await cache.set("k", 1, tags=["t"], if_unchanged_since=snapshot) is True
+        assert await cache.set_if_unchanged("k", 1, since=snapshot, tags=["t"]) is True
         assert trips.sent == ["GET", "EVALSHA"]
         assert await cache.get("k") == 1
         await cache.invalidate(tag="t")
-        assert await cache.set("k", 2, tags=["t"], if_unchanged_since=snapshot) is False
+        assert await cache.set_if_unchanged("k", 2, since=snapshot, tags=["t"]) is False
         assert await cache.get("k") is None
         assert await raw_value(client, namespace, "k") is None
         old = await cache.tag_snapshot()
         clock.advance(5.0)
         trips.sent.clear()
-        assert await cache.set("k", 3, tags=["u"], if_unchanged_since=old) is False
+        assert await cache.set_if_unchanged("k", 3, since=old, tags=["u"]) is False
         assert trips.sent == []
-        with pytest.raises(InvalidArgumentError, match="if_unchanged_since"):
-            await cache.set("k", 3, if_unchanged_since=7)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgumentError, match="since"):
+            await cache.set_if_unchanged("k", 3, since=7)  # type: ignore[arg-type]
     finally:
         await cache.close()
         await client.aclose()
