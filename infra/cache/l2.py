@@ -18,6 +18,10 @@ Key layout (``ns`` = the cache namespace; ``base`` = the port's own key prefix, 
     base + ns:v:<key>          the value, wrapped: [value] present, [] cached absence
     base + ns:lock:<key>       fill lease (cross-process single flight)
     base + ns:tag:<tag>        SET of keys written with that tag
+    base + ns:tagseq           the invalidation sequence (INCR'd by every tag or prefix
+                               invalidation; never expires)
+    base + ns:tagv:<tag>       the sequence number of the tag's last invalidation
+    base + ns:prefixv          the sequence number of the last prefix invalidation
     base + ns:invalidations    the coherence channel
 
 The wrapper makes a cached absence unambiguous whatever the serializer, and a value of
@@ -31,6 +35,21 @@ Atomic writes
     :mod:`infra.cache.singleflight`). So between a writer's value change and its lease
     removal there is no moment in which a filler can still see its lease and write back
     an older value.
+
+Fenced (conditional) writes: a fill that must not outlive an invalidation
+    A caller that loads a value and stores it *with tags* (read-through outside the
+    cache's own leased fill, e.g. ``CachedGraphStore``) reads the sequence before it loads
+    (:meth:`L2Tier.snapshot`, one ``GET``) and writes with ``since=`` that number. The
+    write script then stores only if no tag it writes under, and no prefix, was
+    invalidated after the snapshot (``tagv:<tag> <= since``, ``prefixv <= since``) and
+    the sequence did not go backwards (Redis lost its data) -- checked and written in one
+    atomic step. Invalidating a tag pops its set and sets its version in one script, so a
+    fenced write lands either before the pop (and is deleted by it) or after the version
+    moved (and is refused). One global sequence rather than a counter per tag, because
+    the tags of a result (the nodes in a neighbourhood) are known only after the load:
+    a snapshot of the sequence is a snapshot of every tag's version at once. Versions
+    live ``version_ttl`` seconds; the cache refuses snapshots older than half of that.
+    In port mode the same sequence and versions are kept in memory.
 
 Degradation: which errors, and what it does
     Only *unreachability* degrades the tier: :class:`~infra.exceptions.BackendConnectionError`,
@@ -86,6 +105,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -130,13 +150,27 @@ KEYS_PER_MESSAGE: Final = 500
 #: Skipped writes remembered one by one; beyond this the namespace is invalidated.
 _MAX_PENDING: Final = 10_000
 
-# KEYS[1]: the value, KEYS[2]: its lock, KEYS[3..]: tag sets. ARGV[1]: the encoded value,
-# ARGV[2]: its TTL (ms), ARGV[3]: the channel, ARGV[4]: the invalidation message,
-# ARGV[5]: the tag index TTL (ms), ARGV[6]: the key as stored in the tag sets.
+# KEYS[1]: the value, KEYS[2]: its lock, KEYS[3..2+n]: the n tag sets; fenced writes add
+# the sequence, prefixv and the n tag versions. ARGV[1]: the encoded value, ARGV[2]: its
+# TTL (ms), ARGV[3]: the channel, ARGV[4]: the invalidation message, ARGV[5]: the tag
+# index TTL (ms), ARGV[6]: the key as stored in the tag sets, ARGV[7]: n, ARGV[8]: the
+# snapshot a fenced write was loaded after ("" = unconditional). 1 written, 0 refused.
 _WRITE_SCRIPT: Final = """
+local n = tonumber(ARGV[7])
+if ARGV[8] ~= '' then
+  local since = tonumber(ARGV[8])
+  if tonumber(redis.call('GET', KEYS[3 + n]) or '0') < since then
+    return 0
+  end
+  for i = 4 + n, #KEYS do
+    if tonumber(redis.call('GET', KEYS[i]) or '0') > since then
+      return 0
+    end
+  end
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('DEL', KEYS[2])
-for i = 3, #KEYS do
+for i = 3, 2 + n do
   redis.call('SADD', KEYS[i], ARGV[6])
   redis.call('PEXPIRE', KEYS[i], ARGV[5], 'NX')
   redis.call('PEXPIRE', KEYS[i], ARGV[5], 'GT')
@@ -157,6 +191,23 @@ if ARGV[2] ~= '' then
   redis.call('PUBLISH', ARGV[1], ARGV[2])
 end
 return existed
+"""
+
+
+# KEYS[1]: the tag set, KEYS[2]: the sequence, KEYS[3]: the tag's version. ARGV[1]: the
+# version's TTL (ms). Pops the set and moves the version past every earlier snapshot.
+_POP_TAG_SCRIPT: Final = """
+local members = redis.call('SMEMBERS', KEYS[1])
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[3], redis.call('INCR', KEYS[2]), 'PX', ARGV[1])
+return members
+"""
+
+# KEYS[1]: the sequence, KEYS[2]: prefixv. ARGV[1]: its TTL (ms). Before a prefix
+# invalidation: every fenced write loaded before it is refused from now on.
+_BUMP_PREFIX_SCRIPT: Final = """
+redis.call('SET', KEYS[2], redis.call('INCR', KEYS[1]), 'PX', ARGV[1])
+return 1
 """
 
 
@@ -225,6 +276,8 @@ class L2Tier:
         tracing: The tracing state their spans start from (``None``: the current one).
         on_degraded: Called once when Redis becomes unreachable.
         on_recovered: Called once when it answers again and the replay succeeded.
+        version_ttl: How long a tag's (or the prefix) invalidation version is kept, in
+            seconds: a fenced write whose snapshot is older cannot be checked.
     """
 
     def __init__(
@@ -244,8 +297,11 @@ class L2Tier:
         on_recovered: Callable[[], None],
         collector: MetricsCollector | None = None,
         tracing: TracingState | None = None,
+        version_ttl: float = 120.0,
     ) -> None:
         self._store = store
+        self._version_ms = max(1, round(version_ttl * 1000))
+        self._version_ttl = version_ttl
         self._redis = redis
         self._origin = origin
         self._clock = clock
@@ -272,6 +328,9 @@ class L2Tier:
         self._base_v = f"{base}{self._vprefix}"
         self._lock_prefix = f"{base}{namespace}:lock:"
         self._tag_prefix = f"{base}{namespace}:tag:"
+        self._seq_key = f"{base}{namespace}:tagseq"
+        self._tagv_prefix = f"{base}{namespace}:tagv:"
+        self._prefixv_key = f"{base}{namespace}:prefixv"
         self.channel = f"{base}{namespace}:invalidations"
         self._calls = BackendCalls(
             "redis",
@@ -288,6 +347,8 @@ class L2Tier:
         if redis is not None:
             self._write_script = redis.register_script(_WRITE_SCRIPT)
             self._delete_script = redis.register_script(_DELETE_SCRIPT)
+            self._pop_tag_script = redis.register_script(_POP_TAG_SCRIPT)
+            self._bump_prefix_script = redis.register_script(_BUMP_PREFIX_SCRIPT)
         self._degraded = False
         self._epoch = 0
         self._next_probe = 0.0
@@ -297,6 +358,10 @@ class L2Tier:
         # In-memory indexes, used only without a raw client.
         self._local_tags: dict[str, set[str]] = {}
         self._local_keys: dict[str, float] = {}
+        # The fence in port mode: the sequence, and tag -> (version, kept until) in the
+        # order they were set (so the expired ones are at the front).
+        self._local_seq = 0
+        self._local_versions: OrderedDict[str, tuple[int, float]] = OrderedDict()
 
     @property
     def distributed(self) -> bool:
@@ -414,6 +479,8 @@ class L2Tier:
             # failure further on leaves them pending rather than forgotten.
             batch.keys.update(await self._pop_tag(tag))
             batch.tags.discard(tag)
+        if prefixes:
+            await self._bump_prefix()
         found = set(batch.keys)
         for prefix in sorted(prefixes):
             found.update(await self._keys_with_prefix(prefix))
@@ -571,11 +638,21 @@ class L2Tier:
         return value
 
     async def write(
-        self, key: str, value: object, ttl: float, tags: Sequence[str], *, quiet: bool = False
+        self,
+        key: str,
+        value: object,
+        ttl: float,
+        tags: Sequence[str],
+        *,
+        quiet: bool = False,
+        since: int | None = None,
     ) -> bool:
         """Store ``value`` (or :data:`ABSENT`) for ``ttl`` s -- with its lease removed, its
-        tags recorded and the invalidation published, atomically; whether it reached
-        Redis (if not, the key is invalidated on recovery).
+        tags recorded and the invalidation published, atomically; whether it was stored
+        (if Redis was unreachable, the key is invalidated on recovery).
+
+        With ``since`` (a :meth:`snapshot`), only if none of ``tags`` and no prefix was
+        invalidated after that snapshot, checked in the same atomic step (else ``False``).
 
         Raises:
             CacheSerializationError: ``value`` cannot be encoded (before any I/O).
@@ -584,33 +661,89 @@ class L2Tier:
         """
         wrapped: list[object] = [] if value is ABSENT else [value]
         if self._redis is None:
-            done, _ = await self._guarded(
-                "set", self._store_set, key, wrapped, ttl, tags, read=quiet
+            done, stored = await self._guarded(
+                "set", self._store_set, key, wrapped, ttl, tags, since, read=quiet
             )
         else:
             payload = self._dumps(wrapped)  # an unencodable value raises before any I/O
-            done, _ = await self._guarded(
-                "set", self._write_now, key, payload, ttl, tags, read=quiet
+            done, stored = await self._guarded(
+                "set", self._write_now, key, payload, ttl, tags, since, read=quiet
             )
         if not done:
             self._pending.add_keys((key,))
-        return done
+        return done and bool(stored)
 
     async def _store_set(
-        self, key: str, wrapped: list[object], ttl: float, tags: Sequence[str]
-    ) -> None:
+        self,
+        key: str,
+        wrapped: list[object],
+        ttl: float,
+        tags: Sequence[str],
+        since: int | None,
+    ) -> bool:
+        if since is not None and not self._local_unchanged(tags, since):
+            return False
         await self._store.set(self._vprefix + key, wrapped, ttl=ttl)
+        if since is not None and not self._local_unchanged(tags, since):
+            # An invalidation ran while the port wrote: undo, as Redis's atomic check would.
+            await self._store.delete(self._vprefix + key)
+            return False
         self._local_keys[key] = self._clock.now() + ttl
         for tag in tags:
             self._local_tags.setdefault(tag, set()).add(key)
+        return True
 
-    async def _write_now(self, key: str, payload: bytes, ttl: float, tags: Sequence[str]) -> None:
+    async def _write_now(
+        self, key: str, payload: bytes, ttl: float, tags: Sequence[str], since: int | None
+    ) -> bool:
         ttl_ms = max(1, round(ttl * 1000))
         keys = [self._base_v + key, self._lock_prefix + key]
         keys += [self._tag_prefix + tag for tag in tags]
+        if since is not None:
+            keys += [self._seq_key, self._prefixv_key]
+            keys += [self._tagv_prefix + tag for tag in tags]
         message = encode_message(Message(self._origin, keys=(key,)))
-        args = [payload, ttl_ms, self.channel, message, ttl_ms, key]
-        await self._call("set", self._write_script, keys, args)
+        fence = "" if since is None else since
+        args = [payload, ttl_ms, self.channel, message, ttl_ms, key, len(tags), fence]
+        return bool(await self._call("set", self._write_script, keys, args))
+
+    # ====================================================================== fence
+    async def snapshot(self) -> int | None:
+        """The invalidation sequence now (one ``GET``), for a fenced :meth:`write` of a
+        value loaded after it; ``None`` when Redis gave no answer (then nothing may be
+        stored with it)."""
+        done, seq = await self._guarded("tag_snapshot", self._snapshot_now, read=True)
+        return seq if done else None
+
+    async def _snapshot_now(self) -> int:
+        if self._redis is None:
+            return self._local_seq
+        raw = await self._call("tag_snapshot", self._redis.get, self._seq_key)
+        return 0 if raw is None else int(raw)
+
+    def _local_unchanged(self, tags: Sequence[str], since: int) -> bool:
+        """Port mode: whether no tag in ``tags`` and no prefix was invalidated after
+        ``since`` (the in-memory twin of the write script's check)."""
+        if self._local_seq < since:
+            return False
+        now = self._clock.now()
+        for name in ("", *(f"t:{tag}" for tag in tags)):  # "" = any prefix
+            version, until = self._local_versions.get(name, (0, now))
+            if until > now and version > since:
+                return False
+        return True
+
+    def _local_bump(self, name: str) -> None:
+        """Port mode: invalidating ``name`` ("t:<tag>", or "" for a prefix)."""
+        self._local_seq += 1
+        now = self._clock.now()
+        self._local_versions.pop(name, None)
+        self._local_versions[name] = (self._local_seq, now + self._version_ttl)
+        while self._local_versions:
+            oldest = next(iter(self._local_versions))
+            if self._local_versions[oldest][1] > now:
+                break
+            del self._local_versions[oldest]
 
     async def delete(self, keys: Sequence[str], *, announce: bool = True) -> int:
         """Remove ``keys``' values and leases, publishing their invalidation (unless not
@@ -650,7 +783,9 @@ class L2Tier:
     async def invalidate_prefix(self, prefix: str) -> int:
         """Remove every key starting with ``prefix`` (``SCAN``; O(keyspace)) and tell
         other processes to drop the prefix; how many existed."""
-        done, keys = await self._guarded("scan", self._keys_with_prefix, prefix)
+        done, _ = await self._guarded("prefix_fence", self._bump_prefix)
+        if done:
+            done, keys = await self._guarded("scan", self._keys_with_prefix, prefix)
         if not done or keys is None:
             self._pending.prefixes.add(prefix)
             return 0
@@ -659,6 +794,15 @@ class L2Tier:
         if not published:
             self._pending.prefixes.add(prefix)
         return removed
+
+    async def _bump_prefix(self) -> None:
+        """Refuse, from now on, every fenced write whose snapshot is older (first step of
+        a prefix invalidation: a write that lands before it is found by the scan)."""
+        if self._redis is None:
+            self._local_bump("")
+            return
+        keys = [self._seq_key, self._prefixv_key]
+        await self._call("prefix_fence", self._bump_prefix_script, keys, [self._version_ms])
 
     async def _publish_prefix(self, prefix: str) -> None:
         if self._redis is not None:
@@ -773,16 +917,12 @@ class L2Tier:
 
     # ====================================================================== tags
     async def _pop_tag(self, tag: str) -> list[str]:
+        """Take the tag's keys and move its version on, in one atomic step."""
         if self._redis is None:
+            self._local_bump(f"t:{tag}")
             return sorted(self._local_tags.pop(tag, ()))
-        return await self._call("tag_pop", self._pop_tag_now, self._tag_prefix + tag)
-
-    async def _pop_tag_now(self, name: str) -> list[str]:
-        assert self._redis is not None  # noqa: S101 - Redis mode only
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.smembers(name)
-            pipe.delete(name)
-            members, _ = await pipe.execute()
+        keys = [self._tag_prefix + tag, self._seq_key, self._tagv_prefix + tag]
+        members = await self._call("tag_pop", self._pop_tag_script, keys, [self._version_ms])
         return sorted(_text(m) for m in members)
 
     async def _keys_with_prefix(self, prefix: str) -> list[str]:

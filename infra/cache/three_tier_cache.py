@@ -42,6 +42,26 @@ Coherence and invalidation
     Redis Cluster). Without ``redis`` the cache is single-process: no coherence or
     leases, and tag/prefix indexes live in memory.
 
+Read-through with tags: a load must not outlive an invalidation
+    A caller that loads a value itself and stores it with tags (``get(key)``, load,
+    ``set(key, value, tags=...)``) can lose a race with another process: its load reads
+    the source *before* a write, its ``set`` lands *after* that write's
+    ``invalidate(tag=)``, and the pre-write value sits in L2 until its TTL. The fence::
+
+        snapshot = await cache.tag_snapshot()        # before loading
+        value = await load()
+        stored = await cache.set_if_unchanged(key, value, since=snapshot, tags=tags)
+
+    ``set_if_unchanged`` stores (in L2 and L1) only if none of ``tags``, and no prefix, was
+    invalidated after the snapshot; the check and the write are one Lua script, and the
+    invalidation that pops a tag's index moves its version in the same script (see
+    :mod:`infra.cache.l2`). A refused write-back returns ``False`` and leaves L2 and this
+    L1 untouched; the caller still has its value. The snapshot is the namespace's
+    invalidation sequence (one ``GET``), not per-tag counters, so tags that are only
+    known after the load (a result's own ids) are covered too. Never stored: when the
+    snapshot or the write could not reach Redis, or the snapshot is older than
+    ``fence_window``. Without ``redis`` the same sequence lives in memory.
+
 The consistency promise
     * Healthy (subscribed, Redis reachable): another process's write reaches this L1
       within the pub/sub delivery time (about a millisecond; 100 ms is tested).
@@ -71,7 +91,8 @@ Limits
     One instance belongs to one event loop (L1 is not thread-safe). In-process single
     flight keys on the cache key only: concurrent callers with different loaders for one
     key get the first caller's result. The tag index needs Redis >= 7.0 (``PEXPIRE NX``/
-    ``GT``). A load that outlives ``fill_lease`` may run twice across processes (and is
+    ``GT``). A prefix invalidation refuses every fenced write loaded before it, whatever
+    its key. A load that outlives ``fill_lease`` may run twice across processes (and is
     then not written back). A process that dies during an outage cannot replay its
     skipped writes, and processes that recover before it may read the values those
     writes replaced until it does (at most ``probe_interval`` after Redis answers).
@@ -83,6 +104,7 @@ import asyncio
 import random
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar, overload
@@ -108,9 +130,22 @@ from infra.validation import check_key
 #: ``component`` of the errors this cache raises itself (argument checks).
 _COMPONENT = "three_tier_cache"
 
-__all__ = ["ABSENT", "Absent", "ThreeTierCache"]
+__all__ = ["ABSENT", "Absent", "TagSnapshot", "ThreeTierCache"]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class TagSnapshot:
+    """The invalidations seen before a load: pass it to ``set_if_unchanged(since=)``.
+
+    Made by :meth:`ThreeTierCache.tag_snapshot`; opaque to callers.
+    """
+
+    sequence: int | None
+    """The namespace's invalidation sequence (``None``: Redis did not answer)."""
+    taken: float
+    """When it was read, on the cache's clock."""
 
 
 class ThreeTierCache:
@@ -134,6 +169,9 @@ class ThreeTierCache:
             Redis unreachable), the longest an L1 entry is served (the staleness bound).
         fallback_timeout: With a retrying ``policy``, how long an L2 operation may keep
             retrying after its first attempt failed with a connection error or timeout.
+        fence_window: The longest a load may take between :meth:`tag_snapshot` and its
+            fenced ``set``; an older snapshot is refused (tag versions are kept twice as
+            long in Redis).
         policy: Resilience policy for the Redis commands (default: one attempt each --
             the cache's own degradation is its breaker, the loader its fallback).
         clock: Time source for TTLs and probing (``ManualClock`` in tests).
@@ -162,6 +200,7 @@ class ThreeTierCache:
         probe_interval: float = 1.0,
         max_staleness: float = 1.0,
         fallback_timeout: float = 0.25,
+        fence_window: float = 60.0,
         policy: ResiliencePolicy | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
@@ -177,6 +216,7 @@ class ThreeTierCache:
             ("probe_interval", probe_interval),
             ("max_staleness", max_staleness),
             ("fallback_timeout", fallback_timeout),
+            ("fence_window", fence_window),
         ):
             check_seconds(arg, value)
         if redis is not None and not isinstance(redis, Redis):
@@ -193,6 +233,7 @@ class ThreeTierCache:
         self._l1_hits = self._metrics.l1_hits  # the hot path reads one attribute
         self._l1 = L1Cache(l1_max_size, clock=self._clock)
         self.max_staleness = max_staleness
+        self.fence_window = fence_window
         self.origin = secrets.token_hex(6)
         self._l2 = L2Tier(
             l2,
@@ -207,6 +248,7 @@ class ThreeTierCache:
             metrics=self._metrics,
             collector=metrics,
             tracing=tracing,
+            version_ttl=2 * fence_window,
             on_degraded=partial(self._cap_l1, "degraded"),
             on_recovered=partial(self._reset_l1, "recovered"),
         )
@@ -335,6 +377,14 @@ class ThreeTierCache:
         return self._bus is not None and (not self._coherent or self._l2.degraded)
 
     # ----------------------------------------------------------------------- writes
+    async def tag_snapshot(self) -> TagSnapshot:
+        """The invalidations seen so far (one ``GET``): take it *before* loading a value
+        you will store with ``set_if_unchanged(..., since=snapshot)``."""
+        if not self._warm:
+            await self._warm_up()
+        taken = self._clock.now()
+        return TagSnapshot(await self._l2.snapshot(), taken)
+
     async def set(
         self, key: str, value: Any, *, ttl: float | None = None, tags: Sequence[str] = ()
     ) -> None:
@@ -343,6 +393,41 @@ class ThreeTierCache:
         ``ttl`` overrides ``l2_ttl`` (or ``negative_ttl`` for ``ABSENT``); L1 keeps it at
         most ``l1_ttl``. ``tags`` make it reachable by ``invalidate(tag=...)``.
         """
+        l2_ttl = await self._check_write(key, value, ttl, tags)
+        await self._l2.write(key, value, l2_ttl, tags)
+        if self._closed:
+            self._l1.discard(key)
+        else:
+            self._l1.set(key, value, self._l1_ttl(value, l2_ttl))
+
+    async def set_if_unchanged(
+        self,
+        key: str,
+        value: Any,
+        *,
+        since: TagSnapshot,
+        ttl: float | None = None,
+        tags: Sequence[str] = (),
+    ) -> bool:
+        """The write-back of a value loaded after ``since`` (a :meth:`tag_snapshot`):
+        like :meth:`set`, but stored in neither tier if one of ``tags``, or a prefix, was
+        invalidated after the snapshot; whether it was stored (``False`` also when Redis
+        could not be asked, or the snapshot is older than ``fence_window``). See the
+        module docstring."""
+        if not isinstance(since, TagSnapshot):
+            raise InvalidArgumentError(
+                "since must be the TagSnapshot from cache.tag_snapshot() taken before the "
+                f"load, got {type(since).__name__}",
+                argument="since",
+                component=_COMPONENT,
+            )
+        l2_ttl = await self._check_write(key, value, ttl, tags)
+        return await self._fenced_set(key, value, l2_ttl, tags, since)
+
+    async def _check_write(
+        self, key: str, value: Any, ttl: float | None, tags: Sequence[str]
+    ) -> float:
+        """The checks every write makes before any I/O; the value's L2 lifetime."""
         _check_key(key)
         if value is None:
             raise InvalidArgumentError(
@@ -355,12 +440,28 @@ class ThreeTierCache:
             check_seconds("ttl", ttl)
         if not self._warm:
             await self._warm_up()
-        l2_ttl = self.ttls.l2(value, ttl)
-        await self._l2.write(key, value, l2_ttl, tags)
-        if self._closed:
-            self._l1.discard(key)
-        else:
-            self._l1.set(key, value, self._l1_ttl(value, l2_ttl))
+        return self.ttls.l2(value, ttl)
+
+    async def _fenced_set(
+        self, key: str, value: Any, l2_ttl: float, tags: Sequence[str], snapshot: TagSnapshot
+    ) -> bool:
+        """The write-back of a load made after ``snapshot``: stored in L2, then L1, only
+        if no invalidation of its tags (or a prefix) came after the snapshot. The L1 fill
+        token is voided by any invalidation of ``key`` heard meanwhile (this process's or
+        another's), whatever order the replies arrive in."""
+        token = None if self._closed else self._l1.begin_fill(key)
+        stored = False
+        try:
+            age = self._clock.now() - snapshot.taken
+            if snapshot.sequence is not None and age < self.fence_window:
+                stored = await self._l2.write(key, value, l2_ttl, tags, since=snapshot.sequence)
+        finally:
+            if token is not None:
+                if stored:
+                    self._l1.finish_fill(key, token, value, self._l1_ttl(value, l2_ttl))
+                else:
+                    self._l1.abandon_fill(key, token)
+        return stored
 
     async def delete(self, key: str) -> bool:
         """Remove ``key`` from every tier and other processes' L1; whether L2 had it."""

@@ -22,16 +22,17 @@ What is cached, and how it is invalidated:
   endpoints (and ``edges``), deleting nodes both. A raw :meth:`write` may touch anything,
   so it clears the whole namespace.
 * **A read that overlaps a write** (its load read the graph before the write, and it
-  would store the result after the write's invalidation) must not leave the pre-write
-  result behind. Each write stamps its tags with a write counter before invalidating; a
-  fill stores its result only if none of its tags was stamped after the fill began,
-  checks again once stored (deleting the entry if a write slipped in), and a write
-  returns only after the fills that began before it have finished. So within a process,
-  once a write has returned no tier holds the result it replaced. Across processes, L2
-  is cleared before the write returns; another process's L1 drops the entry when the
-  invalidation reaches it (the 3-tier cache's coherence, about a millisecond), and a
-  fill running in another process at the same moment can store a pre-write result,
-  bounded by ``ttl`` (see docs/graph.md).
+  would store the result after the write's invalidation), in this process or another,
+  must not leave the pre-write result behind. A fill takes the cache's tag snapshot
+  before it loads and stores with ``set_if_unchanged(..., since=snapshot)``: Redis
+  stores it only if none of the result's tags (and no prefix) was invalidated since,
+  checked and written in one script, and a refused result goes into no tier (its
+  callers, who asked before the write returned, still get it). A write invalidates after
+  the graph changed, so once it returns: every entry stored before its invalidation is
+  gone from L2 and from this process's L1, no fill that loaded before it can store, and
+  other processes' L1 entries go when the invalidation message reaches them (the 3-tier
+  cache's coherence, about a millisecond). Without Redis the cache keeps the same
+  fence in memory.
 * **Single flight**: concurrent misses of one key in a process run one graph read.
 * **Metrics**: ``graph_cache_requests_total{operation, result="hit"|"miss"}``, beside the
   cache's own tier metrics (``cache_hits_total{tier}``).
@@ -102,11 +103,6 @@ class CachedGraphStore:
         self._ns = namespace
         self._metrics = metrics or get_metrics_collector()
         self._flights: dict[str, asyncio.Future[Any]] = {}
-        # Overlapping fills and writes (see the module docstring).
-        self._epoch = 0
-        self._stamps: dict[str, int] = {}
-        self._fills: dict[asyncio.Future[None], int] = {}
-        self._everything = f"{namespace}:*"  # the stamp of a raw write (no tag has '*')
 
     @property
     def store(self) -> PropertyGraphStore:
@@ -173,45 +169,20 @@ class CachedGraphStore:
     async def _fill(
         self, key: str, load: Callable[[], Awaitable[T]], depends: Callable[[T], list[str]]
     ) -> T:
-        """Load, and store unless a write to one of the result's tags overlapped."""
-        began = self._epoch
-        done = asyncio.get_running_loop().create_future()
-        self._fills[done] = began
-        try:
-            value = await load()
-            tags = depends(value)
-            if not self._stamped_since(tags, began):
-                await self._cache.set(key, to_plain(value), ttl=self._ttl, tags=tags)
-                if self._stamped_since(tags, began):
-                    await self._cache.delete(key)
-            return value
-        finally:
-            del self._fills[done]
-            done.set_result(None)
-
-    def _stamped_since(self, tags: Sequence[str], began: int) -> bool:
-        if self._stamps.get(self._everything, -1) >= began:
-            return True
-        return any(self._stamps.get(tag, -1) >= began for tag in tags)
+        """Load, and store unless a write to one of the result's tags overlapped (the
+        cache's fence: see the module docstring)."""
+        snapshot = await self._cache.tag_snapshot()
+        value = await load()
+        await self._cache.set_if_unchanged(
+            key, to_plain(value), since=snapshot, ttl=self._ttl, tags=depends(value)
+        )
+        return value
 
     async def _invalidate(self, tags: Sequence[str]) -> None:
-        """After a write: stamp, invalidate every tier, wait for the overlapping fills."""
-        stamp = self._epoch
-        self._epoch += 1
-        for tag in tags:
-            self._stamps[tag] = stamp
+        """After a write: invalidate its tags in every tier (and fence older fills)."""
         for start in range(0, len(tags), _CONCURRENT_INVALIDATIONS):
             chunk = tags[start : start + _CONCURRENT_INVALIDATIONS]
             await asyncio.gather(*(self._cache.invalidate(tag=tag) for tag in chunk))
-        await self._settle(stamp)
-
-    async def _settle(self, stamp: int) -> None:
-        """Wait for the fills that began before write ``stamp``; forget old stamps."""
-        overlapping = [done for done, began in self._fills.items() if began <= stamp]
-        if overlapping:
-            await asyncio.wait(overlapping)
-        if not self._fills:
-            self._stamps.clear()  # no fill can compare against them any more
 
     async def get_node(self, node_id: NodeId) -> Node | None:
         """The node (cached; tagged with its id)."""
@@ -362,11 +333,8 @@ class CachedGraphStore:
             await self._invalidate_all()
 
     async def _invalidate_all(self) -> None:
-        stamp = self._epoch
-        self._epoch += 1
-        self._stamps[self._everything] = stamp  # every fill running now is suspect
+        # A prefix invalidation also refuses every fill that loaded before it.
         await self._cache.invalidate(prefix=f"{self._ns}:")
-        await self._settle(stamp)
 
     async def health_check(
         self, latency_threshold_ms: float = 100.0, *, timeout: float | None = None

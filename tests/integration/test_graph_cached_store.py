@@ -10,7 +10,7 @@ import json
 import os
 import random
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,27 @@ async def close_cached(cached: CachedGraphStore, cache: ThreeTierCache, client: 
     await store.close()
 
 
+def hold_loads(cached: CachedGraphStore, loaded: Callable[[], Any], go: Callable[[], Any]) -> None:
+    """Make ``cached``'s next graph read of a node pause after reading the graph: call
+    ``loaded()``, then wait for ``go()`` before answering (later reads are not held)."""
+    store = cached.store
+    real = store.get_node
+
+    async def held(node_id: Any) -> Any:
+        node = await real(node_id)
+        store.get_node = real  # type: ignore[method-assign]
+        await loaded()
+        await go()
+        return node
+
+    store.get_node = held  # type: ignore[method-assign]
+
+
+async def l2_entries(client: Redis, namespace: str, operation: str) -> list[bytes]:
+    """The L2 keys holding cached ``operation`` results (cache ``namespace``)."""
+    return [k async for k in client.scan_iter(match=f"*{namespace}:v:*:{operation}:*")]
+
+
 def version(node: Any) -> int:
     assert node is not None
     value: int = node.properties["v"]
@@ -64,11 +85,24 @@ async def worker(redis_url: str, bolt_uri: str, user: str, namespace: str, actio
     metrics = get_metrics_collector()
     report: dict[str, Any] = {}
     try:
-        report["before"] = version(await cached.get_node("n"))
+        if action != "held-read":
+            report["before"] = version(await cached.get_node("n"))
         report["hits"] = metrics.get_counter(
             "graph_cache_requests_total", operation="get_node", result="hit"
         )
-        if action == "write-then-read":
+        if action == "held-read":
+            # Read "n" with the graph read held until the parent says go (one line on
+            # stdin) after it has written; then read again.
+            async def loaded() -> None:
+                print("loaded", flush=True)
+
+            async def go() -> None:
+                await asyncio.to_thread(sys.stdin.readline)
+
+            hold_loads(cached, loaded, go)
+            report["held"] = version(await cached.get_node("n"))
+            report["again"] = version(await cached.get_node("n"))
+        elif action == "write-then-read":
             await cached.upsert_nodes("P", [{"id": "n", "v": report["before"] + 1}])
             report["after"] = version(await cached.get_node("n"))
     finally:
@@ -141,6 +175,122 @@ async def test_across_processes_a_write_then_a_read_never_sees_the_old_value(
     assert version(await cached.get_node("n")) == 1
     third = await run_worker(redis_url, bolt_uri, user, "g", "read")
     assert third["before"] == 1
+
+
+@pytest.mark.graph
+@pytest.mark.redis
+async def test_a_fill_that_loaded_before_another_instances_write_is_not_stored(
+    cached: CachedGraphStore, redis_url: str, bolt_uri: str, bolt_auth: tuple[str, str]
+) -> None:
+    """Two cached stores with their own caches (own L1, own client) on one Redis: B reads
+    the graph (v=0), and is held while A writes v=1 and invalidates; then B stores. B's
+    write-back is refused, so A's and B's next reads -- and L2 -- answer v=1."""
+    other = await open_cached(redis_url, bolt_uri, bolt_auth[0], "g")
+    b_cached = other[0]
+    loaded, go = asyncio.Event(), asyncio.Event()
+
+    async def on_loaded() -> None:
+        loaded.set()
+
+    async def wait_go() -> None:
+        await go.wait()
+
+    try:
+        await cached.upsert_nodes("P", [{"id": "n", "v": 0}])
+        assert version(await cached.get_node("n")) == 0  # A caches v=0 (L1 and L2)
+        assert len(await l2_entries(other[2], "g", "get_node")) == 1
+        await cached.upsert_nodes("P", [{"id": "n", "v": 0}])  # invalidated again
+        assert await l2_entries(other[2], "g", "get_node") == []
+        hold_loads(b_cached, on_loaded, wait_go)
+        b_read = asyncio.create_task(b_cached.get_node("n"))
+        await loaded.wait()  # B has read v=0 from the graph
+        await cached.upsert_nodes("P", [{"id": "n", "v": 1}])  # A's write + invalidation
+        go.set()
+        assert version(await b_read) == 0  # B's caller asked before the write
+        assert await l2_entries(other[2], "g", "get_node") == []  # refused: not in L2
+        assert version(await cached.get_node("n")) == 1  # A: L1 miss, L2 miss, graph
+        assert version(await cached.get_node("n")) == 1  # A: L1 hit
+        assert version(await b_cached.get_node("n")) == 1  # B: its L1 did not keep v=0
+        assert version(await b_cached.get_node("n")) == 1
+    finally:
+        go.set()
+        await close_cached(*other)
+
+
+@pytest.mark.graph
+@pytest.mark.redis
+async def test_a_fill_in_another_process_that_loaded_before_a_write_is_not_stored(
+    cached: CachedGraphStore, redis_url: str, bolt_uri: str, bolt_auth: tuple[str, str]
+) -> None:
+    """The same race with a real second process: it reads v=0 from the graph and is held
+    (on its stdin) while this process writes v=1; its write-back is refused, and this
+    process, that process and a third one all read v=1 afterwards."""
+    await cached.upsert_nodes("P", [{"id": "n", "v": 0}])
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        redis_url,
+        bolt_uri,
+        bolt_auth[0],
+        "g",
+        "held-read",
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), 60)
+        assert line.strip() == b"loaded"  # it has read v=0 from the graph
+        await cached.upsert_nodes("P", [{"id": "n", "v": 1}])
+        process.stdin.write(b"go\n")
+        await process.stdin.drain()
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, err.decode()
+    report = json.loads(out.decode().strip().splitlines()[-1])
+    assert report["held"] == 0  # its caller asked before the write
+    assert report["again"] == 1  # its own L1 did not keep v=0
+    assert version(await cached.get_node("n")) == 1
+    third = await run_worker(redis_url, bolt_uri, bolt_auth[0], "g", "read")
+    assert third["before"] == 1
+
+
+@pytest.mark.graph
+@pytest.mark.redis
+async def test_a_cached_read_miss_costs_three_redis_round_trips(
+    cached: CachedGraphStore, redis_url: str, bolt_uri: str, bolt_auth: tuple[str, str]
+) -> None:
+    """A miss: the L2 GET, the tag snapshot (one GET), the fenced write-back (one
+    script). Another instance's read of it is then one GET (an L2 hit)."""
+    await cached.upsert_nodes("P", [{"id": "n", "v": 0}, {"id": "warm", "v": 0}])
+    await cached.get_node("warm")  # loads the write script into Redis
+    first = await open_cached(redis_url, bolt_uri, bolt_auth[0], "g")
+    second = await open_cached(redis_url, bolt_uri, bolt_auth[0], "g")
+    sent: list[str] = []
+    for client in (first[2], second[2]):
+        command = client.execute_command
+
+        async def counted(*args: Any, _command: Any = command, **options: Any) -> Any:
+            sent.append(str(args[0]).upper())
+            return await _command(*args, **options)
+
+        client.execute_command = counted  # type: ignore[method-assign]
+    try:
+        assert version(await first[0].get_node("n")) == 0
+        assert sent == ["GET", "GET", "EVALSHA"]
+        sent.clear()
+        assert version(await second[0].get_node("n")) == 0
+        assert sent == ["GET"]
+    finally:
+        await close_cached(*first)
+        await close_cached(*second)
 
 
 if __name__ == "__main__":  # the worker process of the cross-process test

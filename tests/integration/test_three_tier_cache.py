@@ -13,7 +13,8 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,12 @@ from infra.cache.singleflight import (
     RedisFillLease,
 )
 from infra.cache.three_tier_cache import ThreeTierCache
+from infra.exceptions import InvalidArgumentError
 from infra.observability.metrics import MetricsCollector
 from infra.resilience import RecordingObserver, ResiliencePolicy, RetryConfig, redis_no_retry
 from infra.resilience.clock import ManualClock
 from infra.testing.chaos import ChaosProxy
+from infra.testing.fakes.cache import FakeCache
 
 pytestmark = pytest.mark.redis
 
@@ -657,3 +660,155 @@ async def test_lease_scripts_grant_once_write_only_for_the_holder_and_release_ow
     assert await lease.release([("lock", first)]) == 0  # not ours any more
     assert await lease.release([("lock", second), ("other", first)]) == 1
     assert not await redis_client.exists("lock")
+
+
+# ------------------------------------------ fenced write-back (tags vs. loads in flight)
+TAGS_OF = {"k0": ("t0",), "k1": ("t0", "t1"), "k2": ("t1",)}
+Step = tuple[str, int, str]  # ("fill", cache, key) starts a fill; ("advance", i, "") moves
+# the i-th open fill one stage on (snapshot -> load -> write-back); ("write", cache, tag)
+# changes the source of every key with that tag and invalidates the tag; ("write_all",
+# cache, "") changes every key and invalidates the whole namespace by prefix.
+steps_strategy = st.lists(
+    st.one_of(
+        st.tuples(st.just("fill"), st.integers(0, 1), st.sampled_from(sorted(TAGS_OF))),
+        st.tuples(st.just("advance"), st.integers(0, 3), st.just("")),
+        st.tuples(st.just("write"), st.integers(0, 1), st.sampled_from(["t0", "t1"])),
+        st.tuples(st.just("write_all"), st.integers(0, 1), st.just("")),
+    ),
+    max_size=30,
+)
+
+
+class _Fill:
+    """One read-through in three stages, the way CachedGraphStore does it."""
+
+    def __init__(self, cache: ThreeTierCache, key: str) -> None:
+        self.cache, self.key, self.stage = cache, key, 0
+        self.snapshot: Any = None
+        self.loaded = -1
+        self.writes_seen = -1  # the source's write count when the snapshot was taken
+
+
+async def _run_fence_scenario(caches: list[ThreeTierCache], steps: list[Step]) -> None:
+    """Interleave fills and invalidations; after each step check the property: a fenced
+    write-back is stored iff none of its tags (and no prefix) was invalidated between its
+    snapshot and its write, and nothing any cache serves is older than the source."""
+    source = dict.fromkeys(TAGS_OF, 0)  # key -> version in the "database"
+    touched: list[set[str]] = []  # per write: the keys whose tags it invalidated
+    open_fills: list[_Fill] = []
+    for kind, n, arg in [*steps, *[("advance", 0, "")] * 12]:
+        if kind == "fill":
+            open_fills.append(_Fill(caches[n], arg))
+        elif kind == "advance" and open_fills:
+            fill = open_fills[n % len(open_fills)]
+            if fill.stage == 0:
+                fill.snapshot = await fill.cache.tag_snapshot()
+                fill.writes_seen = len(touched)
+            elif fill.stage == 1:
+                fill.loaded = source[fill.key]
+            else:
+                open_fills.remove(fill)
+                stored = await fill.cache.set_if_unchanged(
+                    fill.key, fill.loaded, since=fill.snapshot, tags=TAGS_OF[fill.key]
+                )
+                overtaken = any(fill.key in keys for keys in touched[fill.writes_seen :])
+                assert stored is not overtaken, (fill.key, stored, touched[fill.writes_seen :])
+            fill.stage += 1
+        elif kind == "write":
+            keys = {k for k, tags in TAGS_OF.items() if arg in tags}
+            for key in keys:
+                source[key] += 1
+            touched.append(keys)
+            await caches[n].invalidate(tag=arg)
+        elif kind == "write_all":
+            for key in source:
+                source[key] += 1
+            touched.append(set(source))
+            await caches[n].invalidate(prefix="")
+        for key, version in source.items():
+            # Every invalidation has completed: L2 and the invalidating cache are exact;
+            # the other L1 is told by the coherence message (about a millisecond).
+            assert await caches[0].get(key) in (None, version)
+            for cache in caches[1:]:
+                await eventually_async(partial(_fresh, cache, key, version))
+
+
+async def _fresh(cache: ThreeTierCache, key: str, version: int) -> bool:
+    return await cache.get(key) in (None, version)
+
+
+async def eventually_async(check: Callable[[], Awaitable[bool]], timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.002)
+
+
+@settings(max_examples=60)
+@given(steps=steps_strategy)
+def test_no_read_returns_a_value_loaded_before_a_completed_invalidation(
+    redis_url: str, steps: list[Step]
+) -> None:
+    """Two caches (separate L1s, one Redis): fills snapshot, load and write back in any
+    interleaving with tag and prefix invalidations from either cache."""
+
+    async def scenario() -> None:
+        namespace = f"fence-{uuid.uuid4().hex[:8]}"
+        first, c1 = await open_cache(redis_url, namespace)
+        second, c2 = await open_cache(redis_url, namespace)
+        try:
+            await _run_fence_scenario([first, second], steps)
+        finally:
+            for cache in (first, second):
+                await cache.close()
+            for client in (c1, c2):
+                await client.aclose()
+
+    run_scenario(scenario())
+
+
+@settings(max_examples=60)
+@given(steps=steps_strategy)
+def test_the_fence_holds_in_single_process_mode_too(steps: list[Step]) -> None:
+    """Without Redis the sequence and tag versions live in memory: the same property,
+    with one cache answering for both sides."""
+
+    async def scenario() -> None:
+        cache = ThreeTierCache(FakeCache(), namespace="fence", metrics=MetricsCollector())
+        await _run_fence_scenario([cache, cache], steps)
+
+    run_scenario(scenario())
+
+
+async def test_a_fenced_write_back_costs_one_get_and_the_write(
+    redis_url: str, namespace: str
+) -> None:
+    """tag_snapshot() is one GET; set_if_unchanged() one script, like set(); a refused
+    one leaves L2 and L1 empty; a snapshot older than fence_window is refused without a
+    round trip."""
+    clock = ManualClock()
+    cache, client = await open_cache(redis_url, namespace, fence_window=5.0, clock=clock)
+    trips = RoundTrips(client)
+    try:
+        await cache.set("warm", 1, tags=["t"])
+        await cache.invalidate(tag="t")
+        trips.sent.clear()
+        snapshot = await cache.tag_snapshot()
+        assert trips.sent == ["GET"]
+        assert await cache.set_if_unchanged("k", 1, since=snapshot, tags=["t"]) is True
+        assert trips.sent == ["GET", "EVALSHA"]
+        assert await cache.get("k") == 1
+        await cache.invalidate(tag="t")
+        assert await cache.set_if_unchanged("k", 2, since=snapshot, tags=["t"]) is False
+        assert await cache.get("k") is None
+        assert await raw_value(client, namespace, "k") is None
+        old = await cache.tag_snapshot()
+        clock.advance(5.0)
+        trips.sent.clear()
+        assert await cache.set_if_unchanged("k", 3, since=old, tags=["u"]) is False
+        assert trips.sent == []
+        with pytest.raises(InvalidArgumentError, match="since"):
+            await cache.set_if_unchanged("k", 3, since=7)  # type: ignore[arg-type]
+    finally:
+        await cache.close()
+        await client.aclose()
