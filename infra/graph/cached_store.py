@@ -33,7 +33,9 @@ What is cached, and how it is invalidated:
   other processes' L1 entries go when the invalidation message reaches them (the 3-tier
   cache's coherence, about a millisecond). Without Redis the cache keeps the same
   fence in memory.
-* **Single flight**: concurrent misses of one key in a process run one graph read.
+* **Single flight** (the cache's :class:`~infra.cache.singleflight.SingleFlight`):
+  concurrent misses of one key in a process run one graph read; a cancelled reader
+  cancels only itself (the others start the read again).
 * **Metrics**: ``graph_cache_requests_total{operation, result="hit"|"miss"}``, beside the
   cache's own tier metrics (``cache_hits_total{tier}``).
 """
@@ -44,9 +46,11 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from infra.cache import ThreeTierCache
+from infra.cache.singleflight import SingleFlight
 from infra.graph.batching import ProgressCallback
 from infra.graph.identifiers import (
     Direction,
@@ -102,7 +106,7 @@ class CachedGraphStore:
         self._ttl = check_timeout(ttl, argument="ttl", component="graph")
         self._ns = namespace
         self._metrics = metrics or get_metrics_collector()
-        self._flights: dict[str, asyncio.Future[Any]] = {}
+        self._flights: SingleFlight[Any] = SingleFlight()
 
     @property
     def store(self) -> PropertyGraphStore:
@@ -148,23 +152,8 @@ class CachedGraphStore:
             value: T = from_plain(cached)
             return value
         self._metrics.increment(_REQUESTS, operation=operation, result="miss")
-        flight = self._flights.get(key)
-        if flight is not None:
-            joined: T = await asyncio.shield(flight)
-            return joined
-        flight = self._flights[key] = asyncio.get_running_loop().create_future()
-        flight.add_done_callback(_retrieve)
-        try:
-            result = await self._fill(key, load, depends)
-        except BaseException as exc:
-            if not flight.done():
-                flight.set_exception(exc)
-            raise
-        else:
-            flight.set_result(result)
-            return result
-        finally:
-            del self._flights[key]
+        result: T = await self._flights.run(key, partial(self._fill, key, load, depends))
+        return result
 
     async def _fill(
         self, key: str, load: Callable[[], Awaitable[T]], depends: Callable[[T], list[str]]
@@ -341,9 +330,3 @@ class CachedGraphStore:
     ) -> HealthCheckResult:
         """The store's health check (the cache reports its own)."""
         return await self._store.health_check(latency_threshold_ms, timeout=timeout)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    """Mark a flight's exception as retrieved: the caller that ran it re-raises it."""
-    if not future.cancelled():
-        future.exception()

@@ -94,6 +94,24 @@ async def test_concurrent_misses_run_one_graph_read() -> None:
     assert loads(graph, "get_node") == 1
 
 
+async def test_a_cancelled_first_reader_does_not_cancel_the_others() -> None:
+    """Cancellation stays with the caller that was cancelled: readers waiting on its
+    load start the load again and get the node (they got CancelledError before)."""
+    graph = GatedGraph()
+    cached = CachedGraphStore(graph, ThreeTierCache(FakeCache()), ttl=60)
+    await graph.upsert_nodes("P", [{"id": 1}])
+    first = asyncio.create_task(cached.get_node(1))
+    await graph.read_done.wait()
+    followers = [asyncio.create_task(cached.get_node(1)) for _ in range(3)]
+    await asyncio.sleep(0)  # the followers join the first reader's load
+    first.cancel()
+    graph.gate.set()
+    results = await asyncio.gather(*followers)
+    assert all(node is not None and node.id == 1 for node in results)
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
 class GatedGraph(FakeGraphStore):
     """A fake whose get_node reads the graph, then waits at a gate before answering: a
     load that read the pre-write graph and finishes after the write."""
