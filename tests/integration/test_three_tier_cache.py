@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -696,6 +696,7 @@ async def _run_fence_scenario(caches: list[ThreeTierCache], steps: list[Step]) -
     source = dict.fromkeys(TAGS_OF, 0)  # key -> version in the "database"
     touched: list[set[str]] = []  # per write: the keys whose tags it invalidated
     open_fills: list[_Fill] = []
+    exact = caches[0]  # the cache that ran the last invalidation: its L1 is exact at once
     for kind, n, arg in [*steps, *[("advance", 0, "")] * 12]:
         if kind == "fill":
             open_fills.append(_Fill(caches[n], arg))
@@ -720,16 +721,25 @@ async def _run_fence_scenario(caches: list[ThreeTierCache], steps: list[Step]) -
                 source[key] += 1
             touched.append(keys)
             await caches[n].invalidate(tag=arg)
+            exact = caches[n]
         elif kind == "write_all":
             for key in source:
                 source[key] += 1
             touched.append(set(source))
             await caches[n].invalidate(prefix="")
-        for key, version in source.items():
-            # Every invalidation has completed: L2 and the invalidating cache are exact;
-            # the other L1 is told by the coherence message (about a millisecond).
-            assert await caches[0].get(key) in (None, version)
-            for cache in caches[1:]:
+            exact = caches[n]
+        await _check_none_older_than_source(caches, exact, source)
+
+
+async def _check_none_older_than_source(
+    caches: list[ThreeTierCache], exact: ThreeTierCache, source: dict[str, int]
+) -> None:
+    """Every invalidation has completed: L2 and the invalidating cache are exact; the other
+    L1 is told by the coherence message (about a millisecond)."""
+    for key, version in source.items():
+        assert await exact.get(key) in (None, version)
+        for cache in caches:
+            if cache is not exact:
                 await eventually_async(partial(_fresh, cache, key, version))
 
 
@@ -746,6 +756,9 @@ async def eventually_async(check: Callable[[], Awaitable[bool]], timeout: float 
 
 @settings(max_examples=60)
 @given(steps=steps_strategy)
+# CI found it: cache 0 fills, cache 1 invalidates; cache 0's L1 learns by the coherence
+# message, so only the invalidating cache is exact at once.
+@example(steps=[("fill", 0, "k0"), *[("advance", 0, "")] * 3, ("write", 1, "t0")])
 def test_no_read_returns_a_value_loaded_before_a_completed_invalidation(
     redis_url: str, steps: list[Step]
 ) -> None:
