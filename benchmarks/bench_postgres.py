@@ -11,7 +11,7 @@ run and on the same server, one caller issuing ``fetchval("select 1")`` back to 
 * ``Enhanced, sampled out``     -- the same with tracing set up at ratio 0;
 * ``Enhanced, sampled in``      -- every call traced, spans to a batch processor;
 * ``Enhanced, client timer``    -- sampled out, but with no ``statement_timeout`` and a
-  ``command_timeout``: asyncpg's timer per call instead of the dead-peer watchdog.
+  ``command_timeout``: asyncpg's timer per call instead of the dead-peer deadline.
 
 All pools have the same size and are warmed up first. A shared machine drifts, so every
 round times each variant right next to a raw run (alternating which goes first), and

@@ -14,7 +14,7 @@ one:
   1 s) while statements are in flight, and exits when none are;
 * a statement past its deadline has its connection **terminated** (not cancelled:
   a cancel request would travel the same dead path). The waiting call fails at once and
-  :meth:`DeadPeerWatchdog.expired` tells the store to raise ``QueryTimeoutError`` with the
+  :meth:`StatementDeadlines.expired` tells the store to raise ``QueryTimeoutError`` with the
   client limit in ``details["timeout"]``; asyncpg's pool replaces the connection.
 
 The deadline fires between ``limit`` and ``limit + resolution`` seconds. Limits the
@@ -32,14 +32,14 @@ from typing import Any, TypeVar
 
 from infra.exceptions import QueryTimeoutError
 
-__all__ = ["DeadPeerWatchdog"]
+__all__ = ["StatementDeadlines"]
 
 T = TypeVar("T")
 
 _log = logging.getLogger("infra.storage.postgres")
 
 
-class DeadPeerWatchdog:
+class StatementDeadlines:
     """Terminates connections whose statement outlived ``limit`` seconds."""
 
     __slots__ = ("_expired", "_inflight", "_task", "limit", "resolution")
@@ -58,7 +58,7 @@ class DeadPeerWatchdog:
         self._inflight[conn] = time.monotonic() + self.limit
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="postgres-dead-peer-watchdog"
+                self._run(), name="postgres-statement-deadlines"
             )
 
     def done(self, conn: Any) -> None:
@@ -66,14 +66,14 @@ class DeadPeerWatchdog:
         self._inflight.pop(conn, None)
 
     def expired(self, conn: Any) -> bool:
-        """Whether ``conn`` was terminated by this watchdog (asked once, then forgotten)."""
+        """Whether ``conn`` was terminated here (asked once, then forgotten)."""
         if conn in self._expired:
             self._expired.discard(conn)
             return True
         return False
 
     def timeout_error(self, component: str) -> QueryTimeoutError:
-        """The error a call whose connection this watchdog terminated raises."""
+        """The error a call whose connection was terminated here raises."""
         return QueryTimeoutError(
             f"no answer from the server within {self.limit:g} s; the connection was "
             "terminated (the server or the network stopped responding)",
@@ -84,7 +84,7 @@ class DeadPeerWatchdog:
     async def call(
         self, component: str, conn: Any, op: Callable[..., Awaitable[T]], *args: Any
     ) -> T:
-        """``op(conn, *args)`` under this watchdog (for connections not from ``run``)."""
+        """``op(conn, *args)`` under these deadlines (for connections not from ``run``)."""
         self.watch(conn)
         try:
             return await op(conn, *args)

@@ -20,7 +20,7 @@
   ``command_timeout``: a connection-wide one would also arm a timer for the reset query
   asyncpg runs at every release, which the server's ``statement_timeout`` already
   bounds. When the server's limit is not the longer one, the client limit is enforced by
-  the dead-peer watchdog (:mod:`infra.storage._deadpeer`), without a timer per call;
+  the dead-peer deadline (:mod:`infra.storage._deadpeer`), without a timer per call;
   otherwise each statement passes asyncpg its own ``timeout=``.
 * **Waiters counted here.** asyncpg does not expose how many callers wait for a
   connection; the ``pending`` gauge reads this pool's own count.
@@ -43,7 +43,7 @@ from infra.exceptions import PoolExhaustedError
 from infra.lazy import LazyClientInitializer
 from infra.observability.metrics import MetricsCollector
 from infra.observability.pools import asyncpg_pool_stats, register_pool
-from infra.storage._deadpeer import DeadPeerWatchdog
+from infra.storage._deadpeer import StatementDeadlines
 from infra.storage._statements import Connection, Statement, Timeouts
 
 __all__ = ["ManagedPool", "Pool"]
@@ -75,13 +75,13 @@ class ManagedPool:
         "_collector",
         "_component",
         "_connect",
+        "_deadlines",
         "_lazy",
         "_max_size",
         "_name",
         "_pending",
         "_timeouts",
         "_unregister",
-        "_watchdog",
         "close_timeout",
         "pool",
     )
@@ -126,16 +126,16 @@ class ManagedPool:
         # starts counting after the client sent the statement); the client limit then
         # only catches a dead peer (see infra.storage._deadpeer).
         statement, client = timeouts.statement, timeouts.client
-        self._watchdog = (
-            DeadPeerWatchdog(client)
+        self._deadlines = (
+            StatementDeadlines(client)
             if statement is not None and client is not None and client >= statement
             else None
         )
 
     @property
-    def watchdog(self) -> DeadPeerWatchdog | None:
-        """The dead-peer watchdog enforcing the default client limit, if it applies."""
-        return self._watchdog
+    def deadlines(self) -> StatementDeadlines | None:
+        """The dead-peer deadline enforcing the default client limit, if it applies."""
+        return self._deadlines
 
     @property
     def is_initialized(self) -> bool:
@@ -150,8 +150,8 @@ class ManagedPool:
 
     async def aclose(self) -> None:
         """Close the pool (if it was created); idempotent."""
-        if self._watchdog is not None:
-            await self._watchdog.aclose()
+        if self._deadlines is not None:
+            await self._deadlines.aclose()
         await self._lazy.aclose()
 
     def counts(self) -> tuple[int, int]:
@@ -228,17 +228,17 @@ class ManagedPool:
     async def run(
         self, op: Callable[[Connection, Statement], Awaitable[T]], statement: Statement
     ) -> T:
-        """``op(conn, statement)`` on a borrowed connection, under the dead-peer watchdog
+        """``op(conn, statement)`` on a borrowed connection, under the dead-peer deadline
         when ``statement.limits.watched`` (asyncpg then applies no timer of its own)."""
         conn = await self.acquire()
-        watchdog = self._watchdog if statement.limits.watched else None
-        if watchdog is not None:
-            watchdog.watch(conn)
+        deadlines = self._deadlines if statement.limits.watched else None
+        if deadlines is not None:
+            deadlines.watch(conn)
         try:
             return await op(conn, statement)
         except Exception as exc:
-            if watchdog is not None and watchdog.expired(conn):
-                raise watchdog.timeout_error(self._component) from exc
+            if deadlines is not None and deadlines.expired(conn):
+                raise deadlines.timeout_error(self._component) from exc
             if isinstance(exc, TimeoutError):
                 _abandon(conn)
             raise
@@ -246,8 +246,8 @@ class ManagedPool:
             _abandon(conn)
             raise
         finally:
-            if watchdog is not None:
-                watchdog.done(conn)
+            if deadlines is not None:
+                deadlines.done(conn)
             await self.release(conn)
 
     def _exhausted(self, pool: Pool, deadline_at: float | None) -> PoolExhaustedError:

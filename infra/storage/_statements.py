@@ -61,7 +61,7 @@ def statement_timeout_setting(seconds: float) -> str:
 class CallLimits(NamedTuple):
     """The time limits of one call (seconds; ``None`` = none of that kind)."""
 
-    #: The store's default client limit is enforced by the dead-peer watchdog (no timer
+    #: The store's default client limit is enforced by the dead-peer deadline (no timer
     #: per call; ``client`` is then ``None``).
     watched: bool
     #: The limit asyncpg applies to the statement with its own timer.
@@ -90,15 +90,15 @@ class Timeouts:
     client: float | None
     acquire: float
 
-    def limits(self, per_call: float | None, *, watchdog: bool = False) -> CallLimits:
+    def limits(self, per_call: float | None, *, deadlines: bool = False) -> CallLimits:
         """The limits of one call with ``timeout=per_call``.
 
         Without a per-call timeout the client limit is the store's default, enforced by the
-        dead-peer watchdog when ``watchdog`` (one applies), else by asyncpg's timer. An
+        dead-peer deadline when ``deadlines`` (one applies), else by asyncpg's timer. An
         explicit ``timeout=`` always gets asyncpg's precise timer.
         """
         if per_call is None:
-            return CallLimits(watchdog, None if watchdog else self.client, self.reported(None))
+            return CallLimits(deadlines, None if deadlines else self.client, self.reported(None))
         check_call_timeout(per_call)
         return CallLimits(False, per_call, self.reported(per_call))
 

@@ -30,7 +30,7 @@ Decisions:
   because each step is a call of its own through :class:`~infra.calls.BackendCalls`
   (``begin``, ``commit``, ``rollback``; ``savepoint``, ``release_savepoint``,
   ``rollback_to_savepoint`` when nested), with its own telemetry and translation.
-  Statements get the same client-side limit as the pooled ones (the dead-peer watchdog
+  Statements get the same client-side limit as the pooled ones (the dead-peer deadline
   or asyncpg's timer, see :mod:`infra.storage._pool`).
 * **The body's error wins.** If the rollback after a failed body fails too (the
   connection broke), that second error is logged and the body's error propagates; the
@@ -59,7 +59,7 @@ from infra.calls import BackendCalls
 from infra.exceptions import InfraError, TransactionStateError
 from infra.ports import Row
 from infra.redaction import redact_text
-from infra.storage._deadpeer import DeadPeerWatchdog
+from infra.storage._deadpeer import StatementDeadlines
 from infra.storage._statements import (
     Connection,
     Statement,
@@ -110,11 +110,11 @@ class PostgresTransaction:
         "_active",
         "_calls",
         "_conn",
+        "_deadlines",
         "_default_limits",
         "_health",
         "_state",
         "_timeouts",
-        "_watchdog",
     )
 
     def __init__(
@@ -125,13 +125,13 @@ class PostgresTransaction:
         health: HealthCheck,
         *,
         state: _TransactionState,
-        watchdog: DeadPeerWatchdog | None,
+        deadlines: StatementDeadlines | None,
     ) -> None:
         self._conn = conn
-        self._watchdog = watchdog
+        self._deadlines = deadlines
         self._calls = calls
         self._timeouts = timeouts
-        self._default_limits = timeouts.limits(None, watchdog=watchdog is not None)
+        self._default_limits = timeouts.limits(None, deadlines=deadlines is not None)
         self._health = health
         self._state = state
         self._active = True
@@ -166,10 +166,10 @@ class PostgresTransaction:
         limits = self._default_limits if limit is None else self._timeouts.limits(limit)
         statement = Statement(query, args, limits, column)
         try:
-            if self._watchdog is not None and limits.watched:  # see infra.storage._pool
+            if self._deadlines is not None and limits.watched:  # see infra.storage._pool
                 return await self._calls.run(
                     operation,
-                    self._watchdog.call,
+                    self._deadlines.call,
                     self._calls.component,
                     self._conn,
                     fn,
@@ -231,7 +231,7 @@ class PostgresTransaction:
             self._calls,  # already the held-connection calls (see TransactionScope)
             self._timeouts,
             self._health,
-            watchdog=self._watchdog,
+            deadlines=self._deadlines,
             conn=self._conn,
             state=self._state,
             isolation=isolation,
@@ -264,6 +264,7 @@ class TransactionScope:
         "_bound",
         "_calls",
         "_conn",
+        "_deadlines",
         "_health",
         "_held",
         "_nested",
@@ -272,7 +273,6 @@ class TransactionScope:
         "_state",
         "_timeouts",
         "_tx",
-        "_watchdog",
     )
 
     def __init__(
@@ -282,7 +282,7 @@ class TransactionScope:
         health: HealthCheck,
         *,
         held: BackendCalls | None = None,
-        watchdog: DeadPeerWatchdog | None = None,
+        deadlines: StatementDeadlines | None = None,
         conn: Connection | None = None,
         state: _TransactionState | None = None,
         acquire: Callable[[], Awaitable[Connection]] | None = None,
@@ -297,7 +297,7 @@ class TransactionScope:
         self._held = held if held is not None else calls
         self._timeouts = timeouts
         self._health = health
-        self._watchdog = watchdog
+        self._deadlines = deadlines
         self._conn = conn
         self._nested = conn is not None
         self._state = state if state is not None else _TransactionState()
@@ -344,7 +344,7 @@ class TransactionScope:
             self._timeouts,
             self._health,
             state=self._state,
-            watchdog=self._watchdog,
+            deadlines=self._deadlines,
         )
         return self._bound
 

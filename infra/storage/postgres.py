@@ -86,7 +86,8 @@ from infra.validation import (
 
 __all__ = ["PostgresStore"]
 
-#: The health probe: no client limit of asyncpg's, no watchdog (``check_health`` bounds it).
+#: The health probe: no client limit of asyncpg's, no dead-peer deadline (``check_health``
+#: bounds it).
 _PING = Statement("select 1", (), CallLimits(watched=False, client=None, reported=None))
 
 
@@ -203,7 +204,8 @@ class PostgresStore:
             closed_error=self._closed_error,
             collector=collector,
         )
-        self._default_limits = self._timeouts.limits(None, watchdog=self._pool.watchdog is not None)
+        has_deadlines = self._pool.deadlines is not None
+        self._default_limits = self._timeouts.limits(None, deadlines=has_deadlines)
         self._closed = False
 
     @classmethod
@@ -304,7 +306,7 @@ class PostgresStore:
 
     def _limits(self, timeout: float | None) -> CallLimits:
         """The limits of one call (see :meth:`Timeouts.limits`); the default is computed
-        once: under the dead-peer watchdog when the server's ``statement_timeout`` fires
+        once: under the dead-peer deadline when the server's ``statement_timeout`` fires
         first (no timer per call), else asyncpg's timer."""
         if timeout is None:
             return self._default_limits
@@ -396,7 +398,7 @@ class PostgresStore:
             self._timeouts,
             self.health_check,
             held=self._held_calls,
-            watchdog=self._pool.watchdog,
+            deadlines=self._pool.deadlines,
             acquire=self._pool.acquire,
             release=self._pool.release,
             isolation=isolation,

@@ -185,7 +185,7 @@ async def test_a_per_call_timeout_shorter_than_the_statement_timeout(postgres_ds
 
 
 async def test_a_dead_peer_is_cut_off_at_the_client_deadline(postgres_dsn: str) -> None:
-    """No answer at all (the server's own timeout cannot help): the watchdog terminates
+    """No answer at all (the server's own timeout cannot help): the dead-peer deadline terminates
     the connection at command_timeout, QueryTimeoutError, in or out of a transaction;
     the pool recovers."""
     async with (
