@@ -266,7 +266,10 @@ async def test_no_read_is_older_than_the_bound_across_processes_and_a_crash(
             await asyncio.sleep(0.02)
         start = time.monotonic() + 0.1
         until = start + 3.0
-        (tmp_path / "go").write_text(f"{start} {until}", encoding="utf-8")
+        # Written whole, then renamed: the workers poll for the file and must never read
+        # it created but still empty (CI caught one worker doing exactly that).
+        (tmp_path / "go.tmp").write_text(f"{start} {until}", encoding="utf-8")
+        (tmp_path / "go.tmp").replace(tmp_path / "go")
         await asyncio.sleep(start + 1.0 - time.monotonic())
         killed_at = time.monotonic()
         await asyncio.to_thread(server.kill)
