@@ -105,15 +105,18 @@ async def test_order_through_every_provider_kind_and_nested_containers() -> None
     inner = containers.DynamicContainer()
     inner.base = providers.Resource(recording(events, "base"))
     inner.needed = providers.Dependency()
-    app.extra = providers.Container(containers.DynamicContainer)
-    app.extra.container.base = inner.base
+    # Providers added to the instance at run time: mypy knows only the declared ones.
+    extra = providers.Container(containers.DynamicContainer)
+    app.extra = extra
+    extra.container.base = inner.base
     chain = providers.Callable(
-        tuple, providers.List(providers.Singleton(Repo, db=app.extra.container.base))
+        tuple, providers.List(providers.Singleton(Repo, db=extra.container.base))
     )
-    app.top = providers.Resource(recording(events, "top"), chain)
-    app.needs_top = providers.Dependency()
-    app.needs_top.override(app.top)
-    app.last = providers.Resource(recording(events, "last"), app.needs_top)
+    top: providers.Resource[str] = providers.Resource(recording(events, "top"), chain)
+    needs_top: providers.Dependency[str] = providers.Dependency()
+    app.top, app.needs_top = top, needs_top
+    needs_top.override(top)
+    app.last = providers.Resource(recording(events, "last"), needs_top)
     telemetry_at_close: dict[str, bool] = {}
 
     async def store() -> AsyncIterator[str]:
