@@ -256,6 +256,7 @@ class _Graph:
     # ------------------------------------------------------------------- validation
     def validate(self) -> None:
         self._check_cycles()
+        check_wiring_is_not_shared(self.container, _wired_modules(self.container))
         self._check_markers()
         try:
             self.container.check_dependencies()
@@ -392,6 +393,44 @@ _MARKERS: tuple[type[Any], ...] = cast(
     "tuple[type[Any], ...]", (wiring.Provide, wiring.Provider, wiring.Closing)
 )
 _CLOSING: type[Any] = cast("type[Any]", wiring.Closing)
+
+
+def check_wiring_is_not_shared(
+    container: containers.Container, modules: Iterable[ModuleType | str]
+) -> None:
+    """Raise :class:`StartupError` if one of ``modules`` is wired to another container that
+    is running (started and not stopped).
+
+    ``@inject`` markers belong to the module, not to a container: the last ``wire()``
+    wins, so the running container's handlers would silently read this one's adapters,
+    and this one's ``unwire()`` would leave them with bare ``Provide`` markers
+    (``'Provide' object has no attribute ...`` at the next request). ``start`` and the web
+    integrations' ``serving`` (before it wires) call this.
+    """
+    names = {m if isinstance(m, str) else m.__name__ for m in modules}
+    if not names:
+        return
+    for other in list(_running):
+        if other is container:
+            continue
+        shared = sorted(names & {m.__name__ for m in _wired_modules(other)})
+        if shared:
+            raise StartupError(
+                f"module(s) {', '.join(shared)} are wired to another running container "
+                f"({_kind(other)} at {id(other):#x}); @inject markers belong to the "
+                "module, so its handlers would use this container from now on, and lose "
+                "their dependencies when it unwires. Wire a module to one running container "
+                "at a time (stop the other first), or resolve from each app's own container "
+                "(FastAPI: provided(...) aliases; aiohttp: request.app[CONTAINER])",
+                component="containers",
+                details={"modules": shared},
+            )
+
+
+def _kind(container: containers.Container) -> str:
+    """The container's declarative class name (an instance is a ``DynamicContainer``)."""
+    parent = getattr(container, "declarative_parent", None)
+    return getattr(parent, "__name__", type(container).__name__)
 
 
 def _wired_modules(container: containers.Container) -> list[ModuleType]:
