@@ -374,6 +374,12 @@ register_fake_backend("llm", _llm)
 _ours: set[AnyProvider] = set()
 
 
+def _overridden_below(provider: AnyProvider) -> AnyProvider | None:
+    """The override just under ``provider``'s last one (an outer block's), if any."""
+    stack: tuple[AnyProvider, ...] = tuple(provider.overridden)
+    return stack[-2] if len(stack) > 1 else None
+
+
 class use_fakes:  # noqa: N801 - used as a function: ``with use_fakes(app) as fakes``
     """Override every backend of ``app`` with its fake for a ``with`` (or ``async
     with``) block; see the module docstring."""
@@ -454,7 +460,7 @@ class use_fakes:  # noqa: N801 - used as a function: ``with use_fakes(app) as fa
         # What the started values hold: an outer block's fakes, or the real adapters.
         held = (
             "the fakes of an outer use_fakes block"
-            if any(len(p.overridden) > 1 and p.overridden[-2] in _ours for p in targets)
+            if any(_overridden_below(p) in _ours for p in targets)
             else "the real backends"
         )
         for provider in _handout.handed_out(self._app):
