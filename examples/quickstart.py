@@ -100,8 +100,25 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
         raise BadInputError(400, "the body must be a JSON object") from None
     if not isinstance(body, dict):
-        raise BadInputError(400, f"the body must be a JSON object, got {type(body).__name__}")
+        raise BadInputError(400, f"the body must be a JSON object, got {json_kind(body)}")
     return body
+
+
+#: How an error names a JSON value's type (the client sent JSON, not Python objects).
+JSON_KINDS: dict[type, str] = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "an array",
+    dict: "an object",
+    type(None): "null",
+}
+
+
+def json_kind(value: object) -> str:
+    """``"an integer"``, ``"an array"``, ...: the JSON type of a decoded value."""
+    return JSON_KINDS.get(type(value), type(value).__name__)
 
 
 def field(body: dict[str, Any], name: str, kind: type) -> Any:
@@ -110,7 +127,9 @@ def field(body: dict[str, Any], name: str, kind: type) -> Any:
         raise BadInputError(422, f"missing field {name!r}")
     value = body[name]
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise BadInputError(422, f"field {name!r} must be a {kind.__name__}")
+        raise BadInputError(
+            422, f"field {name!r} must be {JSON_KINDS[kind]}, got {json_kind(value)}"
+        )
     if kind is int and value not in BIGINT:
         raise BadInputError(422, f"field {name!r} is out of range for a 64-bit integer")
     if kind is str and not value:
