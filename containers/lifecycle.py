@@ -84,7 +84,7 @@ from dependency_injector import containers, errors, providers, wiring
 
 from containers import _handout
 from containers.observability import ObservabilityContainer
-from infra.exceptions import StartupError
+from infra.exceptions import ConfigurationError, StartupError
 
 __all__ = [
     "DEFAULT_PING_TIMEOUT",
@@ -122,8 +122,11 @@ DEFAULT_PING_TIMEOUT = 5.0
 
 _log = logging.getLogger("containers.lifecycle")
 
-# The containers start() completed for: a second start() is a no-op until stop().
-_running: weakref.WeakSet[containers.Container] = weakref.WeakSet()
+# The containers start() completed for, with the event loop they started on: a second
+# start() on that loop is a no-op until stop(); on another loop it is refused.
+_running: weakref.WeakKeyDictionary[containers.Container, asyncio.AbstractEventLoop] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 # ------------------------------------------------------------------------ entry points
@@ -141,7 +144,11 @@ async def start(
     docstring."""
     _check_timeout("timeout", timeout)
     _check_timeout("ping_timeout", ping_timeout)
-    if container in _running:
+    loop = asyncio.get_running_loop()
+    started_on = _running.get(container)
+    if started_on is not None:
+        if started_on is not loop:
+            raise StartupError(_other_loop(container, "start"), component="containers")
         return
     graph = _Graph(container)
     graph.validate()
@@ -168,7 +175,7 @@ async def start(
             failures=failures,
             timeout=timeout,
         ) from _cause(exc)
-    _running.add(container)
+    _running[container] = loop
 
 
 async def stop(container: containers.Container, *, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -176,7 +183,14 @@ async def stop(container: containers.Container, *, timeout: float = DEFAULT_TIME
     ``timeout`` seconds, all attempted; failures are logged, then raised together as an
     ``ExceptionGroup``. Idempotent; providers are left as ``start()`` found them."""
     _check_timeout("timeout", timeout)
-    _running.discard(container)
+    started_on = _running.get(container)
+    if (
+        started_on is not None
+        and started_on is not asyncio.get_running_loop()
+        and not started_on.is_closed()
+    ):
+        raise ConfigurationError(_other_loop(container, "stop"), component="containers")
+    _running.pop(container, None)
     failures = await _stop(container, _Graph(container), timeout)
     if failures:
         raise ExceptionGroup(f"{len(failures)} resource(s) failed to shut down", failures)
@@ -196,6 +210,18 @@ async def running(
         yield container
     finally:
         await stop(container, timeout=timeout)
+
+
+def _other_loop(container: containers.Container, action: str) -> str:
+    started_on = _running.get(container)
+    state = "has closed (stop it first)" if started_on and started_on.is_closed() else "runs"
+    return (
+        f"cannot {action} {_kind(container)}: it was started on another event loop, which "
+        f"{state}, and its clients and tasks belong to that loop. FastAPI's "
+        "TestClient runs the app on a loop of its own: give it a container its lifespan "
+        "starts (the test kit's semantica_unstarted_container), or call the app on this "
+        "loop with httpx.AsyncClient(transport=httpx.ASGITransport(app=app))"
+    )
 
 
 def validate(container: containers.Container) -> None:
