@@ -60,7 +60,7 @@ from containers.integrations.http_errors import error_answer
 from containers.lifecycle import start, stop
 from containers.typed import provide
 from infra.cache import RedisDistributedLock, ThreeTierCache
-from infra.exceptions import UniqueViolationError
+from infra.exceptions import ConfigurationError, UniqueViolationError
 from infra.observability import HealthRegistry, MetricsCollector
 from infra.ports import RelationalStore
 from infra.testing.embedded import start_embedded_backends
@@ -273,13 +273,15 @@ async def running_container(settings: Settings) -> AsyncIterator[ApplicationCont
     container = ApplicationContainer()
     container.core.settings.override(providers.Object(settings))
     container.wire(modules=[__name__])
-    await start(container)
     try:
-        store = container.postgres.store()  # once started, adapters are plain values
-        await store.execute(SCHEMA)
-        yield container
+        await start(container)
+        try:
+            store = container.postgres.store()  # once started, adapters are plain values
+            await store.execute(SCHEMA)
+            yield container
+        finally:
+            await stop(container)
     finally:
-        await stop(container)
         container.unwire()
 
 
@@ -384,12 +386,16 @@ async def main(argv: list[str]) -> int:
 
 def run(argv: list[str]) -> int:
     """``main`` with a clean exit: 0 after a graceful stop, 130 without a traceback when
-    a second signal abandoned it."""
+    a second signal abandoned it, 2 with the one-line message of a configuration error
+    (a bad ``SEMANTICA_TEST_*`` variable, a container that could not start)."""
     try:
         return asyncio.run(main(argv))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted before the graceful stop finished", file=sys.stderr)
         return 130
+    except ConfigurationError as exc:  # StartupError too; it names what to fix
+        print(f"quickstart: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
