@@ -217,10 +217,12 @@ def _other_loop(container: containers.Container, action: str) -> str:
     state = "has closed (stop it first)" if started_on and started_on.is_closed() else "runs"
     return (
         f"cannot {action} {_kind(container)}: it was started on another event loop, which "
-        f"{state}, and its clients and tasks belong to that loop. FastAPI's "
-        "TestClient runs the app on a loop of its own: give it a container its lifespan "
-        "starts (the test kit's semantica_unstarted_container), or call the app on this "
-        "loop with httpx.AsyncClient(transport=httpx.ASGITransport(app=app))"
+        f"{state}, and its clients and tasks belong to that loop. Two usual causes: "
+        "FastAPI's TestClient runs the app on a loop of its own (give it a container its "
+        "lifespan starts -- the test kit's semantica_unstarted_container -- or call the app "
+        "on this loop with httpx.AsyncClient(transport=httpx.ASGITransport(app=app))); "
+        "pytest-asyncio runs fixtures on another loop than the test (set "
+        "asyncio_default_fixture_loop_scope to the test's loop scope)"
     )
 
 
