@@ -427,7 +427,7 @@ def check_wiring_is_not_shared(
     container: containers.Container, modules: Iterable[ModuleType | str]
 ) -> None:
     """Raise :class:`StartupError` if one of ``modules`` is wired to another container that
-    is running (started and not stopped).
+    is running (started, not stopped, its event loop not closed).
 
     ``@inject`` markers belong to the module, not to a container: the last ``wire()``
     wins, so the running container's handlers would silently read this one's adapters,
@@ -438,9 +438,9 @@ def check_wiring_is_not_shared(
     names = {m if isinstance(m, str) else m.__name__ for m in modules}
     if not names:
         return
-    for other in list(_running):
-        if other is container:
-            continue
+    for other, loop in list(_running.items()):
+        if other is container or loop.is_closed():
+            continue  # a container whose loop has closed serves nothing any more
         shared = sorted(names & {m.__name__ for m in _wired_modules(other)})
         if shared:
             raise StartupError(

@@ -486,3 +486,26 @@ def test_a_start_is_refused_exactly_when_a_running_container_shares_a_module(
             first.unwire()
 
     asyncio.run(scenario())
+
+
+def test_a_container_whose_loop_closed_does_not_hold_its_modules() -> None:
+    """Started in one ``asyncio.run`` and never stopped, a container serves nothing once
+    that loop closed: another container may wire and start with its modules."""
+    handlers = handler_module("adopter_abandoned")
+    first, second = Valued(), Valued()
+    second.value.override(providers.Object("second"))
+    first.wire(modules=[handlers])
+    asyncio.run(start(first))  # the loop closes without stop()
+    second.wire(modules=[handlers])
+
+    async def use_second() -> object:
+        await start(second)
+        try:
+            return await call_handler(handlers)
+        finally:
+            await stop(second)
+
+    assert asyncio.run(use_second()) == "second"
+    asyncio.run(stop(first))
+    first.unwire()
+    second.unwire()
