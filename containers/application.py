@@ -130,6 +130,14 @@ class ApplicationContainer(containers.DeclarativeContainer):
         _handout.declare_async(container)
         return container
 
+    if TYPE_CHECKING:
+        # dependency-injector's stub gives every container a ``__getattr__`` returning
+        # ``Provider[Any]``, so mypy accepted any name on an instance (``app.helth``,
+        # ``MyContainer().rpo``) and any use of its value. A non-method ``__getattr__``
+        # hides that fallback from mypy: an unknown name is an ``attr-defined`` error,
+        # on this class and on every application subclass. (Run time is unchanged.)
+        __getattr__: None  # type: ignore[assignment, misc]
+
     # ``nested`` is ``providers.Container`` typed as the container class, so mypy checks
     # ``app.postgres.store`` and its value (see :mod:`containers.typed`).
     core = nested(CoreContainer)

@@ -84,7 +84,7 @@ from dependency_injector import containers, errors, providers, wiring
 
 from containers import _handout
 from containers.observability import ObservabilityContainer
-from infra.exceptions import StartupError
+from infra.exceptions import ConfigurationError, StartupError
 
 __all__ = [
     "DEFAULT_PING_TIMEOUT",
@@ -122,8 +122,11 @@ DEFAULT_PING_TIMEOUT = 5.0
 
 _log = logging.getLogger("containers.lifecycle")
 
-# The containers start() completed for: a second start() is a no-op until stop().
-_running: weakref.WeakSet[containers.Container] = weakref.WeakSet()
+# The containers start() completed for, with the event loop they started on: a second
+# start() on that loop is a no-op until stop(); on another loop it is refused.
+_running: weakref.WeakKeyDictionary[containers.Container, asyncio.AbstractEventLoop] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 # ------------------------------------------------------------------------ entry points
@@ -141,7 +144,11 @@ async def start(
     docstring."""
     _check_timeout("timeout", timeout)
     _check_timeout("ping_timeout", ping_timeout)
-    if container in _running:
+    loop = asyncio.get_running_loop()
+    started_on = _running.get(container)
+    if started_on is not None:
+        if started_on is not loop:
+            raise StartupError(_other_loop(container, "start"), component="containers")
         return
     graph = _Graph(container)
     graph.validate()
@@ -168,7 +175,7 @@ async def start(
             failures=failures,
             timeout=timeout,
         ) from _cause(exc)
-    _running.add(container)
+    _running[container] = loop
 
 
 async def stop(container: containers.Container, *, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -176,7 +183,14 @@ async def stop(container: containers.Container, *, timeout: float = DEFAULT_TIME
     ``timeout`` seconds, all attempted; failures are logged, then raised together as an
     ``ExceptionGroup``. Idempotent; providers are left as ``start()`` found them."""
     _check_timeout("timeout", timeout)
-    _running.discard(container)
+    started_on = _running.get(container)
+    if (
+        started_on is not None
+        and started_on is not asyncio.get_running_loop()
+        and not started_on.is_closed()
+    ):
+        raise ConfigurationError(_other_loop(container, "stop"), component="containers")
+    _running.pop(container, None)
     failures = await _stop(container, _Graph(container), timeout)
     if failures:
         raise ExceptionGroup(f"{len(failures)} resource(s) failed to shut down", failures)
@@ -196,6 +210,20 @@ async def running(
         yield container
     finally:
         await stop(container, timeout=timeout)
+
+
+def _other_loop(container: containers.Container, action: str) -> str:
+    started_on = _running.get(container)
+    state = "has closed (stop it first)" if started_on and started_on.is_closed() else "runs"
+    return (
+        f"cannot {action} {_kind(container)}: it was started on another event loop, which "
+        f"{state}, and its clients and tasks belong to that loop. Two usual causes: "
+        "FastAPI's TestClient runs the app on a loop of its own (give it a container its "
+        "lifespan starts -- the test kit's semantica_unstarted_container -- or call the app "
+        "on this loop with httpx.AsyncClient(transport=httpx.ASGITransport(app=app))); "
+        "pytest-asyncio runs fixtures on another loop than the test (set "
+        "asyncio_default_fixture_loop_scope to the test's loop scope)"
+    )
 
 
 def validate(container: containers.Container) -> None:
@@ -256,6 +284,7 @@ class _Graph:
     # ------------------------------------------------------------------- validation
     def validate(self) -> None:
         self._check_cycles()
+        check_wiring_is_not_shared(self.container, _wired_modules(self.container))
         self._check_markers()
         try:
             self.container.check_dependencies()
@@ -392,6 +421,44 @@ _MARKERS: tuple[type[Any], ...] = cast(
     "tuple[type[Any], ...]", (wiring.Provide, wiring.Provider, wiring.Closing)
 )
 _CLOSING: type[Any] = cast("type[Any]", wiring.Closing)
+
+
+def check_wiring_is_not_shared(
+    container: containers.Container, modules: Iterable[ModuleType | str]
+) -> None:
+    """Raise :class:`StartupError` if one of ``modules`` is wired to another container that
+    is running (started, not stopped, its event loop not closed).
+
+    ``@inject`` markers belong to the module, not to a container: the last ``wire()``
+    wins, so the running container's handlers would silently read this one's adapters,
+    and this one's ``unwire()`` would leave them with bare ``Provide`` markers
+    (``'Provide' object has no attribute ...`` at the next request). ``start`` and the web
+    integrations' ``serving`` (before it wires) call this.
+    """
+    names = {m if isinstance(m, str) else m.__name__ for m in modules}
+    if not names:
+        return
+    for other, loop in list(_running.items()):
+        if other is container or loop.is_closed():
+            continue  # a container whose loop has closed serves nothing any more
+        shared = sorted(names & {m.__name__ for m in _wired_modules(other)})
+        if shared:
+            raise StartupError(
+                f"module(s) {', '.join(shared)} are wired to another running container "
+                f"({_kind(other)} at {id(other):#x}); @inject markers belong to the "
+                "module, so its handlers would use this container from now on, and lose "
+                "their dependencies when it unwires. Wire a module to one running container "
+                "at a time (stop the other first), or resolve from each app's own container "
+                "(FastAPI: provided(...) aliases; aiohttp: request.app[CONTAINER])",
+                component="containers",
+                details={"modules": shared},
+            )
+
+
+def _kind(container: containers.Container) -> str:
+    """The container's declarative class name (an instance is a ``DynamicContainer``)."""
+    parent = getattr(container, "declarative_parent", None)
+    return getattr(parent, "__name__", type(container).__name__)
 
 
 def _wired_modules(container: containers.Container) -> list[ModuleType]:

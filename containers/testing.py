@@ -374,6 +374,12 @@ register_fake_backend("llm", _llm)
 _ours: set[AnyProvider] = set()
 
 
+def _overridden_below(provider: AnyProvider) -> AnyProvider | None:
+    """The override just under ``provider``'s last one (an outer block's), if any."""
+    stack: tuple[AnyProvider, ...] = tuple(provider.overridden)
+    return stack[-2] if len(stack) > 1 else None
+
+
 class use_fakes:  # noqa: N801 - used as a function: ``with use_fakes(app) as fakes``
     """Override every backend of ``app`` with its fake for a ``with`` (or ``async
     with``) block; see the module docstring."""
@@ -451,6 +457,12 @@ class use_fakes:  # noqa: N801 - used as a function: ``with use_fakes(app) as fa
     def _warn_about_started_dependants(self) -> None:
         """Started values built on a real adapter the block cannot rebuild."""
         targets = set(self._overridden)
+        # What the started values hold: an outer block's fakes, or the real adapters.
+        held = (
+            "the fakes of an outer use_fakes block"
+            if any(_overridden_below(p) in _ours for p in targets)
+            else "the real backends"
+        )
         for provider in _handout.handed_out(self._app):
             if provider in targets or provider in _ours or provider is self._app.health:
                 continue
@@ -458,9 +470,9 @@ class use_fakes:  # noqa: N801 - used as a function: ``with use_fakes(app) as fa
                 continue  # an optional backend the settings leave off: nothing to keep
             if _depends_on(provider, targets):
                 warnings.warn(
-                    f"{self._name(provider)} was started before use_fakes on the real "
-                    "backends and keeps them for the block; enter use_fakes before "
-                    "lifecycle.start() to inject the fakes into it",
+                    f"{self._name(provider)} was started before this use_fakes block, "
+                    f"on {held}, and keeps them for the block; enter use_fakes before "
+                    "lifecycle.start() to inject this block's fakes into it",
                     FakesWarning,
                     stacklevel=3,
                 )

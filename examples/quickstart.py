@@ -60,7 +60,7 @@ from containers.integrations.http_errors import error_answer
 from containers.lifecycle import start, stop
 from containers.typed import provide
 from infra.cache import RedisDistributedLock, ThreeTierCache
-from infra.exceptions import UniqueViolationError
+from infra.exceptions import ConfigurationError, UniqueViolationError
 from infra.observability import HealthRegistry, MetricsCollector
 from infra.ports import RelationalStore
 from infra.testing.embedded import start_embedded_backends
@@ -100,8 +100,25 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
         raise BadInputError(400, "the body must be a JSON object") from None
     if not isinstance(body, dict):
-        raise BadInputError(400, f"the body must be a JSON object, got {type(body).__name__}")
+        raise BadInputError(400, f"the body must be a JSON object, got {json_kind(body)}")
     return body
+
+
+#: How an error names a JSON value's type (the client sent JSON, not Python objects).
+JSON_KINDS: dict[type, str] = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "an array",
+    dict: "an object",
+    type(None): "null",
+}
+
+
+def json_kind(value: object) -> str:
+    """``"an integer"``, ``"an array"``, ...: the JSON type of a decoded value."""
+    return JSON_KINDS.get(type(value), type(value).__name__)
 
 
 def field(body: dict[str, Any], name: str, kind: type) -> Any:
@@ -110,7 +127,9 @@ def field(body: dict[str, Any], name: str, kind: type) -> Any:
         raise BadInputError(422, f"missing field {name!r}")
     value = body[name]
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise BadInputError(422, f"field {name!r} must be a {kind.__name__}")
+        raise BadInputError(
+            422, f"field {name!r} must be {JSON_KINDS[kind]}, got {json_kind(value)}"
+        )
     if kind is int and value not in BIGINT:
         raise BadInputError(422, f"field {name!r} is out of range for a 64-bit integer")
     if kind is str and not value:
@@ -254,13 +273,15 @@ async def running_container(settings: Settings) -> AsyncIterator[ApplicationCont
     container = ApplicationContainer()
     container.core.settings.override(providers.Object(settings))
     container.wire(modules=[__name__])
-    await start(container)
     try:
-        store = container.postgres.store()  # once started, adapters are plain values
-        await store.execute(SCHEMA)
-        yield container
+        await start(container)
+        try:
+            store = container.postgres.store()  # once started, adapters are plain values
+            await store.execute(SCHEMA)
+            yield container
+        finally:
+            await stop(container)
     finally:
-        await stop(container)
         container.unwire()
 
 
@@ -365,12 +386,16 @@ async def main(argv: list[str]) -> int:
 
 def run(argv: list[str]) -> int:
     """``main`` with a clean exit: 0 after a graceful stop, 130 without a traceback when
-    a second signal abandoned it."""
+    a second signal abandoned it, 2 with the one-line message of a configuration error
+    (a bad ``SEMANTICA_TEST_*`` variable, a container that could not start)."""
     try:
         return asyncio.run(main(argv))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted before the graceful stop finished", file=sys.stderr)
         return 130
+    except ConfigurationError as exc:  # StartupError too; it names what to fix
+        print(f"quickstart: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import uuid
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from typing_tests.guide_notes_app import Container, create_app
 
@@ -26,3 +27,10 @@ async def test_a_note_round_trips(semantica_container: Container) -> None:
             assert created.status_code == 201
             read = await client.get(f"/notes/{note_id}")
             assert read.json() == {"id": note_id, "body": "milk"}
+
+
+def test_a_note_round_trips_through_testclient(semantica_unstarted_container: Container) -> None:
+    note_id = uuid.uuid4().int % 2**62
+    with TestClient(create_app(semantica_unstarted_container)) as client:
+        assert client.post(f"/notes/{note_id}", params={"body": "tea"}).status_code == 201
+        assert client.get(f"/notes/{note_id}").json() == {"id": note_id, "body": "tea"}

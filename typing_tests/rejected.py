@@ -8,6 +8,7 @@ rejected for another reason, ``mypy`` fails.
 
 from __future__ import annotations
 
+from dependency_injector import providers
 from dependency_injector.wiring import inject
 
 from containers.application import ApplicationContainer
@@ -24,6 +25,22 @@ async def typo_in_a_provider_name() -> None:
     await resolve(app.redis.cahce)  # type: ignore[attr-defined]
     await resolve(app.postgress.store)  # type: ignore[attr-defined]
     await resolve(PostgresContainer.stor)  # type: ignore[attr-defined]
+    # A top-level name on an instance: dependency-injector's stub answers any name with
+    # ``Provider[Any]`` (``count: int = await resolve(app.helth)`` was accepted).
+    await resolve(app.helth)  # type: ignore[attr-defined]
+    count: int = await resolve(app.helth)  # type: ignore[attr-defined]
+    del count
+
+
+class _AppContainer(ApplicationContainer):
+    repo = providers.Factory(EnhancedPostgresStore, "postgresql://localhost/app")
+
+
+async def typo_on_an_application_subclass() -> None:
+    app = _AppContainer()
+    await resolve(app.rpo)  # type: ignore[attr-defined]
+    name: str = app.rpo()  # type: ignore[attr-defined]
+    del name
 
 
 @inject

@@ -1,4 +1,4 @@
-"""Render the Python blocks of README.md and docs/guide.md as modules mypy checks.
+"""Render the Python blocks of README.md and the docs adopters copy as modules mypy checks.
 
 Users copy these blocks, so mypy strict checks them as written:
 
@@ -9,7 +9,12 @@ Users copy these blocks, so mypy strict checks them as written:
   ``from notes_app import`` becomes ``from typing_tests.guide_notes_app import`` (the
   guide's folder is not a package mypy can find);
 * ``guide_snippets.py``: the guide's other Python blocks, one ``async def`` each, with
-  the same import rewrite.
+  the same import rewrite;
+* ``testing_notes.py``, ``testing_conftest.py``, ``testing_test_notes.py``: the file
+  blocks of docs/testing.md ("Testing your application": ``# file: notes.py``,
+  ``# file: tests/conftest.py``, ...), with ``import notes`` rewritten to this folder's
+  module, and ``testing_snippets.py`` its other Python blocks;
+* ``lifecycle_snippets.py``: the Python blocks of docs/lifecycle.md.
 
 Regenerate after editing either document::
 
@@ -28,8 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).parent
 README = ROOT / "README.md"
 GUIDE = ROOT / "docs" / "guide.md"
+TESTING = ROOT / "docs" / "testing.md"
+LIFECYCLE = ROOT / "docs" / "lifecycle.md"
 
-FILE_MARK = re.compile(r"# file: (\w+)\.py\n")
+FILE_MARK = re.compile(r"# file: (?:[\w.-]+/)*(\w+)\.py\n")
+NOTES_IMPORT = re.compile(r"^import notes$", re.MULTILINE)
 APP_IMPORT = re.compile(r"^from notes_app import", re.MULTILINE)
 
 
@@ -79,10 +87,38 @@ def render_guide(guide: str) -> dict[str, str]:
     return rendered
 
 
+def render_testing(testing: str) -> dict[str, str]:
+    """File name -> module text for docs/testing.md's file blocks and other blocks."""
+
+    def local(code: str) -> str:
+        return NOTES_IMPORT.sub("from typing_tests import testing_notes as notes", code)
+
+    rendered: dict[str, str] = {}
+    snippets: list[str] = []
+    for block in blocks(testing):
+        mark = FILE_MARK.match(block)
+        if mark:
+            header = _header("docs/testing.md", f"The file block {mark.group(1)}.py")
+            rendered[f"testing_{mark.group(1)}.py"] = header + local(block)
+        else:
+            snippets.append(local(block))
+    header = _header("docs/testing.md", "The Python blocks")
+    rendered["testing_snippets.py"] = _functions(header, "testing_block", snippets)
+    return rendered
+
+
+def render_lifecycle(lifecycle: str) -> str:
+    """The module text for docs/lifecycle.md's Python blocks."""
+    header = _header("docs/lifecycle.md", "The Python blocks")
+    return _functions(header, "lifecycle_block", blocks(lifecycle))
+
+
 def render_all() -> dict[str, str]:
     """Every generated file of ``typing_tests/``, by name."""
     rendered = {"readme_snippets.py": render_readme(README.read_text(encoding="utf-8"))}
     rendered.update(render_guide(GUIDE.read_text(encoding="utf-8")))
+    rendered.update(render_testing(TESTING.read_text(encoding="utf-8")))
+    rendered["lifecycle_snippets.py"] = render_lifecycle(LIFECYCLE.read_text(encoding="utf-8"))
     return rendered
 
 

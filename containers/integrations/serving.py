@@ -32,7 +32,13 @@ from typing import TypeVar
 
 from dependency_injector import containers, providers
 
-from containers.lifecycle import DEFAULT_PING_TIMEOUT, DEFAULT_TIMEOUT, start, stop
+from containers.lifecycle import (
+    DEFAULT_PING_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    check_wiring_is_not_shared,
+    start,
+    stop,
+)
 
 __all__ = ["StartupHook", "serving", "start_caches"]
 
@@ -57,6 +63,9 @@ async def serving(
     and unwire. See the module docstring."""
     modules = list(wire)
     if modules:
+        # Refused before wiring: wiring would already take the modules' @inject handlers
+        # away from the running container that has them.
+        check_wiring_is_not_shared(container, modules)
         container.wire(modules=modules)
     try:
         await start(container, timeout=timeout, ping=ping, ping_timeout=ping_timeout)

@@ -54,6 +54,9 @@ Fixtures (see ``docs/testing.md``, "Testing your application"):
   ``semantica_settings``, started by :func:`containers.lifecycle.start` (under
   :func:`~containers.testing.use_fakes` in ``fake`` mode), stopped and unwired after the
   test;
+* ``semantica_unstarted_container`` -- the same container, configured but not started,
+  for FastAPI's ``TestClient`` (its lifespan starts the container on the client's own
+  event loop); stopped if still running, then unwired after the test;
 * ``semantica_fakes`` -- the :class:`~containers.testing.Fakes` of the running container,
   to script failures (``fake`` mode only; elsewhere it fails the test saying so).
 
@@ -80,7 +83,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import ExitStack, asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -321,6 +324,24 @@ def semantica_container_factory() -> Callable[[], containers.Container]:
     return ApplicationContainer
 
 
+@contextmanager
+def _configured_app(
+    factory: Callable[[], containers.Container], settings: Settings, mode: str
+) -> Iterator[tuple[Any, Fakes | None]]:
+    """Build the container and configure it for ``mode`` (settings; the fakes in ``fake``
+    mode); on exit take the fakes out and unwire it. Starts nothing."""
+    from dependency_injector import providers
+
+    from containers.testing import use_fakes
+
+    container: Any = factory()
+    container.core.settings.override(providers.Object(settings))
+    with ExitStack() as stack:
+        stack.callback(container.unwire)
+        fakes = stack.enter_context(use_fakes(container)) if mode == "fake" else None
+        yield container, fakes
+
+
 @dataclass(frozen=True, slots=True)
 class _RunningApp:
     container: Any
@@ -333,16 +354,9 @@ async def _run_app(
 ) -> AsyncIterator[_RunningApp]:
     """Build, configure and start the container (under the fakes in ``fake`` mode); on
     exit stop it, take the fakes out and unwire it."""
-    from dependency_injector import providers
-
     from containers.lifecycle import start, stop
-    from containers.testing import use_fakes
 
-    container: Any = factory()
-    container.core.settings.override(providers.Object(settings))
-    with ExitStack() as stack:
-        stack.callback(container.unwire)
-        fakes = stack.enter_context(use_fakes(container)) if mode == "fake" else None
+    with _configured_app(factory, settings, mode) as (container, fakes):
         await start(container)
         try:
             yield _RunningApp(container, fakes)
@@ -380,6 +394,35 @@ else:
 def semantica_container(_semantica_app: _RunningApp) -> Any:
     """The application container, started on the mode's backends, stopped after the test."""
     return _semantica_app.container
+
+
+@pytest.fixture
+def semantica_unstarted_container(
+    semantica_container_factory: Callable[[], containers.Container],
+    semantica_settings: Settings,
+    semantica_backends: str,
+) -> Iterator[Any]:
+    """The application container configured like ``semantica_container`` (settings, the
+    fakes in ``fake`` mode) but not started: for FastAPI's ``TestClient``, which runs the
+    app -- and its lifespan, which starts the container -- on an event loop of its own. A
+    sync fixture, so a plain ``def`` test can use it. After the test the container is
+    stopped if the lifespan left it running, then the fakes are removed and it is unwired.
+    ``semantica_fakes`` is not available with it (it belongs to ``semantica_container``):
+    branch on ``semantica_backends`` and script faults on ``use_fakes`` yourself."""
+    import asyncio
+
+    from containers.lifecycle import stop
+
+    with _configured_app(semantica_container_factory, semantica_settings, semantica_backends) as (
+        container,
+        _fakes,
+    ):
+        try:
+            yield container
+        finally:
+            # The lifespan stops what it started; this closes anything a test resolved
+            # lazily outside it (a no-op otherwise).
+            asyncio.run(stop(container))
 
 
 @pytest.fixture

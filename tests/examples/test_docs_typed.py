@@ -1,4 +1,5 @@
-"""mypy checks the Python blocks of README.md and docs/guide.md through the modules
+"""mypy checks the Python blocks of README.md, docs/guide.md, docs/testing.md and
+docs/lifecycle.md through the modules
 ``typing_tests/render_docs.py`` generates; this keeps them in step with the documents,
 so an edited snippet cannot escape the check."""
 
@@ -32,6 +33,11 @@ def test_the_checked_modules_are_current() -> None:
         "guide_notes_app.py",
         "guide_test_notes.py",
         "guide_snippets.py",
+        "testing_notes.py",
+        "testing_conftest.py",
+        "testing_test_notes.py",
+        "testing_snippets.py",
+        "lifecycle_snippets.py",
     }
     stale = [
         name
@@ -63,3 +69,19 @@ def test_every_guide_block_is_checked() -> None:
     assert len(snippets) >= 5
     assert len(renderer.blocks(guide)) == len(snippets) + 2
     assert _functions("guide_snippets.py") == [f"guide_block_{i}" for i in range(len(snippets))]
+
+
+def test_every_testing_and_lifecycle_block_is_checked() -> None:
+    """docs/testing.md's application files (what adopters copy: its example failed mypy
+    strict, unchecked) and every other Python block of it and of docs/lifecycle.md."""
+    renderer = load_renderer()
+    testing = (ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
+    files = [m.group(1) for b in renderer.blocks(testing) if (m := renderer.FILE_MARK.match(b))]
+    assert files == ["notes", "conftest", "test_notes"]
+    snippets = len(renderer.blocks(testing)) - len(files)
+    assert snippets >= 3
+    assert _functions("testing_snippets.py") == [f"testing_block_{i}" for i in range(snippets)]
+    lifecycle = (ROOT / "docs" / "lifecycle.md").read_text(encoding="utf-8")
+    count = len(renderer.blocks(lifecycle))
+    assert count >= 2
+    assert _functions("lifecycle_snippets.py") == [f"lifecycle_block_{i}" for i in range(count)]

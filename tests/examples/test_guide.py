@@ -116,7 +116,9 @@ def test_the_application_suite_runs_three_ways(
     postgres_dsn: str,
     redis_url: str,
 ) -> None:
-    """The guide's ``test_notes.py`` passes under each of its three commands, each in a
+    """The guide's ``test_notes.py`` (an httpx test on ``semantica_container``, a
+    TestClient test on ``semantica_unstarted_container``) passes under each of its three
+    commands, each in a
     pytest process of its own; external mode on this session's servers."""
     for name, code in FILES.items():
         (pytester.path / name).write_text(code, encoding="utf-8")
@@ -134,4 +136,4 @@ def test_the_application_suite_runs_three_ways(
         result = pytester.runpytest_subprocess(*args, "-p", "no:cacheprovider")
         mode = args[0].partition("=")[2] if args else "fake"
         assert f"semantica backends: {mode}" in result.stdout.str()
-        result.assert_outcomes(passed=1)
+        result.assert_outcomes(passed=2)

@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import logging
 import sys
+import threading
 import types
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -105,15 +106,18 @@ async def test_order_through_every_provider_kind_and_nested_containers() -> None
     inner = containers.DynamicContainer()
     inner.base = providers.Resource(recording(events, "base"))
     inner.needed = providers.Dependency()
-    app.extra = providers.Container(containers.DynamicContainer)
-    app.extra.container.base = inner.base
+    # Providers added to the instance at run time: mypy knows only the declared ones.
+    extra = providers.Container(containers.DynamicContainer)
+    app.extra = extra
+    extra.container.base = inner.base
     chain = providers.Callable(
-        tuple, providers.List(providers.Singleton(Repo, db=app.extra.container.base))
+        tuple, providers.List(providers.Singleton(Repo, db=extra.container.base))
     )
-    app.top = providers.Resource(recording(events, "top"), chain)
-    app.needs_top = providers.Dependency()
-    app.needs_top.override(app.top)
-    app.last = providers.Resource(recording(events, "last"), app.needs_top)
+    top: providers.Resource[str] = providers.Resource(recording(events, "top"), chain)
+    needs_top: providers.Dependency[str] = providers.Dependency()
+    app.top, app.needs_top = top, needs_top
+    needs_top.override(top)
+    app.last = providers.Resource(recording(events, "last"), needs_top)
     telemetry_at_close: dict[str, bool] = {}
 
     async def store() -> AsyncIterator[str]:
@@ -679,3 +683,104 @@ def test_any_mistyped_marker_fails_validation_with_its_name(
         finally:
             app.unwire()
             del sys.modules[module.__name__]
+
+
+# ------------------------------------------------------------- one container, one loop
+class LoopThread:
+    """An event loop running in a thread of its own (as FastAPI's TestClient runs one)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+def counted_container(
+    events: Events,
+) -> tuple[containers.DynamicContainer, providers.Resource[str]]:
+    """A container with one resource, ``pool``; both returned (mypy sees the resource)."""
+    app = containers.DynamicContainer()
+    pool: providers.Resource[str] = providers.Resource(recording(events, "pool"))
+    app.pool = pool
+    return app, pool
+
+
+@pytest.mark.parametrize("action", ["start", "stop"])
+def test_a_container_running_on_another_loop_is_refused_clearly(action: str) -> None:
+    """Concrete: started on a running loop (a TestClient's), neither start nor stop on
+    another loop touches it; each says why (start was a silent no-op handing out the
+    other loop's clients; stop closed them from the wrong loop)."""
+    events: Events = []
+    app, pool = counted_container(events)
+    other = LoopThread()
+    try:
+        other.run(start(app))
+        operation = start if action == "start" else stop
+        expected = StartupError if action == "start" else ConfigurationError
+        with pytest.raises(expected, match="started on another event loop, which runs"):
+            asyncio.run(operation(app))
+        assert pool.initialized
+        assert inits(events) == ["pool"]
+        assert closes(events) == []
+        other.run(stop(app))
+        assert closes(events) == ["pool"]
+        asyncio.run(start(app))  # stopped: any loop may start it again
+        asyncio.run(stop(app))
+    finally:
+        other.close()
+
+
+def test_a_container_whose_loop_closed_can_be_stopped_then_started_anywhere() -> None:
+    events: Events = []
+    app, _pool = counted_container(events)
+    asyncio.run(start(app))  # that loop closes without stop()
+    with pytest.raises(StartupError, match="which has closed"):
+        asyncio.run(start(app))
+    asyncio.run(stop(app))
+    asyncio.run(start(app))
+    asyncio.run(stop(app))
+    assert inits(events) == ["pool", "pool"]
+
+
+@hypothesis_settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["start", "stop"]), st.sampled_from("AB")), max_size=8))
+def test_start_and_stop_act_only_on_the_loop_the_container_started_on(
+    operations: list[tuple[str, str]],
+) -> None:
+    """Property: with two live loops, an operation on the loop the container runs on (or
+    any loop while it is stopped) behaves as always; on the other loop it raises and
+    changes nothing."""
+    events: Events = []
+    app, pool = counted_container(events)
+    loops = {"A": LoopThread(), "B": LoopThread()}
+    started_on: str | None = None
+    starts = 0
+    try:
+        for action, name in operations:
+            loop = loops[name]
+            if started_on not in (None, name):
+                expected = StartupError if action == "start" else ConfigurationError
+                with pytest.raises(expected, match="another event loop"):
+                    loop.run(start(app) if action == "start" else stop(app))
+            elif action == "start":
+                loop.run(start(app))
+                starts += started_on is None
+                started_on = name
+            else:
+                loop.run(stop(app))
+                started_on = None
+            assert pool.initialized == (started_on is not None)
+            assert len(inits(events)) == starts
+        if started_on is not None:
+            loops[started_on].run(stop(app))
+    finally:
+        for loop in loops.values():
+            loop.close()

@@ -17,11 +17,12 @@ import logging
 import subprocess
 import sys
 import textwrap
+import types
 from collections.abc import AsyncIterator
 
 import pytest
 import structlog
-from dependency_injector import providers
+from dependency_injector import containers, providers
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -30,9 +31,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from config import Settings
 from containers.application import ApplicationContainer
+from containers.integrations.serving import serving
 from containers.lifecycle import resolve, start, stop
 from containers.testing import use_fakes
-from infra.exceptions import CacheConnectionError
+from infra.exceptions import CacheConnectionError, StartupError
 from infra.observability import (
     MetricsCollector,
     get_metrics_collector,
@@ -379,3 +381,131 @@ async def test_the_shared_llm_rate_limiter_records_into_its_application(redis_ur
     finally:
         await stop(newest)
         await stop(app)
+
+
+# ------------------------------------------------------------- one module, one container
+# ``@inject`` markers belong to a module: a second container wiring a module a running
+# container has would take its handlers (they read the second app's adapters) and, on its
+# unwire, leave them with bare ``Provide`` markers. Refused, before the wiring happens
+# where we wire (``serving``), at ``start`` otherwise.
+def handler_module(name: str) -> types.ModuleType:
+    """A module with one ``@inject`` handler, as an application's ``handlers.py``."""
+    module = types.ModuleType(name)
+    exec(  # noqa: S102 - a fixed source: a module of handlers built per test
+        textwrap.dedent(
+            """
+            from dependency_injector.wiring import Provide, inject
+
+            @inject
+            async def handler(value: str = Provide["value"]) -> str:
+                return value
+            """
+        ),
+        module.__dict__,
+    )
+    return module
+
+
+class Valued(containers.DeclarativeContainer):
+    value = providers.Object("first")
+
+
+async def call_handler(module: types.ModuleType) -> object:
+    result: object = await module.handler()
+    return result
+
+
+@pytest.mark.parametrize("how", ["serving", "wire_then_start"])
+async def test_a_second_container_cannot_take_a_running_containers_handlers(how: str) -> None:
+    """Concrete: app A runs with ``handlers`` wired; app B wiring ``handlers`` too is a
+    StartupError naming the module, and A's handler still gets A's value."""
+    handlers = handler_module("adopter_handlers")
+    first, second = Valued(), Valued()
+    second.value.override(providers.Object("second"))
+    first.wire(modules=[handlers])
+
+    async def start_second() -> None:
+        if how == "serving":
+            async with serving(second, wire=[handlers]):
+                pass
+        else:
+            second.wire(modules=[handlers])
+            await start(second)
+
+    await start(first)
+    try:
+        with pytest.raises(StartupError, match="adopter_handlers") as caught:
+            await start_second()
+        assert caught.value.details["modules"] == ["adopter_handlers"]
+        assert "wired to another running container (Valued" in str(caught.value)
+        if how == "serving":  # refused before wiring: A keeps its handler
+            assert await call_handler(handlers) == "first"
+    finally:
+        second.unwire()
+        await stop(first)
+        first.unwire()
+    # Stopped, A no longer holds the module: B may have it.
+    second.wire(modules=[handlers])
+    await start(second)
+    assert await call_handler(handlers) == "second"
+    await stop(second)
+    second.unwire()
+
+
+@hypothesis_settings(max_examples=30, deadline=None)
+@given(
+    first_wires=st.sets(st.integers(0, 3)),
+    second_wires=st.sets(st.integers(0, 3)),
+    first_running=st.booleans(),
+)
+def test_a_start_is_refused_exactly_when_a_running_container_shares_a_module(
+    first_wires: set[int], second_wires: set[int], first_running: bool
+) -> None:
+    """Property: B's start fails iff A is running and they share a wired module; a
+    refused start names exactly the shared modules."""
+    modules = [handler_module(f"adopter_mod_{i}") for i in range(4)]
+    first, second = Valued(), Valued()
+
+    async def scenario() -> None:
+        first.wire(modules=[modules[i] for i in sorted(first_wires)])
+        if first_running:
+            await start(first)
+        second.wire(modules=[modules[i] for i in sorted(second_wires)])
+        shared = sorted(f"adopter_mod_{i}" for i in first_wires & second_wires)
+        try:
+            if first_running and shared:
+                with pytest.raises(StartupError) as caught:
+                    await start(second)
+                assert caught.value.details["modules"] == shared
+            else:
+                await start(second)
+        finally:
+            await stop(second)
+            await stop(first)
+            second.unwire()
+            first.unwire()
+
+    asyncio.run(scenario())
+
+
+def test_a_container_whose_loop_closed_does_not_hold_its_modules() -> None:
+    """Started in one ``asyncio.run`` and never stopped, a container serves nothing once
+    that loop closed: another container may wire and start with its modules."""
+    handlers = handler_module("adopter_abandoned")
+    first, second = Valued(), Valued()
+    second.value.override(providers.Object("second"))
+    first.wire(modules=[handlers])
+    asyncio.run(start(first))  # the loop closes without stop()
+    second.wire(modules=[handlers])
+
+    async def use_second() -> object:
+        await start(second)
+        try:
+            return await call_handler(handlers)
+        finally:
+            await stop(second)
+
+    assert asyncio.run(use_second()) == "second"
+    asyncio.run(stop(first))
+    first.unwire()
+    second.unwire()

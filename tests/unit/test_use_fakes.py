@@ -9,6 +9,7 @@ The property test drives random sequences of ``start``/``stop``/entering and lea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import re
 import warnings
@@ -236,6 +237,30 @@ async def test_a_singleton_started_on_the_real_store_is_warned_about() -> None:
         assert isinstance(held.db, EnhancedPostgresStore)
     finally:
         await stop(app)
+
+
+@pytest.mark.parametrize(
+    ("started_under_fakes", "held"),
+    [(False, "on the real backends"), (True, "on the fakes of an outer use_fakes block")],
+)
+async def test_the_warning_says_what_a_started_singleton_holds(
+    started_under_fakes: bool, held: str
+) -> None:
+    """Started inside an outer block, the singleton holds the outer fakes, not the real
+    store: the warning says which (it said "the real backends" in both cases)."""
+    app = make_app(AppWithRepo)
+    with contextlib.ExitStack() as outer:
+        if started_under_fakes:
+            outer.enter_context(use_fakes(app))
+        try:
+            await start(app)
+            with pytest.warns(FakesWarning, match="repo") as caught:
+                held_by_repo = repo_in_a_plain_block(app)
+            assert held in str(caught[0].message)
+            expected = FakeRelationalStore if started_under_fakes else EnhancedPostgresStore
+            assert isinstance(held_by_repo.db, expected)
+        finally:
+            await stop(app)
 
 
 async def test_a_singleton_built_on_the_fakes_is_reset_on_exit() -> None:
