@@ -23,6 +23,7 @@ A ``model=`` passed to ``upsert`` or ``search`` must equal the recorded one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -466,13 +467,18 @@ class VectorStoreBase(ABC):
     def _check_threshold(self, value: object) -> float | None:
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        number = math.nan
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            with contextlib.suppress(OverflowError):  # an int beyond any float stays NaN
+                number = float(value)
+        if math.isnan(number):
             raise InvalidArgumentError(
-                f"score_threshold must be None or a number, got {shown(value)}",
+                f"score_threshold must be None or a number (a float, or an int within the "
+                f"float range), got {shown(value)}",
                 argument="score_threshold",
                 component=self.component,
             )
-        return float(value)
+        return number
 
     async def delete(self, collection: str, ids: Sequence[str | int]) -> None:
         """Remove the points with these ids (absent ids are ignored)."""

@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 __all__ = ["PgVectorStore"]
 
 _UNDEFINED_TABLE = "42P01"
+#: The first PostgreSQL with jsonpath ``.string()`` (exact integer equality, _pg_sql).
+_JSONPATH_STRING_VERSION = 170_000
 
 
 class PgVectorStore(VectorStoreBase):
@@ -99,6 +101,7 @@ class PgVectorStore(VectorStoreBase):
         )
         self._store = store
         self._owns_store = owns_store
+        self._exact_ints: bool | None = None  # jsonpath .string(): PostgreSQL 17+
 
     @classmethod
     def from_settings(cls, settings: Settings, *, policy: ResiliencePolicy | None = None) -> Self:
@@ -126,6 +129,17 @@ class PgVectorStore(VectorStoreBase):
     async def _release(self) -> None:
         if self._owns_store:
             await self._store.close()
+
+    async def _filter(
+        self, conditions: tuple[Condition, ...], first_parameter: int
+    ) -> tuple[str, list[Any]]:
+        """The filter's SQL; asks the server's version once, on the first filter."""
+        if conditions and self._exact_ints is None:
+            version = await self._store.fetchval(
+                "SELECT current_setting('server_version_num')::int"
+            )
+            self._exact_ints = int(version) >= _JSONPATH_STRING_VERSION
+        return sql.filter_sql(conditions, first_parameter, exact_ints=bool(self._exact_ints))
 
     # -------------------------------------------------------------------------- primitives
     async def _describe(self, name: str) -> CollectionSpec | None:
@@ -201,8 +215,10 @@ class PgVectorStore(VectorStoreBase):
         score_threshold: float | None,
         exact: bool,
     ) -> list[VectorHit]:
-        where, params = sql.filter_sql(conditions, 3)
+        where, params = await self._filter(conditions, 3)
         score = sql.score_sql(spec.distance, 1)
+        # No index orders by a zero vector's cosine distance (NaN for every point).
+        exact = exact or (spec.distance == "cosine" and not any(vector))
         if score_threshold is not None:
             compare = "<=" if spec.distance == "euclid" else ">="
             where += f" AND {score} {compare} ${3 + len(params)}"
@@ -227,13 +243,13 @@ class PgVectorStore(VectorStoreBase):
         )
 
     async def _delete_where(self, spec: CollectionSpec, conditions: tuple[Condition, ...]) -> None:
-        where, params = sql.filter_sql(conditions, 1)
+        where, params = await self._filter(conditions, 1)
         await self._store.execute(
             f"DELETE FROM {sql.table_name(spec.name)} WHERE {where}", *params, idempotent=True
         )
 
     async def _count(self, spec: CollectionSpec, conditions: tuple[Condition, ...]) -> int:
-        where, params = sql.filter_sql(conditions, 1)
+        where, params = await self._filter(conditions, 1)
         value = await self._store.fetchval(
             f"SELECT count(*) FROM {sql.table_name(spec.name)} WHERE {where}", *params
         )
@@ -248,7 +264,7 @@ class PgVectorStore(VectorStoreBase):
         offset: str | int | None,
         with_vectors: bool,
     ) -> ScrollPage:
-        where, params = sql.filter_sql(conditions, 2)
+        where, params = await self._filter(conditions, 2)
         if offset is not None:
             first = len(params) + 2
             key = sql.id_text(offset)

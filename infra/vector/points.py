@@ -19,7 +19,13 @@
   position, or to find that its large elements are each in range). Checking 10,000 x
   384 values takes a few tens of milliseconds.
 * **Payloads**: a mapping with ``str`` keys that encodes as JSON (no NaN); its encoded
-  length also sizes the request (see :mod:`infra.vector.batching`).
+  length also sizes the request (see :mod:`infra.vector.batching`). No text in it (keys
+  included, at any depth) may hold U+0000 or a lone surrogate: PostgreSQL's ``jsonb``
+  refuses both, a Qdrant server's UTF-8 JSON the second, so they are refused everywhere,
+  naming the point, before anything is written (else pgvector would fail mid-upsert, with
+  other batches already written). A float is encoded with its exact value: an integral
+  float beyond 1e16 as ``100000000000000000000.0``, not ``1e+20``, which ``jsonb`` would
+  keep as the integer ``10**20`` (returned as an ``int``, and equal to an integer filter).
 * **Duplicates** in one upsert are refused: batches run concurrently, so which of two
   points with one id would win is not defined.
 
@@ -40,6 +46,7 @@ from typing import Any, Final
 from infra.exceptions import DimensionMismatchError, InvalidArgumentError
 from infra.ports import VectorPoint
 from infra.validation import shown
+from infra.vector.filters import text_problem
 
 __all__ = [
     "DISTANCES",
@@ -265,7 +272,7 @@ def _payload_json(payload: object, argument: str, component: str | None) -> str:
             component=component,
         )
     try:
-        return _JSON.encode(payload)
+        text = _JSON.encode(payload)
     except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(
             f"{argument} must encode as JSON (str keys; str, number, bool, None, lists "
@@ -273,6 +280,56 @@ def _payload_json(payload: object, argument: str, component: str | None) -> str:
             argument=argument,
             component=component,
         ) from None
+    # Rare cases, found in the text in C: an escape (U+0000 and lone surrogates are
+    # written as one) or a float written with a positive exponent.
+    if "\\u" not in text and "e+" not in text:
+        return text
+    document = json.loads(text)
+    problem = _stored_text_problem(document, "")
+    if problem is not None:
+        where, what = problem
+        raise InvalidArgumentError(
+            f"{argument}{where} {what}; remove or replace that character",
+            argument=argument,
+            component=component,
+            details={"path": where},
+        )
+    return _exact_json(document) if "e+" in text else text
+
+
+def _stored_text_problem(value: Any, where: str) -> tuple[str, str] | None:
+    """``(path, problem)`` of the first key or string no engine can store, if any."""
+    if isinstance(value, str):
+        problem = text_problem(value)
+        return None if problem is None else (where, problem)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            place = f"{where}[{key!r}]"
+            problem = text_problem(key)
+            if problem is not None:
+                return place, f"key {problem}"
+            found = _stored_text_problem(item, place)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _stored_text_problem(item, f"{where}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _exact_json(value: Any) -> str:
+    """JSON of a decoded document with every integral float written positionally."""
+    if isinstance(value, float):
+        text = repr(value)
+        return f"{int(value)}.0" if "e+" in text else text
+    if isinstance(value, dict):
+        items = ",".join(f"{_JSON.encode(key)}:{_exact_json(item)}" for key, item in value.items())
+        return "{" + items + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_exact_json(item) for item in value) + "]"
+    return _JSON.encode(value)
 
 
 @dataclass(frozen=True, slots=True)

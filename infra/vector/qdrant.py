@@ -43,6 +43,9 @@ Decisions (the shared ones -- checks before I/O, bookkeeping, batching -- are in
 from __future__ import annotations
 
 import functools
+import math
+import re
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
@@ -87,6 +90,30 @@ def _distance(name: str) -> qmodels.Distance:
     return distances[name]
 
 
+_SIMPLE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def qdrant_key(condition: Condition) -> str:
+    """The condition's field as a Qdrant key path: a part of other characters than
+    ``A-Z a-z 0-9 _ -`` is double-quoted (``"$x".b``), else Qdrant reads it as path syntax
+    (``[]``) or refuses it ("Invalid path"); parts never hold ``"`` (see filters)."""
+    return ".".join(part if _SIMPLE_KEY.fullmatch(part) else f'"{part}"' for part in condition.path)
+
+
+def qdrant_threshold(score_threshold: float | None, distance: str) -> float | None:
+    """The threshold to send so that a hit exactly at ``score_threshold`` is kept: local
+    mode (and not every server version) keeps only scores strictly better, so the next
+    float on the worse side is sent, and :meth:`QdrantVectorStore._search` drops what is
+    worse than the caller's threshold. An infinite threshold keeping every hit is none;
+    one keeping none is the largest float (JSON has no infinity)."""
+    if score_threshold is None:
+        return None
+    worse = math.inf if distance == "euclid" else -math.inf
+    if score_threshold == worse:
+        return None
+    return max(-sys.float_info.max, min(sys.float_info.max, math.nextafter(score_threshold, worse)))
+
+
 def qdrant_filter(conditions: tuple[Condition, ...]) -> qmodels.Filter | None:
     """Our conditions as a Qdrant ``Filter`` (``None`` for none)."""
     if not conditions:
@@ -96,17 +123,21 @@ def qdrant_filter(conditions: tuple[Condition, ...]) -> qmodels.Filter | None:
     for condition in conditions:
         if condition.is_range:
             must.append(
-                models.FieldCondition(key=condition.key, range=models.Range(**condition.bounds()))
+                models.FieldCondition(
+                    key=qdrant_key(condition),
+                    range=models.Range(**{k: float(v) for k, v in condition.bounds().items()}),
+                )
             )
         elif len(condition.values) == 1:
             must.append(
                 models.FieldCondition(
-                    key=condition.key, match=models.MatchValue(value=condition.values[0])
+                    key=qdrant_key(condition), match=models.MatchValue(value=condition.values[0])
                 )
             )
         else:  # any-of; MatchAny takes only all-str or all-int lists, so one match each
+            key = qdrant_key(condition)
             options = [
-                models.FieldCondition(key=condition.key, match=models.MatchValue(value=value))
+                models.FieldCondition(key=key, match=models.MatchValue(value=value))
                 for value in condition.values
             ]
             must.append(models.Filter(should=options))
@@ -332,7 +363,7 @@ class QdrantVectorStore(VectorStoreBase):
                 query=plain_floats(vector),
                 limit=limit,
                 query_filter=qdrant_filter(conditions),
-                score_threshold=score_threshold,
+                score_threshold=qdrant_threshold(score_threshold, spec.distance),
                 with_payload=True,
                 # Local mode is always exact (and warns about search_params).
                 search_params=(
@@ -340,9 +371,14 @@ class QdrantVectorStore(VectorStoreBase):
                 ),
             )
         )
-        return [
+        hits = [
             VectorHit(_id(hit.id), float(hit.score), hit.payload or {}) for hit in response.points
         ]
+        if score_threshold is None:
+            return hits
+        if spec.distance == "euclid":
+            return [hit for hit in hits if hit.score <= score_threshold]
+        return [hit for hit in hits if hit.score >= score_threshold]
 
     async def _delete_ids(self, spec: CollectionSpec, ids: list[str | int]) -> None:
         selector = _models().PointIdsList(points=ids)

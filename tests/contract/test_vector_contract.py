@@ -574,3 +574,85 @@ def test_exact_search_matches_a_brute_force_oracle(  # noqa: PLR0917 - hypothesi
             await store.close()
 
     asyncio.run(scenario())
+
+
+# ------------------------------------------- zero vectors, threshold at its boundary
+small = st.lists(st.sampled_from([0, 0, 1, -1, 2]), min_size=3, max_size=3)
+
+
+def expected_score(distance: str, stored: list[int], query: list[int]) -> float:
+    """Qdrant's score, with a zero vector's cosine similarity 0 (its normalised form
+    stays zero)."""
+    if distance == "cosine" and not (any(stored) and any(query)):
+        return 0.0
+    return oracle_score(distance, [float(x) for x in stored], [float(x) for x in query])
+
+
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    distance=st.sampled_from(["cosine", "dot", "euclid"]),
+    stored=st.lists(small, min_size=1, max_size=8),
+    query=small,
+    pick=st.integers(0, 7),
+)
+def test_scores_are_defined_and_a_threshold_keeps_hits_exactly_at_it(
+    make_store: Factory, distance: str, stored: list[list[int]], query: list[int], pick: int
+) -> None:
+    """Zero vectors (stored, or the query) score 0 with cosine, as on Qdrant -- pgvector
+    reported NaN. A ``score_threshold`` equal to a hit's score keeps that hit ("at least
+    that good") -- Qdrant local mode dropped it (strictly better only). Small integer
+    vectors make every engine's score exact, so the boundary is really met."""
+
+    async def scenario() -> None:
+        store = make_store()
+        name = unique()
+        try:
+            await store.ensure_collection(name, vector_size=3, distance=distance)
+            await store.upsert(name, [VectorPoint(i, v) for i, v in enumerate(stored)])
+            scores = {i: expected_score(distance, v, query) for i, v in enumerate(stored)}
+            hits = await store.search(name, query, limit=len(stored), exact=True)
+            assert all(math.isfinite(hit.score) for hit in hits)
+            assert sorted(hit.id for hit in hits) == sorted(scores)
+            for hit in hits:
+                assert hit.score == pytest.approx(scores[int(hit.id)], abs=1e-5)
+            # dot and euclid of small ints are exact everywhere; a cosine equal to the
+            # threshold may differ in the last float32 bit, so cosine uses the score the
+            # engine itself reported.
+            threshold = hits[pick % len(hits)].score
+            kept = await store.search(
+                name, query, limit=len(stored), score_threshold=threshold, exact=True
+            )
+            better = [
+                hit.id
+                for hit in hits
+                if (hit.score <= threshold if distance == "euclid" else hit.score >= threshold)
+            ]
+            assert sorted(hit.id for hit in kept) == sorted(better)
+            await store.delete_collection(name)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("distance", "threshold", "expected"),
+    [("dot", 0.0, [1, 3]), ("euclid", 1.0, [1, 3]), ("cosine", 0.0, [1, 3])],
+)
+async def test_a_hit_exactly_at_the_threshold_is_kept(
+    store: VectorStoreBase, distance: str, threshold: float, expected: list[int]
+) -> None:
+    """Query (1, 0): point 1 = (1, 0) is best; point 3 scores exactly the threshold (dot
+    0, distance 1, cosine 0 -- a zero vector); point 2 = (-1, 0) is worse."""
+    name = unique()
+    await store.ensure_collection(name, vector_size=2, distance=distance)
+    try:
+        third = [0.0, 0.0] if distance != "euclid" else [1.0, 1.0]
+        await store.upsert(
+            name, [VectorPoint(1, [1, 0]), VectorPoint(2, [-1, 0]), VectorPoint(3, third)]
+        )
+        kept = await store.search(name, [1, 0], score_threshold=threshold, exact=True)
+        assert [hit.id for hit in kept] == expected
+        assert all(math.isfinite(hit.score) for hit in kept)
+    finally:
+        await store.delete_collection(name)
