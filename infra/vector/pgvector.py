@@ -21,8 +21,10 @@ ones. Decisions (SQL details in :mod:`infra.vector._pg_sql`):
   transaction. Above 2,000 dimensions pgvector cannot index a ``vector`` column: such a
   collection is stored and searched exactly, without an index.
 * **Batched upsert**: each batch is one ``executemany`` of ``INSERT ... ON CONFLICT (id)
-  DO UPDATE`` (asyncpg pipelines it: one round trip), idempotent, so the policy may retry
-  it; batches run ``concurrency`` at a time on the pool's connections.
+  DO UPDATE`` (asyncpg pipelines it: one round trip, one transaction), idempotent, so
+  the policy may retry it; batches run ``concurrency`` at a time on the pool's
+  connections. Rows go in id order: concurrent upserts of overlapping ids (two requests,
+  or batches of two calls) then lock rows in one order and cannot deadlock.
 * **Search** uses the HNSW index (approximate, like Qdrant's default; with a selective
   filter it can return fewer than ``limit`` hits -- pgvector 0.8's ``hnsw.iterative_scan``
   setting lifts that). ``exact=True`` scans.
@@ -194,9 +196,12 @@ class PgVectorStore(VectorStoreBase):
         return status != "DELETE 0"
 
     async def _write(self, spec: CollectionSpec, points: PreparedPoints, batch: range) -> None:
-        rows = [
+        # In id order: each batch is one transaction locking its rows one by one, so two
+        # upserts of overlapping ids in other orders would deadlock (40P01); one order
+        # for every statement makes a cycle impossible.
+        rows = sorted(
             (sql.id_text(points.ids[i]), points.vectors[i], points.payload_json[i]) for i in batch
-        ]
+        )
         await self._store.executemany(
             f"INSERT INTO {sql.table_name(spec.name)} (id, embedding, payload) "
             "VALUES ($1, $2::real[]::vector, $3::jsonb) ON CONFLICT (id) DO UPDATE "
