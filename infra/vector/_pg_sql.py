@@ -2,8 +2,10 @@
 
 Identifiers cannot be parameters: table names are built only from collection names that
 passed :func:`~infra.vector.points.check_collection_name` (letters, digits, ``_``, ``-``)
-and are always double-quoted. Everything else -- ids, vectors, payloads, filter values,
-even the filter's ``jsonpath`` text -- travels as a parameter.
+and are always double-quoted (so case is kept: ``Docs`` and ``docs`` are two tables).
+Index and primary key names have prefixes of their own (:func:`index_name`). Everything
+else -- ids, vectors, payloads, filter values, even the filter's ``jsonpath`` text --
+travels as a parameter.
 
 * **Vectors** are sent as ``real[]`` (asyncpg's binary array encoder) and cast to
   ``vector`` on the server, so no text formatting of floats and no codec registration on
@@ -46,7 +48,9 @@ __all__ = [
     "filter_sql",
     "id_from_text",
     "id_text",
+    "index_name",
     "order_sql",
+    "primary_key_name",
     "score_sql",
     "table_name",
 ]
@@ -69,6 +73,19 @@ def table_name(collection: str) -> str:
     return f'"semantica_vec_{collection}"'
 
 
+def index_name(collection: str) -> str:
+    """The quoted name of a collection's HNSW index. Tables, indexes and constraints
+    share one namespace, and collection names may end in ``_hnsw`` or ``_pkey``: a prefix
+    no table has keeps them apart (``semantica_vec_x_hnsw`` was both the index of ``x``
+    and the table of ``x_hnsw``). At most 15 + 48 characters: within PostgreSQL's 63."""
+    return f'"semantica_vidx_{collection}"'
+
+
+def primary_key_name(collection: str) -> str:
+    """The quoted primary key constraint (and index) name; see :func:`index_name`."""
+    return f'"semantica_vpk_{collection}"'
+
+
 def create_table_sql(
     collection: str, size: int, distance: str, m: int | None, ef_construct: int | None
 ) -> list[str]:
@@ -76,7 +93,8 @@ def create_table_sql(
     table = table_name(collection)
     statements = [
         (
-            f"CREATE TABLE IF NOT EXISTS {table} (id text PRIMARY KEY, "
+            f"CREATE TABLE IF NOT EXISTS {table} (id text "
+            f"CONSTRAINT {primary_key_name(collection)} PRIMARY KEY, "
             f"embedding vector({size}) NOT NULL, payload jsonb NOT NULL DEFAULT '{{}}')"
         )
     ]
@@ -84,7 +102,7 @@ def create_table_sql(
         options = {"m": m, "ef_construction": ef_construct}
         given = ", ".join(f"{key} = {int(value)}" for key, value in options.items() if value)
         with_clause = f" WITH ({given})" if given else ""
-        index = f'"semantica_vec_{collection}_hnsw"'
+        index = index_name(collection)
         statements.append(
             f"CREATE INDEX IF NOT EXISTS {index} ON {table} "
             f"USING hnsw (embedding {_OPS[distance]}){with_clause}"

@@ -15,7 +15,9 @@ relational store's (``DatabaseConnectionError`` ...), caller errors are the shar
 ones. Decisions (SQL details in :mod:`infra.vector._pg_sql`):
 
 * **A table per collection** ``semantica_vec_<name>`` (``id text``, ``embedding
-  vector(n)``, ``payload jsonb``) with an HNSW index for the collection's distance, and a
+  vector(n)``, ``payload jsonb``) with an HNSW index for the collection's distance
+  (``semantica_vidx_<name>``; the primary key is ``semantica_vpk_<name>``: prefixes no
+  table has, so collections ``x`` and ``x_hnsw`` cannot take each other's names), and a
   side table ``semantica_vector_collections`` recording size, distance and embedding
   model. ``ensure_collection`` creates the extension, both tables and the index in one
   transaction. Above 2,000 dimensions pgvector cannot index a ``vector`` column: such a
