@@ -38,7 +38,7 @@ from infra.resilience import ResiliencePolicy
 from infra.validation import shown
 from infra.vector.batching import ProgressCallback, plan_batches, run_batches
 from infra.vector.errors import CollectionConfigMismatchError, EmbeddingModelMismatchError
-from infra.vector.filters import Condition, parse_filter
+from infra.vector.filters import Condition, parse_filter, text_problem
 from infra.vector.points import (
     PreparedPoints,
     check_collection_name,
@@ -96,10 +96,14 @@ def _check_size(value: object, component: str) -> int:
 
 
 def _check_model(value: object, component: str) -> str | None:
-    if value is None or (isinstance(value, str) and 0 < len(value) <= 256):
+    """``None`` or a model id every engine records (PostgreSQL text holds no U+0000)."""
+    if value is None or (
+        isinstance(value, str) and 0 < len(value) <= 256 and text_problem(value) is None
+    ):
         return value
     raise InvalidArgumentError(
-        f"model must be None or the embedding model's id (1-256 characters), got {shown(value)}",
+        f"model must be None or the embedding model's id (1-256 characters, no U+0000 "
+        f"or lone surrogate), got {shown(value)}",
         argument="model",
         component=component,
     )

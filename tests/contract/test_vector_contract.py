@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from infra.exceptions import (
@@ -656,3 +656,38 @@ async def test_a_hit_exactly_at_the_threshold_is_kept(
         assert all(math.isfinite(hit.score) for hit in kept)
     finally:
         await store.delete_collection(name)
+
+
+model_ids = st.text(min_size=1, max_size=12)
+
+
+@settings(max_examples=10, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model=model_ids)
+@example(model="bge\x00small")
+@example(model="e5-\ud800")
+def test_any_model_id_is_recorded_as_given_or_refused_before_io(
+    make_store: Factory, model: str
+) -> None:
+    """A model id is recorded and read back unchanged, or -- holding U+0000 or a lone
+    surrogate, which PostgreSQL cannot store -- refused on every engine before anything
+    is created (pgvector failed with a QueryDataError)."""
+    storable = "\x00" not in model and not any(0xD800 <= ord(c) <= 0xDFFF for c in model)
+
+    async def scenario() -> None:
+        store = make_store()
+        name = unique()
+        try:
+            if not storable:
+                with pytest.raises(InvalidArgumentError) as caught:
+                    await store.ensure_collection(name, vector_size=2, model=model)
+                assert caught.value.details["argument"] == "model"
+                with pytest.raises(CollectionNotFoundError):
+                    await store.collection_info(name)
+                return
+            await store.ensure_collection(name, vector_size=2, model=model)
+            assert (await store.collection_info(name)).model == model
+            await store.delete_collection(name)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
