@@ -27,9 +27,11 @@ ones. Decisions (SQL details in :mod:`infra.vector._pg_sql`):
   the policy may retry it; batches run ``concurrency`` at a time on the pool's
   connections. Rows go in id order: concurrent upserts of overlapping ids (two requests,
   or batches of two calls) then lock rows in one order and cannot deadlock.
-* **Search** uses the HNSW index (approximate, like Qdrant's default; with a selective
-  filter it can return fewer than ``limit`` hits -- pgvector 0.8's ``hnsw.iterative_scan``
-  setting lifts that). ``exact=True`` scans.
+* **Search** uses the HNSW index (approximate, like Qdrant's default). A filtered or
+  thresholded search, or one of more than 40 hits, runs with pgvector 0.8's
+  ``hnsw.iterative_scan`` for that statement (one scan yields only ``hnsw.ef_search``
+  = 40 candidates, before the filter); a filtered search still short of ``limit`` is
+  run again as a scan, so a filter never hides matching points. ``exact=True`` scans.
 * **Health** is the relational store's (``select 1`` outside the policy).
 """
 
@@ -40,6 +42,8 @@ ones. Decisions (SQL details in :mod:`infra.vector._pg_sql`):
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 from infra.calls import BackendCalls
@@ -63,6 +67,18 @@ __all__ = ["PgVectorStore"]
 _UNDEFINED_TABLE = "42P01"
 #: The first PostgreSQL with jsonpath ``.string()`` (exact integer equality, _pg_sql).
 _JSONPATH_STRING_VERSION = 170_000
+#: The first pgvector with ``hnsw.iterative_scan``.
+_ITERATIVE_SCAN_VERSION = (0, 8)
+#: pgvector's default ``hnsw.ef_search``: how many candidates one index scan yields.
+_EF_SEARCH = 40
+
+
+@dataclass(frozen=True, slots=True)
+class _Server:
+    exact_ints: bool
+    """jsonpath ``.string()`` (PostgreSQL 17+): an int never equals a float (_pg_sql)."""
+    iterative_scan: bool
+    """pgvector 0.8+: an HNSW scan can go on until ``limit`` rows pass the filter."""
 
 
 class PgVectorStore(VectorStoreBase):
@@ -105,7 +121,7 @@ class PgVectorStore(VectorStoreBase):
         )
         self._store = store
         self._owns_store = owns_store
-        self._exact_ints: bool | None = None  # jsonpath .string(): PostgreSQL 17+
+        self._server_info: _Server | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, policy: ResiliencePolicy | None = None) -> Self:
@@ -134,16 +150,28 @@ class PgVectorStore(VectorStoreBase):
         if self._owns_store:
             await self._store.close()
 
+    async def _server(self) -> _Server:
+        """What the server offers, asked once (on the first search or filter)."""
+        if self._server_info is None:
+            row = await self._store.fetchrow(
+                "SELECT current_setting('server_version_num')::int AS version, "
+                "(SELECT extversion FROM pg_extension WHERE extname = 'vector') AS vector"
+            )
+            version = int(row["version"]) if row is not None else 0
+            extension = str(row["vector"]) if row is not None and row["vector"] else "0"
+            numbers = tuple(int(part) for part in re.findall(r"\d+", extension)[:2])
+            self._server_info = _Server(
+                exact_ints=version >= _JSONPATH_STRING_VERSION,
+                iterative_scan=numbers >= _ITERATIVE_SCAN_VERSION,
+            )
+        return self._server_info
+
     async def _filter(
         self, conditions: tuple[Condition, ...], first_parameter: int
     ) -> tuple[str, list[Any]]:
-        """The filter's SQL; asks the server's version once, on the first filter."""
-        if conditions and self._exact_ints is None:
-            version = await self._store.fetchval(
-                "SELECT current_setting('server_version_num')::int"
-            )
-            self._exact_ints = int(version) >= _JSONPATH_STRING_VERSION
-        return sql.filter_sql(conditions, first_parameter, exact_ints=bool(self._exact_ints))
+        """The filter's SQL (exact integer equality where the server can, _pg_sql)."""
+        exact_ints = bool(conditions) and (await self._server()).exact_ints
+        return sql.filter_sql(conditions, first_parameter, exact_ints=exact_ints)
 
     # -------------------------------------------------------------------------- primitives
     async def _describe(self, name: str) -> CollectionSpec | None:
@@ -230,17 +258,42 @@ class PgVectorStore(VectorStoreBase):
             compare = "<=" if spec.distance == "euclid" else ">="
             where += f" AND {score} {compare} ${3 + len(params)}"
             params.append(score_threshold)
-        rows = await self._store.fetch(
-            f"SELECT id, payload, {score} AS score FROM {sql.table_name(spec.name)} "
-            f"WHERE {where} ORDER BY {sql.order_sql(spec.distance, 1, exact=exact)} LIMIT $2",
-            vector,
-            limit,
-            *params,
-        )
-        return [
+        table = sql.table_name(spec.name)
+        select = f"SELECT id, payload, {score} AS score FROM {table} WHERE {where}"
+        order = f"ORDER BY {sql.order_sql(spec.distance, 1, exact=exact)} LIMIT $2"
+        narrowed = bool(conditions) or score_threshold is not None or limit > _EF_SEARCH
+        if exact or not narrowed or not (await self._server()).iterative_scan:
+            query = f"{select} {order}"
+        else:
+            # One HNSW scan yields ef_search (40) candidates, and the filter, the threshold
+            # and LIMIT apply to those: a filtered search returned 0-2 of 10 hits that
+            # existed, a limit of 100 at most 40. pgvector 0.8's iterative scan goes on
+            # until enough rows pass. It is set for this statement only (set_config(...,
+            # true), the statement's own transaction) by a one-row subquery that the
+            # search is joined to laterally: it runs before the index scan starts.
+            query = (
+                "SELECT hits.* FROM (SELECT set_config('hnsw.iterative_scan', "
+                "'strict_order', true) AS mode) AS scan CROSS JOIN LATERAL "
+                f"({select} AND scan.mode IS NOT NULL {order}) AS hits"
+            )
+        rows = await self._store.fetch(query, vector, limit, *params)
+        if conditions and not exact and len(rows) < limit:
+            # Still short: the iterative scan stops after hnsw.max_scan_tuples (20,000)
+            # rows, and a selective filter may match fewer. Scan them all: the filter
+            # passes few rows, whose distances only are computed.
+            rows = await self._store.fetch(
+                f"{select} ORDER BY {sql.order_sql(spec.distance, 1, exact=True)} LIMIT $2",
+                vector,
+                limit,
+                *params,
+            )
+        hits = [
             VectorHit(sql.id_from_text(row["id"]), float(row["score"]), _payload(row["payload"]))
             for row in rows
         ]
+        # A join's output order is not promised; the scan's is (ties keep it).
+        hits.sort(key=lambda hit: hit.score, reverse=spec.distance != "euclid")
+        return hits
 
     async def _delete_ids(self, spec: CollectionSpec, ids: list[str | int]) -> None:
         await self._store.execute(

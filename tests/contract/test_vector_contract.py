@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import random
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -686,6 +687,47 @@ def test_any_model_id_is_recorded_as_given_or_refused_before_io(
                 return
             await store.ensure_collection(name, vector_size=2, model=model)
             assert (await store.collection_info(name)).model == model
+            await store.delete_collection(name)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+@settings(max_examples=4, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    every=st.sampled_from([1, 25, 100, 400]),
+    limit=st.sampled_from([1, 10, 45, 100]),
+    seed=st.integers(0, 2**16),
+)
+@example(every=100, limit=10, seed=0)  # a selective filter
+@example(every=1, limit=100, seed=0)  # no filter, more hits than one HNSW scan yields
+def test_an_approximate_search_returns_limit_hits_when_enough_points_match(
+    make_store: Factory, every: int, limit: int, seed: int
+) -> None:
+    """2,000 points; a filter matching one in ``every`` (none for 1). An approximate
+    search (the index) returns ``min(limit, matching)`` hits, all matching, best first.
+    On pgvector one HNSW scan yields 40 candidates before the filter and LIMIT: a search
+    for 10 hits among 20 matching points returned 0-2, a search for 100 returned 40."""
+    rnd = random.Random(seed)
+    points = [
+        VectorPoint(i, [rnd.gauss(0, 1) for _ in range(4)], {"tag": i % every == 0})
+        for i in range(2_000)
+    ]
+    flt = None if every == 1 else {"tag": True}
+    matching = len(range(0, 2_000, every))
+
+    async def scenario() -> None:
+        store = make_store(batch_size=500)
+        name = unique()
+        try:
+            await store.ensure_collection(name, vector_size=4, distance="euclid")
+            await store.upsert(name, points)
+            query = [rnd.gauss(0, 1) for _ in range(4)]
+            hits = await store.search(name, query, limit=limit, filter=flt)
+            assert len(hits) == min(limit, matching)
+            assert all(int(hit.id) % every == 0 for hit in hits)
+            assert [hit.score for hit in hits] == sorted(hit.score for hit in hits)
             await store.delete_collection(name)
         finally:
             await store.close()
