@@ -42,6 +42,7 @@ Decisions (the shared ones -- checks before I/O, bookkeeping, batching -- are in
 
 from __future__ import annotations
 
+import array
 import functools
 import math
 import re
@@ -151,8 +152,10 @@ def _id(value: object) -> str | int:
 
 
 def _vector(value: object) -> list[float]:
-    """A record's (unnamed) vector as floats; ``[]`` when absent."""
-    return [float(x) for x in value] if isinstance(value, list) else []
+    """A record's (unnamed) vector as the 32-bit floats stored; ``[]`` when absent. A
+    server's JSON writes a float32 in its shortest form (``0.1``), local mode and
+    pgvector give its exact value (``0.10000000149011612``): rounding makes all alike."""
+    return array.array("f", value).tolist() if isinstance(value, list) else []
 
 
 class QdrantVectorStore(VectorStoreBase):

@@ -11,6 +11,7 @@ is approximate by design.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import itertools
 import math
@@ -728,6 +729,44 @@ def test_an_approximate_search_returns_limit_hits_when_enough_points_match(
             assert len(hits) == min(limit, matching)
             assert all(int(hit.id) % every == 0 for hit in hits)
             assert [hit.score for hit in hits] == sorted(hit.score for hit in hits)
+            await store.delete_collection(name)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+stored_values = st.one_of(
+    st.floats(-1e6, 1e6, allow_nan=False),
+    st.floats(width=32, allow_nan=False, allow_infinity=False),
+    st.sampled_from([0.1, 1 / 3, 1e-40, -2.5e-39, 3.4028234663852886e38]),
+)
+
+
+@settings(max_examples=10, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    distance=st.sampled_from(["dot", "euclid"]),
+    vectors=st.lists(st.lists(stored_values, min_size=3, max_size=3), min_size=1, max_size=6),
+)
+@example(distance="euclid", vectors=[[0.1, 1 / 3, 1e-40]])
+def test_vectors_come_back_as_the_32_bit_floats_stored(
+    make_store: Factory, distance: str, vectors: list[list[float]]
+) -> None:
+    """Every engine stores 32-bit floats: ``scroll(with_vectors=True)`` returns each
+    element rounded to float32, exactly -- the fake returned the float64 given (0.1
+    where Qdrant and pgvector return 0.10000000149011612), so a test passing on the fake
+    failed on the real stores."""
+
+    async def scenario() -> None:
+        store = make_store()
+        name = unique()
+        try:
+            await store.ensure_collection(name, vector_size=3, distance=distance)
+            await store.upsert(name, [VectorPoint(i, v) for i, v in enumerate(vectors)])
+            page = await store.scroll(name, with_vectors=True)
+            assert [list(p.vector) for p in page.points] == [
+                array.array("f", v).tolist() for v in vectors
+            ]
             await store.delete_collection(name)
         finally:
             await store.close()
