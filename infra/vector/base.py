@@ -26,12 +26,18 @@ import asyncio
 import contextlib
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from infra.calls import BackendCalls
-from infra.exceptions import CollectionNotFoundError, InvalidArgumentError, VectorStoreError
+from infra.exceptions import (
+    CollectionNotFoundError,
+    DimensionMismatchError,
+    InfraError,
+    InvalidArgumentError,
+    VectorStoreError,
+)
 from infra.health_check import HealthCheckResult, HealthProbe, probe_calls
 from infra.ports import VectorHit, VectorPoint
 from infra.resilience import ResiliencePolicy
@@ -373,8 +379,11 @@ class VectorStoreBase(ABC):
         return await self._drop(name)
 
     async def collection_info(self, name: str) -> CollectionSpec:
-        """The collection's recorded size, distance and model."""
+        """The collection's recorded size, distance and model, as the engine has them now
+        (another store or process may have recreated it)."""
         await self._ready()
+        check_collection_name(name, component=self.component)
+        self._specs.pop(name, None)
         return await self._spec(name)
 
     async def _spec(self, name: str, model: str | None = None) -> CollectionSpec:
@@ -400,6 +409,29 @@ class VectorStoreBase(ABC):
             )
         return spec
 
+    async def _recheck(self, cached: CollectionSpec, model: str | None) -> CollectionSpec | None:
+        """After a vector of another size than ``cached`` says: the collection as the
+        engine has it now, or ``None`` if its size is unchanged (the vector is wrong).
+        Another store or process may have recreated it with another size; the cached
+        size would refuse the right vectors until a restart."""
+        self._specs.pop(cached.name, None)
+        fresh = await self._spec(cached.name, model)
+        return None if fresh.size == cached.size else fresh
+
+    @contextlib.contextmanager
+    def _forgotten_if_missing(self, name: str) -> Iterator[None]:
+        """Forget the cached configuration of a collection the engine says is gone
+        (deleted by another store or process): a later ``ensure_collection`` or call
+        reads it again instead of trusting the stale one."""
+        try:
+            yield
+        except InfraError as exc:
+            if isinstance(exc, CollectionNotFoundError) or isinstance(
+                exc.__cause__, CollectionNotFoundError
+            ):
+                self._specs.pop(name, None)
+            raise
+
     # ---------------------------------------------------------------------------- points
     async def upsert(
         self,
@@ -414,12 +446,21 @@ class VectorStoreBase(ABC):
         :class:`~infra.vector.errors.VectorUpsertError` (what was and was not written)."""
         await self._ready()
         spec = await self._spec(collection, model)
-        if len(points) > self._threaded_above:
-            prepared = await asyncio.to_thread(
-                prepare_points, points, spec.size, component=self.component
-            )
-        else:
-            prepared = prepare_points(points, spec.size, component=self.component)
+
+        async def prepare(size: int) -> PreparedPoints:
+            if len(points) > self._threaded_above:
+                return await asyncio.to_thread(
+                    prepare_points, points, size, component=self.component
+                )
+            return prepare_points(points, size, component=self.component)
+
+        try:
+            prepared = await prepare(spec.size)
+        except DimensionMismatchError:
+            fresh = await self._recheck(spec, model)
+            if fresh is None:
+                raise
+            spec, prepared = fresh, await prepare(fresh.size)
         if not prepared.ids:
             return 0
         batches = plan_batches(
@@ -429,15 +470,16 @@ class VectorStoreBase(ABC):
         async def write(batch: range) -> None:
             await self._write(spec, prepared, batch)
 
-        return await run_batches(
-            batches,
-            write,
-            ids=prepared.ids,
-            concurrency=self._concurrency,
-            on_progress=on_progress,
-            log_every=self._log_every,
-            component=self.component,
-        )
+        with self._forgotten_if_missing(collection):
+            return await run_batches(
+                batches,
+                write,
+                ids=prepared.ids,
+                concurrency=self._concurrency,
+                on_progress=on_progress,
+                log_every=self._log_every,
+                component=self.component,
+            )
 
     async def search(
         self,
@@ -458,15 +500,22 @@ class VectorStoreBase(ABC):
         conditions = parse_filter(filter)
         threshold = self._check_threshold(score_threshold)
         spec = await self._spec(collection, model)
-        query = check_vector(vector, spec.size, component=self.component)
-        return await self._search(
-            spec,
-            query,
-            limit=limit,
-            conditions=conditions,
-            score_threshold=threshold,
-            exact=bool(exact),
-        )
+        try:
+            query = check_vector(vector, spec.size, component=self.component)
+        except DimensionMismatchError:
+            fresh = await self._recheck(spec, model)
+            if fresh is None:
+                raise
+            spec, query = fresh, check_vector(vector, fresh.size, component=self.component)
+        with self._forgotten_if_missing(collection):
+            return await self._search(
+                spec,
+                query,
+                limit=limit,
+                conditions=conditions,
+                score_threshold=threshold,
+                exact=bool(exact),
+            )
 
     def _check_threshold(self, value: object) -> float | None:
         if value is None:
@@ -490,7 +539,8 @@ class VectorStoreBase(ABC):
         checked = check_point_ids(ids, component=self.component)
         spec = await self._spec(collection)
         if checked:
-            await self._delete_ids(spec, checked)
+            with self._forgotten_if_missing(collection):
+                await self._delete_ids(spec, checked)
 
     async def delete_by_filter(
         self,
@@ -507,7 +557,9 @@ class VectorStoreBase(ABC):
                 argument="filter",
                 component=self.component,
             )
-        await self._delete_where(await self._spec(collection), conditions)
+        spec = await self._spec(collection)
+        with self._forgotten_if_missing(collection):
+            await self._delete_where(spec, conditions)
 
     async def count(
         self,
@@ -518,7 +570,9 @@ class VectorStoreBase(ABC):
         """How many points (matching ``filter``) the collection holds (exact)."""
         await self._ready()
         conditions = parse_filter(filter)
-        return await self._count(await self._spec(collection), conditions)
+        spec = await self._spec(collection)
+        with self._forgotten_if_missing(collection):
+            return await self._count(spec, conditions)
 
     async def scroll(
         self,
@@ -540,13 +594,14 @@ class VectorStoreBase(ABC):
             else check_point_id(offset, argument="offset", component=self.component)
         )
         spec = await self._spec(collection)
-        return await self._scroll(
-            spec,
-            conditions=conditions,
-            limit=limit,
-            offset=start,
-            with_vectors=bool(with_vectors),
-        )
+        with self._forgotten_if_missing(collection):
+            return await self._scroll(
+                spec,
+                conditions=conditions,
+                limit=limit,
+                offset=start,
+                with_vectors=bool(with_vectors),
+            )
 
     # ---------------------------------------------------------------------------- health
     async def health_check(

@@ -43,11 +43,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
 from infra.calls import BackendCalls
-from infra.exceptions import DatabaseError
+from infra.exceptions import CollectionNotFoundError, DatabaseError
 from infra.health_check import HealthCheckResult
 from infra.observability.metrics import MetricsCollector
 from infra.observability.tracing import TracingState
@@ -71,6 +72,35 @@ _JSONPATH_STRING_VERSION = 170_000
 _ITERATIVE_SCAN_VERSION = (0, 8)
 #: pgvector's default ``hnsw.ef_search``: how many candidates one index scan yields.
 _EF_SEARCH = 40
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _on_collection_table(
+    method: Callable[Concatenate[PgVectorStore, CollectionSpec, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[PgVectorStore, CollectionSpec, P], Coroutine[Any, Any, T]]:
+    """A primitive on a collection's table: the table missing (the collection deleted by
+    another store or process since this one looked) is ``CollectionNotFoundError``, as
+    on Qdrant, not the relational store's ``QuerySyntaxError``."""
+
+    async def run(
+        self: PgVectorStore, spec: CollectionSpec, /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        try:
+            return await method(self, spec, *args, **kwargs)
+        except DatabaseError as exc:
+            if exc.details.get("sqlstate") != _UNDEFINED_TABLE:
+                raise
+            raise CollectionNotFoundError(
+                f"collection {spec.name!r} does not exist (deleted by another store or "
+                "process?); create it with ensure_collection(name, vector_size=...)",
+                component=self.component,
+                details={"collection": spec.name},
+            ) from exc
+
+    return run
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +255,7 @@ class PgVectorStore(VectorStoreBase):
             status = await tx.execute(f"DELETE FROM {sql.COLLECTIONS_TABLE} WHERE name = $1", name)
         return status != "DELETE 0"
 
+    @_on_collection_table
     async def _write(self, spec: CollectionSpec, points: PreparedPoints, batch: range) -> None:
         # In id order: each batch is one transaction locking its rows one by one, so two
         # upserts of overlapping ids in other orders would deadlock (40P01); one order
@@ -240,6 +271,7 @@ class PgVectorStore(VectorStoreBase):
             idempotent=True,
         )
 
+    @_on_collection_table
     async def _search(
         self,
         spec: CollectionSpec,
@@ -295,6 +327,7 @@ class PgVectorStore(VectorStoreBase):
         hits.sort(key=lambda hit: hit.score, reverse=spec.distance != "euclid")
         return hits
 
+    @_on_collection_table
     async def _delete_ids(self, spec: CollectionSpec, ids: list[str | int]) -> None:
         await self._store.execute(
             f"DELETE FROM {sql.table_name(spec.name)} WHERE id = ANY($1::text[])",
@@ -302,12 +335,14 @@ class PgVectorStore(VectorStoreBase):
             idempotent=True,
         )
 
+    @_on_collection_table
     async def _delete_where(self, spec: CollectionSpec, conditions: tuple[Condition, ...]) -> None:
         where, params = await self._filter(conditions, 1)
         await self._store.execute(
             f"DELETE FROM {sql.table_name(spec.name)} WHERE {where}", *params, idempotent=True
         )
 
+    @_on_collection_table
     async def _count(self, spec: CollectionSpec, conditions: tuple[Condition, ...]) -> int:
         where, params = await self._filter(conditions, 1)
         value = await self._store.fetchval(
@@ -315,6 +350,7 @@ class PgVectorStore(VectorStoreBase):
         )
         return int(value)
 
+    @_on_collection_table
     async def _scroll(
         self,
         spec: CollectionSpec,

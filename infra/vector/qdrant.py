@@ -46,7 +46,6 @@ import array
 import functools
 import math
 import re
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
@@ -102,17 +101,26 @@ def qdrant_key(condition: Condition) -> str:
 
 
 def qdrant_threshold(score_threshold: float | None, distance: str) -> float | None:
-    """The threshold to send so that a hit exactly at ``score_threshold`` is kept: local
-    mode (and not every server version) keeps only scores strictly better, so the next
-    float on the worse side is sent, and :meth:`QdrantVectorStore._search` drops what is
-    worse than the caller's threshold. An infinite threshold keeping every hit is none;
-    one keeping none is the largest float (JSON has no infinity)."""
+    """The threshold to send so that a hit exactly at ``score_threshold`` is kept.
+
+    Local mode keeps only scores strictly better, and compares its float32 scores in
+    float32 (NumPy converts the threshold). So the largest float32 strictly worse than
+    the caller's threshold is sent -- every score at least as good passes, whether an
+    engine compares in float32 or float64, strictly or not -- and
+    :meth:`QdrantVectorStore._search` drops the hits worse than the caller's threshold.
+    A threshold that keeps every hit is none (JSON has no infinity)."""
     if score_threshold is None:
         return None
+    import numpy as np  # noqa: PLC0415 - qdrant-client's own dependency, loaded with it
+
     worse = math.inf if distance == "euclid" else -math.inf
-    if score_threshold == worse:
-        return None
-    return max(-sys.float_info.max, min(sys.float_info.max, math.nextafter(score_threshold, worse)))
+    with np.errstate(over="ignore"):  # beyond float32: infinity, then the largest float32
+        nearest = np.float32(score_threshold)
+    already_worse = (
+        float(nearest) > score_threshold if worse > 0 else float(nearest) < score_threshold
+    )
+    sent = float(nearest if already_worse else np.nextafter(nearest, np.float32(worse)))
+    return None if sent == worse else sent
 
 
 def qdrant_filter(conditions: tuple[Condition, ...]) -> qmodels.Filter | None:
