@@ -26,6 +26,8 @@
   other batches already written). A float is encoded with its exact value: an integral
   float beyond 1e16 as ``100000000000000000000.0``, not ``1e+20``, which ``jsonb`` would
   keep as the integer ``10**20`` (returned as an ``int``, and equal to an integer filter).
+  Lists and mappings nest at most :data:`MAX_PAYLOAD_DEPTH` (100) levels: a Qdrant server
+  refuses deeper JSON, and deeper still Python's encoder failed with ``RecursionError``.
 * **Duplicates** in one upsert are refused: batches run concurrently, so which of two
   points with one id would win is not defined.
 
@@ -51,6 +53,7 @@ from infra.vector.filters import text_problem
 __all__ = [
     "DISTANCES",
     "FLOAT32_MAX",
+    "MAX_PAYLOAD_DEPTH",
     "MAX_POINT_ID",
     "PreparedPoints",
     "check_collection_name",
@@ -64,6 +67,10 @@ __all__ = [
     "prepare_points",
 ]
 
+#: Deepest nesting of lists and mappings in a payload (the payload itself is level 1).
+#: A Qdrant server parses requests with serde_json, whose recursion limit is 128 levels,
+#: three of them the request's own; one limit on every engine keeps code portable.
+MAX_PAYLOAD_DEPTH: Final = 100
 #: Largest integer id (Qdrant ids are unsigned 64-bit).
 MAX_POINT_ID: Final = 2**64 - 1
 #: Distance names accepted, mapped to the canonical one.
@@ -280,6 +287,13 @@ def _payload_json(payload: object, argument: str, component: str | None) -> str:
             argument=argument,
             component=component,
         ) from None
+    except RecursionError:
+        raise _too_deep(argument, component) from None
+    # Only a payload with many brackets can be too deep: counted in C.
+    if text.count("[") + text.count("{") > MAX_PAYLOAD_DEPTH and (
+        _depth(json.loads(text)) > MAX_PAYLOAD_DEPTH
+    ):
+        raise _too_deep(argument, component)
     # Rare cases, found in the text in C: an escape (U+0000 and lone surrogates are
     # written as one) or a float written with a positive exponent.
     if "\\u" not in text and "e+" not in text:
@@ -295,6 +309,29 @@ def _payload_json(payload: object, argument: str, component: str | None) -> str:
             details={"path": where},
         )
     return _exact_json(document) if "e+" in text else text
+
+
+def _too_deep(argument: str, component: str | None) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"{argument} nests lists and mappings more than {MAX_PAYLOAD_DEPTH} levels deep; "
+        "a Qdrant server's JSON parser stops at 128 levels (the request's own included): "
+        "flatten it",
+        argument=argument,
+        component=component,
+    )
+
+
+def _depth(document: Any) -> int:
+    """How many lists and mappings deep ``document`` nests (iterative: any depth)."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        value, level = pending.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, level)
+            items = value.values() if isinstance(value, dict) else value
+            pending.extend((item, level + 1) for item in items)
+    return deepest
 
 
 def _stored_text_problem(value: Any, where: str) -> tuple[str, str] | None:

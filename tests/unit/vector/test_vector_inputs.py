@@ -417,3 +417,32 @@ def test_a_score_threshold_beyond_every_float_is_a_typed_error(threshold: int) -
         assert caught.value.details["argument"] == "score_threshold"
 
     asyncio.run(scenario())
+
+
+@given(
+    depth=st.one_of(st.integers(1, 130), st.integers(130, 20_000)),
+    kinds=st.lists(st.sampled_from(["list", "dict"]), min_size=1, max_size=4),
+    position=st.integers(0, 2),
+)
+@example(depth=5_000, kinds=["list"], position=0)  # RecursionError before
+@example(depth=101, kinds=["dict"], position=1)  # accepted before; a server refuses it
+def test_payloads_nest_at_most_max_depth_levels(
+    depth: int, kinds: list[str], position: int
+) -> None:
+    """A payload nesting lists and mappings ``depth`` levels below its own: accepted up
+    to MAX_PAYLOAD_DEPTH levels in all, else refused naming the point -- deep input made
+    Python's encoder raise a bare RecursionError, and a Qdrant server refuses JSON past
+    128 levels (local mode and pgvector accept it: one rule for every engine)."""
+    from infra.vector.points import MAX_PAYLOAD_DEPTH
+
+    value: Any = "leaf"
+    for level in range(depth):
+        value = [value] if kinds[level % len(kinds)] == "list" else {"k": value}
+    points = [VectorPoint(i, [1.0], {"ok": i}) for i in range(3)]
+    points[position] = VectorPoint(position, [1.0], {"deep": value})
+    if 1 + depth <= MAX_PAYLOAD_DEPTH:
+        assert len(prepare_points(points, 1)) == 3
+        return
+    with pytest.raises(InvalidArgumentError, match="levels deep") as caught:
+        prepare_points(points, 1)
+    assert caught.value.details["argument"] == f"points[{position}].payload"
