@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -521,13 +522,14 @@ class VectorStoreBase(ABC):
         if value is None:
             return None
         number = math.nan
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        # Any real number, as for vector elements: numpy scalars, Fraction, int, float.
+        if not isinstance(value, bool) and isinstance(value, numbers.Real):
             with contextlib.suppress(OverflowError):  # an int beyond any float stays NaN
                 number = float(value)
         if math.isnan(number):
             raise InvalidArgumentError(
-                f"score_threshold must be None or a number (a float, or an int within the "
-                f"float range), got {shown(value)}",
+                f"score_threshold must be None or a real number (not NaN; an int within "
+                f"the float range), got {shown(value)}",
                 argument="score_threshold",
                 component=self.component,
             )

@@ -8,6 +8,7 @@ import json
 import math
 import re
 import uuid
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -446,3 +447,27 @@ def test_payloads_nest_at_most_max_depth_levels(
     with pytest.raises(InvalidArgumentError, match="levels deep") as caught:
         prepare_points(points, 1)
     assert caught.value.details["argument"] == f"points[{position}].payload"
+
+
+@given(
+    threshold=st.floats(-2, 2, allow_nan=False),
+    kind=st.sampled_from([float, np.float32, np.float64, Fraction, "int"]),
+)
+@example(threshold=0.5, kind=np.float32)
+def test_a_score_threshold_may_be_any_real_number(threshold: float, kind: Any) -> None:
+    """As vector elements may: a numpy scalar or a Fraction (refused before, with a
+    message calling it "not a number") thresholds the same as its float value."""
+    from infra.resilience import ResiliencePolicy
+    from infra.testing.fakes.vector import FakeVectorStore
+
+    given_value: Any = int(threshold) if kind == "int" else kind(threshold)
+
+    async def scenario() -> None:
+        store = FakeVectorStore(policy=ResiliencePolicy.instant("qdrant"))
+        await store.ensure_collection("c", vector_size=2, distance="dot")
+        await store.upsert("c", [VectorPoint(i, [(i - 8) / 4, 0.0]) for i in range(17)])
+        typed = await store.search("c", [1.0, 0.0], limit=20, score_threshold=given_value)
+        plain = await store.search("c", [1.0, 0.0], limit=20, score_threshold=float(given_value))
+        assert typed == plain
+
+    asyncio.run(scenario())
