@@ -95,7 +95,8 @@ def _on_collection_table(
                 raise
             raise CollectionNotFoundError(
                 f"collection {spec.name!r} does not exist (deleted by another store or "
-                "process?); create it with ensure_collection(name, vector_size=...)",
+                "process?); create it with ensure_collection(name, vector_size=...) -- if "
+                "only its table was dropped, delete_collection(name) first",
                 component=self.component,
                 details={"collection": spec.name},
             ) from exc
