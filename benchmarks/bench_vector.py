@@ -185,7 +185,7 @@ async def pg_upserts(
         name = f"bench_{next(counter)}"
         await store.ensure_collection(name, vector_size=dim)
         if not index:
-            await relational.execute(f'DROP INDEX "semantica_vec_{name}_hnsw"')
+            await relational.execute(f'DROP INDEX "semantica_vidx_{name}"')
         start = time.perf_counter()
         written = await store.upsert(name, [VectorPoint(i, v, p) for i, v, p in data])
         elapsed = time.perf_counter() - start

@@ -2,8 +2,10 @@
 
 Identifiers cannot be parameters: table names are built only from collection names that
 passed :func:`~infra.vector.points.check_collection_name` (letters, digits, ``_``, ``-``)
-and are always double-quoted. Everything else -- ids, vectors, payloads, filter values,
-even the filter's ``jsonpath`` text -- travels as a parameter.
+and are always double-quoted (so case is kept: ``Docs`` and ``docs`` are two tables).
+Index and primary key names have prefixes of their own (:func:`index_name`). Everything
+else -- ids, vectors, payloads, filter values, even the filter's ``jsonpath`` text --
+travels as a parameter.
 
 * **Vectors** are sent as ``real[]`` (asyncpg's binary array encoder) and cast to
   ``vector`` on the server, so no text formatting of floats and no codec registration on
@@ -12,12 +14,24 @@ even the filter's ``jsonpath`` text -- travels as a parameter.
   form. Scroll order (integers first, numerically; then UUIDs) is
   ``(is_uuid, length(id), id)``: decimal strings without leading zeros sort by length
   first, canonical UUIDs sort as their 128-bit value.
-* **Filters** become one ``jsonb_path_exists(payload, $p::jsonpath, $v::jsonb)``: lax
-  mode unwraps arrays, so a field holding an array matches when one element does, and
-  jsonpath comparisons are typed (``1`` is not ``true``) -- Qdrant's semantics.
+* **Filters** become one ``jsonb_path_exists(payload, $p::jsonpath, $v::jsonb, true)`` in
+  **strict** mode, each condition ``exists(@."a"."b" ? (test)) || exists(@."a"."b"[*] ?
+  (test))``: the field itself or, when it holds an array, one of its elements -- Qdrant's
+  semantics. Lax mode (the default) would also unwrap arrays met on the way (``{"a.b": 1}``
+  matching ``{"a": [{"b": 1}]}``) and arrays of arrays, which Qdrant does not; strict mode
+  makes such a step an error, which the ``silent`` flag turns into "no match".
+  Comparisons are typed (``1`` is not ``true`` nor ``"1"``). ``jsonb`` compares numbers as
+  decimals, so ``1`` would equal ``1.0``: on PostgreSQL 17 or later (jsonpath
+  ``.string()``) an integer condition also requires the stored text to be that integer's,
+  so a float never equals an int, as on Qdrant; on older servers it does (documented).
+  Range bounds travel with their exact value (an int as is, a float as its shortest
+  ``repr`` or, integral, its exact digits -- the form payload floats are stored in,
+  :mod:`infra.vector.points`), so a bound equal to a stored number compares equal.
 * **Scores**: cosine similarity ``1 - (e <=> q)``, dot product ``-(e <#> q)``, Euclidean
-  distance ``e <-> q``. ``exact`` adds ``+ 0`` to the ordering expression, which no index
-  can serve, so the planner scans (Qdrant's ``exact=True``).
+  distance ``e <-> q``. pgvector's cosine distance of a zero vector is NaN; Qdrant
+  scores it 0 (its normalised form stays zero), so the score is ``0`` there and an exact
+  ordering ranks it as distance 1. ``exact`` orders by an expression no index can serve,
+  so the planner scans (Qdrant's ``exact=True``).
 """
 
 from __future__ import annotations
@@ -34,7 +48,9 @@ __all__ = [
     "filter_sql",
     "id_from_text",
     "id_text",
+    "index_name",
     "order_sql",
+    "primary_key_name",
     "score_sql",
     "table_name",
 ]
@@ -57,6 +73,19 @@ def table_name(collection: str) -> str:
     return f'"semantica_vec_{collection}"'
 
 
+def index_name(collection: str) -> str:
+    """The quoted name of a collection's HNSW index. Tables, indexes and constraints
+    share one namespace, and collection names may end in ``_hnsw`` or ``_pkey``: a prefix
+    no table has keeps them apart (``semantica_vec_x_hnsw`` was both the index of ``x``
+    and the table of ``x_hnsw``). At most 15 + 48 characters: within PostgreSQL's 63."""
+    return f'"semantica_vidx_{collection}"'
+
+
+def primary_key_name(collection: str) -> str:
+    """The quoted primary key constraint (and index) name; see :func:`index_name`."""
+    return f'"semantica_vpk_{collection}"'
+
+
 def create_table_sql(
     collection: str, size: int, distance: str, m: int | None, ef_construct: int | None
 ) -> list[str]:
@@ -64,7 +93,8 @@ def create_table_sql(
     table = table_name(collection)
     statements = [
         (
-            f"CREATE TABLE IF NOT EXISTS {table} (id text PRIMARY KEY, "
+            f"CREATE TABLE IF NOT EXISTS {table} (id text "
+            f"CONSTRAINT {primary_key_name(collection)} PRIMARY KEY, "
             f"embedding vector({size}) NOT NULL, payload jsonb NOT NULL DEFAULT '{{}}')"
         )
     ]
@@ -72,7 +102,7 @@ def create_table_sql(
         options = {"m": m, "ef_construction": ef_construct}
         given = ", ".join(f"{key} = {int(value)}" for key, value in options.items() if value)
         with_clause = f" WITH ({given})" if given else ""
-        index = f'"semantica_vec_{collection}_hnsw"'
+        index = index_name(collection)
         statements.append(
             f"CREATE INDEX IF NOT EXISTS {index} ON {table} "
             f"USING hnsw (embedding {_OPS[distance]}){with_clause}"
@@ -96,39 +126,67 @@ def distance_sql(distance: str, parameter: int) -> str:
 def score_sql(distance: str, parameter: int) -> str:
     """The score Qdrant would report, from the distance expression."""
     raw = distance_sql(distance, parameter)
-    return {"cosine": f"(1 - {raw})", "dot": f"(-{raw})", "euclid": raw}[distance]
+    return {
+        "cosine": f"COALESCE(NULLIF(1 - {raw}, 'NaN'::float8), 0)",
+        "dot": f"(-{raw})",
+        "euclid": raw,
+    }[distance]
 
 
 def order_sql(distance: str, parameter: int, *, exact: bool) -> str:
-    return distance_sql(distance, parameter) + (" + 0" if exact else "")
+    """Best first; ``exact``: an expression no index serves (a zero vector's cosine
+    distance, NaN, ranks as 1: score 0)."""
+    raw = distance_sql(distance, parameter)
+    if not exact:
+        return raw
+    return f"COALESCE(NULLIF({raw}, 'NaN'::float8), 1)" if distance == "cosine" else f"{raw} + 0"
 
 
 def _path(condition: Condition) -> str:
     return "@" + "".join(f".{json.dumps(part)}" for part in condition.path)
 
 
-def filter_sql(conditions: Sequence[Condition], first_parameter: int) -> tuple[str, list[Any]]:
-    """``(sql, parameters)`` of the filter: ``TRUE`` and none without conditions."""
+def _number_json(value: float | int) -> str:
+    """A bound's exact JSON number (see the module docstring)."""
+    if isinstance(value, float):
+        text = repr(value)
+        return f"{int(value)}.0" if "e+" in text else text
+    return str(value)
+
+
+def filter_sql(
+    conditions: Sequence[Condition], first_parameter: int, *, exact_ints: bool = True
+) -> tuple[str, list[Any]]:
+    """``(sql, parameters)`` of the filter: ``TRUE`` and none without conditions.
+    ``exact_ints``: the server has jsonpath ``.string()`` (PostgreSQL 17+)."""
     if not conditions:
         return "TRUE", []
-    variables: dict[str, Any] = {}
+    variables: list[str] = []
+
+    def variable(json_text: str) -> str:
+        variables.append(f'"v{len(variables)}":{json_text}')
+        return f"$v{len(variables) - 1}"
+
     parts: list[str] = []
     for condition in conditions:
         tests: list[str] = []
         if condition.is_range:
             symbols = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
             for name, bound in condition.bounds().items():
-                variable = f"v{len(variables)}"
-                variables[variable] = bound
-                tests.append(f"@ {symbols[name]} ${variable}")
+                tests.append(f"@ {symbols[name]} {variable(_number_json(bound))}")
             joined = " && ".join(tests)
         else:
             for value in condition.values:
-                variable = f"v{len(variables)}"
-                variables[variable] = value
-                tests.append(f"@ == ${variable}")
+                test = f"@ == {variable(json.dumps(value))}"
+                if exact_ints and isinstance(value, int) and not isinstance(value, bool):
+                    test = f"({test} && @.string() == {variable(json.dumps(str(value)))})"
+                tests.append(test)
             joined = " || ".join(tests)
-        parts.append(f"exists({_path(condition)} ? ({joined}))")
-    path = "$ ? (" + " && ".join(parts) + ")"
-    sql = f"jsonb_path_exists(payload, ${first_parameter}::jsonpath, ${first_parameter + 1}::jsonb)"
-    return sql, [path, json.dumps(variables)]
+        path = _path(condition)
+        parts.append(f"(exists({path} ? ({joined})) || exists({path}[*] ? ({joined})))")
+    path = "strict $ ? (" + " && ".join(parts) + ")"
+    sql = (
+        f"jsonb_path_exists(payload, ${first_parameter}::jsonpath, "
+        f"${first_parameter + 1}::jsonb, true)"
+    )
+    return sql, [path, "{" + ",".join(variables) + "}"]

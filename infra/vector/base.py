@@ -23,21 +23,29 @@ A ``model=`` passed to ``upsert`` or ``search`` must equal the recorded one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from infra.calls import BackendCalls
-from infra.exceptions import CollectionNotFoundError, InvalidArgumentError, VectorStoreError
+from infra.exceptions import (
+    CollectionNotFoundError,
+    DimensionMismatchError,
+    InfraError,
+    InvalidArgumentError,
+    VectorStoreError,
+)
 from infra.health_check import HealthCheckResult, HealthProbe, probe_calls
 from infra.ports import VectorHit, VectorPoint
 from infra.resilience import ResiliencePolicy
 from infra.validation import shown
 from infra.vector.batching import ProgressCallback, plan_batches, run_batches
 from infra.vector.errors import CollectionConfigMismatchError, EmbeddingModelMismatchError
-from infra.vector.filters import Condition, parse_filter
+from infra.vector.filters import Condition, parse_filter, text_problem
 from infra.vector.points import (
     PreparedPoints,
     check_collection_name,
@@ -95,10 +103,14 @@ def _check_size(value: object, component: str) -> int:
 
 
 def _check_model(value: object, component: str) -> str | None:
-    if value is None or (isinstance(value, str) and 0 < len(value) <= 256):
+    """``None`` or a model id every engine records (PostgreSQL text holds no U+0000)."""
+    if value is None or (
+        isinstance(value, str) and 0 < len(value) <= 256 and text_problem(value) is None
+    ):
         return value
     raise InvalidArgumentError(
-        f"model must be None or the embedding model's id (1-256 characters), got {shown(value)}",
+        f"model must be None or the embedding model's id (1-256 characters, no U+0000 "
+        f"or lone surrogate), got {shown(value)}",
         argument="model",
         component=component,
     )
@@ -368,8 +380,11 @@ class VectorStoreBase(ABC):
         return await self._drop(name)
 
     async def collection_info(self, name: str) -> CollectionSpec:
-        """The collection's recorded size, distance and model."""
+        """The collection's recorded size, distance and model, as the engine has them now
+        (another store or process may have recreated it)."""
         await self._ready()
+        check_collection_name(name, component=self.component)
+        self._specs.pop(name, None)
         return await self._spec(name)
 
     async def _spec(self, name: str, model: str | None = None) -> CollectionSpec:
@@ -395,6 +410,29 @@ class VectorStoreBase(ABC):
             )
         return spec
 
+    async def _recheck(self, cached: CollectionSpec, model: str | None) -> CollectionSpec | None:
+        """After a vector of another size than ``cached`` says: the collection as the
+        engine has it now, or ``None`` if its size is unchanged (the vector is wrong).
+        Another store or process may have recreated it with another size; the cached
+        size would refuse the right vectors until a restart."""
+        self._specs.pop(cached.name, None)
+        fresh = await self._spec(cached.name, model)
+        return None if fresh.size == cached.size else fresh
+
+    @contextlib.contextmanager
+    def _forgotten_if_missing(self, name: str) -> Iterator[None]:
+        """Forget the cached configuration of a collection the engine says is gone
+        (deleted by another store or process): a later ``ensure_collection`` or call
+        reads it again instead of trusting the stale one."""
+        try:
+            yield
+        except InfraError as exc:
+            if isinstance(exc, CollectionNotFoundError) or isinstance(
+                exc.__cause__, CollectionNotFoundError
+            ):
+                self._specs.pop(name, None)
+            raise
+
     # ---------------------------------------------------------------------------- points
     async def upsert(
         self,
@@ -409,12 +447,21 @@ class VectorStoreBase(ABC):
         :class:`~infra.vector.errors.VectorUpsertError` (what was and was not written)."""
         await self._ready()
         spec = await self._spec(collection, model)
-        if len(points) > self._threaded_above:
-            prepared = await asyncio.to_thread(
-                prepare_points, points, spec.size, component=self.component
-            )
-        else:
-            prepared = prepare_points(points, spec.size, component=self.component)
+
+        async def prepare(size: int) -> PreparedPoints:
+            if len(points) > self._threaded_above:
+                return await asyncio.to_thread(
+                    prepare_points, points, size, component=self.component
+                )
+            return prepare_points(points, size, component=self.component)
+
+        try:
+            prepared = await prepare(spec.size)
+        except DimensionMismatchError:
+            fresh = await self._recheck(spec, model)
+            if fresh is None:
+                raise
+            spec, prepared = fresh, await prepare(fresh.size)
         if not prepared.ids:
             return 0
         batches = plan_batches(
@@ -424,15 +471,16 @@ class VectorStoreBase(ABC):
         async def write(batch: range) -> None:
             await self._write(spec, prepared, batch)
 
-        return await run_batches(
-            batches,
-            write,
-            ids=prepared.ids,
-            concurrency=self._concurrency,
-            on_progress=on_progress,
-            log_every=self._log_every,
-            component=self.component,
-        )
+        with self._forgotten_if_missing(collection):
+            return await run_batches(
+                batches,
+                write,
+                ids=prepared.ids,
+                concurrency=self._concurrency,
+                on_progress=on_progress,
+                log_every=self._log_every,
+                component=self.component,
+            )
 
     async def search(
         self,
@@ -453,26 +501,39 @@ class VectorStoreBase(ABC):
         conditions = parse_filter(filter)
         threshold = self._check_threshold(score_threshold)
         spec = await self._spec(collection, model)
-        query = check_vector(vector, spec.size, component=self.component)
-        return await self._search(
-            spec,
-            query,
-            limit=limit,
-            conditions=conditions,
-            score_threshold=threshold,
-            exact=bool(exact),
-        )
+        try:
+            query = check_vector(vector, spec.size, component=self.component)
+        except DimensionMismatchError:
+            fresh = await self._recheck(spec, model)
+            if fresh is None:
+                raise
+            spec, query = fresh, check_vector(vector, fresh.size, component=self.component)
+        with self._forgotten_if_missing(collection):
+            return await self._search(
+                spec,
+                query,
+                limit=limit,
+                conditions=conditions,
+                score_threshold=threshold,
+                exact=bool(exact),
+            )
 
     def _check_threshold(self, value: object) -> float | None:
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        number = math.nan
+        # Any real number, as for vector elements: numpy scalars, Fraction, int, float.
+        if not isinstance(value, bool) and isinstance(value, numbers.Real):
+            with contextlib.suppress(OverflowError):  # an int beyond any float stays NaN
+                number = float(value)
+        if math.isnan(number):
             raise InvalidArgumentError(
-                f"score_threshold must be None or a number, got {shown(value)}",
+                f"score_threshold must be None or a real number (not NaN; an int within "
+                f"the float range), got {shown(value)}",
                 argument="score_threshold",
                 component=self.component,
             )
-        return float(value)
+        return number
 
     async def delete(self, collection: str, ids: Sequence[str | int]) -> None:
         """Remove the points with these ids (absent ids are ignored)."""
@@ -480,7 +541,8 @@ class VectorStoreBase(ABC):
         checked = check_point_ids(ids, component=self.component)
         spec = await self._spec(collection)
         if checked:
-            await self._delete_ids(spec, checked)
+            with self._forgotten_if_missing(collection):
+                await self._delete_ids(spec, checked)
 
     async def delete_by_filter(
         self,
@@ -497,7 +559,9 @@ class VectorStoreBase(ABC):
                 argument="filter",
                 component=self.component,
             )
-        await self._delete_where(await self._spec(collection), conditions)
+        spec = await self._spec(collection)
+        with self._forgotten_if_missing(collection):
+            await self._delete_where(spec, conditions)
 
     async def count(
         self,
@@ -508,7 +572,9 @@ class VectorStoreBase(ABC):
         """How many points (matching ``filter``) the collection holds (exact)."""
         await self._ready()
         conditions = parse_filter(filter)
-        return await self._count(await self._spec(collection), conditions)
+        spec = await self._spec(collection)
+        with self._forgotten_if_missing(collection):
+            return await self._count(spec, conditions)
 
     async def scroll(
         self,
@@ -530,13 +596,14 @@ class VectorStoreBase(ABC):
             else check_point_id(offset, argument="offset", component=self.component)
         )
         spec = await self._spec(collection)
-        return await self._scroll(
-            spec,
-            conditions=conditions,
-            limit=limit,
-            offset=start,
-            with_vectors=bool(with_vectors),
-        )
+        with self._forgotten_if_missing(collection):
+            return await self._scroll(
+                spec,
+                conditions=conditions,
+                limit=limit,
+                offset=start,
+                with_vectors=bool(with_vectors),
+            )
 
     # ---------------------------------------------------------------------------- health
     async def health_check(

@@ -10,8 +10,21 @@ A filter is a mapping of payload field to condition; all conditions must hold::
 Semantics, as Qdrant defines them (the fake and pgvector follow): a field holding an
 array matches when *one element* matches (for a range: one element inside the whole
 range); a missing field never matches; equality is typed (``1`` does not equal ``True``
-or ``"1"``), and ranges compare numbers only. Floats are matched with ranges, not
-equality (exact float equality is not a stable notion across engines).
+or ``"1"``, and an int never equals a float: ``{"n": 1}`` does not match ``{"n": 1.0}``), and
+ranges compare numbers only. Floats are matched with ranges, not equality (exact float
+equality is not a stable notion across engines).
+
+What every engine can express, checked here (``InvalidArgumentError`` naming the field):
+
+* a field name part is any non-empty text without ``"`` (Qdrant addresses a field by a
+  path in which a part with other characters than ``A-Z a-z 0-9 _ -`` is double-quoted,
+  and a quoted part cannot hold a ``"``), nor U+0000 or a lone surrogate (PostgreSQL's
+  ``jsonb`` and any UTF-8 wire refuse them) -- the same rule as for stored text
+  (:mod:`infra.vector.points`), so a refused value could never have been stored;
+* equality values: ``str`` (same rule), ``bool``, ``int`` in the signed 64-bit range
+  (Qdrant's integers);
+* range bounds: finite ``int`` or ``float`` (an infinite or overflowing bound has no JSON
+  form; leave the bound out instead).
 
 :func:`parse_filter` checks a filter before any I/O (``InvalidArgumentError`` naming the
 field) and returns :class:`Condition` values; the engines render them (Qdrant models,
@@ -28,11 +41,13 @@ from typing import Any, Final
 from infra.exceptions import InvalidArgumentError
 from infra.validation import shown
 
-__all__ = ["Condition", "Scalar", "matches", "parse_filter"]
+__all__ = ["Condition", "Scalar", "matches", "parse_filter", "text_problem"]
 
 Scalar = str | int | bool
 _RANGE_KEYS: Final = frozenset({"gt", "gte", "lt", "lte"})
 _MISSING: Final = object()
+#: Largest finite float: an int beyond it has no float (nor JSON number) to compare as.
+_FLOAT_MAX: Final = int(1.7976931348623157e308)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +82,26 @@ def _error(field: str, message: str) -> InvalidArgumentError:
     )
 
 
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored by every engine (``None`` when it can): U+0000, which
+    PostgreSQL text and ``jsonb`` cannot hold, or a lone surrogate, which is no character
+    and has no UTF-8 form (a Qdrant server's JSON, PostgreSQL)."""
+    if "\x00" in text:
+        return "contains U+0000 (NUL), which PostgreSQL cannot store"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate (not a character: it has no UTF-8 form)"
+    return None
+
+
 def _scalar(field: str, value: object) -> Scalar:
-    if isinstance(value, str | bool) or (isinstance(value, int) and -(2**63) <= value < 2**63):
+    if isinstance(value, str):
+        problem = text_problem(value)
+        if problem is not None:
+            raise _error(field, f"value {problem}; no stored payload can hold it")
+        return value
+    if isinstance(value, bool) or (isinstance(value, int) and -(2**63) <= value < 2**63):
         return value
     raise _error(
         field,
@@ -78,9 +111,17 @@ def _scalar(field: str, value: object) -> Scalar:
 
 
 def _number(field: str, name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise _error(field, f"range bound {name!r} must be a number, got {shown(value)}")
-    return float(value)
+    """A finite bound; an ``int`` is kept exact (pgvector compares it exactly)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) <= _FLOAT_MAX:
+            return value
+    elif isinstance(value, float) and math.isfinite(value):
+        return value
+    raise _error(
+        field,
+        f"range bound {name!r} must be a finite number, got {shown(value)}; leave a bound "
+        "out for no limit on that side",
+    )
 
 
 def _condition(field: object, rule: object) -> Condition:
@@ -88,6 +129,13 @@ def _condition(field: object, rule: object) -> Condition:
         raise InvalidArgumentError(
             f"filter keys must be payload field names (dotted for nested), got {shown(field)}",
             argument="filter",
+        )
+    problem = text_problem(field) or ("contains '\"'" if '"' in field else None)
+    if problem is not None:
+        raise _error(
+            field,
+            f"field name {problem}: no engine can address such a field (Qdrant quotes "
+            "unusual names with '\"'); rename the payload field",
         )
     path = tuple(field.split("."))
     if isinstance(rule, Mapping):

@@ -15,17 +15,23 @@ relational store's (``DatabaseConnectionError`` ...), caller errors are the shar
 ones. Decisions (SQL details in :mod:`infra.vector._pg_sql`):
 
 * **A table per collection** ``semantica_vec_<name>`` (``id text``, ``embedding
-  vector(n)``, ``payload jsonb``) with an HNSW index for the collection's distance, and a
+  vector(n)``, ``payload jsonb``) with an HNSW index for the collection's distance
+  (``semantica_vidx_<name>``; the primary key is ``semantica_vpk_<name>``: prefixes no
+  table has, so collections ``x`` and ``x_hnsw`` cannot take each other's names), and a
   side table ``semantica_vector_collections`` recording size, distance and embedding
   model. ``ensure_collection`` creates the extension, both tables and the index in one
   transaction. Above 2,000 dimensions pgvector cannot index a ``vector`` column: such a
   collection is stored and searched exactly, without an index.
 * **Batched upsert**: each batch is one ``executemany`` of ``INSERT ... ON CONFLICT (id)
-  DO UPDATE`` (asyncpg pipelines it: one round trip), idempotent, so the policy may retry
-  it; batches run ``concurrency`` at a time on the pool's connections.
-* **Search** uses the HNSW index (approximate, like Qdrant's default; with a selective
-  filter it can return fewer than ``limit`` hits -- pgvector 0.8's ``hnsw.iterative_scan``
-  setting lifts that). ``exact=True`` scans.
+  DO UPDATE`` (asyncpg pipelines it: one round trip, one transaction), idempotent, so
+  the policy may retry it; batches run ``concurrency`` at a time on the pool's
+  connections. Rows go in id order: concurrent upserts of overlapping ids (two requests,
+  or batches of two calls) then lock rows in one order and cannot deadlock.
+* **Search** uses the HNSW index (approximate, like Qdrant's default). A filtered or
+  thresholded search, or one of more than 40 hits, runs with pgvector 0.8's
+  ``hnsw.iterative_scan`` for that statement (one scan yields only ``hnsw.ef_search``
+  = 40 candidates, before the filter); a filtered search still short of ``limit`` is
+  run again as a scan, so a filter never hides matching points. ``exact=True`` scans.
 * **Health** is the relational store's (``select 1`` outside the policy).
 """
 
@@ -36,10 +42,13 @@ ones. Decisions (SQL details in :mod:`infra.vector._pg_sql`):
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Self
+import re
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
 from infra.calls import BackendCalls
-from infra.exceptions import DatabaseError
+from infra.exceptions import CollectionNotFoundError, DatabaseError
 from infra.health_check import HealthCheckResult
 from infra.observability.metrics import MetricsCollector
 from infra.observability.tracing import TracingState
@@ -57,6 +66,50 @@ if TYPE_CHECKING:
 __all__ = ["PgVectorStore"]
 
 _UNDEFINED_TABLE = "42P01"
+#: The first PostgreSQL with jsonpath ``.string()`` (exact integer equality, _pg_sql).
+_JSONPATH_STRING_VERSION = 170_000
+#: The first pgvector with ``hnsw.iterative_scan``.
+_ITERATIVE_SCAN_VERSION = (0, 8)
+#: pgvector's default ``hnsw.ef_search``: how many candidates one index scan yields.
+_EF_SEARCH = 40
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _on_collection_table(
+    method: Callable[Concatenate[PgVectorStore, CollectionSpec, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[PgVectorStore, CollectionSpec, P], Coroutine[Any, Any, T]]:
+    """A primitive on a collection's table: the table missing (the collection deleted by
+    another store or process since this one looked) is ``CollectionNotFoundError``, as
+    on Qdrant, not the relational store's ``QuerySyntaxError``."""
+
+    async def run(
+        self: PgVectorStore, spec: CollectionSpec, /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        try:
+            return await method(self, spec, *args, **kwargs)
+        except DatabaseError as exc:
+            if exc.details.get("sqlstate") != _UNDEFINED_TABLE:
+                raise
+            raise CollectionNotFoundError(
+                f"collection {spec.name!r} does not exist (deleted by another store or "
+                "process?); create it with ensure_collection(name, vector_size=...) -- if "
+                "only its table was dropped, delete_collection(name) first",
+                component=self.component,
+                details={"collection": spec.name},
+            ) from exc
+
+    return run
+
+
+@dataclass(frozen=True, slots=True)
+class _Server:
+    exact_ints: bool
+    """jsonpath ``.string()`` (PostgreSQL 17+): an int never equals a float (_pg_sql)."""
+    iterative_scan: bool
+    """pgvector 0.8+: an HNSW scan can go on until ``limit`` rows pass the filter."""
 
 
 class PgVectorStore(VectorStoreBase):
@@ -99,6 +152,7 @@ class PgVectorStore(VectorStoreBase):
         )
         self._store = store
         self._owns_store = owns_store
+        self._server_info: _Server | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, policy: ResiliencePolicy | None = None) -> Self:
@@ -126,6 +180,29 @@ class PgVectorStore(VectorStoreBase):
     async def _release(self) -> None:
         if self._owns_store:
             await self._store.close()
+
+    async def _server(self) -> _Server:
+        """What the server offers, asked once (on the first search or filter)."""
+        if self._server_info is None:
+            row = await self._store.fetchrow(
+                "SELECT current_setting('server_version_num')::int AS version, "
+                "(SELECT extversion FROM pg_extension WHERE extname = 'vector') AS vector"
+            )
+            version = int(row["version"]) if row is not None else 0
+            extension = str(row["vector"]) if row is not None and row["vector"] else "0"
+            numbers = tuple(int(part) for part in re.findall(r"\d+", extension)[:2])
+            self._server_info = _Server(
+                exact_ints=version >= _JSONPATH_STRING_VERSION,
+                iterative_scan=numbers >= _ITERATIVE_SCAN_VERSION,
+            )
+        return self._server_info
+
+    async def _filter(
+        self, conditions: tuple[Condition, ...], first_parameter: int
+    ) -> tuple[str, list[Any]]:
+        """The filter's SQL (exact integer equality where the server can, _pg_sql)."""
+        exact_ints = bool(conditions) and (await self._server()).exact_ints
+        return sql.filter_sql(conditions, first_parameter, exact_ints=exact_ints)
 
     # -------------------------------------------------------------------------- primitives
     async def _describe(self, name: str) -> CollectionSpec | None:
@@ -179,10 +256,14 @@ class PgVectorStore(VectorStoreBase):
             status = await tx.execute(f"DELETE FROM {sql.COLLECTIONS_TABLE} WHERE name = $1", name)
         return status != "DELETE 0"
 
+    @_on_collection_table
     async def _write(self, spec: CollectionSpec, points: PreparedPoints, batch: range) -> None:
-        rows = [
+        # In id order: each batch is one transaction locking its rows one by one, so two
+        # upserts of overlapping ids in other orders would deadlock (40P01); one order
+        # for every statement makes a cycle impossible.
+        rows = sorted(
             (sql.id_text(points.ids[i]), points.vectors[i], points.payload_json[i]) for i in batch
-        ]
+        )
         await self._store.executemany(
             f"INSERT INTO {sql.table_name(spec.name)} (id, embedding, payload) "
             "VALUES ($1, $2::real[]::vector, $3::jsonb) ON CONFLICT (id) DO UPDATE "
@@ -191,6 +272,7 @@ class PgVectorStore(VectorStoreBase):
             idempotent=True,
         )
 
+    @_on_collection_table
     async def _search(
         self,
         spec: CollectionSpec,
@@ -201,24 +283,52 @@ class PgVectorStore(VectorStoreBase):
         score_threshold: float | None,
         exact: bool,
     ) -> list[VectorHit]:
-        where, params = sql.filter_sql(conditions, 3)
+        where, params = await self._filter(conditions, 3)
         score = sql.score_sql(spec.distance, 1)
+        # No index orders by a zero vector's cosine distance (NaN for every point).
+        exact = exact or (spec.distance == "cosine" and not any(vector))
         if score_threshold is not None:
             compare = "<=" if spec.distance == "euclid" else ">="
             where += f" AND {score} {compare} ${3 + len(params)}"
             params.append(score_threshold)
-        rows = await self._store.fetch(
-            f"SELECT id, payload, {score} AS score FROM {sql.table_name(spec.name)} "
-            f"WHERE {where} ORDER BY {sql.order_sql(spec.distance, 1, exact=exact)} LIMIT $2",
-            vector,
-            limit,
-            *params,
-        )
-        return [
+        table = sql.table_name(spec.name)
+        select = f"SELECT id, payload, {score} AS score FROM {table} WHERE {where}"
+        order = f"ORDER BY {sql.order_sql(spec.distance, 1, exact=exact)} LIMIT $2"
+        narrowed = bool(conditions) or score_threshold is not None or limit > _EF_SEARCH
+        if exact or not narrowed or not (await self._server()).iterative_scan:
+            query = f"{select} {order}"
+        else:
+            # One HNSW scan yields ef_search (40) candidates, and the filter, the threshold
+            # and LIMIT apply to those: a filtered search returned 0-2 of 10 hits that
+            # existed, a limit of 100 at most 40. pgvector 0.8's iterative scan goes on
+            # until enough rows pass. It is set for this statement only (set_config(...,
+            # true), the statement's own transaction) by a one-row subquery that the
+            # search is joined to laterally: it runs before the index scan starts.
+            query = (
+                "SELECT hits.* FROM (SELECT set_config('hnsw.iterative_scan', "
+                "'strict_order', true) AS mode) AS scan CROSS JOIN LATERAL "
+                f"({select} AND scan.mode IS NOT NULL {order}) AS hits"
+            )
+        rows = await self._store.fetch(query, vector, limit, *params)
+        if conditions and not exact and len(rows) < limit:
+            # Still short: the iterative scan stops after hnsw.max_scan_tuples (20,000)
+            # rows, and a selective filter may match fewer. Scan them all: the filter
+            # passes few rows, whose distances only are computed.
+            rows = await self._store.fetch(
+                f"{select} ORDER BY {sql.order_sql(spec.distance, 1, exact=True)} LIMIT $2",
+                vector,
+                limit,
+                *params,
+            )
+        hits = [
             VectorHit(sql.id_from_text(row["id"]), float(row["score"]), _payload(row["payload"]))
             for row in rows
         ]
+        # A join's output order is not promised; the scan's is (ties keep it).
+        hits.sort(key=lambda hit: hit.score, reverse=spec.distance != "euclid")
+        return hits
 
+    @_on_collection_table
     async def _delete_ids(self, spec: CollectionSpec, ids: list[str | int]) -> None:
         await self._store.execute(
             f"DELETE FROM {sql.table_name(spec.name)} WHERE id = ANY($1::text[])",
@@ -226,19 +336,22 @@ class PgVectorStore(VectorStoreBase):
             idempotent=True,
         )
 
+    @_on_collection_table
     async def _delete_where(self, spec: CollectionSpec, conditions: tuple[Condition, ...]) -> None:
-        where, params = sql.filter_sql(conditions, 1)
+        where, params = await self._filter(conditions, 1)
         await self._store.execute(
             f"DELETE FROM {sql.table_name(spec.name)} WHERE {where}", *params, idempotent=True
         )
 
+    @_on_collection_table
     async def _count(self, spec: CollectionSpec, conditions: tuple[Condition, ...]) -> int:
-        where, params = sql.filter_sql(conditions, 1)
+        where, params = await self._filter(conditions, 1)
         value = await self._store.fetchval(
             f"SELECT count(*) FROM {sql.table_name(spec.name)} WHERE {where}", *params
         )
         return int(value)
 
+    @_on_collection_table
     async def _scroll(
         self,
         spec: CollectionSpec,
@@ -248,7 +361,7 @@ class PgVectorStore(VectorStoreBase):
         offset: str | int | None,
         with_vectors: bool,
     ) -> ScrollPage:
-        where, params = sql.filter_sql(conditions, 2)
+        where, params = await self._filter(conditions, 2)
         if offset is not None:
             first = len(params) + 2
             key = sql.id_text(offset)

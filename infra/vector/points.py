@@ -19,7 +19,15 @@
   position, or to find that its large elements are each in range). Checking 10,000 x
   384 values takes a few tens of milliseconds.
 * **Payloads**: a mapping with ``str`` keys that encodes as JSON (no NaN); its encoded
-  length also sizes the request (see :mod:`infra.vector.batching`).
+  length also sizes the request (see :mod:`infra.vector.batching`). No text in it (keys
+  included, at any depth) may hold U+0000 or a lone surrogate: PostgreSQL's ``jsonb``
+  refuses both, a Qdrant server's UTF-8 JSON the second, so they are refused everywhere,
+  naming the point, before anything is written (else pgvector would fail mid-upsert, with
+  other batches already written). A float is encoded with its exact value: an integral
+  float beyond 1e16 as ``100000000000000000000.0``, not ``1e+20``, which ``jsonb`` would
+  keep as the integer ``10**20`` (returned as an ``int``, and equal to an integer filter).
+  Lists and mappings nest at most :data:`MAX_PAYLOAD_DEPTH` (100) levels: a Qdrant server
+  refuses deeper JSON, and deeper still Python's encoder failed with ``RecursionError``.
 * **Duplicates** in one upsert are refused: batches run concurrently, so which of two
   points with one id would win is not defined.
 
@@ -40,10 +48,12 @@ from typing import Any, Final
 from infra.exceptions import DimensionMismatchError, InvalidArgumentError
 from infra.ports import VectorPoint
 from infra.validation import shown
+from infra.vector.filters import text_problem
 
 __all__ = [
     "DISTANCES",
     "FLOAT32_MAX",
+    "MAX_PAYLOAD_DEPTH",
     "MAX_POINT_ID",
     "PreparedPoints",
     "check_collection_name",
@@ -57,6 +67,10 @@ __all__ = [
     "prepare_points",
 ]
 
+#: Deepest nesting of lists and mappings in a payload (the payload itself is level 1).
+#: A Qdrant server parses requests with serde_json, whose recursion limit is 128 levels,
+#: three of them the request's own; one limit on every engine keeps code portable.
+MAX_PAYLOAD_DEPTH: Final = 100
 #: Largest integer id (Qdrant ids are unsigned 64-bit).
 MAX_POINT_ID: Final = 2**64 - 1
 #: Distance names accepted, mapped to the canonical one.
@@ -265,7 +279,7 @@ def _payload_json(payload: object, argument: str, component: str | None) -> str:
             component=component,
         )
     try:
-        return _JSON.encode(payload)
+        text = _JSON.encode(payload)
     except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(
             f"{argument} must encode as JSON (str keys; str, number, bool, None, lists "
@@ -273,6 +287,86 @@ def _payload_json(payload: object, argument: str, component: str | None) -> str:
             argument=argument,
             component=component,
         ) from None
+    except RecursionError:
+        raise _too_deep(argument, component) from None
+    # Only a payload with many brackets can be too deep: counted in C.
+    if text.count("[") + text.count("{") > MAX_PAYLOAD_DEPTH and (
+        _depth(json.loads(text)) > MAX_PAYLOAD_DEPTH
+    ):
+        raise _too_deep(argument, component)
+    # Rare cases, found in the text in C: an escape (U+0000 and lone surrogates are
+    # written as one) or a float written with a positive exponent.
+    if "\\u" not in text and "e+" not in text:
+        return text
+    document = json.loads(text)
+    problem = _stored_text_problem(document, "")
+    if problem is not None:
+        where, what = problem
+        raise InvalidArgumentError(
+            f"{argument}{where} {what}; remove or replace that character",
+            argument=argument,
+            component=component,
+            details={"path": where},
+        )
+    return _exact_json(document) if "e+" in text else text
+
+
+def _too_deep(argument: str, component: str | None) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"{argument} nests lists and mappings more than {MAX_PAYLOAD_DEPTH} levels deep; "
+        "a Qdrant server's JSON parser stops at 128 levels (the request's own included): "
+        "flatten it",
+        argument=argument,
+        component=component,
+    )
+
+
+def _depth(document: Any) -> int:
+    """How many lists and mappings deep ``document`` nests (iterative: any depth)."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        value, level = pending.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, level)
+            items = value.values() if isinstance(value, dict) else value
+            pending.extend((item, level + 1) for item in items)
+    return deepest
+
+
+def _stored_text_problem(value: Any, where: str) -> tuple[str, str] | None:
+    """``(path, problem)`` of the first key or string no engine can store, if any."""
+    if isinstance(value, str):
+        problem = text_problem(value)
+        return None if problem is None else (where, problem)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            place = f"{where}[{key!r}]"
+            problem = text_problem(key)
+            if problem is not None:
+                return place, f"key {problem}"
+            found = _stored_text_problem(item, place)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _stored_text_problem(item, f"{where}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _exact_json(value: Any) -> str:
+    """JSON of a decoded document with every integral float written positionally."""
+    if isinstance(value, float):
+        text = repr(value)
+        return f"{int(value)}.0" if "e+" in text else text
+    if isinstance(value, dict):
+        items = ",".join(f"{_JSON.encode(key)}:{_exact_json(item)}" for key, item in value.items())
+        return "{" + items + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_exact_json(item) for item in value) + "]"
+    return _JSON.encode(value)
 
 
 @dataclass(frozen=True, slots=True)

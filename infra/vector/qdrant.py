@@ -42,7 +42,10 @@ Decisions (the shared ones -- checks before I/O, bookkeeping, batching -- are in
 
 from __future__ import annotations
 
+import array
 import functools
+import math
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
@@ -87,6 +90,39 @@ def _distance(name: str) -> qmodels.Distance:
     return distances[name]
 
 
+_SIMPLE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def qdrant_key(condition: Condition) -> str:
+    """The condition's field as a Qdrant key path: a part of other characters than
+    ``A-Z a-z 0-9 _ -`` is double-quoted (``"$x".b``), else Qdrant reads it as path syntax
+    (``[]``) or refuses it ("Invalid path"); parts never hold ``"`` (see filters)."""
+    return ".".join(part if _SIMPLE_KEY.fullmatch(part) else f'"{part}"' for part in condition.path)
+
+
+def qdrant_threshold(score_threshold: float | None, distance: str) -> float | None:
+    """The threshold to send so that a hit exactly at ``score_threshold`` is kept.
+
+    Local mode keeps only scores strictly better, and compares its float32 scores in
+    float32 (NumPy converts the threshold). So the largest float32 strictly worse than
+    the caller's threshold is sent -- every score at least as good passes, whether an
+    engine compares in float32 or float64, strictly or not -- and
+    :meth:`QdrantVectorStore._search` drops the hits worse than the caller's threshold.
+    A threshold that keeps every hit is none (JSON has no infinity)."""
+    if score_threshold is None:
+        return None
+    import numpy as np  # noqa: PLC0415 - qdrant-client's own dependency, loaded with it
+
+    worse = math.inf if distance == "euclid" else -math.inf
+    with np.errstate(over="ignore"):  # beyond float32: infinity, then the largest float32
+        nearest = np.float32(score_threshold)
+    already_worse = (
+        float(nearest) > score_threshold if worse > 0 else float(nearest) < score_threshold
+    )
+    sent = float(nearest if already_worse else np.nextafter(nearest, np.float32(worse)))
+    return None if sent == worse else sent
+
+
 def qdrant_filter(conditions: tuple[Condition, ...]) -> qmodels.Filter | None:
     """Our conditions as a Qdrant ``Filter`` (``None`` for none)."""
     if not conditions:
@@ -96,17 +132,21 @@ def qdrant_filter(conditions: tuple[Condition, ...]) -> qmodels.Filter | None:
     for condition in conditions:
         if condition.is_range:
             must.append(
-                models.FieldCondition(key=condition.key, range=models.Range(**condition.bounds()))
+                models.FieldCondition(
+                    key=qdrant_key(condition),
+                    range=models.Range(**{k: float(v) for k, v in condition.bounds().items()}),
+                )
             )
         elif len(condition.values) == 1:
             must.append(
                 models.FieldCondition(
-                    key=condition.key, match=models.MatchValue(value=condition.values[0])
+                    key=qdrant_key(condition), match=models.MatchValue(value=condition.values[0])
                 )
             )
         else:  # any-of; MatchAny takes only all-str or all-int lists, so one match each
+            key = qdrant_key(condition)
             options = [
-                models.FieldCondition(key=condition.key, match=models.MatchValue(value=value))
+                models.FieldCondition(key=key, match=models.MatchValue(value=value))
                 for value in condition.values
             ]
             must.append(models.Filter(should=options))
@@ -120,8 +160,10 @@ def _id(value: object) -> str | int:
 
 
 def _vector(value: object) -> list[float]:
-    """A record's (unnamed) vector as floats; ``[]`` when absent."""
-    return [float(x) for x in value] if isinstance(value, list) else []
+    """A record's (unnamed) vector as the 32-bit floats stored; ``[]`` when absent. A
+    server's JSON writes a float32 in its shortest form (``0.1``), local mode and
+    pgvector give its exact value (``0.10000000149011612``): rounding makes all alike."""
+    return array.array("f", value).tolist() if isinstance(value, list) else []
 
 
 class QdrantVectorStore(VectorStoreBase):
@@ -332,7 +374,7 @@ class QdrantVectorStore(VectorStoreBase):
                 query=plain_floats(vector),
                 limit=limit,
                 query_filter=qdrant_filter(conditions),
-                score_threshold=score_threshold,
+                score_threshold=qdrant_threshold(score_threshold, spec.distance),
                 with_payload=True,
                 # Local mode is always exact (and warns about search_params).
                 search_params=(
@@ -340,9 +382,14 @@ class QdrantVectorStore(VectorStoreBase):
                 ),
             )
         )
-        return [
+        hits = [
             VectorHit(_id(hit.id), float(hit.score), hit.payload or {}) for hit in response.points
         ]
+        if score_threshold is None:
+            return hits
+        if spec.distance == "euclid":
+            return [hit for hit in hits if hit.score <= score_threshold]
+        return [hit for hit in hits if hit.score >= score_threshold]
 
     async def _delete_ids(self, spec: CollectionSpec, ids: list[str | int]) -> None:
         selector = _models().PointIdsList(points=ids)

@@ -11,9 +11,11 @@ is approximate by design.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import itertools
 import math
+import random
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -23,7 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from infra.exceptions import (
@@ -572,5 +574,304 @@ def test_exact_search_matches_a_brute_force_oracle(  # noqa: PLR0917 - hypothesi
             await store.delete_collection(name)
         finally:
             await store.close()
+
+    asyncio.run(scenario())
+
+
+# ------------------------------------------- zero vectors, threshold at its boundary
+small = st.lists(st.sampled_from([0, 0, 1, -1, 2]), min_size=3, max_size=3)
+
+
+def expected_score(distance: str, stored: list[int], query: list[int]) -> float:
+    """Qdrant's score, with a zero vector's cosine similarity 0 (its normalised form
+    stays zero)."""
+    if distance == "cosine" and not (any(stored) and any(query)):
+        return 0.0
+    return oracle_score(distance, [float(x) for x in stored], [float(x) for x in query])
+
+
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    distance=st.sampled_from(["cosine", "dot", "euclid"]),
+    stored=st.lists(small, min_size=1, max_size=8),
+    query=small,
+    pick=st.integers(0, 7),
+)
+# a float32 score: local mode compares the threshold in float32 (found by this test)
+@example(distance="cosine", stored=[[1, 1, 1]], query=[0, 0, 1], pick=0)
+@example(distance="dot", stored=[[1, 1, 1], [2, -1, 0]], query=[1, 2, 0], pick=1)
+def test_scores_are_defined_and_a_threshold_keeps_hits_exactly_at_it(
+    make_store: Factory, distance: str, stored: list[list[int]], query: list[int], pick: int
+) -> None:
+    """Zero vectors (stored, or the query) score 0 with cosine, as on Qdrant -- pgvector
+    reported NaN. A ``score_threshold`` equal to a hit's score keeps that hit ("at least
+    that good") -- Qdrant local mode dropped it (strictly better only). Small integer
+    vectors make every engine's score exact, so the boundary is really met."""
+
+    async def scenario() -> None:
+        store = make_store()
+        name = unique()
+        try:
+            await store.ensure_collection(name, vector_size=3, distance=distance)
+            await store.upsert(name, [VectorPoint(i, v) for i, v in enumerate(stored)])
+            scores = {i: expected_score(distance, v, query) for i, v in enumerate(stored)}
+            hits = await store.search(name, query, limit=len(stored), exact=True)
+            assert all(math.isfinite(hit.score) for hit in hits)
+            assert sorted(hit.id for hit in hits) == sorted(scores)
+            for hit in hits:
+                assert hit.score == pytest.approx(scores[int(hit.id)], abs=1e-5)
+            # dot and euclid of small ints, and a cosine of 0, are exact everywhere. Other
+            # cosines are float32 values that Qdrant local mode does not reproduce: it
+            # renormalises stored vectors in place on every search, so a score alternates
+            # between two neighbouring floats; those thresholds sit 1e-6 below the score.
+            threshold = hits[pick % len(hits)].score
+            if distance == "cosine" and threshold != 0.0:
+                threshold -= 1e-6
+            kept = await store.search(
+                name, query, limit=len(stored), score_threshold=threshold, exact=True
+            )
+            better = [
+                hit.id
+                for hit in hits
+                if (hit.score <= threshold if distance == "euclid" else hit.score >= threshold)
+            ]
+            assert sorted(hit.id for hit in kept) == sorted(better)
+            await store.delete_collection(name)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("distance", "threshold", "expected"),
+    [("dot", 0.0, [1, 3]), ("euclid", 1.0, [1, 3]), ("cosine", 0.0, [1, 3])],
+)
+async def test_a_hit_exactly_at_the_threshold_is_kept(
+    store: VectorStoreBase, distance: str, threshold: float, expected: list[int]
+) -> None:
+    """Query (1, 0): point 1 = (1, 0) is best; point 3 scores exactly the threshold (dot
+    0, distance 1, cosine 0 -- a zero vector); point 2 = (-1, 0) is worse."""
+    name = unique()
+    await store.ensure_collection(name, vector_size=2, distance=distance)
+    try:
+        third = [0.0, 0.0] if distance != "euclid" else [1.0, 1.0]
+        await store.upsert(
+            name, [VectorPoint(1, [1, 0]), VectorPoint(2, [-1, 0]), VectorPoint(3, third)]
+        )
+        kept = await store.search(name, [1, 0], score_threshold=threshold, exact=True)
+        assert [hit.id for hit in kept] == expected
+        assert all(math.isfinite(hit.score) for hit in kept)
+    finally:
+        await store.delete_collection(name)
+
+
+model_ids = st.text(min_size=1, max_size=12)
+
+
+@settings(max_examples=10, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model=model_ids)
+@example(model="bge\x00small")
+@example(model="e5-\ud800")
+def test_any_model_id_is_recorded_as_given_or_refused_before_io(
+    make_store: Factory, model: str
+) -> None:
+    """A model id is recorded and read back unchanged, or -- holding U+0000 or a lone
+    surrogate, which PostgreSQL cannot store -- refused on every engine before anything
+    is created (pgvector failed with a QueryDataError)."""
+    storable = "\x00" not in model and not any(0xD800 <= ord(c) <= 0xDFFF for c in model)
+
+    async def scenario() -> None:
+        store = make_store()
+        name = unique()
+        try:
+            if not storable:
+                with pytest.raises(InvalidArgumentError) as caught:
+                    await store.ensure_collection(name, vector_size=2, model=model)
+                assert caught.value.details["argument"] == "model"
+                with pytest.raises(CollectionNotFoundError):
+                    await store.collection_info(name)
+                return
+            await store.ensure_collection(name, vector_size=2, model=model)
+            assert (await store.collection_info(name)).model == model
+            await store.delete_collection(name)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+@settings(max_examples=4, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    every=st.sampled_from([1, 25, 100, 400]),
+    limit=st.sampled_from([1, 10, 45, 100]),
+    seed=st.integers(0, 2**16),
+)
+@example(every=100, limit=10, seed=0)  # a selective filter
+@example(every=1, limit=100, seed=0)  # no filter, more hits than one HNSW scan yields
+def test_an_approximate_search_returns_limit_hits_when_enough_points_match(
+    make_store: Factory, every: int, limit: int, seed: int
+) -> None:
+    """2,000 points; a filter matching one in ``every`` (none for 1). An approximate
+    search (the index) returns ``min(limit, matching)`` hits, all matching, best first.
+    On pgvector one HNSW scan yields 40 candidates before the filter and LIMIT: a search
+    for 10 hits among 20 matching points returned 0-2, a search for 100 returned 40."""
+    rnd = random.Random(seed)
+    points = [
+        VectorPoint(i, [rnd.gauss(0, 1) for _ in range(4)], {"tag": i % every == 0})
+        for i in range(2_000)
+    ]
+    flt = None if every == 1 else {"tag": True}
+    matching = len(range(0, 2_000, every))
+
+    async def scenario() -> None:
+        store = make_store(batch_size=500)
+        name = unique()
+        try:
+            await store.ensure_collection(name, vector_size=4, distance="euclid")
+            await store.upsert(name, points)
+            query = [rnd.gauss(0, 1) for _ in range(4)]
+            hits = await store.search(name, query, limit=limit, filter=flt)
+            assert len(hits) == min(limit, matching)
+            assert all(int(hit.id) % every == 0 for hit in hits)
+            assert [hit.score for hit in hits] == sorted(hit.score for hit in hits)
+            await store.delete_collection(name)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+stored_values = st.one_of(
+    st.floats(-1e6, 1e6, allow_nan=False),
+    st.floats(width=32, allow_nan=False, allow_infinity=False),
+    st.sampled_from([0.1, 1 / 3, 1e-40, -2.5e-39, 3.4028234663852886e38]),
+)
+
+
+@settings(max_examples=10, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    distance=st.sampled_from(["dot", "euclid"]),
+    vectors=st.lists(st.lists(stored_values, min_size=3, max_size=3), min_size=1, max_size=6),
+)
+@example(distance="euclid", vectors=[[0.1, 1 / 3, 1e-40]])
+def test_vectors_come_back_as_the_32_bit_floats_stored(
+    make_store: Factory, distance: str, vectors: list[list[float]]
+) -> None:
+    """Every engine stores 32-bit floats: ``scroll(with_vectors=True)`` returns each
+    element rounded to float32, exactly -- the fake returned the float64 given (0.1
+    where Qdrant and pgvector return 0.10000000149011612), so a test passing on the fake
+    failed on the real stores."""
+
+    async def scenario() -> None:
+        store = make_store()
+        name = unique()
+        try:
+            await store.ensure_collection(name, vector_size=3, distance=distance)
+            await store.upsert(name, [VectorPoint(i, v) for i, v in enumerate(vectors)])
+            page = await store.scroll(name, with_vectors=True)
+            assert [list(p.vector) for p in page.points] == [
+                array.array("f", v).tolist() for v in vectors
+            ]
+            await store.delete_collection(name)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.fixture(params=ENGINES)
+def make_pair(request: pytest.FixtureRequest) -> Callable[[], tuple[Any, Any, Any]]:
+    """Builds two stores on the same data (two processes' view of one database) and
+    what closes them: ``(a, b, close)``."""
+    engine: str = request.param
+    if engine == "fake":
+
+        def fake_pair() -> tuple[Any, Any, Any]:
+            shared = FakeVectorStore(policy=ResiliencePolicy.instant("qdrant"))
+            return shared, shared, shared.close
+
+        return fake_pair
+    if engine == "qdrant":
+        from infra.testing.embedded import open_qdrant_client
+        from infra.vector.qdrant import QdrantVectorStore
+
+        location: str = request.getfixturevalue("qdrant_location")
+
+        def qdrant_pair() -> tuple[Any, Any, Any]:
+            client = open_qdrant_client(location)
+            a, b = (
+                QdrantVectorStore(client, policy=ResiliencePolicy.instant("qdrant"))
+                for _ in range(2)
+            )
+            return a, b, client.close
+
+        return qdrant_pair
+    from infra.storage import EnhancedPostgresStore
+    from infra.vector.pgvector import PgVectorStore
+
+    dsn: str = request.getfixturevalue("postgres_dsn")
+
+    def pg_pair() -> tuple[Any, Any, Any]:
+        a, b = (
+            PgVectorStore(
+                EnhancedPostgresStore(dsn, 1, 2, policy=ResiliencePolicy.instant("postgres")),
+                owns_store=True,
+            )
+            for _ in range(2)
+        )
+
+        async def close() -> None:
+            await a.close()
+            await b.close()
+
+        return a, b, close
+
+    return pg_pair
+
+
+OPERATIONS: dict[str, Callable[[VectorStoreBase, str, int], Any]] = {
+    "upsert": lambda s, name, size: s.upsert(name, [VectorPoint(7, [1.0] * size)]),
+    "search": lambda s, name, size: s.search(name, [1.0] * size),
+    "count": lambda s, name, _size: s.count(name),
+    "scroll": lambda s, name, _size: s.scroll(name),
+    "delete": lambda s, name, _size: s.delete(name, [7]),
+    "delete_by_filter": lambda s, name, _size: s.delete_by_filter(name, {"x": 1}),
+    "collection_info": lambda s, name, _size: s.collection_info(name),
+}
+
+
+@settings(max_examples=8, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    operation=st.sampled_from(sorted(OPERATIONS)),
+    old_size=st.integers(2, 4),
+    new_size=st.integers(2, 4),
+)
+@example(operation="search", old_size=2, new_size=3)
+@example(operation="upsert", old_size=2, new_size=3)
+@example(operation="collection_info", old_size=2, new_size=3)
+def test_a_collection_deleted_or_recreated_by_another_store_is_seen_as_it_is(
+    make_pair: Callable[[], tuple[Any, Any, Any]], operation: str, old_size: int, new_size: int
+) -> None:
+    """Store ``a`` used a collection; store ``b`` (another process) deletes it: every
+    operation of ``a`` is ``CollectionNotFoundError`` (pgvector raised the relational
+    store's QuerySyntaxError). ``b`` recreates it with another size: ``a`` works with the
+    new size (the cached old size refused the right vectors until a restart)."""
+
+    async def scenario() -> None:
+        a, b, close = make_pair()
+        name = unique()
+        try:
+            await a.ensure_collection(name, vector_size=old_size)
+            await a.upsert(name, [VectorPoint(1, [1.0] * old_size)])
+            await b.delete_collection(name)
+            with pytest.raises(CollectionNotFoundError):
+                await OPERATIONS[operation](a, name, old_size)
+            await b.ensure_collection(name, vector_size=new_size)
+            await OPERATIONS[operation](a, name, new_size)
+            assert (await a.collection_info(name)).size == new_size
+            await b.delete_collection(name)
+        finally:
+            await close()
 
     asyncio.run(scenario())

@@ -5,11 +5,14 @@ of sizes, distances and models; and the store built ``from_settings``."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from config import Settings
 from infra.ports import VectorPoint
@@ -86,7 +89,7 @@ async def index_scans(store: PgVectorStore, catalog: asyncpg.Connection, name: s
     await store.relational.fetchval("SELECT pg_stat_force_next_flush()")  # the search's backend
     scans = await catalog.fetchval(
         "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = $1",
-        f"semantica_vec_{name}_hnsw",
+        f"semantica_vidx_{name}",
     )
     return int(scans)
 
@@ -122,7 +125,7 @@ async def test_above_2000_dimensions_the_collection_has_no_index_and_works(
     indexes = await catalog.fetch(
         "SELECT indexname FROM pg_indexes WHERE tablename = $1", f"semantica_vec_{name}"
     )
-    assert [row["indexname"] for row in indexes] == [f"semantica_vec_{name}_pkey"]
+    assert [row["indexname"] for row in indexes] == [f"semantica_vpk_{name}"]
     await store.upsert(name, [VectorPoint(i, [float(i)] * 2_001) for i in range(3)], model=None)
     hits = await store.search(name, [2.0] * 2_001, limit=2)
     assert [hit.id for hit in hits] == [2, 1]
@@ -146,3 +149,56 @@ async def test_from_settings_builds_its_own_postgres_store_and_closes_it(
     finally:
         await store.close()
     assert store.relational.is_closed
+
+
+SUFFIXES = ["_hnsw", "_pkey", "_hnsw_pkey", "_key", "_idx", "x", "-1", ""]
+
+
+@settings(max_examples=8, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    stem_length=st.integers(1, 38),
+    suffixes=st.lists(st.sampled_from(SUFFIXES), min_size=2, max_size=3, unique=True),
+    upper=st.booleans(),
+)
+@example(stem_length=10, suffixes=["", "_hnsw"], upper=False)
+@example(stem_length=10, suffixes=["_hnsw", ""], upper=False)
+@example(stem_length=10, suffixes=["", "_pkey"], upper=False)
+def test_collections_whose_names_extend_each_other_are_independent(
+    postgres_dsn: str, stem_length: int, suffixes: list[str], upper: bool
+) -> None:
+    """Collection ``x`` and ``x_hnsw`` (or ``x_pkey``, ``X``...), created in any order:
+    each is its own table with its own HNSW index, and holds its own points. Tables,
+    indexes and constraints share one namespace: ``x``'s index was named
+    ``semantica_vec_x_hnsw``, the table of ``x_hnsw`` -- creating the second failed, or
+    (other order) left ``x`` without an index, searched by full scans."""
+    stem = uuid.uuid4().hex[:stem_length]
+    names = [stem + suffix for suffix in suffixes]
+    if upper:
+        names.append(stem.upper() + "Z")
+
+    async def scenario() -> None:
+        relational = EnhancedPostgresStore(
+            postgres_dsn, 1, 1, policy=ResiliencePolicy.passthrough("postgres")
+        )
+        store = PgVectorStore(relational, owns_store=True)
+        catalog = await asyncpg.connect(postgres_dsn)
+        try:
+            for size, name in enumerate(names, start=2):
+                await store.ensure_collection(name, vector_size=size)
+                await store.upsert(name, [VectorPoint(size, [1.0] * size)])
+            for size, name in enumerate(names, start=2):
+                assert (await store.collection_info(name)).size == size
+                assert [p.id for p in (await store.scroll(name)).points] == [size]
+                methods = await catalog.fetch(
+                    "SELECT am.amname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                    "JOIN pg_am am ON am.oid = c.relam WHERE i.indrelid = $1::regclass",
+                    f'"semantica_vec_{name}"',
+                )
+                assert sorted(row["amname"] for row in methods) == ["btree", "hnsw"]
+        finally:
+            for name in names:
+                await store.delete_collection(name)
+            await catalog.close()
+            await store.close()
+
+    asyncio.run(scenario())

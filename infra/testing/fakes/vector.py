@@ -15,15 +15,18 @@ Every engine request runs through :class:`~infra.calls.BackendCalls` under the i
 policy, so scripted failures are retried and counted by its breaker exactly as the real
 store's are, and metrics (``qdrant_request_latency_ms{operation}`` ...) are recorded.
 Scores follow Qdrant: cosine similarity of the normalised vectors (stored normalised, as
-Qdrant stores them), dot product, or Euclidean distance (smaller is better).
+Qdrant stores them), dot product, or Euclidean distance (smaller is better). Vectors are
+stored as 32-bit floats, like the engines store them: what ``scroll(with_vectors=True)``
+returns is what the real stores return.
 """
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import json
 import math
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -62,6 +65,12 @@ class _ScriptedFault:
 def _norm(vector: list[float]) -> list[float]:
     length = math.sqrt(sum(x * x for x in vector))
     return [x / length for x in vector] if length else list(vector)
+
+
+def _float32(vector: Iterable[Any]) -> list[float]:
+    """``vector`` as the engines store it: each element rounded to a 32-bit float (0.1
+    comes back as 0.10000000149011612 from Qdrant and pgvector, so from here too)."""
+    return array.array("f", vector).tolist()
 
 
 def _score(distance: str, stored: list[float], query: list[float]) -> float:
@@ -224,9 +233,9 @@ class FakeVectorStore(VectorStoreBase):
         def write() -> None:
             stored = self._collection(spec.name).points
             for index in batch:
-                vector = [float(x) for x in points.vectors[index]]
+                vector = _float32(points.vectors[index])
                 payload = json.loads(points.payload_json[index])
-                stored[points.ids[index]] = (_norm(vector) if cosine else vector, payload)
+                stored[points.ids[index]] = (_float32(_norm(vector)) if cosine else vector, payload)
 
         await self._run("upsert", spec.name, write)
 

@@ -3,14 +3,17 @@ ids, vectors, payloads and filters (properties over generated input)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import re
 import uuid
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from qdrant_client.http import models
 
@@ -182,7 +185,11 @@ def test_point_id_is_a_stable_uuid_per_key(a: str, b: str) -> None:
     assert (point_id(a) == point_id(b)) == (a == b)
 
 
-@given(payload=st.dictionaries(st.text(max_size=5), st.floats(allow_nan=True), min_size=1))
+#: Text every engine stores (no U+0000, no lone surrogate: see the tests below).
+storable_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"))
+
+
+@given(payload=st.dictionaries(storable_text, st.floats(allow_nan=True), min_size=1))
 def test_payloads_must_encode_as_json_without_nan(payload: dict[str, float]) -> None:
     point = VectorPoint(1, [1.0], payload)
     if any(math.isnan(v) or math.isinf(v) for v in payload.values()):
@@ -260,3 +267,207 @@ def test_a_dotted_key_reads_nested_objects() -> None:
     assert matches({"a": {"b": 1}}, [condition])
     assert not matches({"a": 1}, [condition])
     assert not matches({"a.b": 1}, [condition])
+
+
+# ------------------------------------------- text no engine can store, bounds, floats
+#: Text PostgreSQL's jsonb refuses (U+0000) or no UTF-8 wire can carry (lone surrogates).
+unstorable = st.sampled_from(["\x00", "\ud800", "\udfff", "\udbff"])
+json_documents = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=4),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def plant(document: Any, text: str, choice: int, as_key: bool) -> Any:
+    """``document`` with ``text`` put into a key or a string somewhere inside it."""
+    if isinstance(document, dict) and document:
+        key = sorted(document)[choice % len(document)]
+        inner = dict(document)
+        if as_key:
+            inner[key + text] = inner.pop(key)
+        else:
+            inner[key] = plant(inner[key], text, choice // 2, as_key)
+        return inner
+    if isinstance(document, list) and document:
+        inner_list = list(document)
+        inner_list[choice % len(inner_list)] = plant(
+            inner_list[choice % len(inner_list)], text, choice // 2, as_key
+        )
+        return inner_list
+    return f"x{text}"
+
+
+@given(
+    payload=st.dictionaries(st.text(max_size=3), json_documents, min_size=1, max_size=3),
+    text=unstorable,
+    choice=st.integers(0, 100),
+    as_key=st.booleans(),
+    position=st.integers(0, 2),
+)
+@example(payload={"k": "a"}, text="\x00", choice=0, as_key=False, position=0)
+@example(payload={"k": {"n": ["a"]}}, text="\ud800", choice=0, as_key=True, position=1)
+def test_text_no_engine_can_store_is_refused_before_any_write(
+    payload: dict[str, Any], text: str, choice: int, as_key: bool, position: int
+) -> None:
+    """U+0000 or a lone surrogate anywhere in a payload (a key or a string, at any depth)
+    is refused for the whole upsert, naming the point -- before this check, pgvector
+    failed in the middle of the upsert (QueryDataError) with other batches written."""
+    bad = plant(payload, text, choice, as_key)
+    points = [VectorPoint(i, [1.0], {"ok": i}) for i in range(3)]
+    points[position] = VectorPoint(position, [1.0], bad)
+    with pytest.raises(InvalidArgumentError) as caught:
+        prepare_points(points, 1)
+    assert caught.value.details["argument"] == f"points[{position}].payload"
+
+
+@given(payload=st.dictionaries(st.text(max_size=3), json_documents, max_size=3))
+def test_storable_payloads_pass_and_their_json_keeps_every_float_a_float(
+    payload: dict[str, Any],
+) -> None:
+    """Without such text a payload passes; its JSON (what pgvector stores) writes each
+    float with a decimal point or a negative exponent -- never ``1e+20``, which jsonb
+    keeps as the integer 10**20 -- and decodes to the same typed document."""
+    from infra.vector.filters import text_problem
+
+    def texts(value: Any) -> list[str]:
+        if isinstance(value, dict):
+            return [t for key, item in value.items() for t in [key, *texts(item)]]
+        if isinstance(value, list):
+            return [t for item in value for t in texts(item)]
+        return [value] if isinstance(value, str) else []
+
+    assume(all(text_problem(text) is None for text in texts(payload)))
+    (encoded,) = prepare_points([VectorPoint(1, [1.0], payload)], 1).payload_json
+
+    def typed(value: Any) -> Any:
+        if isinstance(value, dict):
+            return ("o", sorted((k, typed(v)) for k, v in value.items()))
+        if isinstance(value, list):
+            return ("a", [typed(v) for v in value])
+        return (type(value).__name__, value)
+
+    assert typed(json.loads(encoded)) == typed(json.loads(json.dumps(payload)))
+    numbers = re.sub(r'"(?:[^"\\]|\\.)*"', '""', encoded)  # strings blanked
+    assert "e+" not in numbers
+
+
+@given(field=storable_text.filter(bool), text=unstorable, value=st.booleans())
+def test_filters_on_text_no_engine_stores_are_refused(field: str, text: str, value: bool) -> None:
+    """As a field name or an equality value (it could never match a stored payload; on
+    pgvector it failed the query)."""
+    assume("." not in field and '"' not in field)  # a path, or refused for that
+    for bad in ({field + text: 1}, {field: "a" + text}, {field: ["a", text]}):
+        with pytest.raises(InvalidArgumentError) as caught:
+            parse_filter(bad)
+        assert caught.value.details["argument"] == "filter"
+    assert parse_filter({field: value})
+
+
+@given(
+    bound=st.one_of(
+        st.sampled_from([math.inf, -math.inf]),
+        st.integers(min_value=2**1024).flatmap(lambda n: st.sampled_from([n, -n])),
+    ),
+    name=st.sampled_from(["gt", "gte", "lt", "lte"]),
+)
+def test_range_bounds_beyond_every_float_are_refused(bound: float, name: str) -> None:
+    """An infinite bound has no JSON form (pgvector failed, a server's REST too) and an
+    int beyond the float range raised a bare OverflowError."""
+    with pytest.raises(InvalidArgumentError, match="finite number") as caught:
+        parse_filter({"f": {name: bound}})
+    assert caught.value.details["field"] == "f"
+
+
+@given(
+    bound=st.one_of(
+        st.integers(-(2**1000), 2**1000), st.floats(allow_nan=False, allow_infinity=False)
+    )
+)
+def test_finite_bounds_are_kept_exactly(bound: float) -> None:
+    (condition,) = parse_filter({"f": {"gte": bound}})
+    assert condition.gte == bound
+    assert type(condition.gte) is type(bound)
+
+
+def test_field_names_with_a_double_quote_are_refused() -> None:
+    """Qdrant quotes unusual names with '"' and a quoted part cannot hold one."""
+    with pytest.raises(InvalidArgumentError, match="field name contains"):
+        parse_filter({'we"ird': 1})
+
+
+@given(threshold=st.integers(min_value=2**1024).flatmap(lambda n: st.sampled_from([n, -n])))
+def test_a_score_threshold_beyond_every_float_is_a_typed_error(threshold: int) -> None:
+    """It raised a bare OverflowError from math.isnan."""
+    from infra.resilience import ResiliencePolicy
+    from infra.testing.fakes.vector import FakeVectorStore
+
+    async def scenario() -> None:
+        store = FakeVectorStore(policy=ResiliencePolicy.instant("qdrant"))
+        await store.ensure_collection("c", vector_size=1)
+        with pytest.raises(InvalidArgumentError) as caught:
+            await store.search("c", [1.0], score_threshold=threshold)
+        assert caught.value.details["argument"] == "score_threshold"
+
+    asyncio.run(scenario())
+
+
+@given(
+    depth=st.one_of(st.integers(1, 130), st.integers(130, 20_000)),
+    kinds=st.lists(st.sampled_from(["list", "dict"]), min_size=1, max_size=4),
+    position=st.integers(0, 2),
+)
+@example(depth=5_000, kinds=["list"], position=0)  # RecursionError before
+@example(depth=101, kinds=["dict"], position=1)  # accepted before; a server refuses it
+def test_payloads_nest_at_most_max_depth_levels(
+    depth: int, kinds: list[str], position: int
+) -> None:
+    """A payload nesting lists and mappings ``depth`` levels below its own: accepted up
+    to MAX_PAYLOAD_DEPTH levels in all, else refused naming the point -- deep input made
+    Python's encoder raise a bare RecursionError, and a Qdrant server refuses JSON past
+    128 levels (local mode and pgvector accept it: one rule for every engine)."""
+    from infra.vector.points import MAX_PAYLOAD_DEPTH
+
+    value: Any = "leaf"
+    for level in range(depth):
+        value = [value] if kinds[level % len(kinds)] == "list" else {"k": value}
+    points = [VectorPoint(i, [1.0], {"ok": i}) for i in range(3)]
+    points[position] = VectorPoint(position, [1.0], {"deep": value})
+    if 1 + depth <= MAX_PAYLOAD_DEPTH:
+        assert len(prepare_points(points, 1)) == 3
+        return
+    with pytest.raises(InvalidArgumentError, match="levels deep") as caught:
+        prepare_points(points, 1)
+    assert caught.value.details["argument"] == f"points[{position}].payload"
+
+
+@given(
+    threshold=st.floats(-2, 2, allow_nan=False),
+    kind=st.sampled_from([float, np.float32, np.float64, Fraction, "int"]),
+)
+@example(threshold=0.5, kind=np.float32)
+def test_a_score_threshold_may_be_any_real_number(threshold: float, kind: Any) -> None:
+    """As vector elements may: a numpy scalar or a Fraction (refused before, with a
+    message calling it "not a number") thresholds the same as its float value."""
+    from infra.resilience import ResiliencePolicy
+    from infra.testing.fakes.vector import FakeVectorStore
+
+    given_value: Any = int(threshold) if kind == "int" else kind(threshold)
+
+    async def scenario() -> None:
+        store = FakeVectorStore(policy=ResiliencePolicy.instant("qdrant"))
+        await store.ensure_collection("c", vector_size=2, distance="dot")
+        await store.upsert("c", [VectorPoint(i, [(i - 8) / 4, 0.0]) for i in range(17)])
+        typed = await store.search("c", [1.0, 0.0], limit=20, score_threshold=given_value)
+        plain = await store.search("c", [1.0, 0.0], limit=20, score_threshold=float(given_value))
+        assert typed == plain
+
+    asyncio.run(scenario())
