@@ -161,13 +161,13 @@ class FakeCache:
     # -------------------------------------------------------------------- the port
     async def get(self, key: str) -> Any | None:
         """The value, or ``None`` when absent or expired."""
-        check_key(key)
+        check_key(key, component=self._component)
         entry = await self._calls.run("get", self._io, "get", self._live, key)
         return None if entry is None else self._serializer.loads(entry)
 
     async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
         """Store ``value``; ``ttl`` in seconds (``None`` = no expiry)."""
-        check_key(key)
+        check_key(key, component=self._component)
         px = ttl_to_ms(ttl)
         payload = self._serializer.dumps(value)
         await self._calls.run("set", self._io, "set", self._store, {key: payload}, px)
@@ -175,16 +175,15 @@ class FakeCache:
     async def delete(self, *keys: str) -> int:
         """Remove keys; returns how many existed."""
         for key in keys:
-            check_key(key)
+            check_key(key, component=self._component)
         if not keys:
             return 0
         return await self._calls.run("delete", self._io, "delete", self._delete, keys)
 
     async def mget(self, keys: Sequence[str]) -> list[Any | None]:
         """Values in the order of ``keys`` (``None`` for misses)."""
-        check_key_list(keys)
-        for key in keys:
-            check_key(key)
+        for key in check_key_list(keys, component=self._component):
+            check_key(key, component=self._component)
         if not keys:
             return []
         entries = await self._calls.run("mget", self._io, "mget", self._live_many, keys)
@@ -193,23 +192,23 @@ class FakeCache:
 
     async def mset(self, items: Mapping[str, Any], *, ttl: float | None = None) -> None:
         """Store several values with one TTL (all encoded before anything is stored)."""
-        check_mapping(items)
+        check_mapping(items, component=self._component)
         px = ttl_to_ms(ttl)
-        for key in items:
-            check_key(key)
-        pairs = {key: self._serializer.dumps(value) for key, value in items.items()}
+        # Key and value checked item by item, in RedisCache's order (same first error).
+        dumps = self._serializer.dumps
+        pairs = {check_key(k, component=self._component): dumps(v) for k, v in items.items()}
         if not pairs:
             return
         await self._calls.run("mset", self._io, "mset", self._store, pairs, px)
 
     async def exists(self, key: str) -> bool:
         """Whether ``key`` is stored (tells a stored ``None`` from a miss)."""
-        check_key(key)
+        check_key(key, component=self._component)
         return await self._calls.run("exists", self._io, "exists", self._exists, key)
 
     async def ttl(self, key: str) -> float | None:
         """Seconds ``key`` has left; ``math.inf`` if it never expires, ``None`` if absent."""
-        check_key(key)
+        check_key(key, component=self._component)
         return await self._calls.run("ttl", self._io, "ttl", self._ttl, key)
 
     async def health_check(
