@@ -15,7 +15,8 @@ run starts nothing):
 
 Per-test conveniences, each closed after the test (``filterwarnings = error`` turns an
 unclosed client into a failure): ``redis_client`` (FLUSHDB first), ``pg_pool``,
-``graph_driver`` (default graph emptied first) and ``qdrant_client``.
+``graph_driver`` (default graph emptied first), ``qdrant_client``, and ``refusing_port``
+(a loopback port held bound but not listening: connections to it are refused).
 
 Two hooks keep the backend markers honest: a test that uses a backend fixture gets the
 matching marker automatically (so ``-m "not postgres"`` really excludes it), and a test
@@ -26,6 +27,7 @@ server must be loud, never a silent skip. See docs/testing.md.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import TYPE_CHECKING
 
@@ -221,6 +223,17 @@ async def graph_driver(
         yield driver
     finally:
         await driver.close()
+
+
+@pytest.fixture
+def refusing_port() -> Iterator[int]:
+    """A loopback TCP port that refuses connections for the whole test: bound, never
+    listening. (A port picked, closed and dialled later may meanwhile be taken by
+    another process; while we hold the binding nobody else can have it.)"""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        yield port
 
 
 @pytest.fixture

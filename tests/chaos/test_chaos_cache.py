@@ -22,12 +22,15 @@ from config import Settings
 from infra.cache import RedisCache, ThreeTierCache, build_redis_client
 from infra.observability.metrics import MetricsCollector
 from infra.resilience import ResiliencePolicy, RetryConfig, redis_no_retry
+from infra.resilience.clock import ManualClock
 from infra.testing.chaos import ChaosProxy
 from infra.testing.embedded import EmbeddedRedis
 
 pytestmark = pytest.mark.redis
 
 PROBE_INTERVAL = 0.3
+#: How long a phase may take before the test gives up: a hang guard, not a bound.
+PATIENCE = 60.0
 
 
 class CountingLoader:
@@ -57,15 +60,21 @@ async def proxy(redis_url: str) -> AsyncIterator[ChaosProxy]:
 async def test_redis_outage_falls_through_to_loader_then_l2_is_used_again(
     proxy: ChaosProxy, redis_url: str
 ) -> None:
-    """Outage: loader answers, no error, no network attempt between probes; healed: L2 hit."""
+    """Outage: loader answers, no error, no network attempt between probes; healed: L2 hit.
+
+    Probe time is virtual (a ManualClock): "within one probe interval" cannot be
+    stretched past the interval by a slow machine, and the probe is due exactly when
+    the test says so. The socket timeout is generous: the outage is refused connections,
+    which fail at once, and the probe after healing must not time out on a busy host."""
     namespace = f"chaos-{uuid.uuid4().hex[:8]}"
-    settings = Settings(redis_url=proxy.url_for(redis_url), redis_socket_timeout=0.2)
+    settings = Settings(redis_url=proxy.url_for(redis_url), redis_socket_timeout=10.0)
     policy = ResiliencePolicy.build(
         "redis", retry=RetryConfig(max_attempts=2, base_delay=0.01, jitter=False)
     )
     l2 = RedisCache(build_redis_client(settings), policy=policy, owns_client=True)
     direct = Redis.from_url(redis_url)  # a second writer that bypasses the proxy
-    cache = ThreeTierCache(l2, namespace=namespace, probe_interval=PROBE_INTERVAL)
+    clock = ManualClock()
+    cache = ThreeTierCache(l2, namespace=namespace, probe_interval=PROBE_INTERVAL, clock=clock)
     other = ThreeTierCache(RedisCache(direct), namespace=namespace)
     try:
         first = CountingLoader("a")
@@ -80,13 +89,13 @@ async def test_redis_outage_falls_through_to_loader_then_l2_is_used_again(
         assert during.calls == 1
         assert is_degraded(cache)
         attempts = proxy.stats.accepted
-        for i in range(10):  # within one probe interval: skipped, no connection attempt
+        for i in range(10):  # no time passes: skipped, no connection attempt
             assert await cache.get(f"c{i}", CountingLoader("c")) == "c"
         assert proxy.stats.accepted == attempts
 
         await other.set("z", "from-l2")  # written to L2 while our network is down
         proxy.heal()
-        await asyncio.sleep(PROBE_INTERVAL)
+        clock.advance(PROBE_INTERVAL)  # the probe is due
         after = CountingLoader("from-loader")
         assert await cache.get("z", after) == "from-l2"  # served by L2: the probe read
         assert after.calls == 0
@@ -118,8 +127,10 @@ async def test_sigkill_and_restart_under_concurrent_readers(
             server.url,
             protocol=protocol,
             retry=redis_no_retry(),
-            socket_timeout=1.0,
-            socket_connect_timeout=1.0,
+            # Generous: a SIGKILLed server's connections fail at once (reset, refused);
+            # a short timeout would only let a busy host degrade the cache a second time.
+            socket_timeout=10.0,
+            socket_connect_timeout=10.0,
         )
         checker = Redis.from_url(server.url)
         metrics = MetricsCollector()
@@ -168,9 +179,15 @@ async def test_sigkill_and_restart_under_concurrent_readers(
                 await asyncio.sleep(0.8)
                 await asyncio.to_thread(server.restart)  # same port, new process
                 restarted_at = time.monotonic()
-                await eventually(lambda: cache.coherent and not cache.degraded, timeout=10)
+                await eventually(lambda: cache.coherent and not cache.degraded, PATIENCE)
                 recovered_at = time.monotonic()
-                await asyncio.sleep(0.3)
+
+                async def refilled() -> bool:
+                    """Every key back in L2, and reads started after the restart."""
+                    stored = await checker.exists(*(f"chaos:v:{k}" for k in KEYS))
+                    return stored == len(KEYS) and any(t >= restarted_at for t, _ in reads)
+
+                await eventually_async(refilled, PATIENCE)
                 stop.set()
                 await asyncio.gather(*tasks)
 
@@ -204,6 +221,13 @@ async def eventually(check: Callable[[], bool], timeout: float) -> None:
         await asyncio.sleep(0.005)
 
 
+async def eventually_async(check: Callable[[], Awaitable[bool]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
 # ------------------------------------ staleness across processes, RESP2 and RESP3
 WORKER = Path(__file__).resolve().parents[1] / "integration" / "_cache_worker.py"
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,6 +236,22 @@ ROOT = Path(__file__).resolve().parents[2]
 #: The workers' cache settings (passed on their command line).
 CHAOS_MAX_STALENESS = 0.4
 CHAOS_PROBE_INTERVAL = 0.15
+
+
+async def until_files(
+    control: Path,
+    prefix: str,
+    roles: list[tuple[str, int]],
+    workers: list[asyncio.subprocess.Process],
+    message: str,
+) -> None:
+    """Wait until every worker created ``control/<prefix>-<role>-<protocol>``."""
+    paths = [control / f"{prefix}-{role}-{protocol}" for role, protocol in roles]
+    deadline = time.monotonic() + PATIENCE
+    while not all(path.exists() for path in paths):
+        assert time.monotonic() < deadline, message
+        assert all(w.returncode is None for w in workers), "a worker exited early"
+        await asyncio.sleep(0.02)
 
 
 def staleness_bound() -> float:
@@ -228,7 +268,11 @@ async def test_no_read_is_older_than_the_bound_across_processes_and_a_crash(
     reader processes (RESP2 and RESP3) read through their own caches; Redis is
     SIGKILLed and restarted midway. No read returns a version older than one whose
     write was acknowledged more than the staleness bound before the read started; no
-    caller error; one degradation per process."""
+    caller error; one degradation per process.
+
+    The phases end on events, not on a wall clock: the workers run until every one of
+    them has recovered and then for an observation window (on a loaded machine a
+    restart alone can outlast a fixed window, and a worker would end still degraded)."""
     truth = tmp_path / "truth.json"
     truth.write_text(json.dumps(dict.fromkeys(KEYS[:6], 0)), encoding="utf-8")
     async with EmbeddedRedis(graph=False) as server:
@@ -258,29 +302,34 @@ async def test_no_read_is_older_than_the_bound_across_processes_and_a_crash(
             )
             for role, protocol in roles
         ]
-        ready = [tmp_path / f"ready-{role}-{protocol}" for role, protocol in roles]
-        deadline = time.monotonic() + 60
-        while not all(path.exists() for path in ready):
-            assert time.monotonic() < deadline, "workers did not get ready"
-            assert all(w.returncode is None for w in workers), "a worker exited early"
-            await asyncio.sleep(0.02)
-        start = time.monotonic() + 0.1
-        until = start + 3.0
-        # Written whole, then renamed: the workers poll for the file and must never read
-        # it created but still empty (CI caught one worker doing exactly that).
-        (tmp_path / "go.tmp").write_text(f"{start} {until}", encoding="utf-8")
-        (tmp_path / "go.tmp").replace(tmp_path / "go")
-        await asyncio.sleep(start + 1.0 - time.monotonic())
-        killed_at = time.monotonic()
-        await asyncio.to_thread(server.kill)
-        await asyncio.sleep(0.8)
-        await asyncio.to_thread(server.restart)
-        restarted_at = time.monotonic()
-        results = []
-        for worker in workers:
-            out, err = await asyncio.wait_for(worker.communicate(), 60)
-            assert worker.returncode == 0, err.decode()
-            results.append(json.loads(out))
+        try:
+            await until_files(tmp_path, "ready", roles, workers, "workers did not get ready")
+            start = time.monotonic() + 0.1
+            # Written whole, then renamed: the workers poll for the file and must never
+            # read it created but still empty (CI caught one worker doing exactly that).
+            (tmp_path / "go.tmp").write_text(f"{start}", encoding="utf-8")
+            (tmp_path / "go.tmp").replace(tmp_path / "go")
+            await asyncio.sleep(start + 1.0 - time.monotonic())
+            killed_at = time.monotonic()
+            await asyncio.to_thread(server.kill)
+            await asyncio.sleep(0.8)
+            await asyncio.to_thread(server.restart)
+            restarted_at = time.monotonic()
+            await until_files(tmp_path, "recovered", roles, workers, "workers did not recover")
+            # Reads after every recovery, for longer than the bound: skipped writes must
+            # have been invalidated by the writer's replay.
+            await asyncio.sleep(staleness_bound() + 1.0)
+            (tmp_path / "stop").touch()
+            results = []
+            for worker in workers:
+                out, err = await asyncio.wait_for(worker.communicate(), PATIENCE)
+                assert worker.returncode == 0, err.decode()
+                results.append(json.loads(out))
+        finally:
+            for worker in workers:
+                if worker.returncode is None:
+                    worker.kill()
+                    await worker.wait()
 
     writer, readers = results[0], results[1:]
     acks: dict[str, list[tuple[float, int]]] = {}

@@ -6,20 +6,29 @@
     with ``INCR <namespace>:loads`` and sleeps 0.2 s so every process overlaps it.
 
 ``python _cache_worker.py coherence URL NAMESPACE --protocol 2|3``
-    Reads ``k`` (filling L1), announces ``<namespace>:b-ready:<protocol>``, re-reads ``k``
-    until it changes and reports ``time.monotonic()`` of the first new value
-    (CLOCK_MONOTONIC is shared by processes on one host).
+    Reads ``k`` (filling L1) and once more (served by L1), then announces
+    ``<namespace>:b-ready:<protocol>``, re-reads ``k`` until it changes (for at most
+    ``--patience`` seconds) and reports ``time.monotonic()`` of the first new value
+    (CLOCK_MONOTONIC is shared by processes on one host), the reads that still saw the
+    old value, and how the change arrived: invalidation messages received and L1 resets
+    since the announcement.
 
 ``python _cache_worker.py chaos URL NAMESPACE --role writer|reader --protocol 2|3
 --truth FILE --control DIR --max-staleness S --probe-interval S``
     One process of the multi-process staleness test (tests/chaos). The truth is a JSON
     file of ``{key: version}`` (the "database"); loaders read it. After setting up, the
-    worker creates ``DIR/ready-<role>-<protocol>`` and waits for ``DIR/go`` (``start
-    until`` in ``time.monotonic()`` seconds, shared by processes on one host). A writer
-    then bumps one key's version in the truth file and calls ``set``/``delete`` for it
-    in a loop, reporting each acknowledged write ``[key, version, ack time]``; a reader
-    runs concurrent ``get(key, loader)`` tasks, reporting each read ``[key, start, latency,
-    value]``. Both report errors, loader call times and their degradation counts.
+    worker creates ``DIR/ready-<role>-<protocol>`` and waits for ``DIR/go`` (``start`` in
+    ``time.monotonic()`` seconds, shared by processes on one host). A writer then bumps
+    one key's version in the truth file and calls ``set``/``delete`` for it in a loop,
+    reporting each acknowledged write ``[key, version, ack time]``; a reader runs
+    concurrent ``get(key, loader)`` tasks, reporting each read ``[key, start, latency,
+    value]``. Once its cache has been degraded and is healthy and coherent again, the
+    worker creates ``DIR/recovered-<role>-<protocol>``; it stops when ``DIR/stop`` exists
+    (or ``--patience`` x 4 seconds after the start, whatever happened). Both report
+    errors, loader call times and their degradation counts.
+
+The test, not a wall-clock window, decides when a phase is over: a loaded machine may
+take seconds for what usually takes milliseconds (a restart, a resubscription).
 
 Each prints one JSON object on stdout; the metric counts come from this process's own
 collector.
@@ -43,14 +52,18 @@ from infra.observability import get_metrics_collector
 from infra.observability.metrics import MetricsCollector
 from infra.resilience import redis_no_retry
 
+#: Seconds a worker waits for its coherence subscription: a hang guard, not a bound.
+START_TIMEOUT = 30.0
+
 
 async def _cache(url: str, namespace: str, protocol: int) -> tuple[Redis, ThreeTierCache]:
     client = Redis.from_url(url, protocol=protocol, retry=redis_no_retry())
     cache = ThreeTierCache(
         RedisCache(client), redis=client, namespace=namespace, l1_ttl=60, l2_ttl=120
     )
-    if not await cache.start(timeout=5.0):
-        raise SystemExit("coherence subscription not confirmed within 5 s")
+    # A generous wait: a loaded machine may take seconds to confirm a subscription.
+    if not await cache.start(timeout=START_TIMEOUT):
+        raise SystemExit(f"coherence subscription not confirmed within {START_TIMEOUT:g} s")
     return client, cache
 
 
@@ -90,17 +103,30 @@ async def coherence(args: argparse.Namespace) -> dict[str, Any]:
     control = Redis.from_url(args.url)
     try:
         first = await cache.get("k")
+        # One read served by L1 *before* announcing: the writer may write at once, and a
+        # loaded machine may not run this process again until its message has arrived.
+        stale_reads = int(await cache.get("k") == first)
+        metrics = get_metrics_collector()
+        received = metrics.get_counter("cache_invalidations_received_total")
+        resets = metrics.get_counter("cache_l1_resets_total")
         await control.set(f"{args.namespace}:b-ready:{args.protocol}", 1)
-        stale_reads, deadline = 0, time.monotonic() + 10.0
+        deadline = time.monotonic() + args.patience
         while time.monotonic() < deadline:
             value = await cache.get("k")
             if value != first:
+                counts = _counts() | {
+                    "invalidations_received": metrics.get_counter(
+                        "cache_invalidations_received_total"
+                    )
+                    - received,
+                    "l1_resets": metrics.get_counter("cache_l1_resets_total") - resets,
+                }
                 return {
                     "first": first,
                     "seen": value,
                     "seen_at": time.monotonic(),
                     "stale_reads": stale_reads,
-                    "counts": _counts(),
+                    "counts": counts,
                 }
             stale_reads += 1
             await asyncio.sleep(0.0002)
@@ -129,8 +155,10 @@ async def chaos(args: argparse.Namespace) -> dict[str, Any]:
         args.url,
         protocol=args.protocol,
         retry=redis_no_retry(),
-        socket_timeout=1.0,
-        socket_connect_timeout=1.0,
+        # A SIGKILLed server's connections fail at once; a short timeout would only let
+        # a busy host degrade the cache a second time.
+        socket_timeout=10.0,
+        socket_connect_timeout=10.0,
     )
     metrics = MetricsCollector()
     cache = ThreeTierCache(
@@ -156,19 +184,34 @@ async def chaos(args: argparse.Namespace) -> dict[str, Any]:
         return load
 
     try:
-        if not await cache.start(timeout=5.0):
-            raise SystemExit("coherence subscription not confirmed within 5 s")
+        if not await cache.start(timeout=START_TIMEOUT):
+            raise SystemExit(f"coherence subscription not confirmed within {START_TIMEOUT:g} s")
         (control / f"ready-{args.role}-{args.protocol}").touch()
         go = control / "go"
         while not go.exists():  # noqa: ASYNC110 - a cross-process barrier on a file
             await asyncio.sleep(0.005)
-        start, until = (float(x) for x in go.read_text(encoding="utf-8").split())
+        start = float(go.read_text(encoding="utf-8"))  # written whole, then renamed
         await asyncio.sleep(max(0.0, start - time.monotonic()))
+        hard_stop = start + 4 * args.patience
+        stopped = asyncio.Event()
+
+        async def watch() -> None:
+            """Set ``stopped`` when the test says so; announce the recovery once."""
+            was_degraded, announced = False, False
+            while not (control / "stop").exists() and time.monotonic() < hard_stop:
+                was_degraded = was_degraded or cache.degraded
+                if was_degraded and not announced and not cache.degraded and cache.coherent:
+                    (control / f"recovered-{args.role}-{args.protocol}").touch()
+                    announced = True
+                await asyncio.sleep(0.005)
+            stopped.set()
+
+        watcher = asyncio.create_task(watch())
         result: dict[str, Any] = {}
         if args.role == "writer":
             acks: list[list[Any]] = []
             version = 0
-            while time.monotonic() < until:
+            while not stopped.is_set():
                 for key in keys:
                     version += 1
                     data = _read_truth(truth)
@@ -190,7 +233,7 @@ async def chaos(args: argparse.Namespace) -> dict[str, Any]:
 
             async def read(offset: int) -> None:
                 i = offset
-                while time.monotonic() < until:
+                while not stopped.is_set():
                     key = keys[i % len(keys)]
                     i += 1
                     started = time.monotonic()
@@ -204,6 +247,7 @@ async def chaos(args: argparse.Namespace) -> dict[str, Any]:
 
             await asyncio.gather(*(read(j) for j in range(8)))
             result["reads"] = reads
+        await watcher
         return result | {
             "errors": errors,
             "loads": loads,
@@ -229,6 +273,7 @@ def main() -> None:
     parser.add_argument("--control")
     parser.add_argument("--max-staleness", type=float, default=1.0)
     parser.add_argument("--probe-interval", type=float, default=1.0)
+    parser.add_argument("--patience", type=float, default=30.0)
     args = parser.parse_args()
     run = {"single-flight": single_flight, "coherence": coherence, "chaos": chaos}[args.mode]
     print(json.dumps(asyncio.run(run(args))))  # the parent reads stdout

@@ -192,11 +192,12 @@ async def test_postgres_async_lifecycle_removes_process_and_data() -> None:
 @pytest.mark.redis
 def test_bad_module_fails_fast_with_the_server_log() -> None:
     """A module that cannot load ends start() with an error quoting the log; no leftovers."""
-    server = EmbeddedRedis(module_path="/nonexistent/falkordb.so", startup_timeout=10)
+    # Fails fast: long before the (generous) readiness deadline, whatever the load.
+    server = EmbeddedRedis(module_path="/nonexistent/falkordb.so", startup_timeout=120)
     started = time.monotonic()
     with pytest.raises(EmbeddedServerError) as caught:
         server.start()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 60
     message = str(caught.value)
     assert "exited with code" in message
     assert "--- last lines of" in message
@@ -249,7 +250,7 @@ def test_server_dies_with_its_owner_even_on_sigkill() -> None:
     )
     assert child.returncode == -signal.SIGKILL, child.stderr
     info = json.loads(child.stdout)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # a hang guard: the watchdog usually takes ~0.1 s
     while time.monotonic() < deadline and Path(info["dir"]).exists():
         time.sleep(0.05)
     assert not Path(info["dir"]).exists()
@@ -395,7 +396,7 @@ async def test_redis_with_a_password_becomes_ready_and_restarts() -> None:
     from infra.resilience import redis_no_retry
 
     password = "p@ss:w/rd #1"
-    async with EmbeddedRedis(graph=False, password=password, startup_timeout=5) as server:
+    async with EmbeddedRedis(graph=False, password=password, startup_timeout=60) as server:
         assert server.password == password
         assert password not in repr(server)
         async with Redis.from_url(server.url) as client:
@@ -426,7 +427,10 @@ async def test_a_non_terminating_signal_freezes_and_thaws_redis() -> None:
         with pytest.raises(RedisTimeout):
             await client.ping()
         server.kill(signal.SIGCONT)
-        assert await client.ping() is True
+        # A client without the 0.2 s timeout: a resumed server on a loaded machine may
+        # take longer than that to get the CPU back.
+        async with Redis.from_url(server.url) as patient:
+            assert await patient.ping() is True
 
 
 def test_kill_and_restart_need_a_started_server() -> None:

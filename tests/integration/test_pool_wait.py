@@ -160,14 +160,25 @@ async def test_redis_pool_wait_timeout_is_typed_and_not_retried(redis_url: str) 
     """A pool of 1 held by a blocking command: a cache read waits 50 ms, then raises
     PoolExhaustedError at once -- one attempt, and the breaker does not count it."""
     observer = RecordingObserver()
+    name = f"pw-{uuid.uuid4().hex[:12]}"
     settings = Settings(
-        redis_url=redis_url, redis_max_connections=1, redis_pool_acquire_timeout=0.05
+        redis_url=redis_url,
+        redis_max_connections=1,
+        redis_pool_acquire_timeout=0.05,
+        service_name=name,
     )
     policy = ResiliencePolicy.from_settings(settings, component="redis", hooks=[observer])
     async with RedisCache.from_settings(settings, policy, namespace="pw") as cache:
         key = f"held-{uuid.uuid4().hex}"
-        holder = asyncio.ensure_future(cache.client.blpop([key], timeout=5))
-        await asyncio.sleep(0.05)  # let the holder take the only connection
+        # Released by the RPUSH below; the timeout only bounds a broken test.
+        holder = asyncio.ensure_future(cache.client.blpop([key], timeout=60))
+        # The holder has the only connection once the server runs its BLPOP (a fixed
+        # sleep is no barrier: on a loaded machine the read could take the connection).
+        async with Redis.from_url(redis_url) as probe, asyncio.timeout(30):
+            while not any(  # noqa: ASYNC110 -- polling the server; no event to await
+                c["name"] == name and c["cmd"] == "blpop" for c in await probe.client_list()
+            ):
+                await asyncio.sleep(0.005)
         with pytest.raises(PoolExhaustedError) as caught:
             await cache.get("anything")
         assert caught.value.retryable is False

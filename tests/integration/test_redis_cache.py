@@ -68,8 +68,9 @@ def virtual_policy(settings: Settings) -> ResiliencePolicy:
 # -------------------------------------------------------------------------- basics
 async def until_connections(server: Redis, name: str, count: int) -> None:
     """Wait until the server has ``count`` connections named ``name`` (a client's close
-    reaches the server a moment after the client closed); fail after a second."""
-    async with asyncio.timeout(1.0):
+    reaches the server a moment after the client closed); fail after 30 s (a hang
+    guard: a loaded machine may take a while, and no bound is under test here)."""
+    async with asyncio.timeout(30.0):
         while len([c for c in await server.client_list() if c["name"] == name]) != count:  # noqa: ASYNC110 -- polling the server; no event to await
             await asyncio.sleep(0.005)
 
@@ -142,10 +143,9 @@ async def test_without_retries_one_attempt_is_made(dropping_server: ChaosProxy) 
     assert dropping_server.stats.accepted == 1
 
 
-async def test_a_closed_port_is_a_retryable_connection_error(redis_url: str) -> None:
+async def test_a_closed_port_is_a_retryable_connection_error(refusing_port: int) -> None:
     """Nothing listening at all (ECONNREFUSED) is also a retryable CacheConnectionError."""
-    async with ChaosProxy.for_url(redis_url) as proxy:
-        url = proxy.url  # a port that was ours and is closed now
+    url = f"redis://127.0.0.1:{refusing_port}/0"  # held by the fixture: nobody can listen
     settings = dead_settings(url, retry_enabled=False)
     async with RedisCache.from_settings(settings, virtual_policy(settings)) as cache:
         with pytest.raises(CacheConnectionError) as info:
@@ -230,7 +230,8 @@ async def test_calls_record_latency_and_outcomes(
 async def test_health_check_healthy_then_degraded_by_threshold(redis_url: str) -> None:
     """A live server is healthy; a zero threshold makes the same answer degraded."""
     async with RedisCache.from_settings(Settings(redis_url=redis_url)) as cache:
-        ok, details = await cache.health_check(latency_threshold_ms=1000.0)
+        # A threshold no loaded machine reaches: this check is about the classification.
+        ok, details = await cache.health_check(latency_threshold_ms=60_000.0)
         assert (ok, details["status"], details["circuit_breaker"]) == (True, "healthy", "closed")
         assert details["pool_size"] >= 1
         assert details["pool_max"] == 50
@@ -309,9 +310,9 @@ async def test_container_cache_works_and_shutdown_closes_its_connections(
     stopping = container.shutdown_resources()
     assert stopping is not None  # async resources: an awaitable
     await stopping
-    async with RedisCache.from_settings(Settings(redis_url=redis_url)) as observer:
-        names = [c["name"] for c in await observer.client.client_list()]
-    assert name not in names
+    async with Redis.from_url(redis_url) as observer:
+        # The server drops a closed connection a moment after the client closed it.
+        await until_connections(observer, name, 0)
     assert collector.get_gauge("redis_pool_size", pool="default") == 0
 
 

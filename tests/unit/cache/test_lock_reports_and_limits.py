@@ -334,7 +334,10 @@ async def test_a_waiter_sleeps_no_longer_than_the_holders_lease_left(
         redis_client, namespace="t:ttl:", clock=clock, backoff=slow_backoff
     )
     try:
-        second = await waiter.acquire("job", lease=1, wait=600)
+        # The holder's lease runs out in real time while the waiter's pauses are
+        # virtual: on a fast machine it retries thousands of times, each pause adding
+        # up to 0.3 virtual seconds, so the wait must be far longer than 600 s.
+        second = await waiter.acquire("job", lease=1, wait=86_400)
         await waiter.release(second)
     finally:
         await redis_client.delete("t:ttl:{job}", "t:ttl:{job}:fence")

@@ -86,6 +86,14 @@ def count(collector: MetricsCollector, name: str, **labels: str) -> float:
     return collector.get_counter(name, **labels)
 
 
+async def until(check: Callable[[], bool]) -> None:
+    """Let the cache's tasks run until ``check()`` holds. A fixed sleep is no barrier: on a
+    loaded machine the test can resume before the tasks it waits for have run at all."""
+    async with asyncio.timeout(30):  # a hang guard, not a bound under test
+        while not check():  # noqa: ASYNC110 -- polling the cache's state
+            await asyncio.sleep(0.001)
+
+
 # ------------------------------------------------------------------- read-through
 async def test_read_through_loads_once_then_serves_from_l1(
     make: Factory, store: FakeCache, collector: MetricsCollector
@@ -260,7 +268,8 @@ async def test_one_load_for_100_concurrent_callers(
         return "value"
 
     callers = [asyncio.create_task(cache.get("cold", loader)) for _ in range(100)]
-    await asyncio.sleep(0.01)
+    # Every other caller has joined the first one's load before it may finish.
+    await until(lambda: count(collector, "cache_coalesced_total", scope="process") == 99)
     gate.set()
     assert await asyncio.gather(*callers) == ["value"] * 100
     assert loads == 1
@@ -292,14 +301,15 @@ async def test_a_write_during_a_load_wins_over_the_loaded_value(
     make: Factory, store: FakeCache
 ) -> None:
     """A set() while a load is in flight: the stale load is returned, not cached."""
-    cache, gate = make(), asyncio.Event()
+    cache, gate, loading = make(), asyncio.Event(), asyncio.Event()
 
     async def slow_old() -> str:
+        loading.set()
         await gate.wait()
         return "old"
 
     reader = asyncio.create_task(cache.get("k", slow_old))
-    await asyncio.sleep(0.005)
+    await loading.wait()  # the load is in flight (not merely scheduled)
     await cache.set("k", "new")
     gate.set()
     assert await reader == "old"
@@ -311,14 +321,15 @@ async def test_a_plain_read_during_a_load_does_not_stop_its_write_back(
     make: Factory, store: FakeCache
 ) -> None:
     """get(key) while get(key, loader) is loading: the load still reaches L2 and L1."""
-    cache, gate = make(), asyncio.Event()
+    cache, gate, started = make(), asyncio.Event(), asyncio.Event()
 
     async def slow() -> str:
+        started.set()
         await gate.wait()
         return "loaded"
 
     loading = asyncio.create_task(cache.get("k", slow))
-    await asyncio.sleep(0.005)
+    await started.wait()  # the load is in flight (not merely scheduled)
     assert await cache.get("k") is None
     gate.set()
     assert await loading == "loaded"

@@ -12,21 +12,25 @@ import pytest
 from infra.exceptions import OperationTimeoutError
 from infra.resilience.timeout import Timeout, current_deadline
 
-LIMIT = 0.05
-
 
 async def _hang() -> None:
     await asyncio.Event().wait()
 
 
 async def test_a_later_scope_keeps_its_full_time_after_an_earlier_one_expires() -> None:
-    """A scope begun 30 ms after another is neither cut short by the earlier deadline nor
-    left unbounded: it finishes when its work takes 40 ms, and times out at its own 50 ms."""
+    """A scope begun 0.25 s after another is neither cut short by the earlier deadline nor
+    left unbounded: it finishes when its work takes 0.35 s (past the earlier deadline),
+    and times out at its own 0.5 s.
+
+    The margins are wide on purpose: with 50 ms limits and 40 ms of work, one 10 ms
+    scheduling stall on a loaded machine made the work's timer and the deadline fall due
+    in the same loop iteration, and the deadline won."""
     loop = asyncio.get_running_loop()
-    timeout = Timeout(LIMIT)
+    limit, offset, work = 0.5, 0.25, 0.35
+    timeout = Timeout(limit)
 
     async def late(work: float | None) -> float:
-        await asyncio.sleep(0.03)
+        await asyncio.sleep(offset)
         started = loop.time()
         if work is None:
             with pytest.raises(OperationTimeoutError):
@@ -36,11 +40,11 @@ async def test_a_later_scope_keeps_its_full_time_after_an_earlier_one_expires() 
         return loop.time() - started
 
     first = asyncio.create_task(timeout.call(_hang))
-    finished, timed_out = await asyncio.gather(late(0.04), late(None))
+    finished, timed_out = await asyncio.gather(late(work), late(None))
     with pytest.raises(OperationTimeoutError):
         await first
-    assert 0.04 <= finished < LIMIT + 0.04
-    assert timed_out >= LIMIT
+    assert work <= finished  # ran to the end, past the first scope's deadline
+    assert timed_out >= limit
 
 
 async def test_many_calls_arm_one_loop_timer(monkeypatch: pytest.MonkeyPatch) -> None:
