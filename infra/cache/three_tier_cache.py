@@ -64,7 +64,7 @@ Read-through with tags: a load must not outlive an invalidation
 
 The consistency promise
     * Healthy (subscribed, Redis reachable): another process's write reaches this L1
-      within the pub/sub delivery time (about a millisecond; 100 ms is tested).
+      within the pub/sub delivery time (about a millisecond, measured by the benchmark).
     * While the coherence subscription is down or Redis is unreachable, L1 keeps
       serving, but no entry is served more than ``max_staleness`` seconds (default 1 s)
       after that started or after it was loaded, whichever is later; misses go to L2
