@@ -69,8 +69,8 @@ from infra.graph._params import (
     PROBE_QUERY,
     PROBE_VALUE,
     check_inline_size,
-    escape_strings,
     fit,
+    prepare_inline,
 )
 from infra.graph._pool import driver_pool_stats
 from infra.graph.driver import build_graph_driver
@@ -214,8 +214,9 @@ class MemgraphGraphStore(base.GraphStoreBase):
         which FalkorDB misreads as the graph name (see docs/graph.md).
         """
         if await self._server_inlines():
-            check_inline_size(parameters)
-            parameters = escape_strings(parameters)
+            prepared = prepare_inline(parameters)  # names, floats, types checked; escaped
+            check_inline_size(parameters)  # measured as fit() measures: unescaped
+            parameters = prepared
         mode = self._write_mode if write else self._read_mode
         async with (
             asyncio.timeout(self._query_timeout + _GRACE),
