@@ -64,7 +64,13 @@ PROBE_QUERY: Final = "RETURN $p AS p"
 _NAME = PROPERTY_KEY_PATTERN.fullmatch
 
 
-def _refuse(message: str, where: str) -> GraphQueryError:
+def _where(path: tuple[object, ...]) -> str:
+    """``parameters['m'][0]``: where a refused value sits (built only to refuse)."""
+    return "parameters" + "".join(f"[{shown(step)}]" for step in path)
+
+
+def _refuse(message: str, path: tuple[object, ...]) -> GraphQueryError:
+    where = _where(path)
     return GraphQueryError(
         f"the graph server inlines parameters into the statement text (FalkorDB's Bolt "
         f"server); {where} {message} -- or use Memgraph or Neo4j, which bind parameters",
@@ -73,69 +79,79 @@ def _refuse(message: str, where: str) -> GraphQueryError:
     )
 
 
-def _prepared(value: Any, where: str) -> Any:
-    """``value`` as an inlining server must receive it (strings escaped), or a refusal."""
-    if value is None or isinstance(value, bool | int):
-        return value
+def _prepared(value: Any, path: tuple[object, ...]) -> Any:
+    """``value`` as an inlining server must receive it (strings escaped), or a refusal.
+    ``path`` leads to it (formatted only for an error: this runs on every statement)."""
     if isinstance(value, str):
         return value.replace("\\", "\\\\").replace("'", "\\'")
+    if value is None or isinstance(value, bool | int):
+        return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise _refuse(f"is {value!r}, not a Cypher literal; send a finite float", where)
+            raise _refuse(f"is {value!r}, not a Cypher literal; send a finite float", path)
         if float(f"{value:f}") != value:
             raise _refuse(
                 f"is a float the server would round to six decimals ({value:f}); round it "
                 "yourself, or send it as a string",
-                where,
+                path,
             )
         return value
     if isinstance(value, list | tuple):
-        return [_prepared(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return [_prepared(item, (*path, i)) for i, item in enumerate(value)]
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for key, item in value.items():
-            inner = f"{where}[{shown(key)}]"
             if not isinstance(key, str) or not _NAME(key):
                 raise _refuse(
                     f"has a key the server would write unquoted into the statement; keys "
                     f"must match {PROPERTY_KEY_PATTERN.pattern}",
-                    inner,
+                    (*path, key),
                 )
-            out[key] = _prepared(item, inner)
+            out[key] = _prepared(item, (*path, key))
         return out
     raise _refuse(
         f"is a {type(value).__name__}; the server takes None, bool, int, float, str, lists "
         "and maps of them",
-        where,
+        path,
     )
 
 
 def prepare_inline(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """Parameters for an inlining server: names, floats and types checked, every string
     escaped (see the module docstring); a ``GraphQueryError`` names what cannot be sent."""
-    prepared = _prepared(parameters, "parameters")
+    prepared = _prepared(parameters, ())
     assert isinstance(prepared, dict)  # noqa: S101 - a Mapping gives a dict
     return prepared
 
 
-def _size(value: Any) -> int:
-    """An upper bound of ``value``'s length as inlined Cypher literal text, in bytes."""
+def _text_size(text: str) -> int:
+    """A string literal: its UTF-8 bytes, quotes, and at most one escape per ``\\``/``'``."""
+    size = len(text) if text.isascii() else len(text.encode("utf-8"))
+    return size + text.count("\\") + text.count("'") + 2
+
+
+def _size(value: Any) -> int:  # noqa: PLR0911 - one return per kind, most frequent first
+    """An upper bound of ``value``'s length as inlined Cypher literal text, in bytes.
+    Loops rather than generators: :func:`fit` runs it on every row of every batch."""
     if isinstance(value, str):
-        # Quotes, and at most one escape per character that needs one.
-        size = len(value.encode("utf-8")) + value.count("\\") + value.count("'") + 2
-    elif value is None or isinstance(value, bool):
-        size = 5
-    elif isinstance(value, int):
-        size = len(str(value))
-    elif isinstance(value, float):
-        size = len(f"{value:f}") if math.isfinite(value) else 4
-    elif isinstance(value, list | tuple):
-        size = 2 + sum(_size(item) + 2 for item in value)
-    elif isinstance(value, Mapping):
-        size = 2 + sum(_size(str(key)) + 2 + _size(item) for key, item in value.items())
-    else:
-        size = len(str(value).encode("utf-8")) + 2
-    return size
+        return _text_size(value)
+    if isinstance(value, bool) or value is None:
+        return 5
+    if isinstance(value, int):
+        return len(str(value))
+    if isinstance(value, Mapping):
+        size = 2
+        for key, item in value.items():
+            size += _text_size(str(key)) + 2 + _size(item)
+        return size
+    if isinstance(value, list | tuple):
+        size = 2
+        for item in value:
+            size += _size(item) + 2
+        return size
+    if isinstance(value, float):
+        return len(f"{value:f}") if math.isfinite(value) else 4
+    return len(str(value).encode("utf-8")) + 2
 
 
 def inline_size(value: Any) -> int:
