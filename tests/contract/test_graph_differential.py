@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from infra.graph.driver import open_driver
 from infra.graph.memgraph import MemgraphGraphStore
-from infra.graph.results import Path
+from infra.graph.results import Path, UpsertProgress
 from infra.resilience import ResiliencePolicy
 from infra.testing.fakes.graph import FakeGraphStore
 
@@ -79,15 +79,25 @@ async def real(bolt_uri: str, bolt_auth: tuple[str, str]) -> AsyncIterator[Memgr
     await store.close()
 
 
-async def apply(store: Any, step: tuple[str, str, list[Any]]) -> int:
+async def apply(
+    store: Any, step: tuple[str, str, list[Any]], batch_size: int
+) -> tuple[int, list[UpsertProgress]]:
+    """The step's count, and the progress reports of an upsert (batch by batch)."""
     kind, name, items = step
+    seen: list[UpsertProgress] = []
     if kind == "nodes":
-        return int(await store.upsert_nodes(name, items))
-    if kind == "edges":
-        return int(await store.upsert_edges(name, items))
-    if kind == "delete_nodes":
-        return int(await store.delete_nodes(items))
-    return int(await store.delete_edges(name, items))
+        written = await store.upsert_nodes(
+            name, items, batch_size=batch_size, on_progress=seen.append
+        )
+    elif kind == "edges":
+        written = await store.upsert_edges(
+            name, items, batch_size=batch_size, on_progress=seen.append
+        )
+    elif kind == "delete_nodes":
+        written = await store.delete_nodes(items)
+    else:
+        written = await store.delete_edges(name, items)
+    return int(written), seen
 
 
 def _walk(path: Path) -> str:
@@ -126,13 +136,14 @@ async def view(store: Any) -> dict[str, Any]:
 
 
 @settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(steps=_steps)
+@given(steps=_steps, batch_size=st.sampled_from([1, 2, 1000]))
 async def test_any_sequence_of_writes_leaves_the_fake_and_the_real_graph_alike(
-    real: MemgraphGraphStore, steps: list[tuple[str, str, list[Any]]]
+    real: MemgraphGraphStore, steps: list[tuple[str, str, list[Any]]], batch_size: int
 ) -> None:
-    """Same writes, same counts written, same answers to every read, after each step."""
+    """Same writes, same counts written and progress reported (in batches of one, two or
+    all), same answers to every read, after each step."""
     await real.delete_nodes(IDS)
     fake = FakeGraphStore(policy=ResiliencePolicy.instant("graph"))
     for step in steps:
-        assert await apply(fake, step) == await apply(real, step), step
+        assert await apply(fake, step, batch_size) == await apply(real, step, batch_size), step
         assert await view(fake) == await view(real), step
