@@ -318,8 +318,9 @@ class GraphStoreBase(ABC):
         direction: Direction = "out",
         limit: int = 10,
     ) -> list[Path]:
-        """Paths from ``start_id`` to ``end_id`` of 1..``max_hops`` relationships (no
-        relationship twice), shortest first; at most ``limit``."""
+        """Simple paths (no node twice, so none from a node to itself) from ``start_id``
+        to ``end_id`` of 1..``max_hops`` relationships, shortest first; at most
+        ``limit``."""
         start = check_node_id(start_id, argument="start_id")
         end = check_node_id(end_id, argument="end_id")
         typed = None if rel_type is None else check_identifier(rel_type, argument="rel_type")

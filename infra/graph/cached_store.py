@@ -20,7 +20,13 @@ What is cached, and how it is invalidated:
   (``ThreeTierCache.invalidate(tag=...)``: L2 entries deleted, every process's L1 told):
   upserts and deletes of nodes touch their ids (and ``nodes``), edge writes their
   endpoints (and ``edges``), deleting nodes both. A raw :meth:`write` may touch anything,
-  so it clears the whole namespace.
+  so it clears the whole namespace. The invalidation runs even when the write failed or
+  was cancelled (earlier batches, or the statement itself, may have landed), in a task
+  the caller's cancellation does not stop.
+* **Results are the caller's**: a hit is rebuilt from the cached plain data and a miss
+  stores a copy, so mutating a returned node's properties changes no cached entry.
+* **Arguments** are checked as the store checks them, before a cache key is made from
+  them: a bad one is the store's ``InvalidArgumentError``, never a ``TypeError``.
 * **A read that overlaps a write** (its load read the graph before the write, and it
   would store the result after the write's invalidation), in this process or another,
   must not leave the pre-write result behind. A fill takes the cache's tag snapshot
@@ -55,7 +61,11 @@ from infra.graph.batching import ProgressCallback
 from infra.graph.identifiers import (
     Direction,
     NodeId,
+    check_direction,
     check_edges,
+    check_hops,
+    check_identifier,
+    check_limit,
     check_node_id,
     check_node_ids,
     check_nodes,
@@ -75,6 +85,12 @@ _REQUESTS = "graph_cache_requests_total"
 _SHORT_ID = 200
 #: Tag invalidations in flight at once after a large write.
 _CONCURRENT_INVALIDATIONS = 64
+
+
+def _optional_identifier(value: object, argument: str) -> str | None:
+    """``None``, or a label / relationship type checked as the store checks it (before
+    it is part of a cache key: a value JSON cannot encode must not be a ``TypeError``)."""
+    return None if value is None else check_identifier(value, argument=argument)
 
 
 class CachedGraphStore:
@@ -107,6 +123,8 @@ class CachedGraphStore:
         self._ns = namespace
         self._metrics = metrics or get_metrics_collector()
         self._flights: SingleFlight[Any] = SingleFlight()
+        #: Invalidations still running after their writer was cancelled.
+        self._invalidations: set[asyncio.Future[Any]] = set()
 
     @property
     def store(self) -> PropertyGraphStore:
@@ -168,7 +186,18 @@ class CachedGraphStore:
         return value
 
     async def _invalidate(self, tags: Sequence[str]) -> None:
-        """After a write: invalidate its tags in every tier (and fence older fills)."""
+        """After a write: invalidate its tags in every tier (and fence older fills).
+
+        The graph may have changed even when the write was cancelled, so the invalidation
+        runs in a task of its own that the caller's cancellation does not reach: the
+        caller waits for it, and a second cancellation while it runs leaves it finishing
+        in the background (referenced, so it is not garbage-collected)."""
+        job = asyncio.ensure_future(self._invalidate_now(tags))
+        self._invalidations.add(job)
+        job.add_done_callback(self._invalidations.discard)
+        await asyncio.shield(job)
+
+    async def _invalidate_now(self, tags: Sequence[str]) -> None:
         for start in range(0, len(tags), _CONCURRENT_INVALIDATIONS):
             chunk = tags[start : start + _CONCURRENT_INVALIDATIONS]
             await asyncio.gather(*(self._cache.invalidate(tag=tag) for tag in chunk))
@@ -193,6 +222,8 @@ class CachedGraphStore:
     ) -> list[Neighbour]:
         """The store's neighbours (cached; tagged with the node and every neighbour)."""
         node_id = check_node_id(node_id)
+        rel_type = _optional_identifier(rel_type, "rel_type")
+        direction, limit = check_direction(direction), check_limit(limit)
         return await self._read(
             "neighbours",
             {"id": node_id, "rel_type": rel_type, "direction": direction, "limit": limit},
@@ -215,6 +246,9 @@ class CachedGraphStore:
         """The store's paths (cached; tagged with their nodes and ``edges``)."""
         start = check_node_id(start_id, argument="start_id")
         end = check_node_id(end_id, argument="end_id")
+        rel_type = _optional_identifier(rel_type, "rel_type")  # in the store's order
+        direction, max_hops = check_direction(direction), check_hops(max_hops)
+        limit = check_limit(limit)
         arguments = {
             "start": start,
             "end": end,
@@ -241,6 +275,7 @@ class CachedGraphStore:
 
     async def count_nodes(self, label: str | None = None) -> int:
         """The store's count (cached; tagged ``nodes``)."""
+        label = _optional_identifier(label, "label")
         return await self._read(
             "count_nodes",
             {"label": label},
@@ -322,8 +357,12 @@ class CachedGraphStore:
             await self._invalidate_all()
 
     async def _invalidate_all(self) -> None:
-        # A prefix invalidation also refuses every fill that loaded before it.
-        await self._cache.invalidate(prefix=f"{self._ns}:")
+        # A prefix invalidation also refuses every fill that loaded before it. Shielded
+        # like _invalidate: a cancelled write may still have changed the graph.
+        job = asyncio.ensure_future(self._cache.invalidate(prefix=f"{self._ns}:"))
+        self._invalidations.add(job)
+        job.add_done_callback(self._invalidations.discard)
+        await asyncio.shield(job)
 
     async def health_check(
         self, latency_threshold_ms: float = 100.0, *, timeout: float | None = None

@@ -24,6 +24,7 @@ __all__ = [
     "INDEX_STATEMENTS",
     "LIST_INDEXES",
     "PING",
+    "SIMPLE_PATH",
     "count_nodes",
     "delete_edges",
     "delete_nodes",
@@ -112,13 +113,20 @@ def neighbours(direction: Direction, rel_type: str | None) -> str:
     )
 
 
+#: Keeps simple paths only (no node twice): engines agree on no other kind (see
+#: docs/graph.md, "paths"). Quadratic in a path's length, which is at most MAX_HOPS.
+SIMPLE_PATH: Final = "all(n IN nodes(p) WHERE size([m IN nodes(p) WHERE m.id = n.id]) = 1)"
+
+
 def paths(direction: Direction, rel_type: str | None, max_hops: int) -> str:
-    """``$start``, ``$end``, ``$limit``; shortest first (order among equals: the engine's)."""
+    """``$start``, ``$end``, ``$limit``; simple paths, shortest first (order among equals:
+    the engine's)."""
     typed = f":`{rel_type}`" if rel_type else ""
     hops = int(max_hops)  # validated 1..MAX_HOPS; a bound cannot be a parameter
     return (
         f"MATCH p = (a:{_N} {{id: $start}}){_arrow(direction, f'{typed}*1..{hops}')}"
-        f"(b:{_N} {{id: $end}}) WITH p, length(p) AS hops ORDER BY hops LIMIT $limit "
+        f"(b:{_N} {{id: $end}}) WHERE {SIMPLE_PATH} "
+        "WITH p, length(p) AS hops ORDER BY hops LIMIT $limit "
         "RETURN [n IN nodes(p) | {id: n.id, labels: labels(n), props: properties(n)}] AS nodes, "
         "[r IN relationships(p) | {type: type(r), start: startNode(r).id, "
         "end: endNode(r).id, props: properties(r)}] AS rels"

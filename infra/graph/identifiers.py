@@ -14,8 +14,9 @@ agree on what can be stored (the subset FalkorDB, Memgraph and Neo4j share):
 
 * **node ids**: a non-empty ``str`` (at most :data:`MAX_ID_LENGTH` characters, no NUL,
   encodable as UTF-8) or an ``int`` in the signed 64-bit range; ``bool`` is refused.
-* **property values**: ``bool``, ``int`` (64-bit), ``float``, ``str`` (no NUL: FalkorDB
-  cuts a string at its first NUL), or a list whose items all have one of those types.
+* **property values**: ``bool``, ``int`` (64-bit), ``float`` (finite: FalkorDB stores no
+  NaN or infinity), ``str`` (no NUL: FalkorDB cuts a string at its first NUL), or a list
+  whose items all have one of those types.
   Maps, ``None`` and ``bytes`` are refused (Neo4j stores no maps, ``None`` would delete
   the property, FalkorDB stores no byte arrays). Mixed lists are refused (Neo4j and
   Memgraph store homogeneous lists only).
@@ -26,6 +27,7 @@ agree on what can be stored (the subset FalkorDB, Memgraph and Neo4j share):
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
@@ -132,7 +134,16 @@ def check_node_ids(values: object, *, argument: str = "node_ids") -> list[NodeId
 
 
 def _check_value(value: object, argument: str) -> None:
-    if isinstance(value, bool | float):
+    if isinstance(value, bool):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _fail(
+                f"{argument} must be a finite float, got {value!r}: FalkorDB cannot store "
+                "NaN or infinity, and NaN equals nothing; leave the property out or store "
+                "a sentinel value",
+                argument,
+            )
         return
     if isinstance(value, int):
         if not _INT64[0] <= value <= _INT64[1]:

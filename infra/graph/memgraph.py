@@ -69,8 +69,8 @@ from infra.graph._params import (
     PROBE_QUERY,
     PROBE_VALUE,
     check_inline_size,
-    escape_strings,
     fit,
+    prepare_inline,
 )
 from infra.graph._pool import driver_pool_stats
 from infra.graph.driver import build_graph_driver
@@ -213,9 +213,15 @@ class MemgraphGraphStore(base.GraphStoreBase):
         transaction timeout. An auto-commit ``RUN`` would carry them in its own metadata,
         which FalkorDB misreads as the graph name (see docs/graph.md).
         """
-        if await self._server_inlines():
-            check_inline_size(parameters)
-            parameters = escape_strings(parameters)
+        inlines = self._inlines
+        if inlines is None:
+            inlines = await self._server_inlines()
+        if inlines:
+            prepared = prepare_inline(parameters)  # names, floats, types checked; escaped
+            check_inline_size(parameters)  # measured as fit() measures: unescaped
+            parameters = prepared
+        else:
+            parameters = dict(parameters)  # the driver gets a dict of its own
         mode = self._write_mode if write else self._read_mode
         async with (
             asyncio.timeout(self._query_timeout + _GRACE),
@@ -223,7 +229,7 @@ class MemgraphGraphStore(base.GraphStoreBase):
         ):
             tx = await session.begin_transaction(timeout=self._query_timeout)
             async with tx:
-                result = await tx.run(cypher_text, dict(parameters))
+                result = await tx.run(cypher_text, parameters)
                 records = [record async for record in result]
                 await tx.commit()
                 return records

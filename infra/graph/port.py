@@ -91,7 +91,7 @@ class PropertyGraphStore(GraphStore, Protocol):
         direction: Direction = "out",
         limit: int = 10,
     ) -> list[Path]:
-        """Paths of 1..``max_hops`` relationships, shortest first."""
+        """Simple paths (no node twice) of 1..``max_hops`` relationships, shortest first."""
         ...
 
     async def delete_nodes(self, node_ids: Sequence[NodeId]) -> int:

@@ -4,7 +4,8 @@ Driver objects (``neo4j.graph.Node`` ...) never cross the port: every read retur
 frozen dataclasses, built from plain values the statements return (``n.id``,
 ``labels(n)``, ``properties(n)``, ``type(r)``, ``startNode(r).id`` ...). So the fake,
 the cache and any engine produce equal results, and a result can be cached as JSON
-(:func:`to_plain` / :func:`from_plain`).
+(:func:`to_plain` / :func:`from_plain`, which share no mutable value with their input:
+a caller mutating a returned node cannot change a cached one).
 
 A node's ``labels`` leave out the store's base label; its ``properties`` leave out ``id``
 (it is :attr:`Node.id`).
@@ -99,8 +100,27 @@ def node_from_values(node_id: NodeId, labels: Any, properties: Mapping[str, Any]
 
 
 # ----------------------------------------------------------------- JSON round trip
+# Both directions copy property values down to the last list: the cache keeps the plain
+# form in L1 as is, so a result sharing a list with it would let a caller who mutates a
+# returned node (``node.properties["tags"].append(...)``) change what later hits return.
+def _copied(value: Any) -> Any:
+    """``value`` with every list and map inside copied (scalars are immutable)."""
+    if isinstance(value, list | tuple):
+        return [_copied(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _copied(item) for key, item in value.items()}
+    return value
+
+
+def _props(properties: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        key: _copied(value) if isinstance(value, list | tuple | Mapping) else value
+        for key, value in properties.items()
+    }
+
+
 def _node_plain(node: Node) -> dict[str, Any]:
-    return {"id": node.id, "labels": sorted(node.labels), "properties": dict(node.properties)}
+    return {"id": node.id, "labels": sorted(node.labels), "properties": _props(node.properties)}
 
 
 def _rel_plain(rel: Relationship) -> dict[str, Any]:
@@ -108,16 +128,16 @@ def _rel_plain(rel: Relationship) -> dict[str, Any]:
         "type": rel.type,
         "start_id": rel.start_id,
         "end_id": rel.end_id,
-        "properties": dict(rel.properties),
+        "properties": _props(rel.properties),
     }
 
 
 def _node(data: Mapping[str, Any]) -> Node:
-    return Node(data["id"], frozenset(data["labels"]), dict(data["properties"]))
+    return Node(data["id"], frozenset(data["labels"]), _props(data["properties"]))
 
 
 def _rel(data: Mapping[str, Any]) -> Relationship:
-    return Relationship(data["type"], data["start_id"], data["end_id"], dict(data["properties"]))
+    return Relationship(data["type"], data["start_id"], data["end_id"], _props(data["properties"]))
 
 
 def to_plain(value: Any) -> Any:

@@ -130,6 +130,22 @@ async def test_paths_are_bounded_and_shortest_first(store: Store) -> None:
     assert await store.paths("a", "d", direction="both") == []
 
 
+async def test_paths_never_visit_a_node_twice(store: Store) -> None:
+    """Simple paths only, on every engine: FalkorDB leaves out a->b->a->c and paths
+    through a self-loop, misorders a cycle's relationships and walks an undirected
+    self-loop twice; the fake listed them all. Now neither lists any of them."""
+    await store.upsert_nodes("P", [{"id": i} for i in ("a", "b", "c", "l")])
+    await store.upsert_edges("R", [("a", "b"), ("b", "a"), ("a", "c"), ("l", "l")])
+    await store.upsert_edges("S", [("l", "a")])
+    assert [p.node_ids for p in await store.paths("a", "c", max_hops=4)] == [("a", "c")]
+    assert [p.node_ids for p in await store.paths("l", "c", max_hops=4)] == [("l", "a", "c")]
+    both = await store.paths("l", "a", max_hops=4, direction="both")
+    assert [p.node_ids for p in both] == [("l", "a")]
+    for node_id in ("a", "l"):
+        for direction in ("out", "both"):
+            assert await store.paths(node_id, node_id, max_hops=4, direction=direction) == []
+
+
 async def test_deletes_detach_and_count_what_existed(store: Store) -> None:
     """delete_nodes removes the node and its edges; deleting again finds nothing."""
     await people(store)

@@ -24,7 +24,7 @@ What behaves like the real store:
   whose endpoints do not exist is skipped; one relationship per (start, type, end).
   Batches of ``batch_size`` items, each applied at once, with the same progress reports.
 * Neighbours ordered by neighbour id (strings before numbers, as FalkorDB and Neo4j
-  order), relationship type, start id; paths with no relationship twice, shortest first.
+  order), relationship type, start id; simple paths (no node twice), shortest first.
 * Every call runs through :class:`~infra.calls.BackendCalls` with component ``graph`` --
   the same telemetry series and the same policy as the real store (pass the container's
   graph policy): reads retried, writes only when idempotent (upserts, deletes),
@@ -326,16 +326,16 @@ class FakeGraphStore(base.GraphStoreBase):
         direction: Direction,
         hops: int,
     ) -> Iterator[tuple[list[NodeId], tuple[Relationship, ...]]]:
-        """Depth-first walks to ``end`` without repeating a relationship (Cypher's
-        relationship isomorphism; nodes may repeat)."""
+        """Depth-first simple walks to ``end``: no node twice (the store's statement
+        keeps only those; see :data:`infra.graph.cypher.SIMPLE_PATH`), so none when
+        ``start == end``."""
         stack: list[tuple[NodeId, list[NodeId], tuple[Relationship, ...]]] = [(start, [start], ())]
         while stack:
             here, ids, rels = stack.pop()
-            if len(rels) == hops:
+            if len(rels) == hops or here == end:
                 continue
             for rel, there in self._steps(here, rel_type, direction):
-                key = (rel.start_id, rel.type, rel.end_id)
-                if any((r.start_id, r.type, r.end_id) == key for r in rels):
+                if there in ids:
                     continue
                 walk = (*rels, rel)
                 if there == end:
