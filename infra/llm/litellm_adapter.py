@@ -184,8 +184,20 @@ class LiteLLMAdapter(LLMClientBase):
         embedding_key = embedding_api_key if embedding_api_key is not None else api_key
         self._embedding_api_key = SecretStr(_secret(embedding_key) or "") if embedding_key else None
         self._endpoint = embedding_endpoint
+        if embedding_dimensions is not None and (
+            isinstance(embedding_dimensions, bool)
+            or not isinstance(embedding_dimensions, int)
+            or embedding_dimensions < 1
+        ):
+            raise InvalidArgumentError(
+                f"embedding_dimensions must be None or an int >= 1, got {embedding_dimensions!r}",
+                argument="embedding_dimensions",
+            )
+        # Asked of the provider (only when configured and it takes the argument) ...
+        self._requested_dimensions = embedding_dimensions if send_dimensions else None
+        # ... and the length every vector must have (configured, or learned from the
+        # first answer -- never sent: a learned size is not a request).
         self._dimensions = embedding_dimensions
-        self._send_dimensions = send_dimensions
         self._timeout = float(request_timeout)
         self._first_token_timeout = float(first_token_timeout or request_timeout)
         self._embedding_policy = embedding_policy if embedding_policy is not None else self._policy
@@ -325,20 +337,12 @@ class LiteLLMAdapter(LLMClientBase):
             kwargs["api_base"] = api_base
         key = self._embedding_api_key
         kwargs["api_key"] = key.get_secret_value() if key is not None else "not-needed"
-        if self._dimensions is not None and self._send_dimensions:
-            kwargs["dimensions"] = self._dimensions
-        response = await self._embeddings(model).run(
+        if self._requested_dimensions is not None:
+            kwargs["dimensions"] = self._requested_dimensions
+        response, vectors = await self._embeddings(model).run(
             "embeddings", self._embed_attempt, litellm, kwargs, estimate, timeout=self._timeout
         )
-        vectors = embedding_vectors(response)
-        if len(vectors) != len(texts):
-            raise translate_exception(
-                ValueError(f"the provider returned {len(vectors)} vectors for {len(texts)} texts"),
-                component=COMPONENT,
-                family="llm",
-                operation="embeddings",
-            )
-        if self._dimensions is None and vectors:
+        if self._dimensions is None:
             self._dimensions = len(vectors[0])
         usage = usage_of(response)
         if usage is not None:
@@ -393,7 +397,11 @@ class LiteLLMAdapter(LLMClientBase):
             raise self._failed(exc, "chat") from exc
         return chunks, first
 
-    async def _embed_attempt(self, litellm: Any, kwargs: dict[str, Any], estimate: int) -> Any:
+    async def _embed_attempt(
+        self, litellm: Any, kwargs: dict[str, Any], estimate: int
+    ) -> tuple[Any, list[list[float]]]:
+        """One request; a malformed answer (vectors missing, ragged, of the wrong size,
+        not finite) fails the attempt like a malformed body, so the policy may retry it."""
         charged = await self._acquire(estimate)
         try:
             response = await litellm.aembedding(**kwargs)
@@ -402,7 +410,10 @@ class LiteLLMAdapter(LLMClientBase):
         usage = usage_of(response)
         self._settle(charged, usage)
         _record_usage(self._embeddings(kwargs["model"]), "embeddings", response, usage)
-        return response
+        vectors = embedding_vectors(
+            response, count=len(kwargs["input"]), dimensions=self._dimensions
+        )
+        return response, vectors
 
     # ----------------------------------------------------------------- helpers
     def _chat_kwargs(self, name: str, payload: list[dict[str, str]], limit: int) -> dict[str, Any]:
