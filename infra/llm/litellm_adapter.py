@@ -57,6 +57,7 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -74,6 +75,7 @@ from infra.observability.instrument import CallSite
 from infra.observability.metrics import MetricsCollector
 from infra.observability.tracing import TracingState
 from infra.ports import TokenUsage
+from infra.redaction import redact_text, register_secret
 from infra.resilience import ResiliencePolicy, litellm_no_retry_kwargs
 from infra.translation import translate_exception
 
@@ -183,6 +185,12 @@ class LiteLLMAdapter(LLMClientBase):
         self._embedding_api_base = embedding_api_base or api_base
         embedding_key = embedding_api_key if embedding_api_key is not None else api_key
         self._embedding_api_key = SecretStr(_secret(embedding_key) or "") if embedding_key else None
+        # A provider may quote the key in an error message (``Incorrect API key provided:
+        # ...``), and litellm passes that text on: registered, it is masked in every
+        # message, repr, chained traceback and log line for as long as this adapter
+        # lives -- whatever the key looks like, not only ``sk-...``.
+        register_secret(self._api_key, owner=self)
+        register_secret(self._embedding_api_key, owner=self)
         self._endpoint = embedding_endpoint
         if embedding_dimensions is not None and (
             isinstance(embedding_dimensions, bool)
@@ -456,6 +464,7 @@ class LiteLLMAdapter(LLMClientBase):
         return calls
 
     def _failed(self, exc: Exception, operation: str) -> Exception:
+        mask_provider_error(exc)
         error = translate_exception(
             exc, component=COMPONENT, family="llm", operation=operation, timeout=self._timeout
         )
@@ -547,6 +556,7 @@ class _LiteLLMStream:
             except StopAsyncIteration:
                 return
             except Exception as exc:
+                mask_provider_error(exc)
                 raise translate_exception(
                     exc,
                     component=COMPONENT,
@@ -561,6 +571,31 @@ class _LiteLLMStream:
         usage = self._state.usage or _counted_usage(self._litellm, self._model, self._payload, text)
         self._settle(usage)
         return usage
+
+
+def mask_provider_error(exc: BaseException) -> None:
+    """Mask secrets, in place, in ``exc`` and the exceptions chained below it.
+
+    litellm's and the openai SDK's exceptions render from a ``message`` attribute, not
+    from ``args`` (which :func:`~infra.redaction.redact_chained` masks when our error is
+    rendered), and a provider quotes a wrong key back in that message: it would print
+    in the traceback under our typed error.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        link = pending.pop()
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        message = getattr(link, "message", None)
+        if isinstance(message, str):
+            masked = redact_text(message)
+            if masked != message:
+                with contextlib.suppress(Exception):  # a read-only attribute: args still go
+                    link.message = masked  # type: ignore[attr-defined]
+        link.args = tuple(redact_text(a) if isinstance(a, str) else a for a in link.args)
+        pending += [link.__cause__, link.__context__]
 
 
 async def _close_stream(chunks: AsyncIterator[Any]) -> None:

@@ -31,6 +31,13 @@ Decisions:
 * **Retry-After pauses the bucket.** :meth:`pause` holds every later ``acquire`` until the
   provider's ``Retry-After`` has passed (the longest pause wins). The pause is kept in
   this process; with shared buckets each process pauses when it sees the provider's 429.
+* **A pause is capped** at ``max_pause`` (60 s by default: one rate window). A
+  ``Retry-After`` is the provider's text -- a garbage ``1e9`` or an HTTP date in the year
+  9999 parses as years -- and an uncapped pause froze every later call of the process
+  (each one waiting, or failing at once past ``max_wait``) until a restart. Capped, a
+  provider still throttling answers the next call with another 429 and another pause,
+  so a cap too short costs one request per window, while a pause too long cost the
+  process.
 """
 
 from __future__ import annotations
@@ -50,6 +57,8 @@ if TYPE_CHECKING:
 __all__ = ["LLMRateLimiter"]
 
 _MINUTE: Final = 60.0
+#: Longest pause a provider's ``Retry-After`` sets by default: one rate window.
+DEFAULT_MAX_PAUSE: Final = 60.0
 
 
 def _check_limit(name: str, value: float | None) -> float | None:
@@ -73,6 +82,7 @@ class LLMRateLimiter:
         tokens: The token bucket, or ``None`` for no TPM limit.
         token_capacity: The token bucket's capacity (largest charge per request).
         max_wait: Longest total wait of one ``acquire`` in seconds (``None``: no limit).
+        max_pause: Longest pause one :meth:`pause` may set, seconds.
         clock: Time source of the pause (use the buckets' clock).
         name: Reported as ``component`` on errors.
     """
@@ -84,11 +94,19 @@ class LLMRateLimiter:
         tokens: RateLimiter | None,
         token_capacity: float = math.inf,
         max_wait: float | None = None,
+        max_pause: float = DEFAULT_MAX_PAUSE,
         clock: Clock | None = None,
         name: str = "llm_rate_limit",
     ) -> None:
         if max_wait is not None and (not math.isfinite(max_wait) or max_wait < 0):
             raise InvalidArgumentError(f"max_wait must be None or seconds >= 0, got {max_wait!r}")
+        if isinstance(max_pause, bool) or not (
+            isinstance(max_pause, int | float) and math.isfinite(max_pause) and max_pause > 0
+        ):
+            raise InvalidArgumentError(
+                f"max_pause must be finite seconds > 0, got {max_pause!r}", argument="max_pause"
+            )
+        self._max_pause = float(max_pause)
         self._requests = requests
         self._tokens = tokens
         self._capacity = token_capacity
@@ -105,6 +123,7 @@ class LLMRateLimiter:
         rpm: float | None = None,
         tpm: float | None = None,
         max_wait: float | None = None,
+        max_pause: float = DEFAULT_MAX_PAUSE,
         burst_seconds: float = 1.0,
         clock: Clock | None = None,
     ) -> LLMRateLimiter:
@@ -125,6 +144,7 @@ class LLMRateLimiter:
             tokens=tokens,
             token_capacity=tpm_rate if tpm_rate is not None else math.inf,
             max_wait=max_wait,
+            max_pause=max_pause,
             clock=clock,
         )
 
@@ -136,6 +156,7 @@ class LLMRateLimiter:
         rpm: float | None = None,
         tpm: float | None = None,
         max_wait: float | None = None,
+        max_pause: float = DEFAULT_MAX_PAUSE,
         burst_seconds: float = 1.0,
         key: str = "llm",
         collector: MetricsCollector | None = None,
@@ -172,6 +193,7 @@ class LLMRateLimiter:
             tokens=tokens,
             token_capacity=tpm_rate if tpm_rate is not None else math.inf,
             max_wait=max_wait,
+            max_pause=max_pause,
         )
 
     # ----------------------------------------------------------------------- use
@@ -209,10 +231,18 @@ class LLMRateLimiter:
             self._carry += used - charged
 
     def pause(self, seconds: float | None) -> None:
-        """Hold every later :meth:`acquire` for ``seconds`` (a provider's Retry-After)."""
-        if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        """Hold every later :meth:`acquire` for ``seconds`` (a provider's Retry-After),
+        at most ``max_pause`` (see the module docstring); not a positive number: no pause."""
+        if (
+            seconds is None
+            or isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or math.isnan(seconds)
+            or seconds <= 0
+        ):
             return
-        self._paused_until = max(self._paused_until, self._clock.now() + seconds)
+        until = self._clock.now() + min(float(seconds), self._max_pause)
+        self._paused_until = max(self._paused_until, until)
 
     @property
     def limits_tokens(self) -> bool:
