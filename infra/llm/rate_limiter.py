@@ -25,6 +25,13 @@ Decisions:
   carries the difference to the real usage into the next charge: a call that used more
   than estimated makes the next one pay the excess, one that used less gives credit. A
   bucket cannot give tokens back, so the correction is applied on the next acquire.
+* **A caller that gives up keeps nothing.** A request slot is taken before the token
+  wait; when that wait fails (``max_wait``) or is cancelled, the slot is given back as a
+  credit the next caller uses instead of the request bucket (buckets cannot take tokens
+  back) -- a cancelled waiter used to burn a request of the minute's budget. A credit
+  is used only while nobody is queued for the request bucket, so it never lets a
+  newcomer overtake a waiter; the burst after idleness may exceed the bucket's by the
+  credits held, the rate over time is exact.
 * **Large requests wait for a full bucket.** A request estimated above the token
   bucket's capacity is charged the capacity (and the rest is carried as above), so a big
   prompt waits for a full minute's budget instead of failing.
@@ -114,6 +121,7 @@ class LLMRateLimiter:
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         self._paused_until = 0.0
         self._carry = 0.0
+        self._request_credit = 0
         self.name = name
 
     @classmethod
@@ -209,8 +217,7 @@ class LLMRateLimiter:
             raise InvalidArgumentError(f"tokens must be an int >= 0, got {tokens!r}")
         start = self._clock.now()
         await self._wait_pause(start)
-        if self._requests is not None:
-            await self._requests.acquire(1, timeout=self._left(start))
+        await self._take_request(start)
         if self._tokens is None:
             return float(tokens)
         wanted = tokens + self._carry
@@ -221,8 +228,21 @@ class LLMRateLimiter:
                 await self._tokens.acquire(charge, timeout=self._left(start))
             except BaseException:
                 self._carry += charge - tokens  # not granted: as if never asked
+                if self._requests is not None:
+                    self._request_credit += 1  # its request slot goes to a later caller
                 raise
         return float(tokens)
+
+    async def _take_request(self, start: float) -> None:
+        """One request from the request bucket -- or a slot an earlier caller took and
+        gave back (its token wait failed or was cancelled), when nobody is queued for the
+        bucket (a refund never lets a newcomer overtake a waiter)."""
+        if self._requests is None:
+            return
+        if self._request_credit > 0 and not getattr(self._requests, "waiting", 0):
+            self._request_credit -= 1
+            return
+        await self._requests.acquire(1, timeout=self._left(start))
 
     def settle(self, charged: float, *, used: int) -> None:
         """Carry the difference between ``used`` tokens and the ``charged`` estimate into
@@ -248,6 +268,11 @@ class LLMRateLimiter:
     def limits_tokens(self) -> bool:
         """Whether there is a tokens-per-minute bucket (callers count tokens only then)."""
         return self._tokens is not None
+
+    @property
+    def request_credits(self) -> int:
+        """Request slots given back by callers whose token wait failed, not yet reused."""
+        return self._request_credit
 
     @property
     def carried_tokens(self) -> float:

@@ -196,3 +196,49 @@ async def test_no_retry_after_holds_the_limiter_longer_than_max_pause(
 def test_a_bad_max_pause_is_refused(max_pause: object) -> None:
     with pytest.raises(InvalidArgumentError, match="max_pause"):
         LLMRateLimiter(requests=None, tokens=None, max_pause=max_pause)  # type: ignore[arg-type]
+
+
+_OUTCOMES = st.lists(st.sampled_from(["granted", "cancelled", "over_max_wait"]), max_size=12)
+
+
+@given(outcomes=_OUTCOMES)
+@example(outcomes=["cancelled", "granted"])
+@example(outcomes=["over_max_wait"])
+async def test_a_caller_that_gives_up_keeps_no_request_slot(outcomes: list[str]) -> None:
+    """Property: after any mix of granted calls, callers cancelled while waiting for
+    tokens and callers refused by ``max_wait``, the request bucket has been charged for
+    exactly the granted calls, once the slots given back are reused. A cancelled or
+    refused waiter used to burn a request of the minute's budget."""
+    clock = ManualClock()
+    requests = CountingBucket()
+    tokens = TokenBucketLimiter(1.0, 100.0, clock=clock)
+    limiter = LLMRateLimiter(
+        requests=requests, tokens=tokens, token_capacity=100.0, max_wait=50.0, clock=clock
+    )
+    granted = 0
+    for outcome in outcomes:
+        if outcome == "granted":
+            await limiter.acquire(10)
+            granted += 1
+        elif outcome == "over_max_wait":
+            tokens_now = tokens.available
+            if tokens_now + 1.0 * 50.0 < 100.0:  # the grant would come after max_wait
+                with pytest.raises(RateLimitExceededError):
+                    await limiter.acquire(100)
+            else:
+                await limiter.acquire(100)
+                granted += 1
+        else:
+            waiter = asyncio.create_task(limiter.acquire(30))
+            await asyncio.sleep(0)  # it runs to its first wait (if it must wait)
+            waiter.cancel()
+            try:
+                await waiter
+                granted += 1  # the bucket was full: granted without waiting
+            except asyncio.CancelledError:
+                pass
+    given_back = getattr(limiter, "request_credits", 0)
+    for _ in range(given_back):  # later callers reuse the slots given back
+        await limiter.acquire(0)
+        granted += 1
+    assert requests.taken == granted
