@@ -251,7 +251,11 @@ class LLMClientBase(ABC):
             async for piece in opened.pieces():
                 yield piece
         finally:
-            usage = await opened.close()
+            try:
+                usage = await opened.close()
+            except BaseException:
+                costing.release(self._cost, reservation)  # never held past the call
+                raise
             costing.spend(self._cost, request.model, usage, request.caller, reservation)
         if opened.finish_reason == CONTENT_FILTER:
             raise content_filtered(request.model)
