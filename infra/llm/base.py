@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
@@ -231,12 +231,18 @@ class LLMClientBase(ABC):
         model: str | None = None,
         max_tokens: int | None = None,
         caller: str | None = None,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Text chunks as the model produces them; usage and cost are recorded when the
-        stream ends or is closed. Arguments are checked here, before iteration."""
+        stream ends or is closed. Arguments are checked here, before iteration.
+
+        A caller that stops reading early should close it (``await stream.aclose()``, or
+        ``async with contextlib.aclosing(llm.stream(...)) as stream``): that ends the
+        provider's answer and records what it produced at once rather than when the
+        generator is garbage-collected. (Typed as an async generator so ``aclose`` and
+        ``aclosing`` type-check.)"""
         return self._stream(self._chat_request(messages, model, max_tokens, caller))
 
-    async def _stream(self, request: ChatRequest) -> AsyncIterator[str]:
+    async def _stream(self, request: ChatRequest) -> AsyncGenerator[str, None]:
         await self._prepare()
         prompt_tokens = self._prompt_tokens(request)
         reservation = costing.reserve(
