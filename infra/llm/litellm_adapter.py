@@ -378,17 +378,23 @@ class LiteLLMAdapter(LLMClientBase):
         charged = await self._acquire(estimate)
         try:
             response = await litellm.acompletion(**kwargs)
-        except Exception as exc:
+        except BaseException as exc:
+            self._settle(charged, _NOTHING)  # no answer: nothing of the charge was used
+            if not isinstance(exc, Exception):
+                raise
             raise self._failed(exc, "chat") from exc
         usage = usage_of(response)
-        self._settle(charged, usage)
+        if usage is None and self._limiter is not None and self._limiter.limits_tokens:
+            self._settle(charged, _counted_answer(litellm, kwargs, response))
+        else:
+            self._settle(charged, usage)
         _record_usage(self._chat(kwargs["model"]), "chat", response, usage)
         return response
 
     async def _open_stream_attempt(
         self, litellm: Any, kwargs: dict[str, Any], estimate: int
     ) -> tuple[AsyncIterator[Any], Any]:
-        await self._acquire(estimate)  # settled when the stream ends (_LiteLLMStream.close)
+        charged = await self._acquire(estimate)  # settled when the stream ends (close)
         chunks: AsyncIterator[Any] | None = None
         try:
             response = await litellm.acompletion(**kwargs)
@@ -396,12 +402,16 @@ class LiteLLMAdapter(LLMClientBase):
             async with asyncio.timeout(self._first_token_timeout):
                 first = await anext(chunks)
         except StopAsyncIteration:
+            self._settle(charged, _NOTHING)
             raise self._failed(
                 ConnectionResetError("the stream ended before its first chunk"), "chat"
             ) from None
-        except Exception as exc:
+        except BaseException as exc:
+            self._settle(charged, _NOTHING)  # no chunk: nothing of the charge was used
             if chunks is not None:
                 await _close_stream(chunks)
+            if not isinstance(exc, Exception):
+                raise
             raise self._failed(exc, "chat") from exc
         return chunks, first
 
@@ -413,10 +423,13 @@ class LiteLLMAdapter(LLMClientBase):
         charged = await self._acquire(estimate)
         try:
             response = await litellm.aembedding(**kwargs)
-        except Exception as exc:
+        except BaseException as exc:
+            self._settle(charged, _NOTHING)  # no answer: nothing of the charge was used
+            if not isinstance(exc, Exception):
+                raise
             raise self._failed(exc, "embeddings") from exc
         usage = usage_of(response)
-        self._settle(charged, usage)
+        self._settle(charged, usage or TokenUsage(estimate, 0))
         _record_usage(self._embeddings(kwargs["model"]), "embeddings", response, usage)
         vectors = embedding_vectors(
             response, count=len(kwargs["input"]), dimensions=self._dimensions
@@ -488,6 +501,9 @@ class LiteLLMAdapter(LLMClientBase):
             f"policy={self._policy.describe()!r})"
         )
 
+
+#: The usage of an attempt that got no answer (settles its rate-limiter charge).
+_NOTHING: Final = TokenUsage(0, 0)
 
 #: Vector length of the local multilingual-e5-small model.
 LOCAL_E5_DIMENSIONS: Final = 384
@@ -634,6 +650,14 @@ def _counted_usage(
 ) -> TokenUsage:
     """Usage counted locally, for a provider that reported none."""
     return TokenUsage(_count_prompt(litellm, model, payload), _count_text(litellm, model, text))
+
+
+def _counted_answer(litellm: Any, kwargs: dict[str, Any], response: Any) -> TokenUsage:
+    """Usage of an answer that reported none, counted locally (only when a TPM bucket or
+    a budget needs it: the charge is then settled with real counts, not left at the
+    estimate)."""
+    text, _ = first_choice(response)
+    return _counted_usage(litellm, kwargs["model"], kwargs["messages"], text)
 
 
 def _count_text(litellm: Any, model: str, text: str) -> int:

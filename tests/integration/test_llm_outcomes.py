@@ -92,13 +92,15 @@ def server(openai_server: OpenAITestServer) -> Iterator[OpenAITestServer]:
     openai_server.reset()
 
 
-async def _call(llm: LiteLLMAdapter, server: OpenAITestServer, how: str) -> None:
+async def _call(
+    llm: LiteLLMAdapter, server: OpenAITestServer, how: str, *, max_tokens: int = 8
+) -> None:
     if how == "complete":
-        await llm.complete([USER], max_tokens=8)
+        await llm.complete([USER], max_tokens=max_tokens)
     elif how == "stream":
-        _ = [piece async for piece in llm.stream([USER], max_tokens=8)]
+        _ = [piece async for piece in llm.stream([USER], max_tokens=max_tokens)]
     elif how == "abandon":
-        stream = llm.stream([USER], max_tokens=8)
+        stream = llm.stream([USER], max_tokens=max_tokens)
         async for _piece in stream:
             break  # the caller stops reading after the first piece ...
         await stream.aclose()  # ... and closes it, as `async with aclosing(...)` does
@@ -152,3 +154,82 @@ async def test_after_any_outcomes_nothing_stays_reserved(
         assert len(endings) == len(server.requests), f"{outcome}: an answer is still open"
     assert cost.spent() == pytest.approx(sum(cost.recorded))
     assert cost.budget_status()[0]["spent_usd"] == pytest.approx(sum(cost.recorded))
+
+
+class _CountingBucket:
+    """A token bucket that grants everything and adds up what it was charged."""
+
+    def __init__(self) -> None:
+        self.taken = 0.0
+
+    async def acquire(self, tokens: float = 1, timeout: float | None = None) -> None:
+        del timeout
+        self.taken += tokens
+
+    async def try_acquire(self, tokens: float = 1) -> bool:
+        self.taken += tokens
+        return True
+
+
+class _TokenLedger(CostTracker):
+    """A cost tracker that keeps the tokens of every recorded call."""
+
+    def __init__(self) -> None:
+        super().__init__(pricer=_Flat())
+        self.tokens = 0
+
+    def record(self, model: str, **kwargs: Any) -> float | None:
+        self.tokens += kwargs["input_tokens"] + kwargs["output_tokens"]
+        return super().record(model, **kwargs)
+
+
+_LIMITED = {
+    "answered": (None, "complete"),
+    "streamed": (None, "stream"),
+    "cut": (TruncatedStream(after_chunks=2), "stream"),
+    "abandoned": (SlowStream(chunk_delay=30.0), "abandon"),
+    "400": (Status(400, "max_tokens is too large"), "complete"),
+    "429": (Status(429, headers={"Retry-After": "0"}), "complete"),
+    "500": (Status(500), "complete"),
+    "500 on a stream": (Status(500), "stream"),
+    "malformed": (Malformed(), "complete"),
+}
+
+
+@settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    calls=st.lists(
+        st.tuples(st.sampled_from(sorted(_LIMITED)), st.integers(1, 10**12)),
+        min_size=1,
+        max_size=6,
+    )
+)
+@example(calls=[("400", 10**12), ("answered", 8)])
+async def test_the_token_bucket_is_charged_exactly_what_the_answers_used(
+    server: OpenAITestServer, calls: list[tuple[str, int]]
+) -> None:
+    """Property: after any calls -- with any ``max_tokens``, answered or failed -- what
+    the token bucket took plus what it carries to the next request is exactly the tokens
+    of the recorded answers. A failed attempt used to keep its whole estimate (prompt +
+    ``max_tokens``) as carried debt: one call with a huge ``max_tokens`` refused by the
+    provider made every later request pay a full minute's tokens, for good."""
+    server.reset()
+    bucket = _CountingBucket()
+    limiter = LLMRateLimiter(requests=None, tokens=bucket, token_capacity=1_000.0)
+    cost = _TokenLedger()
+    llm = LiteLLMAdapter(
+        model="openai/test-chat",
+        api_base=server.base_url,
+        api_key="not-a-real-key",
+        policy=ResiliencePolicy.instant("llm", retry=RetryConfig(max_attempts=1)),
+        request_timeout=60.0,
+        cost=cost,
+        limiter=limiter,
+    )
+    for outcome, max_tokens in calls:
+        fault, how = _LIMITED[outcome]
+        if fault is not None:
+            server.script(fault)
+        with contextlib.suppress(InfraError):
+            await _call(llm, server, how, max_tokens=max_tokens)
+    assert bucket.taken + limiter.carried_tokens == pytest.approx(cost.tokens)
