@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -136,7 +137,8 @@ class CachedEmbeddings:
         if not batch:
             return []
         keys = [self._key(input_type, text) for text in batch]
-        cached = await asyncio.gather(*(self._read(key) for key in keys))
+        size = self._expected_size()
+        cached = await asyncio.gather(*(self._read(key, size) for key in keys))
         missing: dict[str, str] = {}  # key -> text, first occurrence, in order
         for key, text, vector in zip(keys, batch, cached, strict=True):
             if vector is None and key not in missing:
@@ -162,15 +164,23 @@ class CachedEmbeddings:
         # key that changed after the first call would never find that call's vectors.
         return embedding_key(self._model, self._dimensions, input_type, text)
 
-    async def _read(self, key: str) -> list[float] | None:
+    def _expected_size(self) -> int | None:
+        """The length a cached vector must have: the requested size, else the model's
+        when it is known (the adapter learns it from its first answer)."""
+        if self._dimensions is not None:
+            return self._dimensions
+        try:
+            return self._inner.dimensions
+        except InfraError:  # not known yet: ConfigurationError until the first answer
+            return None
+
+    async def _read(self, key: str, size: int | None) -> list[float] | None:
         try:
             value = await self._cache.get(key)
         except InfraError:
             _log.warning("embedding cache read failed; treating it as a miss", exc_info=True)
             return None
-        if isinstance(value, list) and value and all(isinstance(v, float | int) for v in value):
-            return [float(v) for v in value]
-        return None
+        return _usable(value, size)
 
     async def _write(self, key: str, vector: list[float]) -> None:
         try:
@@ -192,3 +202,22 @@ class CachedEmbeddings:
 
     def __repr__(self) -> str:
         return f"CachedEmbeddings(model={self._model!r}, hits={self.hits}, misses={self.misses})"
+
+
+def _usable(value: object, size: int | None) -> list[float] | None:
+    """``value`` as a vector, or ``None`` (a miss) unless it is a non-empty list of finite
+    numbers (no ``bool``) of ``size`` when known: a corrupted or foreign entry is
+    re-embedded, never handed out as a vector."""
+    if not isinstance(value, list) or not value:
+        return None
+    if size is not None and len(value) != size:
+        return None
+    vector: list[float] = []
+    for number in value:
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            return None
+        as_float = float(number)
+        if not math.isfinite(as_float):
+            return None
+        vector.append(as_float)
+    return vector

@@ -68,7 +68,8 @@ def _check_encodable(text: str, where: str, argument: str) -> None:
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:
-    """Refuse a non-list or non-string batch to embed; returns it as a list."""
+    """Refuse a non-list batch, a non-string or blank text, or one UTF-8 cannot carry;
+    returns the batch as a list."""
     if isinstance(texts, str | bytes) or not isinstance(texts, Sequence):
         raise InvalidArgumentError(
             "texts must be a sequence of str (wrap a single text in a list)",
@@ -79,6 +80,14 @@ def check_texts(texts: Sequence[str]) -> list[str]:
             raise InvalidArgumentError(
                 f"texts[{index}] must be a str, got {type(text).__name__}",
                 details={"argument": "texts"},
+            )
+        if not text.strip():
+            # OpenAI refuses a batch holding one with "'$.input' is invalid", naming no
+            # item; the cache's normalisation would give them all one key.
+            raise InvalidArgumentError(
+                f"texts[{index}] is empty or only whitespace; such a text has no "
+                "embedding -- leave it out of the batch",
+                argument="texts",
             )
         _check_encodable(text, f"texts[{index}]", "texts")
     return list(texts)

@@ -399,8 +399,9 @@ class OpenAITestServer:
             return early
         raw = body.get("input")
         texts = [raw] if isinstance(raw, str) else list(raw or [])
-        if not texts or not all(isinstance(t, str) for t in texts):
-            return _error(400, "'input' must be a string or a non-empty array of strings")
+        if not texts or not all(isinstance(t, str) and t for t in texts):
+            # OpenAI's own answer to an empty list, a non-string or an empty string.
+            return _error(400, "'$.input' is invalid. Please check the API reference")
         dimensions = body.get("dimensions") or DEFAULT_DIMENSIONS
         data = [
             {"object": "embedding", "index": i, "embedding": embedding(text, int(dimensions))}
