@@ -23,6 +23,11 @@ Decisions:
   SDK's (``max_retries``) are switched off on every call; the injected
   :class:`~infra.resilience.ResiliencePolicy` decides. A 429 is retried after the
   provider's ``Retry-After`` (the retry layer honours ``RateLimitedError.retry_after``).
+* **A complete stream is not failed by its trailer.** Once a chunk has carried the
+  finish reason, the answer is whole: a malformed usage chunk or ``[DONE]`` after it
+  (or a drop before them) ends the stream normally with counted usage and a warning.
+  Raising would hand the caller an error for an answer it has received and that was
+  billed -- and invite a retry that pays twice.
 * **Streams are retried only before the first chunk.** Opening the stream and receiving
   its first chunk is one attempt under the policy, bounded by ``first_token_timeout``;
   after that a failure ends the stream with its typed error (a retry would repeat text
@@ -58,6 +63,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -85,6 +91,8 @@ if TYPE_CHECKING:
     from infra.observability.cost import CostTracker
 
 __all__ = ["EmbeddingEndpoint", "LiteLLMAdapter"]
+
+_log = logging.getLogger("infra.llm.litellm_adapter")
 
 
 class EmbeddingEndpoint(Protocol):
@@ -573,6 +581,17 @@ class _LiteLLMStream:
                 return
             except Exception as exc:
                 mask_provider_error(exc)
+                if self._state.finish is not None:
+                    # The answer is complete (its finish reason came): a broken trailer
+                    # -- a malformed usage chunk, a garbled [DONE], a drop before it --
+                    # must not turn a delivered, billed answer into an error the caller
+                    # would retry and pay for twice. Its usage is counted instead.
+                    _log.warning(
+                        "ignored a broken stream trailer after the answer finished: %s",
+                        type(exc).__name__,
+                        extra={"component": COMPONENT, "model": self._model},
+                    )
+                    return
                 raise translate_exception(
                     exc,
                     component=COMPONENT,

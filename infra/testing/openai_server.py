@@ -26,7 +26,8 @@ context-window 400), :class:`Delay` (answer late: client timeouts), :class:`Slow
 (a stream whose first and later chunks come late), :class:`TruncatedStream` (the
 connection drops after some chunks, no ``[DONE]``), :class:`Malformed` (200 with a body
 that is not JSON) and :class:`ContentFiltered` (the answer stops with
-``finish_reason="content_filter"``).
+``finish_reason="content_filter"``) and :class:`MalformedChunk` (one frame of a stream
+replaced by one that is not a chunk).
 
 :func:`loopback_only` proves the other half of "no test reaches the internet": while it
 is active, every connection and name lookup the process makes to anything but loopback
@@ -71,6 +72,7 @@ __all__ = [
     "Delay",
     "Fault",
     "Malformed",
+    "MalformedChunk",
     "OpenAITestServer",
     "RecordedRequest",
     "SlowStream",
@@ -127,7 +129,17 @@ class ContentFiltered:
     """Answer with an empty text and ``finish_reason="content_filter"``."""
 
 
-Fault = Status | Delay | SlowStream | TruncatedStream | Malformed | ContentFiltered
+@dataclass(frozen=True, slots=True)
+class MalformedChunk:
+    """Stream normally, but send ``frame`` in place of chunk ``at`` (0-based; past the
+    last chunk: in place of the usage chunk or ``[DONE]``) -- a frame that is not a JSON
+    chunk, or a chunk whose fields have the wrong types."""
+
+    at: int
+    frame: str = 'data: {"id": "chatcmpl-broken", "choices": [\n\n'
+
+
+Fault = Status | Delay | SlowStream | TruncatedStream | Malformed | MalformedChunk | ContentFiltered
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,6 +537,7 @@ async def _stream(
     await response.prepare(request)
     slow = fault if isinstance(fault, SlowStream) else SlowStream()
     cut = fault.after_chunks if isinstance(fault, TruncatedStream) else None
+    broken = fault if isinstance(fault, MalformedChunk) else None
 
     def chunk(delta: Mapping[str, Any], finish_reason: str | None) -> bytes:
         payload = {
@@ -550,6 +563,8 @@ async def _stream(
         }
         frames.append(f"data: {json.dumps(tail)}\n\n".encode())
     frames.append(b"data: [DONE]\n\n")
+    if broken is not None:
+        frames[min(broken.at, len(frames) - 1)] = broken.frame.encode()
     try:
         for index, frame in enumerate(frames):
             if cut is not None and index >= cut:

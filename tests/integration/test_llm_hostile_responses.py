@@ -25,7 +25,7 @@ from infra.llm import LiteLLMAdapter
 from infra.observability.cost import CostBudget, CostTracker
 from infra.ports import ChatMessage
 from infra.resilience import ResiliencePolicy, RetryConfig
-from infra.testing.openai_server import Malformed, OpenAITestServer
+from infra.testing.openai_server import Malformed, MalformedChunk, OpenAITestServer
 
 pytestmark = pytest.mark.llm
 FIXTURES = [HealthCheck.function_scoped_fixture]
@@ -70,7 +70,11 @@ def item(index: Any, vector: Any) -> dict[str, Any]:
 
 # ------------------------------------------------------------------- dimensions
 @settings(max_examples=8, suppress_health_check=FIXTURES)
-@given(batches=st.lists(st.lists(st.text("abc ", min_size=1), min_size=1, max_size=3), min_size=2))
+@given(
+    batches=st.lists(
+        st.lists(st.text("abc ", min_size=1).filter(str.strip), min_size=1, max_size=3), min_size=2
+    )
+)
 @example(batches=[["a"], ["b"]])
 async def test_a_learned_size_is_never_requested(
     server: OpenAITestServer, batches: list[list[str]]
@@ -187,4 +191,69 @@ async def test_usage_that_cannot_be_token_counts_is_ignored(
     assert answer.text == "a b"
     assert answer.usage.prompt_tokens >= 0
     assert answer.usage.completion_tokens >= 0
+    assert [row["reserved_usd"] for row in cost.budget_status()] == [0]
+
+
+# ------------------------------------------------------------- broken trailers
+def _frame(**fields: Any) -> str:
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    return "data: " + json.dumps({**chunk, **fields}) + "\n\n"
+
+
+_GARBAGE = st.sampled_from(
+    [
+        'data: {"id": "chatcmpl-broken", "choices": [\n\n',
+        "event: ping\n\n",
+        "data: \n\n",
+        'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n',
+        _frame(choices="abc"),
+        _frame(choices=[], usage={"prompt_tokens": "x", "completion_tokens": 1}),
+    ]
+)
+WORDS = "one two three"
+PIECES = len(WORDS.split()) + 1  # "echo:" and one chunk per word
+# frames: the pieces, the finish chunk, the usage chunk, [DONE]
+
+
+@settings(max_examples=12, suppress_health_check=FIXTURES)
+@given(frame=_GARBAGE, trailer=st.sampled_from(["usage", "done"]))
+@example(frame='data: {"id": "chatcmpl-broken", "choices": [\n\n', trailer="usage")
+async def test_a_broken_trailer_after_the_finish_does_not_fail_a_complete_answer(
+    server: OpenAITestServer, frame: str, trailer: str
+) -> None:
+    """Property: when the chunk with the finish reason has come, a malformed usage chunk
+    or ``[DONE]`` ends the stream normally -- the whole text delivered, its counted usage
+    billed, nothing reserved. It used to raise ``ProviderUnavailableError`` after the
+    caller had every piece (and had been billed): a retry would pay twice."""
+    server.reset()
+    cost = CostTracker(pricer=_Flat(), budgets=[CostBudget(limit_usd=1.0)])
+    llm = adapter(server, cost=cost)
+    at = PIECES + 1 if trailer == "usage" else PIECES + 2
+    server.script(MalformedChunk(at, frame))
+    pieces = [piece async for piece in llm.stream([ChatMessage("user", WORDS)])]
+    assert "".join(pieces) == f"echo: {WORDS}"
+    assert cost.spent() > 0
+    assert [row["reserved_usd"] for row in cost.budget_status()] == [0]
+
+
+@settings(max_examples=8, suppress_health_check=FIXTURES)
+@given(frame=_GARBAGE, at=st.integers(1, PIECES))
+async def test_a_broken_chunk_before_the_finish_fails_typed(
+    server: OpenAITestServer, frame: str, at: int
+) -> None:
+    """The other side: a broken chunk before the finish reason is a typed failure (the
+    answer is incomplete), still billed for what came and leaving nothing reserved."""
+    server.reset()
+    cost = CostTracker(pricer=_Flat(), budgets=[CostBudget(limit_usd=1.0)])
+    llm = adapter(server, cost=cost)
+    server.script(MalformedChunk(at, frame))
+    received: list[str] = []
+
+    async def consume() -> None:
+        async for piece in llm.stream([ChatMessage("user", WORDS)]):
+            received.append(piece)  # noqa: PERF401 - keeps what came before the failure
+
+    with pytest.raises(ProviderUnavailableError):
+        await consume()
+    assert len(received) <= at
     assert [row["reserved_usd"] for row in cost.budget_status()] == [0]
