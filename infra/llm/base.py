@@ -31,7 +31,7 @@ from infra.validation import check_latency_threshold
 if TYPE_CHECKING:
     from infra.observability.cost import CostTracker
 
-__all__ = ["ChatAnswer", "ChatRequest", "ChatStream", "InputType", "LLMClientBase"]
+__all__ = ["ChatAnswer", "ChatRequest", "ChatStream", "InputType", "LLMClientBase", "check_caller"]
 
 COMPONENT: Final = "llm"
 InputType = Literal["document", "query"]
@@ -89,6 +89,50 @@ def _check_max_tokens(value: object) -> None:
         raise InvalidArgumentError(
             f"max_tokens must be an int >= 1, got {value!r}", argument="max_tokens"
         )
+
+
+#: Highest sampling temperature providers accept (OpenAI's range is 0-2).
+MAX_TEMPERATURE: Final = 2.0
+#: Longest ``caller`` name: it labels the cost metrics (a tenant or service id).
+MAX_CALLER_LENGTH: Final = 256
+
+
+def _check_temperature(value: object) -> None:
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0.0 <= value <= MAX_TEMPERATURE  # also refuses NaN
+    ):
+        raise InvalidArgumentError(
+            f"temperature must be None or a number from 0 to {MAX_TEMPERATURE}, got {value!r}",
+            argument="temperature",
+        )
+
+
+def _check_model(value: object) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise InvalidArgumentError(
+            f"model must be None (the configured model) or a litellm model name such as "
+            f"'openai/gpt-4o-mini', got {value!r}",
+            argument="model",
+        )
+
+
+def check_caller(value: object) -> str:
+    """The caller's name (``"default"`` for ``None``); it labels the cost metrics, so it
+    must be a short string -- an object would add a label series per call."""
+    if value is None:
+        return "default"
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_CALLER_LENGTH:
+        shown = value[:40] + "..." if isinstance(value, str) and len(value) > 40 else value
+        raise InvalidArgumentError(
+            f"caller must be None or a non-blank str of at most {MAX_CALLER_LENGTH} "
+            f"characters naming the tenant or service, got {shown!r}",
+            argument="caller",
+        )
+    return value
 
 
 class LLMClientBase(ABC):
@@ -178,11 +222,10 @@ class LLMClientBase(ABC):
             raise ConfigurationError(NO_CHAT, component=COMPONENT)
         check_messages(messages)
         _check_max_tokens(max_tokens)
+        _check_model(model)
+        who = check_caller(caller)
         return ChatRequest(
-            messages,
-            model or self._model,
-            max_tokens or self._default_max_tokens,
-            caller or "default",
+            messages, model or self._model, max_tokens or self._default_max_tokens, who
         )
 
     async def complete(
@@ -203,6 +246,7 @@ class LLMClientBase(ABC):
             LLMError: the provider's failure, typed (rate limited, context window ...).
         """
         request = self._chat_request(messages, model, max_tokens, caller)
+        _check_temperature(temperature)
         await self._prepare()
         prompt_tokens = self._prompt_tokens(request)
         reservation = costing.reserve(
@@ -291,12 +335,12 @@ class LLMClientBase(ABC):
                 f"input_type must be 'document' or 'query', got {input_type!r}",
                 argument="input_type",
             )
+        who = check_caller(caller)
         if not batch:
             return []
         name = self._query_model if input_type == "query" else self._embedding_model
         if name is None:
             raise ConfigurationError(NO_EMBEDDINGS, component=COMPONENT)
-        who = caller or "default"
         await self._prepare()
         estimate = self._input_tokens(name, batch)
         reservation = costing.reserve(self._cost, name, estimate, 0, who)

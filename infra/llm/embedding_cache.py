@@ -41,7 +41,8 @@ import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from infra.exceptions import InfraError
+from infra.exceptions import InfraError, InvalidArgumentError
+from infra.llm.base import check_caller
 from infra.llm.responses import check_texts
 
 if TYPE_CHECKING:
@@ -134,6 +135,12 @@ class CachedEmbeddings:
     ) -> list[list[float]]:
         """One vector per text, in order; only the uncached texts reach ``inner``."""
         batch = check_texts(texts)
+        who = check_caller(caller)
+        if input_type not in ("document", "query"):
+            raise InvalidArgumentError(
+                f"input_type must be 'document' or 'query', got {input_type!r}",
+                argument="input_type",
+            )
         if not batch:
             return []
         keys = [self._key(input_type, text) for text in batch]
@@ -146,14 +153,14 @@ class CachedEmbeddings:
         fresh: dict[str, list[float]] = {}
         if missing:
             vectors = await self._inner.embed(
-                list(missing.values()), input_type=input_type, caller=caller
+                list(missing.values()), input_type=input_type, caller=who
             )
             fresh = dict(zip(missing, vectors, strict=True))
             await asyncio.gather(*(self._write(key, vector) for key, vector in fresh.items()))
         hit_texts = [text for text, vector in zip(batch, cached, strict=True) if vector is not None]
         self.hits += len(hit_texts)
         self.misses += len(missing)
-        self._record_saved(hit_texts, caller)
+        self._record_saved(hit_texts, who)
         return [
             vector if vector is not None else fresh[key]
             for key, vector in zip(keys, cached, strict=True)
@@ -188,7 +195,7 @@ class CachedEmbeddings:
         except InfraError:
             _log.warning("embedding cache write failed; the vector is not cached", exc_info=True)
 
-    def _record_saved(self, hit_texts: list[str], caller: str | None) -> None:
+    def _record_saved(self, hit_texts: list[str], caller: str) -> None:
         if self._cost is None or not hit_texts:
             return
         tokens = sum(len(text) // 4 + 1 for text in hit_texts)
@@ -196,7 +203,7 @@ class CachedEmbeddings:
             self._model,
             input_tokens=tokens,
             output_tokens=0,
-            caller=caller or "default",
+            caller=caller,
             cached=True,
         )
 
