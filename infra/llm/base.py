@@ -180,7 +180,7 @@ class LLMClientBase(ABC):
         litellm in a worker thread on first use)."""
 
     @abstractmethod
-    def _prompt_tokens(self, request: ChatRequest) -> int:
+    async def _prompt_tokens(self, request: ChatRequest) -> int:
         """Prompt tokens for the budget's worst case."""
 
     @abstractmethod
@@ -194,7 +194,7 @@ class LLMClientBase(ABC):
         """Open a stream through the call path (the attempt ends with its first chunk)."""
 
     @abstractmethod
-    def _input_tokens(self, model: str, texts: list[str]) -> int:
+    async def _input_tokens(self, model: str, texts: list[str]) -> int:
         """Input tokens of an embedding batch, estimated before the call (the budget's
         reservation and the TPM bucket's charge)."""
 
@@ -248,7 +248,7 @@ class LLMClientBase(ABC):
         request = self._chat_request(messages, model, max_tokens, caller)
         _check_temperature(temperature)
         await self._prepare()
-        prompt_tokens = self._prompt_tokens(request)
+        prompt_tokens = await self._prompt_tokens(request)
         reservation = costing.reserve(
             self._cost, request.model, prompt_tokens, request.max_tokens, request.caller
         )
@@ -288,7 +288,7 @@ class LLMClientBase(ABC):
 
     async def _stream(self, request: ChatRequest) -> AsyncGenerator[str, None]:
         await self._prepare()
-        prompt_tokens = self._prompt_tokens(request)
+        prompt_tokens = await self._prompt_tokens(request)
         reservation = costing.reserve(
             self._cost, request.model, prompt_tokens, request.max_tokens, request.caller
         )
@@ -342,7 +342,7 @@ class LLMClientBase(ABC):
         if name is None:
             raise ConfigurationError(NO_EMBEDDINGS, component=COMPONENT)
         await self._prepare()
-        estimate = self._input_tokens(name, batch)
+        estimate = await self._input_tokens(name, batch)
         reservation = costing.reserve(self._cost, name, estimate, 0, who)
         try:
             vectors, tokens = await self._embed(name, batch, estimate)

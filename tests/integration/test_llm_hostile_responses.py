@@ -13,6 +13,7 @@ through the loopback OpenAI-compatible server (the real litellm code path).
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +22,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from infra.exceptions import ProviderUnavailableError
-from infra.llm import LiteLLMAdapter
+from infra.llm import LiteLLMAdapter, import_litellm
+from infra.llm.litellm_adapter import OFF_LOOP_CHARACTERS
 from infra.observability.cost import CostBudget, CostTracker
 from infra.ports import ChatMessage
 from infra.resilience import ResiliencePolicy, RetryConfig
@@ -257,3 +259,45 @@ async def test_a_broken_chunk_before_the_finish_fails_typed(
         await consume()
     assert len(received) <= at
     assert [row["reserved_usd"] for row in cost.budget_status()] == [0]
+
+
+# ------------------------------------------------------------------ huge prompts
+@settings(max_examples=6, suppress_health_check=FIXTURES)
+@given(
+    size=st.sampled_from([10, 1_000, OFF_LOOP_CHARACTERS - 1])
+    | st.integers(OFF_LOOP_CHARACTERS, 3 * OFF_LOOP_CHARACTERS),
+    operation=st.sampled_from(["chat", "stream", "embeddings"]),
+)
+@example(size=2 * OFF_LOOP_CHARACTERS, operation="chat")
+async def test_a_large_input_is_counted_off_the_event_loop(
+    server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch, size: int, operation: str
+) -> None:
+    """Property: with a budget (so tokens are counted before the call), an input of at
+    least ``OFF_LOOP_CHARACTERS`` is counted in a worker thread, a smaller one on the
+    loop. litellm's counter takes ~0.1 s per million characters; on the loop, one huge
+    prompt stalled every other call of the process."""
+    server.reset()
+    litellm = import_litellm()
+    loop_thread = threading.get_ident()
+    threads: list[tuple[int, bool]] = []  # (characters counted, on the loop?)
+    real_counter = litellm.token_counter
+
+    def counter(*args: Any, **kwargs: Any) -> Any:
+        counted = sum(len(m["content"]) for m in kwargs.get("messages") or [])
+        counted += len(kwargs.get("text") or "")
+        threads.append((counted, threading.get_ident() == loop_thread))
+        return real_counter(*args, **kwargs)
+
+    monkeypatch.setattr(litellm, "token_counter", counter)
+    cost = CostTracker(pricer=_Flat(), budgets=[CostBudget(limit_usd=1e6)])
+    llm = adapter(server, cost=cost, embedding_dimensions=16, send_dimensions=False)
+    text = ("word " * (size // 5 + 1))[:size].strip() or "w"
+    if operation == "chat":
+        await llm.complete([ChatMessage("user", text)], max_tokens=4)
+    elif operation == "stream":
+        _ = [piece async for piece in llm.stream([ChatMessage("user", text)], max_tokens=4)]
+    else:
+        await llm.embed([text])
+    assert threads, "nothing was counted before the call"
+    for counted, on_loop in threads:
+        assert on_loop == (counted < OFF_LOOP_CHARACTERS), (counted, on_loop)
