@@ -122,6 +122,7 @@ class LLMRateLimiter:
         self._paused_until = 0.0
         self._carry = 0.0
         self._request_credit = 0
+        self._requesting = 0  # callers of this limiter waiting for the request bucket
         self.name = name
 
     @classmethod
@@ -235,14 +236,18 @@ class LLMRateLimiter:
 
     async def _take_request(self, start: float) -> None:
         """One request from the request bucket -- or a slot an earlier caller took and
-        gave back (its token wait failed or was cancelled), when nobody is queued for the
-        bucket (a refund never lets a newcomer overtake a waiter)."""
+        gave back (its token wait failed or was cancelled), when no caller of this
+        limiter waits for the bucket (a refund never lets a newcomer overtake one)."""
         if self._requests is None:
             return
-        if self._request_credit > 0 and not getattr(self._requests, "waiting", 0):
+        if self._request_credit > 0 and self._requesting == 0:
             self._request_credit -= 1
             return
-        await self._requests.acquire(1, timeout=self._left(start))
+        self._requesting += 1  # counted here: works for any bucket, Redis-shared too
+        try:
+            await self._requests.acquire(1, timeout=self._left(start))
+        finally:
+            self._requesting -= 1
 
     def settle(self, charged: float, *, used: int) -> None:
         """Carry the difference between ``used`` tokens and the ``charged`` estimate into

@@ -242,3 +242,45 @@ async def test_a_caller_that_gives_up_keeps_no_request_slot(outcomes: list[str])
         await limiter.acquire(0)
         granted += 1
     assert requests.taken == granted
+
+
+class GateBucket:
+    """A request bucket that grants only while its gate is open."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.taken = 0
+
+    async def acquire(self, tokens: float = 1, timeout: float | None = None) -> None:
+        await self.gate.wait()
+        self.taken += 1
+
+    async def try_acquire(self, tokens: float = 1) -> bool:
+        return False
+
+
+async def test_a_slot_given_back_never_lets_a_newcomer_overtake_a_waiter() -> None:
+    """A credit is used only while no caller of the limiter waits for the request bucket
+    (whatever the bucket: a Redis-shared one reports no queue of its own)."""
+    requests = GateBucket()
+    tokens = TokenBucketLimiter(0.001, 100.0)  # real time: a refill takes hours
+    limiter = LLMRateLimiter(requests=requests, tokens=tokens, token_capacity=100.0)
+    await limiter.acquire(100)  # the token bucket is empty now
+    giving_up = asyncio.create_task(limiter.acquire(30))
+    await asyncio.sleep(0)  # it has its request and waits for tokens
+    requests.gate.clear()
+    waiter = asyncio.create_task(limiter.acquire(0))
+    await asyncio.sleep(0)  # queued at the request bucket
+    giving_up.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await giving_up
+    assert limiter.request_credits == 1
+    newcomer = asyncio.create_task(limiter.acquire(0))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not newcomer.done(), "the newcomer took the credit ahead of a waiter"
+    assert not waiter.done()
+    requests.gate.set()
+    await asyncio.gather(waiter, newcomer)
+    assert limiter.request_credits == 1  # still there for a caller that finds no queue
