@@ -219,12 +219,10 @@ def _usable(value: object, size: int | None) -> list[float] | None:
         return None
     if size is not None and len(value) != size:
         return None
-    vector: list[float] = []
-    for number in value:
-        if isinstance(number, bool) or not isinstance(number, int | float):
-            return None
-        as_float = float(number)
-        if not math.isfinite(as_float):
-            return None
-        vector.append(as_float)
-    return vector
+    if not set(map(type, value)) <= _NUMBER_TYPES:  # bool is its own type: refused too
+        return None
+    vector = list(map(float, value))
+    return vector if all(map(math.isfinite, vector)) else None
+
+
+_NUMBER_TYPES = frozenset({float, int})

@@ -172,17 +172,21 @@ def embedding_vectors(
 
 
 def _vector(value: object, position: int) -> list[float]:
+    """``value`` as a list of finite floats (checked with C-level ``map``: a Python loop
+    per element cost ~5 ms per 100 vectors of 384 dimensions)."""
     if isinstance(value, str | bytes) or not isinstance(value, Sequence) or not value:
         raise malformed_embeddings(f"data[{position}].embedding is not a non-empty list")
-    numbers: list[float] = []
-    for number in value:
-        if isinstance(number, bool) or not isinstance(number, int | float):
-            raise malformed_embeddings(f"data[{position}].embedding holds {number!r}")
-        as_float = float(number)
-        if not math.isfinite(as_float):
-            raise malformed_embeddings(f"data[{position}].embedding holds {as_float!r}")
-        numbers.append(as_float)
+    kinds = set(map(type, value))
+    if not kinds <= _NUMBER_TYPES:  # bool is its own type: refused too
+        odd = sorted(kind.__name__ for kind in kinds - _NUMBER_TYPES)
+        raise malformed_embeddings(f"data[{position}].embedding holds {', '.join(odd)}")
+    numbers = list(map(float, value))
+    if not all(map(math.isfinite, numbers)):
+        raise malformed_embeddings(f"data[{position}].embedding holds a non-finite number")
     return numbers
+
+
+_NUMBER_TYPES = frozenset({float, int})
 
 
 def malformed_embeddings(problem: str, *, component: str = "llm") -> ProviderUnavailableError:
