@@ -635,7 +635,9 @@ def mask_provider_error(exc: BaseException) -> None:
             if masked != message:
                 with contextlib.suppress(Exception):  # a read-only attribute: args still go
                     link.message = masked  # type: ignore[attr-defined]
-        link.args = tuple(redact_text(a) if isinstance(a, str) else a for a in link.args)
+        masked_args = tuple(redact_text(a) if isinstance(a, str) else a for a in link.args)
+        if masked_args != link.args:
+            link.args = masked_args
         pending += [link.__cause__, link.__context__]
 
 
