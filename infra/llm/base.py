@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
@@ -31,7 +31,7 @@ from infra.validation import check_latency_threshold
 if TYPE_CHECKING:
     from infra.observability.cost import CostTracker
 
-__all__ = ["ChatAnswer", "ChatRequest", "ChatStream", "InputType", "LLMClientBase"]
+__all__ = ["ChatAnswer", "ChatRequest", "ChatStream", "InputType", "LLMClientBase", "check_caller"]
 
 COMPONENT: Final = "llm"
 InputType = Literal["document", "query"]
@@ -91,6 +91,50 @@ def _check_max_tokens(value: object) -> None:
         )
 
 
+#: Highest sampling temperature providers accept (OpenAI's range is 0-2).
+MAX_TEMPERATURE: Final = 2.0
+#: Longest ``caller`` name: it labels the cost metrics (a tenant or service id).
+MAX_CALLER_LENGTH: Final = 256
+
+
+def _check_temperature(value: object) -> None:
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0.0 <= value <= MAX_TEMPERATURE  # also refuses NaN
+    ):
+        raise InvalidArgumentError(
+            f"temperature must be None or a number from 0 to {MAX_TEMPERATURE}, got {value!r}",
+            argument="temperature",
+        )
+
+
+def _check_model(value: object) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise InvalidArgumentError(
+            f"model must be None (the configured model) or a litellm model name such as "
+            f"'openai/gpt-4o-mini', got {value!r}",
+            argument="model",
+        )
+
+
+def check_caller(value: object) -> str:
+    """The caller's name (``"default"`` for ``None``); it labels the cost metrics, so it
+    must be a short string -- an object would add a label series per call."""
+    if value is None:
+        return "default"
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_CALLER_LENGTH:
+        shown = value[:40] + "..." if isinstance(value, str) and len(value) > 40 else value
+        raise InvalidArgumentError(
+            f"caller must be None or a non-blank str of at most {MAX_CALLER_LENGTH} "
+            f"characters naming the tenant or service, got {shown!r}",
+            argument="caller",
+        )
+    return value
+
+
 class LLMClientBase(ABC):
     """The shared behaviour; see the module docstring.
 
@@ -136,7 +180,7 @@ class LLMClientBase(ABC):
         litellm in a worker thread on first use)."""
 
     @abstractmethod
-    def _prompt_tokens(self, request: ChatRequest) -> int:
+    async def _prompt_tokens(self, request: ChatRequest) -> int:
         """Prompt tokens for the budget's worst case."""
 
     @abstractmethod
@@ -150,7 +194,7 @@ class LLMClientBase(ABC):
         """Open a stream through the call path (the attempt ends with its first chunk)."""
 
     @abstractmethod
-    def _input_tokens(self, model: str, texts: list[str]) -> int:
+    async def _input_tokens(self, model: str, texts: list[str]) -> int:
         """Input tokens of an embedding batch, estimated before the call (the budget's
         reservation and the TPM bucket's charge)."""
 
@@ -178,11 +222,10 @@ class LLMClientBase(ABC):
             raise ConfigurationError(NO_CHAT, component=COMPONENT)
         check_messages(messages)
         _check_max_tokens(max_tokens)
+        _check_model(model)
+        who = check_caller(caller)
         return ChatRequest(
-            messages,
-            model or self._model,
-            max_tokens or self._default_max_tokens,
-            caller or "default",
+            messages, model or self._model, max_tokens or self._default_max_tokens, who
         )
 
     async def complete(
@@ -203,8 +246,9 @@ class LLMClientBase(ABC):
             LLMError: the provider's failure, typed (rate limited, context window ...).
         """
         request = self._chat_request(messages, model, max_tokens, caller)
+        _check_temperature(temperature)
         await self._prepare()
-        prompt_tokens = self._prompt_tokens(request)
+        prompt_tokens = await self._prompt_tokens(request)
         reservation = costing.reserve(
             self._cost, request.model, prompt_tokens, request.max_tokens, request.caller
         )
@@ -231,14 +275,20 @@ class LLMClientBase(ABC):
         model: str | None = None,
         max_tokens: int | None = None,
         caller: str | None = None,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Text chunks as the model produces them; usage and cost are recorded when the
-        stream ends or is closed. Arguments are checked here, before iteration."""
+        stream ends or is closed. Arguments are checked here, before iteration.
+
+        A caller that stops reading early should close it (``await stream.aclose()``, or
+        ``async with contextlib.aclosing(llm.stream(...)) as stream``): that ends the
+        provider's answer and records what it produced at once rather than when the
+        generator is garbage-collected. (Typed as an async generator so ``aclose`` and
+        ``aclosing`` type-check.)"""
         return self._stream(self._chat_request(messages, model, max_tokens, caller))
 
-    async def _stream(self, request: ChatRequest) -> AsyncIterator[str]:
+    async def _stream(self, request: ChatRequest) -> AsyncGenerator[str, None]:
         await self._prepare()
-        prompt_tokens = self._prompt_tokens(request)
+        prompt_tokens = await self._prompt_tokens(request)
         reservation = costing.reserve(
             self._cost, request.model, prompt_tokens, request.max_tokens, request.caller
         )
@@ -251,7 +301,11 @@ class LLMClientBase(ABC):
             async for piece in opened.pieces():
                 yield piece
         finally:
-            usage = await opened.close()
+            try:
+                usage = await opened.close()
+            except BaseException:
+                costing.release(self._cost, reservation)  # never held past the call
+                raise
             costing.spend(self._cost, request.model, usage, request.caller, reservation)
         if opened.finish_reason == CONTENT_FILTER:
             raise content_filtered(request.model)
@@ -281,14 +335,14 @@ class LLMClientBase(ABC):
                 f"input_type must be 'document' or 'query', got {input_type!r}",
                 argument="input_type",
             )
+        who = check_caller(caller)
         if not batch:
             return []
         name = self._query_model if input_type == "query" else self._embedding_model
         if name is None:
             raise ConfigurationError(NO_EMBEDDINGS, component=COMPONENT)
-        who = caller or "default"
         await self._prepare()
-        estimate = self._input_tokens(name, batch)
+        estimate = await self._input_tokens(name, batch)
         reservation = costing.reserve(self._cost, name, estimate, 0, who)
         try:
             vectors, tokens = await self._embed(name, batch, estimate)

@@ -38,10 +38,16 @@ def spend(
     """Record what the call used (settling ``reservation``); its cost, or ``None``."""
     if cost is None:
         return None
-    return cost.record(
-        model,
-        input_tokens=usage.prompt_tokens,
-        output_tokens=usage.completion_tokens,
-        caller=who,
-        reservation=reservation,
-    )
+    try:
+        return cost.record(
+            model,
+            input_tokens=usage.prompt_tokens,
+            output_tokens=usage.completion_tokens,
+            caller=who,
+            reservation=reservation,
+        )
+    except BaseException:
+        # Recording failed (a pricer's error): the reservation must not outlive the
+        # call -- held, it would shrink the budget for the rest of the period.
+        release(cost, reservation)
+        raise

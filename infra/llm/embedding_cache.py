@@ -36,11 +36,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from infra.exceptions import InfraError
+from infra.exceptions import InfraError, InvalidArgumentError
+from infra.llm.base import check_caller
 from infra.llm.responses import check_texts
 
 if TYPE_CHECKING:
@@ -133,10 +135,17 @@ class CachedEmbeddings:
     ) -> list[list[float]]:
         """One vector per text, in order; only the uncached texts reach ``inner``."""
         batch = check_texts(texts)
+        who = check_caller(caller)
+        if input_type not in ("document", "query"):
+            raise InvalidArgumentError(
+                f"input_type must be 'document' or 'query', got {input_type!r}",
+                argument="input_type",
+            )
         if not batch:
             return []
         keys = [self._key(input_type, text) for text in batch]
-        cached = await asyncio.gather(*(self._read(key) for key in keys))
+        size = self._expected_size()
+        cached = await asyncio.gather(*(self._read(key, size) for key in keys))
         missing: dict[str, str] = {}  # key -> text, first occurrence, in order
         for key, text, vector in zip(keys, batch, cached, strict=True):
             if vector is None and key not in missing:
@@ -144,14 +153,14 @@ class CachedEmbeddings:
         fresh: dict[str, list[float]] = {}
         if missing:
             vectors = await self._inner.embed(
-                list(missing.values()), input_type=input_type, caller=caller
+                list(missing.values()), input_type=input_type, caller=who
             )
             fresh = dict(zip(missing, vectors, strict=True))
             await asyncio.gather(*(self._write(key, vector) for key, vector in fresh.items()))
         hit_texts = [text for text, vector in zip(batch, cached, strict=True) if vector is not None]
         self.hits += len(hit_texts)
         self.misses += len(missing)
-        self._record_saved(hit_texts, caller)
+        self._record_saved(hit_texts, who)
         return [
             vector if vector is not None else fresh[key]
             for key, vector in zip(keys, cached, strict=True)
@@ -162,15 +171,23 @@ class CachedEmbeddings:
         # key that changed after the first call would never find that call's vectors.
         return embedding_key(self._model, self._dimensions, input_type, text)
 
-    async def _read(self, key: str) -> list[float] | None:
+    def _expected_size(self) -> int | None:
+        """The length a cached vector must have: the requested size, else the model's
+        when it is known (the adapter learns it from its first answer)."""
+        if self._dimensions is not None:
+            return self._dimensions
+        try:
+            return self._inner.dimensions
+        except InfraError:  # not known yet: ConfigurationError until the first answer
+            return None
+
+    async def _read(self, key: str, size: int | None) -> list[float] | None:
         try:
             value = await self._cache.get(key)
         except InfraError:
             _log.warning("embedding cache read failed; treating it as a miss", exc_info=True)
             return None
-        if isinstance(value, list) and value and all(isinstance(v, float | int) for v in value):
-            return [float(v) for v in value]
-        return None
+        return _usable(value, size)
 
     async def _write(self, key: str, vector: list[float]) -> None:
         try:
@@ -178,7 +195,7 @@ class CachedEmbeddings:
         except InfraError:
             _log.warning("embedding cache write failed; the vector is not cached", exc_info=True)
 
-    def _record_saved(self, hit_texts: list[str], caller: str | None) -> None:
+    def _record_saved(self, hit_texts: list[str], caller: str) -> None:
         if self._cost is None or not hit_texts:
             return
         tokens = sum(len(text) // 4 + 1 for text in hit_texts)
@@ -186,9 +203,26 @@ class CachedEmbeddings:
             self._model,
             input_tokens=tokens,
             output_tokens=0,
-            caller=caller or "default",
+            caller=caller,
             cached=True,
         )
 
     def __repr__(self) -> str:
         return f"CachedEmbeddings(model={self._model!r}, hits={self.hits}, misses={self.misses})"
+
+
+def _usable(value: object, size: int | None) -> list[float] | None:
+    """``value`` as a vector, or ``None`` (a miss) unless it is a non-empty list of finite
+    numbers (no ``bool``) of ``size`` when known: a corrupted or foreign entry is
+    re-embedded, never handed out as a vector."""
+    if not isinstance(value, list) or not value:
+        return None
+    if size is not None and len(value) != size:
+        return None
+    if not set(map(type, value)) <= _NUMBER_TYPES:  # bool is its own type: refused too
+        return None
+    vector = list(map(float, value))
+    return vector if all(map(math.isfinite, vector)) else None
+
+
+_NUMBER_TYPES = frozenset({float, int})

@@ -23,6 +23,11 @@ Decisions:
   SDK's (``max_retries``) are switched off on every call; the injected
   :class:`~infra.resilience.ResiliencePolicy` decides. A 429 is retried after the
   provider's ``Retry-After`` (the retry layer honours ``RateLimitedError.retry_after``).
+* **A complete stream is not failed by its trailer.** Once a chunk has carried the
+  finish reason, the answer is whole: a malformed usage chunk or ``[DONE]`` after it
+  (or a drop before them) ends the stream normally with counted usage and a warning.
+  Raising would hand the caller an error for an answer it has received and that was
+  billed -- and invite a retry that pays twice.
 * **Streams are retried only before the first chunk.** Opening the stream and receiving
   its first chunk is one attempt under the policy, bounded by ``first_token_timeout``;
   after that a failure ends the stream with its typed error (a retry would repeat text
@@ -57,6 +62,8 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -74,6 +81,7 @@ from infra.observability.instrument import CallSite
 from infra.observability.metrics import MetricsCollector
 from infra.observability.tracing import TracingState
 from infra.ports import TokenUsage
+from infra.redaction import redact_text, register_secret
 from infra.resilience import ResiliencePolicy, litellm_no_retry_kwargs
 from infra.translation import translate_exception
 
@@ -83,6 +91,8 @@ if TYPE_CHECKING:
     from infra.observability.cost import CostTracker
 
 __all__ = ["EmbeddingEndpoint", "LiteLLMAdapter"]
+
+_log = logging.getLogger("infra.llm.litellm_adapter")
 
 
 class EmbeddingEndpoint(Protocol):
@@ -183,9 +193,27 @@ class LiteLLMAdapter(LLMClientBase):
         self._embedding_api_base = embedding_api_base or api_base
         embedding_key = embedding_api_key if embedding_api_key is not None else api_key
         self._embedding_api_key = SecretStr(_secret(embedding_key) or "") if embedding_key else None
+        # A provider may quote the key in an error message (``Incorrect API key provided:
+        # ...``), and litellm passes that text on: registered, it is masked in every
+        # message, repr, chained traceback and log line for as long as this adapter
+        # lives -- whatever the key looks like, not only ``sk-...``.
+        register_secret(self._api_key, owner=self)
+        register_secret(self._embedding_api_key, owner=self)
         self._endpoint = embedding_endpoint
+        if embedding_dimensions is not None and (
+            isinstance(embedding_dimensions, bool)
+            or not isinstance(embedding_dimensions, int)
+            or embedding_dimensions < 1
+        ):
+            raise InvalidArgumentError(
+                f"embedding_dimensions must be None or an int >= 1, got {embedding_dimensions!r}",
+                argument="embedding_dimensions",
+            )
+        # Asked of the provider (only when configured and it takes the argument) ...
+        self._requested_dimensions = embedding_dimensions if send_dimensions else None
+        # ... and the length every vector must have (configured, or learned from the
+        # first answer -- never sent: a learned size is not a request).
         self._dimensions = embedding_dimensions
-        self._send_dimensions = send_dimensions
         self._timeout = float(request_timeout)
         self._first_token_timeout = float(first_token_timeout or request_timeout)
         self._embedding_policy = embedding_policy if embedding_policy is not None else self._policy
@@ -248,18 +276,22 @@ class LiteLLMAdapter(LLMClientBase):
         budgets = self._cost is not None and self._cost.has_budgets
         return budgets or (self._limiter is not None and self._limiter.limits_tokens)
 
-    def _prompt_tokens(self, request: ChatRequest) -> int:
-        """Prompt tokens for the budget and the TPM bucket (0 when neither needs them)."""
+    async def _prompt_tokens(self, request: ChatRequest) -> int:
+        """Prompt tokens for the budget and the TPM bucket (0 when neither needs them);
+        a large prompt is counted in a worker thread (see :data:`OFF_LOOP_CHARACTERS`)."""
         if not self._counts_tokens():
             return 0
-        return _count_prompt(import_litellm(), request.model, message_dicts(request.messages))
+        payload = message_dicts(request.messages)
+        size = sum(len(message["content"]) for message in payload)
+        return await _counted(size, _count_prompt, import_litellm(), request.model, payload)
 
-    def _input_tokens(self, model: str, texts: list[str]) -> int:
+    async def _input_tokens(self, model: str, texts: list[str]) -> int:
         """An embedding batch's input tokens for the budget and the TPM bucket (0 when
-        neither needs them)."""
+        neither needs them); a large batch is counted in a worker thread."""
         if not self._counts_tokens():
             return 0
-        return _count_inputs(import_litellm(), model, texts)
+        size = sum(len(text) for text in texts)
+        return await _counted(size, _count_inputs, import_litellm(), model, texts)
 
     async def _complete(
         self, request: ChatRequest, prompt_tokens: int, temperature: float | None
@@ -278,7 +310,7 @@ class LiteLLMAdapter(LLMClientBase):
             timeout=self._timeout,
         )
         text, finish = first_choice(response)
-        usage = usage_of(response) or _counted_usage(litellm, request.model, payload, text)
+        usage = usage_of(response) or await _counted_usage(litellm, request.model, payload, text)
         model = str(getattr(response, "model", None) or request.model)
         return ChatAnswer(text, model, usage, finish)
 
@@ -325,20 +357,12 @@ class LiteLLMAdapter(LLMClientBase):
             kwargs["api_base"] = api_base
         key = self._embedding_api_key
         kwargs["api_key"] = key.get_secret_value() if key is not None else "not-needed"
-        if self._dimensions is not None and self._send_dimensions:
-            kwargs["dimensions"] = self._dimensions
-        response = await self._embeddings(model).run(
+        if self._requested_dimensions is not None:
+            kwargs["dimensions"] = self._requested_dimensions
+        response, vectors = await self._embeddings(model).run(
             "embeddings", self._embed_attempt, litellm, kwargs, estimate, timeout=self._timeout
         )
-        vectors = embedding_vectors(response)
-        if len(vectors) != len(texts):
-            raise translate_exception(
-                ValueError(f"the provider returned {len(vectors)} vectors for {len(texts)} texts"),
-                component=COMPONENT,
-                family="llm",
-                operation="embeddings",
-            )
-        if self._dimensions is None and vectors:
+        if self._dimensions is None:
             self._dimensions = len(vectors[0])
         usage = usage_of(response)
         if usage is not None:
@@ -366,17 +390,23 @@ class LiteLLMAdapter(LLMClientBase):
         charged = await self._acquire(estimate)
         try:
             response = await litellm.acompletion(**kwargs)
-        except Exception as exc:
+        except BaseException as exc:
+            self._settle(charged, _NOTHING)  # no answer: nothing of the charge was used
+            if not isinstance(exc, Exception):
+                raise
             raise self._failed(exc, "chat") from exc
         usage = usage_of(response)
-        self._settle(charged, usage)
+        if usage is None and self._limiter is not None and self._limiter.limits_tokens:
+            self._settle(charged, await _counted_answer(litellm, kwargs, response))
+        else:
+            self._settle(charged, usage)
         _record_usage(self._chat(kwargs["model"]), "chat", response, usage)
         return response
 
     async def _open_stream_attempt(
         self, litellm: Any, kwargs: dict[str, Any], estimate: int
     ) -> tuple[AsyncIterator[Any], Any]:
-        await self._acquire(estimate)  # settled when the stream ends (_LiteLLMStream.close)
+        charged = await self._acquire(estimate)  # settled when the stream ends (close)
         chunks: AsyncIterator[Any] | None = None
         try:
             response = await litellm.acompletion(**kwargs)
@@ -384,25 +414,39 @@ class LiteLLMAdapter(LLMClientBase):
             async with asyncio.timeout(self._first_token_timeout):
                 first = await anext(chunks)
         except StopAsyncIteration:
+            self._settle(charged, _NOTHING)
             raise self._failed(
                 ConnectionResetError("the stream ended before its first chunk"), "chat"
             ) from None
-        except Exception as exc:
+        except BaseException as exc:
+            self._settle(charged, _NOTHING)  # no chunk: nothing of the charge was used
             if chunks is not None:
                 await _close_stream(chunks)
+            if not isinstance(exc, Exception):
+                raise
             raise self._failed(exc, "chat") from exc
         return chunks, first
 
-    async def _embed_attempt(self, litellm: Any, kwargs: dict[str, Any], estimate: int) -> Any:
+    async def _embed_attempt(
+        self, litellm: Any, kwargs: dict[str, Any], estimate: int
+    ) -> tuple[Any, list[list[float]]]:
+        """One request; a malformed answer (vectors missing, ragged, of the wrong size,
+        not finite) fails the attempt like a malformed body, so the policy may retry it."""
         charged = await self._acquire(estimate)
         try:
             response = await litellm.aembedding(**kwargs)
-        except Exception as exc:
+        except BaseException as exc:
+            self._settle(charged, _NOTHING)  # no answer: nothing of the charge was used
+            if not isinstance(exc, Exception):
+                raise
             raise self._failed(exc, "embeddings") from exc
         usage = usage_of(response)
-        self._settle(charged, usage)
+        self._settle(charged, usage or TokenUsage(estimate, 0))
         _record_usage(self._embeddings(kwargs["model"]), "embeddings", response, usage)
-        return response
+        vectors = embedding_vectors(
+            response, count=len(kwargs["input"]), dimensions=self._dimensions
+        )
+        return response, vectors
 
     # ----------------------------------------------------------------- helpers
     def _chat_kwargs(self, name: str, payload: list[dict[str, str]], limit: int) -> dict[str, Any]:
@@ -445,6 +489,7 @@ class LiteLLMAdapter(LLMClientBase):
         return calls
 
     def _failed(self, exc: Exception, operation: str) -> Exception:
+        mask_provider_error(exc)
         error = translate_exception(
             exc, component=COMPONENT, family="llm", operation=operation, timeout=self._timeout
         )
@@ -468,6 +513,9 @@ class LiteLLMAdapter(LLMClientBase):
             f"policy={self._policy.describe()!r})"
         )
 
+
+#: The usage of an attempt that got no answer (settles its rate-limiter charge).
+_NOTHING: Final = TokenUsage(0, 0)
 
 #: Vector length of the local multilingual-e5-small model.
 LOCAL_E5_DIMENSIONS: Final = 384
@@ -536,6 +584,18 @@ class _LiteLLMStream:
             except StopAsyncIteration:
                 return
             except Exception as exc:
+                mask_provider_error(exc)
+                if self._state.finish is not None:
+                    # The answer is complete (its finish reason came): a broken trailer
+                    # -- a malformed usage chunk, a garbled [DONE], a drop before it --
+                    # must not turn a delivered, billed answer into an error the caller
+                    # would retry and pay for twice. Its usage is counted instead.
+                    _log.warning(
+                        "ignored a broken stream trailer after the answer finished: %s",
+                        type(exc).__name__,
+                        extra={"component": COMPONENT, "model": self._model},
+                    )
+                    return
                 raise translate_exception(
                     exc,
                     component=COMPONENT,
@@ -547,9 +607,38 @@ class _LiteLLMStream:
     async def close(self) -> TokenUsage:
         await _close_stream(self._chunks)
         text = "".join(self._state.text)
-        usage = self._state.usage or _counted_usage(self._litellm, self._model, self._payload, text)
+        usage = self._state.usage or await _counted_usage(
+            self._litellm, self._model, self._payload, text
+        )
         self._settle(usage)
         return usage
+
+
+def mask_provider_error(exc: BaseException) -> None:
+    """Mask secrets, in place, in ``exc`` and the exceptions chained below it.
+
+    litellm's and the openai SDK's exceptions render from a ``message`` attribute, not
+    from ``args`` (which :func:`~infra.redaction.redact_chained` masks when our error is
+    rendered), and a provider quotes a wrong key back in that message: it would print
+    in the traceback under our typed error.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        link = pending.pop()
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        message = getattr(link, "message", None)
+        if isinstance(message, str):
+            masked = redact_text(message)
+            if masked != message:
+                with contextlib.suppress(Exception):  # a read-only attribute: args still go
+                    link.message = masked  # type: ignore[attr-defined]
+        masked_args = tuple(redact_text(a) if isinstance(a, str) else a for a in link.args)
+        if masked_args != link.args:
+            link.args = masked_args
+        pending += [link.__cause__, link.__context__]
 
 
 async def _close_stream(chunks: AsyncIterator[Any]) -> None:
@@ -561,6 +650,20 @@ async def _close_stream(chunks: AsyncIterator[Any]) -> None:
         # has the outcome that matters (the chunks, or the error that ended them).
         except Exception:  # noqa: BLE001
             return
+
+
+#: Characters above which a count runs in a worker thread. litellm's counter takes about
+#: 0.1 s per million characters (measured: 4 M characters, 0.35-0.5 s): a hostile or
+#: merely huge prompt counted on the event loop stalled every other call for as long.
+#: Below this (~20 ms at most) a thread hop would cost more than it saves.
+OFF_LOOP_CHARACTERS: Final = 200_000
+
+
+async def _counted(size: int, count: Callable[..., int], *args: Any) -> int:
+    """``count(*args)``: on the loop for small inputs, in a worker thread for large ones."""
+    if size < OFF_LOOP_CHARACTERS:
+        return count(*args)
+    return await asyncio.to_thread(count, *args)
 
 
 def _count_prompt(litellm: Any, model: str, payload: list[dict[str, str]]) -> int:
@@ -583,11 +686,21 @@ def _count_inputs(litellm: Any, model: str, texts: list[str]) -> int:
         return sum(len(text) // 4 + 1 for text in texts)
 
 
-def _counted_usage(
+async def _counted_usage(
     litellm: Any, model: str, payload: list[dict[str, str]], text: str
 ) -> TokenUsage:
     """Usage counted locally, for a provider that reported none."""
-    return TokenUsage(_count_prompt(litellm, model, payload), _count_text(litellm, model, text))
+    size = sum(len(message["content"]) for message in payload)
+    prompt = await _counted(size, _count_prompt, litellm, model, payload)
+    return TokenUsage(prompt, await _counted(len(text), _count_text, litellm, model, text))
+
+
+async def _counted_answer(litellm: Any, kwargs: dict[str, Any], response: Any) -> TokenUsage:
+    """Usage of an answer that reported none, counted locally (only when a TPM bucket or
+    a budget needs it: the charge is then settled with real counts, not left at the
+    estimate)."""
+    text, _ = first_choice(response)
+    return await _counted_usage(litellm, kwargs["model"], kwargs["messages"], text)
 
 
 def _count_text(litellm: Any, model: str, text: str) -> int:

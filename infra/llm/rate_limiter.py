@@ -25,12 +25,26 @@ Decisions:
   carries the difference to the real usage into the next charge: a call that used more
   than estimated makes the next one pay the excess, one that used less gives credit. A
   bucket cannot give tokens back, so the correction is applied on the next acquire.
+* **A caller that gives up keeps nothing.** A request slot is taken before the token
+  wait; when that wait fails (``max_wait``) or is cancelled, the slot is given back as a
+  credit the next caller uses instead of the request bucket (buckets cannot take tokens
+  back) -- a cancelled waiter used to burn a request of the minute's budget. A credit
+  is used only while nobody is queued for the request bucket, so it never lets a
+  newcomer overtake a waiter; the burst after idleness may exceed the bucket's by the
+  credits held, the rate over time is exact.
 * **Large requests wait for a full bucket.** A request estimated above the token
   bucket's capacity is charged the capacity (and the rest is carried as above), so a big
   prompt waits for a full minute's budget instead of failing.
 * **Retry-After pauses the bucket.** :meth:`pause` holds every later ``acquire`` until the
   provider's ``Retry-After`` has passed (the longest pause wins). The pause is kept in
   this process; with shared buckets each process pauses when it sees the provider's 429.
+* **A pause is capped** at ``max_pause`` (60 s by default: one rate window). A
+  ``Retry-After`` is the provider's text -- a garbage ``1e9`` or an HTTP date in the year
+  9999 parses as years -- and an uncapped pause froze every later call of the process
+  (each one waiting, or failing at once past ``max_wait``) until a restart. Capped, a
+  provider still throttling answers the next call with another 429 and another pause,
+  so a cap too short costs one request per window, while a pause too long cost the
+  process.
 """
 
 from __future__ import annotations
@@ -50,6 +64,8 @@ if TYPE_CHECKING:
 __all__ = ["LLMRateLimiter"]
 
 _MINUTE: Final = 60.0
+#: Longest pause a provider's ``Retry-After`` sets by default: one rate window.
+DEFAULT_MAX_PAUSE: Final = 60.0
 
 
 def _check_limit(name: str, value: float | None) -> float | None:
@@ -73,6 +89,7 @@ class LLMRateLimiter:
         tokens: The token bucket, or ``None`` for no TPM limit.
         token_capacity: The token bucket's capacity (largest charge per request).
         max_wait: Longest total wait of one ``acquire`` in seconds (``None``: no limit).
+        max_pause: Longest pause one :meth:`pause` may set, seconds.
         clock: Time source of the pause (use the buckets' clock).
         name: Reported as ``component`` on errors.
     """
@@ -84,11 +101,19 @@ class LLMRateLimiter:
         tokens: RateLimiter | None,
         token_capacity: float = math.inf,
         max_wait: float | None = None,
+        max_pause: float = DEFAULT_MAX_PAUSE,
         clock: Clock | None = None,
         name: str = "llm_rate_limit",
     ) -> None:
         if max_wait is not None and (not math.isfinite(max_wait) or max_wait < 0):
             raise InvalidArgumentError(f"max_wait must be None or seconds >= 0, got {max_wait!r}")
+        if isinstance(max_pause, bool) or not (
+            isinstance(max_pause, int | float) and math.isfinite(max_pause) and max_pause > 0
+        ):
+            raise InvalidArgumentError(
+                f"max_pause must be finite seconds > 0, got {max_pause!r}", argument="max_pause"
+            )
+        self._max_pause = float(max_pause)
         self._requests = requests
         self._tokens = tokens
         self._capacity = token_capacity
@@ -96,6 +121,8 @@ class LLMRateLimiter:
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         self._paused_until = 0.0
         self._carry = 0.0
+        self._request_credit = 0
+        self._requesting = 0  # callers of this limiter waiting for the request bucket
         self.name = name
 
     @classmethod
@@ -105,6 +132,7 @@ class LLMRateLimiter:
         rpm: float | None = None,
         tpm: float | None = None,
         max_wait: float | None = None,
+        max_pause: float = DEFAULT_MAX_PAUSE,
         burst_seconds: float = 1.0,
         clock: Clock | None = None,
     ) -> LLMRateLimiter:
@@ -125,6 +153,7 @@ class LLMRateLimiter:
             tokens=tokens,
             token_capacity=tpm_rate if tpm_rate is not None else math.inf,
             max_wait=max_wait,
+            max_pause=max_pause,
             clock=clock,
         )
 
@@ -136,6 +165,7 @@ class LLMRateLimiter:
         rpm: float | None = None,
         tpm: float | None = None,
         max_wait: float | None = None,
+        max_pause: float = DEFAULT_MAX_PAUSE,
         burst_seconds: float = 1.0,
         key: str = "llm",
         collector: MetricsCollector | None = None,
@@ -172,6 +202,7 @@ class LLMRateLimiter:
             tokens=tokens,
             token_capacity=tpm_rate if tpm_rate is not None else math.inf,
             max_wait=max_wait,
+            max_pause=max_pause,
         )
 
     # ----------------------------------------------------------------------- use
@@ -187,8 +218,7 @@ class LLMRateLimiter:
             raise InvalidArgumentError(f"tokens must be an int >= 0, got {tokens!r}")
         start = self._clock.now()
         await self._wait_pause(start)
-        if self._requests is not None:
-            await self._requests.acquire(1, timeout=self._left(start))
+        await self._take_request(start)
         if self._tokens is None:
             return float(tokens)
         wanted = tokens + self._carry
@@ -199,8 +229,25 @@ class LLMRateLimiter:
                 await self._tokens.acquire(charge, timeout=self._left(start))
             except BaseException:
                 self._carry += charge - tokens  # not granted: as if never asked
+                if self._requests is not None:
+                    self._request_credit += 1  # its request slot goes to a later caller
                 raise
         return float(tokens)
+
+    async def _take_request(self, start: float) -> None:
+        """One request from the request bucket -- or a slot an earlier caller took and
+        gave back (its token wait failed or was cancelled), when no caller of this
+        limiter waits for the bucket (a refund never lets a newcomer overtake one)."""
+        if self._requests is None:
+            return
+        if self._request_credit > 0 and self._requesting == 0:
+            self._request_credit -= 1
+            return
+        self._requesting += 1  # counted here: works for any bucket, Redis-shared too
+        try:
+            await self._requests.acquire(1, timeout=self._left(start))
+        finally:
+            self._requesting -= 1
 
     def settle(self, charged: float, *, used: int) -> None:
         """Carry the difference between ``used`` tokens and the ``charged`` estimate into
@@ -209,15 +256,28 @@ class LLMRateLimiter:
             self._carry += used - charged
 
     def pause(self, seconds: float | None) -> None:
-        """Hold every later :meth:`acquire` for ``seconds`` (a provider's Retry-After)."""
-        if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        """Hold every later :meth:`acquire` for ``seconds`` (a provider's Retry-After),
+        at most ``max_pause`` (see the module docstring); not a positive number: no pause."""
+        if (
+            seconds is None
+            or isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or math.isnan(seconds)
+            or seconds <= 0
+        ):
             return
-        self._paused_until = max(self._paused_until, self._clock.now() + seconds)
+        until = self._clock.now() + min(float(seconds), self._max_pause)
+        self._paused_until = max(self._paused_until, until)
 
     @property
     def limits_tokens(self) -> bool:
         """Whether there is a tokens-per-minute bucket (callers count tokens only then)."""
         return self._tokens is not None
+
+    @property
+    def request_credits(self) -> int:
+        """Request slots given back by callers whose token wait failed, not yet reused."""
+        return self._request_credit
 
     @property
     def carried_tokens(self) -> float:

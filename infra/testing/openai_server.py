@@ -13,7 +13,12 @@ usage in the last chunk when ``stream_options.include_usage`` is set), ``POST
 /v1/embeddings`` and ``GET /v1/models``, answering from :mod:`infra.testing.llm_answers`
 -- the same deterministic model the fake LLM uses, so one contract suite runs on both.
 Every request is recorded (:attr:`OpenAITestServer.requests`), the ``Authorization``
-header reduced to whether it was present.
+header reduced to whether it was present, and how every answer ended
+(:attr:`OpenAITestServer.endings`: ``"sent"``, ``"cut"`` by a scripted
+:class:`TruncatedStream`, or ``"client closed"`` -- the client dropped the connection
+before the answer was complete, which :meth:`OpenAITestServer.wait_answered` lets a
+test wait for: a client that leaves a stream open holds a connection and the provider's
+work).
 
 Faults are scripted per request, first in first out (:meth:`OpenAITestServer.script`):
 :class:`Status` (any status, body and headers: 429 with ``Retry-After``, 500, 401, a
@@ -21,7 +26,8 @@ context-window 400), :class:`Delay` (answer late: client timeouts), :class:`Slow
 (a stream whose first and later chunks come late), :class:`TruncatedStream` (the
 connection drops after some chunks, no ``[DONE]``), :class:`Malformed` (200 with a body
 that is not JSON) and :class:`ContentFiltered` (the answer stops with
-``finish_reason="content_filter"``).
+``finish_reason="content_filter"``) and :class:`MalformedChunk` (one frame of a stream
+replaced by one that is not a chunk).
 
 :func:`loopback_only` proves the other half of "no test reaches the internet": while it
 is active, every connection and name lookup the process makes to anything but loopback
@@ -66,6 +72,7 @@ __all__ = [
     "Delay",
     "Fault",
     "Malformed",
+    "MalformedChunk",
     "OpenAITestServer",
     "RecordedRequest",
     "SlowStream",
@@ -122,7 +129,17 @@ class ContentFiltered:
     """Answer with an empty text and ``finish_reason="content_filter"``."""
 
 
-Fault = Status | Delay | SlowStream | TruncatedStream | Malformed | ContentFiltered
+@dataclass(frozen=True, slots=True)
+class MalformedChunk:
+    """Stream normally, but send ``frame`` in place of chunk ``at`` (0-based; past the
+    last chunk: in place of the usage chunk or ``[DONE]``) -- a frame that is not a JSON
+    chunk, or a chunk whose fields have the wrong types."""
+
+    at: int
+    frame: str = 'data: {"id": "chatcmpl-broken", "choices": [\n\n'
+
+
+Fault = Status | Delay | SlowStream | TruncatedStream | Malformed | MalformedChunk | ContentFiltered
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +216,9 @@ class OpenAITestServer:
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
+        self._endings: list[str] = []
+        self._answering = 0
+        self._answered = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -282,12 +302,52 @@ class OpenAITestServer:
         with self._lock:
             self._faults.clear()
             self._requests.clear()
+            self._endings.clear()
 
     @property
     def requests(self) -> list[RecordedRequest]:
         """Every request received so far, oldest first."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def endings(self) -> list[str]:
+        """How each finished answer ended, in the order they ended: ``"sent"``, ``"cut"``
+        (a scripted truncation) or ``"client closed"`` (the client went away first)."""
+        with self._lock:
+            return list(self._endings)
+
+    def wait_answered(self, timeout: float = 30.0) -> list[str]:
+        """Block until no answer is in progress (at most ``timeout`` seconds: a bound on
+        a hang, not a measurement); returns :attr:`endings`."""
+        with self._answered:
+            self._answered.wait_for(lambda: self._answering == 0, timeout)
+            return list(self._endings)
+
+    def wait_requests(self, count: int, timeout: float = 30.0) -> int:
+        """Block until ``count`` requests have been received (at most ``timeout``
+        seconds: a bound on a hang); returns how many were."""
+        with self._answered:
+            self._answered.wait_for(lambda: len(self._requests) >= count, timeout)
+            return len(self._requests)
+
+    @contextlib.contextmanager
+    def _answering_one(self) -> Iterator[list[str]]:
+        """Count an answer in progress; its handler appends how it ended (default
+        ``"sent"``; a cancelled handler -- the client disconnected -- ``"client closed"``)."""
+        ending: list[str] = []
+        with self._lock:
+            self._answering += 1
+        try:
+            yield ending
+        except asyncio.CancelledError:
+            ending.append("client closed")
+            raise
+        finally:
+            with self._answered:
+                self._answering -= 1
+                self._endings.append(ending[0] if ending else "sent")
+                self._answered.notify_all()
 
     @property
     def pending_faults(self) -> int:
@@ -306,7 +366,9 @@ class OpenAITestServer:
         app.router.add_post("/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/health", self._models)
-        runner = web.AppRunner(app, access_log=None)
+        # handler_cancellation: a client that disconnects cancels its handler, so a
+        # delayed answer ends at once and is recorded as "client closed".
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await runner.setup()
         site = web.TCPSite(runner, _LOOPBACK, 0)
         await site.start()
@@ -319,8 +381,9 @@ class OpenAITestServer:
             self._runner = None
 
     def _take(self, path: str, body: Mapping[str, Any], authorized: bool) -> Fault | None:
-        with self._lock:
+        with self._answered:
             self._requests.append(RecordedRequest(path, body, authorized))
+            self._answered.notify_all()
             return self._faults.popleft() if self._faults else None
 
     async def _receive(self, request: web.Request) -> tuple[dict[str, Any], Fault | None]:
@@ -348,8 +411,9 @@ class OpenAITestServer:
             return early
         raw = body.get("input")
         texts = [raw] if isinstance(raw, str) else list(raw or [])
-        if not texts or not all(isinstance(t, str) for t in texts):
-            return _error(400, "'input' must be a string or a non-empty array of strings")
+        if not texts or not all(isinstance(t, str) and t for t in texts):
+            # OpenAI's own answer to an empty list, a non-string or an empty string.
+            return _error(400, "'$.input' is invalid. Please check the API reference")
         dimensions = body.get("dimensions") or DEFAULT_DIMENSIONS
         data = [
             {"object": "embedding", "index": i, "embedding": embedding(text, int(dimensions))}
@@ -366,6 +430,10 @@ class OpenAITestServer:
         )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        with self._answering_one() as ending:
+            return await self._answer_chat(request, ending)
+
+    async def _answer_chat(self, request: web.Request, ending: list[str]) -> web.StreamResponse:
         from aiohttp import web  # noqa: PLC0415
 
         body, fault = await self._receive(request)
@@ -414,6 +482,7 @@ class OpenAITestServer:
         return await _stream(
             request,
             fault,
+            ending,
             ident=ident,
             model=model,
             text=text,
@@ -453,6 +522,7 @@ def _error(
 async def _stream(
     request: web.Request,
     fault: Fault | None,
+    ending: list[str],
     *,
     ident: str,
     model: str,
@@ -467,6 +537,7 @@ async def _stream(
     await response.prepare(request)
     slow = fault if isinstance(fault, SlowStream) else SlowStream()
     cut = fault.after_chunks if isinstance(fault, TruncatedStream) else None
+    broken = fault if isinstance(fault, MalformedChunk) else None
 
     def chunk(delta: Mapping[str, Any], finish_reason: str | None) -> bytes:
         payload = {
@@ -492,9 +563,12 @@ async def _stream(
         }
         frames.append(f"data: {json.dumps(tail)}\n\n".encode())
     frames.append(b"data: [DONE]\n\n")
+    if broken is not None:
+        frames[min(broken.at, len(frames) - 1)] = broken.frame.encode()
     try:
         for index, frame in enumerate(frames):
             if cut is not None and index >= cut:
+                ending.append("cut")
                 transport = request.transport
                 if transport is not None:
                     transport.abort()  # drop the connection mid-stream, no terminating chunk
@@ -503,5 +577,5 @@ async def _stream(
             await response.write(frame)
         await response.write_eof()
     except ConnectionResetError:
-        pass  # the client gave up (a timeout under test): nothing left to send
+        ending.append("client closed")  # the client gave up: nothing left to send
     return response

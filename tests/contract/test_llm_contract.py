@@ -308,7 +308,7 @@ async def test_concurrent_embedding_batches_cannot_overspend_together(backend: B
     assert cost.spent() <= 5e-6
 
 
-@given(texts=st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=8))
+@given(texts=st.lists(st.text(min_size=1, max_size=30).filter(str.strip), min_size=1, max_size=8))
 async def test_fake_embeddings_keep_order_for_any_batch(texts: list[str]) -> None:
     """Property (fake only: the server path is the same code): the i-th vector is the
     i-th text's, whatever the batch."""

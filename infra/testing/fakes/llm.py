@@ -130,7 +130,7 @@ class FakeLLM(LLMClientBase):
         """Nothing to load: the fake imports no client."""
         return
 
-    def _prompt_tokens(self, request: ChatRequest) -> int:
+    async def _prompt_tokens(self, request: ChatRequest) -> int:
         return count_tokens([m.content for m in request.messages])
 
     async def _complete(
@@ -152,7 +152,7 @@ class FakeLLM(LLMClientBase):
         )
         return _FakeStream(text, TokenUsage(prompt_tokens, tokens), finish)
 
-    def _input_tokens(self, model: str, texts: list[str]) -> int:
+    async def _input_tokens(self, model: str, texts: list[str]) -> int:
         """The words of the batch: the usage the fake then reports (an exact estimate)."""
         del model
         return count_tokens(texts) - len(texts)

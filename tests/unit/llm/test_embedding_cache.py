@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from infra.cache import ThreeTierCache
-from infra.exceptions import CacheConnectionError
+from infra.exceptions import CacheConnectionError, InvalidArgumentError
 from infra.llm.embedding_cache import CachedEmbeddings, embedding_key, normalise_text
 from infra.observability import CostTracker
 from infra.resilience import ManualClock
@@ -132,3 +133,66 @@ async def test_a_broken_cache_is_a_miss_not_an_outage() -> None:
     embeddings = CachedEmbeddings(llm, cache=BrokenCache(), model="fake-embedding")
     assert await embeddings.embed(["x", "y"]) == [embedding("x", DIMS), embedding("y", DIMS)]
     assert sent_texts(llm) == [["x", "y"]]
+
+
+class DictCache:
+    """A plain in-memory VectorCache whose entries a test can poison."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    async def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
+        self.data[key] = value
+
+
+_POISON = st.one_of(
+    st.just([]),
+    st.lists(st.booleans(), min_size=DIMS, max_size=DIMS),
+    st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=DIMS - 1),
+    st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=DIMS + 1, max_size=20),
+    st.lists(st.floats(), min_size=DIMS, max_size=DIMS).filter(
+        lambda values: not all(math.isfinite(v) for v in values)
+    ),
+    st.lists(st.one_of(st.text(max_size=3), st.none()), min_size=DIMS, max_size=DIMS),
+    st.text(max_size=5),
+    st.none(),
+)
+
+
+@given(
+    poisoned=st.dictionaries(st.sampled_from([f"t{i}" for i in range(6)]), _POISON, max_size=6),
+    batch=st.lists(st.sampled_from([f"t{i}" for i in range(6)]), min_size=1, max_size=10),
+)
+@example(poisoned={"t0": [True] * DIMS}, batch=["t0"])
+@example(poisoned={"t0": [math.nan] * DIMS}, batch=["t0"])
+@example(poisoned={"t0": [0.5] * (DIMS - 1)}, batch=["t0", "t1"])
+async def test_a_corrupted_entry_is_re_embedded_never_returned(
+    poisoned: dict[str, Any], batch: list[str]
+) -> None:
+    """Property: whatever sits in the cache under a text's key -- booleans, NaN, the
+    wrong size, strings -- the answer is the model's vector for every text (a corrupted
+    entry is a miss). Booleans, non-finite numbers and vectors of another size used to be
+    handed out as vectors."""
+    llm = FakeLLM(dimensions=DIMS)
+    store = DictCache()
+    embeddings = CachedEmbeddings(llm, cache=store, model="fake-embedding")
+    for text, value in poisoned.items():
+        store.data[embedding_key("fake-embedding", None, "document", text)] = value
+    assert await embeddings.embed(batch) == [embedding(text, DIMS) for text in batch]
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\n\t ", "\u3000"])
+async def test_a_blank_text_is_refused_before_any_call(blank: str) -> None:
+    """OpenAI refuses a batch holding an empty text with an error naming no item (and
+    the normalised key of every blank text is the same): refused here, naming it."""
+    llm = FakeLLM(dimensions=DIMS)
+    embeddings, _ = cached(llm)
+    with pytest.raises(InvalidArgumentError, match=r"texts\[1\] is empty") as caught:
+        await embeddings.embed(["fine", blank])
+    assert caught.value.argument == "texts"
+    with pytest.raises(InvalidArgumentError, match=r"texts\[0\] is empty"):
+        await llm.embed([blank])
+    assert sent_texts(llm) == []
