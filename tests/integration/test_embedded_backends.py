@@ -31,7 +31,14 @@ from infra.testing.embedded import (
     port_accepts,
 )
 from infra.testing.embedded.backends import BackendEndpoints
-from infra.testing.embedded.reaper import DIR_PREFIX, OWNER_FILE, record_server, sweep_stale
+from infra.testing.embedded.reaper import (
+    DIR_PREFIX,
+    OWNER_FILE,
+    owner_alive,
+    record_server,
+    sweep_stale,
+    write_owner,
+)
 
 
 def _alive(server: EmbeddedRedis) -> bool:
@@ -278,6 +285,25 @@ def test_sweep_reaps_directories_of_dead_owners(tmp_path: Path) -> None:
         if server.poll() is None:
             server.kill()
         server.wait()
+
+
+@settings(max_examples=50, deadline=None)
+@given(step=st.floats(-86400, 86400).filter(lambda s: abs(s) >= 0.01), reuse=st.integers(1, 10**6))
+def test_a_clock_step_never_makes_a_live_owner_look_dead(
+    tmp_path_factory: pytest.TempPathFactory, step: float, reuse: int
+) -> None:
+    """The owner record as read after an NTP/VM clock step (the wall-clock create time
+    moved by ``step`` seconds): this live process still owns the directory, so no other
+    session's sweep reaps its servers. A different start (a recycled pid) is not it."""
+    directory = tmp_path_factory.mktemp(DIR_PREFIX)
+    write_owner(directory)
+    record = json.loads((directory / OWNER_FILE).read_text())
+    stepped = record | {"create_time": record["create_time"] + step}
+    (directory / OWNER_FILE).write_text(json.dumps(stepped))
+    assert owner_alive(directory)
+    recycled = stepped | {"since_boot": record["since_boot"] + reuse}
+    (directory / OWNER_FILE).write_text(json.dumps(recycled))
+    assert not owner_alive(directory)
 
 
 def _gone(pid: int) -> bool:

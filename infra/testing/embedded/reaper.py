@@ -62,15 +62,44 @@ SERVER_FILE = "server.json"
 _ORPHAN_AGE_S = 60.0
 
 
+def _since_boot(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (Linux), else None.
+
+    psutil's public ``create_time()`` is that value plus the boot time *as read now*, and
+    the kernel re-derives the boot time from the wall clock: an NTP or VM clock step moves
+    it (by whole seconds), so one process's create time read before and after the step
+    differs, and a live owner looked dead -- its servers were reaped under a running test
+    session. The tick count itself never changes; psutil reads it only privately, hence
+    this one-line parse of ``/proc/<pid>/stat`` (the fields after the command's ``)``).
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _identity(pid: int) -> dict[str, Any]:
-    return {"pid": pid, "create_time": float(psutil.Process(pid).create_time())}
+    record: dict[str, Any] = {"pid": pid, "create_time": float(psutil.Process(pid).create_time())}
+    ticks = _since_boot(pid)
+    if ticks is not None:
+        record["since_boot"] = ticks
+    return record
 
 
 def _live_process(record: dict[str, Any]) -> Any | None:
-    """The psutil process for ``record`` if that very process still runs, else None."""
+    """The psutil process for ``record`` if that very process still runs, else None.
+
+    Identity is (pid, start): the start as ticks since boot where recorded (immune to
+    clock steps, see :func:`_since_boot`), else psutil's create time."""
     try:
-        proc = psutil.Process(int(record["pid"]))
-        same = abs(float(proc.create_time()) - float(record["create_time"])) < 0.01
+        pid = int(record["pid"])
+        proc = psutil.Process(pid)
+        ticks = _since_boot(pid) if "since_boot" in record else None
+        if ticks is not None:
+            same = ticks == int(record["since_boot"])
+        else:
+            same = abs(float(proc.create_time()) - float(record["create_time"])) < 0.01
         if not same or proc.status() == psutil.STATUS_ZOMBIE:
             return None
     except (psutil.Error, KeyError, TypeError, ValueError):
