@@ -207,7 +207,13 @@ def test_prepare_refuses_non_points_and_strings() -> None:
 
 
 # -------------------------------------------------------------------------- filters
-scalars = st.one_of(st.text(max_size=4), st.integers(-5, 5), st.booleans())
+#: Filter values an engine can hold (text with U+0000 or a lone surrogate is refused:
+#: tested below).
+scalars = st.one_of(
+    st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=4),
+    st.integers(-5, 5),
+    st.booleans(),
+)
 json_values = st.recursive(
     st.one_of(st.none(), scalars, st.floats(-10, 10)),
     lambda inner: st.lists(inner, max_size=3),
@@ -327,6 +333,26 @@ def test_text_no_engine_can_store_is_refused_before_any_write(
     with pytest.raises(InvalidArgumentError) as caught:
         prepare_points(points, 1)
     assert caught.value.details["argument"] == f"points[{position}].payload"
+
+
+@given(
+    good=st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=4),
+    text=unstorable,
+    in_field=st.booleans(),
+    as_list=st.booleans(),
+)
+def test_filter_text_no_engine_can_store_is_refused_naming_the_field(
+    good: str, text: str, in_field: bool, as_list: bool
+) -> None:
+    """U+0000 or a lone surrogate in a filter's field name or value matches nothing any
+    engine stored: refused before any I/O, naming the filter (pgvector failed the query)."""
+    field = f"f{good}{text}" if in_field else "f"
+    value: Any = good + text if not in_field else good
+    rule = ["x", value] if as_list else value  # a list: equal to any of these
+    with pytest.raises(InvalidArgumentError, match=r"U\+0000|lone surrogate") as caught:
+        parse_filter({field: rule})
+    assert caught.value.details["argument"] == "filter"
+    assert caught.value.details["field"] == field
 
 
 @given(payload=st.dictionaries(st.text(max_size=3), json_documents, max_size=3))
