@@ -336,7 +336,8 @@ def test_text_no_engine_can_store_is_refused_before_any_write(
 
 
 @given(
-    good=st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=4),
+    # (no "." or '"' either: those make the field name wrong for another reason)
+    good=st.text(st.characters(exclude_categories=["Cs"], exclude_characters='\x00."'), max_size=4),
     text=unstorable,
     in_field=st.booleans(),
     as_list=st.booleans(),
