@@ -1,0 +1,246 @@
+"""tenacity's own retry cases (``tests/test_asyncio.py``, ``tests/test_tenacity.py`` of
+jd/tenacity), restated against :class:`~infra.resilience.RetryPolicy`.
+
+Each test names the tenacity case it restates. Time runs on a ``ManualClock``: sleeps are
+recorded, never waited. Where our policy deliberately differs from tenacity, the test
+pins our behaviour and docs/resilience.md lists the difference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from infra.resilience import ManualClock, RetryConfig, RetryPolicy
+
+
+class Flaky:
+    """Fails ``failures`` times with ``error``, then returns ``"ok"``; counts calls."""
+
+    def __init__(self, failures: int, error: type[Exception] = ConnectionError) -> None:
+        self.failures = failures
+        self.error = error
+        self.calls = 0
+        self.raised: list[Exception] = []
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.calls <= self.failures:
+            exc = self.error(f"failure {self.calls}")
+            self.raised.append(exc)
+            raise exc
+        return "ok"
+
+
+def policy(attempts: int = 3, **config: Any) -> RetryPolicy:
+    config.setdefault("jitter", False)
+    return RetryPolicy(RetryConfig(max_attempts=attempts, **config), clock=ManualClock())
+
+
+# ------------------------------------------------------------------ test_asyncio.py
+async def test_retry_until_success() -> None:  # test_retry
+    fn = Flaky(2)
+    assert await policy(5).execute(fn) == "ok"
+    assert fn.calls == 3
+
+
+async def test_stop_after_attempt() -> None:  # test_stop_after_attempt
+    fn = Flaky(10)
+    with pytest.raises(ConnectionError):
+        await policy(2).execute(fn)
+    assert fn.calls == 2
+
+
+async def test_reraise_gives_the_last_error_itself() -> None:  # test_reraise
+    # Ours always behaves like tenacity's reraise=True: never a RetryError wrapper.
+    fn = Flaky(10)
+    with pytest.raises(ConnectionError) as info:
+        await policy(3).execute(fn)
+    assert info.value is fn.raised[-1]
+    assert any("gave up after 3 attempts" in n for n in getattr(info.value, "__notes__", []))
+
+
+async def test_sleeps_follow_the_backoff() -> None:  # test_sleeps / wait_exponential
+    p = policy(4, base_delay=1.0, exponential_base=2.0, max_delay=3.0)
+    with pytest.raises(ConnectionError):
+        await p.execute(Flaky(10))
+    assert isinstance(p.clock, ManualClock)
+    assert p.clock.sleeps == [1.0, 2.0, 3.0]  # capped by max_delay
+
+
+async def test_zero_wait() -> None:  # wait_none()
+    p = policy(3, base_delay=0.0, max_delay=0.0)
+    assert await p.execute(Flaky(2)) == "ok"
+    assert isinstance(p.clock, ManualClock)
+    assert p.clock.sleeps == [0.0, 0.0]
+
+
+async def test_not_retried_error_is_raised_at_once() -> None:  # retry_if_exception_type
+    fn = Flaky(10, error=ValueError)
+    with pytest.raises(ValueError, match="failure 1"):
+        await policy(5).execute(fn)
+    assert fn.calls == 1
+
+
+async def test_retry_on_given_exception_type() -> None:  # retry_if_exception_type(X)
+    fn = Flaky(2, error=KeyError)
+    assert await policy(5).execute(fn, retryable=KeyError) == "ok"
+    assert fn.calls == 3
+
+
+async def test_attempt_numbers_of_interleaved_calls() -> None:
+    # test_attempt_number_is_correct_for_interleaved_coroutines: one policy, several calls
+    # at once; each call's on_retry sees its own attempt numbers.
+    p = policy(4)
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+
+    def recorder(tag: str) -> Callable[[BaseException, int, float], None]:
+        def on_retry(error: BaseException, attempt: int, delay: float) -> None:
+            seen[tag].append(attempt)
+
+        return on_retry
+
+    await asyncio.gather(
+        p.execute(Flaky(3), on_retry=recorder("a")), p.execute(Flaky(2), on_retry=recorder("b"))
+    )
+    assert seen == {"a": [1, 2, 3], "b": [1, 2]}
+
+
+async def test_statistics() -> None:  # test_statistics_visible_through_outer_decorator
+    # tenacity: fn.statistics["attempt_number"]; ours: policy.stats, summed over calls.
+    p = policy(3)
+    await p.execute(Flaky(2))
+    with pytest.raises(ConnectionError):
+        await p.execute(Flaky(10))
+    assert (p.stats.executions, p.stats.retries, p.stats.give_ups) == (2, 4, 1)
+
+
+async def test_sync_function_is_a_clear_error() -> None:  # test_sync_function_with_async_sleep
+    # tenacity's AsyncRetrying also runs plain functions; ours wants an awaitable.
+    def plain() -> str:
+        return "ok"
+
+    with pytest.raises(TypeError, match="not awaitable"):
+        await policy(3).execute(plain)  # type: ignore[arg-type]
+
+
+async def test_async_on_retry_is_awaited() -> None:  # async before_sleep
+    seen: list[int] = []
+
+    async def on_retry(error: BaseException, attempt: int, delay: float) -> None:
+        await asyncio.sleep(0)
+        seen.append(attempt)
+
+    assert await policy(3).execute(Flaky(2), on_retry=on_retry) == "ok"
+    assert seen == [1, 2]
+
+
+async def test_callback_error_ends_the_retries() -> None:  # exceptions raised in callbacks
+    fn = Flaky(10)
+
+    def on_retry(error: BaseException, attempt: int, delay: float) -> None:
+        raise RuntimeError("callback bug")
+
+    with pytest.raises(RuntimeError, match="callback bug") as info:
+        await policy(5).execute(fn, on_retry=on_retry)
+    assert fn.calls == 1
+    assert info.value.__cause__ is fn.raised[0]
+
+
+async def test_predicate_error_reaches_the_caller() -> None:  # retry callback raising
+    fn = Flaky(10)
+
+    def retryable(error: BaseException) -> bool:
+        if fn.calls >= 2:
+            raise LookupError("predicate bug")
+        return True
+
+    with pytest.raises(LookupError, match="predicate bug"):
+        await policy(5).execute(fn, retryable=retryable)
+    assert fn.calls == 2
+
+
+async def test_cancellation_during_sleep() -> None:  # cancelled while waiting to retry
+    fn = Flaky(10)
+    sleeping = asyncio.Event()
+
+    class BlockingClock(ManualClock):
+        async def sleep(self, seconds: float) -> None:
+            sleeping.set()
+            await asyncio.Event().wait()  # until cancelled
+
+    p = RetryPolicy(RetryConfig(max_attempts=5, jitter=False), clock=BlockingClock())
+    task = asyncio.create_task(p.execute(fn))
+    await sleeping.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert fn.calls == 1
+    assert p.stats.retries == 1  # the sleep had started
+
+
+async def test_cancellation_during_attempt_is_not_retried() -> None:
+    calls = 0
+
+    async def cancelled() -> None:
+        nonlocal calls
+        calls += 1
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await policy(5).execute(cancelled, retryable=BaseException)
+    assert calls == 1
+
+
+# --------------------------------------------------- async predicates (a fixed defect)
+async def _coroutine_predicate(error: BaseException) -> bool:
+    return False
+
+
+class _AsyncCallablePredicate:
+    async def __call__(self, error: BaseException) -> bool:
+        return False
+
+
+def _lambda_returning_a_coroutine(error: BaseException) -> Awaitable[bool]:
+    return _coroutine_predicate(error)
+
+
+async def test_async_predicate_is_refused_before_any_attempt() -> None:
+    # tenacity's AsyncRetrying awaits an async retry predicate (test_retry_with_async_exc).
+    # Ours used to call it, get a coroutine -- truthy -- and so retry every error, even
+    # ones the predicate would have refused, with a "never awaited" warning at best.
+    fn = Flaky(10, error=ValueError)
+    with pytest.raises(TypeError, match="retryable") as info:
+        await policy(5).execute(fn, retryable=_coroutine_predicate)  # type: ignore[arg-type]
+    assert "async" in str(info.value)
+    assert fn.calls == 0
+    with pytest.raises(TypeError, match="retryable"):
+        RetryPolicy(retryable=_AsyncCallablePredicate())  # type: ignore[arg-type]
+
+
+async def test_predicate_returning_an_awaitable_is_a_clear_error() -> None:
+    fn = Flaky(10, error=ValueError)
+    with pytest.raises(TypeError, match="retryable") as info:
+        await policy(5).execute(fn, retryable=_lambda_returning_a_coroutine)  # type: ignore[arg-type]
+    assert fn.calls == 1
+    assert isinstance(info.value.__context__, ValueError)
+
+
+@settings(max_examples=40, deadline=None)
+@given(attempts=st.integers(min_value=1, max_value=6), failures=st.integers(0, 8))
+async def test_no_async_predicate_ever_retries(attempts: int, failures: int) -> None:
+    # Property: whatever the config and outcome, an async predicate never makes a call
+    # retry -- it is refused before the first attempt.
+    fn = Flaky(failures, error=ValueError)
+    p = policy(attempts, base_delay=0.0, max_delay=0.0)
+    for predicate in (_coroutine_predicate, _AsyncCallablePredicate()):
+        with pytest.raises(TypeError, match="retryable"):
+            await p.execute(fn, retryable=predicate)  # type: ignore[arg-type]
+    assert fn.calls == 0
+    assert p.stats.retries == 0
