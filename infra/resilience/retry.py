@@ -14,7 +14,10 @@ command), and catches ``BaseException``. Here:
 * **CancelledError is never caught**: attempts are wrapped in ``except Exception``, so
   cancellation leaves the loop immediately, between or during attempts;
 * **the last real error is raised**, the same object (``reraise=True``; never
-  ``tenacity.RetryError``), with a ``__notes__`` line saying why we stopped;
+  ``tenacity.RetryError``), with a ``__notes__`` line saying why we stopped -- whatever
+  its type: a ``StopAsyncIteration`` (``execute(stream.__anext__)`` reaching the end of
+  the stream on a retry) reaches the caller too, which driving tenacity with ``async
+  for`` would swallow (the loop is therefore driven with ``anext``);
 * **delays** after attempt *n*: ``min(max_delay, base_delay * exponential_base**(n-1))``
   (1, 2, 4 s for the defaults). With ``jitter`` we use *equal jitter*: uniformly in
   ``[d/2, d]``, which spreads a thundering herd while never retrying immediately;
@@ -334,7 +337,13 @@ class RetryPolicy:
             reraise=True,
         )
         try:
-            async for attempt in retrying:
+            # Driven by hand, not ``async for``: tenacity raises the final error out of
+            # ``__anext__``, and ``async for`` would take a StopAsyncIteration there (the
+            # end of a stream read through ``execute(stream.__anext__)``, or one raised by
+            # ``on_retry``) for the end of the loop and swallow it.
+            attempts = aiter(retrying)
+            while True:
+                attempt = await anext(attempts)
                 state = attempt.retry_state
                 run.attempts = state.attempt_number
                 if state.attempt_number == 1:
@@ -356,7 +365,6 @@ class RetryPolicy:
                 final.add_note(run.note())
                 self._notify_give_up(run.attempts, run.reason, final)
             raise
-        raise RuntimeError("tenacity stopped without an outcome")  # pragma: no cover
 
     def on_retry_scheduled(self, attempt: int, delay: float, error: BaseException) -> None:
         """Count a retry and tell the observers (called by the loop before each sleep)."""

@@ -14,11 +14,12 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from infra.cache import RedisCache
+from infra.cache.ttl_policy import MAX_TTL_S
 from infra.exceptions import InvalidArgumentError, InvalidKeyError
 from infra.resilience import ManualClock
 from infra.testing.fakes import FakeCache
@@ -205,3 +206,18 @@ async def test_any_positive_ttl_is_accepted_and_bounded(ttl: float) -> None:
     left = await cache.ttl(KEY)
     assert left is not None
     assert 0 < left <= max(ttl, 0.001) + 0.0005
+
+
+@pytest.mark.redis
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ttl=st.floats(min_value=1e-9, max_value=MAX_TTL_S, allow_nan=False))
+async def test_real_redis_accepts_every_ttl_we_accept(redis_client: Redis, ttl: float) -> None:
+    # Every TTL our validation lets through is one the server takes (no server error
+    # after validation passed) and ttl() never reports more than was asked for.
+    cache = RedisCache(redis_client, namespace="prop")
+    await cache.set(KEY, "value", ttl=ttl)
+    left = await cache.ttl(KEY)
+    if left is not None:  # a 1 ms TTL may have run out already
+        assert left <= max(ttl, 0.001) + 0.0005

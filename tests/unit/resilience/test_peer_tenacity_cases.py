@@ -244,3 +244,83 @@ async def test_no_async_predicate_ever_retries(attempts: int, failures: int) -> 
             await p.execute(fn, retryable=predicate)  # type: ignore[arg-type]
     assert fn.calls == 0
     assert p.stats.retries == 0
+
+
+# ----------------------------------- the last attempt's error, whatever its type (fixed)
+#: What one attempt does: raise one of these (a class, instantiated per attempt) or
+#: return. StopAsyncIteration is what ``execute(stream.__anext__)`` raises at the end of a
+#: stream; it used to end tenacity's ``async for`` silently, and the caller got
+#: ``RuntimeError("tenacity stopped without an outcome")`` instead.
+_OUTCOMES: tuple[type[Exception] | None, ...] = (
+    ConnectionError,
+    TimeoutError,
+    ValueError,
+    StopAsyncIteration,
+    LookupError,
+    None,
+)
+
+
+class Scripted:
+    def __init__(self, script: list[type[Exception] | None]) -> None:
+        self.script = script
+        self.raised: list[Exception] = []
+
+    async def __call__(self) -> str:
+        outcome = self.script[len(self.raised) % len(self.script)]
+        if outcome is None:
+            self.raised.append(Exception("returned"))  # counts the attempt
+            return "ok"
+        exc = outcome(f"attempt {len(self.raised) + 1}")
+        self.raised.append(exc)
+        raise exc
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    script=st.lists(st.sampled_from(_OUTCOMES), min_size=1, max_size=6),
+    attempts=st.integers(min_value=1, max_value=5),
+    retry_stop=st.booleans(),
+)
+async def test_execute_ends_with_the_last_attempts_own_outcome(
+    script: list[type[Exception] | None], attempts: int, retry_stop: bool
+) -> None:
+    # Property: execute returns what the last attempt returned or raises the very error
+    # the last attempt raised -- never a wrapper or an error of the machinery.
+    retryable: tuple[type[Exception], ...] = (ConnectionError, TimeoutError)
+    if retry_stop:
+        retryable += (StopAsyncIteration,)
+    fn = Scripted(script)
+    p = policy(attempts, base_delay=0.0, max_delay=0.0)
+    outcome: object
+    try:
+        outcome = await p.execute(fn, retryable=retryable)
+    except Exception as exc:  # compared with the attempt's own error below
+        outcome = exc
+    last = fn.raised[-1]
+    if outcome == "ok":
+        assert str(last) == "returned"
+    else:
+        assert outcome is last
+        assert len(fn.raised) == attempts or not isinstance(last, retryable)
+
+
+async def test_stream_end_after_a_retry_is_not_a_runtime_error() -> None:
+    # The concrete case: reading a stream's next item, the first read hits a dropped
+    # connection, the retried read finds the stream exhausted.
+    fn = Scripted([ConnectionError, StopAsyncIteration])
+    with pytest.raises(StopAsyncIteration) as info:
+        await policy(3).execute(fn)
+    assert info.value is fn.raised[-1]
+    assert any("not retryable" in note for note in info.value.__notes__)
+
+
+async def test_callback_raising_stop_async_iteration_reaches_the_caller() -> None:
+    fn = Flaky(10)
+
+    def on_retry(error: BaseException, attempt: int, delay: float) -> None:
+        raise StopAsyncIteration("callback")
+
+    with pytest.raises(StopAsyncIteration, match="callback"):
+        await policy(5).execute(fn, on_retry=on_retry)
+    assert fn.calls == 1
