@@ -9,12 +9,15 @@ pins our behaviour and docs/resilience.md lists the difference.
 from __future__ import annotations
 
 import asyncio
+import functools
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tenacity import TryAgain
 
 from infra.resilience import ManualClock, RetryConfig, RetryPolicy
 
@@ -324,3 +327,120 @@ async def test_callback_raising_stop_async_iteration_reaches_the_caller() -> Non
     with pytest.raises(StopAsyncIteration, match="callback"):
         await policy(5).execute(fn, on_retry=on_retry)
     assert fn.calls == 1
+
+
+# ---------------------------------------------------------------- test_tenacity.py
+async def test_stop_before_delay() -> None:
+    # test_stop_before_delay: a sleep that would end past the deadline is not started
+    # (tenacity's stop_after_delay, checked only after an attempt, is not offered).
+    p = policy(10, base_delay=1.0, exponential_base=2.0, max_delay=100.0, deadline=5.0)
+    fn = Flaky(10)
+    with pytest.raises(ConnectionError) as info:
+        await p.execute(fn)
+    assert isinstance(p.clock, ManualClock)
+    assert p.clock.sleeps == [1.0, 2.0]  # 1 + 2 = 3 s; 4 more would end at 7 > 5
+    assert fn.calls == 3
+    assert any("deadline" in note for note in info.value.__notes__)
+
+
+def test_fixed_and_no_sleep() -> None:  # test_no_sleep / test_fixed_sleep
+    fixed = RetryConfig(base_delay=1.0, max_delay=1.0, exponential_base=1.0, jitter=False)
+    none = RetryConfig(base_delay=0.0, max_delay=0.0, jitter=False)
+    assert [fixed.backoff(n) for n in range(1, 5)] == [1.0] * 4
+    assert [none.backoff(n) for n in range(1, 5)] == [0.0] * 4
+
+
+def test_exponential() -> None:  # test_exponential / test_exponential_with_max_wait
+    config = RetryConfig(base_delay=1.0, exponential_base=2.0, max_delay=40.0, jitter=False)
+    assert [config.backoff(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 32, 40]
+
+
+@given(attempt=st.integers(min_value=1, max_value=10**9))
+def test_exponential_past_any_float(attempt: int) -> None:
+    # test_exponential_skips_power_after_reaching_max: no overflow at huge attempt numbers.
+    config = RetryConfig(base_delay=1e-300, exponential_base=10.0, max_delay=60.0)
+    low, high = config.delay_bounds(attempt)
+    assert 0 <= low <= high <= 60.0
+
+
+@given(attempt=st.integers(min_value=1, max_value=64), seed=st.integers(0, 2**32))
+def test_jittered_delay_bounds(attempt: int, seed: int) -> None:
+    # test_wait_random_exponential: ours is "equal jitter" in [d/2, d], tenacity's full
+    # jitter is in [0, d] -- a retry is never immediate.
+    p = RetryPolicy(RetryConfig(base_delay=0.5, max_delay=20.0), rng=random.Random(seed))
+    nominal = p.config.backoff(attempt)
+    assert nominal / 2 <= p.delay_for(attempt) <= nominal
+
+
+async def test_retry_if_exception_message() -> None:  # test_retry_if_exception_message
+    calls = 0
+
+    async def fn() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise RuntimeError("try again later")
+        return "ok"
+
+    assert await policy(5).execute(fn, retryable=lambda e: "again" in str(e)) == "ok"
+    assert calls == 3
+
+
+async def test_retry_until_exception_of_type() -> None:  # test_retry_until_exception_of_type
+    fn = Flaky(2, error=KeyError)
+    assert await policy(5).execute(fn, retryable=lambda e: not isinstance(e, ValueError))
+    stopper = Flaky(10, error=ValueError)
+    with pytest.raises(ValueError, match="failure 1"):
+        await policy(5).execute(stopper, retryable=lambda e: not isinstance(e, ValueError))
+    assert stopper.calls == 1
+
+
+async def test_retry_exception_subclasses() -> None:  # test_retry_if_exception_of_type
+    class TransientError(ConnectionError):
+        pass
+
+    fn = Flaky(2, error=TransientError)
+    assert await policy(5).execute(fn, retryable=(KeyError, ConnectionError)) == "ok"
+
+
+async def test_before_sleep_sees_error_attempt_and_delay() -> None:  # test_before_sleep
+    seen: list[tuple[str, int, float]] = []
+
+    def on_retry(error: BaseException, attempt: int, delay: float) -> None:
+        seen.append((str(error), attempt, delay))
+
+    await policy(3, base_delay=0.5).execute(Flaky(2), on_retry=on_retry)
+    assert seen == [("failure 1", 1, 0.5), ("failure 2", 2, 1.0)]
+
+
+async def test_stats_on_success_and_failure() -> None:  # test_stats / test_stats_failing
+    p = policy(3)
+    await p.execute(Flaky(0))
+    assert (p.stats.executions, p.stats.retries, p.stats.tenacity_loops) == (1, 0, 0)
+    with pytest.raises(ConnectionError):
+        await p.execute(Flaky(10))
+    assert (p.stats.executions, p.stats.retries, p.stats.give_ups) == (2, 2, 1)
+
+
+async def test_callable_object_and_partial() -> None:  # test_retry_function_object
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    assert await policy(2).execute(functools.partial(add, 1), 2) == 3
+    fn = Flaky(1)
+    assert await policy(2).execute(fn) == "ok"
+
+
+async def test_try_again_is_not_special() -> None:  # test_retry_try_again
+    # tenacity.TryAgain forces a retry; here it is an ordinary error (not retryable by
+    # default) -- raise a retryable error, or pass retryable=, instead.
+    calls = 0
+
+    async def fn() -> None:
+        nonlocal calls
+        calls += 1
+        raise TryAgain
+
+    with pytest.raises(TryAgain):
+        await policy(3).execute(fn)
+    assert calls == 1
