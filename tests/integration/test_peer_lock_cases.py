@@ -31,6 +31,7 @@ from infra.exceptions import (
 )
 from infra.ports import LockLease
 from infra.resilience import ManualClock
+from infra.testing.fakes import FakeDistributedLock, FakeLockServer
 
 pytestmark = pytest.mark.redis
 
@@ -316,3 +317,59 @@ async def test_any_valid_lease_is_the_ttl(redis_client: Redis, lease: float) -> 
     finally:
         await redis_client.delete(lock.key("foo"))
     assert granted.lease_seconds == lease
+
+
+# ------------------------------------ python-redis-lock's cases (tests/test_redis_lock.py)
+async def test_waiter_gets_an_expiring_lock() -> None:  # test_timeout_expire
+    # A holder whose lease runs out within the waiter's wait lets the waiter in (on the
+    # fake's clock: the real Redis clock cannot be advanced).
+    server = FakeLockServer(ManualClock())
+    holder = FakeDistributedLock(server, backoff=FAST)
+    waiter = FakeDistributedLock(server, backoff=FAST)
+    first = await holder.acquire("foobar", lease=1, wait=0)
+    second = await waiter.acquire("foobar", wait=2)
+    assert second.fencing_token > first.fencing_token
+    assert server.holder("foobar") == second.owner
+
+
+async def test_extend_from_another_instance(
+    redis_client: Redis, lock: RedisDistributedLock
+) -> None:  # test_extend_another_instance
+    # The lease is a plain value: rebuilt from its fields, in another lock object (another
+    # process), it still extends and releases.
+    lease = await lock.acquire("foobar", lease=100, wait=0)
+    other = RedisDistributedLock(redis_client, namespace="peer:")
+    rebuilt = LockLease(lease.name, lease.owner, lease.fencing_token, lease.lease_seconds)
+    await other.extend(rebuilt, lease_seconds=1000)
+    assert await pttl(redis_client, lock, "foobar") > 100_000
+    await other.release(rebuilt)
+    assert await redis_client.exists(lock.key("foobar")) == 0
+
+
+async def test_extend_with_a_different_owner_fails(
+    redis_client: Redis, lock: RedisDistributedLock
+) -> None:  # test_extend_another_instance_different_id_fail
+    lease = await lock.acquire("foobar", lease=100, wait=0)
+    forged = LockLease(lease.name, "f" * 32, lease.fencing_token, 1000.0)
+    with pytest.raises(LockNotOwnedError):
+        await lock.extend(forged)
+    assert await pttl(redis_client, lock, "foobar") <= 100_000
+    await lock.release(lease)
+
+
+async def test_double_acquire_is_not_reentrant(lock: RedisDistributedLock) -> None:
+    # test_double_acquire: python-redis-lock raises AlreadyAcquired at once; ours waits
+    # (as redis-py's Lock does) and then says why it may never have succeeded.
+    async with lock.hold("foobar", wait=0):
+        with pytest.raises(LockAcquireTimeoutError, match="not reentrant"):
+            await lock.acquire("foobar", wait=0.01)
+
+
+@pytest.mark.parametrize("seconds", [-1, -123, 0, "-1"])
+async def test_broken_extend_lengths(lock: RedisDistributedLock, seconds: Any) -> None:
+    # test_borken_expires: a negative (or zero, or text) length is refused before any I/O.
+    lease = await lock.acquire("foobar", wait=0)
+    with pytest.raises(InvalidArgumentError) as info:
+        await lock.extend(lease, lease_seconds=seconds)
+    assert info.value.argument == "lease_seconds"
+    await lock.release(lease)
