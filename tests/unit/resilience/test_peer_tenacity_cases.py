@@ -9,6 +9,7 @@ pins our behaviour and docs/resilience.md lists the difference.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import random
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from tenacity import TryAgain
 
 from infra.resilience import ManualClock, RetryConfig, RetryPolicy
+from infra.resilience.hooks import GiveUpReason, RecordingObserver
 
 
 class Flaky:
@@ -444,3 +446,72 @@ async def test_try_again_is_not_special() -> None:  # test_retry_try_again
     with pytest.raises(TryAgain):
         await policy(3).execute(fn)
     assert calls == 1
+
+
+# ------------------------------- a raising retryable predicate ends the call visibly (fixed)
+@settings(max_examples=60, deadline=None)
+@given(attempts=st.integers(min_value=2, max_value=6), data=st.data())
+async def test_raising_predicate_is_reported_like_a_failed_callback(
+    attempts: int, data: st.DataObject
+) -> None:
+    # tenacity lets an exception from its retry= callback propagate; ours does too, and --
+    # like a raising on_retry -- the call is counted, reported to observers as given up
+    # (callback_failed) and the error says why. It used to end the call unreported: no
+    # give-up, no note, nothing for observers.
+    fails_at = data.draw(st.integers(min_value=1, max_value=attempts), label="fails_at")
+    seen: list[int] = []
+
+    def retryable(error: BaseException) -> bool:
+        seen.append(1)
+        if len(seen) == fails_at:
+            raise LookupError("predicate bug")
+        return True
+
+    observer = RecordingObserver()
+    p = RetryPolicy(
+        RetryConfig(max_attempts=attempts, base_delay=0.0, max_delay=0.0),
+        name="peer",
+        clock=ManualClock(),
+        hooks=[observer],
+        retryable=retryable,
+    )
+    fn = Flaky(10)
+    with pytest.raises(LookupError, match="predicate bug") as info:
+        await p.execute(fn)
+    failed = info.value
+    assert fn.calls == fails_at
+    assert failed.__cause__ is fn.raised[-1]
+    assert (p.stats.executions, p.stats.retries, p.stats.give_ups) == (1, fails_at - 1, 1)
+    assert observer.give_ups == [("peer", fails_at, GiveUpReason.CALLBACK_FAILED, failed)]
+    assert any("retryable raised LookupError" in note for note in failed.__notes__)
+
+
+@settings(max_examples=40, deadline=None)
+@given(failures=st.integers(min_value=0, max_value=6), attempts=st.integers(1, 6))
+async def test_predicate_consulted_once_per_failed_attempt(failures: int, attempts: int) -> None:
+    # As tenacity's retry= callback: one consultation per failed attempt (the first
+    # attempt's error used to be judged twice -- a stateful predicate miscounted).
+    consulted: list[BaseException] = []
+
+    def retryable(error: BaseException) -> bool:
+        consulted.append(error)
+        return True
+
+    fn = Flaky(failures)
+    p = policy(attempts, base_delay=0.0, max_delay=0.0)
+    with contextlib.suppress(ConnectionError):
+        await p.execute(fn, retryable=retryable)
+    assert consulted == fn.raised
+
+
+async def test_raising_predicate_at_first_is_counted_by_ends_at_first() -> None:
+    # ResiliencePolicy hands a failed first attempt to ends_at_first(): the same rule.
+    def retryable(error: BaseException) -> bool:
+        raise LookupError("predicate bug")
+
+    p = RetryPolicy(RetryConfig(max_attempts=3), clock=ManualClock(), retryable=retryable)
+    attempt_error = ConnectionError("down")
+    with pytest.raises(LookupError) as info:
+        p.ends_at_first(attempt_error)
+    assert info.value.__cause__ is attempt_error
+    assert (p.stats.executions, p.stats.give_ups) == (1, 1)
