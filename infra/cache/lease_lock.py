@@ -371,7 +371,9 @@ class LeaseLockBase(ABC):
             if remaining <= 0:
                 self.metrics.timed_out()
                 raise LockAcquireTimeoutError(
-                    f"lock {name!r} was still held by another owner after waiting {wait_s:g} s",
+                    f"lock {name!r} was still held by another owner after waiting {wait_s:g} s "
+                    "(locks are not reentrant: a lease this process already holds is another "
+                    "owner too)",
                     timeout=wait_s,
                     component=self._component,
                     details={"lock": name},

@@ -14,7 +14,10 @@ command), and catches ``BaseException``. Here:
 * **CancelledError is never caught**: attempts are wrapped in ``except Exception``, so
   cancellation leaves the loop immediately, between or during attempts;
 * **the last real error is raised**, the same object (``reraise=True``; never
-  ``tenacity.RetryError``), with a ``__notes__`` line saying why we stopped;
+  ``tenacity.RetryError``), with a ``__notes__`` line saying why we stopped -- whatever
+  its type: a ``StopAsyncIteration`` (``execute(stream.__anext__)`` reaching the end of
+  the stream on a retry) reaches the caller too, which driving tenacity with ``async
+  for`` would swallow (the loop is therefore driven with ``anext``);
 * **delays** after attempt *n*: ``min(max_delay, base_delay * exponential_base**(n-1))``
   (1, 2, 4 s for the defaults). With ``jitter`` we use *equal jitter*: uniformly in
   ``[d/2, d]``, which spreads a thundering herd while never retrying immediately;
@@ -47,7 +50,10 @@ for observers (:func:`~infra.resilience.hooks.notify`)? An observer is shared
 instrumentation registered once; ``on_retry`` is the caller's own code in the caller's
 own call -- often work the next attempt depends on, such as refreshing a credential --
 so its bug is the caller's to see, and retrying past it would hide the real cause.
-tenacity's ``before_sleep`` behaves the same way.
+tenacity's ``before_sleep`` behaves the same way. **A ``retryable`` predicate that
+raises** ends the call the same way (its error raised, caused by the attempt's error,
+noted, and reported as a give-up with reason ``callback_failed``) -- tenacity lets an
+error of its ``retry=`` callback propagate too; before, the call ended unreported.
 """
 
 from __future__ import annotations
@@ -92,6 +98,7 @@ class _Run:
     __slots__ = (
         "attempts",
         "callback",
+        "callback_name",
         "deadline_at",
         "delay",
         "on_retry",
@@ -114,10 +121,24 @@ class _Run:
         self.attempts = 1
         self.reason: GiveUpReason | None = None
         self.delay = 0.0
-        self.callback: Exception | None = None  # what on_retry raised, if it did
+        self.callback: Exception | None = None  # what on_retry or retryable raised
+        self.callback_name = "on_retry"
 
     def retry(self, state: RetryCallState) -> bool:
-        if self.predicate(_error_of(state)):
+        if state.attempt_number == 1:
+            # The replayed first attempt: its error was already found retryable (the loop
+            # runs only then); a predicate is consulted once per failed attempt.
+            return True
+        error = _error_of(state)
+        try:
+            decision = self.predicate(error)
+        except Exception as failed:
+            # The caller's predicate failed: ends the call as a failed on_retry does.
+            self.reason = GiveUpReason.CALLBACK_FAILED
+            self.callback, self.callback_name = failed, "retryable"
+            _caused_by(failed, error)
+            raise
+        if decision:
             return True
         self.reason = GiveUpReason.NOT_RETRYABLE
         return False
@@ -151,8 +172,7 @@ class _Run:
                 # module docstring), caused by the attempt's error it was told about.
                 self.reason = GiveUpReason.CALLBACK_FAILED
                 self.callback = failed
-                if failed.__cause__ is None:
-                    failed.__cause__ = error
+                _caused_by(failed, error)
                 raise
         self.policy.on_retry_scheduled(attempt, delay, error)
 
@@ -167,7 +187,7 @@ class _Run:
             GiveUpReason.DEADLINE: f"sleeping {self.delay:.3g}s more would pass the deadline",
             GiveUpReason.BUDGET_EXHAUSTED: "the retry budget is exhausted",
             GiveUpReason.CALLBACK_FAILED: (
-                f"on_retry raised {type(self.callback).__name__} after attempt "
+                f"{self.callback_name} raised {type(self.callback).__name__} after attempt "
                 f"{self.attempts} failed; no further attempt was made"
             ),
         }[self.reason or GiveUpReason.NOT_RETRYABLE]
@@ -334,7 +354,13 @@ class RetryPolicy:
             reraise=True,
         )
         try:
-            async for attempt in retrying:
+            # Driven by hand, not ``async for``: tenacity raises the final error out of
+            # ``__anext__``, and ``async for`` would take a StopAsyncIteration there (the
+            # end of a stream read through ``execute(stream.__anext__)``, or one raised by
+            # ``on_retry``) for the end of the loop and swallow it.
+            attempts = aiter(retrying)
+            while True:
+                attempt = await anext(attempts)
                 state = attempt.retry_state
                 run.attempts = state.attempt_number
                 if state.attempt_number == 1:
@@ -356,7 +382,6 @@ class RetryPolicy:
                 final.add_note(run.note())
                 self._notify_give_up(run.attempts, run.reason, final)
             raise
-        raise RuntimeError("tenacity stopped without an outcome")  # pragma: no cover
 
     def on_retry_scheduled(self, attempt: int, delay: float, error: BaseException) -> None:
         """Count a retry and tell the observers (called by the loop before each sleep)."""
@@ -372,20 +397,39 @@ class RetryPolicy:
         this returns ``False``, hand the failure to :meth:`execute` (which counts the call
         then); when ``True``, re-raise ``error``. A call refused by an open breaker ends
         here without replaying the refusal through :meth:`execute` -- the fail-fast path.
+        If the ``retryable`` predicate raises, the call is counted and ends with its error.
         """
-        if not self._gives_up_at_first(error, self._predicate):
-            return False
+        try:
+            ends = self._gives_up_at_first(error, self._predicate)
+        except Exception:  # the predicate raised: the call ends here, with that error
+            self._count_execution()
+            raise
+        if ends:
+            self._count_execution()
+        return ends
+
+    def _count_execution(self) -> None:
         self.stats.executions += 1
         if self._budget is not None:
             self._budget.record_call()
-        return True
 
     def _gives_up_at_first(
         self, error: Exception, predicate: Callable[[BaseException], bool]
     ) -> bool:
         """The first attempt failed with ``error``: report a give-up and return ``True``
         if the call ends. The loop's order: "not retryable" before "no attempts left"."""
-        if not predicate(error):
+        try:
+            decision = predicate(error)
+        except Exception as failed:
+            # The caller's predicate failed: reported as a failed on_retry is.
+            _caused_by(failed, error)
+            failed.add_note(
+                f"{self._name}: gave up after 1 attempt: retryable raised "
+                f"{type(failed).__name__} after attempt 1 failed; no further attempt was made"
+            )
+            self._notify_give_up(1, GiveUpReason.CALLBACK_FAILED, failed)
+            raise
+        if not decision:
             self._notify_give_up(1, GiveUpReason.NOT_RETRYABLE, error)
             return True
         if self._config.max_attempts == 1:
@@ -405,6 +449,12 @@ def _passes_deadline(now: float, delay: float, deadline_at: float | None) -> boo
         return True
     outer = current_deadline()  # set by an enclosing Timeout (e.g. the overall timeout)
     return outer is not None and delay >= outer.remaining()
+
+
+def _caused_by(failed: BaseException, error: BaseException) -> None:
+    """Chain a failed callback's error to the attempt's error it was deciding about."""
+    if failed.__cause__ is None:
+        failed.__cause__ = error
 
 
 def _error_of(state: RetryCallState) -> BaseException:

@@ -7,6 +7,7 @@ a pure function of the configuration (:meth:`RetryConfig.backoff`,
 
 from __future__ import annotations
 
+import inspect
 import math
 import types
 from collections.abc import Awaitable, Callable
@@ -49,6 +50,13 @@ def as_predicate(
     predicate ``SomeError(exc)`` would build an (always truthy) exception and retry
     everything. Anything else -- a list, a non-exception class, a string -- is a
     ``TypeError`` naming ``argument``, raised before any attempt is made.
+
+    The predicate must be synchronous. tenacity's ``AsyncRetrying`` awaits an async
+    ``retry=`` callback; ours used to call it and take the coroutine it returned -- always
+    truthy -- as "retry", so every error was retried, even those the predicate refused. An
+    ``async def`` predicate (or an object with an ``async def __call__``) is now a
+    ``TypeError`` before any attempt, and a predicate that returns an awaitable anyway (a
+    lambda around a coroutine function) raises a ``TypeError`` when first consulted.
     """
     if isinstance(retryable, type):
         if issubclass(retryable, BaseException):
@@ -65,13 +73,45 @@ def as_predicate(
                 )
         return _instance_of(retryable)
     if callable(retryable):
-        return retryable
+        if _is_async_callable(retryable):
+            raise TypeError(
+                f"{argument} must be a synchronous predicate (error) -> bool, got the async "
+                f"callable {retryable!r}; decide from the error alone (no I/O), e.g. "
+                "lambda error: isinstance(error, TransientError)"
+            )
+        return _checked(retryable, argument)
     several = isinstance(retryable, list | set | frozenset | types.UnionType)
     hint = "; use a tuple, e.g. (ErrorA, ErrorB)" if several else ""
     raise TypeError(
         f"{argument} must be an exception class, a tuple of exception classes or a predicate "
         f"(error) -> bool, got {type(retryable).__name__} {retryable!r}{hint}"
     )
+
+
+def _is_async_callable(fn: object) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    # An instance whose class defines ``async def __call__``.
+    return not inspect.isfunction(fn) and inspect.iscoroutinefunction(type(fn).__call__)
+
+
+def _checked(
+    predicate: Callable[[BaseException], bool], argument: str
+) -> Callable[[BaseException], bool]:
+    """``predicate``, refusing an awaitable answer (consulted on failures only)."""
+
+    def retryable(exc: BaseException) -> bool:
+        answer: object = predicate(exc)
+        if inspect.isawaitable(answer):
+            if inspect.iscoroutine(answer):
+                answer.close()  # never awaited, on purpose: no "never awaited" warning
+            raise TypeError(
+                f"{argument} returned an awaitable ({type(answer).__name__}); it must be a "
+                "synchronous predicate (error) -> bool"
+            )
+        return bool(answer)
+
+    return retryable
 
 
 def _instance_of(
