@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import tomllib
 from pathlib import Path
 from typing import TypedDict
 
+import psutil  # type: ignore[import-untyped]
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -128,8 +130,24 @@ def test_embedded_mode_starts_each_server_once_and_stops_it(
     assert isinstance(servers, dict)
     assert set(servers) == {"semantica_embedded_postgres", "semantica_embedded_redis"}
     for pid in servers.values():
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
+        assert _ends(pid), f"server {pid} still running after the session"
+
+
+def _ends(pid: int, within: float = 30.0) -> bool:
+    """Whether ``pid`` is gone (or dead, a zombie its parent has not collected yet) within
+    ``within`` seconds -- a hang guard: PostgreSQL's postmaster is pg_ctl's daemon, not
+    our child, and may still be in its last exit steps, or waiting for init, when the
+    session's last line returns (a loaded machine showed it once)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
 
 
 def test_the_environment_variable_selects_the_mode_and_the_option_wins(
