@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,44 +68,42 @@ def render_readme(readme: str) -> str:
     return _functions(_header("README.md", "The Python blocks"), "readme_block", blocks(readme))
 
 
-def render_guide(guide: str) -> dict[str, str]:
-    """File name -> module text for the guide's file blocks and its other Python blocks."""
-
-    def local(code: str) -> str:
-        return APP_IMPORT.sub("from typing_tests.guide_notes_app import", code)
-
+def _render_doc(text: str, doc: str, prefix: str, local: Callable[[str], str]) -> dict[str, str]:
+    """File name -> module text for a doc's file blocks (``# file: NAME.py``, rendered as
+    ``<prefix>_NAME.py``) and its other Python blocks (``<prefix>_snippets.py``), each with
+    ``local`` applied (imports of the doc's app pointed at the rendered copy)."""
     rendered: dict[str, str] = {}
     snippets: list[str] = []
-    for block in blocks(guide):
+    for block in blocks(text):
         mark = FILE_MARK.match(block)
         if mark:
-            header = _header("docs/guide.md", f"The file block {mark.group(1)}.py")
-            rendered[f"guide_{mark.group(1)}.py"] = header + local(block)
+            header = _header(doc, f"The file block {mark.group(1)}.py")
+            rendered[f"{prefix}_{mark.group(1)}.py"] = header + local(block)
         else:
             snippets.append(local(block))
-    header = _header("docs/guide.md", "The Python blocks")
-    rendered["guide_snippets.py"] = _functions(header, "guide_block", snippets)
+    header = _header(doc, "The Python blocks")
+    rendered[f"{prefix}_snippets.py"] = _functions(header, f"{prefix}_block", snippets)
     return rendered
+
+
+def render_guide(guide: str) -> dict[str, str]:
+    """File name -> module text for the guide's file blocks and its other Python blocks."""
+    return _render_doc(
+        guide,
+        "docs/guide.md",
+        "guide",
+        lambda code: APP_IMPORT.sub("from typing_tests.guide_notes_app import", code),
+    )
 
 
 def render_testing(testing: str) -> dict[str, str]:
     """File name -> module text for docs/testing.md's file blocks and other blocks."""
-
-    def local(code: str) -> str:
-        return NOTES_IMPORT.sub("from typing_tests import testing_notes as notes", code)
-
-    rendered: dict[str, str] = {}
-    snippets: list[str] = []
-    for block in blocks(testing):
-        mark = FILE_MARK.match(block)
-        if mark:
-            header = _header("docs/testing.md", f"The file block {mark.group(1)}.py")
-            rendered[f"testing_{mark.group(1)}.py"] = header + local(block)
-        else:
-            snippets.append(local(block))
-    header = _header("docs/testing.md", "The Python blocks")
-    rendered["testing_snippets.py"] = _functions(header, "testing_block", snippets)
-    return rendered
+    return _render_doc(
+        testing,
+        "docs/testing.md",
+        "testing",
+        lambda code: NOTES_IMPORT.sub("from typing_tests import testing_notes as notes", code),
+    )
 
 
 def render_lifecycle(lifecycle: str) -> str:
