@@ -27,9 +27,9 @@ import contextlib
 import math
 import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from infra.calls import BackendCalls
 from infra.exceptions import (
@@ -58,6 +58,9 @@ from infra.vector.points import (
 )
 
 __all__ = ["CollectionSpec", "HnswOptions", "ScrollPage", "VectorStoreBase"]
+
+#: What a size check of :meth:`VectorStoreBase._sized` answers (prepared points, a vector).
+_Checked = TypeVar("_Checked")
 
 #: Largest vector size accepted (Qdrant's and pgvector's HNSW limits are lower for
 #: indexing; storing is allowed up to this).
@@ -410,14 +413,24 @@ class VectorStoreBase(ABC):
             )
         return spec
 
-    async def _recheck(self, cached: CollectionSpec, model: str | None) -> CollectionSpec | None:
-        """After a vector of another size than ``cached`` says: the collection as the
-        engine has it now, or ``None`` if its size is unchanged (the vector is wrong).
-        Another store or process may have recreated it with another size; the cached
-        size would refuse the right vectors until a restart."""
-        self._specs.pop(cached.name, None)
-        fresh = await self._spec(cached.name, model)
-        return None if fresh.size == cached.size else fresh
+    async def _sized(
+        self,
+        cached: CollectionSpec,
+        model: str | None,
+        check: Callable[[int], Awaitable[_Checked]],
+    ) -> tuple[CollectionSpec, _Checked]:
+        """``check(size)`` against ``cached``'s size; if it finds a vector of another size,
+        once more against the collection as the engine has it now. Another store or
+        process may have recreated it with another size; the cached size would refuse
+        the right vectors until a restart. Unchanged size: the vector is wrong (raised)."""
+        try:
+            return cached, await check(cached.size)
+        except DimensionMismatchError:
+            self._specs.pop(cached.name, None)
+            fresh = await self._spec(cached.name, model)
+            if fresh.size == cached.size:
+                raise
+        return fresh, await check(fresh.size)
 
     @contextlib.contextmanager
     def _forgotten_if_missing(self, name: str) -> Iterator[None]:
@@ -455,13 +468,7 @@ class VectorStoreBase(ABC):
                 )
             return prepare_points(points, size, component=self.component)
 
-        try:
-            prepared = await prepare(spec.size)
-        except DimensionMismatchError:
-            fresh = await self._recheck(spec, model)
-            if fresh is None:
-                raise
-            spec, prepared = fresh, await prepare(fresh.size)
+        spec, prepared = await self._sized(spec, model, prepare)
         if not prepared.ids:
             return 0
         batches = plan_batches(
@@ -500,14 +507,11 @@ class VectorStoreBase(ABC):
         check_limit(limit, component=self.component)
         conditions = parse_filter(filter)
         threshold = self._check_threshold(score_threshold)
-        spec = await self._spec(collection, model)
-        try:
-            query = check_vector(vector, spec.size, component=self.component)
-        except DimensionMismatchError:
-            fresh = await self._recheck(spec, model)
-            if fresh is None:
-                raise
-            spec, query = fresh, check_vector(vector, fresh.size, component=self.component)
+
+        async def checked(size: int) -> list[float]:
+            return check_vector(vector, size, component=self.component)
+
+        spec, query = await self._sized(await self._spec(collection, model), model, checked)
         with self._forgotten_if_missing(collection):
             return await self._search(
                 spec,
